@@ -1,0 +1,22 @@
+//! Database migrations for staffbot. One file per migration; `Migrator` lists them in order.
+//!
+//! The schema is written as SQL with a handful of type placeholders so that one text serves
+//! SQLite and PostgreSQL alike (see [`dialect`]). The integrity rules the rest of staffbot relies
+//! on (one live assignment per task and counter, one winner per request, one response per
+//! inquiry, one open request per task, unique outbox dedupe keys) are enforced here, by the
+//! database, not by application code.
+
+pub use sea_orm_migration;
+use sea_orm_migration::prelude::*;
+
+mod dialect;
+mod m20261127_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_init::Migration)]
+    }
+}

@@ -1,0 +1,153 @@
+//! The `staffbot` command line (design.md §5.1): one module per subcommand group. Results go to
+//! stdout, logs and errors to stderr; errors are one line and a non-zero exit code.
+
+mod check;
+mod migrate;
+mod project;
+mod serve;
+mod staff;
+mod task;
+mod worker;
+mod workflow;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sea_orm::DatabaseConnection;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "staffbot",
+    version,
+    about = "Staff Orchestra-style workflows through Slack: StaffBot and SanityBot in one daemon",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file (default: $STAFFBOT_CONFIG, else ./staffbot.toml if it exists)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (applies pending migrations first)
+    Serve,
+    /// Apply, roll back or list database migrations
+    Migrate(migrate::MigrateArgs),
+    /// Check the configuration, the database and the Slack tokens
+    Check,
+    /// Load and list workflow definitions (Orchestra's workflow.json + vN/version.json)
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// Add, certify and list workers
+    #[command(subcommand)]
+    Worker(worker::WorkerCommand),
+    /// Create, list and abort projects
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    /// List tasks and move them through their lifecycle
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Start staffing a task (same as `/staffbot staff <task>`)
+    Staff(staff::StaffArgs),
+    /// Offer a task to someone else (same as `/staffbot restaff <task> <username>`)
+    Restaff(staff::RestaffArgs),
+}
+
+/// What every command gets: configuration, a migrated database, the clock, and randomness.
+pub struct App {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub fn rng(&self) -> StdRng {
+        match self.config.staffbot.random_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        }
+    }
+}
+
+/// Runs a parsed command line. Errors are returned for `main` to print.
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        // Commands that must not apply migrations on their own.
+        Command::Migrate(args) => migrate::run(&config, args).await,
+        Command::Check => check::run(&config).await,
+        command => {
+            let db = crate::db::connect_and_migrate(config.database_url.expose()).await?;
+            let app = App {
+                config,
+                db,
+                clock: Arc::new(SystemClock),
+            };
+            match command {
+                Command::Serve => serve::run(&app).await,
+                Command::Workflow(c) => workflow::run(&app, c).await,
+                Command::Worker(c) => worker::run(&app, c).await,
+                Command::Project(c) => project::run(&app, c).await,
+                Command::Task(c) => task::run(&app, c).await,
+                Command::Staff(a) => staff::run_staff(&app, a).await,
+                Command::Restaff(a) => staff::run_restaff(&app, a).await,
+                Command::Migrate(_) | Command::Check => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints rows as an aligned text table (header first).
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for row in rows {
+        println!("{}", line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

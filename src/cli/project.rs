@@ -1,0 +1,187 @@
+//! `staffbot project create|list|abort`.
+
+use std::collections::HashMap;
+
+use clap::Subcommand;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::Serialize;
+
+use super::{App, print_json, print_table};
+use crate::db::ProjectStatus;
+use crate::db::entities::{project, task, workflow, workflow_version};
+use crate::error::UserError;
+use crate::workflow::lifecycle;
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and its first tasks; prints the new project id
+    Create {
+        /// Workflow slug
+        #[arg(long, value_name = "SLUG")]
+        workflow: String,
+        /// Version slug (default: the most recently loaded version)
+        #[arg(long, value_name = "SLUG")]
+        version: Option<String>,
+        /// Short description, shown to workers in offers
+        #[arg(long)]
+        description: String,
+        /// Higher is staffed first
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// The project's private Slack channel id (C… or G…)
+        #[arg(long, value_name = "C…")]
+        channel: Option<String>,
+        /// Print {"id": N}
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Abort a project: it and its unfinished tasks end; open staffing requests close
+    Abort { id: i64 },
+}
+
+#[derive(Debug, Serialize)]
+struct ProjectJson {
+    id: i64,
+    workflow: String,
+    version: String,
+    description: String,
+    priority: i32,
+    status: ProjectStatus,
+    slack_channel_id: Option<String>,
+    tasks: usize,
+    created_at: String,
+}
+
+pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    match command {
+        ProjectCommand::Create {
+            workflow: workflow_slug,
+            version,
+            description,
+            priority,
+            channel,
+            json,
+        } => {
+            let tx = app.db.begin().await?;
+            let wf = workflow::Entity::find()
+                .filter(workflow::Column::Slug.eq(&workflow_slug))
+                .one(&tx)
+                .await?
+                .ok_or_else(|| UserError::WorkflowNotFound(workflow_slug.clone()))?;
+            let mut query = workflow_version::Entity::find()
+                .filter(workflow_version::Column::WorkflowId.eq(wf.id));
+            if let Some(v) = &version {
+                query = query.filter(workflow_version::Column::Slug.eq(v));
+            }
+            let v = query
+                .order_by_desc(workflow_version::Column::Id)
+                .one(&tx)
+                .await?
+                .ok_or_else(|| match &version {
+                    Some(v) => UserError::VersionNotFound(v.clone()),
+                    None => UserError::NoVersions {
+                        workflow: workflow_slug.clone(),
+                    },
+                })?;
+            let id =
+                lifecycle::create_project(&tx, &v, &description, priority, channel, now).await?;
+            tx.commit().await?;
+            if json {
+                print_json(&serde_json::json!({ "id": id }))?;
+            } else {
+                println!("{id}");
+            }
+        }
+        ProjectCommand::List { json } => {
+            let list = list(app).await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.to_string(),
+                        p.status.to_string(),
+                        p.priority.to_string(),
+                        format!("{}/{}", p.workflow, p.version),
+                        p.slack_channel_id.clone().unwrap_or_else(|| "-".into()),
+                        p.tasks.to_string(),
+                        p.description.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "STATUS",
+                    "PRIORITY",
+                    "WORKFLOW",
+                    "CHANNEL",
+                    "TASKS",
+                    "DESCRIPTION",
+                ],
+                &rows,
+            );
+        }
+        ProjectCommand::Abort { id } => {
+            let tx = app.db.begin().await?;
+            lifecycle::abort_project(&tx, id, now).await?;
+            tx.commit().await?;
+            println!("project {id} aborted");
+        }
+    }
+    Ok(())
+}
+
+async fn list(app: &App) -> anyhow::Result<Vec<ProjectJson>> {
+    let workflows: HashMap<i64, String> = workflow::Entity::find()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w.slug))
+        .collect();
+    let versions: HashMap<i64, (String, String)> = workflow_version::Entity::find()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let wf = workflows.get(&v.workflow_id).cloned().unwrap_or_default();
+            (v.id, (wf, v.slug))
+        })
+        .collect();
+    let mut task_counts: HashMap<i64, usize> = HashMap::new();
+    for t in task::Entity::find().all(&app.db).await? {
+        *task_counts.entry(t.project_id).or_default() += 1;
+    }
+    Ok(project::Entity::find()
+        .order_by_asc(project::Column::Id)
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let (workflow, version) = versions
+                .get(&p.workflow_version_id)
+                .cloned()
+                .unwrap_or_default();
+            ProjectJson {
+                id: p.id,
+                workflow,
+                version,
+                description: p.short_description,
+                priority: p.priority,
+                status: p.status,
+                slack_channel_id: p.slack_channel_id,
+                tasks: task_counts.get(&p.id).copied().unwrap_or(0),
+                created_at: p.created_at.to_rfc3339(),
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,50 @@
+//! `staffbot staff <task>` and `staffbot restaff <task> <username>`: the slash commands' rules
+//! and texts from the command line. Messages are queued; the daemon (or `tick`) delivers them.
+
+use anyhow::anyhow;
+use clap::Args;
+use sea_orm::TransactionTrait;
+
+use super::App;
+use crate::db::RequestCause;
+use crate::error::Error;
+use crate::staffing;
+
+#[derive(Debug, Args)]
+pub struct StaffArgs {
+    task: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RestaffArgs {
+    task: i64,
+    /// staffbot username or Slack username of the worker to replace
+    username: String,
+}
+
+fn user_facing(task: i64, e: Error) -> anyhow::Error {
+    match e {
+        Error::User(u) => anyhow!(staffing::staff_error_text(task, &u)),
+        other => other.into(),
+    }
+}
+
+pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
+    let tx = app.db.begin().await?;
+    staffing::staff_task(&tx, args.task, RequestCause::User, app.clock.now())
+        .await
+        .map_err(|e| user_facing(args.task, e))?;
+    tx.commit().await?;
+    println!("{}", staffing::got_it_text(args.task, false));
+    Ok(())
+}
+
+pub async fn run_restaff(app: &App, args: RestaffArgs) -> anyhow::Result<()> {
+    let tx = app.db.begin().await?;
+    staffing::restaff_task(&tx, args.task, &args.username, app.clock.now())
+        .await
+        .map_err(|e| user_facing(args.task, e))?;
+    tx.commit().await?;
+    println!("{}", staffing::got_it_text(args.task, true));
+    Ok(())
+}

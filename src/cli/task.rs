@@ -1,0 +1,200 @@
+//! `staffbot task list|assign|submit|review`.
+
+use std::collections::HashMap;
+
+use clap::{ArgGroup, Subcommand};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::Serialize;
+
+use super::{App, print_json, print_table};
+use crate::db::entities::{step, task, task_assignment, worker};
+use crate::db::{AssignmentStatus, TaskStatus};
+use crate::workflow::lifecycle::{self, find_worker};
+use crate::workflow::rules::SubmitKind;
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List tasks
+    List {
+        #[arg(long, value_name = "ID")]
+        project: Option<i64>,
+        /// awaiting_processing, processing, pending_review, reviewing, post_review_processing, complete or aborted
+        #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+        status: Option<TaskStatus>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign a task waiting for a worker, or hand a task in progress to another worker
+    Assign { task: i64, username: String },
+    /// Submit a task as its current worker (to review or to completion, per the review policy)
+    Submit {
+        task: i64,
+        #[arg(long, value_name = "USERNAME")]
+        worker: String,
+    },
+    /// Approve or reject a task as its reviewer
+    #[command(group(ArgGroup::new("decision").required(true).args(["approve", "reject"])))]
+    Review {
+        task: i64,
+        #[arg(long, value_name = "USERNAME")]
+        worker: String,
+        /// Accept the work (it completes, or goes to the next review level)
+        #[arg(long)]
+        approve: bool,
+        /// Send the work back to the previous worker
+        #[arg(long)]
+        reject: bool,
+    },
+}
+
+fn parse_status(text: &str) -> Result<TaskStatus, String> {
+    TaskStatus::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown status {text:?}; use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskJson {
+    pub id: i64,
+    pub project_id: i64,
+    pub step: String,
+    pub status: TaskStatus,
+    pub assignments: Vec<AssignmentJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AssignmentJson {
+    pub worker: String,
+    pub counter: i32,
+    pub status: AssignmentStatus,
+}
+
+pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    match command {
+        TaskCommand::List {
+            project,
+            status,
+            json,
+        } => {
+            let list = list(app, project, status).await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.project_id.to_string(),
+                        t.step.clone(),
+                        t.status.to_string(),
+                        t.assignments
+                            .iter()
+                            .map(|a| format!("{}#{}:{}", a.worker, a.counter, a.status))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "PROJECT", "STEP", "STATUS", "ASSIGNMENTS"], &rows);
+        }
+        TaskCommand::Assign { task, username } => {
+            let tx = app.db.begin().await?;
+            let w = find_worker(&tx, &username).await?;
+            let (assignment, reassigned) =
+                lifecycle::assign_or_reassign(&tx, task, &w, now).await?;
+            tx.commit().await?;
+            if reassigned {
+                println!(
+                    "task {task}: assignment {} handed to {username}",
+                    assignment.assignment_counter
+                );
+            } else {
+                println!(
+                    "task {task}: assigned to {username} (assignment {})",
+                    assignment.assignment_counter
+                );
+            }
+        }
+        TaskCommand::Submit { task, worker } => {
+            let mut rng = app.rng();
+            let tx = app.db.begin().await?;
+            let w = find_worker(&tx, &worker).await?;
+            let status =
+                lifecycle::submit(&tx, task, &w, SubmitKind::RequestedReview, now, &mut rng)
+                    .await?;
+            tx.commit().await?;
+            println!("task {task}: {status}");
+        }
+        TaskCommand::Review {
+            task,
+            worker,
+            approve,
+            reject: _,
+        } => {
+            let mut rng = app.rng();
+            let tx = app.db.begin().await?;
+            let w = find_worker(&tx, &worker).await?;
+            let status = lifecycle::review(&tx, task, &w, approve, now, &mut rng).await?;
+            tx.commit().await?;
+            println!("task {task}: {status}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(
+    app: &App,
+    project: Option<i64>,
+    status: Option<TaskStatus>,
+) -> anyhow::Result<Vec<TaskJson>> {
+    let mut query = task::Entity::find().order_by_asc(task::Column::Id);
+    if let Some(p) = project {
+        query = query.filter(task::Column::ProjectId.eq(p));
+    }
+    if let Some(s) = status {
+        query = query.filter(task::Column::Status.eq(s.as_str()));
+    }
+    let tasks = query.all(&app.db).await?;
+    let task_ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+    let steps: HashMap<i64, String> = step::Entity::find()
+        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.slug))
+        .collect();
+    let assignments = task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.is_in(task_ids))
+        .order_by_asc(task_assignment::Column::AssignmentCounter)
+        .all(&app.db)
+        .await?;
+    let workers: HashMap<i64, String> = worker::Entity::find()
+        .filter(worker::Column::Id.is_in(assignments.iter().map(|a| a.worker_id)))
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w.username))
+        .collect();
+    let mut by_task: HashMap<i64, Vec<AssignmentJson>> = HashMap::new();
+    for a in assignments {
+        by_task.entry(a.task_id).or_default().push(AssignmentJson {
+            worker: workers.get(&a.worker_id).cloned().unwrap_or_default(),
+            counter: a.assignment_counter,
+            status: a.status,
+        });
+    }
+    Ok(tasks
+        .into_iter()
+        .map(|t| TaskJson {
+            id: t.id,
+            project_id: t.project_id,
+            step: steps.get(&t.step_id).cloned().unwrap_or_default(),
+            status: t.status,
+            assignments: by_task.remove(&t.id).unwrap_or_default(),
+        })
+        .collect())
+}

@@ -1,0 +1,245 @@
+//! `staffbot worker add|certify|list`.
+
+use std::collections::HashMap;
+
+use clap::{Subcommand, ValueEnum};
+use sea_orm::{EntityTrait, QueryOrder, TransactionTrait};
+use serde::Serialize;
+
+use super::{App, print_json, print_table};
+use crate::db::Role;
+use crate::db::entities::{certification, worker, worker_certification, workflow};
+use crate::workers::{self, Certify, NewWorker};
+use crate::workflow::lifecycle::find_worker;
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Add a worker
+    Add {
+        username: String,
+        /// Slack member id (U…): needed to receive offers and join project channels
+        #[arg(long, value_name = "U…")]
+        slack_user_id: Option<String>,
+        /// Slack display username (accepted by `restaff` as well as the username)
+        #[arg(long)]
+        slack_username: Option<String>,
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Used in offers ("Hello <first name>!")
+        #[arg(long, default_value = "")]
+        first_name: String,
+        /// May use /staffbot
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Certify a worker (again: updates priority and staffbot-enabled)
+    Certify {
+        username: String,
+        certification: String,
+        /// The workflow of the certification, when several workflows use that slug
+        #[arg(long, value_name = "SLUG")]
+        workflow: Option<String>,
+        #[arg(long, value_enum, default_value_t = RoleArg::EntryLevel)]
+        role: RoleArg,
+        /// Higher is offered work first
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Keep the certification but never receive offers for it
+        #[arg(long)]
+        staffbot_disabled: bool,
+    },
+    /// List workers and their certifications
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    EntryLevel,
+    Reviewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::EntryLevel => Role::EntryLevel,
+            RoleArg::Reviewer => Role::Reviewer,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerJson {
+    id: i64,
+    username: String,
+    first_name: String,
+    email: String,
+    slack_user_id: Option<String>,
+    slack_username: Option<String>,
+    is_admin: bool,
+    certifications: Vec<CertificationJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct CertificationJson {
+    workflow: String,
+    certification: String,
+    role: Role,
+    staffbot_enabled: bool,
+    staffing_priority: i32,
+}
+
+pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    match command {
+        WorkerCommand::Add {
+            username,
+            slack_user_id,
+            slack_username,
+            email,
+            first_name,
+            admin,
+        } => {
+            let w = workers::add(
+                &app.db,
+                NewWorker {
+                    username,
+                    first_name,
+                    email,
+                    slack_user_id,
+                    slack_username,
+                    is_admin: admin,
+                },
+                now,
+            )
+            .await?;
+            println!("added worker {} (id {})", w.username, w.id);
+        }
+        WorkerCommand::Certify {
+            username,
+            certification,
+            workflow,
+            role,
+            priority,
+            staffbot_disabled,
+        } => {
+            let tx = app.db.begin().await?;
+            let w = find_worker(&tx, &username).await?;
+            let cert =
+                workers::find_certification(&tx, &certification, workflow.as_deref()).await?;
+            let row = workers::certify(
+                &tx,
+                &w,
+                &cert,
+                Certify {
+                    role: role.into(),
+                    staffing_priority: priority,
+                    staffbot_enabled: !staffbot_disabled,
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            println!(
+                "certified {} for {} as {} (priority {}, staffbot {})",
+                w.username,
+                cert.slug,
+                row.role,
+                row.staffing_priority,
+                if row.staffbot_enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+            );
+        }
+        WorkerCommand::List { json } => {
+            let list = list(app).await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.username.clone(),
+                        w.slack_user_id.clone().unwrap_or_else(|| "-".into()),
+                        if w.is_admin { "yes" } else { "no" }.into(),
+                        w.certifications
+                            .iter()
+                            .map(|c| {
+                                format!(
+                                    "{}/{}:{}(p{}{})",
+                                    c.workflow,
+                                    c.certification,
+                                    c.role,
+                                    c.staffing_priority,
+                                    if c.staffbot_enabled { "" } else { ", disabled" }
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect();
+            print_table(&["USERNAME", "SLACK", "ADMIN", "CERTIFICATIONS"], &rows);
+        }
+    }
+    Ok(())
+}
+
+async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
+    let workflows: HashMap<i64, String> = workflow::Entity::find()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w.slug))
+        .collect();
+    let certs: HashMap<i64, (String, String)> = certification::Entity::find()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let wf = workflows.get(&c.workflow_id).cloned().unwrap_or_default();
+            (c.id, (wf, c.slug))
+        })
+        .collect();
+    let mut by_worker: HashMap<i64, Vec<CertificationJson>> = HashMap::new();
+    for wc in worker_certification::Entity::find()
+        .order_by_asc(worker_certification::Column::Id)
+        .all(&app.db)
+        .await?
+    {
+        let (workflow, certification) =
+            certs.get(&wc.certification_id).cloned().unwrap_or_default();
+        by_worker
+            .entry(wc.worker_id)
+            .or_default()
+            .push(CertificationJson {
+                workflow,
+                certification,
+                role: wc.role,
+                staffbot_enabled: wc.staffbot_enabled,
+                staffing_priority: wc.staffing_priority,
+            });
+    }
+    Ok(worker::Entity::find()
+        .order_by_asc(worker::Column::Username)
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .map(|w| WorkerJson {
+            certifications: by_worker.remove(&w.id).unwrap_or_default(),
+            id: w.id,
+            username: w.username,
+            first_name: w.first_name,
+            email: w.email,
+            slack_user_id: w.slack_user_id,
+            slack_username: w.slack_username,
+            is_admin: w.is_admin,
+        })
+        .collect())
+}

@@ -1,0 +1,146 @@
+//! `staffbot workflow load|list`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::Serialize;
+
+use super::{App, print_json, print_table};
+use crate::db::entities::{certification, step, workflow, workflow_version};
+use crate::workflow::definition;
+use crate::workflow::load::{self, StoreError, VersionOutcome};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Load a workflow: a directory (workflow.json + vN/version.json), a workflow.json, or one version.json
+    Load {
+        path: PathBuf,
+        /// Update versions that already exist (steps may be added, not removed or rewired)
+        #[arg(long)]
+        force: bool,
+    },
+    /// List loaded workflows and their versions
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct WorkflowJson {
+    slug: String,
+    name: String,
+    description: String,
+    certifications: Vec<String>,
+    versions: Vec<VersionJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct VersionJson {
+    slug: String,
+    name: String,
+    steps: Vec<String>,
+    sanity_checks: bool,
+}
+
+pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
+    match command {
+        WorkflowCommand::Load { path, force } => {
+            let def = definition::read(&path)?;
+            for note in &def.notes {
+                eprintln!("note: {note}");
+            }
+            let tx = app.db.begin().await?;
+            let summary = match load::store(&tx, &def, force, app.clock.now()).await {
+                Ok(s) => s,
+                Err(StoreError::Invalid(e)) => return Err(e.into()),
+                Err(StoreError::Db(e)) => return Err(e.into()),
+            };
+            tx.commit().await?;
+            for (version, outcome) in &summary.versions {
+                let what = match outcome {
+                    VersionOutcome::Created => "created",
+                    VersionOutcome::Updated => "updated",
+                    VersionOutcome::Unchanged => "unchanged",
+                };
+                println!("workflow {} version {version}: {what}", summary.workflow);
+            }
+            Ok(())
+        }
+        WorkflowCommand::List { json } => {
+            let list = list(app).await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .flat_map(|w| {
+                    w.versions.iter().map(move |v| {
+                        vec![
+                            w.slug.clone(),
+                            v.slug.clone(),
+                            w.name.clone(),
+                            v.steps.join(", "),
+                            w.certifications.join(", "),
+                        ]
+                    })
+                })
+                .collect();
+            print_table(
+                &["WORKFLOW", "VERSION", "NAME", "STEPS", "CERTIFICATIONS"],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn list(app: &App) -> anyhow::Result<Vec<WorkflowJson>> {
+    let mut out = Vec::new();
+    for w in workflow::Entity::find()
+        .order_by_asc(workflow::Column::Slug)
+        .all(&app.db)
+        .await?
+    {
+        let certifications = certification::Entity::find()
+            .filter(certification::Column::WorkflowId.eq(w.id))
+            .order_by_asc(certification::Column::Slug)
+            .all(&app.db)
+            .await?
+            .into_iter()
+            .map(|c| c.slug)
+            .collect();
+        let mut versions = Vec::new();
+        for v in workflow_version::Entity::find()
+            .filter(workflow_version::Column::WorkflowId.eq(w.id))
+            .order_by_asc(workflow_version::Column::Id)
+            .all(&app.db)
+            .await?
+        {
+            let steps = step::Entity::find()
+                .filter(step::Column::WorkflowVersionId.eq(v.id))
+                .order_by_asc(step::Column::Position)
+                .all(&app.db)
+                .await?
+                .into_iter()
+                .map(|s| s.slug)
+                .collect();
+            versions.push(VersionJson {
+                slug: v.slug,
+                name: v.name,
+                steps,
+                sanity_checks: v.sanity_checks.is_some(),
+            });
+        }
+        out.push(WorkflowJson {
+            slug: w.slug,
+            name: w.name,
+            description: w.description,
+            certifications,
+            versions,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,554 @@
+//! Typed configuration: one TOML file plus environment overrides (design.md §5.2).
+//!
+//! Sources, lowest to highest precedence: built-in defaults, the TOML file (`--config PATH`,
+//! else `STAFFBOT_CONFIG`, else `./staffbot.toml` when it exists), then the environment variables
+//! listed in the table. Unknown keys are rejected with their full dotted name. Secrets are
+//! wrapped in [`SecretString`] so they never reach `Debug` output or logs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// Default database: an SQLite file next to where staffbot runs, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://staffbot.db?mode=rwc";
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown configuration key `{key}` in {path}")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("invalid value in environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// The whole configuration, with every default applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub database_url: SecretUrl,
+    pub slack: SlackConfig,
+    pub staffbot: StaffbotConfig,
+    pub loops: LoopsConfig,
+    pub sanitybot: SanitybotConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: SecretUrl::new(DEFAULT_DATABASE_URL),
+            slack: SlackConfig::default(),
+            staffbot: StaffbotConfig::default(),
+            loops: LoopsConfig::default(),
+            sanitybot: SanitybotConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SlackConfig {
+    pub bot_token: Option<SecretString>,
+    pub app_token: Option<SecretString>,
+    pub api_url: String,
+    pub verification_token: Option<SecretString>,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            bot_token: None,
+            app_token: None,
+            api_url: DEFAULT_SLACK_API_URL.to_string(),
+            verification_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StaffbotConfig {
+    pub worker_batch_size: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub batch_frequency: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub staffing_min_time: Duration,
+    pub staffing_group_id: Option<String>,
+    #[serde(deserialize_with = "de_duration")]
+    pub reminder_interval: Duration,
+    pub allowed: AllowedConfig,
+    pub random_seed: Option<u64>,
+}
+
+impl Default for StaffbotConfig {
+    fn default() -> Self {
+        StaffbotConfig {
+            worker_batch_size: 5,
+            batch_frequency: Duration::from_secs(2 * 60),
+            staffing_min_time: Duration::from_secs(30 * 60),
+            staffing_group_id: None,
+            reminder_interval: Duration::from_secs(24 * 3600),
+            allowed: AllowedConfig::default(),
+            random_seed: None,
+        }
+    }
+}
+
+/// Slash-command whitelists; `None` allows everything, an empty list rejects everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AllowedConfig {
+    pub team_ids: Option<Vec<String>>,
+    pub team_domains: Option<Vec<String>>,
+    pub channel_ids: Option<Vec<String>>,
+    pub channel_names: Option<Vec<String>>,
+    pub user_ids: Option<Vec<String>>,
+    pub user_names: Option<Vec<String>>,
+    pub commands: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LoopsConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub tick_interval: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for LoopsConfig {
+    fn default() -> Self {
+        LoopsConfig {
+            tick_interval: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SanitybotConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+}
+
+impl Default for SanitybotConfig {
+    fn default() -> Self {
+        SanitybotConfig {
+            interval: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// A database URL that may carry a password: shown with the password masked.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn new(url: &str) -> Self {
+        SecretUrl(SecretString::from(url.to_string()))
+    }
+    /// The full URL, for connecting. Never log it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    /// The URL with any password replaced by `***`, safe to print.
+    pub fn redacted(&self) -> String {
+        redact_url(self.expose())
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_string(),
+    }
+}
+
+/// Parses `"500ms"`, `"3s"`, `"2m"`, `"1h"`, `"1d"` (and combinations such as `"1h30m"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {text:?}: expected a number followed by ms, s, m, h or d"
+            ));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = rest[unit_len..].trim_start();
+        let part = match unit {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
+            "" => {
+                return Err(format!(
+                    "invalid duration {text:?}: missing unit (ms, s, m, h or d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way the config accepts it (`"2m"`, `"1d"`, `"1h30m"`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Loads the configuration: the file chosen as described in the module docs, then the
+    /// process environment.
+    pub fn load(explicit_path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(explicit_path, &env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        explicit_path: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let path = match explicit_path {
+            Some(p) => Some(p.to_path_buf()),
+            None => match env.get("STAFFBOT_CONFIG").filter(|v| !v.is_empty()) {
+                Some(p) => Some(PathBuf::from(p)),
+                None => {
+                    let default = PathBuf::from("staffbot.toml");
+                    default.exists().then_some(default)
+                }
+            },
+        };
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, &path)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(deserializer, |key| {
+            unknown.push(key.to_string());
+        })
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if let Some(key) = unknown.into_iter().next() {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_path_buf(),
+                key,
+            });
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        if let Some(v) = get("STAFFBOT_DATABASE_URL") {
+            self.database_url = SecretUrl::new(&v);
+        }
+        if let Some(v) = get("SLACK_BOT_TOKEN") {
+            self.slack.bot_token = Some(SecretString::from(v));
+        }
+        if let Some(v) = get("SLACK_APP_TOKEN") {
+            self.slack.app_token = Some(SecretString::from(v));
+        }
+        if let Some(v) = get("SLACK_API_URL") {
+            self.slack.api_url = v;
+        }
+        if let Some(v) = get("SLACK_VERIFICATION_TOKEN") {
+            self.slack.verification_token = Some(SecretString::from(v));
+        }
+        if let Some(v) = get("STAFFBOT_METRICS_LISTEN") {
+            self.metrics.listen = Some(v);
+        }
+        if let Some(v) = get("STAFFBOT_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError::Env {
+                        var: "STAFFBOT_LOG_FORMAT".to_string(),
+                        message: format!("expected \"text\" or \"json\", got {other:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = get("RUST_LOG") {
+            self.log.level = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn defaults_match_the_design_table() {
+        let c = Config::default();
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.slack.api_url, "https://slack.com/api");
+        assert_eq!(c.staffbot.worker_batch_size, 5);
+        assert_eq!(c.staffbot.batch_frequency, Duration::from_secs(120));
+        assert_eq!(c.staffbot.staffing_min_time, Duration::from_secs(1800));
+        assert_eq!(c.staffbot.reminder_interval, Duration::from_secs(86_400));
+        assert_eq!(c.loops.tick_interval, Duration::from_secs(10));
+        assert_eq!(c.loops.lease_ttl, Duration::from_secs(30));
+        assert_eq!(c.sanitybot.interval, Duration::from_secs(300));
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.level, "info");
+        assert!(c.metrics.listen.is_none());
+        assert!(c.staffbot.allowed.user_ids.is_none());
+    }
+
+    #[test]
+    fn every_documented_key_parses() {
+        let c = parse(
+            r#"
+database_url = "postgres://u:pw@localhost/staffbot"
+[slack]
+bot_token = "xoxb-1"
+app_token = "xapp-1"
+api_url = "http://127.0.0.1:9/api"
+verification_token = "vt"
+[staffbot]
+worker_batch_size = 3
+batch_frequency = "500ms"
+staffing_min_time = "1h30m"
+staffing_group_id = "C0STAFF"
+reminder_interval = "2d"
+random_seed = 7
+[staffbot.allowed]
+team_ids = ["T1"]
+team_domains = ["acme"]
+channel_ids = ["C1"]
+channel_names = ["privategroup"]
+user_ids = ["U1"]
+user_names = ["alice"]
+commands = ["/staffbot"]
+[loops]
+tick_interval = "3s"
+lease_ttl = "1m"
+[sanitybot]
+interval = "10m"
+[metrics]
+listen = "127.0.0.1:9898"
+[log]
+format = "json"
+level = "debug"
+"#,
+        )
+        .expect("valid config");
+        assert_eq!(c.staffbot.worker_batch_size, 3);
+        assert_eq!(c.staffbot.batch_frequency, Duration::from_millis(500));
+        assert_eq!(c.staffbot.staffing_min_time, Duration::from_secs(5400));
+        assert_eq!(
+            c.staffbot.reminder_interval,
+            Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(c.staffbot.random_seed, Some(7));
+        assert_eq!(c.staffbot.allowed.commands, Some(vec!["/staffbot".into()]));
+        assert_eq!(c.loops.lease_ttl, Duration::from_secs(60));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9898"));
+        assert_eq!(
+            c.slack.bot_token.as_ref().map(|s| s.expose_secret()),
+            Some("xoxb-1")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[staffbot]\nworker_batch_sise = 3\n").expect_err("typo");
+        assert_eq!(
+            err.to_string(),
+            "unknown configuration key `staffbot.worker_batch_sise` in test.toml"
+        );
+        let err = parse("[staffbot.allowed]\nusers = []\n").expect_err("typo");
+        assert!(
+            err.to_string().contains("`staffbot.allowed.users`"),
+            "{err}"
+        );
+        let err = parse("colour = 1\n").expect_err("top level");
+        assert!(err.to_string().contains("`colour`"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_are_explained() {
+        let err = parse("[loops]\ntick_interval = \"10\"\n").expect_err("no unit");
+        assert!(err.to_string().contains("missing unit"), "{err}");
+        let err = parse("[loops]\ntick_interval = \"10w\"\n").expect_err("bad unit");
+        assert!(err.to_string().contains("unknown unit"), "{err}");
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        for text in ["500ms", "3s", "2m", "1h", "1d", "1h30m"] {
+            let d = parse_duration(text).expect("valid");
+            assert_eq!(format_duration(d), text);
+        }
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("staffbot.toml");
+        std::fs::write(&path, "database_url = \"sqlite://a.db\"\n").expect("write");
+        let env: HashMap<String, String> = [
+            ("STAFFBOT_DATABASE_URL", "sqlite://b.db"),
+            ("SLACK_BOT_TOKEN", "xoxb-env"),
+            ("SLACK_API_URL", "http://127.0.0.1:1/api"),
+            ("STAFFBOT_LOG_FORMAT", "json"),
+            ("RUST_LOG", "staffbot=trace"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = Config::load_from(Some(&path), &env).expect("loads");
+        assert_eq!(c.database_url.expose(), "sqlite://b.db");
+        assert_eq!(c.slack.api_url, "http://127.0.0.1:1/api");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "staffbot=trace");
+
+        let bad: HashMap<String, String> =
+            [("STAFFBOT_LOG_FORMAT".to_string(), "xml".to_string())].into();
+        let err = Config::load_from(Some(&path), &bad).expect_err("bad env");
+        assert!(err.to_string().contains("STAFFBOT_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = parse(
+            "database_url = \"postgres://bob:hunter2@db/staffbot\"\n[slack]\nbot_token = \"xoxb-secret\"\nverification_token = \"vt-secret\"\n",
+        )
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("xoxb-secret"), "{shown}");
+        assert!(!shown.contains("vt-secret"), "{shown}");
+        assert!(shown.contains("postgres://bob:***@db/staffbot"), "{shown}");
+    }
+}

@@ -1,0 +1,154 @@
+//! Status and role enums, stored as snake_case text (the same names `--json` prints).
+
+use std::fmt;
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name {
+            $(
+                #[sea_orm(string_value = $text)]
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Task status (behaviour §4.1).
+    TaskStatus {
+        AwaitingProcessing = "awaiting_processing",
+        Processing = "processing",
+        PendingReview = "pending_review",
+        Reviewing = "reviewing",
+        PostReviewProcessing = "post_review_processing",
+        Complete = "complete",
+        Aborted = "aborted",
+    }
+);
+
+impl TaskStatus {
+    /// Orchestra's display string, e.g. "Pending Review".
+    pub fn display_name(self) -> &'static str {
+        match self {
+            TaskStatus::AwaitingProcessing => "Awaiting Processing",
+            TaskStatus::Processing => "Processing",
+            TaskStatus::PendingReview => "Pending Review",
+            TaskStatus::Reviewing => "Reviewing",
+            TaskStatus::PostReviewProcessing => "Post-review Processing",
+            TaskStatus::Complete => "Complete",
+            TaskStatus::Aborted => "Aborted",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Complete | TaskStatus::Aborted)
+    }
+}
+
+text_enum!(
+    ProjectStatus {
+        Active = "active",
+        Paused = "paused",
+        Completed = "completed",
+        Aborted = "aborted",
+    }
+);
+
+impl ProjectStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, ProjectStatus::Completed | ProjectStatus::Aborted)
+    }
+}
+
+text_enum!(
+    AssignmentStatus {
+        Processing = "processing",
+        Submitted = "submitted",
+        Failed = "failed",
+    }
+);
+
+text_enum!(
+    /// The role a certification is held at; counter 0 needs `entry_level`, counters ≥ 1 `reviewer`.
+    Role {
+        EntryLevel = "entry_level",
+        Reviewer = "reviewer",
+    }
+);
+
+impl Role {
+    pub fn for_counter(counter: i32) -> Role {
+        if counter == 0 {
+            Role::EntryLevel
+        } else {
+            Role::Reviewer
+        }
+    }
+}
+
+text_enum!(
+    RequestStatus {
+        Sending = "sending",
+        DoneSending = "done_sending",
+        Closed = "closed",
+    }
+);
+
+text_enum!(
+    RequestCause {
+        User = "user",
+        TaskPolicy = "task_policy",
+        Restaff = "restaff",
+    }
+);
+
+impl RequestCause {
+    /// Orchestra's wording ("user", "task policy", "restaff").
+    pub fn description(self) -> &'static str {
+        match self {
+            RequestCause::User => "user",
+            RequestCause::TaskPolicy => "task policy",
+            RequestCause::Restaff => "restaff",
+        }
+    }
+}
+
+text_enum!(
+    InquiryMethod {
+        Slack = "slack",
+        PreviouslyOptedIn = "previously_opted_in",
+    }
+);
+
+text_enum!(
+    OutboxStatus {
+        Pending = "pending",
+        Sent = "sent",
+        Failed = "failed",
+    }
+);

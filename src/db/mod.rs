@@ -1,0 +1,67 @@
+//! Database access: connecting (SQLite or PostgreSQL), migrations, the sea-orm entities, and the
+//! named queries the rest of staffbot uses.
+
+pub mod entities;
+pub mod enums;
+
+use std::time::Duration;
+
+use migrations::Migrator;
+use migrations::sea_orm_migration::MigratorTrait;
+use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr};
+
+pub use enums::*;
+
+/// How long an SQLite writer waits for a lock held by another connection or process before
+/// giving up; with WAL, readers never wait.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to the database {url}: {source}")]
+    Connect { url: String, source: DbErr },
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(DbErr),
+}
+
+/// Opens a connection pool. SQLite gets WAL, a busy timeout and foreign keys.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+        });
+    Database::connect(options)
+        .await
+        .map_err(|source| ConnectError::Connect {
+            url: crate::config::redact_url(url),
+            source,
+        })
+}
+
+/// Connects and applies every pending migration: what `serve` and the CLI do before anything else.
+pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, ConnectError> {
+    let db = connect(url).await?;
+    Migrator::up(&db, None)
+        .await
+        .map_err(ConnectError::Migrate)?;
+    Ok(db)
+}
+
+pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {
+    db.get_database_backend() == DatabaseBackend::Postgres
+}
+
+/// True when the error is a violated unique constraint (a lost race, a duplicate).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

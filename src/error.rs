@@ -1,0 +1,92 @@
+//! Errors users see. [`UserError`] carries Orchestra's texts where Orchestra has them; callers
+//! (CLI, slash command) print or reply with its `Display`. Everything else is [`Error::Db`].
+
+use sea_orm::DbErr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("Task {0} does not exist")]
+    TaskNotFound(i64),
+    #[error("Project {0} does not exist")]
+    ProjectNotFound(i64),
+    #[error("Worker with username {0} does not exist")]
+    WorkerNotFound(String),
+    #[error("Workflow {0} does not exist")]
+    WorkflowNotFound(String),
+    #[error("Invalid version requested: {0}")]
+    VersionNotFound(String),
+    #[error("Workflow {workflow} has no versions; load one with `staffbot workflow load`")]
+    NoVersions { workflow: String },
+    #[error("Certification {0} does not exist")]
+    CertificationNotFound(String),
+    #[error("Certification {slug} exists in several workflows ({workflows}); pass --workflow")]
+    AmbiguousCertification { slug: String, workflows: String },
+    #[error(
+        "You are trying to add a reviewer certification ({0}) for a worker without an entry-level certification"
+    )]
+    ReviewerWithoutEntryLevel(String),
+    #[error("Worker {0} already exists")]
+    WorkerExists(String),
+    #[error("Slack user id {slack_user_id} already belongs to worker {username}")]
+    SlackIdTaken {
+        slack_user_id: String,
+        username: String,
+    },
+    #[error("Status incompatible with new assignment")]
+    StatusIncompatibleWithNewAssignment,
+    #[error("Task is in incorrect state")]
+    TaskInIncorrectState,
+    #[error("Worker not certified for this task.")]
+    NotCertifiedForTask,
+    #[error("Worker not certified for this assignment.")]
+    NotCertifiedForAssignment,
+    #[error("Worker already assigned to this task.")]
+    AlreadyAssigned,
+    #[error("Submission prerequisites are not complete.")]
+    SubmissionPrerequisitesIncomplete,
+    #[error("Task already completed")]
+    TaskAlreadyCompleted,
+    #[error("Task assignment with worker is in broken state.")]
+    AssignmentBroken,
+    #[error("Worker is not allowed to submit")]
+    NotAllowedToSubmit,
+    #[error("Task has illegal status for submit.")]
+    IllegalStatusForSubmit,
+    #[error("Task not in submittable state.")]
+    NotSubmittable,
+    #[error("Task not in rejectable state.")]
+    NotRejectable,
+    #[error("Task {0} is not under review.")]
+    NotUnderReview(i64),
+    #[error("Review policy incorrectly specified.")]
+    ReviewPolicyIncorrect,
+    #[error("Task {task} has no assignment to reassign")]
+    NothingToReassign { task: i64 },
+    #[error("Task {task} is {status}; only unfinished tasks can be assigned")]
+    TaskFinished { task: i64, status: String },
+    #[error("Project {id} is already {status}")]
+    ProjectFinished { id: i64, status: String },
+    #[error("Assignment policy of step {step} failed: {message}")]
+    AssignmentPolicyFailed { step: String, message: String },
+    #[error("TaskAssignment associated with user {username} and task {task} does not exist.")]
+    AssignmentNotFound { username: String, task: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl Error {
+    pub fn user(&self) -> Option<&UserError> {
+        match self {
+            Error::User(e) => Some(e),
+            Error::Db(_) => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

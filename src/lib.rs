@@ -1,0 +1,16 @@
+//! staffbot: StaffBot and SanityBot for Orchestra-style workflows, over Slack Socket Mode.
+//!
+//! Layout (design.md §3): [`config`] reads settings; [`db`] owns entities and queries;
+//! [`workflow`] loads workflow definitions and runs the task lifecycle; [`staffing`] owns
+//! staffing requests; [`outbox`] queues every Slack write; [`cli`] is the admin command line.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod outbox;
+pub mod sanity;
+pub mod staffing;
+pub mod workers;
+pub mod workflow;

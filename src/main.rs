@@ -1,0 +1,57 @@
+//! The `staffbot` binary: parse the command line, load the configuration, set up logging (always
+//! to stderr), run the command, and print any error as one line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use staffbot::cli::{self, Cli};
+use staffbot::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    // The migrator announces every start at INFO; keep that quiet unless asked for.
+    let directives = if config.log.level.contains("sea_orm_migration") {
+        config.log.level.clone()
+    } else {
+        format!("{},sea_orm_migration=warn", config.log.level)
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The outbox: every Slack write is a row first (design.md §2). Domain code calls [`enqueue`]
+//! inside its transaction; the sender (Slack side) delivers rows later, exactly once per
+//! dedupe key.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::db::OutboxStatus;
+use crate::db::entities::outbox;
+
+/// One Slack Web API call, as stored in `outbox.payload`. The tag is the API method name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method")]
+pub enum SlackWrite {
+    /// `chat.postMessage`; `channel` may be a channel id or a user id (a DM).
+    #[serde(rename = "chat.postMessage")]
+    PostMessage {
+        channel: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocks: Option<Value>,
+    },
+    /// `chat.update` of a message we posted earlier.
+    #[serde(rename = "chat.update")]
+    Update {
+        channel: String,
+        ts: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocks: Option<Value>,
+    },
+    #[serde(rename = "chat.postEphemeral")]
+    PostEphemeral {
+        channel: String,
+        user: String,
+        text: String,
+    },
+    #[serde(rename = "conversations.invite")]
+    Invite { channel: String, users: String },
+    #[serde(rename = "conversations.kick")]
+    Kick { channel: String, user: String },
+}
+
+impl SlackWrite {
+    pub fn method(&self) -> &'static str {
+        match self {
+            SlackWrite::PostMessage { .. } => "chat.postMessage",
+            SlackWrite::Update { .. } => "chat.update",
+            SlackWrite::PostEphemeral { .. } => "chat.postEphemeral",
+            SlackWrite::Invite { .. } => "conversations.invite",
+            SlackWrite::Kick { .. } => "conversations.kick",
+        }
+    }
+
+    pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
+        SlackWrite::PostMessage {
+            channel: channel.to_string(),
+            text: text.into(),
+            blocks: None,
+        }
+    }
+}
+
+/// Queues `write` under `dedupe_key`. Queuing the same key twice is a no-op, so callers may
+/// retry freely. Returns true when a new row was written.
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    dedupe_key: &str,
+    write: &SlackWrite,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let payload = serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let row = outbox::ActiveModel {
+        dedupe_key: Set(dedupe_key.to_string()),
+        method: Set(write.method().to_string()),
+        payload: Set(payload),
+        status: Set(OutboxStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        created_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = outbox::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(outbox::Column::DedupeKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted > 0)
+}

@@ -1,0 +1,263 @@
+//! Staffing requests: opening one (`staff`, `restaff`, the `staffbot_autoassign` policy),
+//! closing them, and recording the winner when a task gets its worker.
+//!
+//! Batches, offers and responses (the engine that acts on open requests) build on this.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    QueryFilter,
+};
+
+use crate::db::entities::{
+    project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
+};
+use crate::db::{RequestCause, RequestStatus};
+use crate::error::{Error, UserError};
+use crate::outbox::{self, SlackWrite};
+use crate::workflow::rules;
+
+/// `Got it! I will start staffing task N!` / `… restaffing …` (behaviour §7.5, §7.6).
+pub fn got_it_text(task_id: i64, restaff: bool) -> String {
+    if restaff {
+        format!("Got it! I will start restaffing task {task_id}!")
+    } else {
+        format!("Got it! I will start staffing task {task_id}!")
+    }
+}
+
+/// Queues a post to the project's channel; a project without a channel is skipped with a
+/// warning (design.md §5.1).
+pub async fn post_to_project<C: ConnectionTrait>(
+    conn: &C,
+    project: &project::Model,
+    dedupe_key: &str,
+    text: String,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    match &project.slack_channel_id {
+        Some(channel) => {
+            outbox::enqueue(conn, dedupe_key, &SlackWrite::post(channel, text), now).await?;
+        }
+        None => tracing::warn!(
+            project_id = project.id,
+            "project has no Slack channel; not posting {dedupe_key}"
+        ),
+    }
+    Ok(())
+}
+
+/// Closes every open request of a task. Returns how many were closed.
+pub async fn close_open_requests<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let result = staffing_request::Entity::update_many()
+        .col_expr(
+            staffing_request::Column::Status,
+            Expr::value(RequestStatus::Closed.as_str()),
+        )
+        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
+        .filter(staffing_request::Column::TaskId.eq(task_id))
+        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Closes the task's open requests and opens a new one for `counter`.
+pub async fn open_request<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: i32,
+    cause: RequestCause,
+    now: DateTime<Utc>,
+) -> Result<staffing_request::Model, DbErr> {
+    close_open_requests(conn, task_id, now).await?;
+    staffing_request::ActiveModel {
+        task_id: Set(task_id),
+        required_role_counter: Set(counter),
+        cause: Set(cause),
+        status: Set(RequestStatus::Sending),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+async fn load_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<(task::Model, project::Model), Error> {
+    let task = task::Entity::find_by_id(task_id)
+        .one(conn)
+        .await?
+        .ok_or(UserError::TaskNotFound(task_id))?;
+    let project = project::Entity::find_by_id(task.project_id)
+        .one(conn)
+        .await?
+        .ok_or(UserError::ProjectNotFound(task.project_id))?;
+    Ok((task, project))
+}
+
+/// `staff <task>`: open a request for the task's next role counter and announce it.
+pub async fn staff_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    cause: RequestCause,
+    now: DateTime<Utc>,
+) -> Result<staffing_request::Model, Error> {
+    let (task, project) = load_task(conn, task_id).await?;
+    let counters: Vec<i32> = task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|a| a.assignment_counter)
+        .collect();
+    let counter = rules::required_role_counter(task.status, &counters)?;
+    let request = open_request(conn, task_id, counter, cause, now).await?;
+    post_to_project(
+        conn,
+        &project,
+        &format!("got-it:request:{}", request.id),
+        got_it_text(task_id, false),
+        now,
+    )
+    .await?;
+    Ok(request)
+}
+
+/// Finds a worker by staffbot username or Slack username (the `restaff` argument).
+pub async fn find_worker_by_name<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    if let Some(w) = worker::Entity::find()
+        .filter(worker::Column::Username.eq(name))
+        .one(conn)
+        .await?
+    {
+        return Ok(Some(w));
+    }
+    worker::Entity::find()
+        .filter(worker::Column::SlackUsername.eq(name))
+        .one(conn)
+        .await
+}
+
+/// `restaff <task> <username>`: open a request for that worker's assignment counter. The worker
+/// keeps the assignment until somebody accepts.
+pub async fn restaff_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<staffing_request::Model, Error> {
+    let worker = find_worker_by_name(conn, username)
+        .await?
+        .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?;
+    let (task, project) = load_task(conn, task_id).await?;
+    let assignment = task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .filter(task_assignment::Column::WorkerId.eq(worker.id))
+        .one(conn)
+        .await?
+        .ok_or_else(|| UserError::AssignmentNotFound {
+            username: username.to_string(),
+            task: task_id.to_string(),
+        })?;
+    if task.status.is_finished() {
+        return Err(UserError::TaskFinished {
+            task: task_id,
+            status: task.status.to_string(),
+        }
+        .into());
+    }
+    let request = open_request(
+        conn,
+        task_id,
+        assignment.assignment_counter,
+        RequestCause::Restaff,
+        now,
+    )
+    .await?;
+    post_to_project(
+        conn,
+        &project,
+        &format!("got-it:request:{}", request.id),
+        got_it_text(task_id, true),
+        now,
+    )
+    .await?;
+    Ok(request)
+}
+
+/// Called when `worker_id` gets counter `counter` of a task by any path (accept, CLI assign,
+/// assignment policy): if a request for that counter is open, all the task's requests close,
+/// and the worker's response on it, if they were asked, is marked the winner.
+pub async fn record_assignment_win<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: i32,
+    worker_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let open = staffing_request::Entity::find()
+        .filter(staffing_request::Column::TaskId.eq(task_id))
+        .filter(staffing_request::Column::RequiredRoleCounter.eq(counter))
+        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
+        .one(conn)
+        .await?;
+    let Some(request) = open else {
+        return Ok(());
+    };
+    close_open_requests(conn, task_id, now).await?;
+    let inquiry = staffing_inquiry::Entity::find()
+        .filter(staffing_inquiry::Column::RequestId.eq(request.id))
+        .filter(staffing_inquiry::Column::WorkerId.eq(worker_id))
+        .one(conn)
+        .await?;
+    if let Some(inquiry) = inquiry {
+        let existing = staffing_response::Entity::find()
+            .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
+            .one(conn)
+            .await?;
+        match existing {
+            Some(r) => {
+                let mut am: staffing_response::ActiveModel = r.into();
+                am.is_available = Set(true);
+                am.is_winner = Set(true);
+                am.update(conn).await?;
+            }
+            None => {
+                staffing_response::ActiveModel {
+                    inquiry_id: Set(inquiry.id),
+                    request_id: Set(request.id),
+                    worker_id: Set(worker_id),
+                    is_available: Set(true),
+                    is_winner: Set(true),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The reply text for a failed `staff` (behaviour §7.5): lifecycle errors are wrapped as
+/// `Task N got an error: "…"`, the rest are shown as they are.
+pub fn staff_error_text(task_id: i64, error: &UserError) -> String {
+    match error {
+        UserError::StatusIncompatibleWithNewAssignment | UserError::TaskInIncorrectState => {
+            format!("Task {task_id} got an error: \"{error}\"")
+        }
+        other => other.to_string(),
+    }
+}

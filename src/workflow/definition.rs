@@ -1,0 +1,427 @@
+//! Reading and validating Orchestra's workflow layout: `DIR/workflow.json` (workflow and
+//! certifications) plus `DIR/<version>/version.json` for each version (behaviour §3).
+//!
+//! Validation is complete at load time: every function path is resolved to a built-in, every
+//! slug reference checked, review policies and SanityBot configuration validated. Nothing that
+//! loads can fail later because of its definition.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::functions::{
+    DescriptionFunction, ReviewPolicy, StepAssignmentPolicies, check_creation_policy,
+    parse_assignment_policy, parse_description_function, parse_review_policy,
+};
+use crate::sanity::SanityConfig;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+fn err<T>(message: impl Into<String>) -> Result<T, LoadError> {
+    Err(LoadError(message.into()))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificationDef {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub required_certifications: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDef {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub creation_depends_on: Vec<String>,
+    pub submission_depends_on: Vec<String>,
+    pub required_certifications: Vec<String>,
+    pub assignment_policy: StepAssignmentPolicies,
+    pub review_policy: ReviewPolicy,
+    pub detailed_description: Option<DescriptionFunction>,
+    pub completion_ends_project: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionDef {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub steps: Vec<StepDef>,
+    pub sanity_checks: Option<SanityConfig>,
+    /// The `sanity_checks` object as written (stored next to the parsed form).
+    pub raw_sanity_checks: Value,
+    /// The whole `version.json` as written.
+    pub raw: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowDef {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub certifications: Vec<CertificationDef>,
+    pub versions: Vec<VersionDef>,
+    /// Keys that were ignored (Orchestra UI settings and the like), for the user to see.
+    pub notes: Vec<String>,
+}
+
+fn read_json(path: &Path) -> Result<Value, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| LoadError(format!("invalid JSON in {}: {e}", path.display())))
+}
+
+fn string_field(obj: &Value, key: &str, what: &str) -> Result<String, LoadError> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => err(format!("{what} needs \"{key}\" (a non-empty string)")),
+    }
+}
+
+fn optional_string(obj: &Value, key: &str) -> String {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn slug_list(obj: &Value, key: &str, what: &str) -> Result<Vec<String>, LoadError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError(format!("{what}.{key} must be a list of slugs"))),
+        Some(_) => err(format!("{what}.{key} must be a list of slugs")),
+    }
+}
+
+/// Loads a workflow from a directory (all versions) or from a file: a `workflow.json` (all
+/// versions in its directory) or one `version.json` (just that version).
+pub fn read(path: &Path) -> Result<WorkflowDef, LoadError> {
+    if !path.exists() {
+        return err("Workflow directory does not exist.");
+    }
+    let (dir, only_version): (PathBuf, Option<PathBuf>) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else if path.file_name().is_some_and(|n| n == "version.json") {
+        let version_dir = path.parent().unwrap_or(Path::new("."));
+        (
+            version_dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            Some(version_dir.to_path_buf()),
+        )
+    } else {
+        (path.parent().unwrap_or(Path::new(".")).to_path_buf(), None)
+    };
+    let manifest = dir.join("workflow.json");
+    if !manifest.is_file() {
+        return err("No \"workflow.json\" manifest file found.");
+    }
+    let version_dirs = match only_version {
+        Some(v) => vec![v],
+        None => {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| LoadError(format!("cannot read {}: {e}", dir.display())))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.join("version.json").is_file())
+                .collect();
+            dirs.sort();
+            dirs
+        }
+    };
+    if version_dirs.is_empty() {
+        return err(format!(
+            "Workflow directory {} does not contain any versions",
+            dir.display()
+        ));
+    }
+    let workflow = read_json(&manifest)?;
+    let versions = version_dirs
+        .iter()
+        .map(|d| read_json(&d.join("version.json")).map(|v| (d.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()?;
+    parse(&workflow, &versions)
+}
+
+/// Validates a parsed `workflow.json` and its versions (each with the directory it came from,
+/// for messages).
+pub fn parse(workflow: &Value, versions: &[(PathBuf, Value)]) -> Result<WorkflowDef, LoadError> {
+    let slug = string_field(workflow, "slug", "workflow.json")?;
+    let name = string_field(workflow, "name", "workflow.json")?;
+    let description = optional_string(workflow, "description");
+    let mut notes = Vec::new();
+
+    let mut certifications = Vec::new();
+    let cert_values = match workflow.get("certifications") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => return err("workflow.json: certifications must be a list"),
+    };
+    for c in &cert_values {
+        let cslug = string_field(c, "slug", "a certification")?;
+        if certifications
+            .iter()
+            .any(|x: &CertificationDef| x.slug == cslug)
+        {
+            return err(format!("Certification {cslug} is defined twice."));
+        }
+        certifications.push(CertificationDef {
+            name: string_field(c, "name", &format!("certification {cslug}"))?,
+            description: optional_string(c, "description"),
+            required_certifications: slug_list(c, "required_certifications", &cslug)?,
+            slug: cslug,
+        });
+    }
+    let cert_slugs: HashSet<&str> = certifications.iter().map(|c| c.slug.as_str()).collect();
+    for c in &certifications {
+        if c.required_certifications
+            .iter()
+            .any(|r| !cert_slugs.contains(r.as_str()))
+        {
+            return err(format!(
+                "Certification {} requires non-existent certification.",
+                c.slug
+            ));
+        }
+    }
+
+    let mut parsed_versions = Vec::new();
+    let mut seen_versions = HashSet::new();
+    for (dir, version) in versions {
+        let v = parse_version(version, &cert_slugs, &mut notes)
+            .map_err(|e| LoadError(format!("{}: {}", dir.join("version.json").display(), e.0)))?;
+        if !seen_versions.insert(v.slug.clone()) {
+            return err(format!("Version {} is defined twice.", v.slug));
+        }
+        parsed_versions.push(v);
+    }
+    Ok(WorkflowDef {
+        slug,
+        name,
+        description,
+        certifications,
+        versions: parsed_versions,
+        notes,
+    })
+}
+
+const IGNORED_STEP_KEYS: &[&str] = &["user_interface", "todolist_templates_to_apply"];
+const STEP_KEYS: &[&str] = &[
+    "slug",
+    "name",
+    "description",
+    "is_human",
+    "creation_depends_on",
+    "submission_depends_on",
+    "required_certifications",
+    "assignment_policy",
+    "review_policy",
+    "creation_policy",
+    "detailed_description_function",
+    "completion_ends_project",
+];
+
+fn parse_version(
+    version: &Value,
+    cert_slugs: &HashSet<&str>,
+    notes: &mut Vec<String>,
+) -> Result<VersionDef, LoadError> {
+    let slug = string_field(version, "slug", "version.json")?;
+    let name = string_field(version, "name", "version.json")?;
+    let description = optional_string(version, "description");
+    if version
+        .get("abort_completion_function")
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        return err(
+            "abort_completion_function is not supported by staffbot; remove it from version.json",
+        );
+    }
+    let step_values = version
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or_else(|| LoadError("version.json needs \"steps\" (a list)".into()))?;
+
+    let mut raw_steps: Vec<(&Value, String)> = Vec::new();
+    for s in step_values {
+        let sslug = string_field(s, "slug", "a step")?;
+        if raw_steps.iter().any(|(_, x)| *x == sslug) {
+            return err(format!("Step {sslug} is defined twice."));
+        }
+        raw_steps.push((s, sslug));
+    }
+    let step_slugs: Vec<&str> = raw_steps.iter().map(|(_, s)| s.as_str()).collect();
+
+    let mut steps = Vec::new();
+    for (s, sslug) in &raw_steps {
+        let what = format!("step {sslug}");
+        if let Some(obj) = s.as_object() {
+            for key in obj.keys() {
+                if IGNORED_STEP_KEYS.contains(&key.as_str()) {
+                    notes.push(format!(
+                        "step {sslug}: \"{key}\" is ignored (Orchestra UI setting)"
+                    ));
+                } else if !STEP_KEYS.contains(&key.as_str()) {
+                    match key.as_str() {
+                        "execution_function" | "assignable_hours_function" => {
+                            return err(format!(
+                                "{what}: \"{key}\" is not supported by staffbot (no machine steps, no availability-based auto-staffing)"
+                            ));
+                        }
+                        _ => notes.push(format!("{what}: unknown key \"{key}\" is ignored")),
+                    }
+                }
+            }
+        }
+        if s.get("is_human").and_then(Value::as_bool) == Some(false) {
+            return err(format!(
+                "{what}: machine steps (is_human: false) are not supported by staffbot"
+            ));
+        }
+        let creation_depends_on = slug_list(s, "creation_depends_on", sslug)?;
+        let submission_depends_on = slug_list(s, "submission_depends_on", sslug)?;
+        let required_certifications = slug_list(s, "required_certifications", sslug)?;
+        for (relation, list, known) in [
+            ("creation_depends_on", &creation_depends_on, &step_slugs),
+            ("submission_depends_on", &submission_depends_on, &step_slugs),
+        ] {
+            if list.iter().any(|x| !known.contains(&x.as_str())) {
+                return err(format!("{sslug}.{relation} contains a non-existent slug."));
+            }
+        }
+        if required_certifications
+            .iter()
+            .any(|c| !cert_slugs.contains(c.as_str()))
+        {
+            return err(format!(
+                "{sslug}.required_certifications contains a non-existent slug."
+            ));
+        }
+
+        let assignment_policy = match s.get("assignment_policy") {
+            None | Some(Value::Null) => StepAssignmentPolicies::default(),
+            Some(p) if p.as_object().is_some_and(|o| o.is_empty()) => {
+                StepAssignmentPolicies::default()
+            }
+            Some(p) => {
+                let functions = p.get("policy_function").ok_or_else(|| {
+                    LoadError(format!(
+                        "{what}: Assignment policy incorrectly specified. (needs \"policy_function\")"
+                    ))
+                })?;
+                let mut policies = StepAssignmentPolicies::default();
+                for (key, slot) in [
+                    ("entry_level", &mut policies.entry_level),
+                    ("reviewer", &mut policies.reviewer),
+                ] {
+                    if let Some(spec) = functions.get(key) {
+                        *slot = parse_assignment_policy(spec)
+                            .map_err(|e| LoadError(format!("{what}: {key} policy: {e}")))?;
+                    }
+                }
+                policies
+            }
+        };
+        for policy in [&assignment_policy.entry_level, &assignment_policy.reviewer] {
+            if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
+                policy
+                && let Some(bad) = related_steps
+                    .iter()
+                    .find(|r| !step_slugs.contains(&r.as_str()))
+            {
+                return err(format!(
+                    "{what}: previously_completed_steps names step {bad}, which is not in this version"
+                ));
+            }
+        }
+        let review_policy = match s.get("review_policy") {
+            None | Some(Value::Null) => ReviewPolicy::default(),
+            Some(p) => parse_review_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?,
+        };
+        if let Some(p) = s.get("creation_policy") {
+            check_creation_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?;
+        }
+        let detailed_description = match s.get("detailed_description_function") {
+            None => None,
+            Some(f) => parse_description_function(f)
+                .map_err(|e| LoadError(format!("{what}: detailed_description_function: {e}")))?,
+        };
+        steps.push(StepDef {
+            slug: sslug.clone(),
+            name: string_field(s, "name", &what)?,
+            description: optional_string(s, "description"),
+            creation_depends_on,
+            submission_depends_on,
+            required_certifications,
+            assignment_policy,
+            review_policy,
+            detailed_description,
+            completion_ends_project: s
+                .get("completion_ends_project")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        });
+    }
+    check_acyclic(&steps)?;
+
+    let raw_sanity_checks = version
+        .get("sanity_checks")
+        .cloned()
+        .unwrap_or(Value::Object(Default::default()));
+    let sanity_checks = SanityConfig::parse(&raw_sanity_checks, &step_slugs)
+        .map_err(|e| LoadError(format!("sanity_checks: {e}")))?;
+
+    Ok(VersionDef {
+        slug,
+        name,
+        description,
+        steps,
+        sanity_checks,
+        raw_sanity_checks,
+        raw: version.clone(),
+    })
+}
+
+/// A cycle in `creation_depends_on` means those tasks could never be created.
+fn check_acyclic(steps: &[StepDef]) -> Result<(), LoadError> {
+    let deps: HashMap<&str, &Vec<String>> = steps
+        .iter()
+        .map(|s| (s.slug.as_str(), &s.creation_depends_on))
+        .collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    fn visit<'a>(
+        slug: &'a str,
+        deps: &HashMap<&'a str, &'a Vec<String>>,
+        state: &mut HashMap<&'a str, u8>,
+    ) -> Result<(), LoadError> {
+        match state.get(slug) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                return err(format!(
+                    "{slug}.creation_depends_on forms a cycle; its task could never be created."
+                ));
+            }
+            _ => {}
+        }
+        state.insert(slug, 1);
+        if let Some(list) = deps.get(slug) {
+            for d in list.iter() {
+                visit(d.as_str(), deps, state)?;
+            }
+        }
+        state.insert(slug, 2);
+        Ok(())
+    }
+    for s in steps {
+        visit(s.slug.as_str(), &deps, &mut state)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,693 @@
+//! The task lifecycle (behaviour §4): projects and their tasks, assignment and reassignment,
+//! submission with review policies, reviews, completion and abort. Every function runs inside
+//! the caller's transaction and queues Slack effects in the outbox; none talks to Slack.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde_json::json;
+
+use super::functions::{AssignmentPolicy, ReviewPolicy, StepAssignmentPolicies};
+use super::rules::{self, SubmitKind};
+use crate::db::entities::{
+    project, step, step_certification, step_dependency, task, task_assignment, worker,
+    worker_certification, workflow_version,
+};
+use crate::db::{AssignmentStatus, ProjectStatus, RequestCause, Role, TaskStatus};
+use crate::error::{Error, Result, UserError};
+use crate::outbox::{self, SlackWrite};
+use crate::staffing;
+
+/// Which assignment policy of a step to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    EntryLevel,
+    Reviewer,
+}
+
+/// `<version slug> (<short description>) - <step slug>`, Orchestra's task display string.
+pub fn task_display(version_slug: &str, project_description: &str, step_slug: &str) -> String {
+    format!("{version_slug} ({project_description}) - {step_slug}")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        Error::Db(DbErr::Custom(format!(
+            "stored workflow data is invalid: {e}"
+        )))
+    })
+}
+
+pub fn assignment_policies(step: &step::Model) -> Result<StepAssignmentPolicies> {
+    decode(&step.assignment_policy)
+}
+
+pub fn review_policy(step: &step::Model) -> Result<ReviewPolicy> {
+    decode(&step.review_policy)
+}
+
+async fn find_task<C: ConnectionTrait>(conn: &C, task_id: i64) -> Result<task::Model> {
+    Ok(task::Entity::find_by_id(task_id)
+        .one(conn)
+        .await?
+        .ok_or(UserError::TaskNotFound(task_id))?)
+}
+
+async fn find_project<C: ConnectionTrait>(conn: &C, project_id: i64) -> Result<project::Model> {
+    Ok(project::Entity::find_by_id(project_id)
+        .one(conn)
+        .await?
+        .ok_or(UserError::ProjectNotFound(project_id))?)
+}
+
+async fn find_step<C: ConnectionTrait>(conn: &C, step_id: i64) -> Result<step::Model> {
+    step::Entity::find_by_id(step_id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::Db(DbErr::RecordNotFound(format!("step {step_id}"))))
+}
+
+pub async fn find_worker<C: ConnectionTrait>(conn: &C, username: &str) -> Result<worker::Model> {
+    Ok(worker::Entity::find()
+        .filter(worker::Column::Username.eq(username))
+        .one(conn)
+        .await?
+        .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?)
+}
+
+async fn assignments_of<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Vec<task_assignment::Model>> {
+    Ok(task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .order_by_asc(task_assignment::Column::AssignmentCounter)
+        .all(conn)
+        .await?)
+}
+
+async fn set_task_status<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Result<task::Model> {
+    let mut am: task::ActiveModel = task.clone().into();
+    am.status = Set(status);
+    am.status_changed_at = Set(now);
+    Ok(am.update(conn).await?)
+}
+
+async fn set_assignment_status<C: ConnectionTrait>(
+    conn: &C,
+    assignment: &task_assignment::Model,
+    status: AssignmentStatus,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut am: task_assignment::ActiveModel = assignment.clone().into();
+    am.status = Set(status);
+    am.updated_at = Set(now);
+    am.update(conn).await?;
+    Ok(())
+}
+
+/// Creates a project of a workflow version and its first tasks. Returns the project id.
+pub async fn create_project<C: ConnectionTrait>(
+    conn: &C,
+    version: &workflow_version::Model,
+    short_description: &str,
+    priority: i32,
+    slack_channel_id: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let project = project::ActiveModel {
+        workflow_version_id: Set(version.id),
+        short_description: Set(short_description.to_string()),
+        priority: Set(priority),
+        status: Set(ProjectStatus::Active),
+        slack_channel_id: Set(slack_channel_id),
+        project_data: Set(json!({})),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    create_subsequent_tasks(conn, project.id, now).await?;
+    Ok(project.id)
+}
+
+/// Creates every task whose creation dependencies are complete, runs their entry-level
+/// policies, and completes the project when nothing is left to do. Returns the new task ids.
+pub async fn create_subsequent_tasks<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let project = find_project(conn, project_id).await?;
+    let steps = step::Entity::find()
+        .filter(step::Column::WorkflowVersionId.eq(project.workflow_version_id))
+        .order_by_asc(step::Column::Position)
+        .all(conn)
+        .await?;
+    let tasks = task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await?;
+    let deps = step_dependency::Entity::find()
+        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
+        .filter(step_dependency::Column::Kind.eq("creation"))
+        .all(conn)
+        .await?;
+    let status_by_step: HashMap<i64, TaskStatus> =
+        tasks.iter().map(|t| (t.step_id, t.status)).collect();
+
+    let mut created = Vec::new();
+    for s in &steps {
+        if status_by_step.contains_key(&s.id) {
+            continue;
+        }
+        let ready = deps
+            .iter()
+            .filter(|d| d.step_id == s.id)
+            .all(|d| status_by_step.get(&d.depends_on_step_id) == Some(&TaskStatus::Complete));
+        if !ready {
+            continue;
+        }
+        let t = task::ActiveModel {
+            project_id: Set(project_id),
+            step_id: Set(s.id),
+            status: Set(TaskStatus::AwaitingProcessing),
+            created_at: Set(now),
+            status_changed_at: Set(now),
+            ..Default::default()
+        }
+        .insert(conn)
+        .await?;
+        created.push(t.id);
+        apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
+    }
+
+    // Completion: a completed step that ends the project, or no unfinished task left.
+    let tasks = task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await?;
+    let ends_project: HashSet<i64> = steps
+        .iter()
+        .filter(|s| s.completion_ends_project)
+        .map(|s| s.id)
+        .collect();
+    let ended = tasks
+        .iter()
+        .any(|t| t.status == TaskStatus::Complete && ends_project.contains(&t.step_id));
+    let all_done = tasks.iter().all(|t| t.status.is_finished());
+    if (ended || all_done) && !project.status.is_finished() {
+        let mut am: project::ActiveModel = project.clone().into();
+        am.status = Set(ProjectStatus::Completed);
+        am.updated_at = Set(now);
+        am.update(conn).await?;
+        for t in &tasks {
+            staffing::close_open_requests(conn, t.id, now).await?;
+        }
+    }
+    Ok(created)
+}
+
+/// Runs a step's `entry_level` or `reviewer` assignment policy for a task.
+pub async fn apply_policy<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    step: &step::Model,
+    kind: PolicyKind,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let policies = assignment_policies(step)?;
+    let policy = match kind {
+        PolicyKind::EntryLevel => policies.entry_level,
+        PolicyKind::Reviewer => policies.reviewer,
+    };
+    let failed = |message: String| UserError::AssignmentPolicyFailed {
+        step: step.slug.clone(),
+        message,
+    };
+    match policy {
+        AssignmentPolicy::AnyoneCertified => Ok(()),
+        AssignmentPolicy::StaffbotAutoassign => {
+            match staffing::staff_task(conn, task.id, RequestCause::TaskPolicy, now).await {
+                Ok(request) => {
+                    tracing::info!(
+                        task_id = task.id,
+                        request_id = request.id,
+                        "autoassign: staffing started"
+                    );
+                    Ok(())
+                }
+                Err(Error::User(e)) => {
+                    tracing::warn!(
+                        task_id = task.id,
+                        "autoassign could not start staffing: {e}"
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        AssignmentPolicy::SpecifiedWorker { username } => {
+            let worker = find_worker(conn, &username).await.map_err(|e| match e {
+                Error::User(u) => Error::User(failed(u.to_string())),
+                other => other,
+            })?;
+            match assign_task(conn, task.id, &worker, now).await {
+                Ok(_) => Ok(()),
+                Err(Error::User(u)) => Err(failed(u.to_string()).into()),
+                Err(e) => Err(e),
+            }
+        }
+        AssignmentPolicy::PreviouslyCompletedSteps { related_steps } => {
+            let related = step::Entity::find()
+                .filter(step::Column::WorkflowVersionId.eq(step.workflow_version_id))
+                .filter(step::Column::Slug.is_in(related_steps.iter().map(String::as_str)))
+                .order_by_asc(step::Column::Position)
+                .all(conn)
+                .await?;
+            for rs in related {
+                let Some(related_task) = task::Entity::find()
+                    .filter(task::Column::ProjectId.eq(task.project_id))
+                    .filter(task::Column::StepId.eq(rs.id))
+                    .one(conn)
+                    .await?
+                else {
+                    continue;
+                };
+                let Some(first) = task_assignment::Entity::find()
+                    .filter(task_assignment::Column::TaskId.eq(related_task.id))
+                    .filter(task_assignment::Column::AssignmentCounter.eq(0))
+                    .one(conn)
+                    .await?
+                else {
+                    continue;
+                };
+                let Some(worker) = worker::Entity::find_by_id(first.worker_id)
+                    .one(conn)
+                    .await?
+                else {
+                    continue;
+                };
+                // Re-read: an earlier candidate may have been assigned already.
+                let current = find_task(conn, task.id).await?;
+                match assign_task(conn, current.id, &worker, now).await {
+                    Ok(_) => return Ok(()),
+                    Err(Error::User(e)) => {
+                        tracing::info!(task_id = task.id, worker = %worker.username, "previously_completed_steps: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// True when `worker` holds every required certification of `step` at `role`
+/// (`staffbot_enabled` does not matter for manual assignment).
+pub async fn is_certified<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    step_id: i64,
+    role: Role,
+) -> Result<bool> {
+    let required: Vec<i64> = step_certification::Entity::find()
+        .filter(step_certification::Column::StepId.eq(step_id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| c.certification_id)
+        .collect();
+    if required.is_empty() {
+        return Ok(true);
+    }
+    let held = worker_certification::Entity::find()
+        .filter(worker_certification::Column::WorkerId.eq(worker_id))
+        .filter(worker_certification::Column::Role.eq(role.as_str()))
+        .filter(worker_certification::Column::CertificationId.is_in(required.clone()))
+        .count(conn)
+        .await?;
+    Ok(held as usize == required.len())
+}
+
+/// Queues the Slack side of a worker joining a task: invite to the project channel and
+/// `<@U…> has been added to the team. Welcome aboard!`.
+async fn queue_welcome<C: ConnectionTrait>(
+    conn: &C,
+    project: &project::Model,
+    assignment_id: i64,
+    worker: &worker::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(slack_id) = &worker.slack_user_id else {
+        tracing::warn!(worker = %worker.username, "worker has no Slack user id; not inviting");
+        return Ok(());
+    };
+    let Some(channel) = &project.slack_channel_id else {
+        tracing::warn!(
+            project_id = project.id,
+            "project has no Slack channel; not inviting"
+        );
+        return Ok(());
+    };
+    outbox::enqueue(
+        conn,
+        &format!("invite:assignment:{assignment_id}:worker:{}", worker.id),
+        &SlackWrite::Invite {
+            channel: channel.clone(),
+            users: slack_id.clone(),
+        },
+        now,
+    )
+    .await?;
+    outbox::enqueue(
+        conn,
+        &format!("welcome:assignment:{assignment_id}:worker:{}", worker.id),
+        &SlackWrite::post(
+            channel,
+            format!("<@{slack_id}> has been added to the team. Welcome aboard!"),
+        ),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Assigns a worker to a task waiting for one (behaviour §4.5 `assign_task`, with W-9 fixed:
+/// the new assignment gets the gap-aware counter).
+pub async fn assign_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    now: DateTime<Utc>,
+) -> Result<task_assignment::Model> {
+    let task = find_task(conn, task_id).await?;
+    let role = rules::required_role(task.status)?;
+    let existing = assignments_of(conn, task_id).await?;
+    let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
+    let counter = rules::required_role_counter(task.status, &counters)?;
+    if !is_certified(conn, worker.id, task.step_id, role).await? {
+        return Err(UserError::NotCertifiedForTask.into());
+    }
+    if existing.iter().any(|a| a.worker_id == worker.id) {
+        return Err(UserError::AlreadyAssigned.into());
+    }
+    // Data comes from the current assignment: the processing one, else the highest counter.
+    let data = existing
+        .iter()
+        .find(|a| a.status == AssignmentStatus::Processing)
+        .or_else(|| existing.iter().max_by_key(|a| a.assignment_counter))
+        .map(|a| a.in_progress_task_data.clone())
+        .unwrap_or_else(|| json!({}));
+    let assignment = task_assignment::ActiveModel {
+        task_id: Set(task_id),
+        worker_id: Set(worker.id),
+        assignment_counter: Set(counter),
+        status: Set(AssignmentStatus::Processing),
+        in_progress_task_data: Set(data),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    let next = match task.status {
+        TaskStatus::AwaitingProcessing => TaskStatus::Processing,
+        _ => TaskStatus::Reviewing,
+    };
+    set_task_status(conn, &task, next, now).await?;
+    let project = find_project(conn, task.project_id).await?;
+    queue_welcome(conn, &project, assignment.id, worker, now).await?;
+    staffing::record_assignment_win(conn, task_id, counter, worker.id, now).await?;
+    Ok(assignment)
+}
+
+/// Hands an assignment to another worker (behaviour §4.5 `reassign_assignment`; restaff).
+/// The previous worker is removed from the project channel and told by DM.
+pub async fn reassign<C: ConnectionTrait>(
+    conn: &C,
+    assignment: &task_assignment::Model,
+    new_worker: &worker::Model,
+    now: DateTime<Utc>,
+) -> Result<task_assignment::Model> {
+    let task = find_task(conn, assignment.task_id).await?;
+    let role = Role::for_counter(assignment.assignment_counter);
+    if !is_certified(conn, new_worker.id, task.step_id, role).await? {
+        return Err(UserError::NotCertifiedForAssignment.into());
+    }
+    let existing = assignments_of(conn, task.id).await?;
+    if existing.iter().any(|a| a.worker_id == new_worker.id) {
+        return Err(UserError::AlreadyAssigned.into());
+    }
+    let previous = worker::Entity::find_by_id(assignment.worker_id)
+        .one(conn)
+        .await?;
+    let mut am: task_assignment::ActiveModel = assignment.clone().into();
+    am.worker_id = Set(new_worker.id);
+    am.updated_at = Set(now);
+    let updated = am.update(conn).await?;
+
+    let project = find_project(conn, task.project_id).await?;
+    queue_welcome(conn, &project, updated.id, new_worker, now).await?;
+    if let Some(previous) = previous
+        && let Some(slack_id) = &previous.slack_user_id
+    {
+        if let Some(channel) = &project.slack_channel_id {
+            outbox::enqueue(
+                conn,
+                &format!("kick:assignment:{}:worker:{}", updated.id, previous.id),
+                &SlackWrite::Kick {
+                    channel: channel.clone(),
+                    user: slack_id.clone(),
+                },
+                now,
+            )
+            .await?;
+        }
+        let version = workflow_version::Entity::find_by_id(project.workflow_version_id)
+            .one(conn)
+            .await?;
+        let step = find_step(conn, task.step_id).await?;
+        let display = task_display(
+            version.as_ref().map(|v| v.slug.as_str()).unwrap_or(""),
+            &project.short_description,
+            &step.slug,
+        );
+        outbox::enqueue(
+            conn,
+            &format!("removed:assignment:{}:worker:{}", updated.id, previous.id),
+            &SlackWrite::post(
+                slack_id,
+                format!(
+                    "Task {} ({display}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
+                    task.id
+                ),
+            ),
+            now,
+        )
+        .await?;
+    }
+    staffing::record_assignment_win(
+        conn,
+        task.id,
+        assignment.assignment_counter,
+        new_worker.id,
+        now,
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// `task assign`: assign a task waiting for a worker, or hand a task in progress to `worker`
+/// (its processing assignment is reassigned). Returns the assignment and whether it was a
+/// reassignment.
+pub async fn assign_or_reassign<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    now: DateTime<Utc>,
+) -> Result<(task_assignment::Model, bool)> {
+    let task = find_task(conn, task_id).await?;
+    match task.status {
+        TaskStatus::AwaitingProcessing | TaskStatus::PendingReview => {
+            Ok((assign_task(conn, task_id, worker, now).await?, false))
+        }
+        TaskStatus::Complete | TaskStatus::Aborted => Err(UserError::TaskFinished {
+            task: task_id,
+            status: task.status.to_string(),
+        }
+        .into()),
+        _ => {
+            let current = assignments_of(conn, task_id)
+                .await?
+                .into_iter()
+                .find(|a| a.status == AssignmentStatus::Processing)
+                .ok_or(UserError::NothingToReassign { task: task_id })?;
+            Ok((reassign(conn, &current, worker, now).await?, true))
+        }
+    }
+}
+
+/// Submits a task (behaviour §4.2), with Orchestra's checks in Orchestra's order. Returns the
+/// task's new status.
+pub async fn submit<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    kind: SubmitKind,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Result<TaskStatus> {
+    let task = find_task(conn, task_id).await?;
+    // 1. submission dependencies complete
+    let deps = step_dependency::Entity::find()
+        .filter(step_dependency::Column::StepId.eq(task.step_id))
+        .filter(step_dependency::Column::Kind.eq("submission"))
+        .all(conn)
+        .await?;
+    if !deps.is_empty() {
+        let complete = task::Entity::find()
+            .filter(task::Column::ProjectId.eq(task.project_id))
+            .filter(task::Column::StepId.is_in(deps.iter().map(|d| d.depends_on_step_id)))
+            .filter(task::Column::Status.eq(TaskStatus::Complete.as_str()))
+            .count(conn)
+            .await?;
+        if (complete as usize) < deps.len() {
+            return Err(UserError::SubmissionPrerequisitesIncomplete.into());
+        }
+    }
+    // 2. not complete
+    if task.status == TaskStatus::Complete {
+        return Err(UserError::TaskAlreadyCompleted.into());
+    }
+    // 3. the worker's assignment, 4. processing
+    let assignments = assignments_of(conn, task_id).await?;
+    let mine: Vec<&task_assignment::Model> = assignments
+        .iter()
+        .filter(|a| a.worker_id == worker.id)
+        .collect();
+    let [mine] = mine.as_slice() else {
+        return Err(UserError::AssignmentBroken.into());
+    };
+    if mine.status != AssignmentStatus::Processing {
+        return Err(UserError::NotAllowedToSubmit.into());
+    }
+    // 5. status rules
+    rules::check_submit_status(task.status, kind)?;
+
+    let step = find_step(conn, task.step_id).await?;
+    let by_counter = |c: i32| assignments.iter().find(|a| a.assignment_counter == c);
+    let next = match (task.status, kind) {
+        (TaskStatus::Processing | TaskStatus::Reviewing, SubmitKind::RequestedReview) => {
+            let policy = review_policy(&step)?;
+            set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
+            if rules::needs_review(&policy, assignments.len(), rng) {
+                let task = set_task_status(conn, &task, TaskStatus::PendingReview, now).await?;
+                apply_policy(conn, &task, &step, PolicyKind::Reviewer, now).await?;
+            } else {
+                complete_task(conn, &task, now).await?;
+            }
+            find_task(conn, task_id).await?.status
+        }
+        (TaskStatus::PostReviewProcessing, SubmitKind::RequestedReview) => {
+            set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
+            if let Some(reviewer) = by_counter(mine.assignment_counter + 1) {
+                set_assignment_status(conn, reviewer, AssignmentStatus::Processing, now).await?;
+            }
+            set_task_status(conn, &task, TaskStatus::Reviewing, now).await?;
+            TaskStatus::Reviewing
+        }
+        (TaskStatus::Reviewing, SubmitKind::ProvidedReview) => {
+            set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
+            if let Some(previous) = by_counter(mine.assignment_counter - 1) {
+                set_assignment_status(conn, previous, AssignmentStatus::Processing, now).await?;
+            }
+            set_task_status(conn, &task, TaskStatus::PostReviewProcessing, now).await?;
+            TaskStatus::PostReviewProcessing
+        }
+        _ => return Err(UserError::NotSubmittable.into()),
+    };
+    Ok(next)
+}
+
+/// `task review --approve|--reject`: a reviewer's decision on a task under review.
+pub async fn review<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    approve: bool,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Result<TaskStatus> {
+    let task = find_task(conn, task_id).await?;
+    if approve && task.status != TaskStatus::Reviewing {
+        return Err(UserError::NotUnderReview(task_id).into());
+    }
+    let kind = if approve {
+        SubmitKind::RequestedReview
+    } else {
+        SubmitKind::ProvidedReview
+    };
+    submit(conn, task_id, worker, kind, now, rng).await
+}
+
+async fn complete_task<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    set_task_status(conn, task, TaskStatus::Complete, now).await?;
+    staffing::close_open_requests(conn, task.id, now).await?;
+    create_subsequent_tasks(conn, task.project_id, now).await?;
+    Ok(())
+}
+
+/// Ends a project: it and its unfinished tasks become aborted; open requests close.
+pub async fn abort_project<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let project = find_project(conn, project_id).await?;
+    if project.status.is_finished() {
+        return Err(UserError::ProjectFinished {
+            id: project_id,
+            status: project.status.to_string(),
+        }
+        .into());
+    }
+    let mut am: project::ActiveModel = project.into();
+    am.status = Set(ProjectStatus::Aborted);
+    am.updated_at = Set(now);
+    am.update(conn).await?;
+    let tasks = task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await?;
+    for t in &tasks {
+        staffing::close_open_requests(conn, t.id, now).await?;
+    }
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Aborted.as_str()),
+        )
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .filter(task::Column::ProjectId.eq(project_id))
+        .filter(task::Column::Status.ne(TaskStatus::Complete.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
