@@ -10,12 +10,14 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &Config) {
     use std::io::IsTerminal;
-    // The migrator announces every start at INFO; keep that quiet unless asked for.
-    let directives = if config.log.level.contains("sea_orm_migration") {
-        config.log.level.clone()
-    } else {
-        format!("{},sea_orm_migration=warn", config.log.level)
-    };
+    // The migrator announces every start at INFO, and PostgreSQL's notices ("relation already
+    // exists, skipping") arrive at INFO too; keep both quiet unless asked for by name.
+    let mut directives = config.log.level.clone();
+    for noisy in ["sea_orm_migration", "sqlx::postgres::notice"] {
+        if !directives.contains(noisy) {
+            directives.push_str(&format!(",{noisy}=warn"));
+        }
+    }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

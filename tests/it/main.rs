@@ -1,0 +1,8 @@
+//! Integration tests: real migrations on a real database (SQLite by default, PostgreSQL when
+//! `STAFFBOT_TEST_PG_URL` is set: each test gets a fresh schema), and the built binary.
+
+mod cli;
+mod common;
+mod lifecycle;
+mod migrations;
+mod workflow_load;

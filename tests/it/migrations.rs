@@ -1,0 +1,145 @@
+//! Migrations run on an empty database, roll back completely and apply again; the integrity
+//! rules the design relies on are enforced by the database itself.
+
+use migrations::Migrator;
+use migrations::sea_orm_migration::MigratorTrait;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use serde_json::json;
+use staffbot::db::entities::{
+    outbox, staffing_inquiry, staffing_request, staffing_response, task, task_assignment,
+};
+use staffbot::db::{
+    AssignmentStatus, InquiryMethod, OutboxStatus, RequestCause, RequestStatus,
+    is_unique_violation,
+};
+use staffbot::outbox::{SlackWrite, enqueue};
+use staffbot::workflow::lifecycle;
+
+use crate::common::{TestDb, add_worker, example_dir, load_workflow, t0};
+
+async fn table_count(db: &impl ConnectionTrait) -> usize {
+    let sql = if staffbot::db::is_postgres(db) {
+        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema()"
+    } else {
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    };
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("count tables")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("n") as usize
+}
+
+#[tokio::test]
+async fn up_down_up_on_an_empty_database() {
+    let t = TestDb::empty().await;
+    Migrator::up(&t.db, None).await.expect("up");
+    // 18 tables of the data model + seaql_migrations.
+    assert_eq!(table_count(&t.db).await, 19);
+    assert!(Migrator::get_pending_migrations(&t.db).await.expect("status").is_empty());
+
+    // Seed data survives nothing across a full rollback, and the schema comes back whole.
+    let version = load_workflow(&t.db, &example_dir()).await;
+    lifecycle::create_project(&t.db, &version, "seed", 0, None, t0())
+        .await
+        .expect("project");
+
+    Migrator::down(&t.db, None).await.expect("down");
+    assert_eq!(table_count(&t.db).await, 1, "only seaql_migrations is left");
+    Migrator::up(&t.db, None).await.expect("up again");
+    assert_eq!(table_count(&t.db).await, 19);
+    let version = load_workflow(&t.db, &example_dir()).await;
+    let project = lifecycle::create_project(&t.db, &version, "again", 0, None, t0())
+        .await
+        .expect("project after re-up");
+    assert_eq!(project, 1, "ids restart on a fresh schema");
+}
+
+fn expect_unique(result: Result<impl std::fmt::Debug, DbErr>, what: &str) {
+    match result {
+        Err(e) => assert!(is_unique_violation(&e), "{what}: wrong error {e:?}"),
+        Ok(v) => panic!("{what}: the database accepted a duplicate: {v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_database_enforces_the_integrity_rules() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let version = load_workflow(db, &example_dir()).await;
+    let project = lifecycle::create_project(db, &version, "p", 0, None, t0())
+        .await
+        .expect("project");
+    let first_task = task::Entity::find().one(db).await.expect("q").expect("task");
+    assert_eq!(first_task.project_id, project);
+    let alice = add_worker(db, "alice", Some("U1")).await;
+    let bob = add_worker(db, "bob", Some("U2")).await;
+
+    // One live assignment per (task, counter).
+    let assignment = |worker_id: i64| task_assignment::ActiveModel {
+        task_id: Set(first_task.id),
+        worker_id: Set(worker_id),
+        assignment_counter: Set(0),
+        status: Set(AssignmentStatus::Processing),
+        in_progress_task_data: Set(json!({})),
+        created_at: Set(t0()),
+        updated_at: Set(t0()),
+        ..Default::default()
+    };
+    assignment(alice.id).insert(db).await.expect("first assignment");
+    expect_unique(assignment(bob.id).insert(db).await, "second counter-0 assignment");
+
+    // One open request per task (the example's autoassign opened one already).
+    let request = |status: RequestStatus| staffing_request::ActiveModel {
+        task_id: Set(first_task.id),
+        required_role_counter: Set(0),
+        cause: Set(RequestCause::User),
+        status: Set(status),
+        created_at: Set(t0()),
+        ..Default::default()
+    };
+    expect_unique(request(RequestStatus::Sending).insert(db).await, "second open request");
+    let closed = request(RequestStatus::Closed).insert(db).await.expect("closed ones may pile up");
+
+    // One response per inquiry; one winner per request.
+    let inquiry = |worker_id: i64| staffing_inquiry::ActiveModel {
+        request_id: Set(closed.id),
+        worker_id: Set(worker_id),
+        method: Set(InquiryMethod::Slack),
+        created_at: Set(t0()),
+        ..Default::default()
+    };
+    let qa = inquiry(alice.id).insert(db).await.expect("inquiry a");
+    let qb = inquiry(bob.id).insert(db).await.expect("inquiry b");
+    expect_unique(inquiry(bob.id).insert(db).await, "second inquiry for one worker");
+    let response = |inquiry_id: i64, worker_id: i64, winner: bool| staffing_response::ActiveModel {
+        inquiry_id: Set(inquiry_id),
+        request_id: Set(closed.id),
+        worker_id: Set(worker_id),
+        is_available: Set(true),
+        is_winner: Set(winner),
+        created_at: Set(t0()),
+        ..Default::default()
+    };
+    response(qa.id, alice.id, true).insert(db).await.expect("winner");
+    expect_unique(response(qa.id, alice.id, false).insert(db).await, "second response");
+    expect_unique(response(qb.id, bob.id, true).insert(db).await, "second winner");
+    response(qb.id, bob.id, false).insert(db).await.expect("a loser is fine");
+
+    // Outbox dedupe keys.
+    let write = SlackWrite::post("C1", "hi");
+    assert!(enqueue(db, "k1", &write, t0()).await.expect("enqueue"));
+    assert!(!enqueue(db, "k1", &write, t0()).await.expect("enqueue again is a no-op"));
+    let raw = outbox::ActiveModel {
+        dedupe_key: Set("k1".into()),
+        method: Set("chat.postMessage".into()),
+        payload: Set(json!({})),
+        status: Set(OutboxStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(t0()),
+        created_at: Set(t0()),
+        ..Default::default()
+    };
+    expect_unique(raw.insert(db).await, "duplicate dedupe key");
+}
