@@ -79,18 +79,45 @@ async fn walk_a_project_from_the_command_line() {
     let cli = Cli::new().await;
     let example = example_dir();
     let example = example.to_str().expect("utf-8 path");
-    assert_eq!(cli.ok(&["workflow", "load", example]), "workflow newsroom version v1: created\n");
+    assert_eq!(
+        cli.ok(&["workflow", "load", example]),
+        "workflow newsroom version v1: created\n"
+    );
     let workflows = cli.json(&["workflow", "list", "--json"]);
     assert_eq!(workflows[0]["slug"], "newsroom");
     assert_eq!(workflows[0]["versions"][0]["steps"][1], "reporting");
 
-    cli.ok(&["worker", "add", "erin", "--slack-user-id", "U_ERIN", "--first-name", "Erin", "--admin"]);
+    cli.ok(&[
+        "worker",
+        "add",
+        "erin",
+        "--slack-user-id",
+        "U_ERIN",
+        "--first-name",
+        "Erin",
+        "--admin",
+    ]);
     cli.ok(&["worker", "add", "rob", "--slack-user-id", "U_ROB"]);
     cli.ok(&["worker", "add", "rae", "--slack-user-id", "U_RAE"]);
     cli.ok(&["worker", "certify", "erin", "editor"]);
     cli.ok(&["worker", "certify", "rob", "reporter", "--priority", "5"]);
-    cli.ok(&["worker", "certify", "rae", "reporter", "--workflow", "newsroom"]);
-    cli.ok(&["worker", "certify", "rae", "reporter", "--role", "reviewer", "--staffbot-disabled"]);
+    cli.ok(&[
+        "worker",
+        "certify",
+        "rae",
+        "reporter",
+        "--workflow",
+        "newsroom",
+    ]);
+    cli.ok(&[
+        "worker",
+        "certify",
+        "rae",
+        "reporter",
+        "--role",
+        "reviewer",
+        "--staffbot-disabled",
+    ]);
     let workers = cli.json(&["worker", "list", "--json"]);
     let rae = &workers.as_array().expect("array")[1];
     assert_eq!(rae["username"], "rae");
@@ -99,9 +126,28 @@ async fn walk_a_project_from_the_command_line() {
     assert_eq!(rae["certifications"][1]["staffbot_enabled"], false);
     assert_eq!(workers[2]["certifications"][0]["staffing_priority"], 5);
 
-    let id = cli.ok(&["project", "create", "--workflow", "newsroom", "--description", "Mayor race", "--priority", "2", "--channel", "C_MAYOR"]);
+    let id = cli.ok(&[
+        "project",
+        "create",
+        "--workflow",
+        "newsroom",
+        "--description",
+        "Mayor race",
+        "--priority",
+        "2",
+        "--channel",
+        "C_MAYOR",
+    ]);
     assert_eq!(id, "1\n", "only the id on stdout");
-    let created = cli.json(&["project", "create", "--workflow", "newsroom", "--description", "Other", "--json"]);
+    let created = cli.json(&[
+        "project",
+        "create",
+        "--workflow",
+        "newsroom",
+        "--description",
+        "Other",
+        "--json",
+    ]);
     assert_eq!(created, serde_json::json!({"id": 2}));
     let projects = cli.json(&["project", "list", "--json"]);
     assert_eq!(projects[0]["status"], "active");
@@ -114,20 +160,41 @@ async fn walk_a_project_from_the_command_line() {
         serde_json::json!([{"id": 1, "project_id": 1, "step": "planning", "status": "awaiting_processing", "assignments": []}])
     );
 
-    assert_eq!(cli.ok(&["task", "assign", "1", "erin"]), "task 1: assigned to erin (assignment 0)\n");
-    assert_eq!(cli.ok(&["task", "submit", "1", "--worker", "erin"]), "task 1: complete\n");
+    assert_eq!(
+        cli.ok(&["task", "assign", "1", "erin"]),
+        "task 1: assigned to erin (assignment 0)\n"
+    );
+    assert_eq!(
+        cli.ok(&["task", "submit", "1", "--worker", "erin"]),
+        "task 1: complete\n"
+    );
     let tasks = cli.json(&["task", "list", "--project", "1", "--json"]);
     let reporting = task_row(&tasks, "reporting");
     assert_eq!(reporting["status"], "awaiting_processing");
     let rid = reporting["id"].as_i64().expect("id").to_string();
-    assert_eq!(task_row(&tasks, "planning")["assignments"][0], serde_json::json!({"worker": "erin", "counter": 0, "status": "submitted"}));
+    assert_eq!(
+        task_row(&tasks, "planning")["assignments"][0],
+        serde_json::json!({"worker": "erin", "counter": 0, "status": "submitted"})
+    );
 
     cli.ok(&["task", "assign", &rid, "rob"]);
-    assert_eq!(cli.ok(&["task", "submit", &rid, "--worker", "rob"]), format!("task {rid}: pending_review\n"));
+    assert_eq!(
+        cli.ok(&["task", "submit", &rid, "--worker", "rob"]),
+        format!("task {rid}: pending_review\n")
+    );
     cli.ok(&["task", "assign", &rid, "rae"]);
-    assert_eq!(cli.ok(&["task", "review", &rid, "--worker", "rae", "--reject"]), format!("task {rid}: post_review_processing\n"));
-    assert_eq!(cli.ok(&["task", "submit", &rid, "--worker", "rob"]), format!("task {rid}: reviewing\n"));
-    assert_eq!(cli.ok(&["task", "review", &rid, "--worker", "rae", "--approve"]), format!("task {rid}: complete\n"));
+    assert_eq!(
+        cli.ok(&["task", "review", &rid, "--worker", "rae", "--reject"]),
+        format!("task {rid}: post_review_processing\n")
+    );
+    assert_eq!(
+        cli.ok(&["task", "submit", &rid, "--worker", "rob"]),
+        format!("task {rid}: reviewing\n")
+    );
+    assert_eq!(
+        cli.ok(&["task", "review", &rid, "--worker", "rae", "--approve"]),
+        format!("task {rid}: complete\n")
+    );
 
     let reviewing = cli.json(&["task", "list", "--status", "complete", "--json"]);
     assert_eq!(reviewing.as_array().expect("array").len(), 2);
@@ -147,27 +214,86 @@ async fn errors_are_one_clear_line() {
     let example = example_dir();
     cli.ok(&["workflow", "load", example.to_str().expect("utf-8")]);
     cli.ok(&["worker", "add", "erin", "--slack-user-id", "U1"]);
-    cli.ok(&["project", "create", "--workflow", "newsroom", "--description", "P"]);
+    cli.ok(&[
+        "project",
+        "create",
+        "--workflow",
+        "newsroom",
+        "--description",
+        "P",
+    ]);
 
-    assert_eq!(cli.fails(&["task", "assign", "1", "zed"]), "error: Worker with username zed does not exist");
-    assert_eq!(cli.fails(&["task", "assign", "1", "erin"]), "error: Worker not certified for this task.");
-    assert_eq!(cli.fails(&["task", "assign", "77", "erin"]), "error: Task 77 does not exist");
-    assert_eq!(cli.fails(&["task", "submit", "1", "--worker", "erin"]), "error: Task assignment with worker is in broken state.");
-    assert_eq!(cli.fails(&["worker", "add", "erin"]), "error: Worker erin already exists");
-    assert_eq!(cli.fails(&["worker", "add", "other", "--slack-user-id", "U1"]), "error: Slack user id U1 already belongs to worker erin");
+    assert_eq!(
+        cli.fails(&["task", "assign", "1", "zed"]),
+        "error: Worker with username zed does not exist"
+    );
+    assert_eq!(
+        cli.fails(&["task", "assign", "1", "erin"]),
+        "error: Worker not certified for this task."
+    );
+    assert_eq!(
+        cli.fails(&["task", "assign", "77", "erin"]),
+        "error: Task 77 does not exist"
+    );
+    assert_eq!(
+        cli.fails(&["task", "submit", "1", "--worker", "erin"]),
+        "error: Task assignment with worker is in broken state."
+    );
+    assert_eq!(
+        cli.fails(&["worker", "add", "erin"]),
+        "error: Worker erin already exists"
+    );
+    assert_eq!(
+        cli.fails(&["worker", "add", "other", "--slack-user-id", "U1"]),
+        "error: Slack user id U1 already belongs to worker erin"
+    );
     assert_eq!(
         cli.fails(&["worker", "certify", "erin", "editor", "--role", "reviewer"]),
         "error: You are trying to add a reviewer certification (editor) for a worker without an entry-level certification"
     );
-    assert_eq!(cli.fails(&["worker", "certify", "erin", "plumber"]), "error: Certification plumber does not exist");
-    assert_eq!(cli.fails(&["project", "create", "--workflow", "nope", "--description", "P"]), "error: Workflow nope does not exist");
-    assert_eq!(cli.fails(&["project", "create", "--workflow", "newsroom", "--version", "v9", "--description", "P"]), "error: Invalid version requested: v9");
+    assert_eq!(
+        cli.fails(&["worker", "certify", "erin", "plumber"]),
+        "error: Certification plumber does not exist"
+    );
+    assert_eq!(
+        cli.fails(&[
+            "project",
+            "create",
+            "--workflow",
+            "nope",
+            "--description",
+            "P"
+        ]),
+        "error: Workflow nope does not exist"
+    );
+    assert_eq!(
+        cli.fails(&[
+            "project",
+            "create",
+            "--workflow",
+            "newsroom",
+            "--version",
+            "v9",
+            "--description",
+            "P"
+        ]),
+        "error: Invalid version requested: v9"
+    );
     assert_eq!(cli.fails(&["staff", "99"]), "error: Task 99 does not exist");
     cli.ok(&["worker", "certify", "erin", "editor"]);
     cli.ok(&["task", "assign", "1", "erin"]);
-    assert_eq!(cli.fails(&["staff", "1"]), "error: Task 1 got an error: \"Status incompatible with new assignment\"");
-    assert_eq!(cli.ok(&["restaff", "1", "erin"]), "Got it! I will start restaffing task 1!\n");
-    assert!(cli.fails(&["workflow", "load", "/nonexistent/wf"]).ends_with("Workflow directory does not exist."));
+    assert_eq!(
+        cli.fails(&["staff", "1"]),
+        "error: Task 1 got an error: \"Status incompatible with new assignment\""
+    );
+    assert_eq!(
+        cli.ok(&["restaff", "1", "erin"]),
+        "Got it! I will start restaffing task 1!\n"
+    );
+    assert!(
+        cli.fails(&["workflow", "load", "/nonexistent/wf"])
+            .ends_with("Workflow directory does not exist.")
+    );
     assert_eq!(
         cli.fails(&["serve"]),
         "error: SLACK_BOT_TOKEN is not set (or slack.bot_token in the config file): staffbot needs the bot token (xoxb-…) to run"
@@ -176,19 +302,36 @@ async fn errors_are_one_clear_line() {
     // Usage errors come from clap, with exit code 2.
     let out = cli.run(&["task", "list", "--status", "done"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("unknown status \"done\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown status \"done\""),
+        "{}",
+        out.stderr
+    );
 
     // Configuration errors name the key.
-    std::fs::write(cli.cwd.path().join("staffbot.toml"), "[staffbot]\nbatch_size = 3\n").expect("write");
-    assert_eq!(cli.fails(&["worker", "list"]), "error: unknown configuration key `staffbot.batch_size` in staffbot.toml");
+    std::fs::write(
+        cli.cwd.path().join("staffbot.toml"),
+        "[staffbot]\nbatch_size = 3\n",
+    )
+    .expect("write");
+    assert_eq!(
+        cli.fails(&["worker", "list"]),
+        "error: unknown configuration key `staffbot.batch_size` in staffbot.toml"
+    );
 }
 
 #[tokio::test]
 async fn migrate_subcommand() {
     let cli = Cli::new().await;
-    assert_eq!(cli.ok(&["migrate", "status"]), "pending  m20261127_000001_init\n");
+    assert_eq!(
+        cli.ok(&["migrate", "status"]),
+        "pending  m20261127_000001_init\n"
+    );
     assert_eq!(cli.ok(&["migrate"]), "applied 1 migration(s)\n");
-    assert_eq!(cli.ok(&["migrate", "status"]), "applied  m20261127_000001_init\n");
+    assert_eq!(
+        cli.ok(&["migrate", "status"]),
+        "applied  m20261127_000001_init\n"
+    );
     assert_eq!(cli.ok(&["migrate", "down"]), "rolled back 1 migration(s)\n");
     assert_eq!(cli.ok(&["migrate", "up"]), "applied 1 migration(s)\n");
     // Every other command migrates by itself.

@@ -3,10 +3,17 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait,
+    QueryFilter, QueryOrder,
+};
 use serde_json::{Value, json};
-use staffbot::db::entities::{project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker};
-use staffbot::db::{AssignmentStatus, InquiryMethod, ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus};
+use staffbot::db::entities::{
+    project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
+};
+use staffbot::db::{
+    AssignmentStatus, InquiryMethod, ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus,
+};
 use staffbot::error::{Error, UserError};
 use staffbot::outbox::SlackWrite;
 use staffbot::staffing;
@@ -34,9 +41,16 @@ impl World {
         let t = TestDb::new().await;
         let dir = flow(steps);
         let version = load_workflow(&t.db, dir.path()).await;
-        let project = lifecycle::create_project(&t.db, &version, "Story", 3, channel.map(str::to_string), t0())
-            .await
-            .expect("project created");
+        let project = lifecycle::create_project(
+            &t.db,
+            &version,
+            "Story",
+            3,
+            channel.map(str::to_string),
+            t0(),
+        )
+        .await
+        .expect("project created");
         World { t, project }
     }
 
@@ -54,7 +68,11 @@ impl World {
     }
 
     async fn task(&self, id: i64) -> task::Model {
-        task::Entity::find_by_id(id).one(self.db()).await.expect("q").expect("task")
+        task::Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .expect("q")
+            .expect("task")
     }
 
     /// (counter, worker id, status) of every assignment of a task.
@@ -82,7 +100,12 @@ impl World {
         w
     }
 
-    async fn submit(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> Result<TaskStatus, Error> {
+    async fn submit(
+        &self,
+        task_id: i64,
+        w: &worker::Model,
+        kind: SubmitKind,
+    ) -> Result<TaskStatus, Error> {
         let mut rng = StdRng::seed_from_u64(7);
         lifecycle::submit(self.db(), task_id, w, kind, t0(), &mut rng).await
     }
@@ -113,7 +136,11 @@ fn two_steps(review: Value) -> Value {
 
 #[tokio::test]
 async fn entry_level_review_and_completion() {
-    let w = World::new(two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1})), Some("C_STORY")).await;
+    let w = World::new(
+        two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1})),
+        Some("C_STORY"),
+    )
+    .await;
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 1, "edit waits for draft");
     let draft = tasks[0].id;
@@ -122,45 +149,91 @@ async fn entry_level_review_and_completion() {
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
 
     // AWAITING_PROCESSING → PROCESSING
-    lifecycle::assign_task(w.db(), draft, &alice, t0()).await.expect("assign");
+    lifecycle::assign_task(w.db(), draft, &alice, t0())
+        .await
+        .expect("assign");
     assert_eq!(w.task(draft).await.status, TaskStatus::Processing);
-    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, AssignmentStatus::Processing)]);
     assert_eq!(
-        outbox_rows(w.db()).await.into_iter().map(|(_, m)| m).collect::<Vec<_>>(),
+        w.assignments(draft).await,
+        vec![(0, alice.id, AssignmentStatus::Processing)]
+    );
+    assert_eq!(
+        outbox_rows(w.db())
+            .await
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>(),
         vec![
-            SlackWrite::Invite { channel: "C_STORY".into(), users: "U_ALICE".into() },
-            SlackWrite::post("C_STORY", "<@U_ALICE> has been added to the team. Welcome aboard!"),
+            SlackWrite::Invite {
+                channel: "C_STORY".into(),
+                users: "U_ALICE".into()
+            },
+            SlackWrite::post(
+                "C_STORY",
+                "<@U_ALICE> has been added to the team. Welcome aboard!"
+            ),
         ]
     );
 
     // PROCESSING → PENDING_REVIEW (rate 1)
-    assert_eq!(w.submit(draft, &alice, SubmitKind::RequestedReview).await.expect("submit"), TaskStatus::PendingReview);
-    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, AssignmentStatus::Submitted)]);
+    assert_eq!(
+        w.submit(draft, &alice, SubmitKind::RequestedReview)
+            .await
+            .expect("submit"),
+        TaskStatus::PendingReview
+    );
+    assert_eq!(
+        w.assignments(draft).await,
+        vec![(0, alice.id, AssignmentStatus::Submitted)]
+    );
 
     // PENDING_REVIEW → REVIEWING, counter 1, reviewer role needed
     let bob = w.worker("bob", &[("writer", Role::EntryLevel)]).await;
-    assert_eq!(user_err(lifecycle::assign_task(w.db(), draft, &bob, t0()).await), UserError::NotCertifiedForTask);
-    lifecycle::assign_task(w.db(), draft, &rita, t0()).await.expect("reviewer");
+    assert_eq!(
+        user_err(lifecycle::assign_task(w.db(), draft, &bob, t0()).await),
+        UserError::NotCertifiedForTask
+    );
+    lifecycle::assign_task(w.db(), draft, &rita, t0())
+        .await
+        .expect("reviewer");
     assert_eq!(w.task(draft).await.status, TaskStatus::Reviewing);
 
     // REVIEWING → POST_REVIEW_PROCESSING (reject): the work goes back to counter 0
-    assert_eq!(w.submit(draft, &rita, SubmitKind::ProvidedReview).await.expect("reject"), TaskStatus::PostReviewProcessing);
+    assert_eq!(
+        w.submit(draft, &rita, SubmitKind::ProvidedReview)
+            .await
+            .expect("reject"),
+        TaskStatus::PostReviewProcessing
+    );
     assert_eq!(
         w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Processing), (1, rita.id, AssignmentStatus::Submitted)]
+        vec![
+            (0, alice.id, AssignmentStatus::Processing),
+            (1, rita.id, AssignmentStatus::Submitted)
+        ]
     );
 
     // POST_REVIEW_PROCESSING → REVIEWING (resubmit)
-    assert_eq!(w.submit(draft, &alice, SubmitKind::RequestedReview).await.expect("resubmit"), TaskStatus::Reviewing);
+    assert_eq!(
+        w.submit(draft, &alice, SubmitKind::RequestedReview)
+            .await
+            .expect("resubmit"),
+        TaskStatus::Reviewing
+    );
     assert_eq!(
         w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Submitted), (1, rita.id, AssignmentStatus::Processing)]
+        vec![
+            (0, alice.id, AssignmentStatus::Submitted),
+            (1, rita.id, AssignmentStatus::Processing)
+        ]
     );
 
     // REVIEWING → COMPLETE (approve, max_reviews 1); the follow-on task appears
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(
-        lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng).await.expect("approve"),
+        lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng)
+            .await
+            .expect("approve"),
         TaskStatus::Complete
     );
     let tasks = w.tasks().await;
@@ -169,28 +242,61 @@ async fn entry_level_review_and_completion() {
 
     // PROCESSING → COMPLETE (no_review) completes the project: nothing is left.
     let ed = w.worker("ed", &[("editor", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[1].id, &ed, t0()).await.expect("assign edit");
-    assert_eq!(w.submit(tasks[1].id, &ed, SubmitKind::RequestedReview).await.expect("submit"), TaskStatus::Complete);
-    let p = project::Entity::find_by_id(w.project).one(w.db()).await.expect("q").expect("p");
+    lifecycle::assign_task(w.db(), tasks[1].id, &ed, t0())
+        .await
+        .expect("assign edit");
+    assert_eq!(
+        w.submit(tasks[1].id, &ed, SubmitKind::RequestedReview)
+            .await
+            .expect("submit"),
+        TaskStatus::Complete
+    );
+    let p = project::Entity::find_by_id(w.project)
+        .one(w.db())
+        .await
+        .expect("q")
+        .expect("p");
     assert_eq!(p.status, ProjectStatus::Completed);
 }
 
 #[tokio::test]
 async fn two_review_levels_and_a_second_level_rejection() {
-    let w = World::new(two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 2})), None).await;
+    let w = World::new(
+        two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 2})),
+        None,
+    )
+    .await;
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0()).await.expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview).await.expect("to review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0()).await.expect("r1");
+    lifecycle::assign_task(w.db(), draft, &a, t0())
+        .await
+        .expect("a");
+    w.submit(draft, &a, SubmitKind::RequestedReview)
+        .await
+        .expect("to review");
+    lifecycle::assign_task(w.db(), draft, &r1, t0())
+        .await
+        .expect("r1");
     // REVIEWING → PENDING_REVIEW: the first reviewer approves, a second level is due.
-    assert_eq!(w.submit(draft, &r1, SubmitKind::RequestedReview).await.expect("approve"), TaskStatus::PendingReview);
-    let (assignment, _) = lifecycle::assign_or_reassign(w.db(), draft, &r2, t0()).await.expect("r2");
+    assert_eq!(
+        w.submit(draft, &r1, SubmitKind::RequestedReview)
+            .await
+            .expect("approve"),
+        TaskStatus::PendingReview
+    );
+    let (assignment, _) = lifecycle::assign_or_reassign(w.db(), draft, &r2, t0())
+        .await
+        .expect("r2");
     assert_eq!(assignment.assignment_counter, 2);
     // The second reviewer rejects: the work returns to the first reviewer, not the writer.
-    assert_eq!(w.submit(draft, &r2, SubmitKind::ProvidedReview).await.expect("reject"), TaskStatus::PostReviewProcessing);
+    assert_eq!(
+        w.submit(draft, &r2, SubmitKind::ProvidedReview)
+            .await
+            .expect("reject"),
+        TaskStatus::PostReviewProcessing
+    );
     assert_eq!(
         w.assignments(draft).await,
         vec![
@@ -200,10 +306,23 @@ async fn two_review_levels_and_a_second_level_rejection() {
         ]
     );
     // …who can only resubmit.
-    assert_eq!(user_err(w.submit(draft, &r1, SubmitKind::ProvidedReview).await), UserError::NotRejectable);
-    assert_eq!(w.submit(draft, &r1, SubmitKind::RequestedReview).await.expect("resubmit"), TaskStatus::Reviewing);
+    assert_eq!(
+        user_err(w.submit(draft, &r1, SubmitKind::ProvidedReview).await),
+        UserError::NotRejectable
+    );
+    assert_eq!(
+        w.submit(draft, &r1, SubmitKind::RequestedReview)
+            .await
+            .expect("resubmit"),
+        TaskStatus::Reviewing
+    );
     // max_reviews 2 reached: the second reviewer's approval completes.
-    assert_eq!(w.submit(draft, &r2, SubmitKind::RequestedReview).await.expect("approve"), TaskStatus::Complete);
+    assert_eq!(
+        w.submit(draft, &r2, SubmitKind::RequestedReview)
+            .await
+            .expect("approve"),
+        TaskStatus::Complete
+    );
 }
 
 #[tokio::test]
@@ -221,31 +340,73 @@ async fn submit_errors_in_orchestras_order() {
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
 
     // Illegal status: nobody is working on it yet (the worker check comes first, so assign b elsewhere).
-    assert_eq!(user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await), UserError::AssignmentBroken);
+    assert_eq!(
+        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        UserError::AssignmentBroken
+    );
     // 1. submission prerequisites
-    lifecycle::assign_task(w.db(), fin, &a, t0()).await.expect("assign");
-    assert_eq!(user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await), UserError::SubmissionPrerequisitesIncomplete);
-    lifecycle::assign_task(w.db(), notes, &b, t0()).await.expect("assign notes");
-    w.submit(notes, &b, SubmitKind::RequestedReview).await.expect("notes done");
+    lifecycle::assign_task(w.db(), fin, &a, t0())
+        .await
+        .expect("assign");
+    assert_eq!(
+        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        UserError::SubmissionPrerequisitesIncomplete
+    );
+    lifecycle::assign_task(w.db(), notes, &b, t0())
+        .await
+        .expect("assign notes");
+    w.submit(notes, &b, SubmitKind::RequestedReview)
+        .await
+        .expect("notes done");
     // 2. already complete
-    assert_eq!(user_err(w.submit(notes, &b, SubmitKind::RequestedReview).await), UserError::TaskAlreadyCompleted);
+    assert_eq!(
+        user_err(w.submit(notes, &b, SubmitKind::RequestedReview).await),
+        UserError::TaskAlreadyCompleted
+    );
     // 3. a worker without an assignment on the task
-    assert_eq!(user_err(w.submit(fin, &b, SubmitKind::RequestedReview).await), UserError::AssignmentBroken);
+    assert_eq!(
+        user_err(w.submit(fin, &b, SubmitKind::RequestedReview).await),
+        UserError::AssignmentBroken
+    );
     // 5. rejecting what is not under review
-    assert_eq!(user_err(w.submit(fin, &a, SubmitKind::ProvidedReview).await), UserError::NotRejectable);
+    assert_eq!(
+        user_err(w.submit(fin, &a, SubmitKind::ProvidedReview).await),
+        UserError::NotRejectable
+    );
     // 4. an assignment that is no longer processing
-    assert_eq!(w.submit(fin, &a, SubmitKind::RequestedReview).await.expect("to review"), TaskStatus::PendingReview);
-    assert_eq!(user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await), UserError::NotAllowedToSubmit);
+    assert_eq!(
+        w.submit(fin, &a, SubmitKind::RequestedReview)
+            .await
+            .expect("to review"),
+        TaskStatus::PendingReview
+    );
+    assert_eq!(
+        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        UserError::NotAllowedToSubmit
+    );
     // 5. status: pending review cannot be submitted by anyone
-    lifecycle::assign_task(w.db(), draft, &b, t0()).await.expect("assign draft");
+    lifecycle::assign_task(w.db(), draft, &b, t0())
+        .await
+        .expect("assign draft");
     let mut rng = StdRng::seed_from_u64(1);
-    assert_eq!(user_err(lifecycle::review(w.db(), draft, &b, true, t0(), &mut rng).await), UserError::NotUnderReview(draft));
+    assert_eq!(
+        user_err(lifecycle::review(w.db(), draft, &b, true, t0(), &mut rng).await),
+        UserError::NotUnderReview(draft)
+    );
     // Aborted tasks cannot be submitted.
-    lifecycle::abort_project(w.db(), w.project, t0()).await.expect("abort");
-    assert_eq!(user_err(w.submit(draft, &b, SubmitKind::RequestedReview).await), UserError::NotSubmittable);
+    lifecycle::abort_project(w.db(), w.project, t0())
+        .await
+        .expect("abort");
+    assert_eq!(
+        user_err(w.submit(draft, &b, SubmitKind::RequestedReview).await),
+        UserError::NotSubmittable
+    );
     assert_eq!(
         user_err(lifecycle::abort_project(w.db(), w.project, t0()).await),
-        UserError::ProjectFinished { id: w.project, status: "aborted".into() }
+        UserError::ProjectFinished {
+            id: w.project,
+            status: "aborted".into()
+        }
     );
 }
 
@@ -255,9 +416,17 @@ async fn assignment_errors() {
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let e = w.worker("e", &[("editor", Role::EntryLevel)]).await;
-    assert_eq!(user_err(lifecycle::assign_task(w.db(), draft, &e, t0()).await), UserError::NotCertifiedForTask);
-    assert_eq!(user_err(lifecycle::assign_task(w.db(), 999, &a, t0()).await), UserError::TaskNotFound(999));
-    lifecycle::assign_task(w.db(), draft, &a, t0()).await.expect("assign");
+    assert_eq!(
+        user_err(lifecycle::assign_task(w.db(), draft, &e, t0()).await),
+        UserError::NotCertifiedForTask
+    );
+    assert_eq!(
+        user_err(lifecycle::assign_task(w.db(), 999, &a, t0()).await),
+        UserError::TaskNotFound(999)
+    );
+    lifecycle::assign_task(w.db(), draft, &a, t0())
+        .await
+        .expect("assign");
     assert_eq!(
         user_err(lifecycle::assign_task(w.db(), draft, &a, t0()).await),
         UserError::StatusIncompatibleWithNewAssignment
@@ -271,10 +440,15 @@ async fn assignment_errors() {
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
         UserError::AlreadyAssigned
     );
-    w.submit(draft, &a, SubmitKind::RequestedReview).await.expect("done");
+    w.submit(draft, &a, SubmitKind::RequestedReview)
+        .await
+        .expect("done");
     assert_eq!(
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
-        UserError::TaskFinished { task: draft, status: "complete".into() }
+        UserError::TaskFinished {
+            task: draft,
+            status: "complete".into()
+        }
     );
 }
 
@@ -284,31 +458,58 @@ async fn a_reviewer_certification_needs_the_entry_level_one() {
     let dir = flow(two_steps(json!({"policy": "no_review"})));
     load_workflow(&t.db, dir.path()).await;
     let w = add_worker(&t.db, "a", None).await;
-    let cert = staffbot::workers::find_certification(&t.db, "writer", Some("wf")).await.expect("cert");
-    let how = |role| staffbot::workers::Certify { role, staffing_priority: 2, staffbot_enabled: true };
-    let err = user_err(staffbot::workers::certify(&t.db, &w, &cert, how(Role::Reviewer), t0()).await);
+    let cert = staffbot::workers::find_certification(&t.db, "writer", Some("wf"))
+        .await
+        .expect("cert");
+    let how = |role| staffbot::workers::Certify {
+        role,
+        staffing_priority: 2,
+        staffbot_enabled: true,
+    };
+    let err =
+        user_err(staffbot::workers::certify(&t.db, &w, &cert, how(Role::Reviewer), t0()).await);
     assert_eq!(
         err.to_string(),
         "You are trying to add a reviewer certification (writer) for a worker without an entry-level certification"
     );
-    staffbot::workers::certify(&t.db, &w, &cert, how(Role::EntryLevel), t0()).await.expect("entry");
-    staffbot::workers::certify(&t.db, &w, &cert, how(Role::Reviewer), t0()).await.expect("reviewer");
+    staffbot::workers::certify(&t.db, &w, &cert, how(Role::EntryLevel), t0())
+        .await
+        .expect("entry");
+    staffbot::workers::certify(&t.db, &w, &cert, how(Role::Reviewer), t0())
+        .await
+        .expect("reviewer");
 }
 
 #[tokio::test]
 async fn role_counter_gaps_are_filled_and_staffed_consistently() {
-    let w = World::new(two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 3})), Some("C1")).await;
+    let w = World::new(
+        two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 3})),
+        Some("C1"),
+    )
+    .await;
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
     let r3 = w.worker("r3", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0()).await.expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview).await.expect("review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0()).await.expect("r1");
-    w.submit(draft, &r1, SubmitKind::RequestedReview).await.expect("approve 1");
-    lifecycle::assign_task(w.db(), draft, &r2, t0()).await.expect("r2");
-    w.submit(draft, &r2, SubmitKind::RequestedReview).await.expect("approve 2");
+    lifecycle::assign_task(w.db(), draft, &a, t0())
+        .await
+        .expect("a");
+    w.submit(draft, &a, SubmitKind::RequestedReview)
+        .await
+        .expect("review");
+    lifecycle::assign_task(w.db(), draft, &r1, t0())
+        .await
+        .expect("r1");
+    w.submit(draft, &r1, SubmitKind::RequestedReview)
+        .await
+        .expect("approve 1");
+    lifecycle::assign_task(w.db(), draft, &r2, t0())
+        .await
+        .expect("r2");
+    w.submit(draft, &r2, SubmitKind::RequestedReview)
+        .await
+        .expect("approve 2");
     // A gap: counter 1 disappears (Orchestra can get here through deleted assignments).
     task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.eq(draft))
@@ -322,13 +523,21 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
         .expect("delete");
 
     // staff asks for counter 1, and the assignment that wins it IS counter 1 (W-9 fixed).
-    let request = staffing::staff_task(w.db(), draft, RequestCause::User, t0()).await.expect("staff");
+    let request = staffing::staff_task(w.db(), draft, RequestCause::User, t0())
+        .await
+        .expect("staff");
     assert_eq!(request.required_role_counter, 1);
-    let assignment = lifecycle::assign_task(w.db(), draft, &r3, t0()).await.expect("r3");
+    let assignment = lifecycle::assign_task(w.db(), draft, &r3, t0())
+        .await
+        .expect("r3");
     assert_eq!(assignment.assignment_counter, 1);
     let requests = w.requests(draft).await;
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].status, RequestStatus::Closed, "the request for counter 1 closed");
+    assert_eq!(
+        requests[0].status,
+        RequestStatus::Closed,
+        "the request for counter 1 closed"
+    );
 }
 
 #[tokio::test]
@@ -350,34 +559,58 @@ async fn assignment_policies_run_on_creation_and_review() {
     let dir = flow(steps);
     let version = load_workflow(&t.db, dir.path()).await;
     // specified_worker fails clearly while alice does not exist.
-    let err = user_err(lifecycle::create_project(&t.db, &version, "Story", 0, Some("C9".into()), t0()).await);
+    let err = user_err(
+        lifecycle::create_project(&t.db, &version, "Story", 0, Some("C9".into()), t0()).await,
+    );
     assert_eq!(
         err.to_string(),
         "Assignment policy of step draft failed: Worker with username alice does not exist"
     );
     let w = World { t, project: 0 };
     let alice = w.worker("alice", &[("writer", Role::EntryLevel)]).await;
-    let project = lifecycle::create_project(w.db(), &version, "Story", 0, Some("C9".into()), t0()).await.expect("project");
+    let project = lifecycle::create_project(w.db(), &version, "Story", 0, Some("C9".into()), t0())
+        .await
+        .expect("project");
     let w = World { project, ..w };
     let tasks = w.tasks().await;
-    assert_eq!(w.assignments(tasks[0].id).await, vec![(0, alice.id, AssignmentStatus::Processing)]);
+    assert_eq!(
+        w.assignments(tasks[0].id).await,
+        vec![(0, alice.id, AssignmentStatus::Processing)]
+    );
 
     // draft completes → rewrite is created and previously_completed_steps gives it to alice.
-    w.submit(tasks[0].id, &alice, SubmitKind::RequestedReview).await.expect("draft done");
+    w.submit(tasks[0].id, &alice, SubmitKind::RequestedReview)
+        .await
+        .expect("draft done");
     let tasks = w.tasks().await;
     let rewrite = tasks[1].id;
-    assert_eq!(w.assignments(rewrite).await, vec![(0, alice.id, AssignmentStatus::Processing)]);
+    assert_eq!(
+        w.assignments(rewrite).await,
+        vec![(0, alice.id, AssignmentStatus::Processing)]
+    );
 
     // rewrite goes to review → the reviewer policy (staffbot_autoassign) opens a request for counter 1.
-    w.submit(rewrite, &alice, SubmitKind::RequestedReview).await.expect("to review");
+    w.submit(rewrite, &alice, SubmitKind::RequestedReview)
+        .await
+        .expect("to review");
     let requests = w.requests(rewrite).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(
-        (requests[0].required_role_counter, requests[0].cause, requests[0].status),
+        (
+            requests[0].required_role_counter,
+            requests[0].cause,
+            requests[0].status
+        ),
         (1, RequestCause::TaskPolicy, RequestStatus::Sending)
     );
-    let got_it = SlackWrite::post("C9", format!("Got it! I will start staffing task {rewrite}!"));
-    assert!(outbox_rows(w.db()).await.iter().any(|(_, m)| *m == got_it), "announced in the channel");
+    let got_it = SlackWrite::post(
+        "C9",
+        format!("Got it! I will start staffing task {rewrite}!"),
+    );
+    assert!(
+        outbox_rows(w.db()).await.iter().any(|(_, m)| *m == got_it),
+        "announced in the channel"
+    );
 
     // A worker who had been offered the review and is assigned by hand becomes the winner.
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
@@ -391,7 +624,9 @@ async fn assignment_policies_run_on_creation_and_review() {
     .insert(w.db())
     .await
     .expect("inquiry");
-    lifecycle::assign_task(w.db(), rewrite, &rita, t0()).await.expect("assign reviewer");
+    lifecycle::assign_task(w.db(), rewrite, &rita, t0())
+        .await
+        .expect("assign reviewer");
     assert_eq!(w.requests(rewrite).await[0].status, RequestStatus::Closed);
     let response = staffing_response::Entity::find()
         .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
@@ -403,10 +638,15 @@ async fn assignment_policies_run_on_creation_and_review() {
 
     // Approving completes rewrite; edit is created and autoassign opens its request.
     let mut rng = StdRng::seed_from_u64(1);
-    lifecycle::review(w.db(), rewrite, &rita, true, t0(), &mut rng).await.expect("approve");
+    lifecycle::review(w.db(), rewrite, &rita, true, t0(), &mut rng)
+        .await
+        .expect("approve");
     let edit = w.tasks().await[2].id;
     let requests = w.requests(edit).await;
-    assert_eq!((requests[0].required_role_counter, requests[0].cause), (0, RequestCause::TaskPolicy));
+    assert_eq!(
+        (requests[0].required_role_counter, requests[0].cause),
+        (0, RequestCause::TaskPolicy)
+    );
 }
 
 #[tokio::test]
@@ -415,26 +655,61 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0()).await.expect("a");
-    let (moved, reassigned) = lifecycle::assign_or_reassign(w.db(), draft, &b, t0()).await.expect("to b");
+    lifecycle::assign_task(w.db(), draft, &a, t0())
+        .await
+        .expect("a");
+    let (moved, reassigned) = lifecycle::assign_or_reassign(w.db(), draft, &b, t0())
+        .await
+        .expect("to b");
     assert!(reassigned);
     assert_eq!(moved.assignment_counter, 0);
-    assert_eq!(w.assignments(draft).await, vec![(0, b.id, AssignmentStatus::Processing)]);
-    let writes: Vec<SlackWrite> = outbox_rows(w.db()).await.into_iter().map(|(_, m)| m).skip(2).collect();
-    assert_eq!(writes[0], SlackWrite::Invite { channel: "C7".into(), users: "U_B".into() });
-    assert_eq!(writes[1], SlackWrite::post("C7", "<@U_B> has been added to the team. Welcome aboard!"));
-    assert_eq!(writes[2], SlackWrite::Kick { channel: "C7".into(), user: "U_A".into() });
+    assert_eq!(
+        w.assignments(draft).await,
+        vec![(0, b.id, AssignmentStatus::Processing)]
+    );
+    let writes: Vec<SlackWrite> = outbox_rows(w.db())
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .skip(2)
+        .collect();
+    assert_eq!(
+        writes[0],
+        SlackWrite::Invite {
+            channel: "C7".into(),
+            users: "U_B".into()
+        }
+    );
+    assert_eq!(
+        writes[1],
+        SlackWrite::post("C7", "<@U_B> has been added to the team. Welcome aboard!")
+    );
+    assert_eq!(
+        writes[2],
+        SlackWrite::Kick {
+            channel: "C7".into(),
+            user: "U_A".into()
+        }
+    );
     match &writes[3] {
         SlackWrite::PostMessage { channel, text, .. } => {
             assert_eq!(channel, "U_A");
-            assert!(text.contains(&format!("Task {draft} (v1 (Story) - draft)")), "{text}");
+            assert!(
+                text.contains(&format!("Task {draft} (v1 (Story) - draft)")),
+                "{text}"
+            );
         }
         other => panic!("expected a DM, got {other:?}"),
     }
     assert_eq!(writes.len(), 4);
     // The new worker can submit; the old one cannot.
-    assert_eq!(user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await), UserError::AssignmentBroken);
-    w.submit(draft, &b, SubmitKind::RequestedReview).await.expect("b submits");
+    assert_eq!(
+        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        UserError::AssignmentBroken
+    );
+    w.submit(draft, &b, SubmitKind::RequestedReview)
+        .await
+        .expect("b submits");
 }
 
 #[tokio::test]
@@ -444,24 +719,46 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     assert_eq!(
         user_err(staffing::restaff_task(w.db(), draft, "a", t0()).await),
-        UserError::AssignmentNotFound { username: "a".into(), task: draft.to_string() }
+        UserError::AssignmentNotFound {
+            username: "a".into(),
+            task: draft.to_string()
+        }
     );
     assert_eq!(
         user_err(staffing::restaff_task(w.db(), draft, "zed", t0()).await),
         UserError::WorkerNotFound("zed".into())
     );
-    lifecycle::assign_task(w.db(), draft, &a, t0()).await.expect("a");
-    let request = staffing::restaff_task(w.db(), draft, "a", t0()).await.expect("restaff");
-    assert_eq!((request.cause, request.required_role_counter), (RequestCause::Restaff, 0));
+    lifecycle::assign_task(w.db(), draft, &a, t0())
+        .await
+        .expect("a");
+    let request = staffing::restaff_task(w.db(), draft, "a", t0())
+        .await
+        .expect("restaff");
+    assert_eq!(
+        (request.cause, request.required_role_counter),
+        (RequestCause::Restaff, 0)
+    );
     // staff on a task in progress: Orchestra's wrapped error text.
     let err = user_err(staffing::staff_task(w.db(), draft, RequestCause::User, t0()).await);
     assert_eq!(
         staffing::staff_error_text(draft, &err),
         format!("Task {draft} got an error: \"Status incompatible with new assignment\"")
     );
-    lifecycle::abort_project(w.db(), w.project, t0()).await.expect("abort");
-    assert!(w.tasks().await.iter().all(|t| t.status == TaskStatus::Aborted));
-    assert!(w.requests(draft).await.iter().all(|r| r.status == RequestStatus::Closed));
+    lifecycle::abort_project(w.db(), w.project, t0())
+        .await
+        .expect("abort");
+    assert!(
+        w.tasks()
+            .await
+            .iter()
+            .all(|t| t.status == TaskStatus::Aborted)
+    );
+    assert!(
+        w.requests(draft)
+            .await
+            .iter()
+            .all(|r| r.status == RequestStatus::Closed)
+    );
 }
 
 #[tokio::test]
@@ -474,8 +771,20 @@ async fn completion_ends_project() {
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[0].id, &a, t0()).await.expect("a");
-    w.submit(tasks[0].id, &a, SubmitKind::RequestedReview).await.expect("done");
-    let p = project::Entity::find_by_id(w.project).one(w.db()).await.expect("q").expect("p");
-    assert_eq!(p.status, ProjectStatus::Completed, "pitch ends the project though notes is open");
+    lifecycle::assign_task(w.db(), tasks[0].id, &a, t0())
+        .await
+        .expect("a");
+    w.submit(tasks[0].id, &a, SubmitKind::RequestedReview)
+        .await
+        .expect("done");
+    let p = project::Entity::find_by_id(w.project)
+        .one(w.db())
+        .await
+        .expect("q")
+        .expect("p");
+    assert_eq!(
+        p.status,
+        ProjectStatus::Completed,
+        "pitch ends the project though notes is open"
+    );
 }

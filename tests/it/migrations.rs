@@ -9,8 +9,7 @@ use staffbot::db::entities::{
     outbox, staffing_inquiry, staffing_request, staffing_response, task, task_assignment,
 };
 use staffbot::db::{
-    AssignmentStatus, InquiryMethod, OutboxStatus, RequestCause, RequestStatus,
-    is_unique_violation,
+    AssignmentStatus, InquiryMethod, OutboxStatus, RequestCause, RequestStatus, is_unique_violation,
 };
 use staffbot::outbox::{SlackWrite, enqueue};
 use staffbot::workflow::lifecycle;
@@ -24,7 +23,10 @@ async fn table_count(db: &impl ConnectionTrait) -> usize {
         "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     };
     let row = db
-        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
         .await
         .expect("count tables")
         .expect("a row");
@@ -37,7 +39,12 @@ async fn up_down_up_on_an_empty_database() {
     Migrator::up(&t.db, None).await.expect("up");
     // 18 tables of the data model + seaql_migrations.
     assert_eq!(table_count(&t.db).await, 19);
-    assert!(Migrator::get_pending_migrations(&t.db).await.expect("status").is_empty());
+    assert!(
+        Migrator::get_pending_migrations(&t.db)
+            .await
+            .expect("status")
+            .is_empty()
+    );
 
     // Seed data survives nothing across a full rollback, and the schema comes back whole.
     let version = load_workflow(&t.db, &example_dir()).await;
@@ -71,7 +78,11 @@ async fn the_database_enforces_the_integrity_rules() {
     let project = lifecycle::create_project(db, &version, "p", 0, None, t0())
         .await
         .expect("project");
-    let first_task = task::Entity::find().one(db).await.expect("q").expect("task");
+    let first_task = task::Entity::find()
+        .one(db)
+        .await
+        .expect("q")
+        .expect("task");
     assert_eq!(first_task.project_id, project);
     let alice = add_worker(db, "alice", Some("U1")).await;
     let bob = add_worker(db, "bob", Some("U2")).await;
@@ -87,8 +98,14 @@ async fn the_database_enforces_the_integrity_rules() {
         updated_at: Set(t0()),
         ..Default::default()
     };
-    assignment(alice.id).insert(db).await.expect("first assignment");
-    expect_unique(assignment(bob.id).insert(db).await, "second counter-0 assignment");
+    assignment(alice.id)
+        .insert(db)
+        .await
+        .expect("first assignment");
+    expect_unique(
+        assignment(bob.id).insert(db).await,
+        "second counter-0 assignment",
+    );
 
     // One open request per task (the example's autoassign opened one already).
     let request = |status: RequestStatus| staffing_request::ActiveModel {
@@ -99,8 +116,14 @@ async fn the_database_enforces_the_integrity_rules() {
         created_at: Set(t0()),
         ..Default::default()
     };
-    expect_unique(request(RequestStatus::Sending).insert(db).await, "second open request");
-    let closed = request(RequestStatus::Closed).insert(db).await.expect("closed ones may pile up");
+    expect_unique(
+        request(RequestStatus::Sending).insert(db).await,
+        "second open request",
+    );
+    let closed = request(RequestStatus::Closed)
+        .insert(db)
+        .await
+        .expect("closed ones may pile up");
 
     // One response per inquiry; one winner per request.
     let inquiry = |worker_id: i64| staffing_inquiry::ActiveModel {
@@ -112,7 +135,10 @@ async fn the_database_enforces_the_integrity_rules() {
     };
     let qa = inquiry(alice.id).insert(db).await.expect("inquiry a");
     let qb = inquiry(bob.id).insert(db).await.expect("inquiry b");
-    expect_unique(inquiry(bob.id).insert(db).await, "second inquiry for one worker");
+    expect_unique(
+        inquiry(bob.id).insert(db).await,
+        "second inquiry for one worker",
+    );
     let response = |inquiry_id: i64, worker_id: i64, winner: bool| staffing_response::ActiveModel {
         inquiry_id: Set(inquiry_id),
         request_id: Set(closed.id),
@@ -122,15 +148,31 @@ async fn the_database_enforces_the_integrity_rules() {
         created_at: Set(t0()),
         ..Default::default()
     };
-    response(qa.id, alice.id, true).insert(db).await.expect("winner");
-    expect_unique(response(qa.id, alice.id, false).insert(db).await, "second response");
-    expect_unique(response(qb.id, bob.id, true).insert(db).await, "second winner");
-    response(qb.id, bob.id, false).insert(db).await.expect("a loser is fine");
+    response(qa.id, alice.id, true)
+        .insert(db)
+        .await
+        .expect("winner");
+    expect_unique(
+        response(qa.id, alice.id, false).insert(db).await,
+        "second response",
+    );
+    expect_unique(
+        response(qb.id, bob.id, true).insert(db).await,
+        "second winner",
+    );
+    response(qb.id, bob.id, false)
+        .insert(db)
+        .await
+        .expect("a loser is fine");
 
     // Outbox dedupe keys.
     let write = SlackWrite::post("C1", "hi");
     assert!(enqueue(db, "k1", &write, t0()).await.expect("enqueue"));
-    assert!(!enqueue(db, "k1", &write, t0()).await.expect("enqueue again is a no-op"));
+    assert!(
+        !enqueue(db, "k1", &write, t0())
+            .await
+            .expect("enqueue again is a no-op")
+    );
     let raw = outbox::ActiveModel {
         dedupe_key: Set("k1".into()),
         method: Set("chat.postMessage".into()),

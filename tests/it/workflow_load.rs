@@ -3,7 +3,9 @@
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
-use staffbot::db::entities::{certification, step, step_certification, step_dependency, workflow_version};
+use staffbot::db::entities::{
+    certification, step, step_certification, step_dependency, workflow_version,
+};
 use staffbot::workflow::definition::{self, LoadError};
 use staffbot::workflow::functions::{AssignmentPolicy, ReviewPolicy};
 use staffbot::workflow::load::{self, StoreError, VersionOutcome};
@@ -54,18 +56,33 @@ fn the_example_workflow_is_valid() {
     assert_eq!(def.versions.len(), 1);
     let steps = &def.versions[0].steps;
     let slugs: Vec<&str> = steps.iter().map(|s| s.slug.as_str()).collect();
-    assert_eq!(slugs, ["planning", "reporting", "photography", "copy_editing"]);
+    assert_eq!(
+        slugs,
+        ["planning", "reporting", "photography", "copy_editing"]
+    );
     let reporting = &steps[1];
-    assert_eq!(reporting.assignment_policy.entry_level, AssignmentPolicy::StaffbotAutoassign);
-    assert_eq!(reporting.assignment_policy.reviewer, AssignmentPolicy::StaffbotAutoassign);
+    assert_eq!(
+        reporting.assignment_policy.entry_level,
+        AssignmentPolicy::StaffbotAutoassign
+    );
+    assert_eq!(
+        reporting.assignment_policy.reviewer,
+        AssignmentPolicy::StaffbotAutoassign
+    );
     assert_eq!(
         reporting.review_policy,
-        ReviewPolicy::SampledReview { rate: 1.0, max_reviews: 1 }
+        ReviewPolicy::SampledReview {
+            rate: 1.0,
+            max_reviews: 1
+        }
     );
     assert!(reporting.detailed_description.is_some());
     // Defaults: a human step without policies is manual and reviewed once.
     let photography = &steps[2];
-    assert_eq!(photography.assignment_policy.entry_level, AssignmentPolicy::AnyoneCertified);
+    assert_eq!(
+        photography.assignment_policy.entry_level,
+        AssignmentPolicy::AnyoneCertified
+    );
     assert!(def.versions[0].sanity_checks.is_some());
 }
 
@@ -74,9 +91,21 @@ fn defaults_of_a_minimal_step() {
     let dir = write_workflow(&base_workflow(), &[("v1", base_version())]);
     let def = definition::read(dir.path()).expect("valid");
     let draft = &def.versions[0].steps[0];
-    assert_eq!(draft.review_policy, ReviewPolicy::SampledReview { rate: 1.0, max_reviews: 1 });
-    assert_eq!(draft.assignment_policy.entry_level, AssignmentPolicy::AnyoneCertified);
-    assert_eq!(draft.assignment_policy.reviewer, AssignmentPolicy::AnyoneCertified);
+    assert_eq!(
+        draft.review_policy,
+        ReviewPolicy::SampledReview {
+            rate: 1.0,
+            max_reviews: 1
+        }
+    );
+    assert_eq!(
+        draft.assignment_policy.entry_level,
+        AssignmentPolicy::AnyoneCertified
+    );
+    assert_eq!(
+        draft.assignment_policy.reviewer,
+        AssignmentPolicy::AnyoneCertified
+    );
     assert!(draft.detailed_description.is_none());
     assert!(!draft.completion_ends_project);
 }
@@ -84,12 +113,17 @@ fn defaults_of_a_minimal_step() {
 #[test]
 fn directory_errors() {
     let missing = definition::read(std::path::Path::new("/nonexistent/staffbot/wf"));
-    assert_eq!(missing, Err(LoadError("Workflow directory does not exist.".into())));
+    assert_eq!(
+        missing,
+        Err(LoadError("Workflow directory does not exist.".into()))
+    );
 
     let empty = tempfile::tempdir().expect("tempdir");
     assert_eq!(
         definition::read(empty.path()),
-        Err(LoadError("No \"workflow.json\" manifest file found.".into()))
+        Err(LoadError(
+            "No \"workflow.json\" manifest file found.".into()
+        ))
     );
 
     let no_versions = write_workflow(&base_workflow(), &[]);
@@ -120,9 +154,21 @@ fn certification_errors() {
 #[test]
 fn relation_errors_name_the_step_and_relation() {
     for (key, value, expected) in [
-        ("creation_depends_on", json!(["ghost"]), "edit.creation_depends_on contains a non-existent slug."),
-        ("submission_depends_on", json!(["ghost"]), "edit.submission_depends_on contains a non-existent slug."),
-        ("required_certifications", json!(["ghost"]), "edit.required_certifications contains a non-existent slug."),
+        (
+            "creation_depends_on",
+            json!(["ghost"]),
+            "edit.creation_depends_on contains a non-existent slug.",
+        ),
+        (
+            "submission_depends_on",
+            json!(["ghost"]),
+            "edit.submission_depends_on contains a non-existent slug.",
+        ),
+        (
+            "required_certifications",
+            json!(["ghost"]),
+            "edit.required_certifications contains a non-existent slug.",
+        ),
     ] {
         let err = read_err(&base_workflow(), &with_step_key(key, value));
         assert!(err.ends_with(expected), "{key}: {err}");
@@ -133,24 +179,57 @@ fn relation_errors_name_the_step_and_relation() {
 #[test]
 fn step_errors() {
     let cases: Vec<(Value, &str)> = vec![
-        (with_step_key("review_policy", json!({"policy": "sampled_review", "rate": 1})),
-         "step edit: Review policy incorrectly specified."),
-        (with_step_key("is_human", json!(false)),
-         "step edit: machine steps (is_human: false) are not supported by staffbot"),
-        (with_step_key("assignment_policy", json!({"entry_level": {}})),
-         "step edit: Assignment policy incorrectly specified. (needs \"policy_function\")"),
-        (with_step_key("assignment_policy", json!({"policy_function": {"entry_level": {"path": "previously_completed_steps"}}})),
-         "step edit: entry_level policy: No related steps given"),
-        (with_step_key("assignment_policy", json!({"policy_function": {"entry_level": {"path": "previously_completed_steps", "kwargs": {"related_steps": ["ghost"]}}}})),
-         "step edit: previously_completed_steps names step ghost, which is not in this version"),
-        (with_step_key("assignment_policy", json!({"policy_function": {"reviewer": {"path": "specified_worker"}}})),
-         "step edit: reviewer policy: specified_worker needs kwargs.username (a string)"),
-        (with_step_key("detailed_description_function", json!({"path": "staffbot.template", "kwargs": {"template": "{{ task.colour }}"}})),
-         "step edit: detailed_description_function: unknown placeholder {{ task.colour }} in template"),
-        (with_step_key("assignable_hours_function", json!({"path": "x.y"})),
-         "step edit: \"assignable_hours_function\" is not supported by staffbot"),
-        (with_step_key("creation_depends_on", json!(["edit"])),
-         "edit.creation_depends_on forms a cycle"),
+        (
+            with_step_key(
+                "review_policy",
+                json!({"policy": "sampled_review", "rate": 1}),
+            ),
+            "step edit: Review policy incorrectly specified.",
+        ),
+        (
+            with_step_key("is_human", json!(false)),
+            "step edit: machine steps (is_human: false) are not supported by staffbot",
+        ),
+        (
+            with_step_key("assignment_policy", json!({"entry_level": {}})),
+            "step edit: Assignment policy incorrectly specified. (needs \"policy_function\")",
+        ),
+        (
+            with_step_key(
+                "assignment_policy",
+                json!({"policy_function": {"entry_level": {"path": "previously_completed_steps"}}}),
+            ),
+            "step edit: entry_level policy: No related steps given",
+        ),
+        (
+            with_step_key(
+                "assignment_policy",
+                json!({"policy_function": {"entry_level": {"path": "previously_completed_steps", "kwargs": {"related_steps": ["ghost"]}}}}),
+            ),
+            "step edit: previously_completed_steps names step ghost, which is not in this version",
+        ),
+        (
+            with_step_key(
+                "assignment_policy",
+                json!({"policy_function": {"reviewer": {"path": "specified_worker"}}}),
+            ),
+            "step edit: reviewer policy: specified_worker needs kwargs.username (a string)",
+        ),
+        (
+            with_step_key(
+                "detailed_description_function",
+                json!({"path": "staffbot.template", "kwargs": {"template": "{{ task.colour }}"}}),
+            ),
+            "step edit: detailed_description_function: unknown placeholder {{ task.colour }} in template",
+        ),
+        (
+            with_step_key("assignable_hours_function", json!({"path": "x.y"})),
+            "step edit: \"assignable_hours_function\" is not supported by staffbot",
+        ),
+        (
+            with_step_key("creation_depends_on", json!(["edit"])),
+            "edit.creation_depends_on forms a cycle",
+        ),
     ];
     for (version, expected) in cases {
         let err = read_err(&base_workflow(), &version);
@@ -170,7 +249,12 @@ fn unknown_function_paths_are_named_with_the_builtins() {
             json!({"policy_function": {"entry_level": {"path": "my_project.policies.pick_someone"}}}),
         ),
     );
-    assert!(err.contains("unknown assignment policy function path \"my_project.policies.pick_someone\""), "{err}");
+    assert!(
+        err.contains(
+            "unknown assignment policy function path \"my_project.policies.pick_someone\""
+        ),
+        "{err}"
+    );
     for builtin in [
         "orchestra.assignment_policies.anyone_certified",
         "orchestra.assignment_policies.specified_worker",
@@ -182,20 +266,36 @@ fn unknown_function_paths_are_named_with_the_builtins() {
 
     let err = read_err(
         &base_workflow(),
-        &with_step_key("detailed_description_function", json!({"path": "my_project.describe"})),
+        &with_step_key(
+            "detailed_description_function",
+            json!({"path": "my_project.describe"}),
+        ),
     );
-    assert!(err.contains("\"my_project.describe\"") && err.contains("staffbot.template"), "{err}");
+    assert!(
+        err.contains("\"my_project.describe\"") && err.contains("staffbot.template"),
+        "{err}"
+    );
 
     let err = read_err(
         &base_workflow(),
-        &with_step_key("creation_policy", json!({"policy_function": {"path": "my.creation"}})),
+        &with_step_key(
+            "creation_policy",
+            json!({"policy_function": {"path": "my.creation"}}),
+        ),
     );
-    assert!(err.contains("orchestra.creation_policies.always_create"), "{err}");
+    assert!(
+        err.contains("orchestra.creation_policies.always_create"),
+        "{err}"
+    );
 
     let mut v = base_version();
-    v["sanity_checks"] = json!({"sanity_check_function": {"path": "my.sanity"}, "check_configurations": {}});
+    v["sanity_checks"] =
+        json!({"sanity_check_function": {"path": "my.sanity"}, "check_configurations": {}});
     let err = read_err(&base_workflow(), &v);
-    assert!(err.contains("sanity_checks: unknown sanity check function path \"my.sanity\""), "{err}");
+    assert!(
+        err.contains("sanity_checks: unknown sanity check function path \"my.sanity\""),
+        "{err}"
+    );
     assert!(err.contains("staffbot.sanity.always"), "{err}");
 }
 
@@ -210,7 +310,11 @@ fn sanity_checks_are_validated_for_shape() {
     assert!(err.contains("sanity_checks: Invalid handler: "), "{err}");
 }
 
-async fn store(db: &sea_orm::DatabaseConnection, dir: &std::path::Path, force: bool) -> Result<Vec<(String, VersionOutcome)>, String> {
+async fn store(
+    db: &sea_orm::DatabaseConnection,
+    dir: &std::path::Path,
+    force: bool,
+) -> Result<Vec<(String, VersionOutcome)>, String> {
     let def = definition::read(dir).map_err(|e| e.0)?;
     match load::store(db, &def, force, t0()).await {
         Ok(summary) => Ok(summary.versions),
@@ -224,16 +328,40 @@ async fn storing_the_example_and_reloading() {
     let t = TestDb::new().await;
     let outcome = store(&t.db, &example_dir(), false).await.expect("stored");
     assert_eq!(outcome, vec![("v1".to_string(), VersionOutcome::Created)]);
-    assert_eq!(certification::Entity::find().count(&t.db).await.expect("count"), 4);
+    assert_eq!(
+        certification::Entity::find()
+            .count(&t.db)
+            .await
+            .expect("count"),
+        4
+    );
     assert_eq!(step::Entity::find().count(&t.db).await.expect("count"), 4);
     // copy_editing depends on reporting and photography; each step needs one certification.
-    assert_eq!(step_dependency::Entity::find().count(&t.db).await.expect("count"), 4);
-    assert_eq!(step_certification::Entity::find().count(&t.db).await.expect("count"), 4);
-    let version = workflow_version::Entity::find().one(&t.db).await.expect("q").expect("row");
+    assert_eq!(
+        step_dependency::Entity::find()
+            .count(&t.db)
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        step_certification::Entity::find()
+            .count(&t.db)
+            .await
+            .expect("count"),
+        4
+    );
+    let version = workflow_version::Entity::find()
+        .one(&t.db)
+        .await
+        .expect("q")
+        .expect("row");
     assert!(version.sanity_checks.is_some());
 
     // The same files again: nothing to do.
-    let outcome = store(&t.db, &example_dir(), false).await.expect("idempotent");
+    let outcome = store(&t.db, &example_dir(), false)
+        .await
+        .expect("idempotent");
     assert_eq!(outcome, vec![("v1".to_string(), VersionOutcome::Unchanged)]);
 }
 
@@ -279,10 +407,16 @@ async fn force_rules() {
     // Removing a step or rewiring one is refused, even with --force.
     std::fs::write(dir.path().join("v1/version.json"), renamed.to_string()).expect("write");
     let err = store(&t.db, dir.path(), true).await.expect_err("removed");
-    assert!(err.starts_with("Even with --force, you cannot remove steps from a workflow."), "{err}");
+    assert!(
+        err.starts_with("Even with --force, you cannot remove steps from a workflow."),
+        "{err}"
+    );
     let mut rewired = added.clone();
     rewired["steps"][1]["creation_depends_on"] = json!([]);
     std::fs::write(dir.path().join("v1/version.json"), rewired.to_string()).expect("write");
     let err = store(&t.db, dir.path(), true).await.expect_err("rewired");
-    assert!(err.starts_with("Even with --force, you cannot change the topology of a workflow."), "{err}");
+    assert!(
+        err.starts_with("Even with --force, you cannot change the topology of a workflow."),
+        "{err}"
+    );
 }
