@@ -7,10 +7,12 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod outbox;
 pub mod sanity;
+pub mod slack;
 pub mod staffing;
 pub mod workers;
 pub mod workflow;

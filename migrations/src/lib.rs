@@ -11,12 +11,16 @@ use sea_orm_migration::prelude::*;
 
 mod dialect;
 mod m20261127_000001_init;
+mod m20261127_000002_envelope_responses;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_init::Migration)]
+        vec![
+            Box::new(m20261127_000001_init::Migration),
+            Box::new(m20261127_000002_envelope_responses::Migration),
+        ]
     }
 }

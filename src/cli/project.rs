@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use clap::Subcommand;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
@@ -69,7 +69,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             channel,
             json,
         } => {
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let wf = workflow::Entity::find()
                 .filter(workflow::Column::Slug.eq(&workflow_slug))
                 .one(&tx)
@@ -132,7 +132,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             );
         }
         ProjectCommand::Abort { id } => {
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             lifecycle::abort_project(&tx, id, now).await?;
             tx.commit().await?;
             println!("project {id} aborted");

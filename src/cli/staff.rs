@@ -3,11 +3,10 @@
 
 use anyhow::anyhow;
 use clap::Args;
-use sea_orm::TransactionTrait;
 
 use super::App;
 use crate::db::RequestCause;
-use crate::error::Error;
+use crate::error::{Error, UserError};
 use crate::staffing;
 
 #[derive(Debug, Args)]
@@ -30,7 +29,7 @@ fn user_facing(task: i64, e: Error) -> anyhow::Error {
 }
 
 pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
-    let tx = app.db.begin().await?;
+    let tx = crate::db::begin_write(&app.db).await?;
     staffing::staff_task(&tx, args.task, RequestCause::User, app.clock.now())
         .await
         .map_err(|e| user_facing(args.task, e))?;
@@ -40,8 +39,11 @@ pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_restaff(app: &App, args: RestaffArgs) -> anyhow::Result<()> {
-    let tx = app.db.begin().await?;
-    staffing::restaff_task(&tx, args.task, &args.username, app.clock.now())
+    let tx = crate::db::begin_write(&app.db).await?;
+    let worker = staffing::find_worker_by_name(&tx, &args.username)
+        .await?
+        .ok_or_else(|| anyhow!(UserError::WorkerNotFound(args.username.clone())))?;
+    staffing::restaff_task(&tx, args.task, &worker, &args.username, app.clock.now())
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;

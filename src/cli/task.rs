@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use clap::{ArgGroup, Subcommand};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
@@ -102,7 +102,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             print_table(&["ID", "PROJECT", "STEP", "STATUS", "ASSIGNMENTS"], &rows);
         }
         TaskCommand::Assign { task, username } => {
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &username).await?;
             let (assignment, reassigned) =
                 lifecycle::assign_or_reassign(&tx, task, &w, now).await?;
@@ -121,7 +121,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
         }
         TaskCommand::Submit { task, worker } => {
             let mut rng = app.rng();
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &worker).await?;
             let status =
                 lifecycle::submit(&tx, task, &w, SubmitKind::RequestedReview, now, &mut rng)
@@ -136,7 +136,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             reject: _,
         } => {
             let mut rng = app.rng();
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &worker).await?;
             let status = lifecycle::review(&tx, task, &w, approve, now, &mut rng).await?;
             tx.commit().await?;

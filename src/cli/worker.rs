@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use clap::{Subcommand, ValueEnum};
-use sea_orm::{EntityTrait, QueryOrder, TransactionTrait};
+use sea_orm::{EntityTrait, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
@@ -126,7 +126,7 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             priority,
             staffbot_disabled,
         } => {
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &username).await?;
             let cert =
                 workers::find_certification(&tx, &certification, workflow.as_deref()).await?;

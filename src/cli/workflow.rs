@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
@@ -52,7 +52,7 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
             for note in &def.notes {
                 eprintln!("note: {note}");
             }
-            let tx = app.db.begin().await?;
+            let tx = crate::db::begin_write(&app.db).await?;
             let summary = match load::store(&tx, &def, force, app.clock.now()).await {
                 Ok(s) => s,
                 Err(StoreError::Invalid(e)) => return Err(e.into()),

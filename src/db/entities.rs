@@ -465,6 +465,8 @@ pub mod handled_envelope {
         #[sea_orm(column_type = "Text")]
         pub envelope_id: String,
         pub handled_at: DateTimeUtc,
+        #[sea_orm(column_type = "JsonBinary")]
+        pub response: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -149,17 +149,16 @@ pub async fn find_worker_by_name<C: ConnectionTrait>(
         .await
 }
 
-/// `restaff <task> <username>`: open a request for that worker's assignment counter. The worker
-/// keeps the assignment until somebody accepts.
+/// `restaff <task> <worker>`: open a request for that worker's assignment counter. The worker
+/// keeps the assignment until somebody accepts. `shown_as` is how the caller named the worker
+/// (used in the error when they have no assignment on the task).
 pub async fn restaff_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
-    username: &str,
+    worker: &worker::Model,
+    shown_as: &str,
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, Error> {
-    let worker = find_worker_by_name(conn, username)
-        .await?
-        .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?;
     let (task, project) = load_task(conn, task_id).await?;
     let assignment = task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.eq(task_id))
@@ -167,7 +166,7 @@ pub async fn restaff_task<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or_else(|| UserError::AssignmentNotFound {
-            username: username.to_string(),
+            username: shown_as.to_string(),
             task: task_id.to_string(),
         })?;
     if task.status.is_finished() {

@@ -296,7 +296,7 @@ async fn errors_are_one_clear_line() {
     );
     assert_eq!(
         cli.fails(&["serve"]),
-        "error: SLACK_BOT_TOKEN is not set (or slack.bot_token in the config file): staffbot needs the bot token (xoxb-…) to run"
+        "error: SLACK_BOT_TOKEN is not set (or slack.bot_token in the config file)"
     );
 
     // Usage errors come from clap, with exit code 2.
@@ -323,18 +323,26 @@ async fn errors_are_one_clear_line() {
 #[tokio::test]
 async fn migrate_subcommand() {
     let cli = Cli::new().await;
+    let all_pending =
+        "pending  m20261127_000001_init\npending  m20261127_000002_envelope_responses\n";
+    assert_eq!(cli.ok(&["migrate", "status"]), all_pending);
+    assert_eq!(cli.ok(&["migrate"]), "applied 2 migration(s)\n");
     assert_eq!(
         cli.ok(&["migrate", "status"]),
-        "pending  m20261127_000001_init\n"
-    );
-    assert_eq!(cli.ok(&["migrate"]), "applied 1 migration(s)\n");
-    assert_eq!(
-        cli.ok(&["migrate", "status"]),
-        "applied  m20261127_000001_init\n"
+        "applied  m20261127_000001_init\napplied  m20261127_000002_envelope_responses\n"
     );
     assert_eq!(cli.ok(&["migrate", "down"]), "rolled back 1 migration(s)\n");
+    assert_eq!(
+        cli.ok(&["migrate", "status"]),
+        "applied  m20261127_000001_init\npending  m20261127_000002_envelope_responses\n"
+    );
     assert_eq!(cli.ok(&["migrate", "up"]), "applied 1 migration(s)\n");
+    assert_eq!(
+        cli.ok(&["migrate", "down", "--steps", "0"]),
+        "rolled back 2 migration(s)\n"
+    );
+    assert_eq!(cli.ok(&["migrate", "status"]), all_pending);
     // Every other command migrates by itself.
-    assert_eq!(cli.ok(&["migrate", "down"]), "rolled back 1 migration(s)\n");
     assert_eq!(cli.ok(&["worker", "list", "--json"]), "[]\n");
+    assert_eq!(cli.ok(&["migrate", "up"]), "applied 0 migration(s)\n");
 }

@@ -3,6 +3,8 @@
 
 mod cli;
 mod common;
+mod harness;
 mod lifecycle;
 mod migrations;
+mod slack;
 mod workflow_load;

@@ -1,0 +1,192 @@
+//! The daemon's wiring: token checks, the Socket Mode connections and dispatcher, the outbox
+//! sender, and an orderly shutdown (stop taking envelopes, drain, stop loops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use slack_morphism::prelude::*;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::slack::dispatch::Dispatcher;
+use crate::slack::listener::{SocketMode, SocketState};
+use crate::slack::sender::Sender;
+use crate::slack::slash::SlashSettings;
+use crate::slack::web::{self, MorphismWeb, TokenError};
+
+/// How long shutdown waits for envelopes being handled.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the sender looks for rows queued by other processes.
+const SENDER_IDLE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0} is not set (or slack.{1} in the config file)")]
+    MissingToken(&'static str, &'static str),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("stopped before Slack could be reached")]
+    Cancelled,
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// A name for this process in claims and leases: host, pid and a random suffix.
+pub fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "staffbot".to_string());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub cancel: CancellationToken,
+    pub socket: Arc<SocketState>,
+    task: JoinHandle<()>,
+}
+
+/// Checks a token, retrying while Slack cannot be reached; a rejected token is final.
+async fn check_with_retry<F, Fut, T>(
+    cancel: &CancellationToken,
+    what: &str,
+    check: F,
+) -> Result<T, StartError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, TokenError>>,
+{
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_rejected() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("{what}: {e}; retrying in {wait:?}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(StartError::Cancelled),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Checks both tokens, connects to Slack and starts the sender. Returns once started; the
+    /// daemon runs until [`Daemon::cancel`] is cancelled.
+    pub async fn start(
+        config: &Config,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Daemon, StartError> {
+        let bot_token = config
+            .slack
+            .bot_token
+            .as_ref()
+            .ok_or(StartError::MissingToken("SLACK_BOT_TOKEN", "bot_token"))?;
+        let app_token = config
+            .slack
+            .app_token
+            .as_ref()
+            .ok_or(StartError::MissingToken("SLACK_APP_TOKEN", "app_token"))?;
+        let bot_token = SlackApiToken::new(bot_token.expose_secret().to_string().into());
+        let app_token = SlackApiToken::new(app_token.expose_secret().to_string().into());
+        let api_url = config.slack.api_url.clone();
+        let client = web::build_client(&api_url)?;
+        let cancel = CancellationToken::new();
+
+        let identity = check_with_retry(&cancel, "checking SLACK_BOT_TOKEN", || {
+            web::check_bot_token(&client, &bot_token, &api_url)
+        })
+        .await?;
+        tracing::info!(team = %identity.team, team_id = %identity.team_id, bot = %identity.user_id, "bot token accepted");
+        check_with_retry(&cancel, "checking SLACK_APP_TOKEN", || {
+            web::check_app_token(&client, &app_token, &api_url)
+        })
+        .await?;
+
+        let outbox_wake = Arc::new(Notify::new());
+        let dispatcher = Arc::new(Dispatcher {
+            db: db.clone(),
+            clock: clock.clone(),
+            slash: SlashSettings {
+                verification_token: config.slack.verification_token.clone(),
+                allowed: config.staffbot.allowed.clone(),
+            },
+            outbox_wake: outbox_wake.clone(),
+        });
+        let socket_config = SlackClientSocketModeConfig::new()
+            .with_max_connections_count(2)
+            .with_initial_backoff_in_seconds(1)
+            .with_reconnect_timeout_in_seconds(3)
+            .with_ping_interval_in_seconds(10)
+            .with_ping_failure_threshold_times(3);
+        let socket = SocketMode::new(client.clone(), app_token, dispatcher, socket_config).await?;
+        let state = socket.state();
+        socket.start().await;
+
+        let name = instance_name();
+        let sender = Sender::new(
+            db,
+            Arc::new(MorphismWeb {
+                client,
+                bot_token,
+                timeout: (config.loops.lease_ttl / 2).max(Duration::from_secs(1)),
+            }),
+            clock,
+            config.loops.lease_ttl,
+            name,
+        );
+        let sender_cancel = cancel.child_token();
+        let sender_task = tokio::spawn({
+            let wake = outbox_wake.clone();
+            async move { sender.run(sender_cancel, wake, SENDER_IDLE).await }
+        });
+
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                tracing::info!("shutting down: no new envelopes; finishing the ones in hand");
+                socket.shutdown(DRAIN_DEADLINE).await;
+                outbox_wake.notify_one();
+                if let Err(e) = sender_task.await {
+                    tracing::error!("outbox sender ended badly: {e}");
+                }
+                tracing::info!("stopped");
+            }
+        });
+        Ok(Daemon {
+            cancel,
+            socket: state,
+            task,
+        })
+    }
+
+    /// Waits until the daemon has stopped (after [`Daemon::cancel`]).
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!("daemon task failed: {e}");
+        }
+    }
+
+    /// Stops the daemon and waits for it.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.join().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! The dispatcher: one envelope in, one ack out. Slash commands run one short transaction and
+//! reply in the ack; everything else they cause is queued in the outbox. An envelope id that was
+//! handled before is acked with the same reply and not acted on again.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
+use super::slash::{self, SlashSettings};
+use crate::clock::Clock;
+use crate::db::entities::handled_envelope;
+
+/// What the dispatcher sends back for an envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ack {
+    /// `{"envelope_id": …}`
+    Bare,
+    /// `{"envelope_id": …, "payload": …}`
+    WithPayload(Value),
+}
+
+impl Ack {
+    pub fn frame(&self, envelope_id: &str) -> String {
+        match self {
+            Ack::Bare => json!({ "envelope_id": envelope_id }).to_string(),
+            Ack::WithPayload(p) => json!({ "envelope_id": envelope_id, "payload": p }).to_string(),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub slash: SlashSettings,
+    /// Woken after a handler queued Slack messages, so the sender goes at once.
+    pub outbox_wake: Arc<Notify>,
+}
+
+const SORRY: &str = "Sorry, something went wrong on our side. Please try again in a minute.";
+
+impl Dispatcher {
+    /// Handles one envelope and returns its ack. Never fails: problems are logged and acked.
+    pub async fn dispatch(&self, envelope: &Envelope) -> Ack {
+        let span = tracing::info_span!("envelope", envelope_id = %envelope.envelope_id, kind = %envelope.kind);
+        let _guard = span.enter();
+        match self.previous_ack(&envelope.envelope_id).await {
+            Ok(Some(ack)) => {
+                tracing::info!("envelope already handled; acking again without acting");
+                return ack;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot check whether the envelope was handled: {e}"),
+        }
+        let now = self.clock.now();
+        let result = match envelope.kind.as_str() {
+            "slash_commands" => self.slash_command(envelope, now).await,
+            "interactive" => self.interactive(envelope, now).await,
+            "events_api" => Ok(Ack::Bare),
+            other => {
+                tracing::warn!("unknown envelope type {other:?}; acked and ignored");
+                Ok(Ack::Bare)
+            }
+        };
+        match result {
+            Ok(ack) => ack,
+            Err(e) => {
+                tracing::error!(error = %e, "handler failed; reference {}", envelope.envelope_id);
+                if envelope.kind == "slash_commands" {
+                    Ack::WithPayload(slash::reply(
+                        &format!("{SORRY} (reference {})", envelope.envelope_id),
+                        None,
+                    ))
+                } else {
+                    Ack::Bare
+                }
+            }
+        }
+    }
+
+    async fn previous_ack(&self, envelope_id: &str) -> Result<Option<Ack>, DbErr> {
+        Ok(
+            handled_envelope::Entity::find_by_id(envelope_id.to_string())
+                .one(&self.db)
+                .await?
+                .map(|row| match row.response {
+                    Some(p) if !p.is_null() => Ack::WithPayload(p),
+                    _ => Ack::Bare,
+                }),
+        )
+    }
+
+    async fn remember<C: sea_orm::ConnectionTrait>(
+        conn: &C,
+        envelope_id: &str,
+        ack: &Ack,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        let response = match ack {
+            Ack::Bare => None,
+            Ack::WithPayload(p) => Some(p.clone()),
+        };
+        handled_envelope::Entity::insert(handled_envelope::ActiveModel {
+            envelope_id: Set(envelope_id.to_string()),
+            handled_at: Set(now),
+            response: Set(response),
+        })
+        .on_conflict(
+            OnConflict::column(handled_envelope::Column::EnvelopeId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn slash_command(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, DbErr> {
+        let cmd = match SlashCommand::parse(&envelope.payload) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                tracing::warn!(payload = %redacted(&envelope.payload), "malformed slash command payload: {e}");
+                return Ok(Ack::WithPayload(slash::reply(
+                    "Sorry! We couldn't read that command.",
+                    None,
+                )));
+            }
+        };
+        tracing::info!(
+            user = cmd.user_id.as_deref().unwrap_or("?"),
+            text = cmd.text.as_deref().unwrap_or(""),
+            "slash command"
+        );
+        let tx = crate::db::begin_write(&self.db).await?;
+        let reply = slash::handle(&tx, &self.slash, &cmd, now).await?;
+        let ack = Ack::WithPayload(reply);
+        Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        Ok(ack)
+    }
+
+    async fn interactive(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, DbErr> {
+        let kind = envelope
+            .payload
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if kind != "block_actions" {
+            tracing::info!("interactive payload of type {kind:?} ignored");
+            return Ok(Ack::Bare);
+        }
+        let actions = match BlockActions::parse(&envelope.payload) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(payload = %redacted(&envelope.payload), "malformed block_actions payload: {e}");
+                return Ok(Ack::Bare);
+            }
+        };
+        for action in &actions.actions {
+            tracing::info!(
+                user = actions.user.id.as_deref().unwrap_or("?"),
+                action_id = action.action_id.as_deref().unwrap_or("?"),
+                "button click with no handler; ignored"
+            );
+        }
+        let tx = crate::db::begin_write(&self.db).await?;
+        Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
+        tx.commit().await?;
+        Ok(Ack::Bare)
+    }
+}

@@ -1,0 +1,10 @@
+//! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the Web
+//! API client and the outbox sender.
+
+pub mod command;
+pub mod dispatch;
+pub mod envelope;
+pub mod listener;
+pub mod sender;
+pub mod slash;
+pub mod web;

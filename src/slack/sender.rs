@@ -1,0 +1,494 @@
+//! The outbox sender: claims due rows, delivers them through the Web API, and records the result.
+//!
+//! Claims carry an expiry (`loops.lease_ttl`), so rows held by a sender that died are taken over.
+//! A row's completion is conditional on its claim token, so a row is delivered once. The one
+//! window Slack leaves open: a crash after Slack accepted a message and before the result was
+//! stored delivers that message again after the claim expires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::web::{Delivery, SlackWeb};
+use crate::clock::Clock;
+use crate::db::OutboxStatus;
+use crate::db::entities::outbox;
+
+/// After this many failed attempts a row is marked failed.
+pub const MAX_ATTEMPTS: i32 = 12;
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Rows one round claims at most.
+const BATCH: u64 = 50;
+
+/// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s, … capped at [`MAX_BACKOFF`].
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(1, 20) as u32 - 1;
+    Duration::from_secs(1u64 << exp).min(MAX_BACKOFF)
+}
+
+/// A token bucket: `capacity` calls at once, refilled at `per_minute`.
+#[derive(Debug, Clone)]
+struct Bucket {
+    capacity: f64,
+    per_sec: f64,
+    tokens: f64,
+    at: DateTime<Utc>,
+}
+
+impl Bucket {
+    fn new(capacity: f64, per_minute: f64, now: DateTime<Utc>) -> Bucket {
+        Bucket {
+            capacity,
+            per_sec: per_minute / 60.0,
+            tokens: capacity,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: DateTime<Utc>) {
+        let elapsed = (now - self.at).num_milliseconds().max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        self.at = now;
+    }
+
+    /// When one token will be available (now if it is).
+    fn ready_at(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            now
+        } else {
+            let secs = (1.0 - self.tokens) / self.per_sec;
+            now + chrono::Duration::milliseconds((secs * 1000.0).ceil() as i64)
+        }
+    }
+
+    fn take(&mut self, now: DateTime<Utc>) {
+        self.refill(now);
+        self.tokens -= 1.0;
+    }
+}
+
+/// Slack's published limits (slack-protocol §3.3): per method and workspace, and for
+/// `chat.postMessage` one message per second per channel. We pace instead of provoking 429s.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    buckets: HashMap<String, Bucket>,
+    blocked_until: HashMap<String, DateTime<Utc>>,
+}
+
+fn method_rate(method: &str) -> (f64, f64) {
+    match method {
+        // Special tier: a workspace-wide limit Slack does not publish; stay well inside it.
+        "chat.postMessage" => (60.0, 600.0),
+        "chat.postEphemeral" | "views.publish" | "users.info" => (100.0, 100.0),
+        "auth.test" => (100.0, 6000.0),
+        // Tier 3: chat.update, conversations.open/invite/kick and anything else.
+        _ => (50.0, 50.0),
+    }
+}
+
+impl Pacer {
+    fn keys(method: &str, body: &Value) -> Vec<(String, (f64, f64))> {
+        let mut keys = vec![(method.to_string(), method_rate(method))];
+        if method == "chat.postMessage"
+            && let Some(channel) = body.get("channel").and_then(Value::as_str)
+        {
+            // One per second per channel, with a small burst.
+            keys.push((format!("{method}:{channel}"), (2.0, 60.0)));
+        }
+        keys
+    }
+
+    /// When a call of `method` with `body` may go out.
+    pub fn ready_at(&mut self, method: &str, body: &Value, now: DateTime<Utc>) -> DateTime<Utc> {
+        let mut at = now;
+        if let Some(until) = self.blocked_until.get(method) {
+            at = at.max(*until);
+        }
+        for (key, (capacity, per_minute)) in Self::keys(method, body) {
+            let bucket = self
+                .buckets
+                .entry(key)
+                .or_insert_with(|| Bucket::new(capacity, per_minute, now));
+            at = at.max(bucket.ready_at(now));
+        }
+        at
+    }
+
+    pub fn record(&mut self, method: &str, body: &Value, now: DateTime<Utc>) {
+        for (key, (capacity, per_minute)) in Self::keys(method, body) {
+            self.buckets
+                .entry(key)
+                .or_insert_with(|| Bucket::new(capacity, per_minute, now))
+                .take(now);
+        }
+    }
+
+    /// After a 429: nothing of this method goes out before `until`.
+    pub fn block(&mut self, method: &str, until: DateTime<Utc>) {
+        let entry = self
+            .blocked_until
+            .entry(method.to_string())
+            .or_insert(until);
+        *entry = (*entry).max(until);
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+    pub deferred: usize,
+}
+
+pub struct Sender {
+    db: DatabaseConnection,
+    web: Arc<dyn SlackWeb>,
+    clock: Arc<dyn Clock>,
+    claim_ttl: Duration,
+    name: String,
+    pacer: tokio::sync::Mutex<Pacer>,
+    round: std::sync::atomic::AtomicU64,
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The body sent to Slack: the stored payload without its `method` tag.
+fn request_body(row: &outbox::Model) -> Value {
+    let mut body = row.payload.clone();
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("method");
+    }
+    body
+}
+
+impl Sender {
+    pub fn new(
+        db: DatabaseConnection,
+        web: Arc<dyn SlackWeb>,
+        clock: Arc<dyn Clock>,
+        claim_ttl: Duration,
+        name: String,
+    ) -> Sender {
+        Sender {
+            db,
+            web,
+            clock,
+            claim_ttl,
+            name,
+            pacer: tokio::sync::Mutex::new(Pacer::default()),
+            round: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn due(now: DateTime<Utc>) -> Condition {
+        Condition::all()
+            .add(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .add(outbox::Column::NextAttemptAt.lte(now))
+            .add(
+                Condition::any()
+                    .add(outbox::Column::ClaimExpiresAt.is_null())
+                    .add(outbox::Column::ClaimExpiresAt.lt(now)),
+            )
+    }
+
+    /// Claims up to [`BATCH`] due rows for this round with one conditional UPDATE (the row lock
+    /// on PostgreSQL skips rows another sender is claiming); returns them with the claim token.
+    async fn claim(&self, now: DateTime<Utc>) -> Result<(String, Vec<outbox::Model>), DbErr> {
+        let round = self
+            .round
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("{}#{round}", self.name);
+        let mut due = Query::select();
+        due.column(outbox::Column::Id)
+            .from(outbox::Entity)
+            .cond_where(Self::due(now))
+            .order_by(outbox::Column::Id, Order::Asc)
+            .limit(BATCH);
+        if crate::db::is_postgres(&self.db) {
+            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let claimed = outbox::Entity::update_many()
+            .col_expr(outbox::Column::ClaimedBy, Expr::value(token.clone()))
+            .col_expr(
+                outbox::Column::ClaimExpiresAt,
+                Expr::value(now + to_chrono(self.claim_ttl)),
+            )
+            .filter(outbox::Column::Id.in_subquery(due))
+            .filter(Self::due(now))
+            .exec(&self.db)
+            .await?;
+        if claimed.rows_affected == 0 {
+            return Ok((token, Vec::new()));
+        }
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::ClaimedBy.eq(token.clone()))
+            .order_by_asc(outbox::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok((token, rows))
+    }
+
+    /// Updates a claimed row, only while our claim holds.
+    async fn finish<C: ConnectionTrait>(
+        conn: &C,
+        id: i64,
+        token: &str,
+        changes: Vec<(outbox::Column, Expr)>,
+    ) -> Result<bool, DbErr> {
+        let mut update = outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::ClaimedBy,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                outbox::Column::ClaimExpiresAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
+        for (col, expr) in changes {
+            update = update.col_expr(col, expr);
+        }
+        let result = update
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::ClaimedBy.eq(token))
+            .exec(conn)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Delivers everything due now, once. `tick` and tests call this directly.
+    pub async fn run_once(&self) -> Result<SendReport, DbErr> {
+        let mut report = SendReport::default();
+        loop {
+            let now = self.clock.now();
+            let (token, rows) = self.claim(now).await?;
+            if rows.is_empty() {
+                return Ok(report);
+            }
+            for row in rows {
+                self.deliver(&token, row, &mut report).await?;
+            }
+        }
+    }
+
+    async fn deliver(
+        &self,
+        token: &str,
+        row: outbox::Model,
+        report: &mut SendReport,
+    ) -> Result<(), DbErr> {
+        let body = request_body(&row);
+        let now = self.clock.now();
+        let ready = self.pacer.lock().await.ready_at(&row.method, &body, now);
+        if ready > now {
+            // Not yet: give the row back with its time, without counting an attempt.
+            Self::finish(
+                &self.db,
+                row.id,
+                token,
+                vec![(outbox::Column::NextAttemptAt, Expr::value(ready))],
+            )
+            .await?;
+            report.deferred += 1;
+            return Ok(());
+        }
+        self.pacer.lock().await.record(&row.method, &body, now);
+        let outcome = self.web.call(&row.method, &body).await;
+        let now = self.clock.now();
+        let attempts = row.attempts + 1;
+        let span =
+            tracing::info_span!("outbox", id = row.id, key = %row.dedupe_key, method = %row.method);
+        let _guard = span.enter();
+        match outcome {
+            Delivery::Sent(response) => {
+                Self::finish(
+                    &self.db,
+                    row.id,
+                    token,
+                    vec![
+                        (
+                            outbox::Column::Status,
+                            Expr::value(OutboxStatus::Sent.as_str()),
+                        ),
+                        (outbox::Column::Attempts, Expr::value(attempts)),
+                        (outbox::Column::SentAt, Expr::value(now)),
+                        (outbox::Column::Result, Expr::value(response)),
+                        (
+                            outbox::Column::LastError,
+                            Expr::value(Option::<String>::None),
+                        ),
+                    ],
+                )
+                .await?;
+                tracing::debug!("delivered");
+                report.sent += 1;
+            }
+            Delivery::RateLimited(wait) => {
+                let until = now + to_chrono(wait);
+                self.pacer.lock().await.block(&row.method, until);
+                tracing::warn!(
+                    "rate limited by Slack; waiting {wait:?} before calling {} again",
+                    row.method
+                );
+                Self::finish(
+                    &self.db,
+                    row.id,
+                    token,
+                    vec![
+                        (outbox::Column::NextAttemptAt, Expr::value(until)),
+                        (outbox::Column::LastError, Expr::value("ratelimited")),
+                    ],
+                )
+                .await?;
+                report.deferred += 1;
+            }
+            Delivery::Transient(error) if attempts < MAX_ATTEMPTS => {
+                let wait = backoff(attempts);
+                tracing::warn!(attempts, "delivery failed ({error}); retrying in {wait:?}");
+                Self::finish(
+                    &self.db,
+                    row.id,
+                    token,
+                    vec![
+                        (outbox::Column::Attempts, Expr::value(attempts)),
+                        (
+                            outbox::Column::NextAttemptAt,
+                            Expr::value(now + to_chrono(wait)),
+                        ),
+                        (outbox::Column::LastError, Expr::value(error)),
+                    ],
+                )
+                .await?;
+                report.retried += 1;
+            }
+            Delivery::Transient(error) | Delivery::Permanent(error) => {
+                tracing::error!(attempts, "delivery failed for good: {error}");
+                Self::finish(
+                    &self.db,
+                    row.id,
+                    token,
+                    vec![
+                        (
+                            outbox::Column::Status,
+                            Expr::value(OutboxStatus::Failed.as_str()),
+                        ),
+                        (outbox::Column::Attempts, Expr::value(attempts)),
+                        (outbox::Column::LastError, Expr::value(error)),
+                    ],
+                )
+                .await?;
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the next pending row is due (None when nothing is pending).
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, DbErr> {
+        outbox::Entity::find()
+            .select_only()
+            .column_as(outbox::Column::NextAttemptAt.min(), "next")
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .into_tuple::<Option<DateTime<Utc>>>()
+            .one(&self.db)
+            .await
+            .map(Option::flatten)
+    }
+
+    /// Runs until `cancel`: a round whenever `wake` is notified, a row falls due, or every
+    /// `idle` (rows queued by other processes: the CLI, another replica).
+    pub async fn run(&self, cancel: CancellationToken, wake: Arc<Notify>, idle: Duration) {
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::error!("outbox sender: database error: {e}");
+            }
+            let wait = match self.next_due().await {
+                Ok(Some(at)) => (at - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(idle),
+                Ok(None) => idle,
+                Err(_) => idle,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("valid")
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(12), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn one_post_per_second_per_channel() {
+        let mut p = Pacer::default();
+        let dm = json!({"channel": "U1"});
+        let other = json!({"channel": "U2"});
+        for _ in 0..2 {
+            assert_eq!(p.ready_at("chat.postMessage", &dm, t(0)), t(0));
+            p.record("chat.postMessage", &dm, t(0));
+        }
+        // The burst of two is spent: the third waits a second; another channel does not.
+        assert_eq!(p.ready_at("chat.postMessage", &dm, t(0)), t(1));
+        assert_eq!(p.ready_at("chat.postMessage", &other, t(0)), t(0));
+        assert_eq!(p.ready_at("chat.postMessage", &dm, t(1)), t(1));
+    }
+
+    #[test]
+    fn a_429_blocks_only_its_method() {
+        let mut p = Pacer::default();
+        p.block("chat.update", t(5));
+        assert_eq!(p.ready_at("chat.update", &json!({}), t(0)), t(5));
+        assert_eq!(
+            p.ready_at("chat.postMessage", &json!({"channel": "C"}), t(0)),
+            t(0)
+        );
+        assert_eq!(p.ready_at("chat.update", &json!({}), t(6)), t(6));
+    }
+
+    #[test]
+    fn tier_buckets_allow_bursts_then_pace() {
+        let mut p = Pacer::default();
+        for _ in 0..50 {
+            assert_eq!(p.ready_at("conversations.invite", &json!({}), t(0)), t(0));
+            p.record("conversations.invite", &json!({}), t(0));
+        }
+        assert_eq!(
+            p.ready_at("conversations.invite", &json!({}), t(0)),
+            t(0) + chrono::Duration::milliseconds(1200)
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! `/staffbot` (behaviour §7, design.md §5.3): authorisation, the grammar, and the replies, which
+//! are the ephemeral ack payload. One short transaction; messages to channels go to the outbox.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use super::command::{self, Command, WorkerRef};
+use super::envelope::SlashCommand;
+use crate::config::AllowedConfig;
+use crate::db::RequestCause;
+use crate::db::entities::worker;
+use crate::error::{Error, UserError};
+use crate::staffing;
+
+pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
+pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
+
+/// What the handler needs from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct SlashSettings {
+    pub verification_token: Option<SecretString>,
+    pub allowed: AllowedConfig,
+}
+
+/// An ephemeral reply with optional attachments.
+pub fn reply(text: &str, attachments: Option<Value>) -> Value {
+    let mut v = json!({"response_type": "ephemeral", "text": text});
+    if let Some(a) = attachments {
+        v["attachments"] = a;
+    }
+    v
+}
+
+fn outcome(header: &str, result: Result<String, String>) -> Value {
+    let attachment = match result {
+        Ok(text) => json!({"color": "good", "title": "Success", "text": text}),
+        Err(text) => json!({"color": "danger", "title": "Error", "text": text}),
+    };
+    reply(header, Some(json!([attachment])))
+}
+
+pub fn help_reply() -> Value {
+    reply(
+        HELP_TEXT,
+        Some(json!([
+            {
+                "pretext": "`/staffbot staff <task-id>`",
+                "text": "Ask qualified experts to work on the given `<task-id>`.",
+                "mrkdwn_in": ["text", "pretext"]
+            },
+            {
+                "pretext": "`/staffbot restaff <task-id> <username>`",
+                "text": "Remove the given `<username>` from the task and find another qualified expert",
+                "mrkdwn_in": ["text", "pretext"]
+            }
+        ])),
+    )
+}
+
+/// Equality that takes the same time whatever the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The whitelists in Orchestra's order, with the payload field each one checks.
+fn whitelists(allowed: &AllowedConfig) -> [(&'static str, &Option<Vec<String>>); 7] {
+    [
+        ("team_id", &allowed.team_ids),
+        ("team_domain", &allowed.team_domains),
+        ("channel_id", &allowed.channel_ids),
+        ("channel_name", &allowed.channel_names),
+        ("user_id", &allowed.user_ids),
+        ("user_name", &allowed.user_names),
+        ("command", &allowed.commands),
+    ]
+}
+
+/// Token, whitelists, then the caller's admin flag; `Err` is the refusal text.
+async fn authorize<C: ConnectionTrait>(
+    conn: &C,
+    settings: &SlashSettings,
+    cmd: &SlashCommand,
+) -> Result<Result<worker::Model, String>, DbErr> {
+    if let Some(expected) = &settings.verification_token {
+        let given = cmd.token.as_deref().unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
+            return Ok(Err(NOT_AUTHORIZED.to_string()));
+        }
+    }
+    for (field, list) in whitelists(&settings.allowed) {
+        let Some(list) = list else { continue };
+        match cmd.field(field) {
+            None => return Ok(Err(format!("{field} is missing"))),
+            Some(value) if !list.iter().any(|v| v == value) => {
+                return Ok(Err(format!("Field {field} did not validate: {value}")));
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(user_id) = cmd.user_id.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(Err(NOT_AUTHORIZED.to_string()));
+    };
+    let caller = worker::Entity::find()
+        .filter(worker::Column::SlackUserId.eq(user_id))
+        .one(conn)
+        .await?;
+    Ok(match caller {
+        Some(w) if w.is_admin => Ok(w),
+        _ => Err(NOT_AUTHORIZED.to_string()),
+    })
+}
+
+fn task_id(text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .map_err(|_| format!("Task {text} does not exist"))
+}
+
+fn user_error_text(task: &str, e: &UserError) -> String {
+    match e {
+        UserError::StatusIncompatibleWithNewAssignment | UserError::TaskInIncorrectState => {
+            format!("Task {task} got an error: \"{e}\"")
+        }
+        UserError::TaskNotFound(_) => format!("Task {task} does not exist"),
+        other => other.to_string(),
+    }
+}
+
+/// Runs one slash command inside `conn` (the caller's transaction) and returns the ack payload.
+/// Only database failures are errors; everything a user can cause is a reply.
+pub async fn handle<C: ConnectionTrait>(
+    conn: &C,
+    settings: &SlashSettings,
+    cmd: &SlashCommand,
+    now: DateTime<Utc>,
+) -> Result<Value, DbErr> {
+    if let Err(refusal) = authorize(conn, settings, cmd).await? {
+        return Ok(reply(&refusal, None));
+    }
+    let text = cmd.text.as_deref().unwrap_or("");
+    let Some(parsed) = command::parse(text) else {
+        return Ok(reply(
+            &format!("Sorry! We couldn't process your command: {text}"),
+            None,
+        ));
+    };
+    match parsed {
+        Command::Help => Ok(help_reply()),
+        Command::Staff { task } => {
+            let header = format!("staff {task}");
+            let result = match task_id(&task) {
+                Err(msg) => Err(msg),
+                Ok(id) => match staffing::staff_task(conn, id, RequestCause::User, now).await {
+                    Ok(_) => Ok(format!("Got it! I will start staffing task {task}!")),
+                    Err(Error::User(e)) => Err(user_error_text(&task, &e)),
+                    Err(Error::Db(e)) => return Err(e),
+                },
+            };
+            Ok(outcome(&header, result))
+        }
+        Command::Restaff { task, worker } => {
+            let shown = worker.display().to_string();
+            let header = format!("restaff {task} {shown}");
+            let found = match &worker {
+                WorkerRef::Name(name) => staffing::find_worker_by_name(conn, name).await?,
+                WorkerRef::Mention { user_id, .. } => {
+                    worker::Entity::find()
+                        .filter(worker::Column::SlackUserId.eq(user_id.as_str()))
+                        .one(conn)
+                        .await?
+                }
+            };
+            let result = match (found, task_id(&task)) {
+                (None, _) => Err(format!("Worker with username {shown} does not exist")),
+                (Some(_), Err(msg)) => Err(msg),
+                (Some(w), Ok(id)) => {
+                    match staffing::restaff_task(conn, id, &w, &shown, now).await {
+                        Ok(_) => Ok(format!("Got it! I will start restaffing task {task}!")),
+                        Err(Error::User(e)) => Err(user_error_text(&task, &e)),
+                        Err(Error::Db(e)) => return Err(e),
+                    }
+                }
+            };
+            Ok(outcome(&header, result))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn reply_shapes() {
+        assert_eq!(
+            outcome(
+                "staff 4",
+                Ok("Got it! I will start staffing task 4!".into())
+            ),
+            json!({"response_type": "ephemeral", "text": "staff 4", "attachments": [
+                {"color": "good", "title": "Success", "text": "Got it! I will start staffing task 4!"}]})
+        );
+        assert_eq!(
+            help_reply()["attachments"][1]["pretext"],
+            "`/staffbot restaff <task-id> <username>`"
+        );
+    }
+}

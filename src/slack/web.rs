@@ -1,0 +1,208 @@
+//! The Slack Web API side: building slack-morphism's client for any base URL (the loopback fake
+//! included), the start-up token checks, and one generic call used by the outbox sender.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+/// Installs rustls' ring provider once per process (slack-morphism issue #286: with two providers
+/// in the graph rustls cannot pick one by itself).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// slack-morphism's client pointed at `api_url`, over HTTPS or plain HTTP, HTTP/1.1 or HTTP/2.
+pub fn build_client(api_url: &str) -> anyhow::Result<Arc<SlackHyperClient>> {
+    install_crypto_provider();
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) if api_url.starts_with("http://") => {
+            tracing::debug!("no native CA roots ({e}); fine for a plain-HTTP Slack API URL");
+            let roots = rustls::RootCertStore::empty();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        }
+        Err(e) => anyhow::bail!("cannot load the system's CA certificates to reach Slack: {e}"),
+    };
+    let https = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let connector: SlackClientHyperHttpsConnector =
+        SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(api_url.trim_end_matches('/'));
+    Ok(Arc::new(SlackClient::new(connector)))
+}
+
+/// The result of one Web API call, classified for the outbox sender.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Done; the response body (for `ts`, `channel`).
+    Sent(Value),
+    /// HTTP 429: wait this long before calling this method again.
+    RateLimited(Duration),
+    /// Worth retrying later (5xx, network, Slack-side trouble, a revoked token).
+    Transient(String),
+    /// Will never work (unknown channel or user, bad arguments): keep the error, stop.
+    Permanent(String),
+}
+
+/// Error codes that mean "already done" for a method.
+fn already_done(method: &str, code: &str) -> bool {
+    matches!(
+        (method, code),
+        ("conversations.invite", "already_in_channel") | ("conversations.kick", "not_in_channel")
+    )
+}
+
+/// Codes worth retrying: Slack-side trouble and authentication problems an operator can fix
+/// without losing the queued messages.
+fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout"
+            | "ratelimited"
+            | "rate_limited"
+            | "team_added_to_org"
+            | "invalid_auth"
+            | "not_authed"
+            | "account_inactive"
+            | "token_revoked"
+            | "token_expired"
+    )
+}
+
+/// Classifies a slack-morphism result.
+pub fn classify(method: &str, result: Result<Value, SlackClientError>) -> Delivery {
+    match result {
+        Ok(v) => Delivery::Sent(v),
+        Err(SlackClientError::RateLimitError(e)) => {
+            Delivery::RateLimited(e.retry_after.unwrap_or(Duration::from_secs(30)))
+        }
+        Err(SlackClientError::ApiError(e)) if already_done(method, &e.code) => {
+            Delivery::Sent(json!({"ok": true, "already": e.code}))
+        }
+        Err(SlackClientError::ApiError(e)) if transient_code(&e.code) => {
+            Delivery::Transient(e.code)
+        }
+        Err(SlackClientError::ApiError(e)) => Delivery::Permanent(e.code),
+        Err(SlackClientError::HttpError(e)) if e.status_code.is_server_error() => {
+            Delivery::Transient(format!("HTTP {}", e.status_code))
+        }
+        Err(SlackClientError::HttpError(e)) => {
+            Delivery::Permanent(format!("HTTP {}", e.status_code))
+        }
+        // Slack answered 200 but the body did not match: the call happened. (conversations.kick's
+        // success body `{"ok":true,"errors":{}}` is the known case.) Never resend it.
+        Err(SlackClientError::ProtocolError(e)) => {
+            tracing::debug!(method, "unparsed success response: {e}");
+            Delivery::Sent(json!({"ok": true}))
+        }
+        Err(other) => Delivery::Transient(other.to_string()),
+    }
+}
+
+/// One Web API call with the bot token. A trait so tests can count or fail calls.
+#[async_trait]
+pub trait SlackWeb: Send + Sync {
+    async fn call(&self, method: &str, body: &Value) -> Delivery;
+}
+
+pub struct MorphismWeb {
+    pub client: Arc<SlackHyperClient>,
+    pub bot_token: SlackApiToken,
+    /// A call that takes longer is abandoned (and retried): a claim must not outlive its lease.
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl SlackWeb for MorphismWeb {
+    async fn call(&self, method: &str, body: &Value) -> Delivery {
+        let session = self.client.open_session(&self.bot_token);
+        let call = session
+            .http_session_api
+            .http_post::<Value, Value>(method, body, None);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => classify(method, result),
+            Err(_) => Delivery::Transient(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("Slack rejected {which} ({code}); check the token and the app's installation")]
+    Rejected { which: &'static str, code: String },
+    #[error("cannot reach Slack at {url}: {message}")]
+    Unreachable { url: String, message: String },
+}
+
+impl TokenError {
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, TokenError::Rejected { .. })
+    }
+}
+
+/// What `auth.test` says about the bot.
+#[derive(Debug, Clone)]
+pub struct BotIdentity {
+    pub user_id: String,
+    pub team_id: String,
+    pub team: String,
+}
+
+fn token_error(which: &'static str, url: &str, e: SlackClientError) -> TokenError {
+    match e {
+        SlackClientError::ApiError(api) => TokenError::Rejected {
+            which,
+            code: api.code,
+        },
+        other => TokenError::Unreachable {
+            url: url.to_string(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `auth.test` with the bot token.
+pub async fn check_bot_token(
+    client: &SlackHyperClient,
+    token: &SlackApiToken,
+    api_url: &str,
+) -> Result<BotIdentity, TokenError> {
+    let response = client
+        .open_session(token)
+        .auth_test()
+        .await
+        .map_err(|e| token_error("SLACK_BOT_TOKEN", api_url, e))?;
+    Ok(BotIdentity {
+        user_id: response.user_id.to_string(),
+        team_id: response.team_id.to_string(),
+        team: response.team.clone(),
+    })
+}
+
+/// `apps.connections.open` with the app-level token (the URL it returns is not used).
+pub async fn check_app_token(
+    client: &SlackHyperClient,
+    token: &SlackApiToken,
+    api_url: &str,
+) -> Result<(), TokenError> {
+    client
+        .open_session(token)
+        .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+        .await
+        .map(|_| ())
+        .map_err(|e| token_error("SLACK_APP_TOKEN", api_url, e))
+}

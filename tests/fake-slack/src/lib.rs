@@ -1,0 +1,699 @@
+//! A fake Slack for staffbot's integration tests: Socket Mode (WebSocket) and the Web API,
+//! served by axum on `127.0.0.1:<random port>` from inside the test process.
+//!
+//! # What it models
+//!
+//! - **Connecting.** `POST /api/apps.connections.open` with the app-level token (Bearer header)
+//!   returns a single-use `ws://127.0.0.1:PORT/link/?ticket=…&app_id=…` URL. `GET /link/` rejects
+//!   unknown or reused tickets with HTTP 401 before the upgrade, then sends a `hello` whose
+//!   `num_connections` counts this connection. Client pings are answered with pongs (by
+//!   tungstenite, while the connection's task keeps reading).
+//! - **Envelopes.** [`FakeSlack::send_slash`], [`FakeSlack::send_block_action`] and
+//!   [`FakeSlack::send_envelope`] push one envelope to exactly one open connection, round-robin,
+//!   waiting up to 10 s for one to exist. Every text frame the client sends back is parsed as an
+//!   ack `{"envelope_id":…,"payload":…?}` and recorded with its latency from the send.
+//! - **Teardown.** [`FakeSlack::disconnect`] sends a `disconnect` frame and closes the sockets
+//!   100 ms later; [`FakeSlack::drop_sockets`] ends the TCP streams without a Close frame.
+//! - **Web API.** `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
+//!   `conversations.open`, `conversations.invite`, `conversations.kick`, `users.info` and
+//!   `views.publish`, over a small in-memory workspace (users, private channels with members,
+//!   DMs `D<user id>`, messages). Bodies are read as JSON or as urlencoded forms, GET queries
+//!   too; the bot token comes from `Authorization: Bearer` or a `token` field. Errors are HTTP
+//!   200 `{"ok":false,"error":…}`; every response is `Content-Type: application/json`. Every call
+//!   is recorded ([`FakeSlack::calls`]), faulted and failed ones included.
+//! - **Fault injection.** [`FakeSlack::fail_next`] makes the next calls of a method answer with
+//!   429 + `Retry-After`, HTTP 500, an API error or `invalid_auth`, without touching the workspace.
+//! - **`response_url`s** point at `POST /response/<n>` on the fake; bodies are recorded
+//!   ([`FakeSlack::response_posts`]).
+//!
+//! Every frame and response body starts from Slack's published examples in `fixtures/`
+//! (compiled in with `include_str!`), with only the ids, timestamps and URLs filled in. The
+//! crate does not depend on slack-morphism, so it checks the client against Slack's shapes
+//! rather than against the client's own models.
+//!
+//! # Limits
+//!
+//! - One workspace, one app, one bot (user `U0STAFFBOT`, bot `B0STAFFBOT`). No public channels,
+//!   no MPIMs (`conversations.open` with several users answers `not_supported`), no threads, no
+//!   archived channels, no scopes (any request with the right token may call any method).
+//! - DMs are lenient: a `U…`/`W…` user id passed as a channel, and any `D…` id, is accepted as a
+//!   DM and created on first use, whether or not the user was added with
+//!   [`FakeSlack::add_user`]. `conversations.invite`, `conversations.kick` and `users.info` do
+//!   check users.
+//! - A token that is absent gives `not_authed`; a wrong one `invalid_auth`. The app token and
+//!   the bot token are not interchangeable (the wrong kind gives `invalid_auth`, where Slack
+//!   would say `not_allowed_token_type`).
+//! - Rate limits are not enforced except through [`FakeSlack::fail_next`].
+//! - Envelopes are never redelivered: a missing ack is only visible as a [`FakeSlack::wait_ack`]
+//!   timeout. `retry_attempt`/`retry_reason` appear only if a test puts them into an envelope.
+//! - `response_url` posts are recorded but do not change stored messages (`replace_original`,
+//!   `delete_original` and `response_type` are not applied); they are never limited to 5 uses.
+//! - The server never pings the client and has no way to stop answering pings.
+//! - The server task lives as long as the Tokio runtime that called [`FakeSlack::start`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+
+mod fixtures;
+mod socket;
+mod state;
+mod web;
+
+use state::{Outgoing, State};
+
+/// How long an envelope waits for an open connection before the send panics.
+const DELIVERY_WAIT: Duration = Duration::from_secs(10);
+/// How long teardown helpers wait for the sockets to be gone.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(5);
+/// Delay between the `disconnect` frame and the Close frame.
+const DISCONNECT_GRACE: Duration = Duration::from_millis(100);
+
+/// Tokens and ids of the fake app and workspace.
+#[derive(Clone, Debug)]
+pub struct FakeSlackConfig {
+    /// The bot token (`xoxb-…`) every Web API method except `apps.connections.open` requires.
+    pub bot_token: String,
+    /// The app-level token (`xapp-…`) `apps.connections.open` requires.
+    pub app_token: String,
+    /// The app id, sent in `hello.connection_info.app_id` and in payloads' `api_app_id`.
+    pub app_id: String,
+    /// The workspace id, sent in payloads and responses.
+    pub team_id: String,
+}
+
+impl Default for FakeSlackConfig {
+    fn default() -> Self {
+        Self {
+            bot_token: "xoxb-test".into(),
+            app_token: "xapp-test".into(),
+            app_id: "A0STAFFBOT".into(),
+            team_id: "T0TEAM".into(),
+        }
+    }
+}
+
+/// A fault that the next calls of a Web API method answer with (see [`FakeSlack::fail_next`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429, `Retry-After: <secs>`, body `{"ok":false,"error":"ratelimited"}`.
+    RateLimited {
+        /// The `Retry-After` header value, in seconds.
+        retry_after_secs: u64,
+    },
+    /// HTTP 500, body `{"ok":false,"error":"internal_error"}`.
+    ServerError,
+    /// HTTP 200, body `{"ok":false,"error":<code>}`.
+    ApiError(String),
+    /// HTTP 200, body `{"ok":false,"error":"invalid_auth"}`.
+    InvalidAuth,
+}
+
+/// An acknowledgement the client sent over a Socket Mode connection.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The acknowledged envelope.
+    pub envelope_id: String,
+    /// The ack's `payload`, if it carried a non-null one.
+    pub payload: Option<Value>,
+    /// Time from writing the envelope to receiving the ack (zero for an unknown envelope id).
+    pub latency: Duration,
+    /// The frame as received.
+    pub raw: String,
+}
+
+/// A Web API call the client made.
+#[derive(Clone, Debug)]
+pub struct ApiCall {
+    /// The method name, e.g. `chat.postMessage`.
+    pub method: String,
+    /// The token from the Bearer header or the `token` field.
+    pub token: Option<String>,
+    /// The JSON body, or the form/query fields as a JSON object of strings. A JSON body that
+    /// does not parse is kept as a JSON string.
+    pub body: Value,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The JSON body of the answer.
+    pub response: Value,
+}
+
+/// A message stored in a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The channel id (`D<user id>` for DMs).
+    pub channel: String,
+    /// The message timestamp (its id within the channel).
+    pub ts: String,
+    /// The current text.
+    pub text: String,
+    /// The current blocks, if any.
+    pub blocks: Option<Value>,
+    /// For an ephemeral message: the user who sees it.
+    pub user: Option<String>,
+    /// Posted with `chat.postEphemeral`.
+    pub ephemeral: bool,
+    /// Changed at least once by `chat.update`.
+    pub updated: bool,
+}
+
+pub(crate) struct Inner {
+    pub config: FakeSlackConfig,
+    pub addr: SocketAddr,
+    /// Makes ids unique across fakes started in the same process.
+    pub nonce: u32,
+    state: Mutex<State>,
+    /// Bumped after every state change; waits subscribe to it.
+    changed: watch::Sender<u64>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the state and wakes every waiter.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let r = f(&mut self.lock());
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        r
+    }
+
+    /// Runs `f` on the state without waking anyone.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Waits (event-driven) until `pred` holds, or `timeout` passes.
+    pub(crate) async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&State) -> bool,
+    ) -> bool {
+        let mut rx = self.changed.subscribe();
+        let wait = async {
+            loop {
+                if self.read(&mut pred) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The sender lives in `self`; this cannot happen while we hold `&self`.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes `frame` to one open connection, round-robin, waiting up to 10 s for one.
+    async fn deliver(&self, frame: String, envelope_id: Option<String>) {
+        let deadline = tokio::time::Instant::now() + DELIVERY_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let available = self.wait_until(left, |s| !s.deliverable().is_empty()).await;
+            assert!(
+                available,
+                "fake-slack: no open Socket Mode connection within {DELIVERY_WAIT:?} to deliver {frame}"
+            );
+            let Some(tx) = self.update(|s| {
+                let ids = s.deliverable();
+                if ids.is_empty() {
+                    return None;
+                }
+                let id = ids[s.round_robin % ids.len()];
+                s.round_robin = s.round_robin.wrapping_add(1);
+                s.conns.get(&id).map(|c| c.tx.clone())
+            }) else {
+                continue;
+            };
+            let (done, written) = oneshot::channel();
+            let sent = tx.send(Outgoing::Text {
+                text: frame.clone(),
+                envelope_id: envelope_id.clone(),
+                done,
+            });
+            if sent.is_ok() && written.await == Ok(true) {
+                return;
+            }
+            // That connection went away between picking and writing; try another one.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Parses a client frame as an ack and records it.
+    pub(crate) fn record_frame(&self, raw: &str) {
+        let parsed: Option<Value> = serde_json::from_str(raw).ok();
+        let Some(envelope_id) = parsed
+            .as_ref()
+            .and_then(|v| v.get("envelope_id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            tracing::warn!(frame = raw, "fake-slack: client frame is not an ack");
+            return;
+        };
+        let payload = parsed
+            .as_ref()
+            .and_then(|v| v.get("payload"))
+            .filter(|p| !p.is_null())
+            .cloned();
+        let now = Instant::now();
+        self.update(|s| {
+            let latency = s
+                .sent_at
+                .get(&envelope_id)
+                .map(|t| now.saturating_duration_since(*t))
+                .unwrap_or_default();
+            tracing::debug!(%envelope_id, ?latency, "fake-slack: ack");
+            s.acks.push(Ack {
+                envelope_id,
+                payload,
+                latency,
+                raw: raw.to_string(),
+            });
+        });
+    }
+}
+
+/// The fake Slack server. Cheap to clone; all clones share one server.
+#[derive(Clone)]
+pub struct FakeSlack {
+    inner: Arc<Inner>,
+}
+
+impl FakeSlack {
+    /// Binds `127.0.0.1:0` and serves in a spawned task on the current Tokio runtime.
+    pub async fn start(config: FakeSlackConfig) -> FakeSlack {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("fake-slack: bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("fake-slack: local address of the listener");
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            ^ u32::from(addr.port()).rotate_left(16);
+        let inner = Arc::new(Inner {
+            config,
+            addr,
+            nonce,
+            state: Mutex::new(State::default()),
+            changed: watch::channel(0).0,
+        });
+        let app = web::router(inner.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "fake-slack: server stopped");
+            }
+        });
+        tracing::debug!(%addr, "fake-slack: listening");
+        FakeSlack { inner }
+    }
+
+    /// The Web API base URL, `http://127.0.0.1:PORT/api` (no trailing slash).
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.inner.base_url())
+    }
+
+    /// The address the fake listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    // --- workspace model ---
+
+    /// Adds (or renames) a user, known to `users.info` and to the invite/kick checks.
+    pub fn add_user(&self, id: &str, name: &str) {
+        self.inner.update(|s| {
+            s.users.insert(id.to_string(), name.to_string());
+        });
+    }
+
+    /// Adds (or replaces) a private channel with these human members. The bot is a member
+    /// unless [`FakeSlack::remove_bot_from`] is called.
+    pub fn add_channel(&self, id: &str, name: &str, members: &[&str]) {
+        self.inner.update(|s| {
+            s.channels.insert(
+                id.to_string(),
+                state::Channel {
+                    name: name.to_string(),
+                    members: members.iter().map(|m| m.to_string()).collect(),
+                    bot_member: true,
+                    is_im: false,
+                },
+            );
+        });
+    }
+
+    /// Takes the bot out of a channel (no-op for an unknown channel).
+    pub fn remove_bot_from(&self, channel: &str) {
+        self.inner.update(|s| {
+            if let Some(c) = s.channels.get_mut(channel) {
+                c.bot_member = false;
+            }
+        });
+    }
+
+    /// The human members of a channel, sorted (the bot is not listed). Empty for an unknown
+    /// channel.
+    pub fn channel_members(&self, channel: &str) -> Vec<String> {
+        self.inner.read(|s| {
+            s.channels
+                .get(channel)
+                .map(|c| c.members.iter().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    // --- Socket Mode ---
+
+    /// The number of currently open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        self.inner.read(|s| s.conns.len())
+    }
+
+    /// The number of `hello` frames sent since start.
+    pub fn hellos_sent(&self) -> usize {
+        self.inner.read(|s| s.hellos_sent)
+    }
+
+    /// The number of successful `apps.connections.open` calls since start.
+    pub fn connection_opens(&self) -> usize {
+        self.inner.read(|s| s.connection_opens)
+    }
+
+    /// Waits until at least `n` connections are open; `false` on timeout.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.inner.wait_until(timeout, |s| s.conns.len() >= n).await
+    }
+
+    /// Waits until at least `n` hellos were sent since start; `false` on timeout.
+    pub async fn wait_for_hellos(&self, n: usize, timeout: Duration) -> bool {
+        self.inner.wait_until(timeout, |s| s.hellos_sent >= n).await
+    }
+
+    /// Sends a `/staffbot` slash command envelope; returns its envelope id.
+    pub async fn send_slash(&self, user_id: &str, user_name: &str, text: &str) -> String {
+        self.send_slash_with(json!({"user_id": user_id, "user_name": user_name, "text": text}))
+            .await
+    }
+
+    /// Sends a slash command envelope whose payload is the defaults of [`FakeSlack::send_slash`]
+    /// with `overrides`' fields merged over them (a `null` removes the field); returns the
+    /// envelope id.
+    ///
+    /// # Panics
+    ///
+    /// If `overrides` is not a JSON object, or no connection opens within 10 s.
+    pub async fn send_slash_with(&self, overrides: Value) -> String {
+        let Value::Object(overrides) = overrides else {
+            panic!("fake-slack: send_slash_with needs a JSON object, got {overrides}");
+        };
+        let cfg = &self.inner.config;
+        let (envelope_id, trigger_id, response_url) = self.fresh_envelope_ids();
+        let mut envelope = fixtures::load(fixtures::SLASH_ENVELOPE);
+        envelope["envelope_id"] = json!(envelope_id);
+        envelope["accepts_response_payload"] = json!(true);
+        let payload = &mut envelope["payload"];
+        payload["command"] = json!("/staffbot");
+        payload["team_id"] = json!(cfg.team_id);
+        payload["api_app_id"] = json!(cfg.app_id);
+        payload["trigger_id"] = json!(trigger_id);
+        payload["response_url"] = json!(response_url);
+        if let Some(obj) = payload.as_object_mut() {
+            for (key, value) in overrides {
+                if value.is_null() {
+                    obj.remove(&key);
+                } else {
+                    obj.insert(key, value);
+                }
+            }
+        }
+        self.send_envelope(envelope).await
+    }
+
+    /// Sends an `interactive` envelope with a `block_actions` payload for a button click on a
+    /// message (`container.type` `message`); returns the envelope id.
+    pub async fn send_block_action(
+        &self,
+        user_id: &str,
+        action_id: &str,
+        value: &str,
+        channel_id: &str,
+        message_ts: &str,
+    ) -> String {
+        let cfg = &self.inner.config;
+        let (envelope_id, trigger_id, response_url) = self.fresh_envelope_ids();
+        let (user_name, action_ts, source) = self.inner.update(|s| {
+            let name = s
+                .users
+                .get(user_id)
+                .cloned()
+                .unwrap_or_else(|| user_id.to_string());
+            let source = s
+                .messages
+                .iter()
+                .find(|m| m.channel == channel_id && m.ts == message_ts && !m.ephemeral)
+                .cloned();
+            (name, s.next_action_ts(), source)
+        });
+        let mut payload = fixtures::load(fixtures::BLOCK_ACTIONS_PAYLOAD);
+        fixtures::set(&mut payload, &["user", "id"], json!(user_id));
+        fixtures::set(&mut payload, &["user", "username"], json!(user_name));
+        fixtures::set(&mut payload, &["user", "name"], json!(user_name));
+        fixtures::set(&mut payload, &["user", "team_id"], json!(cfg.team_id));
+        fixtures::set(&mut payload, &["team", "id"], json!(cfg.team_id));
+        payload["api_app_id"] = json!(cfg.app_id);
+        payload["container"] = json!({
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel_id,
+            "is_ephemeral": false,
+        });
+        payload["channel"] = json!({"id": channel_id, "name": "directmessage"});
+        payload["trigger_id"] = json!(trigger_id);
+        payload["response_url"] = json!(response_url);
+        let action = &mut payload["actions"][0];
+        action["action_id"] = json!(action_id);
+        action["block_id"] = json!("offer");
+        action["value"] = json!(value);
+        action["action_ts"] = json!(action_ts);
+        // Slack includes the source message when the button sits in a message.
+        if let Some(m) = source {
+            let mut message = json!({
+                "type": "message",
+                "user": state::BOT_USER_ID,
+                "bot_id": state::BOT_ID,
+                "text": m.text,
+                "ts": m.ts,
+            });
+            if let Some(blocks) = m.blocks {
+                message["blocks"] = blocks;
+            }
+            payload["message"] = message;
+        }
+        let envelope = json!({
+            "envelope_id": envelope_id,
+            "type": "interactive",
+            "accepts_response_payload": true,
+            "payload": payload,
+        });
+        self.send_envelope(envelope).await
+    }
+
+    /// Sends any envelope as given to one connection; returns its `envelope_id` (or `""`).
+    ///
+    /// # Panics
+    ///
+    /// If no connection opens within 10 s.
+    pub async fn send_envelope(&self, envelope: Value) -> String {
+        let envelope_id = envelope
+            .get("envelope_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.inner
+            .deliver(envelope.to_string(), envelope_id.clone())
+            .await;
+        envelope_id.unwrap_or_default()
+    }
+
+    /// Sends a raw text frame, unparsed, to one connection.
+    ///
+    /// # Panics
+    ///
+    /// If no connection opens within 10 s.
+    pub async fn send_raw(&self, frame: &str) {
+        self.inner.deliver(frame.to_string(), None).await;
+    }
+
+    /// Sends `{"type":"disconnect","reason":reason,"debug_info":{"host":…}}` on every open
+    /// connection, closes them (Close frame) about 100 ms later, and waits until they are gone.
+    pub async fn disconnect(&self, reason: &str) {
+        let targets: Vec<_> = self.inner.update(|s| {
+            s.conns
+                .iter_mut()
+                .map(|(id, c)| {
+                    c.closing = true;
+                    (*id, c.tx.clone())
+                })
+                .collect()
+        });
+        if targets.is_empty() {
+            return;
+        }
+        let mut frame = fixtures::load(fixtures::DISCONNECT);
+        frame["reason"] = json!(reason);
+        let frame = frame.to_string();
+        let mut writes = Vec::new();
+        for (_, tx) in &targets {
+            let (done, written) = oneshot::channel();
+            if tx
+                .send(Outgoing::Text {
+                    text: frame.clone(),
+                    envelope_id: None,
+                    done,
+                })
+                .is_ok()
+            {
+                writes.push(written);
+            }
+        }
+        for written in writes {
+            let _ = written.await;
+        }
+        tokio::time::sleep(DISCONNECT_GRACE).await;
+        for (_, tx) in &targets {
+            let _ = tx.send(Outgoing::Close);
+        }
+        let ids: Vec<u64> = targets.iter().map(|(id, _)| *id).collect();
+        self.wait_gone(&ids).await;
+    }
+
+    /// Drops every open socket abruptly (no Close frame; the TCP stream just ends) and waits
+    /// until they are gone.
+    pub async fn drop_sockets(&self) {
+        let targets: Vec<(u64, tokio::task::AbortHandle)> = self.inner.read(|s| {
+            s.conns
+                .iter()
+                .map(|(id, c)| (*id, c.abort.clone()))
+                .collect()
+        });
+        for (_, abort) in &targets {
+            abort.abort();
+        }
+        let ids: Vec<u64> = targets.iter().map(|(id, _)| *id).collect();
+        self.wait_gone(&ids).await;
+    }
+
+    async fn wait_gone(&self, ids: &[u64]) {
+        let gone = self
+            .inner
+            .wait_until(TEARDOWN_WAIT, |s| {
+                ids.iter().all(|id| !s.conns.contains_key(id))
+            })
+            .await;
+        if !gone {
+            tracing::warn!("fake-slack: sockets still open {TEARDOWN_WAIT:?} after teardown");
+        }
+    }
+
+    /// Waits until an ack for `envelope_id` arrives (or has arrived); `None` on timeout.
+    pub async fn wait_ack(&self, envelope_id: &str, timeout: Duration) -> Option<Ack> {
+        let mut found = None;
+        self.inner
+            .wait_until(timeout, |s| {
+                found = s
+                    .acks
+                    .iter()
+                    .find(|a| a.envelope_id == envelope_id)
+                    .cloned();
+                found.is_some()
+            })
+            .await;
+        found
+    }
+
+    /// All acks so far, in arrival order.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.inner.read(|s| s.acks.clone())
+    }
+
+    // --- Web API calls the bot made ---
+
+    /// Every `/api/*` call so far, in order, failed and faulted ones included.
+    pub fn calls(&self) -> Vec<ApiCall> {
+        self.inner.read(|s| s.calls.clone())
+    }
+
+    /// The calls of one method, in order.
+    pub fn calls_to(&self, method: &str) -> Vec<ApiCall> {
+        self.inner.read(|s| {
+            s.calls
+                .iter()
+                .filter(|c| c.method == method)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Waits until `calls_to(method).len() >= n`; `false` on timeout.
+    pub async fn wait_for_calls(&self, method: &str, n: usize, timeout: Duration) -> bool {
+        self.inner
+            .wait_until(timeout, |s| {
+                s.calls.iter().filter(|c| c.method == method).count() >= n
+            })
+            .await
+    }
+
+    /// The messages currently stored in a channel (after updates), oldest first. A user id
+    /// (`U…`/`W…`) is read as that user's DM.
+    pub fn messages(&self, channel: &str) -> Vec<Message> {
+        let channel = if channel.starts_with('U') || channel.starts_with('W') {
+            state::dm_id(channel)
+        } else {
+            channel.to_string()
+        };
+        self.inner.read(|s| {
+            s.messages
+                .iter()
+                .filter(|m| m.channel == channel)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The bodies POSTed to `response_url`s, in order (non-JSON bodies as JSON strings).
+    pub fn response_posts(&self) -> Vec<Value> {
+        self.inner.read(|s| s.response_posts.clone())
+    }
+
+    // --- fault injection ---
+
+    /// Makes the next `times` calls of `method` answer with `fault` (queued after any faults
+    /// already pending for that method).
+    pub fn fail_next(&self, method: &str, fault: Fault, times: usize) {
+        self.inner.update(|s| {
+            let queue = s.faults.entry(method.to_string()).or_default();
+            queue.extend(std::iter::repeat_n(fault, times));
+        });
+    }
+
+    /// A fresh envelope id, trigger id and loopback response URL.
+    fn fresh_envelope_ids(&self) -> (String, String, String) {
+        let nonce = self.inner.nonce;
+        let n = self.inner.update(|s| s.next_id());
+        let envelope_id = format!("{nonce:08x}-fa4e-4000-8000-{n:012x}");
+        let trigger_id = format!("{}.{}.{nonce:08x}{n:024x}", 10_000 + n, 26_768_298_162u64);
+        let response_url = format!("{}/response/{n}", self.inner.base_url());
+        (envelope_id, trigger_id, response_url)
+    }
+}

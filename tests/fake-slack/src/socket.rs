@@ -1,0 +1,169 @@
+//! Socket Mode: the `/link/` WebSocket endpoint and the task that owns each connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Inner;
+use crate::fixtures;
+use crate::state::{Conn, Outgoing};
+
+/// How long to wait for the client's Close reply after our Close frame.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_millis(500);
+
+/// `GET /link/?ticket=…&app_id=…[&debug_reconnects=true]`.
+pub(crate) async fn link(
+    State(inner): State<Arc<Inner>>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ticket = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned());
+    let valid = ticket
+        .as_ref()
+        .is_some_and(|t| inner.read(|s| s.tickets.contains(t)));
+    if !valid {
+        tracing::debug!(?ticket, "fake-slack: rejected WebSocket ticket");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json!({"ok": false, "error": "invalid_ticket"}).to_string(),
+        )
+            .into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let consumed = ticket.is_some_and(|t| inner.update(|s| s.tickets.remove(&t)));
+    if !consumed {
+        // Another request used the ticket in the meantime.
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    upgrade.on_upgrade(move |socket| accept(inner, socket))
+}
+
+/// Registers the connection and hands the socket to its own task (so it can be aborted).
+async fn accept(inner: Arc<Inner>, socket: WebSocket) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (start, started) = oneshot::channel();
+    let id = inner.update(|s| s.next_id());
+    let guard = ConnGuard {
+        inner: inner.clone(),
+        id,
+    };
+    // The task waits for `start`, so its cleanup cannot run before the registration below.
+    let handle = tokio::spawn(run(guard, socket, rx, started));
+    let num_connections = inner.update(|s| {
+        s.conns.insert(
+            id,
+            Conn {
+                tx,
+                abort: handle.abort_handle(),
+                closing: false,
+            },
+        );
+        s.conns.len()
+    });
+    tracing::debug!(id, num_connections, "fake-slack: WebSocket connected");
+    let _ = start.send(num_connections);
+}
+
+/// Unregisters a connection when its task ends, is aborted or panics.
+struct ConnGuard {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.inner.update(|s| {
+            s.conns.remove(&id);
+        });
+        tracing::debug!(id, "fake-slack: WebSocket gone");
+    }
+}
+
+async fn run(
+    guard: ConnGuard,
+    socket: WebSocket,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    started: oneshot::Receiver<usize>,
+) {
+    let inner = guard.inner.clone();
+    let Ok(num_connections) = started.await else {
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+
+    let mut hello = fixtures::load(fixtures::HELLO);
+    hello["num_connections"] = json!(num_connections);
+    fixtures::set(
+        &mut hello,
+        &["connection_info", "app_id"],
+        json!(inner.config.app_id),
+    );
+    if sink
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    inner.update(|s| s.hellos_sent += 1);
+
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                None => break,
+                Some(Outgoing::Text { text, envelope_id, done }) => {
+                    if let Some(id) = envelope_id {
+                        let now = std::time::Instant::now();
+                        inner.update(|s| { s.sent_at.insert(id, now); });
+                    }
+                    let ok = sink.send(Message::Text(text.into())).await.is_ok();
+                    let _ = done.send(ok);
+                    if !ok {
+                        break;
+                    }
+                }
+                Some(Outgoing::Close) => {
+                    let close = Message::Close(Some(CloseFrame {
+                        code: close_code::NORMAL,
+                        reason: "".into(),
+                    }));
+                    if sink.send(close).await.is_ok() {
+                        // Read until the client's Close reply (or the end), briefly.
+                        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+                            while let Some(Ok(msg)) = stream.next().await {
+                                if let Message::Text(t) = msg {
+                                    inner.record_frame(t.as_str());
+                                }
+                            }
+                        })
+                        .await;
+                    }
+                    break;
+                }
+            },
+            msg = stream.next() => match msg {
+                None | Some(Err(_)) => break,
+                Some(Ok(Message::Text(t))) => inner.record_frame(t.as_str()),
+                // Pings are answered by tungstenite on the next read; Close is answered too,
+                // and the stream then ends.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    drop(guard);
+}

@@ -1,0 +1,159 @@
+//! The shared, lock-protected state of one fake: workspace model, Socket Mode bookkeeping and
+//! the logs the tests read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::{Ack, ApiCall, Fault, Message};
+
+/// The bot's own user id, as `auth.test` reports it.
+pub(crate) const BOT_USER_ID: &str = "U0STAFFBOT";
+/// The bot's bot id, as messages posted by it carry it.
+pub(crate) const BOT_ID: &str = "B0STAFFBOT";
+/// The bot user's name.
+pub(crate) const BOT_USER_NAME: &str = "staffbot";
+
+/// A command for the task that owns one WebSocket.
+pub(crate) enum Outgoing {
+    /// Write a text frame; `done` receives whether the write succeeded.
+    Text {
+        text: String,
+        envelope_id: Option<String>,
+        done: oneshot::Sender<bool>,
+    },
+    /// Send a Close frame and end the connection.
+    Close,
+}
+
+pub(crate) struct Conn {
+    pub tx: mpsc::UnboundedSender<Outgoing>,
+    pub abort: AbortHandle,
+    /// A `disconnect` frame was sent; no more envelopes go here.
+    pub closing: bool,
+}
+
+pub(crate) struct Channel {
+    pub name: String,
+    /// Human members (the bot is tracked by `bot_member`).
+    pub members: BTreeSet<String>,
+    pub bot_member: bool,
+    pub is_im: bool,
+}
+
+pub(crate) struct HomeView {
+    pub id: String,
+    pub hash: String,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    // --- workspace ---
+    pub users: BTreeMap<String, String>,
+    pub channels: BTreeMap<String, Channel>,
+    pub messages: Vec<Message>,
+    pub home_views: HashMap<String, HomeView>,
+
+    // --- Socket Mode ---
+    pub tickets: HashSet<String>,
+    pub connection_opens: usize,
+    pub conns: BTreeMap<u64, Conn>,
+    pub round_robin: usize,
+    pub hellos_sent: usize,
+    pub sent_at: HashMap<String, Instant>,
+    pub acks: Vec<Ack>,
+
+    // --- Web API ---
+    pub calls: Vec<ApiCall>,
+    pub response_posts: Vec<serde_json::Value>,
+    pub faults: HashMap<String, VecDeque<Fault>>,
+
+    // --- generators ---
+    counter: u64,
+    ts_counter: u64,
+    last_action_micros: u128,
+}
+
+impl State {
+    /// A fresh number, unique within this fake.
+    pub fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// A fresh message timestamp: `1700000000.000100`, `1700000000.000200`, … (unique, increasing).
+    pub fn next_ts(&mut self) -> String {
+        self.ts_counter += 1;
+        let micros = self.ts_counter * 100;
+        format!(
+            "{}.{:06}",
+            1_700_000_000 + micros / 1_000_000,
+            micros % 1_000_000
+        )
+    }
+
+    /// A fresh `action_ts` near the wall clock, strictly increasing.
+    pub fn next_action_ts(&mut self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let micros = now.max(self.last_action_micros + 1);
+        self.last_action_micros = micros;
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    }
+
+    /// Resolves a `channel` argument: a user id (`U…`/`W…`) means that user's DM, which is created
+    /// on first use, as is any `D…` id. Other ids must exist.
+    pub fn resolve_channel(&mut self, channel: &str) -> Result<String, &'static str> {
+        if channel.starts_with('U') || channel.starts_with('W') {
+            return Ok(self.ensure_dm(channel));
+        }
+        if let Some(user) = channel.strip_prefix('D')
+            && !self.channels.contains_key(channel)
+        {
+            self.channels.insert(
+                channel.to_string(),
+                Channel {
+                    name: "directmessage".into(),
+                    members: BTreeSet::from([user.to_string()]),
+                    bot_member: true,
+                    is_im: true,
+                },
+            );
+        }
+        if self.channels.contains_key(channel) {
+            Ok(channel.to_string())
+        } else {
+            Err("channel_not_found")
+        }
+    }
+
+    /// The DM channel with `user` (`"D" + user`), created on first use.
+    pub fn ensure_dm(&mut self, user: &str) -> String {
+        let id = dm_id(user);
+        self.channels.entry(id.clone()).or_insert_with(|| Channel {
+            name: "directmessage".into(),
+            members: BTreeSet::from([user.to_string()]),
+            bot_member: true,
+            is_im: true,
+        });
+        id
+    }
+
+    /// Ids of connections envelopes may go to (open and not told to disconnect).
+    pub fn deliverable(&self) -> Vec<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// The stable DM channel id for a user.
+pub(crate) fn dm_id(user: &str) -> String {
+    format!("D{user}")
+}

@@ -1,0 +1,673 @@
+//! HTTP side: the router, the Web API methods and the `response_url` endpoint.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde_json::{Map, Value, json};
+
+use crate::fixtures::{self, load};
+use crate::state::{self, BOT_ID, BOT_USER_ID, BOT_USER_NAME, HomeView, State};
+use crate::{ApiCall, FakeSlackConfig, Fault, Inner, Message};
+
+pub(crate) fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/api/{method}", any(api))
+        .route("/link/", get(crate::socket::link))
+        .route("/link", get(crate::socket::link))
+        .route("/response/{id}", post(response_url))
+        .with_state(inner)
+}
+
+/// An answer to a Web API call.
+struct Reply {
+    status: u16,
+    body: Value,
+    retry_after: Option<u64>,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Self {
+        Reply {
+            status: 200,
+            body,
+            retry_after: None,
+        }
+    }
+
+    fn err(code: &str) -> Self {
+        Self::ok(json!({"ok": false, "error": code}))
+    }
+
+    fn invalid_auth() -> Self {
+        Self::ok(load(fixtures::INVALID_AUTH))
+    }
+
+    fn fault(fault: &Fault) -> Self {
+        match fault {
+            Fault::RateLimited { retry_after_secs } => Reply {
+                status: 429,
+                body: load(fixtures::RATELIMITED),
+                retry_after: Some(*retry_after_secs),
+            },
+            Fault::ServerError => Reply {
+                status: 500,
+                body: json!({"ok": false, "error": "internal_error"}),
+                retry_after: None,
+            },
+            Fault::ApiError(code) => Self::err(code),
+            Fault::InvalidAuth => Self::invalid_auth(),
+        }
+    }
+}
+
+fn json_response(status: u16, body: &Value, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+const METHODS: &[&str] = &[
+    "apps.connections.open",
+    "auth.test",
+    "chat.postMessage",
+    "chat.update",
+    "chat.postEphemeral",
+    "conversations.open",
+    "conversations.invite",
+    "conversations.kick",
+    "users.info",
+    "views.publish",
+];
+
+/// `GET|POST /api/{method}`.
+async fn api(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    Path(method): Path<String>,
+    http_method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let query_fields = parse_form(query.as_deref().unwrap_or("").as_bytes());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+
+    // The body as recorded, and whether it was valid.
+    let (mut body_value, valid_json) = if http_method == Method::GET || body.is_empty() {
+        (Value::Object(Map::new()), true)
+    } else if content_type.contains("json") {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => (v, true),
+            Err(_) => (
+                Value::String(String::from_utf8_lossy(&body).into_owned()),
+                false,
+            ),
+        }
+    } else {
+        (Value::Object(parse_form(&body)), true)
+    };
+    if let Value::Object(fields) = &mut body_value {
+        for (k, v) in query_fields {
+            fields.entry(k).or_insert(v);
+        }
+    }
+    let empty = Map::new();
+    let fields = body_value.as_object().unwrap_or(&empty);
+
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+        .or_else(|| {
+            fields
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+
+    let reply = inner.update(|s| {
+        if let Some(fault) = s.faults.get_mut(&method).and_then(|q| q.pop_front()) {
+            return Reply::fault(&fault);
+        }
+        if !METHODS.contains(&method.as_str()) {
+            return Reply::err("unknown_method");
+        }
+        let expected = if method == "apps.connections.open" {
+            &inner.config.app_token
+        } else {
+            &inner.config.bot_token
+        };
+        match &token {
+            None => return Reply::ok(load(fixtures::NOT_AUTHED)),
+            Some(t) if t != expected => return Reply::invalid_auth(),
+            Some(_) => {}
+        }
+        if !valid_json {
+            return Reply::err("invalid_json");
+        }
+        let ctx = Ctx {
+            config: &inner.config,
+            base_url: inner.base_url(),
+            nonce: inner.nonce,
+        };
+        dispatch(&ctx, s, &method, fields)
+    });
+
+    tracing::debug!(%method, status = reply.status, response = %reply.body, "fake-slack: Web API call");
+    let response = json_response(reply.status, &reply.body, reply.retry_after);
+    inner.update(|s| {
+        s.calls.push(ApiCall {
+            method,
+            token,
+            body: body_value,
+            status: reply.status,
+            response: reply.body,
+        });
+    });
+    response
+}
+
+/// `POST /response/{id}`: records the body.
+async fn response_url(
+    AxumState(inner): AxumState<Arc<Inner>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let value = serde_json::from_slice::<Value>(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    tracing::debug!(%id, body = %value, "fake-slack: response_url post");
+    inner.update(|s| s.response_posts.push(value));
+    json_response(200, &json!({"ok": true}), None)
+}
+
+fn parse_form(bytes: &[u8]) -> Map<String, Value> {
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
+}
+
+struct Ctx<'a> {
+    config: &'a FakeSlackConfig,
+    base_url: String,
+    nonce: u32,
+}
+
+fn dispatch(ctx: &Ctx<'_>, s: &mut State, method: &str, f: &Map<String, Value>) -> Reply {
+    let result = match method {
+        "apps.connections.open" => Ok(apps_connections_open(ctx, s)),
+        "auth.test" => Ok(auth_test(ctx)),
+        "chat.postMessage" => chat_post_message(s, f),
+        "chat.update" => chat_update(s, f),
+        "chat.postEphemeral" => chat_post_ephemeral(s, f),
+        "conversations.open" => conversations_open(s, f),
+        "conversations.invite" => conversations_invite(s, f),
+        "conversations.kick" => conversations_kick(s, f),
+        "users.info" => users_info(ctx, s, f),
+        "views.publish" => views_publish(ctx, s, f),
+        _ => Err(Reply::err("unknown_method")),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+type MethodResult = Result<Reply, Reply>;
+
+// --- field helpers ---
+
+/// A string field (numbers and booleans are stringified, as a form would carry them).
+fn str_field(f: &Map<String, Value>, key: &str) -> Option<String> {
+    match f.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn bool_field(f: &Map<String, Value>, key: &str) -> bool {
+    match f.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    }
+}
+
+/// A JSON field that a form carries as a JSON string (`blocks`, `view`).
+fn json_field(f: &Map<String, Value>, key: &str) -> Result<Option<Value>, ()> {
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => serde_json::from_str(s).map(Some).map_err(|_| ()),
+        Some(v) => Ok(Some(v.clone())),
+    }
+}
+
+fn blocks_field(f: &Map<String, Value>) -> Result<Option<Value>, Reply> {
+    match json_field(f, "blocks") {
+        Ok(Some(v)) if v.is_array() => Ok(Some(v)),
+        Ok(None) => Ok(None),
+        _ => Err(Reply::err("invalid_blocks")),
+    }
+}
+
+/// `users`: a JSON array, or a comma-separated string.
+fn users_field(f: &Map<String, Value>) -> Vec<String> {
+    match f.get("users") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn required(f: &Map<String, Value>, key: &str, error: &str) -> Result<String, Reply> {
+    str_field(f, key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Reply::err(error))
+}
+
+/// A resolved channel the bot may post to.
+fn postable_channel(s: &mut State, channel: &str) -> Result<String, Reply> {
+    let id = s.resolve_channel(channel).map_err(Reply::err)?;
+    if !s.channels.get(&id).is_some_and(|c| c.bot_member) {
+        return Err(Reply::err("not_in_channel"));
+    }
+    Ok(id)
+}
+
+// --- methods ---
+
+fn apps_connections_open(ctx: &Ctx<'_>, s: &mut State) -> Reply {
+    let n = s.next_id();
+    let ticket = format!("{:08x}-{n}", ctx.nonce);
+    s.tickets.insert(ticket.clone());
+    s.connection_opens += 1;
+    let ws_base = ctx.base_url.replacen("http://", "ws://", 1);
+    let mut body = load(fixtures::APPS_CONNECTIONS_OPEN);
+    body["url"] = json!(format!(
+        "{ws_base}/link/?ticket={ticket}&app_id={}",
+        ctx.config.app_id
+    ));
+    Reply::ok(body)
+}
+
+fn auth_test(ctx: &Ctx<'_>) -> Reply {
+    let mut body = load(fixtures::AUTH_TEST);
+    body["team_id"] = json!(ctx.config.team_id);
+    body["user_id"] = json!(BOT_USER_ID);
+    body["user"] = json!(BOT_USER_NAME);
+    body["bot_id"] = json!(BOT_ID);
+    Reply::ok(body)
+}
+
+/// The `message` object of chat.postMessage, from the fixture's.
+fn posted_message(text: &str, ts: &str, blocks: Option<&Value>, thread_ts: Option<&str>) -> Value {
+    let mut message = load(fixtures::CHAT_POST_MESSAGE)["message"].take();
+    fixtures::remove(&mut message, "attachments");
+    message["type"] = json!("message");
+    message["text"] = json!(text);
+    message["ts"] = json!(ts);
+    message["bot_id"] = json!(BOT_ID);
+    message["user"] = json!(BOT_USER_ID);
+    message["username"] = json!(BOT_USER_NAME);
+    if let Some(blocks) = blocks {
+        message["blocks"] = blocks.clone();
+    }
+    if let Some(thread_ts) = thread_ts {
+        message["thread_ts"] = json!(thread_ts);
+    }
+    message
+}
+
+fn chat_post_message(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    let text = str_field(f, "text").unwrap_or_default();
+    let blocks = blocks_field(f)?;
+    if text.is_empty() && blocks.is_none() {
+        return Err(Reply::err("no_text"));
+    }
+    let id = postable_channel(s, &channel)?;
+    let ts = s.next_ts();
+    let thread_ts = str_field(f, "thread_ts");
+    let message = posted_message(&text, &ts, blocks.as_ref(), thread_ts.as_deref());
+    s.messages.push(Message {
+        channel: id.clone(),
+        ts: ts.clone(),
+        text,
+        blocks,
+        user: None,
+        ephemeral: false,
+        updated: false,
+    });
+    let mut body = load(fixtures::CHAT_POST_MESSAGE);
+    body["channel"] = json!(id);
+    body["ts"] = json!(ts);
+    body["message"] = message;
+    Ok(Reply::ok(body))
+}
+
+fn chat_update(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    let ts = required(f, "ts", "message_not_found")?;
+    let text = str_field(f, "text");
+    let blocks = blocks_field(f)?;
+    let id = s.resolve_channel(&channel).map_err(Reply::err)?;
+    let Some(message) = s
+        .messages
+        .iter_mut()
+        .find(|m| m.channel == id && m.ts == ts && !m.ephemeral)
+    else {
+        return Err(Reply::err("message_not_found"));
+    };
+    if let Some(text) = text {
+        message.text = text;
+    }
+    if f.contains_key("blocks") {
+        // An empty array removes the blocks; omitting the field keeps them (as Slack does).
+        message.blocks = blocks.filter(|b| b.as_array().is_some_and(|a| !a.is_empty()));
+    }
+    message.updated = true;
+    let message = message.clone();
+
+    let mut body = load(fixtures::CHAT_UPDATE);
+    body["channel"] = json!(id);
+    body["ts"] = json!(ts);
+    body["text"] = json!(message.text);
+    let m = &mut body["message"];
+    m["text"] = json!(message.text);
+    m["user"] = json!(BOT_USER_ID);
+    m["bot_id"] = json!(BOT_ID);
+    m["type"] = json!("message");
+    if let Some(blocks) = message.blocks {
+        m["blocks"] = blocks;
+    }
+    Ok(Reply::ok(body))
+}
+
+fn chat_post_ephemeral(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    let user = required(f, "user", "user_not_found")?;
+    let text = str_field(f, "text").unwrap_or_default();
+    let blocks = blocks_field(f)?;
+    if text.is_empty() && blocks.is_none() {
+        return Err(Reply::err("no_text"));
+    }
+    let id = postable_channel(s, &channel)?;
+    if !s
+        .channels
+        .get(&id)
+        .is_some_and(|c| c.members.contains(&user))
+    {
+        return Err(Reply::err("user_not_in_channel"));
+    }
+    let ts = s.next_ts();
+    s.messages.push(Message {
+        channel: id,
+        ts: ts.clone(),
+        text,
+        blocks,
+        user: Some(user),
+        ephemeral: true,
+        updated: false,
+    });
+    let mut body = load(fixtures::CHAT_POST_EPHEMERAL);
+    body["message_ts"] = json!(ts);
+    Ok(Reply::ok(body))
+}
+
+fn conversations_open(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let users = users_field(f);
+    let id = match (users.as_slice(), str_field(f, "channel")) {
+        ([], Some(channel)) => {
+            let id = s.resolve_channel(&channel).map_err(Reply::err)?;
+            if !s.channels.get(&id).is_some_and(|c| c.is_im) {
+                return Err(Reply::err("channel_not_found"));
+            }
+            id
+        }
+        ([], None) => return Err(Reply::err("users_list_not_supplied")),
+        ([user], _) => {
+            let existed = s.channels.contains_key(&state::dm_id(user));
+            let id = s.ensure_dm(user);
+            if bool_field(f, "return_im") {
+                let mut body = load(fixtures::CONVERSATIONS_OPEN_RETURN_IM);
+                if existed {
+                    body["no_op"] = json!(true);
+                    body["already_open"] = json!(true);
+                } else {
+                    fixtures::remove(&mut body, "no_op");
+                    fixtures::remove(&mut body, "already_open");
+                }
+                body["channel"]["id"] = json!(id);
+                body["channel"]["user"] = json!(user);
+                return Ok(Reply::ok(body));
+            }
+            id
+        }
+        _ => return Err(Reply::err("not_supported")),
+    };
+    let mut body = load(fixtures::CONVERSATIONS_OPEN);
+    body["channel"]["id"] = json!(id);
+    Ok(Reply::ok(body))
+}
+
+/// A private channel the bot manages: must exist, not be a DM, and have the bot in it.
+fn managed_channel<'a>(
+    s: &'a mut State,
+    channel: &str,
+    bot_missing: &str,
+) -> Result<&'a mut state::Channel, Reply> {
+    let Some(c) = s.channels.get_mut(channel) else {
+        return Err(Reply::err("channel_not_found"));
+    };
+    if c.is_im {
+        return Err(Reply::err("method_not_supported_for_channel_type"));
+    }
+    if !c.bot_member {
+        return Err(Reply::err(bot_missing));
+    }
+    Ok(c)
+}
+
+fn invite_error(code: &str, per_user: Vec<Value>) -> Reply {
+    let mut body = load(fixtures::CONVERSATIONS_INVITE_ERROR);
+    body["error"] = json!(code);
+    body["errors"] = Value::Array(per_user);
+    Reply::ok(body)
+}
+
+fn conversations_invite(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    let users = users_field(f);
+    if users.is_empty() {
+        return Err(Reply::err("no_user"));
+    }
+    let known: BTreeSet<String> = s.users.keys().cloned().collect();
+    let c = managed_channel(s, &channel, "not_in_channel")?;
+
+    let mut errors = Vec::new();
+    for user in &users {
+        let code = if user == BOT_USER_ID {
+            Some("cant_invite_self")
+        } else if !known.contains(user) {
+            Some("user_not_found")
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            errors.push(json!({"user": user, "ok": false, "error": code}));
+        }
+    }
+    if let Some(first) = errors.first() {
+        let code = first["error"]
+            .as_str()
+            .unwrap_or("user_not_found")
+            .to_string();
+        return Err(invite_error(&code, errors));
+    }
+    if users.iter().all(|u| c.members.contains(u)) {
+        let per_user = users
+            .iter()
+            .map(|u| json!({"user": u, "ok": false, "error": "already_in_channel"}))
+            .collect();
+        return Err(invite_error("already_in_channel", per_user));
+    }
+    c.members.extend(users);
+
+    let mut body = load(fixtures::CONVERSATIONS_INVITE);
+    let ch = &mut body["channel"];
+    ch["id"] = json!(channel);
+    ch["name"] = json!(c.name);
+    ch["name_normalized"] = json!(c.name);
+    ch["is_channel"] = json!(false);
+    ch["is_group"] = json!(true);
+    ch["is_private"] = json!(true);
+    ch["is_general"] = json!(false);
+    ch["is_member"] = json!(true);
+    ch["creator"] = json!(BOT_USER_ID);
+    ch["previous_names"] = json!([]);
+    Ok(Reply::ok(body))
+}
+
+fn conversations_kick(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    let user = required(f, "user", "user_not_found")?;
+    let known = s.users.contains_key(&user);
+    // A private channel the bot is not in is invisible to it.
+    let c = managed_channel(s, &channel, "channel_not_found")?;
+    if user == BOT_USER_ID {
+        return Err(Reply::err("cant_kick_self"));
+    }
+    if !known {
+        return Err(Reply::err("user_not_found"));
+    }
+    if !c.members.remove(&user) {
+        return Err(Reply::err("not_in_channel"));
+    }
+    // Exactly Slack's body, `"errors":{}` included.
+    Ok(Reply::ok(load(fixtures::CONVERSATIONS_KICK)))
+}
+
+fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let user = required(f, "user", "user_not_found")?;
+    let (name, is_bot) = if user == BOT_USER_ID {
+        (BOT_USER_NAME.to_string(), true)
+    } else {
+        let name = s
+            .users
+            .get(&user)
+            .cloned()
+            .ok_or_else(|| Reply::err("user_not_found"))?;
+        (name, false)
+    };
+    let mut body = load(fixtures::USERS_INFO);
+    let u = &mut body["user"];
+    u["id"] = json!(user);
+    u["team_id"] = json!(ctx.config.team_id);
+    u["name"] = json!(name);
+    u["real_name"] = json!(name);
+    u["is_bot"] = json!(is_bot);
+    u["is_admin"] = json!(false);
+    let p = &mut u["profile"];
+    p["real_name"] = json!(name);
+    p["real_name_normalized"] = json!(name);
+    p["display_name"] = json!(name);
+    p["display_name_normalized"] = json!(name);
+    p["email"] = json!(format!("{name}@example.com"));
+    p["team"] = json!(ctx.config.team_id);
+    Ok(Reply::ok(body))
+}
+
+fn views_publish(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let invalid = |msg: &str| {
+        let mut body = load(fixtures::VIEWS_PUBLISH_ERROR);
+        body["response_metadata"]["messages"] = json!([msg]);
+        Reply::ok(body)
+    };
+    let user = str_field(f, "user_id")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid("invalid `user_id`"))?;
+    let view = match json_field(f, "view") {
+        Ok(Some(v)) if v.is_object() => v,
+        _ => return Err(invalid("invalid `view`")),
+    };
+    let view_type = view.get("type").and_then(Value::as_str).unwrap_or("home");
+    if view_type != "home" {
+        return Err(invalid("invalid `view.type`"));
+    }
+    if let (Some(hash), Some(current)) = (str_field(f, "hash"), s.home_views.get(&user))
+        && !hash.is_empty()
+        && hash != current.hash
+    {
+        return Err(Reply::err("hash_conflict"));
+    }
+    let n = s.next_id();
+    let hash = format!("{}.{:08x}", 1_700_000_000 + n, ctx.nonce ^ n as u32);
+    let id = s
+        .home_views
+        .get(&user)
+        .map(|v| v.id.clone())
+        .unwrap_or_else(|| format!("V0HOME{n:04}"));
+    s.home_views.insert(
+        user,
+        HomeView {
+            id: id.clone(),
+            hash: hash.clone(),
+        },
+    );
+
+    let get = |key: &str, default: Value| view.get(key).cloned().unwrap_or(default);
+    let mut body = load(fixtures::VIEWS_PUBLISH);
+    let v = &mut body["view"];
+    v["id"] = json!(id);
+    v["team_id"] = json!(ctx.config.team_id);
+    v["type"] = json!("home");
+    v["blocks"] = get("blocks", json!([]));
+    v["private_metadata"] = get("private_metadata", json!(""));
+    v["callback_id"] = get("callback_id", json!(""));
+    v["external_id"] = get("external_id", json!(""));
+    v["state"] = json!({"values": {}});
+    v["hash"] = json!(hash);
+    v["title"] = get("title", json!({"type": "plain_text", "text": ""}));
+    v["close"] = get("close", Value::Null);
+    v["submit"] = get("submit", Value::Null);
+    v["clear_on_close"] = get("clear_on_close", json!(false));
+    v["notify_on_close"] = get("notify_on_close", json!(false));
+    v["previous_view_id"] = Value::Null;
+    v["root_view_id"] = json!(id);
+    v["app_id"] = json!(ctx.config.app_id);
+    v["app_installed_team_id"] = json!(ctx.config.team_id);
+    v["bot_id"] = json!(BOT_ID);
+    Ok(Reply::ok(body))
+}

@@ -1,0 +1,432 @@
+//! The fake's own tests: a tungstenite client and raw HTTP/1.1 requests stand in for the bot.
+
+use std::time::Duration;
+
+use fake_slack::{FakeSlack, FakeSlackConfig, Fault};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct HttpReply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl HttpReply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+async fn http(
+    fake: &FakeSlack,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpReply {
+    let mut stream = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        fake.addr(),
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+async fn api(fake: &FakeSlack, method: &str, token: &str, body: Value) -> HttpReply {
+    let auth = format!("Bearer {token}");
+    http(
+        fake,
+        "POST",
+        &format!("/api/{method}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
+        &body.to_string(),
+    )
+    .await
+}
+
+async fn open_url(fake: &FakeSlack) -> String {
+    let reply = api(fake, "apps.connections.open", "xapp-test", json!({})).await;
+    assert_eq!(reply.body["ok"], true, "{}", reply.body);
+    reply.body["url"].as_str().unwrap().to_string()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("frame ok");
+        if let WsMessage::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn socket_mode_slash_command_round_trip() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let url = open_url(&fake).await;
+    assert!(url.starts_with(&format!("ws://{}/link/?ticket=", fake.addr())));
+    assert!(url.ends_with("&app_id=A0STAFFBOT"));
+    assert_eq!(fake.connection_opens(), 1);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}&debug_reconnects=true"))
+        .await
+        .unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["num_connections"], 1);
+    assert_eq!(hello["connection_info"]["app_id"], "A0STAFFBOT");
+    assert!(hello["debug_info"]["host"].is_string());
+    assert!(fake.wait_for_connections(1, WAIT).await);
+    assert!(fake.wait_for_hellos(1, WAIT).await);
+
+    // Pings are answered (the fake sends nothing else meanwhile).
+    ws.send(WsMessage::Ping(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    let pong = match tokio::time::timeout(WAIT, ws.next()).await {
+        Ok(Some(Ok(WsMessage::Pong(p)))) => p,
+        other => panic!("expected a pong, got {other:?}"),
+    };
+    assert_eq!(pong.as_ref(), &[1, 2, 3]);
+
+    let id = fake.send_slash("U1", "alice", "help").await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["envelope_id"], id);
+    assert_eq!(envelope["accepts_response_payload"], true);
+    let p = &envelope["payload"];
+    assert_eq!(p["command"], "/staffbot");
+    assert_eq!(p["user_id"], "U1");
+    assert_eq!(p["user_name"], "alice");
+    assert_eq!(p["text"], "help");
+    assert_eq!(p["team_id"], "T0TEAM");
+    assert_eq!(p["api_app_id"], "A0STAFFBOT");
+    let response_url = p["response_url"].as_str().unwrap().to_string();
+    assert!(response_url.starts_with(&format!("http://{}/response/", fake.addr())));
+
+    let ack = json!({"envelope_id": id, "payload": {"text": "Working on it"}});
+    ws.send(WsMessage::Text(ack.to_string().into()))
+        .await
+        .unwrap();
+    let got = fake.wait_ack(&id, WAIT).await.expect("ack recorded");
+    assert_eq!(got.payload, Some(json!({"text": "Working on it"})));
+    assert!(got.latency < WAIT);
+    assert_eq!(fake.acks().len(), 1);
+
+    // response_url posts are recorded.
+    let path = response_url.split_once(&fake.addr().to_string()).unwrap().1;
+    let reply = http(
+        &fake,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        r#"{"text":"done","replace_original":true}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        fake.response_posts(),
+        vec![json!({"text":"done","replace_original":true})]
+    );
+
+    // Block actions go out as interactive envelopes.
+    let id = fake
+        .send_block_action("U1", "offer_accept", "42", "DU1", "1700000000.000100")
+        .await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["envelope_id"], id);
+    assert_eq!(envelope["type"], "interactive");
+    assert_eq!(
+        envelope["payload"]["actions"][0]["action_id"],
+        "offer_accept"
+    );
+    assert_eq!(envelope["payload"]["container"]["channel_id"], "DU1");
+
+    // disconnect: frame, then Close, then the connection is gone.
+    fake.disconnect("refresh_requested").await;
+    let frame = next_json(&mut ws).await;
+    assert_eq!(frame["type"], "disconnect");
+    assert_eq!(frame["reason"], "refresh_requested");
+    assert_eq!(frame["debug_info"]["host"], "wss-111.slack.com");
+    assert_eq!(fake.connections(), 0);
+}
+
+#[tokio::test]
+async fn tickets_are_single_use_and_app_token_is_checked() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let bad = api(&fake, "apps.connections.open", "xoxb-test", json!({})).await;
+    assert_eq!(bad.body, json!({"ok": false, "error": "invalid_auth"}));
+    assert_eq!(fake.connection_opens(), 0);
+
+    let url = open_url(&fake).await;
+    let (_ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("reused ticket accepted: {:?}", other.map(|_| ())),
+    }
+    let unknown = url.replace("ticket=", "ticket=nope");
+    assert!(tokio_tungstenite::connect_async(&unknown).await.is_err());
+
+    // Two connections: num_connections counts both; drop_sockets ends them.
+    let (mut ws2, _) = tokio_tungstenite::connect_async(&open_url(&fake).await)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws2).await["num_connections"], 2);
+    fake.drop_sockets().await;
+    assert_eq!(fake.connections(), 0);
+    assert!(!matches!(
+        tokio::time::timeout(WAIT, ws2.next()).await.unwrap(),
+        Some(Ok(WsMessage::Close(_)))
+    ));
+}
+
+#[tokio::test]
+async fn post_message_to_a_user_lands_in_the_dm() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let reply = api(
+        &fake,
+        "chat.postMessage",
+        "xoxb-test",
+        json!({"channel": "U1", "text": "offer", "blocks": [{"type": "divider"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.body["ok"], true);
+    assert_eq!(reply.body["channel"], "DU1");
+    assert_eq!(reply.body["message"]["text"], "offer");
+    let ts = reply.body["ts"].as_str().unwrap().to_string();
+    assert_eq!(reply.body["message"]["ts"], ts.as_str());
+
+    let update = api(
+        &fake,
+        "chat.update",
+        "xoxb-test",
+        json!({"channel": "DU1", "ts": ts, "text": "accepted"}),
+    )
+    .await;
+    assert_eq!(update.body["ok"], true, "{}", update.body);
+    assert_eq!(update.body["message"]["text"], "accepted");
+
+    let messages = fake.messages("DU1");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].text, "accepted");
+    assert!(messages[0].updated);
+    assert_eq!(messages[0].blocks, Some(json!([{"type": "divider"}])));
+
+    // Form bodies and the token field work too; a wrong token does not.
+    let form = http(
+        &fake,
+        "POST",
+        "/api/chat.postMessage",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "token=xoxb-test&channel=U2&text=hi%20there",
+    )
+    .await;
+    assert_eq!(form.body["channel"], "DU2");
+    assert_eq!(fake.messages("U2")[0].text, "hi there");
+    let bad = api(
+        &fake,
+        "chat.postMessage",
+        "xoxb-wrong",
+        json!({"channel": "U1", "text": "x"}),
+    )
+    .await;
+    assert_eq!(bad.body["error"], "invalid_auth");
+    assert_eq!(fake.calls_to("chat.postMessage").len(), 3);
+}
+
+#[tokio::test]
+async fn workspace_rules_for_invite_kick_and_users() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.add_user("U1", "alice");
+    fake.add_user("U2", "bob");
+    fake.add_channel("G1", "staff", &["U1"]);
+
+    let invite = api(
+        &fake,
+        "conversations.invite",
+        "xoxb-test",
+        json!({"channel": "G1", "users": ["U2"]}),
+    )
+    .await;
+    assert_eq!(invite.body["ok"], true, "{}", invite.body);
+    assert_eq!(invite.body["channel"]["id"], "G1");
+    assert_eq!(fake.channel_members("G1"), vec!["U1", "U2"]);
+    let again = api(
+        &fake,
+        "conversations.invite",
+        "xoxb-test",
+        json!({"channel": "G1", "users": "U1,U2"}),
+    )
+    .await;
+    assert_eq!(again.body["error"], "already_in_channel");
+    let ghost = api(
+        &fake,
+        "conversations.invite",
+        "xoxb-test",
+        json!({"channel": "G1", "users": "U9"}),
+    )
+    .await;
+    assert_eq!(ghost.body["error"], "user_not_found");
+
+    let kick = api(
+        &fake,
+        "conversations.kick",
+        "xoxb-test",
+        json!({"channel": "G1", "user": "U2"}),
+    )
+    .await;
+    assert_eq!(kick.body, json!({"ok": true, "errors": {}}));
+    let kick = api(
+        &fake,
+        "conversations.kick",
+        "xoxb-test",
+        json!({"channel": "G1", "user": "U2"}),
+    )
+    .await;
+    assert_eq!(kick.body["error"], "not_in_channel");
+
+    fake.remove_bot_from("G1");
+    let invite = api(
+        &fake,
+        "conversations.invite",
+        "xoxb-test",
+        json!({"channel": "G1", "users": ["U2"]}),
+    )
+    .await;
+    assert_eq!(invite.body["error"], "not_in_channel");
+    let post = api(
+        &fake,
+        "chat.postMessage",
+        "xoxb-test",
+        json!({"channel": "G1", "text": "x"}),
+    )
+    .await;
+    assert_eq!(post.body["error"], "not_in_channel");
+
+    let info = http(
+        &fake,
+        "GET",
+        "/api/users.info?user=U1",
+        &[("Authorization", "Bearer xoxb-test")],
+        "",
+    )
+    .await;
+    assert_eq!(info.body["user"]["id"], "U1");
+    assert_eq!(info.body["user"]["name"], "alice");
+
+    let view = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": {"type": "home", "blocks": []}}),
+    )
+    .await;
+    assert_eq!(view.body["ok"], true);
+    for key in [
+        "id",
+        "team_id",
+        "type",
+        "blocks",
+        "hash",
+        "state",
+        "title",
+        "root_view_id",
+        "app_id",
+        "bot_id",
+    ] {
+        assert!(
+            !view.body["view"][key].is_null(),
+            "views.publish view lacks {key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fail_next_rate_limits_then_recovers() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.fail_next(
+        "auth.test",
+        Fault::RateLimited {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    fake.fail_next("auth.test", Fault::ServerError, 1);
+
+    let limited = api(&fake, "auth.test", "xoxb-test", json!({})).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("retry-after"), Some("2"));
+    assert_eq!(limited.header("content-type"), Some("application/json"));
+    assert_eq!(limited.body, json!({"ok": false, "error": "ratelimited"}));
+
+    let failed = api(&fake, "auth.test", "xoxb-test", json!({})).await;
+    assert_eq!(failed.status, 500);
+    assert_eq!(failed.body["error"], "internal_error");
+
+    let ok = api(&fake, "auth.test", "xoxb-test", json!({})).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["team_id"], "T0TEAM");
+    assert!(
+        ok.body["user_id"].is_string() && ok.body["url"].is_string() && ok.body["team"].is_string()
+    );
+
+    assert!(fake.wait_for_calls("auth.test", 3, WAIT).await);
+    let statuses: Vec<u16> = fake
+        .calls_to("auth.test")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, vec![429, 500, 200]);
+    assert_eq!(
+        fake.calls_to("auth.test")[2].token.as_deref(),
+        Some("xoxb-test")
+    );
+}

@@ -1,0 +1,174 @@
+//! The daemon's real wiring against the fake Slack and a real database. Every message the bot
+//! posts or updates must be read by the test (`next_post`, `next_update`); `finish` fails the
+//! test otherwise, and a harness dropped without `finish` fails too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_slack::{Ack, ApiCall, FakeSlack, FakeSlackConfig};
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+use serde_json::Value;
+use staffbot::clock::SystemClock;
+use staffbot::config::Config;
+use staffbot::daemon::Daemon;
+
+use crate::common::TestDb;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Methods whose successful calls are messages a test must read.
+const MESSAGE_METHODS: &[&str] = &["chat.postMessage", "chat.update", "chat.postEphemeral"];
+
+pub struct Harness {
+    pub fake: FakeSlack,
+    pub t: TestDb,
+    pub config: Config,
+    daemon: Option<Daemon>,
+    read: usize,
+    finished: bool,
+}
+
+pub fn config_for(fake: &FakeSlack, db_url: &str) -> Config {
+    let mut config = Config::default();
+    config.database_url = staffbot::config::SecretUrl::new(db_url);
+    config.slack.api_url = fake.api_url();
+    config.slack.bot_token = Some(SecretString::from("xoxb-test"));
+    config.slack.app_token = Some(SecretString::from("xapp-test"));
+    config.loops.lease_ttl = Duration::from_secs(5);
+    config
+}
+
+fn is_message(call: &ApiCall) -> bool {
+    MESSAGE_METHODS.contains(&call.method.as_str())
+        && call.status == 200
+        && call.response.get("ok") == Some(&Value::Bool(true))
+}
+
+impl Harness {
+    /// A fake Slack and a database, no daemon yet (set up data first, then [`Harness::start`]).
+    pub async fn new() -> Harness {
+        let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+        let t = TestDb::new().await;
+        let config = config_for(&fake, &t.url);
+        Harness {
+            fake,
+            t,
+            config,
+            daemon: None,
+            read: 0,
+            finished: false,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.t.db
+    }
+
+    /// Starts the daemon and waits until it holds a Socket Mode connection.
+    pub async fn start(&mut self) {
+        let hellos = self.fake.hellos_sent();
+        let daemon = Daemon::start(&self.config, self.t.db.clone(), Arc::new(SystemClock))
+            .await
+            .expect("daemon starts");
+        assert!(
+            self.fake.wait_for_hellos(hellos + 1, WAIT).await,
+            "the daemon connected over Socket Mode"
+        );
+        self.daemon = Some(daemon);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+    }
+
+    /// Sends `/staffbot <text>` as `user` and returns the ack (checked to be fast).
+    pub async fn slash(&self, user: &str, text: &str) -> Ack {
+        let id = self.fake.send_slash(user, user, text).await;
+        self.ack(&id).await
+    }
+
+    pub async fn ack(&self, envelope_id: &str) -> Ack {
+        let ack = self
+            .fake
+            .wait_ack(envelope_id, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no ack for envelope {envelope_id}"));
+        assert!(
+            ack.latency < Duration::from_secs(2),
+            "ack took {:?}",
+            ack.latency
+        );
+        ack
+    }
+
+    /// The reply text of a slash command (the ack payload's `text`).
+    pub async fn reply(&self, user: &str, text: &str) -> Value {
+        let ack = self.slash(user, text).await;
+        let payload = ack.payload.expect("slash commands are acked with a reply");
+        assert_eq!(payload["response_type"], "ephemeral", "{payload}");
+        payload
+    }
+
+    fn messages(&self) -> Vec<ApiCall> {
+        self.fake.calls().into_iter().filter(is_message).collect()
+    }
+
+    /// Waits for the next message the bot posted or updated, and marks it read.
+    pub async fn next_message(&mut self) -> ApiCall {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let messages = self.messages();
+            if let Some(call) = messages.get(self.read) {
+                self.read += 1;
+                return call.clone();
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !remaining.is_zero(),
+                "no new message from the bot within {WAIT:?}"
+            );
+            // Wake on the next call of any message method.
+            let counts: Vec<usize> = MESSAGE_METHODS
+                .iter()
+                .map(|m| self.fake.calls_to(m).len())
+                .collect();
+            let waits = MESSAGE_METHODS
+                .iter()
+                .zip(&counts)
+                .map(|(m, n)| Box::pin(self.fake.wait_for_calls(m, n + 1, remaining)));
+            futures_util::future::select_all(waits).await;
+        }
+    }
+
+    /// The next message must be a `chat.postMessage` to `channel`; returns its text.
+    pub async fn next_post(&mut self, channel: &str) -> String {
+        let call = self.next_message().await;
+        assert_eq!(call.method, "chat.postMessage", "{call:?}");
+        assert_eq!(call.body["channel"], channel, "{call:?}");
+        call.body["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Stops the daemon and checks that every message was read.
+    pub async fn finish(mut self) {
+        self.stop().await;
+        self.finished = true;
+        let unread: Vec<ApiCall> = self.messages().into_iter().skip(self.read).collect();
+        assert!(
+            unread.is_empty(),
+            "the test did not read these bot messages: {unread:#?}"
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !self.finished && !std::thread::panicking() {
+            panic!(
+                "a Harness must end with `finish().await` (it checks that every message was read)"
+            );
+        }
+    }
+}

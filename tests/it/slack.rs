@@ -1,0 +1,633 @@
+//! The daemon over Socket Mode against the fake Slack: `/staffbot` replies and channel posts,
+//! authorisation, reconnects, malformed envelopes, and the outbox sender's delivery rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_slack::Fault;
+use rand::SeedableRng;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+use slack_morphism::prelude::SlackApiToken;
+use staffbot::clock::SystemClock;
+use staffbot::db::entities::{outbox, staffing_request, worker};
+use staffbot::db::{OutboxStatus, RequestCause, RequestStatus, Role};
+use staffbot::outbox::{SlackWrite, enqueue};
+use staffbot::slack::sender::Sender;
+use staffbot::slack::web::{MorphismWeb, build_client};
+use staffbot::workflow::lifecycle;
+use staffbot::workflow::rules::SubmitKind;
+
+use crate::common::{add_worker, certify, load_workflow, t0, write_workflow};
+use crate::harness::{Harness, WAIT};
+
+const CHANNEL: &str = "G0PROJ";
+const ADMIN: &str = "U0ADMIN";
+
+/// A project with one reviewed step (`draft`, manual policies) in channel G0PROJ, an admin
+/// (U0ADMIN), a non-admin (U0BOB, certified writer) and a reviewer (U0RAE).
+async fn setup() -> (Harness, i64) {
+    let mut h = Harness::new().await;
+    let dir = write_workflow(
+        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
+        &[(
+            "v1",
+            json!({"slug": "v1", "name": "V1", "steps": [
+            {"slug": "draft", "name": "Draft", "description": "Write it", "required_certifications": ["writer"],
+             "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1}}]}),
+        )],
+    );
+    let version = load_workflow(h.db(), dir.path()).await;
+    let project =
+        lifecycle::create_project(h.db(), &version, "Story", 0, Some(CHANNEL.into()), t0())
+            .await
+            .expect("project");
+    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
+    let mut am: worker::ActiveModel = admin.into();
+    am.is_admin = Set(true);
+    am.update(h.db()).await.expect("admin");
+    let bob = add_worker(h.db(), "bob", Some("U0BOB")).await;
+    certify(h.db(), &bob, "writer", Role::EntryLevel).await;
+    let rae = add_worker(h.db(), "rae", Some("U0RAE")).await;
+    certify(h.db(), &rae, "writer", Role::EntryLevel).await;
+    certify(h.db(), &rae, "writer", Role::Reviewer).await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    for (id, name) in [(ADMIN, "erin"), ("U0BOB", "bob"), ("U0RAE", "rae")] {
+        h.fake.add_user(id, name);
+    }
+    h.start().await;
+    (h, project)
+}
+
+fn attachment(reply: &Value) -> (&str, &str, &str) {
+    let a = &reply["attachments"][0];
+    (
+        a["color"].as_str().unwrap_or_default(),
+        a["title"].as_str().unwrap_or_default(),
+        a["text"].as_str().unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn help_and_unknown_commands() {
+    let (h, _) = setup().await;
+    let help = h.reply(ADMIN, "help").await;
+    assert_eq!(help["text"], "Use `/staffbot` to staff or restaff a Task.");
+    assert_eq!(
+        help["attachments"][0]["pretext"],
+        "`/staffbot staff <task-id>`"
+    );
+    assert_eq!(
+        help["attachments"][0]["text"],
+        "Ask qualified experts to work on the given `<task-id>`."
+    );
+    assert_eq!(
+        help["attachments"][1]["pretext"],
+        "`/staffbot restaff <task-id> <username>`"
+    );
+    assert_eq!(
+        help["attachments"][1]["text"],
+        "Remove the given `<username>` from the task and find another qualified expert"
+    );
+    assert_eq!(
+        help["attachments"][0]["mrkdwn_in"],
+        json!(["text", "pretext"])
+    );
+    for text in ["", "staffing 2", "staff abc", "dance"] {
+        let r = h.reply(ADMIN, text).await;
+        assert_eq!(
+            r["text"],
+            format!("Sorry! We couldn't process your command: {text}")
+        );
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn staff_on_each_task_status() {
+    let (mut h, project) = setup().await;
+    let task = staffbot::db::entities::task::Entity::find()
+        .one(h.db())
+        .await
+        .expect("q")
+        .expect("task")
+        .id;
+
+    // awaiting_processing: a request for counter 0 and the channel is told.
+    let r = h.reply(ADMIN, &format!("staff {task}")).await;
+    assert_eq!(r["text"], format!("staff {task}"));
+    assert_eq!(
+        attachment(&r),
+        (
+            "good",
+            "Success",
+            format!("Got it! I will start staffing task {task}!").as_str()
+        )
+    );
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start staffing task {task}!")
+    );
+
+    // staff again: the open request is replaced (still one open).
+    h.reply(ADMIN, &format!("STAFF {task} please")).await;
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start staffing task {task}!")
+    );
+    let requests = staffing_request::Entity::find()
+        .all(h.db())
+        .await
+        .expect("requests");
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.status != RequestStatus::Closed)
+            .count(),
+        1
+    );
+    assert_eq!(requests[1].cause, RequestCause::User);
+
+    // processing: Orchestra's wrapped error, nothing posted.
+    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
+    lifecycle::assign_task(h.db(), task, &bob, t0())
+        .await
+        .expect("assign");
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        "<@U0BOB> has been added to the team. Welcome aboard!"
+    );
+    let r = h.reply(ADMIN, &format!("staff {task}")).await;
+    assert_eq!(
+        attachment(&r),
+        (
+            "danger",
+            "Error",
+            format!("Task {task} got an error: \"Status incompatible with new assignment\"")
+                .as_str()
+        )
+    );
+
+    // pending_review: staffs the reviewer counter.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    lifecycle::submit(
+        h.db(),
+        task,
+        &bob,
+        SubmitKind::RequestedReview,
+        t0(),
+        &mut rng,
+    )
+    .await
+    .expect("submit");
+    let r = h.reply(ADMIN, &format!("staff {task}")).await;
+    assert_eq!(attachment(&r).0, "good");
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start staffing task {task}!")
+    );
+    let open = staffing_request::Entity::find()
+        .all(h.db())
+        .await
+        .expect("q")
+        .into_iter()
+        .find(|r| r.status != RequestStatus::Closed)
+        .expect("open");
+    assert_eq!(open.required_role_counter, 1);
+
+    // aborted: incompatible, and unknown tasks are named.
+    lifecycle::abort_project(h.db(), project, t0())
+        .await
+        .expect("abort");
+    let r = h.reply(ADMIN, &format!("staff {task}")).await;
+    assert_eq!(
+        attachment(&r).2,
+        format!("Task {task} got an error: \"Status incompatible with new assignment\"")
+    );
+    let r = h.reply(ADMIN, "staff 999").await;
+    assert_eq!(r["text"], "staff 999");
+    assert_eq!(
+        attachment(&r),
+        ("danger", "Error", "Task 999 does not exist")
+    );
+    let r = h.reply(ADMIN, "staff 99999999999999999999").await;
+    assert_eq!(attachment(&r).2, "Task 99999999999999999999 does not exist");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn restaff_replies_and_errors() {
+    let (mut h, _) = setup().await;
+    let task = staffbot::db::entities::task::Entity::find()
+        .one(h.db())
+        .await
+        .expect("q")
+        .expect("task")
+        .id;
+    let r = h.reply(ADMIN, &format!("restaff {task} zed")).await;
+    assert_eq!(r["text"], format!("restaff {task} zed"));
+    assert_eq!(
+        attachment(&r),
+        ("danger", "Error", "Worker with username zed does not exist")
+    );
+    let r = h.reply(ADMIN, &format!("restaff {task} bob")).await;
+    assert_eq!(
+        attachment(&r).2,
+        format!("TaskAssignment associated with user bob and task {task} does not exist.")
+    );
+    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
+    lifecycle::assign_task(h.db(), task, &bob, t0())
+        .await
+        .expect("assign");
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        "<@U0BOB> has been added to the team. Welcome aboard!"
+    );
+    // A mention works as well as a username.
+    let r = h
+        .reply(ADMIN, &format!("restaff {task} <@U0BOB|bob>"))
+        .await;
+    assert_eq!(r["text"], format!("restaff {task} bob"));
+    assert_eq!(
+        attachment(&r),
+        (
+            "good",
+            "Success",
+            format!("Got it! I will start restaffing task {task}!").as_str()
+        )
+    );
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start restaffing task {task}!")
+    );
+    let r = h.reply(ADMIN, "restaff 999 bob").await;
+    assert_eq!(attachment(&r).2, "Task 999 does not exist");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn only_admins_and_whitelisted_callers() {
+    let mut h = Harness::new().await;
+    h.config.slack.verification_token = Some(secrecy::SecretString::from("vtok"));
+    h.config.staffbot.allowed.channel_names = Some(vec!["privategroup".into()]);
+    h.config.staffbot.allowed.team_domains = Some(vec!["maria".into()]);
+    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
+    let mut am: worker::ActiveModel = admin.into();
+    am.is_admin = Set(true);
+    am.update(h.db()).await.expect("admin");
+    add_worker(h.db(), "bob", Some("U0BOB")).await;
+    h.start().await;
+
+    let send = |overrides: Value| {
+        let fake = h.fake.clone();
+        async move {
+            let mut base = json!({"token": "vtok", "channel_name": "privategroup", "team_domain": "maria", "text": "help", "user_id": ADMIN, "user_name": "erin"});
+            for (k, v) in overrides.as_object().expect("object") {
+                base[k] = v.clone();
+            }
+            fake.send_slash_with(base).await
+        }
+    };
+    let text = |id: String| {
+        let h = &h;
+        async move {
+            h.ack(&id).await.payload.expect("payload")["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    const NO: &str = "You are not authorized to staff projects!";
+    assert_eq!(
+        text(send(json!({})).await).await,
+        "Use `/staffbot` to staff or restaff a Task."
+    );
+    // Every identity or token failure reads the same.
+    assert_eq!(text(send(json!({"token": "wrong"})).await).await, NO);
+    assert_eq!(text(send(json!({"token": null})).await).await, NO);
+    assert_eq!(text(send(json!({"user_id": "U0BOB"})).await).await, NO);
+    assert_eq!(text(send(json!({"user_id": "U0NOBODY"})).await).await, NO);
+    assert_eq!(text(send(json!({"user_id": null})).await).await, NO);
+    // Whitelists use Orchestra's texts.
+    assert_eq!(
+        text(send(json!({"channel_name": "general"})).await).await,
+        "Field channel_name did not validate: general"
+    );
+    assert_eq!(
+        text(send(json!({"team_domain": null})).await).await,
+        "team_domain is missing"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_refresh_and_dropped_sockets() {
+    let (h, _) = setup().await;
+    for round in 0..2 {
+        let opens = h.fake.connection_opens();
+        let hellos = h.fake.hellos_sent();
+        if round == 0 {
+            h.fake.disconnect("refresh_requested").await;
+        } else {
+            h.fake.drop_sockets().await;
+        }
+        assert!(
+            h.fake.wait_for_hellos(hellos + 1, WAIT).await,
+            "reconnected (round {round})"
+        );
+        assert!(
+            h.fake.connection_opens() > opens,
+            "a fresh apps.connections.open"
+        );
+        let r = h.reply(ADMIN, "help").await;
+        assert_eq!(r["text"], "Use `/staffbot` to staff or restaff a Task.");
+    }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_envelopes_are_acked_and_harmless() {
+    let (mut h, _) = setup().await;
+    // Garbage without an envelope id: nothing to ack, nothing breaks.
+    h.fake.send_raw("{this is not json").await;
+    // A slash command whose payload is not an object: acked with a short reply.
+    let id = h.fake.send_envelope(json!({"envelope_id": "e-bad-1", "type": "slash_commands", "accepts_response_payload": true, "payload": "garbage"})).await;
+    let ack = h.ack(&id).await;
+    assert_eq!(
+        ack.payload.expect("reply")["text"],
+        "Sorry! We couldn't read that command."
+    );
+    // Wrong field types.
+    let id = h.fake.send_envelope(json!({"envelope_id": "e-bad-2", "type": "slash_commands", "accepts_response_payload": true, "payload": {"user_id": 42, "text": ["staff"]}})).await;
+    assert!(h.ack(&id).await.payload.is_some());
+    // An unknown envelope type and an unknown interaction: bare acks.
+    let id = h.fake.send_envelope(json!({"envelope_id": "e-odd-1", "type": "carrier_pigeon", "accepts_response_payload": false, "payload": {}})).await;
+    assert!(h.ack(&id).await.payload.is_none());
+    let id = h
+        .fake
+        .send_block_action("U0BOB", "mystery_button", "1", "D0BOB", "1.1")
+        .await;
+    assert!(h.ack(&id).await.payload.is_none());
+    // The daemon carries on.
+    let task = staffbot::db::entities::task::Entity::find()
+        .one(h.db())
+        .await
+        .expect("q")
+        .expect("task")
+        .id;
+    let r = h.reply(ADMIN, &format!("staff {task}")).await;
+    assert_eq!(attachment(&r).0, "good");
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start staffing task {task}!")
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_envelope_is_not_acted_on_twice() {
+    let (mut h, _) = setup().await;
+    let task = staffbot::db::entities::task::Entity::find()
+        .one(h.db())
+        .await
+        .expect("q")
+        .expect("task")
+        .id;
+    let envelope = json!({
+        "envelope_id": "same-envelope", "type": "slash_commands", "accepts_response_payload": true,
+        "payload": {"team_id": "T0TEAM", "channel_id": "G0PROJ", "user_id": ADMIN, "user_name": "erin",
+                    "command": "/staffbot", "text": format!("staff {task}"), "response_url": "http://127.0.0.1:9/r",
+                    "trigger_id": "1.2.3"}
+    });
+    h.fake.send_envelope(envelope.clone()).await;
+    let first = h.ack("same-envelope").await;
+    h.fake.send_envelope(envelope).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h
+        .fake
+        .acks()
+        .iter()
+        .filter(|a| a.envelope_id == "same-envelope")
+        .count()
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "second ack");
+        h.fake
+            .wait_ack("same-envelope", Duration::from_millis(50))
+            .await;
+        tokio::task::yield_now().await;
+    }
+    let acks: Vec<_> = h
+        .fake
+        .acks()
+        .into_iter()
+        .filter(|a| a.envelope_id == "same-envelope")
+        .collect();
+    assert_eq!(acks[1].payload, first.payload, "the same reply");
+    assert_eq!(
+        staffing_request::Entity::find()
+            .count(h.db())
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        h.next_post(CHANNEL).await,
+        format!("Got it! I will start staffing task {task}!")
+    );
+    h.finish().await;
+}
+
+/// A sender against the fake, without a daemon (explicit rounds).
+fn sender(h: &Harness) -> Sender {
+    let client = build_client(&h.fake.api_url()).expect("client");
+    Sender::new(
+        h.db().clone(),
+        Arc::new(MorphismWeb {
+            client,
+            bot_token: SlackApiToken::new("xoxb-test".to_string().into()),
+            timeout: Duration::from_secs(5),
+        }),
+        Arc::new(SystemClock),
+        Duration::from_secs(30),
+        "test-sender".into(),
+    )
+}
+
+/// Runs sender rounds, waiting for deferred rows to fall due, until nothing is pending and due
+/// within the next few seconds; returns how many were sent.
+async fn rounds_until_idle(s: &Sender) -> usize {
+    let mut sent = 0;
+    loop {
+        let report = s.run_once().await.expect("round");
+        sent += report.sent;
+        match s.next_due().await.expect("next due") {
+            Some(at) if at < chrono::Utc::now() + chrono::Duration::seconds(5) => {
+                let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait + Duration::from_millis(5)).await;
+            }
+            _ => return sent,
+        }
+    }
+}
+
+async fn row(h: &Harness, key: &str) -> outbox::Model {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    outbox::Entity::find()
+        .filter(outbox::Column::DedupeKey.eq(key))
+        .one(h.db())
+        .await
+        .expect("q")
+        .expect("row")
+}
+
+#[tokio::test]
+async fn rate_limits_server_errors_and_permanent_failures() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    let s = sender(&h);
+    let now = chrono::Utc::now();
+
+    // 429 with Retry-After: waits that long for this method, then delivers once.
+    h.fake.fail_next(
+        "chat.postMessage",
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+        1,
+    );
+    enqueue(h.db(), "m1", &SlackWrite::post(CHANNEL, "first"), now)
+        .await
+        .expect("enqueue");
+    let report = s.run_once().await.expect("round");
+    assert_eq!((report.sent, report.deferred), (0, 1));
+    let r = row(&h, "m1").await;
+    assert_eq!(r.status, OutboxStatus::Pending);
+    assert!(
+        r.next_attempt_at >= now + chrono::Duration::milliseconds(900),
+        "waits Retry-After"
+    );
+    // Other methods are not held up.
+    h.fake.add_user("U0BOB", "bob");
+    enqueue(
+        h.db(),
+        "i1",
+        &SlackWrite::Invite {
+            channel: CHANNEL.into(),
+            users: "U0BOB".into(),
+        },
+        now,
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(s.run_once().await.expect("round").sent, 1);
+    assert_eq!(h.fake.channel_members(CHANNEL), vec!["U0BOB".to_string()]);
+    // After the wait, delivered, exactly once.
+    assert_eq!(rounds_until_idle(&s).await, 1);
+    assert_eq!(s.run_once().await.expect("round").sent, 0);
+    let posts = h.fake.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), 2);
+    assert_eq!((posts[0].status, posts[1].status), (429, 200));
+    assert_eq!(h.next_post(CHANNEL).await, "first");
+    let r = row(&h, "m1").await;
+    assert_eq!(r.status, OutboxStatus::Sent);
+    assert!(
+        r.result.as_ref().and_then(|v| v.get("ts")).is_some(),
+        "ts stored"
+    );
+
+    // 500s are retried with backoff.
+    h.fake.add_channel("G0TWO", "two", &[]);
+    h.fake.fail_next("chat.postMessage", Fault::ServerError, 1);
+    enqueue(
+        h.db(),
+        "m2",
+        &SlackWrite::post("G0TWO", "second"),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("enqueue");
+    assert_eq!(s.run_once().await.expect("round").retried, 1);
+    let r = row(&h, "m2").await;
+    assert_eq!(
+        (r.status, r.attempts, r.last_error.as_deref()),
+        (
+            OutboxStatus::Pending,
+            1,
+            Some("HTTP 500 Internal Server Error")
+        )
+    );
+    let mut am: outbox::ActiveModel = r.into();
+    am.next_attempt_at = Set(chrono::Utc::now());
+    am.update(h.db()).await.expect("due now");
+    assert_eq!(rounds_until_idle(&s).await, 1);
+    assert_eq!(h.next_post("G0TWO").await, "second");
+
+    // Permanent errors keep the error; already_in_channel counts as done.
+    enqueue(
+        h.db(),
+        "m3",
+        &SlackWrite::post("C0GONE", "lost"),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("enqueue");
+    enqueue(
+        h.db(),
+        "i2",
+        &SlackWrite::Invite {
+            channel: CHANNEL.into(),
+            users: "U0BOB".into(),
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("enqueue");
+    let report = s.run_once().await.expect("round");
+    assert_eq!((report.sent, report.failed), (1, 1));
+    let r = row(&h, "m3").await;
+    assert_eq!(
+        (r.status, r.last_error.as_deref()),
+        (OutboxStatus::Failed, Some("channel_not_found"))
+    );
+    assert_eq!(row(&h, "i2").await.status, OutboxStatus::Sent);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    let now = chrono::Utc::now();
+    for (key, expires) in [
+        ("dead", now - chrono::Duration::seconds(1)),
+        ("alive", now + chrono::Duration::seconds(60)),
+    ] {
+        enqueue(h.db(), key, &SlackWrite::post(CHANNEL, key), now)
+            .await
+            .expect("enqueue");
+        let mut am: outbox::ActiveModel = row(&h, key).await.into();
+        am.claimed_by = Set(Some("crashed-sender#1".into()));
+        am.claim_expires_at = Set(Some(expires));
+        am.update(h.db()).await.expect("claimed");
+    }
+    let s = sender(&h);
+    assert_eq!(
+        s.run_once().await.expect("round").sent,
+        1,
+        "only the expired claim is taken over"
+    );
+    assert_eq!(h.next_post(CHANNEL).await, "dead");
+    assert_eq!(s.run_once().await.expect("round").sent, 0, "delivered once");
+    assert_eq!(row(&h, "alive").await.status, OutboxStatus::Pending);
+    // A second sender racing the first never sends a row twice.
+    enqueue(h.db(), "race", &SlackWrite::post(CHANNEL, "race"), now)
+        .await
+        .expect("enqueue");
+    let s2 = sender(&h);
+    let (a, b) = tokio::join!(s.run_once(), s2.run_once());
+    assert_eq!(a.expect("a").sent + b.expect("b").sent, 1);
+    assert_eq!(h.next_post(CHANNEL).await, "race");
+    h.finish().await;
+}
