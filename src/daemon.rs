@@ -87,11 +87,12 @@ where
 
 impl Daemon {
     /// Checks both tokens, connects to Slack and starts the sender. Returns once started; the
-    /// daemon runs until [`Daemon::cancel`] is cancelled.
+    /// daemon runs until `cancel` is cancelled (which also interrupts the start-up checks).
     pub async fn start(
         config: &Config,
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
+        cancel: CancellationToken,
     ) -> Result<Daemon, StartError> {
         let bot_token = config
             .slack
@@ -107,7 +108,6 @@ impl Daemon {
         let app_token = SlackApiToken::new(app_token.expose_secret().to_string().into());
         let api_url = config.slack.api_url.clone();
         let client = web::build_client(&api_url)?;
-        let cancel = CancellationToken::new();
 
         let identity = check_with_retry(&cancel, "checking SLACK_BOT_TOKEN", || {
             web::check_bot_token(&client, &bot_token, &api_url)

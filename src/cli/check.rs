@@ -1,11 +1,15 @@
-//! `staffbot check`: configuration, database and Slack settings, without printing secrets.
+//! `staffbot check`: configuration, database, both Slack tokens and the staffing channel. Prints
+//! a short report and never a secret; exits non-zero when something needs fixing.
 
 use migrations::Migrator;
 use migrations::sea_orm_migration::{MigrationStatus, MigratorTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use secrecy::ExposeSecret;
+use slack_morphism::prelude::SlackApiToken;
 
 use crate::config::{Config, format_duration};
 use crate::db::entities::project;
+use crate::slack::web;
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let mut problems = 0;
@@ -45,16 +49,47 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             println!("  NOT reachable: {e}");
         }
     }
-    println!("slack api: {}", config.slack.api_url);
-    for (name, set) in [
-        ("SLACK_BOT_TOKEN", config.slack.bot_token.is_some()),
-        ("SLACK_APP_TOKEN", config.slack.app_token.is_some()),
-    ] {
-        if set {
-            println!("  {name}: set");
-        } else {
+
+    let api_url = &config.slack.api_url;
+    println!("slack: {api_url}");
+    let client = web::build_client(api_url)?;
+    let bot = config
+        .slack
+        .bot_token
+        .as_ref()
+        .map(|t| SlackApiToken::new(t.expose_secret().to_string().into()));
+    match &bot {
+        None => {
             problems += 1;
-            println!("  {name}: NOT set (required by serve)");
+            println!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
+        }
+        Some(token) => match web::check_bot_token(&client, token, api_url).await {
+            Ok(id) => println!(
+                "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
+                id.team, id.team_id, id.user_id
+            ),
+            Err(e) => {
+                problems += 1;
+                println!("  SLACK_BOT_TOKEN: {e}");
+            }
+        },
+    }
+    match &config.slack.app_token {
+        None => {
+            problems += 1;
+            println!("  SLACK_APP_TOKEN: NOT set (required by serve)");
+        }
+        Some(t) => {
+            let token = SlackApiToken::new(t.expose_secret().to_string().into());
+            match web::check_app_token(&client, &token, api_url).await {
+                Ok(()) => {
+                    println!("  SLACK_APP_TOKEN: accepted (Socket Mode connections can be opened)")
+                }
+                Err(e) => {
+                    problems += 1;
+                    println!("  SLACK_APP_TOKEN: {e}");
+                }
+            }
         }
     }
     println!(
@@ -65,15 +100,25 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             "not set (not checked)"
         }
     );
+    match (&config.staffbot.staffing_group_id, &bot) {
+        (None, _) => println!("  staffing channel: not set (no unstaffed-task warnings)"),
+        (Some(channel), Some(token)) => match web::channel_visible(&client, token, channel).await {
+            Ok(name) => println!("  staffing channel {channel}: visible (#{name})"),
+            Err(code) => {
+                problems += 1;
+                println!(
+                    "  staffing channel {channel}: NOT visible to the bot ({code}); invite the bot to it"
+                );
+            }
+        },
+        (Some(channel), None) => {
+            println!("  staffing channel {channel}: not checked (no bot token)")
+        }
+    }
     println!(
-        "staffing: batches of {} every {}; warnings to {} after {}; reminders every {}",
+        "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
         config.staffbot.worker_batch_size,
         format_duration(config.staffbot.batch_frequency),
-        config
-            .staffbot
-            .staffing_group_id
-            .as_deref()
-            .unwrap_or("(nobody: staffing_group_id unset)"),
         format_duration(config.staffbot.staffing_min_time),
         format_duration(config.staffbot.reminder_interval),
     );

@@ -206,3 +206,23 @@ pub async fn check_app_token(
         .map(|_| ())
         .map_err(|e| token_error("SLACK_APP_TOKEN", api_url, e))
 }
+
+/// Whether the bot can see `channel` (`conversations.info`); the channel's name, or Slack's
+/// error code.
+pub async fn channel_visible(
+    client: &SlackHyperClient,
+    token: &SlackApiToken,
+    channel: &str,
+) -> Result<String, String> {
+    let session = client.open_session(token);
+    let params = vec![("channel", Some(channel.to_string()))];
+    match session
+        .http_session_api
+        .http_get::<Value, _, String>("conversations.info", &params, None)
+        .await
+    {
+        Ok(v) => Ok(v["channel"]["name"].as_str().unwrap_or(channel).to_string()),
+        Err(SlackClientError::ApiError(e)) => Err(e.code),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -68,9 +68,14 @@ impl Harness {
     /// Starts the daemon and waits until it holds a Socket Mode connection.
     pub async fn start(&mut self) {
         let hellos = self.fake.hellos_sent();
-        let daemon = Daemon::start(&self.config, self.t.db.clone(), Arc::new(SystemClock))
-            .await
-            .expect("daemon starts");
+        let daemon = Daemon::start(
+            &self.config,
+            self.t.db.clone(),
+            Arc::new(SystemClock),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("daemon starts");
         assert!(
             self.fake.wait_for_hellos(hellos + 1, WAIT).await,
             "the daemon connected over Socket Mode"

@@ -5,6 +5,8 @@ mod cli;
 mod common;
 mod harness;
 mod lifecycle;
+mod manifest;
 mod migrations;
+mod process;
 mod slack;
 mod workflow_load;

@@ -91,6 +91,7 @@ const METHODS: &[&str] = &[
     "conversations.open",
     "conversations.invite",
     "conversations.kick",
+    "conversations.info",
     "users.info",
     "views.publish",
 ];
@@ -225,6 +226,7 @@ fn dispatch(ctx: &Ctx<'_>, s: &mut State, method: &str, f: &Map<String, Value>) 
         "conversations.open" => conversations_open(s, f),
         "conversations.invite" => conversations_invite(s, f),
         "conversations.kick" => conversations_kick(s, f),
+        "conversations.info" => conversations_info(s, f),
         "users.info" => users_info(ctx, s, f),
         "views.publish" => views_publish(ctx, s, f),
         _ => Err(Reply::err("unknown_method")),
@@ -577,6 +579,32 @@ fn conversations_kick(s: &mut State, f: &Map<String, Value>) -> MethodResult {
     }
     // Exactly Slack's body, `"errors":{}` included.
     Ok(Reply::ok(load(fixtures::CONVERSATIONS_KICK)))
+}
+
+/// `conversations.info`: private channels the bot is in; others are invisible to it.
+fn conversations_info(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let id = required(f, "channel", "channel_not_found")?;
+    let channel = s
+        .channels
+        .get(&id)
+        .filter(|c| c.bot_member)
+        .ok_or_else(|| Reply::err("channel_not_found"))?;
+    Ok(Reply::ok(json!({
+        "ok": true,
+        "channel": {
+            "id": id,
+            "name": channel.name,
+            "is_channel": false,
+            "is_group": true,
+            "is_im": false,
+            "is_private": true,
+            "is_archived": false,
+            "is_member": true,
+            "created": 1_700_000_000,
+            "creator": "U0CREATOR",
+            "num_members": channel.members.len() + 1
+        }
+    })))
 }
 
 fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
