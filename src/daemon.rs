@@ -51,6 +51,59 @@ pub fn instance_name() -> String {
     )
 }
 
+/// The staffing loop: every `loops.tick_interval`, if this replica holds the `staffing` lease,
+/// one batching round; new offers wake the sender.
+async fn staffing_loop(
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    holder: String,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut rng = crate::cli::rng_for(&config);
+    let settings = crate::staffing::batch::BatchSettings {
+        batch_size: config.staffbot.worker_batch_size,
+        frequency: config.staffbot.batch_frequency,
+    };
+    let mut interval = tokio::time::interval(config.loops.tick_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let now = clock.now();
+        let lease =
+            match crate::loops::try_lease(&db, "staffing", &holder, config.loops.lease_ttl, now)
+                .await
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!("staffing loop: cannot take the lease: {e}");
+                    continue;
+                }
+            };
+        match crate::staffing::batch::run_once(&db, &lease, settings, now, &mut rng).await {
+            Ok(report) if report.offers > 0 || report.exhausted > 0 => {
+                tracing::info!(
+                    requests = report.requests,
+                    offers = report.offers,
+                    exhausted = report.exhausted,
+                    "staffing round"
+                );
+                wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("staffing round failed: {e}"),
+        }
+    }
+    if let Err(e) = crate::loops::release(&db, "staffing", &holder).await {
+        tracing::warn!("could not release the staffing lease: {e}");
+    }
+}
+
 /// A running daemon.
 pub struct Daemon {
     pub cancel: CancellationToken,
@@ -140,6 +193,14 @@ impl Daemon {
         socket.start().await;
 
         let name = instance_name();
+        let staffing_task = tokio::spawn(staffing_loop(
+            db.clone(),
+            clock.clone(),
+            config.clone(),
+            name.clone(),
+            outbox_wake.clone(),
+            cancel.child_token(),
+        ));
         let sender = Sender::new(
             db,
             Arc::new(MorphismWeb {
@@ -163,6 +224,9 @@ impl Daemon {
                 cancel.cancelled().await;
                 tracing::info!("shutting down: no new envelopes; finishing the ones in hand");
                 socket.shutdown(DRAIN_DEADLINE).await;
+                if let Err(e) = staffing_task.await {
+                    tracing::error!("staffing loop ended badly: {e}");
+                }
                 outbox_wake.notify_one();
                 if let Err(e) = sender_task.await {
                     tracing::error!("outbox sender ended badly: {e}");

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod error;
+pub mod loops;
 pub mod outbox;
 pub mod sanity;
 pub mod slack;

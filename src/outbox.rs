@@ -42,6 +42,9 @@ pub enum SlackWrite {
     Invite { channel: String, users: String },
     #[serde(rename = "conversations.kick")]
     Kick { channel: String, user: String },
+    /// An ephemeral reply through an interaction's `response_url` (not a Web API method).
+    #[serde(rename = "response_url")]
+    Respond { response_url: String, text: String },
 }
 
 impl SlackWrite {
@@ -52,6 +55,7 @@ impl SlackWrite {
             SlackWrite::PostEphemeral { .. } => "chat.postEphemeral",
             SlackWrite::Invite { .. } => "conversations.invite",
             SlackWrite::Kick { .. } => "conversations.kick",
+            SlackWrite::Respond { .. } => "response_url",
         }
     }
 

@@ -7,6 +7,7 @@ mod project;
 mod serve;
 mod staff;
 mod task;
+mod tick;
 mod worker;
 mod workflow;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Staff(staff::StaffArgs),
     /// Offer a task to someone else (same as `/staffbot restaff <task> <username>`)
     Restaff(staff::RestaffArgs),
+    /// Run the periodic loops once now and deliver what is due (cron-friendly; safe beside serve)
+    Tick(tick::TickArgs),
 }
 
 /// What every command gets: configuration, a migrated database, the clock, and randomness.
@@ -72,10 +75,15 @@ pub struct App {
 
 impl App {
     pub fn rng(&self) -> StdRng {
-        match self.config.staffbot.random_seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_os_rng(),
-        }
+        rng_for(&self.config)
+    }
+}
+
+/// The process's random source: seeded by `staffbot.random_seed` when set.
+pub fn rng_for(config: &Config) -> StdRng {
+    match config.staffbot.random_seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_os_rng(),
     }
 }
 
@@ -100,6 +108,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Command::Task(c) => task::run(&app, c).await,
                 Command::Staff(a) => staff::run_staff(&app, a).await,
                 Command::Restaff(a) => staff::run_restaff(&app, a).await,
+                Command::Tick(a) => tick::run(&app, a).await,
                 Command::Migrate(_) | Command::Check => unreachable!("handled above"),
             }
         }

@@ -76,3 +76,28 @@ pub async fn begin_write<C: sea_orm::TransactionTrait>(conn: &C) -> Result<C::Tr
     })
     .await
 }
+
+/// A raw statement for this backend: SQL written with PostgreSQL's `$1, $2…` placeholders
+/// becomes `?1, ?2…` on SQLite.
+pub fn statement(
+    backend: DatabaseBackend,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let text = match backend {
+        DatabaseBackend::Postgres => sql.to_string(),
+        _ => {
+            let mut out = String::with_capacity(sql.len());
+            let mut chars = sql.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                    out.push('?');
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    sea_orm::Statement::from_sql_and_values(backend, text, values)
+}

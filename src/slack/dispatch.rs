@@ -9,11 +9,15 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
+use super::blocks;
 use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
 use super::slash::{self, SlashSettings};
 use crate::clock::Clock;
 use crate::db::entities::handled_envelope;
+use crate::error::Error;
+use crate::staffing::respond;
 
 /// What the dispatcher sends back for an envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +51,10 @@ impl Dispatcher {
     /// Handles one envelope and returns its ack. Never fails: problems are logged and acked.
     pub async fn dispatch(&self, envelope: &Envelope) -> Ack {
         let span = tracing::info_span!("envelope", envelope_id = %envelope.envelope_id, kind = %envelope.kind);
-        let _guard = span.enter();
+        self.dispatch_in_span(envelope).instrument(span).await
+    }
+
+    async fn dispatch_in_span(&self, envelope: &Envelope) -> Ack {
         match self.previous_ack(&envelope.envelope_id).await {
             Ok(Some(ack)) => {
                 tracing::info!("envelope already handled; acking again without acting");
@@ -144,6 +151,32 @@ impl Dispatcher {
         Ok(ack)
     }
 
+    /// Queues an ephemeral answer to a click through its `response_url`.
+    async fn respond_ephemeral<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        envelope: &Envelope,
+        actions: &BlockActions,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        let Some(url) = &actions.response_url else {
+            tracing::warn!("no response_url to answer {text:?}");
+            return Ok(());
+        };
+        crate::outbox::enqueue(
+            conn,
+            &format!("respond:{}", envelope.envelope_id),
+            &crate::outbox::SlackWrite::Respond {
+                response_url: url.clone(),
+                text: text.to_string(),
+            },
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn interactive(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, DbErr> {
         let kind = envelope
             .payload
@@ -161,16 +194,61 @@ impl Dispatcher {
                 return Ok(Ack::Bare);
             }
         };
-        for action in &actions.actions {
-            tracing::info!(
-                user = actions.user.id.as_deref().unwrap_or("?"),
-                action_id = action.action_id.as_deref().unwrap_or("?"),
-                "button click with no handler; ignored"
-            );
-        }
+        let clicker = actions.user.id.clone().unwrap_or_default();
+        let offer_action = actions.actions.iter().find_map(|a| {
+            let accept = match a.action_id.as_deref() {
+                Some(blocks::ACCEPT) => true,
+                Some(blocks::REJECT) => false,
+                _ => return None,
+            };
+            Some((
+                accept,
+                a.value.as_deref().and_then(|v| v.parse::<i64>().ok()),
+            ))
+        });
+        let Some((accept, inquiry)) = offer_action else {
+            for action in &actions.actions {
+                tracing::info!(
+                    user = %clicker,
+                    action_id = action.action_id.as_deref().unwrap_or("?"),
+                    "button click with no handler; ignored"
+                );
+            }
+            let tx = crate::db::begin_write(&self.db).await?;
+            Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
+            tx.commit().await?;
+            return Ok(Ack::Bare);
+        };
         let tx = crate::db::begin_write(&self.db).await?;
+        let reply = match inquiry {
+            None => Some(blocks::NOT_YOURS.to_string()),
+            Some(id) => match respond::respond(&tx, id, &clicker, accept, now).await {
+                Ok(outcome) => {
+                    tracing::info!(?outcome, inquiry = id, accept, user = %clicker, "offer answered");
+                    respond::ephemeral_text(outcome).map(str::to_string)
+                }
+                Err(Error::User(e)) => {
+                    // The assignment itself failed (the task changed): undo, and say why.
+                    drop(tx);
+                    tracing::info!("offer could not be honoured: {e}");
+                    let tx = crate::db::begin_write(&self.db).await?;
+                    self.respond_ephemeral(&tx, envelope, &actions, &e.to_string(), now)
+                        .await?;
+                    Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
+                    tx.commit().await?;
+                    self.outbox_wake.notify_one();
+                    return Ok(Ack::Bare);
+                }
+                Err(Error::Db(e)) => return Err(e),
+            },
+        };
+        if let Some(text) = reply {
+            self.respond_ephemeral(&tx, envelope, &actions, &text, now)
+                .await?;
+        }
         Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
         tx.commit().await?;
+        self.outbox_wake.notify_one();
         Ok(Ack::Bare)
     }
 }

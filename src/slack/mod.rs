@@ -1,6 +1,7 @@
 //! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the Web
 //! API client and the outbox sender.
 
+pub mod blocks;
 pub mod command;
 pub mod dispatch;
 pub mod envelope;

@@ -18,6 +18,7 @@ use sea_orm::{
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::web::{Delivery, SlackWeb};
 use crate::clock::Clock;
@@ -314,11 +315,25 @@ impl Sender {
         let attempts = row.attempts + 1;
         let span =
             tracing::info_span!("outbox", id = row.id, key = %row.dedupe_key, method = %row.method);
-        let _guard = span.enter();
+        self.record(token, row, outcome, attempts, now, report)
+            .instrument(span)
+            .await
+    }
+
+    async fn record(
+        &self,
+        token: &str,
+        row: outbox::Model,
+        outcome: Delivery,
+        attempts: i32,
+        now: DateTime<Utc>,
+        report: &mut SendReport,
+    ) -> Result<(), DbErr> {
         match outcome {
             Delivery::Sent(response) => {
-                Self::finish(
-                    &self.db,
+                let tx = crate::db::begin_write(&self.db).await?;
+                let finished = Self::finish(
+                    &tx,
                     row.id,
                     token,
                     vec![
@@ -328,7 +343,7 @@ impl Sender {
                         ),
                         (outbox::Column::Attempts, Expr::value(attempts)),
                         (outbox::Column::SentAt, Expr::value(now)),
-                        (outbox::Column::Result, Expr::value(response)),
+                        (outbox::Column::Result, Expr::value(response.clone())),
                         (
                             outbox::Column::LastError,
                             Expr::value(Option::<String>::None),
@@ -336,6 +351,10 @@ impl Sender {
                     ],
                 )
                 .await?;
+                if finished {
+                    after_delivery(&tx, &row, &response, now).await?;
+                }
+                tx.commit().await?;
                 tracing::debug!("delivered");
                 report.sent += 1;
             }
@@ -399,12 +418,40 @@ impl Sender {
         Ok(())
     }
 
+    /// Rounds until nothing is due within `patience` (rows the pacer deferred a little are
+    /// waited for); for `staffbot tick`.
+    pub async fn drain(&self, patience: Duration) -> Result<SendReport, DbErr> {
+        let mut total = SendReport::default();
+        loop {
+            let r = self.run_once().await?;
+            total.sent += r.sent;
+            total.retried += r.retried;
+            total.failed += r.failed;
+            match self.next_due().await? {
+                Some(at) if at <= self.clock.now() + to_chrono(patience) => {
+                    let wait = (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(wait + Duration::from_millis(5)).await;
+                }
+                _ => {
+                    total.deferred = r.deferred;
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
     /// When the next pending row is due (None when nothing is pending).
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, DbErr> {
         outbox::Entity::find()
             .select_only()
             .column_as(outbox::Column::NextAttemptAt.min(), "next")
             .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            // Rows another sender holds are its business until the claim expires.
+            .filter(
+                Condition::any()
+                    .add(outbox::Column::ClaimExpiresAt.is_null())
+                    .add(outbox::Column::ClaimExpiresAt.lt(self.clock.now())),
+            )
             .into_tuple::<Option<DateTime<Utc>>>()
             .one(&self.db)
             .await
@@ -433,6 +480,27 @@ impl Sender {
             }
         }
     }
+}
+
+/// What a delivery means for the rest of staffbot: an offer DM now has a channel and `ts`.
+async fn after_delivery<C: ConnectionTrait>(
+    conn: &C,
+    row: &outbox::Model,
+    response: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if let Some(id) = row
+        .dedupe_key
+        .strip_prefix("offer:")
+        .and_then(|id| id.parse::<i64>().ok())
+        && let (Some(channel), Some(ts)) = (
+            response.get("channel").and_then(Value::as_str),
+            response.get("ts").and_then(Value::as_str),
+        )
+    {
+        crate::staffing::respond::on_offer_delivered(conn, id, channel, ts, now).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -129,12 +129,42 @@ pub struct MorphismWeb {
 #[async_trait]
 impl SlackWeb for MorphismWeb {
     async fn call(&self, method: &str, body: &Value) -> Delivery {
+        if method == "response_url" {
+            return self.respond(body).await;
+        }
         let session = self.client.open_session(&self.bot_token);
         let call = session
             .http_session_api
             .http_post::<Value, Value>(method, body, None);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => classify(method, result),
+            Err(_) => Delivery::Transient(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+impl MorphismWeb {
+    /// POSTs `{text, response_type: ephemeral, replace_original: false}` to a `response_url`.
+    async fn respond(&self, body: &Value) -> Delivery {
+        let Some(url) = body
+            .get("response_url")
+            .and_then(Value::as_str)
+            .and_then(|u| u.parse::<url::Url>().ok())
+        else {
+            return Delivery::Permanent("invalid response_url".to_string());
+        };
+        let request: SlackApiPostWebhookMessageRequest = match serde_json::from_value(json!({
+            "text": body.get("text").cloned().unwrap_or(Value::Null),
+            "response_type": "ephemeral",
+            "replace_original": false,
+        })) {
+            Ok(r) => r,
+            Err(e) => return Delivery::Permanent(e.to_string()),
+        };
+        let call = self.client.post_webhook_message(&url, &request);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(_)) => Delivery::Sent(json!({"ok": true})),
+            Ok(Err(e)) => classify("response_url", Err(e)),
             Err(_) => Delivery::Transient(format!("no answer within {:?}", self.timeout)),
         }
     }

@@ -1,7 +1,10 @@
 //! Staffing requests: opening one (`staff`, `restaff`, the `staffbot_autoassign` policy),
 //! closing them, and recording the winner when a task gets its worker.
 //!
-//! Batches, offers and responses (the engine that acts on open requests) build on this.
+//! [`batch`] sends offers in batches; [`respond`] handles Accept and Reject.
+
+pub mod batch;
+pub mod respond;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;

@@ -25,6 +25,7 @@ pub struct Harness {
     pub t: TestDb,
     pub config: Config,
     daemon: Option<Daemon>,
+    replicas: Vec<Daemon>,
     read: usize,
     finished: bool,
 }
@@ -56,6 +57,7 @@ impl Harness {
             t,
             config,
             daemon: None,
+            replicas: Vec::new(),
             read: 0,
             finished: false,
         }
@@ -85,6 +87,9 @@ impl Harness {
 
     pub async fn stop(&mut self) {
         if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+        for d in self.replicas.drain(..) {
             d.stop().await;
         }
     }
@@ -154,6 +159,80 @@ impl Harness {
         assert_eq!(call.method, "chat.postMessage", "{call:?}");
         assert_eq!(call.body["channel"], channel, "{call:?}");
         call.body["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Keeps the daemons' own staffing loops out of the way: the test drives rounds with
+    /// [`Harness::tick`].
+    pub async fn hold_staffing_lease(&self) {
+        staffbot::loops::try_lease(
+            self.db(),
+            "staffing",
+            "test",
+            Duration::from_secs(3600),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("lease")
+        .expect("the test holds the staffing lease");
+    }
+
+    /// One batching round at `now` with a fixed seed.
+    pub async fn tick(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        seed: u64,
+    ) -> staffbot::staffing::batch::BatchReport {
+        use rand::SeedableRng;
+        let lease = staffbot::loops::try_lease(
+            self.db(),
+            "staffing",
+            "test",
+            Duration::from_secs(3600),
+            now,
+        )
+        .await
+        .expect("lease")
+        .expect("held by the test");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        staffbot::staffing::batch::run_once(
+            self.db(),
+            &lease,
+            staffbot::staffing::batch::BatchSettings {
+                batch_size: self.config.staffbot.worker_batch_size,
+                frequency: self.config.staffbot.batch_frequency,
+            },
+            now,
+            &mut rng,
+        )
+        .await
+        .expect("batch round")
+    }
+
+    /// Reads the next `n` messages (any order is accepted by the caller).
+    pub async fn next_messages(&mut self, n: usize) -> Vec<ApiCall> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next_message().await);
+        }
+        out
+    }
+
+    /// Starts a second daemon on the same database and fake Slack (a replica).
+    pub async fn start_replica(&mut self) {
+        let hellos = self.fake.hellos_sent();
+        let daemon = Daemon::start(
+            &self.config,
+            self.t.db.clone(),
+            Arc::new(SystemClock),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("replica starts");
+        assert!(
+            self.fake.wait_for_hellos(hellos + 1, WAIT).await,
+            "replica connected"
+        );
+        self.replicas.push(daemon);
     }
 
     /// Stops the daemon and checks that every message was read.

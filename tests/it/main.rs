@@ -9,4 +9,5 @@ mod manifest;
 mod migrations;
 mod process;
 mod slack;
+mod staffing;
 mod workflow_load;
