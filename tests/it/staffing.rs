@@ -309,32 +309,94 @@ async fn offers_show_orchestras_text_and_two_buttons() {
     t.h.finish().await;
 }
 
+/// Who gets the one offer of a fresh request, with this seed (no Slack involved).
+async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) -> i64 {
+    use rand::SeedableRng;
+    let request = staffbot::staffing::staff_task(db, task, RequestCause::User, Utc::now())
+        .await
+        .expect("staff");
+    let lease = staffbot::loops::try_lease(
+        db,
+        "staffing",
+        "test",
+        std::time::Duration::from_secs(60),
+        Utc::now(),
+    )
+    .await
+    .expect("lease")
+    .expect("held");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let settings = staffbot::staffing::batch::BatchSettings {
+        batch_size: 1,
+        frequency: std::time::Duration::from_secs(120),
+    };
+    staffbot::staffing::batch::run_once(db, &lease, settings, Utc::now(), &mut rng)
+        .await
+        .expect("round");
+    staffing_inquiry::Entity::find()
+        .filter(staffing_inquiry::Column::RequestId.eq(request.id))
+        .one(db)
+        .await
+        .expect("q")
+        .expect("one offer")
+        .worker_id
+}
+
 #[tokio::test]
 async fn ties_are_broken_randomly_but_reproducibly() {
-    let mut orders = BTreeSet::new();
-    let mut t = team(
-        1,
-        &[("a", 1, true), ("b", 1, true), ("c", 1, true)],
-        false,
-        false,
-    )
-    .await;
-    for seed in 0..12u64 {
-        let r = staffbot::staffing::staff_task(t.h.db(), t.task, RequestCause::User, Utc::now())
-            .await
-            .expect("staff");
-        t.h.next_post(CHANNEL).await;
-        t.h.tick(Utc::now(), seed).await;
-        let first = offer_recipients(&t.h.next_messages(1).await);
-        // The same seed on the same request gives the same choice.
-        orders.insert(first[0].clone());
-        let _ = r;
+    let t = crate::common::TestDb::new().await;
+    let dir = write_workflow(
+        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
+        &[(
+            "v1",
+            json!({"slug": "v1", "name": "V1", "steps": [{"slug": "s", "name": "S", "required_certifications": ["writer"]}]}),
+        )],
+    );
+    let version = load_workflow(&t.db, dir.path()).await;
+    lifecycle::create_project(&t.db, &version, "P", 0, None, Utc::now())
+        .await
+        .expect("project");
+    let cert = workers::find_certification(&t.db, "writer", None)
+        .await
+        .expect("cert");
+    let mut top = Vec::new();
+    for (name, priority) in [("a", 1), ("b", 1), ("c", 1), ("low", 0)] {
+        let w = add_worker(&t.db, name, Some(&format!("U0{name}"))).await;
+        workers::certify(
+            &t.db,
+            &w,
+            &cert,
+            Certify {
+                role: Role::EntryLevel,
+                staffing_priority: priority,
+                staffbot_enabled: true,
+            },
+            Utc::now(),
+        )
+        .await
+        .expect("certify");
+        if priority == 1 {
+            top.push(w.id);
+        }
+    }
+    let task = task::Entity::find()
+        .one(&t.db)
+        .await
+        .expect("q")
+        .expect("task")
+        .id;
+    let mut seen = BTreeSet::new();
+    for seed in 0..16u64 {
+        let chosen = first_choice(&t.db, task, seed).await;
+        assert!(top.contains(&chosen), "a lower priority was chosen");
+        // The same seed gives the same choice.
+        assert_eq!(first_choice(&t.db, task, seed).await, chosen);
+        seen.insert(chosen);
     }
     assert!(
-        orders.len() >= 2,
-        "ties are not always broken the same way: {orders:?}"
+        seen.len() >= 2,
+        "ties are not always broken the same way: {seen:?}"
     );
-    t.h.finish().await;
 }
 
 #[tokio::test]
