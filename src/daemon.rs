@@ -51,9 +51,10 @@ pub fn instance_name() -> String {
     )
 }
 
-/// The staffing loop: every `loops.tick_interval`, if this replica holds the `staffing` lease,
-/// one batching round; new offers wake the sender.
-async fn staffing_loop(
+/// One periodic loop: every interval, if this replica holds the loop's lease, one run; what it
+/// queues wakes the sender.
+async fn periodic(
+    which: crate::loops::Loop,
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
     config: Config,
@@ -62,12 +63,13 @@ async fn staffing_loop(
     cancel: CancellationToken,
 ) {
     let mut rng = crate::cli::rng_for(&config);
-    let settings = crate::staffing::batch::BatchSettings {
-        batch_size: config.staffbot.worker_batch_size,
-        frequency: config.staffbot.batch_frequency,
+    let every = match which {
+        crate::loops::Loop::Sanity => config.sanitybot.interval,
+        _ => config.loops.tick_interval,
     };
-    let mut interval = tokio::time::interval(config.loops.tick_interval);
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let name = which.name();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -75,32 +77,25 @@ async fn staffing_loop(
         }
         let now = clock.now();
         let lease =
-            match crate::loops::try_lease(&db, "staffing", &holder, config.loops.lease_ttl, now)
-                .await
-            {
+            match crate::loops::try_lease(&db, name, &holder, config.loops.lease_ttl, now).await {
                 Ok(Some(lease)) => lease,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::error!("staffing loop: cannot take the lease: {e}");
+                    tracing::error!(loop_name = name, "cannot take the lease: {e}");
                     continue;
                 }
             };
-        match crate::staffing::batch::run_once(&db, &lease, settings, now, &mut rng).await {
-            Ok(report) if report.offers > 0 || report.exhausted > 0 => {
-                tracing::info!(
-                    requests = report.requests,
-                    offers = report.offers,
-                    exhausted = report.exhausted,
-                    "staffing round"
-                );
+        match crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await {
+            Ok(outcome) if outcome.queued => {
+                tracing::info!(loop_name = name, "{}", outcome.summary);
                 wake.notify_one();
             }
             Ok(_) => {}
-            Err(e) => tracing::error!("staffing round failed: {e}"),
+            Err(e) => tracing::error!(loop_name = name, "run failed: {e}"),
         }
     }
-    if let Err(e) = crate::loops::release(&db, "staffing", &holder).await {
-        tracing::warn!("could not release the staffing lease: {e}");
+    if let Err(e) = crate::loops::release(&db, name, &holder).await {
+        tracing::warn!(loop_name = name, "could not release the lease: {e}");
     }
 }
 
@@ -193,14 +188,20 @@ impl Daemon {
         socket.start().await;
 
         let name = instance_name();
-        let staffing_task = tokio::spawn(staffing_loop(
-            db.clone(),
-            clock.clone(),
-            config.clone(),
-            name.clone(),
-            outbox_wake.clone(),
-            cancel.child_token(),
-        ));
+        let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
+            .into_iter()
+            .map(|which| {
+                tokio::spawn(periodic(
+                    which,
+                    db.clone(),
+                    clock.clone(),
+                    config.clone(),
+                    name.clone(),
+                    outbox_wake.clone(),
+                    cancel.child_token(),
+                ))
+            })
+            .collect();
         let sender = Sender::new(
             db,
             Arc::new(MorphismWeb {
@@ -224,8 +225,10 @@ impl Daemon {
                 cancel.cancelled().await;
                 tracing::info!("shutting down: no new envelopes; finishing the ones in hand");
                 socket.shutdown(DRAIN_DEADLINE).await;
-                if let Err(e) = staffing_task.await {
-                    tracing::error!("staffing loop ended badly: {e}");
+                for task in loop_tasks {
+                    if let Err(e) = task.await {
+                        tracing::error!("a loop ended badly: {e}");
+                    }
                 }
                 outbox_wake.notify_one();
                 if let Err(e) = sender_task.await {

@@ -97,3 +97,41 @@ pub async fn enqueue<C: ConnectionTrait>(
         .await?;
     Ok(inserted > 0)
 }
+
+/// Queues several writes in one statement (keys already queued are skipped).
+pub async fn enqueue_many<C: ConnectionTrait>(
+    conn: &C,
+    writes: &[(String, SlackWrite)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let rows =
+        writes
+            .iter()
+            .map(|(key, write)| -> Result<outbox::ActiveModel, DbErr> {
+                Ok(outbox::ActiveModel {
+                    dedupe_key: Set(key.clone()),
+                    method: Set(write.method().to_string()),
+                    payload: Set(
+                        serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?
+                    ),
+                    status: Set(OutboxStatus::Pending),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+    outbox::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(outbox::Column::DedupeKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}

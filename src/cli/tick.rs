@@ -1,4 +1,4 @@
-//! `staffbot tick [staffing|all]`: the loops once, then the outbox delivered (so cron users need
+//! `staffbot tick [staffing|reminders|warnings|sanity|all]`: the loops once, then the outbox delivered (so cron users need
 //! no daemon). Safe beside `serve`: it takes the same leases and outbox claims.
 
 use std::sync::Arc;
@@ -9,10 +9,9 @@ use secrecy::ExposeSecret;
 use slack_morphism::prelude::SlackApiToken;
 
 use super::App;
-use crate::loops::try_lease;
+use crate::loops::{Loop, run_loop_once, try_lease};
 use crate::slack::sender::Sender;
 use crate::slack::web::{self, MorphismWeb};
-use crate::staffing::batch::{self, BatchSettings};
 
 #[derive(Debug, Args)]
 pub struct TickArgs {
@@ -24,28 +23,39 @@ pub struct TickArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
     Staffing,
+    Reminders,
+    Warnings,
+    Sanity,
     All,
 }
 
 pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     let holder = crate::daemon::instance_name();
     let ttl = app.config.loops.lease_ttl;
-    if matches!(args.which, Which::Staffing | Which::All) {
-        match try_lease(&app.db, "staffing", &holder, ttl, app.clock.now()).await? {
-            None => println!("staffing: skipped (another process holds the staffing lease)"),
+    let loops: Vec<Loop> = match args.which {
+        Which::Staffing => vec![Loop::Staffing],
+        Which::Reminders => vec![Loop::Reminders],
+        Which::Warnings => vec![Loop::Warnings],
+        Which::Sanity => vec![Loop::Sanity],
+        Which::All => Loop::ALL.to_vec(),
+    };
+    let mut rng = app.rng();
+    for which in loops {
+        let name = which.name();
+        match try_lease(&app.db, name, &holder, ttl, app.clock.now()).await? {
+            None => println!("{name}: skipped (another process holds the {name} lease)"),
             Some(lease) => {
-                let settings = BatchSettings {
-                    batch_size: app.config.staffbot.worker_batch_size,
-                    frequency: app.config.staffbot.batch_frequency,
-                };
-                let mut rng = app.rng();
-                let r =
-                    batch::run_once(&app.db, &lease, settings, app.clock.now(), &mut rng).await?;
-                crate::loops::release(&app.db, "staffing", &holder).await?;
-                println!(
-                    "staffing: {} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",
-                    r.requests, r.offers, r.exhausted
-                );
+                let outcome = run_loop_once(
+                    &app.db,
+                    which,
+                    &lease,
+                    &app.config,
+                    app.clock.now(),
+                    &mut rng,
+                )
+                .await;
+                crate::loops::release(&app.db, name, &holder).await?;
+                println!("{name}: {}", outcome?.summary);
             }
         }
     }

@@ -1,5 +1,7 @@
-//! SanityBot: configuration (validated when a workflow is loaded) and, later, the built-in check
-//! functions and the `slack_project_channel` handler.
+//! SanityBot: configuration (validated when a workflow is loaded), the built-in check
+//! functions and the `slack_project_channel` handler ([`run`]).
+
+pub mod run;
 
 use std::time::Duration;
 

@@ -15,8 +15,8 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::db::entities::{outbox, staffing_inquiry};
-use crate::db::{InquiryMethod, OutboxStatus, RequestStatus, Role, statement};
+use crate::db::entities::staffing_inquiry;
+use crate::db::{InquiryMethod, RequestStatus, Role, statement};
 use crate::loops::LeaseProof;
 use crate::outbox::SlackWrite;
 use crate::slack::blocks::{self, OfferContent};
@@ -304,33 +304,7 @@ async fn batch<C: ConnectionTrait>(
             ),
         }
     }
-    if !writes.is_empty() {
-        let rows = writes
-            .iter()
-            .map(|(key, write)| -> Result<outbox::ActiveModel, DbErr> {
-                Ok(outbox::ActiveModel {
-                    dedupe_key: Set(key.clone()),
-                    method: Set(write.method().to_string()),
-                    payload: Set(
-                        serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?
-                    ),
-                    status: Set(OutboxStatus::Pending),
-                    attempts: Set(0),
-                    next_attempt_at: Set(now),
-                    created_at: Set(now),
-                    ..Default::default()
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        outbox::Entity::insert_many(rows)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::column(outbox::Column::DedupeKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
-    }
+    crate::outbox::enqueue_many(conn, &writes, now).await?;
     let status = if exhausted {
         RequestStatus::DoneSending
     } else {

@@ -4,7 +4,9 @@
 //! [`batch`] sends offers in batches; [`respond`] handles Accept and Reject.
 
 pub mod batch;
+pub mod reminders;
 pub mod respond;
+pub mod warnings;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;

@@ -161,19 +161,21 @@ impl Harness {
         call.body["text"].as_str().unwrap_or_default().to_string()
     }
 
-    /// Keeps the daemons' own staffing loops out of the way: the test drives rounds with
-    /// [`Harness::tick`].
+    /// Keeps the daemons' own loops out of the way (all their leases): the test drives rounds
+    /// with [`Harness::tick`] and the loops' `run_once`.
     pub async fn hold_staffing_lease(&self) {
-        staffbot::loops::try_lease(
-            self.db(),
-            "staffing",
-            "test",
-            Duration::from_secs(3600),
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("lease")
-        .expect("the test holds the staffing lease");
+        for which in staffbot::loops::Loop::ALL {
+            staffbot::loops::try_lease(
+                self.db(),
+                which.name(),
+                "test",
+                Duration::from_secs(3600),
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("lease")
+            .expect("the test holds the loop's lease");
+        }
     }
 
     /// One batching round at `now` with a fixed seed.

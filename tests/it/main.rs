@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod harness;
 mod lifecycle;
+mod loops;
 mod manifest;
 mod migrations;
 mod process;

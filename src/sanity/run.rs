@@ -1,0 +1,311 @@
+//! Running SanityBot (behaviour §9.2, with W-22 fixed): for active and paused projects whose
+//! workflow version has checks, evaluate the check function, keep the checks due under the
+//! repetition rule, post each handler's message, and store the check. One project's failure is
+//! logged and never stops the others.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, TransactionSession, TransactionTrait,
+};
+use serde_json::Value;
+
+use super::{SanityConfig, SanityFunction};
+use crate::db::entities::{sanity_check, step, task, task_assignment, worker};
+use crate::db::{TaskStatus, statement};
+use crate::loops::LeaseProof;
+use crate::outbox::{self, SlackWrite};
+
+impl SanityFunction {
+    /// The slugs this function emits for a project whose tasks are `(status, since)`.
+    pub fn evaluate(
+        &self,
+        tasks: &[(TaskStatus, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        let older = |after: u64, statuses: &[TaskStatus]| {
+            let cutoff = now - chrono::Duration::seconds(i64::try_from(after).unwrap_or(i64::MAX));
+            tasks
+                .iter()
+                .any(|(status, since)| statuses.contains(status) && *since < cutoff)
+        };
+        match self {
+            SanityFunction::Always { checks } => checks.clone(),
+            SanityFunction::TaskUnstaffed { after_secs } => {
+                if older(
+                    *after_secs,
+                    &[TaskStatus::AwaitingProcessing, TaskStatus::PendingReview],
+                ) {
+                    vec!["task_unstaffed".into()]
+                } else {
+                    vec![]
+                }
+            }
+            SanityFunction::TaskInProgressTooLong { after_secs } => {
+                if older(*after_secs, &[TaskStatus::Processing]) {
+                    vec!["task_in_progress_too_long".into()]
+                } else {
+                    vec![]
+                }
+            }
+            SanityFunction::ReviewWaiting { after_secs } => {
+                if older(*after_secs, &[TaskStatus::Reviewing]) {
+                    vec!["review_waiting".into()]
+                } else {
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+/// Orchestra's repetition rule: a check is due when its slug never fired for the project, or it
+/// has `repetition_seconds` and the last one is strictly older than that.
+pub fn is_due(
+    latest: Option<DateTime<Utc>>,
+    repetition_seconds: Option<u64>,
+    now: DateTime<Utc>,
+) -> bool {
+    match (latest, repetition_seconds) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(at), Some(secs)) => {
+            (now - at).num_milliseconds() > i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000
+        }
+    }
+}
+
+/// `<@U1> <@U2>: message` (mentions sorted, once each), or just the message.
+pub fn handler_text(mentions: &BTreeSet<String>, message: &str) -> String {
+    if mentions.is_empty() {
+        message.to_string()
+    } else {
+        let tags: Vec<String> = mentions.iter().map(|m| format!("<@{m}>")).collect();
+        format!("{}: {message}", tags.join(" "))
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct CheckedProject {
+    id: i64,
+    slack_channel_id: Option<String>,
+    sanity_checks: Value,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SanityReport {
+    pub projects: usize,
+    pub checks: usize,
+    pub messages: usize,
+    pub failed_projects: usize,
+}
+
+/// One SanityBot round over every active or paused project with checks.
+pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    _lease: &LeaseProof,
+    now: DateTime<Utc>,
+) -> Result<SanityReport, DbErr> {
+    let projects = CheckedProject::find_by_statement(statement(
+        db.get_database_backend(),
+        "SELECT p.id, p.slack_channel_id, v.sanity_checks FROM projects p
+         JOIN workflow_versions v ON v.id = p.workflow_version_id
+         WHERE p.status IN ('active', 'paused') AND v.sanity_checks IS NOT NULL
+         ORDER BY p.id",
+        vec![],
+    ))
+    .all(db)
+    .await?;
+    let mut report = SanityReport::default();
+    for p in projects {
+        report.projects += 1;
+        match check_project(db, &p, now).await {
+            Ok((checks, messages)) => {
+                report.checks += checks;
+                report.messages += messages;
+            }
+            Err(e) => {
+                report.failed_projects += 1;
+                tracing::error!(project_id = p.id, "SanityBot failed for this project: {e}");
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn check_project<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    p: &CheckedProject,
+    now: DateTime<Utc>,
+) -> Result<(usize, usize), DbErr> {
+    let config: SanityConfig = serde_json::from_value(p.sanity_checks.clone())
+        .map_err(|e| DbErr::Custom(format!("stored sanity_checks are invalid: {e}")))?;
+    let tasks = task::Entity::find()
+        .filter(task::Column::ProjectId.eq(p.id))
+        .all(db)
+        .await?;
+    let states: Vec<(TaskStatus, DateTime<Utc>)> = tasks
+        .iter()
+        .map(|t| (t.status, t.status_changed_at))
+        .collect();
+    let slugs = config.function.evaluate(&states, now);
+    if slugs.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for c in sanity_check::Entity::find()
+        .filter(sanity_check::Column::ProjectId.eq(p.id))
+        .all(db)
+        .await?
+    {
+        let entry = latest.entry(c.check_slug).or_insert(c.created_at);
+        *entry = (*entry).max(c.created_at);
+    }
+    let tx = crate::db::begin_write(db).await?;
+    let mut checks = 0;
+    let mut messages = 0;
+    let mut handled = BTreeSet::new();
+    for slug in slugs {
+        // The same slug twice in one run is handled once.
+        if !handled.insert(slug.clone()) {
+            continue;
+        }
+        let Some(conf) = config.checks.iter().find(|c| c.slug == slug) else {
+            tracing::warn!(
+                project_id = p.id,
+                "no configuration for check {slug}; skipped"
+            );
+            continue;
+        };
+        if !is_due(latest.get(&slug).copied(), conf.repetition_seconds, now) {
+            continue;
+        }
+        for (n, handler) in conf.handlers.iter().enumerate() {
+            let mentions = mentions(&tx, &tasks, &handler.steps).await?;
+            match &p.slack_channel_id {
+                Some(channel) => {
+                    outbox::enqueue(
+                        &tx,
+                        &format!("sanity:{}:{slug}:{}:{n}", p.id, now.timestamp_millis()),
+                        &SlackWrite::post(channel, handler_text(&mentions, &handler.message)),
+                        now,
+                    )
+                    .await?;
+                    messages += 1;
+                }
+                None => tracing::warn!(
+                    project_id = p.id,
+                    "project has no Slack channel; SanityBot check {slug} not posted"
+                ),
+            }
+        }
+        sanity_check::ActiveModel {
+            project_id: Set(p.id),
+            check_slug: Set(slug.clone()),
+            created_at: Set(now),
+            handled_at: Set(Some(now)),
+            ..Default::default()
+        }
+        .insert(&tx)
+        .await?;
+        checks += 1;
+    }
+    tx.commit().await?;
+    Ok((checks, messages))
+}
+
+/// Slack ids of every worker assigned (any level, any status) to the project's tasks of `steps`.
+async fn mentions<C: ConnectionTrait>(
+    conn: &C,
+    tasks: &[task::Model],
+    steps: &[String],
+) -> Result<BTreeSet<String>, DbErr> {
+    let step_ids: Vec<i64> = step::Entity::find()
+        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
+        .filter(step::Column::Slug.is_in(steps.iter().map(String::as_str)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let task_ids: Vec<i64> = tasks
+        .iter()
+        .filter(|t| step_ids.contains(&t.step_id))
+        .map(|t| t.id)
+        .collect();
+    if task_ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let worker_ids: Vec<i64> = task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.is_in(task_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|a| a.worker_id)
+        .collect();
+    Ok(worker::Entity::find()
+        .filter(worker::Column::Id.is_in(worker_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|w| w.slack_user_id)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("valid")
+    }
+
+    #[test]
+    fn repetition_rule() {
+        assert!(is_due(None, None, at(0)));
+        assert!(
+            !is_due(Some(at(0)), None, at(1_000_000)),
+            "no repetition: once ever"
+        );
+        assert!(
+            !is_due(Some(at(0)), Some(3600), at(3600)),
+            "strictly greater"
+        );
+        assert!(is_due(Some(at(0)), Some(3600), at(3601)));
+    }
+
+    #[test]
+    fn check_functions() {
+        let tasks = vec![
+            (TaskStatus::Processing, at(0)),
+            (TaskStatus::PendingReview, at(500)),
+        ];
+        let f = SanityFunction::TaskInProgressTooLong { after_secs: 100 };
+        assert_eq!(f.evaluate(&tasks, at(50)), Vec::<String>::new());
+        assert_eq!(
+            f.evaluate(&tasks, at(101)),
+            vec!["task_in_progress_too_long"]
+        );
+        let f = SanityFunction::TaskUnstaffed { after_secs: 100 };
+        assert!(f.evaluate(&tasks, at(550)).is_empty());
+        assert_eq!(f.evaluate(&tasks, at(601)), vec!["task_unstaffed"]);
+        assert!(
+            SanityFunction::ReviewWaiting { after_secs: 1 }
+                .evaluate(&tasks, at(9999))
+                .is_empty()
+        );
+        let always = SanityFunction::Always {
+            checks: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(always.evaluate(&[], at(0)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn handler_texts() {
+        let m: BTreeSet<String> = ["U2".to_string(), "U1".to_string()].into();
+        assert_eq!(handler_text(&m, "overdue"), "<@U1> <@U2>: overdue");
+        assert_eq!(handler_text(&BTreeSet::new(), "overdue"), "overdue");
+    }
+}

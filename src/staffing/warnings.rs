@@ -1,0 +1,119 @@
+//! The warning loop (behaviour §6.13, with W-17 fixed): tasks whose latest staffing request is
+//! older than `staffing_min_time` and has no winner are reported to the staffing channel, grouped
+//! by step, in Orchestra's line format. Tasks nobody could be asked about are reported too (the
+//! line says so), restaffs are reported like any request, and a task is not reported again
+//! within `staffing_min_time`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionSession, TransactionTrait};
+
+use crate::db::statement;
+use crate::loops::LeaseProof;
+use crate::outbox::{self, SlackWrite};
+use crate::workflow::lifecycle::task_display;
+
+const UNSTAFFED: &str = "
+SELECT r.id AS request_id, r.task_id, r.created_at AS requested_at, s.slug AS step_slug,
+       s.position AS step_position, v.slug AS version_slug, p.short_description,
+       (SELECT COUNT(*) FROM staffing_inquiries i WHERE i.request_id = r.id) AS inquiries
+FROM staffing_requests r
+JOIN tasks t ON t.id = r.task_id
+JOIN projects p ON p.id = t.project_id
+JOIN steps s ON s.id = t.step_id
+JOIN workflow_versions v ON v.id = p.workflow_version_id
+WHERE r.id = (SELECT MAX(r2.id) FROM staffing_requests r2 WHERE r2.task_id = r.task_id)
+  AND t.status NOT IN ('complete', 'aborted')
+  AND p.status NOT IN ('completed', 'aborted')
+  AND r.created_at < $1
+  AND (r.last_warned_at IS NULL OR r.last_warned_at < $1)
+  AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.request_id = r.id AND x.is_winner = TRUE)
+  AND NOT (r.status = 'closed' AND EXISTS (
+      SELECT 1 FROM task_assignments a
+      WHERE a.task_id = r.task_id AND a.assignment_counter = r.required_role_counter
+        AND a.updated_at >= r.created_at))
+ORDER BY s.position, v.slug, r.task_id";
+
+#[derive(Debug, Clone, FromQueryResult)]
+struct Unstaffed {
+    request_id: i64,
+    task_id: i64,
+    requested_at: DateTime<Utc>,
+    step_slug: String,
+    step_position: i32,
+    version_slug: String,
+    short_description: String,
+    inquiries: i64,
+}
+
+/// `No winner request for task N - <display>! Created at <time>.` (+ why nobody was asked).
+fn line(u: &Unstaffed) -> String {
+    let mut line = format!(
+        "No winner request for task {} - {}! Created at {}.",
+        u.task_id,
+        task_display(&u.version_slug, &u.short_description, &u.step_slug),
+        u.requested_at.format("%Y-%m-%d %H:%M:%S%.6f%:z")
+    );
+    if u.inquiries == 0 {
+        line.push_str(
+            " Nobody could be asked: no certified worker with Slack and staffbot enabled.",
+        );
+    }
+    line
+}
+
+/// One round; returns how many tasks were reported. Does nothing without a staffing channel.
+pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    _lease: &LeaseProof,
+    staffing_channel: Option<&str>,
+    min_time: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let Some(channel) = staffing_channel else {
+        return Ok(0);
+    };
+    let cutoff = now - chrono::Duration::from_std(min_time).unwrap_or_default();
+    let rows = Unstaffed::find_by_statement(statement(
+        db.get_database_backend(),
+        UNSTAFFED,
+        vec![cutoff.into()],
+    ))
+    .all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // One message per step, steps in workflow order.
+    let mut by_step: BTreeMap<(i32, String, String), Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        by_step
+            .entry((r.step_position, r.version_slug.clone(), r.step_slug.clone()))
+            .or_default()
+            .push(line(r));
+    }
+    let writes: Vec<(String, SlackWrite)> = by_step
+        .into_iter()
+        .map(|((_, version, step), lines)| {
+            (
+                format!("warn:{version}:{step}:{}", now.timestamp_millis()),
+                SlackWrite::post(channel, lines.join("\n")),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
+    let tx = crate::db::begin_write(db).await?;
+    outbox::enqueue_many(&tx, &writes, now).await?;
+    tx.execute_raw(statement(
+        tx.get_database_backend(),
+        &format!(
+            "UPDATE staffing_requests SET last_warned_at = $1 WHERE id IN ({})",
+            ids.join(", ")
+        ),
+        vec![now.into()],
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
