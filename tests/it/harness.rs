@@ -163,7 +163,7 @@ impl Harness {
 
     /// Keeps the daemons' own loops out of the way (all their leases): the test drives rounds
     /// with [`Harness::tick`] and the loops' `run_once`.
-    pub async fn hold_staffing_lease(&self) {
+    pub async fn hold_loop_leases(&self) {
         for which in staffbot::loops::Loop::ALL {
             staffbot::loops::try_lease(
                 self.db(),

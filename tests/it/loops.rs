@@ -161,7 +161,7 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
         ))
         .await
         .expect("point at it");
-    h.hold_staffing_lease().await;
+    h.hold_loop_leases().await;
     h.start().await;
     for _ in 0..4 {
         h.next_message().await; // welcomes for the two assignments (invites are not messages)
@@ -281,7 +281,7 @@ async fn reminders_are_throttled_per_worker() {
     h.config.staffbot.reminder_interval = std::time::Duration::from_secs(86400);
     let base = Utc::now() - chrono::Duration::days(5);
     let (one, _) = staffed(&h, base).await;
-    h.hold_staffing_lease().await;
+    h.hold_loop_leases().await;
     h.start().await;
     h.next_messages(2).await; // "Got it!" twice
     h.tick(base, 1).await;
@@ -356,7 +356,7 @@ async fn unstaffed_tasks_are_reported_by_step_and_not_repeated() {
     h.config.staffbot.staffing_group_id = Some(STAFFING.into());
     let base = Utc::now() - chrono::Duration::days(1);
     let (one, two) = staffed(&h, base).await;
-    h.hold_staffing_lease().await;
+    h.hold_loop_leases().await;
     h.start().await;
     h.next_messages(2).await;
     h.tick(base, 1).await;

@@ -9,6 +9,7 @@ mod loops;
 mod manifest;
 mod migrations;
 mod process;
+mod replicas;
 mod slack;
 mod staffing;
 mod workflow_load;

@@ -55,6 +55,8 @@ async fn setup() -> (Harness, i64) {
     for (id, name) in [(ADMIN, "erin"), ("U0BOB", "bob"), ("U0RAE", "rae")] {
         h.fake.add_user(id, name);
     }
+    // These tests are about commands: no offers from the daemon's own rounds.
+    h.hold_loop_leases().await;
     h.start().await;
     (h, project)
 }

@@ -93,7 +93,7 @@ async fn team(
         h.fake.add_user(&id, name);
     }
     h.fake.add_channel(CHANNEL, "mayor-race", &[]);
-    h.hold_staffing_lease().await;
+    h.hold_loop_leases().await;
     h.start().await;
     if replicas {
         h.start_replica().await;
@@ -774,7 +774,7 @@ async fn autoassign_on_creation_and_closing_on_abort() {
     .await
     .expect("c");
     h.fake.add_channel(CHANNEL, "p", &[]);
-    h.hold_staffing_lease().await;
+    h.hold_loop_leases().await;
     h.start().await;
     let project =
         lifecycle::create_project(h.db(), &version, "P", 0, Some(CHANNEL.into()), Utc::now())
