@@ -68,6 +68,24 @@ impl SlackWrite {
     }
 }
 
+/// A pending row for `write`, due now.
+fn new_row(
+    dedupe_key: &str,
+    write: &SlackWrite,
+    now: DateTime<Utc>,
+) -> Result<outbox::ActiveModel, DbErr> {
+    Ok(outbox::ActiveModel {
+        dedupe_key: Set(dedupe_key.to_string()),
+        method: Set(write.method().to_string()),
+        payload: Set(serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?),
+        status: Set(OutboxStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        created_at: Set(now),
+        ..Default::default()
+    })
+}
+
 /// Queues `write` under `dedupe_key`. Queuing the same key twice is a no-op, so callers may
 /// retry freely. Returns true when a new row was written.
 pub async fn enqueue<C: ConnectionTrait>(
@@ -76,18 +94,7 @@ pub async fn enqueue<C: ConnectionTrait>(
     write: &SlackWrite,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let payload = serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let row = outbox::ActiveModel {
-        dedupe_key: Set(dedupe_key.to_string()),
-        method: Set(write.method().to_string()),
-        payload: Set(payload),
-        status: Set(OutboxStatus::Pending),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        created_at: Set(now),
-        ..Default::default()
-    };
-    let inserted = outbox::Entity::insert(row)
+    let inserted = outbox::Entity::insert(new_row(dedupe_key, write, now)?)
         .on_conflict(
             OnConflict::column(outbox::Column::DedupeKey)
                 .do_nothing()

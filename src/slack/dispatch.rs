@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -75,6 +74,13 @@ impl Dispatcher {
         };
         match result {
             Ok(ack) => ack,
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                tracing::info!("envelope handled concurrently elsewhere; acking with that reply");
+                match self.previous_ack(&envelope.envelope_id).await {
+                    Ok(Some(ack)) => ack,
+                    _ => Ack::Bare,
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "handler failed; reference {}", envelope.envelope_id);
                 if envelope.kind == "slash_commands" {
@@ -111,16 +117,13 @@ impl Dispatcher {
             Ack::Bare => None,
             Ack::WithPayload(p) => Some(p.clone()),
         };
+        // No ON CONFLICT: if another replica handled the same envelope at the same moment, this
+        // insert fails, the transaction rolls back, and its stored reply is used instead.
         handled_envelope::Entity::insert(handled_envelope::ActiveModel {
             envelope_id: Set(envelope_id.to_string()),
             handled_at: Set(now),
             response: Set(response),
         })
-        .on_conflict(
-            OnConflict::column(handled_envelope::Column::EnvelopeId)
-                .do_nothing()
-                .to_owned(),
-        )
         .exec_without_returning(conn)
         .await?;
         Ok(())
