@@ -9,6 +9,7 @@ mod loops;
 mod manifest;
 mod migrations;
 mod process;
+mod properties;
 mod replicas;
 mod slack;
 mod staffing;
