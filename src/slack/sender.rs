@@ -331,11 +331,7 @@ impl Sender {
     ) -> Result<(), DbErr> {
         match outcome {
             Delivery::Sent(response) => {
-                let tx = crate::db::begin_write(&self.db).await?;
-                let finished = Self::finish(
-                    &tx,
-                    row.id,
-                    token,
+                let sent = || {
                     vec![
                         (
                             outbox::Column::Status,
@@ -348,13 +344,25 @@ impl Sender {
                             outbox::Column::LastError,
                             Expr::value(Option::<String>::None),
                         ),
-                    ],
-                )
-                .await?;
-                if finished {
-                    after_delivery(&tx, &row, &response, now).await?;
+                    ]
+                };
+                let tx = crate::db::begin_write(&self.db).await?;
+                let finished = Self::finish(&tx, row.id, token, sent()).await?;
+                let hook = if finished {
+                    after_delivery(&tx, &row, &response, now).await
+                } else {
+                    Ok(())
+                };
+                match hook {
+                    Ok(()) => tx.commit().await?,
+                    Err(e) => {
+                        // Never leave a delivered row claimable (it would be sent again): record
+                        // the delivery even if what follows from it could not be.
+                        tracing::error!("delivered, but could not record its consequences: {e}");
+                        drop(tx);
+                        Self::finish(&self.db, row.id, token, sent()).await?;
+                    }
                 }
-                tx.commit().await?;
                 tracing::debug!("delivered");
                 report.sent += 1;
             }
