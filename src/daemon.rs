@@ -85,7 +85,12 @@ async fn periodic(
                     continue;
                 }
             };
-        match crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await {
+        let started = std::time::Instant::now();
+        let result = crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await;
+        metrics::counter!("staffbot_loop_runs_total", "loop" => name).increment(1);
+        metrics::histogram!("staffbot_loop_seconds", "loop" => name)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(outcome) if outcome.queued => {
                 tracing::info!(loop_name = name, "{}", outcome.summary);
                 wake.notify_one();
@@ -103,6 +108,8 @@ async fn periodic(
 pub struct Daemon {
     pub cancel: CancellationToken,
     pub socket: Arc<SocketState>,
+    /// Where `/metrics` and `/healthz` listen, when `metrics.listen` is set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     task: JoinHandle<()>,
 }
 
@@ -185,6 +192,19 @@ impl Daemon {
             .with_ping_failure_threshold_times(3);
         let socket = SocketMode::new(client.clone(), app_token, dispatcher, socket_config).await?;
         let state = socket.state();
+        let metrics_addr = match &config.metrics.listen {
+            Some(listen) => Some(
+                crate::ops::serve(
+                    listen,
+                    db.clone(),
+                    state.clone(),
+                    clock.clone(),
+                    cancel.child_token(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         socket.start().await;
 
         let name = instance_name();
@@ -240,6 +260,7 @@ impl Daemon {
         Ok(Daemon {
             cancel,
             socket: state,
+            metrics_addr,
             task,
         })
     }

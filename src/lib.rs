@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod loops;
+pub mod ops;
 pub mod outbox;
 pub mod sanity;
 pub mod slack;

@@ -27,6 +27,26 @@ pub struct SocketState {
     pub envelopes: AtomicUsize,
     /// Woken on every hello.
     pub connected: Notify,
+    /// Connections that said hello and have not gone away (by slack-morphism's client id).
+    open: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl SocketState {
+    pub fn open_connections(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    fn opened(&self, id: String) {
+        if let Ok(mut o) = self.open.lock() {
+            o.insert(id);
+        }
+    }
+
+    fn closed(&self, id: &str) {
+        if let Ok(mut o) = self.open.lock() {
+            o.remove(id);
+        }
+    }
 }
 
 pub struct SocketListener {
@@ -59,6 +79,7 @@ impl SlackSocketModeClientListener for SocketListener {
         match parse_frame(&body) {
             Ok(Frame::Hello) => {
                 let n = self.state.hellos.fetch_add(1, Ordering::SeqCst) + 1;
+                self.state.opened(client_id.to_string());
                 tracing::info!(connection = %client_id.to_string(), "connected to Slack (hello #{n})");
                 self.state.connected.notify_waiters();
                 None
@@ -71,6 +92,7 @@ impl SlackSocketModeClientListener for SocketListener {
                 } else {
                     tracing::info!(connection = %client_id.to_string(), "Slack asked to reconnect ({reason})");
                 }
+                self.state.closed(&client_id.to_string());
                 self.restart(client_id).await;
                 None
             }
@@ -80,6 +102,9 @@ impl SlackSocketModeClientListener for SocketListener {
                     tracing::info!(envelope_id = %envelope.envelope_id, "shutting down; envelope left for another connection");
                     return None;
                 }
+                metrics::counter!("staffbot_envelopes_total", "type" => envelope.kind.clone())
+                    .increment(1);
+                let started = std::time::Instant::now();
                 let dispatcher = self.dispatcher.clone();
                 // Tracked, so shutdown waits for it; awaited, so the ack follows the state change.
                 let handle = self.in_flight.spawn(async move {
@@ -96,6 +121,7 @@ impl SlackSocketModeClientListener for SocketListener {
                     }
                 };
                 self.state.envelopes.fetch_add(1, Ordering::SeqCst);
+                metrics::histogram!("staffbot_ack_seconds").record(started.elapsed().as_secs_f64());
                 Some(frame)
             }
             Err(e) => {
@@ -117,6 +143,7 @@ impl SlackSocketModeClientListener for SocketListener {
 
     async fn on_disconnect(&self, client_id: &SlackSocketModeWssClientId) {
         tracing::info!(connection = %client_id.to_string(), "Socket Mode connection closed; reconnecting");
+        self.state.closed(&client_id.to_string());
         self.restart(client_id).await;
     }
 }

@@ -311,6 +311,18 @@ impl Sender {
         }
         self.pacer.lock().await.record(&row.method, &body, now);
         let outcome = self.web.call(&row.method, &body).await;
+        let (label, error) = match &outcome {
+            Delivery::Sent(_) => ("sent", None),
+            Delivery::RateLimited(_) => ("rate_limited", Some("ratelimited".to_string())),
+            Delivery::Transient(e) => ("retry", Some(e.clone())),
+            Delivery::Permanent(e) => ("failed", Some(e.clone())),
+        };
+        metrics::counter!("staffbot_deliveries_total", "method" => row.method.clone(), "outcome" => label)
+            .increment(1);
+        if let Some(error) = error {
+            metrics::counter!("staffbot_slack_api_errors_total", "method" => row.method.clone(), "error" => error)
+                .increment(1);
+        }
         let now = self.clock.now();
         let attempts = row.attempts + 1;
         let span =

@@ -67,6 +67,11 @@ impl Harness {
         &self.t.db
     }
 
+    /// Where the daemon serves `/metrics` and `/healthz` (with `metrics.listen` set).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.daemon.as_ref().and_then(|d| d.metrics_addr)
+    }
+
     /// Starts the daemon and waits until it holds a Socket Mode connection.
     pub async fn start(&mut self) {
         let hellos = self.fake.hellos_sent();

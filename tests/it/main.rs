@@ -8,6 +8,7 @@ mod lifecycle;
 mod loops;
 mod manifest;
 mod migrations;
+mod ops;
 mod process;
 mod properties;
 mod replicas;

@@ -1,0 +1,62 @@
+//! `metrics.listen`: Prometheus text on `/metrics` and `/healthz`, from a running daemon.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::Harness;
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn metrics_and_health() {
+    let mut h = Harness::new().await;
+    h.config.metrics.listen = Some("127.0.0.1:0".into());
+    h.hold_loop_leases().await;
+    h.start().await;
+    let addr = h.metrics_addr().expect("listening");
+    assert!(addr.ip().is_loopback());
+
+    let (status, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        health,
+        serde_json::json!({"socket_mode": "connected", "database": "ok"})
+    );
+
+    let reply = h.reply("U0NOBODY", "help").await;
+    assert_eq!(reply["text"], "You are not authorized to staff projects!");
+    let (status, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for expected in [
+        "staffbot_envelopes_total{type=\"slash_commands\"}",
+        "staffbot_ack_seconds_bucket",
+        "staffbot_outbox_depth 0",
+        "staffbot_outbox_oldest_seconds 0",
+        "staffbot_socket_connections",
+    ] {
+        assert!(body.contains(expected), "{expected} missing from:\n{body}");
+    }
+
+    h.finish().await;
+}
