@@ -23,7 +23,7 @@ pub struct RestaffArgs {
 
 fn user_facing(task: i64, e: Error) -> anyhow::Error {
     match e {
-        Error::User(u) => anyhow!(staffing::staff_error_text(task, &u)),
+        Error::User(u) => anyhow!(staffing::staff_error_text(&task.to_string(), &u)),
         other => other.into(),
     }
 }

@@ -11,7 +11,7 @@ use super::envelope::SlashCommand;
 use crate::config::AllowedConfig;
 use crate::db::RequestCause;
 use crate::db::entities::worker;
-use crate::error::{Error, UserError};
+use crate::error::Error;
 use crate::staffing;
 
 pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
@@ -120,16 +120,6 @@ fn task_id(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("Task {text} does not exist"))
 }
 
-fn user_error_text(task: &str, e: &UserError) -> String {
-    match e {
-        UserError::StatusIncompatibleWithNewAssignment | UserError::TaskInIncorrectState => {
-            format!("Task {task} got an error: \"{e}\"")
-        }
-        UserError::TaskNotFound(_) => format!("Task {task} does not exist"),
-        other => other.to_string(),
-    }
-}
-
 /// Runs one slash command inside `conn` (the caller's transaction) and returns the ack payload.
 /// Only database failures are errors; everything a user can cause is a reply.
 pub async fn handle<C: ConnectionTrait>(
@@ -156,7 +146,7 @@ pub async fn handle<C: ConnectionTrait>(
                 Err(msg) => Err(msg),
                 Ok(id) => match staffing::staff_task(conn, id, RequestCause::User, now).await {
                     Ok(_) => Ok(format!("Got it! I will start staffing task {task}!")),
-                    Err(Error::User(e)) => Err(user_error_text(&task, &e)),
+                    Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
                     Err(Error::Db(e)) => return Err(e),
                 },
             };
@@ -180,7 +170,7 @@ pub async fn handle<C: ConnectionTrait>(
                 (Some(w), Ok(id)) => {
                     match staffing::restaff_task(conn, id, &w, &shown, now).await {
                         Ok(_) => Ok(format!("Got it! I will start restaffing task {task}!")),
-                        Err(Error::User(e)) => Err(user_error_text(&task, &e)),
+                        Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
                         Err(Error::Db(e)) => return Err(e),
                     }
                 }

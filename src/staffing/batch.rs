@@ -112,7 +112,8 @@ impl DueRequest {
     }
 }
 
-const DUE_REQUESTS: &str = "
+/// What offers and channel messages show about a request.
+const REQUEST_CONTEXT: &str = "
 SELECT r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
        p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
        s.description AS step_description, s.detailed_description_function,
@@ -123,7 +124,10 @@ JOIN tasks t ON t.id = r.task_id
 JOIN projects p ON p.id = t.project_id
 JOIN steps s ON s.id = t.step_id
 JOIN workflow_versions v ON v.id = p.workflow_version_id
-JOIN workflows w ON w.id = v.workflow_id
+JOIN workflows w ON w.id = v.workflow_id";
+
+/// Requests due a batch (`$1`: the last batch must be older than this).
+const DUE_FILTER: &str = "
 WHERE r.status = 'sending'
   AND t.status NOT IN ('complete', 'aborted')
   AND p.status NOT IN ('completed', 'aborted')
@@ -135,14 +139,9 @@ pub async fn request_context<C: ConnectionTrait>(
     conn: &C,
     request_id: i64,
 ) -> Result<Option<DueRequest>, DbErr> {
-    let sql = DUE_REQUESTS
-        .replace(
-            "WHERE r.status = 'sending'\n  AND t.status NOT IN ('complete', 'aborted')\n  AND p.status NOT IN ('completed', 'aborted')\n  AND (r.last_batch_at IS NULL OR r.last_batch_at <= $1)",
-            "WHERE r.id = $1",
-        );
     DueRequest::find_by_statement(statement(
         conn.get_database_backend(),
-        &sql,
+        &format!("{REQUEST_CONTEXT} WHERE r.id = $1"),
         vec![request_id.into()],
     ))
     .one(conn)
@@ -202,7 +201,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
     let due = DueRequest::find_by_statement(statement(
         db.get_database_backend(),
-        DUE_REQUESTS,
+        &format!("{REQUEST_CONTEXT}{DUE_FILTER}"),
         vec![cutoff.into()],
     ))
     .all(db)

@@ -255,13 +255,15 @@ pub async fn record_assignment_win<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The reply text for a failed `staff` (behaviour §7.5): lifecycle errors are wrapped as
-/// `Task N got an error: "…"`, the rest are shown as they are.
-pub fn staff_error_text(task_id: i64, error: &UserError) -> String {
+/// The reply text for a failed `staff`/`restaff` (behaviour §7.5): lifecycle errors are wrapped
+/// as `Task N got an error: "…"`, the rest are shown as they are. `task` is the id as the user
+/// typed it (Orchestra echoes the literal digits).
+pub fn staff_error_text(task: &str, error: &UserError) -> String {
     match error {
         UserError::StatusIncompatibleWithNewAssignment | UserError::TaskInIncorrectState => {
-            format!("Task {task_id} got an error: \"{error}\"")
+            format!("Task {task} got an error: \"{error}\"")
         }
+        UserError::TaskNotFound(_) => format!("Task {task} does not exist"),
         other => other.to_string(),
     }
 }

@@ -13,7 +13,7 @@ use crate::db::entities::{
     project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
 use crate::db::{RequestStatus, statement};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::outbox::{self, SlackWrite};
 use crate::slack::blocks;
 use crate::workflow::lifecycle;
@@ -334,9 +334,4 @@ pub fn ephemeral_text(outcome: ClickOutcome) -> Option<&'static str> {
         ClickOutcome::CannotRejectAfterWin => Some(blocks::NO_REJECT_AFTER_WIN),
         _ => None,
     }
-}
-
-/// Errors a click can meet when the assignment itself fails (the task changed under us).
-pub fn is_user_error(e: &Error) -> bool {
-    matches!(e, Error::User(_))
 }

@@ -74,6 +74,12 @@ impl Harness {
 
     /// Starts the daemon and waits until it holds a Socket Mode connection.
     pub async fn start(&mut self) {
+        let daemon = self.spawn_daemon().await;
+        self.daemon = Some(daemon);
+    }
+
+    /// A daemon on this database and fake Slack, once connected.
+    async fn spawn_daemon(&self) -> Daemon {
         let hellos = self.fake.hellos_sent();
         let daemon = Daemon::start(
             &self.config,
@@ -87,7 +93,7 @@ impl Harness {
             self.fake.wait_for_hellos(hellos + 1, WAIT).await,
             "the daemon connected over Socket Mode"
         );
-        self.daemon = Some(daemon);
+        daemon
     }
 
     pub async fn stop(&mut self) {
@@ -226,19 +232,7 @@ impl Harness {
 
     /// Starts a second daemon on the same database and fake Slack (a replica).
     pub async fn start_replica(&mut self) {
-        let hellos = self.fake.hellos_sent();
-        let daemon = Daemon::start(
-            &self.config,
-            self.t.db.clone(),
-            Arc::new(SystemClock),
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .await
-        .expect("replica starts");
-        assert!(
-            self.fake.wait_for_hellos(hellos + 1, WAIT).await,
-            "replica connected"
-        );
+        let daemon = self.spawn_daemon().await;
         self.replicas.push(daemon);
     }
 

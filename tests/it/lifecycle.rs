@@ -737,7 +737,7 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
     // staff on a task in progress: Orchestra's wrapped error text.
     let err = user_err(staffing::staff_task(w.db(), draft, RequestCause::User, t0()).await);
     assert_eq!(
-        staffing::staff_error_text(draft, &err),
+        staffing::staff_error_text(&draft.to_string(), &err),
         format!("Task {draft} got an error: \"Status incompatible with new assignment\"")
     );
     lifecycle::abort_project(w.db(), w.project, t0())

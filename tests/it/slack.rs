@@ -457,21 +457,9 @@ fn sender(h: &Harness) -> Sender {
     )
 }
 
-/// Runs sender rounds, waiting for deferred rows to fall due, until nothing is pending and due
-/// within the next few seconds; returns how many were sent.
+/// Sender rounds until nothing is due within a few seconds; how many were sent.
 async fn rounds_until_idle(s: &Sender) -> usize {
-    let mut sent = 0;
-    loop {
-        let report = s.run_once().await.expect("round");
-        sent += report.sent;
-        match s.next_due().await.expect("next due") {
-            Some(at) if at < chrono::Utc::now() + chrono::Duration::seconds(5) => {
-                let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-                tokio::time::sleep(wait + Duration::from_millis(5)).await;
-            }
-            _ => return sent,
-        }
-    }
+    s.drain(Duration::from_secs(5)).await.expect("rounds").sent
 }
 
 async fn row(h: &Harness, key: &str) -> outbox::Model {
