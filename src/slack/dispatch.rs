@@ -222,12 +222,22 @@ impl Dispatcher {
             tx.commit().await?;
             return Ok(Ack::Bare);
         };
+        let offer_span = tracing::info_span!(
+            "offer",
+            inquiry_id = inquiry,
+            task_id = tracing::field::Empty
+        );
         let tx = crate::db::begin_write(&self.db).await?;
         let reply = match inquiry {
             None => Some(blocks::NOT_YOURS.to_string()),
-            Some(id) => match respond::respond(&tx, id, &clicker, accept, now).await {
+            Some(id) => match respond::respond(&tx, id, &clicker, accept, now)
+                .instrument(offer_span.clone())
+                .await
+            {
                 Ok(outcome) => {
-                    tracing::info!(?outcome, inquiry = id, accept, user = %clicker, "offer answered");
+                    offer_span.in_scope(|| {
+                        tracing::info!(?outcome, accept, user = %clicker, "offer answered");
+                    });
                     respond::ephemeral_text(outcome).map(str::to_string)
                 }
                 Err(Error::User(e)) => {

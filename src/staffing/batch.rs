@@ -1,11 +1,12 @@
 //! The batching loop (behaviour §6.2–6.3 with design.md §8's fixes): open requests get a batch
 //! of offers when they never had one or their last one is older than `batch_frequency`.
 //!
-//! Set-based: one query lists the due requests with everything the offers show; each request
-//! then costs four statements whatever the number of candidates (candidates, inquiries, outbox
-//! rows, the request update), in a transaction of its own.
+//! Set-based: one query lists the due requests with everything the offers show, one query per
+//! (step, role) reads the candidate pool, and each chunk of requests costs four statements
+//! (exclusions, inquiries, outbox rows, the request updates) in a transaction of its own,
+//! whatever the number of workers. Choosing among the pool happens in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -22,9 +23,6 @@ use crate::outbox::SlackWrite;
 use crate::slack::blocks::{self, OfferContent};
 use crate::workflow::functions::DescriptionFunction;
 use crate::workflow::lifecycle::task_display;
-
-/// A Mersenne prime: the modulus of the per-request pseudo-random order among equal priorities.
-const PRIME: i64 = 2_147_483_647;
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct DueRequest {
@@ -148,24 +146,26 @@ pub async fn request_context<C: ConnectionTrait>(
     .await
 }
 
-/// Candidates: every required certification at the request's role, staffbot enabled, a Slack
-/// id, not on the task, not already asked, no returned work waiting. Highest priority first;
-/// equal priorities in a per-request pseudo-random order (`$6`, `$7`).
-const CANDIDATES: &str = "
+/// The candidate pool of one step at one role: every required certification at that role,
+/// staffbot enabled, a Slack id, no returned work waiting. Per-request exclusions (on the task
+/// already, asked already) are applied in memory.
+const POOL: &str = "
 SELECT w.id AS worker_id, w.slack_user_id, w.first_name, MAX(wc.staffing_priority) AS priority
 FROM workers w
 JOIN worker_certifications wc ON wc.worker_id = w.id AND wc.role = $1 AND wc.staffbot_enabled = TRUE
 JOIN step_certifications sc ON sc.certification_id = wc.certification_id AND sc.step_id = $2
 WHERE w.slack_user_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM task_assignments a WHERE a.task_id = $3 AND a.worker_id = w.id)
-  AND NOT EXISTS (SELECT 1 FROM staffing_inquiries i WHERE i.request_id = $4 AND i.worker_id = w.id)
   AND NOT EXISTS (SELECT 1 FROM task_assignments ra JOIN tasks rt ON rt.id = ra.task_id
                   WHERE ra.worker_id = w.id AND ra.status = 'processing'
                     AND rt.status = 'post_review_processing')
 GROUP BY w.id, w.slack_user_id, w.first_name
-HAVING COUNT(DISTINCT sc.certification_id) = $5
-ORDER BY priority DESC, (w.id * $6 + $7) % 2147483647, w.id
-LIMIT $8";
+HAVING COUNT(DISTINCT sc.certification_id) = $3";
+
+/// Requests handled in one transaction at most, and offers in one transaction at most (both
+/// keep multi-row statements under every backend's bound-parameter limit and keep the write
+/// lock short).
+const CHUNK_REQUESTS: usize = 200;
+const CHUNK_OFFERS: usize = 1000;
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct Candidate {
@@ -173,6 +173,106 @@ pub struct Candidate {
     pub slack_user_id: String,
     pub first_name: String,
     pub priority: i32,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Exclusion {
+    request_id: i64,
+    worker_id: i64,
+}
+
+/// A step's candidates, highest priority first, grouped in tiers of equal priority.
+#[derive(Debug, Default)]
+pub struct Pool {
+    candidates: Vec<Candidate>,
+    /// `(start, end)` ranges of `candidates` with one priority, highest first.
+    tiers: Vec<(usize, usize)>,
+    /// worker id → tier index.
+    tier_of: HashMap<i64, usize>,
+}
+
+impl Pool {
+    pub fn new(mut candidates: Vec<Candidate>) -> Pool {
+        candidates.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.worker_id.cmp(&b.worker_id))
+        });
+        let mut tiers = Vec::new();
+        let mut tier_of = HashMap::with_capacity(candidates.len());
+        let mut start = 0;
+        for i in 0..candidates.len() {
+            if i > start && candidates[i].priority != candidates[start].priority {
+                tiers.push((start, i));
+                start = i;
+            }
+            tier_of.insert(candidates[i].worker_id, tiers.len());
+        }
+        if start < candidates.len() {
+            tiers.push((start, candidates.len()));
+        }
+        Pool {
+            candidates,
+            tiers,
+            tier_of,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    /// Up to `n` candidates not in `excluded`: highest priority first, in a random order among
+    /// equal priorities. Costs O(n) per tier when few of a tier are excluded, O(tier) otherwise.
+    pub fn choose(&self, n: usize, excluded: &HashSet<i64>, rng: &mut impl Rng) -> Vec<&Candidate> {
+        let mut chosen: Vec<&Candidate> = Vec::with_capacity(n);
+        let mut excluded_in_tier = vec![0usize; self.tiers.len()];
+        for w in excluded {
+            if let Some(&t) = self.tier_of.get(w) {
+                excluded_in_tier[t] += 1;
+            }
+        }
+        for (t, &(start, end)) in self.tiers.iter().enumerate() {
+            let wanted = n - chosen.len();
+            if wanted == 0 {
+                break;
+            }
+            let tier = &self.candidates[start..end];
+            let available = tier.len() - excluded_in_tier[t];
+            if available == 0 {
+                continue;
+            }
+            if available <= wanted || available * 2 < tier.len() || tier.len() <= 64 {
+                // Few left (or a small tier): shuffle what is left and take the first ones.
+                let mut left: Vec<&Candidate> = tier
+                    .iter()
+                    .filter(|c| !excluded.contains(&c.worker_id))
+                    .collect();
+                let take = wanted.min(left.len());
+                for i in 0..take {
+                    let j = rng.random_range(i..left.len());
+                    left.swap(i, j);
+                }
+                chosen.extend(left.into_iter().take(take));
+            } else {
+                // Most of the tier is left: sample without replacement by rejection; every
+                // draw succeeds with probability > 1/2.
+                let mut picked: HashSet<usize> = HashSet::with_capacity(wanted);
+                while picked.len() < wanted {
+                    let i = rng.random_range(0..tier.len());
+                    if excluded.contains(&tier[i].worker_id) || !picked.insert(i) {
+                        continue;
+                    }
+                    chosen.push(&tier[i]);
+                }
+            }
+        }
+        chosen
+    }
 }
 
 /// What one round did.
@@ -191,6 +291,12 @@ pub struct BatchSettings {
 }
 
 /// One round over every due request. Only the holder of the `staffing` lease may run it.
+///
+/// Set-based: one query lists the due requests; each (step, role) pool of candidates is read
+/// once; then, per chunk of requests, one query reads who is excluded (asked already, on the
+/// task already), and one transaction inserts the inquiries, the outbox rows and updates the
+/// requests, each as one multi-row statement. The cost in statements does not grow with the
+/// number of workers, and barely with the number of requests.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     _lease: &LeaseProof,
@@ -198,125 +304,287 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<BatchReport, DbErr> {
+    let backend = db.get_database_backend();
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
     let due = DueRequest::find_by_statement(statement(
-        db.get_database_backend(),
+        backend,
         &format!("{REQUEST_CONTEXT}{DUE_FILTER}"),
         vec![cutoff.into()],
     ))
     .all(db)
     .await?;
     let mut report = BatchReport::default();
-    for request in due {
+    if due.is_empty() {
+        return Ok(report);
+    }
+
+    // One pool per (step, role); a step without required certifications has no candidates
+    // (Orchestra's rule).
+    let mut pools: HashMap<(i64, Role), Pool> = HashMap::new();
+    for request in &due {
+        let role = Role::for_counter(request.required_role_counter);
+        if pools.contains_key(&(request.step_id, role)) {
+            continue;
+        }
+        let pool = if request.required_count == 0 {
+            Pool::default()
+        } else {
+            Pool::new(
+                Candidate::find_by_statement(statement(
+                    backend,
+                    POOL,
+                    vec![
+                        role.as_str().into(),
+                        request.step_id.into(),
+                        request.required_count.into(),
+                    ],
+                ))
+                .all(db)
+                .await?,
+            )
+        };
+        pools.insert((request.step_id, role), pool);
+    }
+
+    let per_request = settings.batch_size as usize + 1;
+    let chunk_len = (CHUNK_OFFERS / per_request).clamp(1, CHUNK_REQUESTS);
+    for chunk in due.chunks(chunk_len) {
+        let excluded = exclusions(db, chunk).await?;
+        let empty = HashSet::new();
+        let mut plans: Vec<(&DueRequest, Vec<&Candidate>, bool)> = Vec::with_capacity(chunk.len());
+        for request in chunk {
+            let role = Role::for_counter(request.required_role_counter);
+            let Some(pool) = pools.get(&(request.step_id, role)) else {
+                continue;
+            };
+            let mut candidates = pool.choose(
+                per_request,
+                excluded.get(&request.request_id).unwrap_or(&empty),
+                rng,
+            );
+            // One more than a batch was looked for: if it is not there, this batch empties
+            // the pool.
+            let exhausted = candidates.len() < per_request;
+            candidates.truncate(settings.batch_size as usize);
+            plans.push((request, candidates, exhausted));
+        }
         let tx = crate::db::begin_write(db).await?;
-        let (offers, exhausted) = batch(&tx, &request, settings.batch_size, now, rng).await?;
+        write_batches(&tx, &plans, now).await?;
         tx.commit().await?;
-        report.requests += 1;
-        report.offers += offers;
-        report.exhausted += usize::from(exhausted);
+        for (_, chosen, exhausted) in &plans {
+            report.requests += 1;
+            report.offers += chosen.len();
+            report.exhausted += usize::from(*exhausted);
+        }
     }
     Ok(report)
 }
 
-/// One batch for one request; returns (offers queued, pool exhausted).
-async fn batch<C: ConnectionTrait>(
+/// Who may not be asked, per request: workers asked already, workers on the task already.
+async fn exclusions<C: ConnectionTrait>(
     conn: &C,
-    request: &DueRequest,
-    batch_size: u32,
-    now: DateTime<Utc>,
-    rng: &mut impl Rng,
-) -> Result<(usize, bool), DbErr> {
-    let role = Role::for_counter(request.required_role_counter);
-    let multiplier: i64 = rng.random_range(1..PRIME);
-    let offset: i64 = rng.random_range(0..PRIME);
-    // A step without required certifications has no candidates (Orchestra's rule).
-    let candidates = if request.required_count == 0 {
-        Vec::new()
-    } else {
-        Candidate::find_by_statement(statement(
-            conn.get_database_backend(),
-            CANDIDATES,
-            vec![
-                role.as_str().into(),
-                request.step_id.into(),
-                request.task_id.into(),
-                request.request_id.into(),
-                request.required_count.into(),
-                multiplier.into(),
-                offset.into(),
-                i64::from(batch_size + 1).into(),
-            ],
-        ))
-        .all(conn)
-        .await?
-    };
-    // One more than a batch was asked for: if it is not there, this batch empties the pool.
-    let exhausted = candidates.len() <= batch_size as usize;
-    let chosen: Vec<&Candidate> = candidates.iter().take(batch_size as usize).collect();
+    chunk: &[DueRequest],
+) -> Result<HashMap<i64, HashSet<i64>>, DbErr> {
+    let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+    let list = placeholders.join(", ");
+    let sql = format!(
+        "SELECT i.request_id, i.worker_id FROM staffing_inquiries i WHERE i.request_id IN ({list})
+         UNION ALL
+         SELECT r.id AS request_id, a.worker_id FROM staffing_requests r
+         JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id IN ({list})"
+    );
+    let rows = Exclusion::find_by_statement(statement(
+        conn.get_database_backend(),
+        &sql,
+        chunk.iter().map(|r| r.request_id.into()).collect(),
+    ))
+    .all(conn)
+    .await?;
+    let mut map: HashMap<i64, HashSet<i64>> = HashMap::new();
+    for row in rows {
+        map.entry(row.request_id).or_default().insert(row.worker_id);
+    }
+    Ok(map)
+}
 
-    let mut writes: Vec<(String, SlackWrite)> = Vec::new();
-    if !chosen.is_empty() {
-        let inquiries = staffing_inquiry::Entity::insert_many(chosen.iter().map(|c| {
-            staffing_inquiry::ActiveModel {
+/// Writes the batches of one chunk: the inquiries, the offers and announcements (outbox), the
+/// requests' new state; requests whose pool ran out and whose every offer was declined close.
+async fn write_batches<C: ConnectionTrait>(
+    conn: &C,
+    plans: &[(&DueRequest, Vec<&Candidate>, bool)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    let rows: Vec<staffing_inquiry::ActiveModel> = plans
+        .iter()
+        .flat_map(|(request, chosen, _)| {
+            chosen.iter().map(|c| staffing_inquiry::ActiveModel {
                 request_id: Set(request.request_id),
                 worker_id: Set(c.worker_id),
                 method: Set(InquiryMethod::Slack),
                 created_at: Set(now),
                 ..Default::default()
-            }
-        }))
-        .exec_with_returning(conn)
-        .await?;
-        let by_worker: HashMap<i64, &Candidate> =
-            chosen.iter().map(|c| (c.worker_id, *c)).collect();
-        for inquiry in &inquiries {
-            let Some(c) = by_worker.get(&inquiry.worker_id) else {
-                continue;
-            };
-            let offer = request.offer(&c.first_name);
-            writes.push((
-                format!("offer:{}", inquiry.id),
-                SlackWrite::PostMessage {
-                    channel: c.slack_user_id.clone(),
-                    text: blocks::offer_text(&offer),
-                    blocks: Some(blocks::offer_blocks(&offer, inquiry.id)),
-                },
-            ));
-        }
-    }
-    if exhausted {
-        match &request.slack_channel_id {
-            Some(channel) => writes.push((
-                format!("all-sent:{}", request.request_id),
-                SlackWrite::post(
-                    channel,
-                    format!(
-                        "All staffing requests for task {} have been sent!",
-                        request.display()
-                    ),
-                ),
-            )),
-            None => tracing::warn!(
-                project_id = request.project_id,
-                "project has no Slack channel; not announcing that task {}'s pool is exhausted",
-                request.task_id
-            ),
-        }
-    }
-    crate::outbox::enqueue_many(conn, &writes, now).await?;
-    let status = if exhausted {
-        RequestStatus::DoneSending
+            })
+        })
+        .collect();
+    let inquiry_ids: HashMap<(i64, i64), i64> = if rows.is_empty() {
+        HashMap::new()
     } else {
-        RequestStatus::Sending
+        staffing_inquiry::Entity::insert_many(rows)
+            .exec_with_returning(conn)
+            .await?
+            .into_iter()
+            .map(|i| ((i.request_id, i.worker_id), i.id))
+            .collect()
     };
-    conn.execute_raw(statement(
-        conn.get_database_backend(),
-        "UPDATE staffing_requests SET last_batch_at = $1, status = $2 WHERE id = $3 AND status = 'sending'",
-        vec![now.into(), status.as_str().into(), request.request_id.into()],
-    ))
-    .await?;
-    if exhausted {
-        super::respond::close_if_everyone_declined(conn, request.request_id, now).await?;
+
+    let mut writes: Vec<(String, SlackWrite)> = Vec::new();
+    let mut sending: Vec<i64> = Vec::new();
+    let mut done: Vec<i64> = Vec::new();
+    for (request, chosen, exhausted) in plans {
+        if !chosen.is_empty() {
+            let template = request.offer("");
+            for c in chosen {
+                let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
+                    continue;
+                };
+                let offer = OfferContent {
+                    first_name: c.first_name.clone(),
+                    ..template.clone()
+                };
+                writes.push((
+                    format!("offer:{inquiry_id}"),
+                    SlackWrite::PostMessage {
+                        channel: c.slack_user_id.clone(),
+                        text: blocks::offer_text(&offer),
+                        blocks: Some(blocks::offer_blocks(&offer, inquiry_id)),
+                    },
+                ));
+            }
+        }
+        if *exhausted {
+            done.push(request.request_id);
+            match &request.slack_channel_id {
+                Some(channel) => writes.push((
+                    format!("all-sent:{}", request.request_id),
+                    SlackWrite::post(
+                        channel,
+                        format!(
+                            "All staffing requests for task {} have been sent!",
+                            request.display()
+                        ),
+                    ),
+                )),
+                None => tracing::warn!(
+                    project_id = request.project_id,
+                    "project has no Slack channel; not announcing that task {}'s pool is exhausted",
+                    request.task_id
+                ),
+            }
+        } else {
+            sending.push(request.request_id);
+        }
     }
-    Ok((chosen.len(), exhausted))
+    for part in writes.chunks(CHUNK_OFFERS) {
+        crate::outbox::enqueue_many(conn, part, now).await?;
+    }
+    for (status, ids) in [
+        (RequestStatus::Sending, &sending),
+        (RequestStatus::DoneSending, &done),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = (3..ids.len() + 3).map(|i| format!("${i}")).collect();
+        let mut values: Vec<sea_orm::Value> = vec![now.into(), status.as_str().into()];
+        values.extend(ids.iter().map(|&id| id.into()));
+        conn.execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE staffing_requests SET last_batch_at = $1, status = $2
+                 WHERE status = 'sending' AND id IN ({})",
+                list.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    for &request_id in &done {
+        super::respond::close_if_everyone_declined(conn, request_id, now).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn pool(priorities: &[(i64, i32)]) -> Pool {
+        Pool::new(
+            priorities
+                .iter()
+                .map(|&(id, priority)| Candidate {
+                    worker_id: id,
+                    slack_user_id: format!("U{id}"),
+                    first_name: format!("W{id}"),
+                    priority,
+                })
+                .collect(),
+        )
+    }
+
+    fn ids(chosen: &[&Candidate]) -> Vec<i64> {
+        chosen.iter().map(|c| c.worker_id).collect()
+    }
+
+    #[test]
+    fn highest_priority_first_and_never_an_excluded_worker() {
+        let p = pool(&[(1, 1), (2, 9), (3, 5), (4, 9), (5, 5), (6, 0)]);
+        let mut rng = StdRng::seed_from_u64(7);
+        let excluded: HashSet<i64> = [4].into();
+        let chosen = p.choose(3, &excluded, &mut rng);
+        let got = ids(&chosen);
+        assert_eq!(got[0], 2);
+        let mut rest = got[1..].to_vec();
+        rest.sort();
+        assert_eq!(rest, vec![3, 5]);
+        // Asking for more than there is gives everyone not excluded, in priority order.
+        let all = p.choose(10, &excluded, &mut rng);
+        let prios: Vec<i32> = all.iter().map(|c| c.priority).collect();
+        assert_eq!(prios, vec![9, 5, 5, 1, 0]);
+    }
+
+    #[test]
+    fn equal_priorities_are_chosen_at_random_without_repeats() {
+        // A big tier takes the sampling path, a small one the shuffle path; both must be fair.
+        for size in [10i64, 1000] {
+            let p = pool(&(0..size).map(|i| (i, 3)).collect::<Vec<_>>());
+            let mut rng = StdRng::seed_from_u64(size as u64);
+            let mut firsts = HashSet::new();
+            for _ in 0..200 {
+                let chosen = ids(&p.choose(5, &HashSet::new(), &mut rng));
+                let distinct: HashSet<i64> = chosen.iter().copied().collect();
+                assert_eq!(distinct.len(), 5, "no worker twice in one batch");
+                firsts.insert(chosen[0]);
+            }
+            assert!(
+                firsts.len() as i64 >= size.min(50),
+                "ties not random: {} distinct first picks out of {size}",
+                firsts.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_mostly_excluded_tier_still_finds_the_rest() {
+        let p = pool(&(0..1000).map(|i| (i, 1)).collect::<Vec<_>>());
+        let excluded: HashSet<i64> = (0..997).collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut got = ids(&p.choose(6, &excluded, &mut rng));
+        got.sort();
+        assert_eq!(got, vec![997, 998, 999]);
+        assert!(Pool::default().choose(3, &excluded, &mut rng).is_empty());
+    }
 }

@@ -109,6 +109,7 @@ async fn load_task<C: ConnectionTrait>(
 }
 
 /// `staff <task>`: open a request for the task's next role counter and announce it.
+#[tracing::instrument(name = "staff", level = "info", skip_all, fields(task_id = task_id))]
 pub async fn staff_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
@@ -133,6 +134,11 @@ pub async fn staff_task<C: ConnectionTrait>(
         now,
     )
     .await?;
+    tracing::info!(
+        request_id = request.id,
+        role_counter = counter,
+        "staffing request opened"
+    );
     Ok(request)
 }
 
@@ -157,6 +163,7 @@ pub async fn find_worker_by_name<C: ConnectionTrait>(
 /// `restaff <task> <worker>`: open a request for that worker's assignment counter. The worker
 /// keeps the assignment until somebody accepts. `shown_as` is how the caller named the worker
 /// (used in the error when they have no assignment on the task).
+#[tracing::instrument(name = "restaff", level = "info", skip_all, fields(task_id = task_id, worker_id = worker.id))]
 pub async fn restaff_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,

@@ -132,6 +132,8 @@ pub async fn respond<C: ConnectionTrait>(
     let context = request_context(conn, inquiry.request_id)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("request {}", inquiry.request_id)))?;
+    // The caller's span (the click) carries the task from here on.
+    tracing::Span::current().record("task_id", context.task_id);
 
     if !accept {
         insert_response(conn, &inquiry, false, false, now).await?;

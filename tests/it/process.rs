@@ -221,3 +221,90 @@ async fn sigterm_during_work_exits_cleanly_with_nothing_half_written() {
     );
     assert!(handled.len() >= acked.len());
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_envelope_and_the_task() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.add_channel("G0PROJ", "proj", &[]);
+    let t = TestDb::new().await;
+    let dir = write_workflow(
+        &json!({"slug": "wf", "name": "WF", "certifications": []}),
+        &[(
+            "v1",
+            json!({"slug": "v1", "name": "V1", "steps": [{"slug": "s", "name": "S"}]}),
+        )],
+    );
+    let version = load_workflow(&t.db, dir.path()).await;
+    let project_id = staffbot::workflow::lifecycle::create_project(
+        &t.db,
+        &version,
+        "P",
+        0,
+        Some("G0PROJ".into()),
+        t0(),
+    )
+    .await
+    .expect("project");
+    let task = staffbot::db::entities::task::Entity::find()
+        .filter(staffbot::db::entities::task::Column::ProjectId.eq(project_id))
+        .one(&t.db)
+        .await
+        .expect("q")
+        .expect("task");
+    let admin = add_worker(&t.db, "erin", Some("U0ADMIN")).await;
+    let mut am: worker::ActiveModel = admin.into();
+    am.is_admin = Set(true);
+    am.update(&t.db).await.expect("admin");
+
+    let hellos = fake.hellos_sent();
+    let child = staffbot(&fake, &t.url, "xoxb-test", "xapp-test")
+        .env("STAFFBOT_LOG_FORMAT", "json")
+        .arg("serve")
+        .spawn()
+        .expect("spawn");
+    assert!(
+        fake.wait_for_hellos(hellos + 1, Duration::from_secs(15))
+            .await,
+        "connected"
+    );
+    let envelope = fake
+        .send_slash("U0ADMIN", "erin", &format!("staff {}", task.id))
+        .await;
+    assert!(
+        fake.wait_ack(&envelope, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "acked"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (code, _, stderr) = finish_async(child, Duration::from_secs(20)).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    // Every line is one JSON object; the request's line names the envelope and the task.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let opened = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "staffing request opened")
+        .unwrap_or_else(|| panic!("no 'staffing request opened' line in {stderr}"));
+    let spans = opened["spans"].as_array().expect("spans");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "envelope" && s["envelope_id"] == envelope.as_str()),
+        "{opened}"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "staff" && s["task_id"] == task.id),
+        "{opened}"
+    );
+    assert_eq!(opened["level"], "INFO");
+}

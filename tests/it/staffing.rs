@@ -879,9 +879,18 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
         )],
     );
     let version = load_workflow(&t.db, dir.path()).await;
-    lifecycle::create_project(&t.db, &version, "P", 0, Some(CHANNEL.into()), Utc::now())
+    for p in 0..20 {
+        lifecycle::create_project(
+            &t.db,
+            &version,
+            &format!("P{p}"),
+            0,
+            Some(CHANNEL.into()),
+            Utc::now(),
+        )
         .await
         .expect("project");
+    }
     let cert = workers::find_certification(&t.db, "writer", None)
         .await
         .expect("cert");
@@ -921,14 +930,11 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
         .exec_without_returning(&t.db)
         .await
         .expect("certs");
-    let task = task::Entity::find()
-        .one(&t.db)
-        .await
-        .expect("q")
-        .expect("task");
-    staffbot::staffing::staff_task(&t.db, task.id, RequestCause::User, now)
-        .await
-        .expect("staff");
+    for task in task::Entity::find().all(&t.db).await.expect("q") {
+        staffbot::staffing::staff_task(&t.db, task.id, RequestCause::User, now)
+            .await
+            .expect("staff");
+    }
 
     let mut counted = staffbot::db::connect(&t.url).await.expect("connect");
     let statements = Arc::new(AtomicUsize::new(0));
@@ -960,29 +966,41 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     )
     .await
     .expect("round");
-    assert_eq!((report.requests, report.offers), (1, 5));
+    assert_eq!((report.requests, report.offers), (20, 100));
     let n = statements.load(Ordering::SeqCst);
-    // One listing query, then per request: candidates, inquiries, outbox rows, request update.
+    // The listing, the step's pool, then for the chunk: exclusions, inquiries, outbox rows,
+    // request updates. Not one statement per request, nor per worker.
     assert!(
-        n <= 5,
-        "{n} statements for one request with 1000 candidates"
+        n <= 8,
+        "{n} statements for 20 requests with 1000 candidates"
     );
-    // The five chosen are the highest priority (9).
+    // Every request got five different workers, all of the highest priority (9).
     let chosen = staffing_inquiry::Entity::find()
         .all(&t.db)
         .await
         .expect("q");
-    let prios: Vec<i32> = staffbot::db::entities::worker_certification::Entity::find()
-        .filter(
-            staffbot::db::entities::worker_certification::Column::WorkerId
-                .is_in(chosen.iter().map(|i| i.worker_id)),
-        )
-        .all(&t.db)
-        .await
-        .expect("q")
-        .into_iter()
-        .map(|c| c.staffing_priority)
-        .collect();
-    assert_eq!(prios, vec![9; 5]);
+    let mut per_request: std::collections::HashMap<i64, std::collections::HashSet<i64>> =
+        Default::default();
+    for i in &chosen {
+        per_request
+            .entry(i.request_id)
+            .or_default()
+            .insert(i.worker_id);
+    }
+    assert_eq!(per_request.len(), 20);
+    assert!(per_request.values().all(|w| w.len() == 5));
+    let nines: std::collections::HashSet<i64> =
+        staffbot::db::entities::worker_certification::Entity::find()
+            .filter(staffbot::db::entities::worker_certification::Column::StaffingPriority.eq(9))
+            .all(&t.db)
+            .await
+            .expect("q")
+            .into_iter()
+            .map(|c| c.worker_id)
+            .collect();
+    assert!(chosen.iter().all(|i| nines.contains(&i.worker_id)));
+    // Ties are broken at random per request: twenty requests do not all ask the same five.
+    let distinct: std::collections::HashSet<i64> = chosen.iter().map(|i| i.worker_id).collect();
+    assert!(distinct.len() > 5, "every request asked the same workers");
     let _: Option<Value> = None;
 }
