@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use migrations::Migrator;
 use migrations::sea_orm_migration::MigratorTrait;
-use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+};
 
 pub use enums::*;
 
@@ -46,12 +48,54 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
 }
 
 /// Connects and applies every pending migration: what `serve` and the CLI do before anything else.
+///
+/// On PostgreSQL the migrations run under an advisory lock keyed on the schema, so replicas
+/// starting together apply them once: the others wait, then find nothing pending.
 pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, ConnectError> {
     let db = connect(url).await?;
-    Migrator::up(&db, None)
-        .await
-        .map_err(ConnectError::Migrate)?;
+    if is_postgres(&db) {
+        migrate_locked(url).await?;
+    } else {
+        Migrator::up(&db, None)
+            .await
+            .map_err(ConnectError::Migrate)?;
+    }
     Ok(db)
+}
+
+/// Applies pending migrations on one dedicated PostgreSQL connection holding a session-level
+/// advisory lock (a pool could run the lock and the migrations on different connections).
+async fn migrate_locked(url: &str) -> Result<(), ConnectError> {
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .sqlx_logging(false)
+        .max_connections(1)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(300));
+    let conn = Database::connect(options)
+        .await
+        .map_err(|source| ConnectError::Connect {
+            url: crate::config::redact_url(url),
+            source,
+        })?;
+    let lock =
+        |sql: &str| sea_orm::Statement::from_string(DatabaseBackend::Postgres, sql.to_string());
+    let result = async {
+        conn.execute_raw(lock(
+            "SELECT pg_advisory_lock(hashtext('staffbot-migrations:' || current_schema()))",
+        ))
+        .await?;
+        let migrated = Migrator::up(&conn, None).await;
+        conn.execute_raw(lock(
+            "SELECT pg_advisory_unlock(hashtext('staffbot-migrations:' || current_schema()))",
+        ))
+        .await?;
+        migrated
+    }
+    .await;
+    let _ = conn.close().await;
+    result.map_err(ConnectError::Migrate)
 }
 
 pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {

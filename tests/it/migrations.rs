@@ -63,6 +63,27 @@ async fn up_down_up_on_an_empty_database() {
     assert_eq!(project, 1, "ids restart on a fresh schema");
 }
 
+/// Replicas starting at the same instant: every one migrates (or finds nothing to do) and
+/// starts; the schema is applied once. (PostgreSQL only: SQLite is one process.)
+#[tokio::test]
+async fn replicas_starting_together_all_start() {
+    let t = TestDb::empty().await;
+    if !staffbot::db::is_postgres(&t.db) {
+        return;
+    }
+    let starts = (0..4).map(|_| staffbot::db::connect_and_migrate(&t.url));
+    for result in futures_util::future::join_all(starts).await {
+        result.expect("every replica starts");
+    }
+    assert_eq!(table_count(&t.db).await, 19);
+    assert!(
+        Migrator::get_pending_migrations(&t.db)
+            .await
+            .expect("status")
+            .is_empty()
+    );
+}
+
 fn expect_unique(result: Result<impl std::fmt::Debug, DbErr>, what: &str) {
     match result {
         Err(e) => assert!(is_unique_violation(&e), "{what}: wrong error {e:?}"),
