@@ -110,19 +110,26 @@ impl DueRequest {
     }
 }
 
-/// What offers and channel messages show about a request.
-const REQUEST_CONTEXT: &str = "
-SELECT r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
-       p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
-       s.description AS step_description, s.detailed_description_function,
-       v.slug AS version_slug, w.slug AS workflow_slug, w.description AS workflow_description,
-       (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count
-FROM staffing_requests r
+/// What offers and channel messages show about a request ([`DueRequest`]'s columns), given
+/// `r` (the request) and [`REQUEST_JOINS`].
+pub(crate) const REQUEST_COLUMNS: &str = "
+r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
+p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
+s.description AS step_description, s.detailed_description_function,
+v.slug AS version_slug, w.slug AS workflow_slug, w.description AS workflow_description,
+(SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
+
+/// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.
+pub(crate) const REQUEST_JOINS: &str = "
 JOIN tasks t ON t.id = r.task_id
 JOIN projects p ON p.id = t.project_id
 JOIN steps s ON s.id = t.step_id
 JOIN workflow_versions v ON v.id = p.workflow_version_id
 JOIN workflows w ON w.id = v.workflow_id";
+
+fn request_context_sql() -> String {
+    format!("SELECT {REQUEST_COLUMNS} FROM staffing_requests r {REQUEST_JOINS}")
+}
 
 /// Requests due a batch (`$1`: the last batch must be older than this).
 const DUE_FILTER: &str = "
@@ -139,7 +146,7 @@ pub async fn request_context<C: ConnectionTrait>(
 ) -> Result<Option<DueRequest>, DbErr> {
     DueRequest::find_by_statement(statement(
         conn.get_database_backend(),
-        &format!("{REQUEST_CONTEXT} WHERE r.id = $1"),
+        &format!("{} WHERE r.id = $1", request_context_sql()),
         vec![request_id.into()],
     ))
     .one(conn)
@@ -308,7 +315,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
     let due = DueRequest::find_by_statement(statement(
         backend,
-        &format!("{REQUEST_CONTEXT}{DUE_FILTER}"),
+        &format!("{}{DUE_FILTER}", request_context_sql()),
         vec![cutoff.into()],
     ))
     .all(db)

@@ -5,14 +5,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
 };
 
-use super::batch::{DueRequest, request_context};
+use super::batch::{DueRequest, REQUEST_COLUMNS, REQUEST_JOINS, request_context};
 use crate::db::entities::{
-    project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
+    staffing_inquiry, staffing_request, staffing_response, task_assignment, worker,
 };
-use crate::db::{RequestStatus, statement};
+use crate::db::{ProjectStatus, RequestStatus, TaskStatus, statement};
 use crate::error::Result;
 use crate::outbox::{self, SlackWrite};
 use crate::slack::blocks;
@@ -35,43 +35,74 @@ pub enum ClickOutcome {
     AlreadyDecided,
 }
 
-/// Queues the final state of an offer DM (once per inquiry: the first outcome wins). Offers not
-/// delivered yet get theirs when they are (see [`on_offer_delivered`]).
-async fn queue_final<C: ConnectionTrait>(
-    conn: &C,
-    inquiry: &staffing_inquiry::Model,
+/// The parts of an inquiry an answer needs.
+#[derive(Debug, Clone)]
+pub(crate) struct OfferRef {
+    pub id: i64,
+    pub request_id: i64,
+    pub worker_id: i64,
+    pub dm_channel: Option<String>,
+    pub dm_ts: Option<String>,
+}
+
+impl From<&staffing_inquiry::Model> for OfferRef {
+    fn from(i: &staffing_inquiry::Model) -> OfferRef {
+        OfferRef {
+            id: i.id,
+            request_id: i.request_id,
+            worker_id: i.worker_id,
+            dm_channel: i.dm_channel.clone(),
+            dm_ts: i.dm_ts.clone(),
+        }
+    }
+}
+
+/// The final state of an offer DM (once per inquiry: the first outcome wins, by the outbox's
+/// dedupe key). Offers not delivered yet get theirs when they are (see [`on_offer_delivered`]).
+fn final_write(
+    inquiry: &OfferRef,
     context: &DueRequest,
     first_name: &str,
     outcome: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Option<(String, SlackWrite)> {
     let (Some(channel), Some(ts)) = (&inquiry.dm_channel, &inquiry.dm_ts) else {
-        return Ok(());
+        return None;
     };
     let offer = context.offer(first_name);
-    outbox::enqueue(
-        conn,
-        &format!("offer-final:{}", inquiry.id),
-        &SlackWrite::Update {
+    Some((
+        format!("offer-final:{}", inquiry.id),
+        SlackWrite::Update {
             channel: channel.clone(),
             ts: ts.clone(),
             text: format!("{}\n{outcome}", blocks::offer_text(&offer)),
             blocks: Some(blocks::decided_blocks(&offer, outcome)),
         },
-        now,
-    )
-    .await?;
+    ))
+}
+
+/// Queues [`final_write`].
+async fn queue_final<C: ConnectionTrait>(
+    conn: &C,
+    inquiry: &OfferRef,
+    context: &DueRequest,
+    first_name: &str,
+    outcome: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if let Some(write) = final_write(inquiry, context, first_name, outcome) {
+        outbox::enqueue_many(conn, &[write], now).await?;
+    }
     Ok(())
 }
 
 async fn insert_response<C: ConnectionTrait>(
     conn: &C,
-    inquiry: &staffing_inquiry::Model,
+    inquiry: &OfferRef,
     available: bool,
     winner: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    staffing_response::ActiveModel {
+    staffing_response::Entity::insert(staffing_response::ActiveModel {
         inquiry_id: Set(inquiry.id),
         request_id: Set(inquiry.request_id),
         worker_id: Set(inquiry.worker_id),
@@ -79,8 +110,8 @@ async fn insert_response<C: ConnectionTrait>(
         is_winner: Set(winner),
         created_at: Set(now),
         ..Default::default()
-    }
-    .insert(conn)
+    })
+    .exec_without_returning(conn)
     .await?;
     Ok(())
 }
@@ -94,8 +125,104 @@ async fn has_winner<C: ConnectionTrait>(conn: &C, request_id: i64) -> Result<boo
         > 0)
 }
 
+/// Everything a click needs, in one query: the offer, its worker, an earlier answer, the
+/// request with what the offer shows, the task's and project's state, whether someone won,
+/// and how many of the step's certifications the worker holds at the role the task needs.
+#[derive(Debug, FromQueryResult)]
+struct Click {
+    #[sea_orm(nested)]
+    context: DueRequest,
+    inquiry_id: i64,
+    worker_id: i64,
+    dm_channel: Option<String>,
+    dm_ts: Option<String>,
+    clicker_slack_id: Option<String>,
+    clicker_first_name: String,
+    previous_winner: Option<bool>,
+    request_status: RequestStatus,
+    task_status: TaskStatus,
+    project_status: ProjectStatus,
+    request_has_winner: bool,
+    held_count: i64,
+}
+
+impl Click {
+    async fn load<C: ConnectionTrait>(conn: &C, inquiry_id: i64) -> Result<Option<Click>, DbErr> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS},
+                    i.id AS inquiry_id, i.worker_id, i.dm_channel, i.dm_ts,
+                    wk.slack_user_id AS clicker_slack_id, wk.first_name AS clicker_first_name,
+                    sr.is_winner AS previous_winner,
+                    r.status AS request_status, t.status AS task_status, p.status AS project_status,
+                    EXISTS (SELECT 1 FROM staffing_responses x
+                            WHERE x.request_id = r.id AND x.is_winner = TRUE) AS request_has_winner,
+                    (SELECT COUNT(*) FROM worker_certifications wc
+                     JOIN step_certifications hc ON hc.certification_id = wc.certification_id
+                                                AND hc.step_id = t.step_id
+                     WHERE wc.worker_id = i.worker_id
+                       AND wc.role = CASE WHEN t.status = 'pending_review'
+                                          THEN 'reviewer' ELSE 'entry_level' END) AS held_count
+             FROM staffing_inquiries i
+             JOIN staffing_requests r ON r.id = i.request_id
+             {REQUEST_JOINS}
+             JOIN workers wk ON wk.id = i.worker_id
+             LEFT JOIN staffing_responses sr ON sr.inquiry_id = i.id
+             WHERE i.id = $1"
+        );
+        Click::find_by_statement(statement(
+            conn.get_database_backend(),
+            &sql,
+            vec![inquiry_id.into()],
+        ))
+        .one(conn)
+        .await
+    }
+
+    fn offer(&self) -> OfferRef {
+        OfferRef {
+            id: self.inquiry_id,
+            request_id: self.context.request_id,
+            worker_id: self.worker_id,
+            dm_channel: self.dm_channel.clone(),
+            dm_ts: self.dm_ts.clone(),
+        }
+    }
+}
+
+/// Offers of a request nobody answered yet, with their worker's first name (for the update).
+#[derive(Debug, FromQueryResult)]
+struct OpenOffer {
+    id: i64,
+    request_id: i64,
+    worker_id: i64,
+    dm_channel: Option<String>,
+    dm_ts: Option<String>,
+    first_name: String,
+}
+
+async fn open_offers<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+) -> Result<Vec<OpenOffer>, DbErr> {
+    OpenOffer::find_by_statement(statement(
+        conn.get_database_backend(),
+        "SELECT i.id, i.request_id, i.worker_id, i.dm_channel, i.dm_ts, w.first_name
+         FROM staffing_inquiries i JOIN workers w ON w.id = i.worker_id
+         WHERE i.request_id = $1
+           AND NOT EXISTS (SELECT 1 FROM staffing_responses sr WHERE sr.inquiry_id = i.id)
+         ORDER BY i.id",
+        vec![request_id.into()],
+    ))
+    .all(conn)
+    .await
+}
+
 /// Handles a click on offer `inquiry_id` by Slack user `clicker`. Runs inside the caller's
 /// transaction; a [`crate::error::UserError`] means nothing should be committed.
+///
+/// A winning accept costs eight statements: the click, the compare-and-set on the request, the
+/// task's assignments, the response, the assignment, the task's status, the open offers, and
+/// one multi-row insert of every Slack message (the DM updates, the invite, the welcome).
 pub async fn respond<C: ConnectionTrait>(
     conn: &C,
     inquiry_id: i64,
@@ -103,131 +230,130 @@ pub async fn respond<C: ConnectionTrait>(
     accept: bool,
     now: DateTime<Utc>,
 ) -> Result<ClickOutcome> {
-    let Some(inquiry) = staffing_inquiry::Entity::find_by_id(inquiry_id)
-        .one(conn)
-        .await?
-    else {
+    let Some(click) = Click::load(conn, inquiry_id).await? else {
         return Ok(ClickOutcome::NotYours);
     };
-    let Some(me) = worker::Entity::find_by_id(inquiry.worker_id)
-        .one(conn)
-        .await?
-    else {
-        return Ok(ClickOutcome::NotYours);
-    };
-    if me.slack_user_id.as_deref() != Some(clicker) {
+    if click.clicker_slack_id.as_deref() != Some(clicker) {
         return Ok(ClickOutcome::NotYours);
     }
-    if let Some(previous) = staffing_response::Entity::find()
-        .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
-        .one(conn)
-        .await?
-    {
-        return Ok(if previous.is_winner && !accept {
+    if let Some(was_winner) = click.previous_winner {
+        return Ok(if was_winner && !accept {
             ClickOutcome::CannotRejectAfterWin
         } else {
             ClickOutcome::AlreadyDecided
         });
     }
-    let context = request_context(conn, inquiry.request_id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("request {}", inquiry.request_id)))?;
+    let context = &click.context;
     // The caller's span (the click) carries the task from here on.
     tracing::Span::current().record("task_id", context.task_id);
+    let offer = click.offer();
 
     if !accept {
-        insert_response(conn, &inquiry, false, false, now).await?;
-        let text = if has_winner(conn, inquiry.request_id).await? {
+        insert_response(conn, &offer, false, false, now).await?;
+        let text = if click.request_has_winner {
             blocks::TAKEN
         } else {
             blocks::THANKS
         };
-        queue_final(conn, &inquiry, &context, &me.first_name, text, now).await?;
-        close_if_everyone_declined(conn, inquiry.request_id, now).await?;
+        queue_final(conn, &offer, context, &click.clicker_first_name, text, now).await?;
+        close_if_everyone_declined(conn, context.request_id, now).await?;
         return Ok(ClickOutcome::Rejected);
     }
 
-    let request = staffing_request::Entity::find_by_id(inquiry.request_id)
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("request {}", inquiry.request_id)))?;
-    let task = task::Entity::find_by_id(request.task_id)
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", request.task_id)))?;
-    let project = project::Entity::find_by_id(task.project_id)
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("project {}", task.project_id)))?;
-    let open = request.status != RequestStatus::Closed
-        && !task.status.is_finished()
-        && !project.status.is_finished();
+    let open = click.request_status != RequestStatus::Closed
+        && !click.task_status.is_finished()
+        && !click.project_status.is_finished();
     // Compare-and-set: of all concurrent accepts, exactly one closes the request.
     let won = open
         && conn
             .execute_raw(statement(
                 conn.get_database_backend(),
                 "UPDATE staffing_requests SET status = 'closed', closed_at = $1 WHERE id = $2 AND status <> 'closed'",
-                vec![now.into(), request.id.into()],
+                vec![now.into(), context.request_id.into()],
             ))
             .await?
             .rows_affected()
             == 1;
     if !won {
-        insert_response(conn, &inquiry, true, false, now).await?;
-        queue_final(conn, &inquiry, &context, &me.first_name, blocks::GONE, now).await?;
+        insert_response(conn, &offer, true, false, now).await?;
+        queue_final(
+            conn,
+            &offer,
+            context,
+            &click.clicker_first_name,
+            blocks::GONE,
+            now,
+        )
+        .await?;
         return Ok(ClickOutcome::Late);
     }
-    insert_response(conn, &inquiry, true, true, now).await?;
-    let current = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(task.id))
-        .filter(task_assignment::Column::AssignmentCounter.eq(request.required_role_counter))
-        .one(conn)
+    let existing = task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(context.task_id))
+        .order_by_asc(task_assignment::Column::AssignmentCounter)
+        .all(conn)
         .await?;
-    match current {
-        Some(assignment) => {
-            lifecycle::reassign(conn, &assignment, &me, now).await?;
+    insert_response(conn, &offer, true, true, now).await?;
+    let mut writes = Vec::new();
+    match existing
+        .iter()
+        .find(|a| a.assignment_counter == context.required_role_counter)
+    {
+        Some(current) => {
+            // A restaff: the assignment changes hands (the previous worker is told).
+            let me = worker::Entity::find_by_id(click.worker_id)
+                .one(conn)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("worker {}", click.worker_id)))?;
+            lifecycle::reassign(conn, current, &me, now).await?;
         }
         None => {
-            lifecycle::assign_task(conn, task.id, &me, now).await?;
+            let facts = lifecycle::TaskFacts {
+                id: context.task_id,
+                status: click.task_status,
+                step_id: context.step_id,
+                project_id: context.project_id,
+            };
+            let certified =
+                context.required_count == 0 || click.held_count == context.required_count;
+            let assignment =
+                lifecycle::assign_prepared(conn, facts, &existing, click.worker_id, certified, now)
+                    .await?;
+            writes.extend(lifecycle::welcome_writes(
+                context.slack_channel_id.as_deref(),
+                context.project_id,
+                assignment.id,
+                click.worker_id,
+                &click.clicker_first_name,
+                click.clicker_slack_id.as_deref(),
+            ));
         }
     }
-    queue_final(
-        conn,
-        &inquiry,
-        &context,
-        &me.first_name,
-        &blocks::won_text(task.id, project.slack_channel_id.as_deref()),
-        now,
-    )
-    .await?;
+    writes.extend(final_write(
+        &offer,
+        context,
+        &click.clicker_first_name,
+        &blocks::won_text(context.task_id, context.slack_channel_id.as_deref()),
+    ));
     // Every other offer still open says the task was taken.
-    let others = staffing_inquiry::Entity::find()
-        .filter(staffing_inquiry::Column::RequestId.eq(request.id))
-        .filter(staffing_inquiry::Column::Id.ne(inquiry.id))
-        .all(conn)
-        .await?;
-    let answered: Vec<i64> = staffing_response::Entity::find()
-        .filter(staffing_response::Column::RequestId.eq(request.id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|r| r.inquiry_id)
-        .collect();
-    let names: std::collections::HashMap<i64, String> = worker::Entity::find()
-        .filter(worker::Column::Id.is_in(others.iter().map(|i| i.worker_id)))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|w| (w.id, w.first_name))
-        .collect();
-    for other in others.iter().filter(|i| !answered.contains(&i.id)) {
-        let name = names
-            .get(&other.worker_id)
-            .map(String::as_str)
-            .unwrap_or("");
-        queue_final(conn, other, &context, name, blocks::TAKEN, now).await?;
+    for other in open_offers(conn, context.request_id).await? {
+        if other.id == offer.id {
+            continue;
+        }
+        let other_ref = OfferRef {
+            id: other.id,
+            request_id: other.request_id,
+            worker_id: other.worker_id,
+            dm_channel: other.dm_channel,
+            dm_ts: other.dm_ts,
+        };
+        writes.extend(final_write(
+            &other_ref,
+            context,
+            &other.first_name,
+            blocks::TAKEN,
+        ));
     }
+    outbox::enqueue_many(conn, &writes, now).await?;
     Ok(ClickOutcome::Won)
 }
 
@@ -324,7 +450,15 @@ pub async fn on_offer_delivered<C: ConnectionTrait>(
             .await?
             .map(|w| w.first_name)
             .unwrap_or_default();
-        queue_final(conn, &inquiry, &context, &name, outcome, now).await?;
+        queue_final(
+            conn,
+            &OfferRef::from(&inquiry),
+            &context,
+            &name,
+            outcome,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -342,8 +342,43 @@ pub async fn is_certified<C: ConnectionTrait>(
     Ok(held as usize == required.len())
 }
 
-/// Queues the Slack side of a worker joining a task: invite to the project channel and
+/// The Slack side of a worker joining a task: invite to the project channel and
 /// `<@U…> has been added to the team. Welcome aboard!`.
+pub fn welcome_writes(
+    channel: Option<&str>,
+    project_id: i64,
+    assignment_id: i64,
+    worker_id: i64,
+    worker_username: &str,
+    slack_id: Option<&str>,
+) -> Vec<(String, SlackWrite)> {
+    let Some(slack_id) = slack_id else {
+        tracing::warn!(worker = %worker_username, "worker has no Slack user id; not inviting");
+        return Vec::new();
+    };
+    let Some(channel) = channel else {
+        tracing::warn!(project_id, "project has no Slack channel; not inviting");
+        return Vec::new();
+    };
+    vec![
+        (
+            format!("invite:assignment:{assignment_id}:worker:{worker_id}"),
+            SlackWrite::Invite {
+                channel: channel.to_string(),
+                users: slack_id.to_string(),
+            },
+        ),
+        (
+            format!("welcome:assignment:{assignment_id}:worker:{worker_id}"),
+            SlackWrite::post(
+                channel,
+                format!("<@{slack_id}> has been added to the team. Welcome aboard!"),
+            ),
+        ),
+    ]
+}
+
+/// Queues [`welcome_writes`].
 async fn queue_welcome<C: ConnectionTrait>(
     conn: &C,
     project: &project::Model,
@@ -351,38 +386,78 @@ async fn queue_welcome<C: ConnectionTrait>(
     worker: &worker::Model,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let Some(slack_id) = &worker.slack_user_id else {
-        tracing::warn!(worker = %worker.username, "worker has no Slack user id; not inviting");
-        return Ok(());
-    };
-    let Some(channel) = &project.slack_channel_id else {
-        tracing::warn!(
-            project_id = project.id,
-            "project has no Slack channel; not inviting"
-        );
-        return Ok(());
-    };
-    outbox::enqueue(
-        conn,
-        &format!("invite:assignment:{assignment_id}:worker:{}", worker.id),
-        &SlackWrite::Invite {
-            channel: channel.clone(),
-            users: slack_id.clone(),
-        },
-        now,
-    )
-    .await?;
-    outbox::enqueue(
-        conn,
-        &format!("welcome:assignment:{assignment_id}:worker:{}", worker.id),
-        &SlackWrite::post(
-            channel,
-            format!("<@{slack_id}> has been added to the team. Welcome aboard!"),
-        ),
-        now,
-    )
-    .await?;
+    let writes = welcome_writes(
+        project.slack_channel_id.as_deref(),
+        project.id,
+        assignment_id,
+        worker.id,
+        &worker.username,
+        worker.slack_user_id.as_deref(),
+    );
+    outbox::enqueue_many(conn, &writes, now).await?;
     Ok(())
+}
+
+/// What [`assign_prepared`] needs to know about the task, loaded by the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFacts {
+    pub id: i64,
+    pub status: TaskStatus,
+    pub step_id: i64,
+    pub project_id: i64,
+}
+
+/// Assigns `worker_id` to a task from facts the caller already loaded (the task, its
+/// assignments ordered by counter, whether the worker holds the step's certifications at the
+/// role the task's status needs): the rules of `assign_task` in two statements, the new
+/// assignment and the task's status. Slack messages and staffing requests are the caller's.
+pub async fn assign_prepared<C: ConnectionTrait>(
+    conn: &C,
+    task: TaskFacts,
+    existing: &[task_assignment::Model],
+    worker_id: i64,
+    certified: bool,
+    now: DateTime<Utc>,
+) -> Result<task_assignment::Model> {
+    rules::required_role(task.status)?;
+    let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
+    let counter = rules::required_role_counter(task.status, &counters)?;
+    if !certified {
+        return Err(UserError::NotCertifiedForTask.into());
+    }
+    if existing.iter().any(|a| a.worker_id == worker_id) {
+        return Err(UserError::AlreadyAssigned.into());
+    }
+    // Data comes from the current assignment: the processing one, else the highest counter.
+    let data = existing
+        .iter()
+        .find(|a| a.status == AssignmentStatus::Processing)
+        .or_else(|| existing.iter().max_by_key(|a| a.assignment_counter))
+        .map(|a| a.in_progress_task_data.clone())
+        .unwrap_or_else(|| json!({}));
+    let assignment = task_assignment::ActiveModel {
+        task_id: Set(task.id),
+        worker_id: Set(worker_id),
+        assignment_counter: Set(counter),
+        status: Set(AssignmentStatus::Processing),
+        in_progress_task_data: Set(data),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    let next = match task.status {
+        TaskStatus::AwaitingProcessing => TaskStatus::Processing,
+        _ => TaskStatus::Reviewing,
+    };
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(next.as_str()))
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .filter(task::Column::Id.eq(task.id))
+        .exec(conn)
+        .await?;
+    Ok(assignment)
 }
 
 /// Assigns a worker to a task waiting for one (behaviour §4.5 `assign_task`, with W-9 fixed:
@@ -397,40 +472,19 @@ pub async fn assign_task<C: ConnectionTrait>(
     let role = rules::required_role(task.status)?;
     let existing = assignments_of(conn, task_id).await?;
     let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
-    let counter = rules::required_role_counter(task.status, &counters)?;
-    if !is_certified(conn, worker.id, task.step_id, role).await? {
-        return Err(UserError::NotCertifiedForTask.into());
-    }
-    if existing.iter().any(|a| a.worker_id == worker.id) {
-        return Err(UserError::AlreadyAssigned.into());
-    }
-    // Data comes from the current assignment: the processing one, else the highest counter.
-    let data = existing
-        .iter()
-        .find(|a| a.status == AssignmentStatus::Processing)
-        .or_else(|| existing.iter().max_by_key(|a| a.assignment_counter))
-        .map(|a| a.in_progress_task_data.clone())
-        .unwrap_or_else(|| json!({}));
-    let assignment = task_assignment::ActiveModel {
-        task_id: Set(task_id),
-        worker_id: Set(worker.id),
-        assignment_counter: Set(counter),
-        status: Set(AssignmentStatus::Processing),
-        in_progress_task_data: Set(data),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await?;
-    let next = match task.status {
-        TaskStatus::AwaitingProcessing => TaskStatus::Processing,
-        _ => TaskStatus::Reviewing,
+    rules::required_role_counter(task.status, &counters)?;
+    let certified = is_certified(conn, worker.id, task.step_id, role).await?;
+    let facts = TaskFacts {
+        id: task.id,
+        status: task.status,
+        step_id: task.step_id,
+        project_id: task.project_id,
     };
-    set_task_status(conn, &task, next, now).await?;
+    let assignment = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
     let project = find_project(conn, task.project_id).await?;
     queue_welcome(conn, &project, assignment.id, worker, now).await?;
-    staffing::record_assignment_win(conn, task_id, counter, worker.id, now).await?;
+    staffing::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
+        .await?;
     Ok(assignment)
 }
 

@@ -1002,5 +1002,60 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     // Ties are broken at random per request: twenty requests do not all ask the same five.
     let distinct: std::collections::HashSet<i64> = chosen.iter().map(|i| i.worker_id).collect();
     assert!(distinct.len() > 5, "every request asked the same workers");
+
+    // The offers are delivered; the first Accept on one request wins in a few statements and
+    // queues every message it implies.
+    staffing_inquiry::Entity::update_many()
+        .col_expr(
+            staffing_inquiry::Column::DmChannel,
+            sea_orm::sea_query::Expr::value("D0DM"),
+        )
+        .col_expr(
+            staffing_inquiry::Column::DmTs,
+            sea_orm::sea_query::Expr::value("1.0"),
+        )
+        .exec(&t.db)
+        .await
+        .expect("delivered");
+    let first = &chosen[0];
+    let clicker = worker::Entity::find_by_id(first.worker_id)
+        .one(&t.db)
+        .await
+        .expect("q")
+        .expect("worker")
+        .slack_user_id
+        .expect("slack id");
+    let before = crate::common::outbox_rows(&t.db).await.len();
+    statements.store(0, Ordering::SeqCst);
+    let tx = staffbot::db::begin_write(&counted).await.expect("begin");
+    let outcome = staffbot::staffing::respond::respond(&tx, first.id, &clicker, true, now)
+        .await
+        .expect("accept");
+    tx.commit().await.expect("commit");
+    assert_eq!(outcome, staffbot::staffing::respond::ClickOutcome::Won);
+    let n = statements.load(Ordering::SeqCst);
+    assert!(n <= 8, "{n} statements for a winning accept");
+    let queued: Vec<String> = crate::common::outbox_rows(&t.db)
+        .await
+        .into_iter()
+        .skip(before)
+        .map(|(key, _)| key)
+        .collect();
+    let finals = queued
+        .iter()
+        .filter(|k| k.starts_with("offer-final:"))
+        .count();
+    assert_eq!(
+        finals, 5,
+        "the winner's offer and the four others: {queued:?}"
+    );
+    assert!(
+        queued.iter().any(|k| k.starts_with("invite:assignment:")),
+        "{queued:?}"
+    );
+    assert!(
+        queued.iter().any(|k| k.starts_with("welcome:assignment:")),
+        "{queued:?}"
+    );
     let _: Option<Value> = None;
 }
