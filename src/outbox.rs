@@ -132,13 +132,22 @@ pub async fn enqueue_many<C: ConnectionTrait>(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-    outbox::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(outbox::Column::DedupeKey)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
+    // Seven values a row: chunks stay under SQLite's 32,766 and PostgreSQL's 65,535 bound
+    // parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<outbox::ActiveModel> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        outbox::Entity::insert_many(chunk)
+            .on_conflict(
+                OnConflict::column(outbox::Column::DedupeKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
     Ok(())
 }
+
+/// Rows one multi-row insert carries at most.
+const ROWS_PER_INSERT: usize = 4000;

@@ -63,6 +63,30 @@ fn line(u: &Unstaffed) -> String {
     line
 }
 
+/// Characters one warning message carries at most (Slack's advice for a message's text).
+const MAX_MESSAGE_CHARS: usize = 4000;
+
+/// Joins lines into messages of at most `max` characters (a longer single line is its own
+/// message).
+fn split_lines(lines: &[String], max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        let extra = line.chars().count() + usize::from(!current.is_empty());
+        if !current.is_empty() && current.chars().count() + extra > max {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(line);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// One round; returns how many tasks were reported. Does nothing without a staffing channel.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
@@ -93,15 +117,22 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             .or_default()
             .push(line(r));
     }
-    let writes: Vec<(String, SlackWrite)> = by_step
-        .into_iter()
-        .map(|((_, version, step), lines)| {
-            (
-                format!("warn:{version}:{step}:{}", now.timestamp_millis()),
-                SlackWrite::post(channel, lines.join("\n")),
-            )
-        })
-        .collect();
+    // Long lists are split: Slack truncates a message's text beyond 40,000 characters and
+    // advises at most 4,000.
+    let mut writes: Vec<(String, SlackWrite)> = Vec::new();
+    for ((_, version, step), lines) in by_step {
+        for (part, text) in split_lines(&lines, MAX_MESSAGE_CHARS)
+            .into_iter()
+            .enumerate()
+        {
+            let key = if part == 0 {
+                format!("warn:{version}:{step}:{}", now.timestamp_millis())
+            } else {
+                format!("warn:{version}:{step}:{}:{part}", now.timestamp_millis())
+            };
+            writes.push((key, SlackWrite::post(channel, text)));
+        }
+    }
     let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
     let tx = crate::db::begin_write(db).await?;
     outbox::enqueue_many(&tx, &writes, now).await?;
@@ -116,4 +147,20 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     .await?;
     tx.commit().await?;
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_lines;
+
+    #[test]
+    fn long_lists_split_on_line_boundaries() {
+        let lines: Vec<String> = (0..10).map(|i| format!("line {i:02}")).collect();
+        let parts = split_lines(&lines, 24);
+        assert_eq!(parts[0], "line 00\nline 01\nline 02");
+        assert!(parts.iter().all(|p| p.chars().count() <= 24));
+        assert_eq!(parts.join("\n"), lines.join("\n"));
+        assert_eq!(split_lines(&lines[..1], 3), vec!["line 00".to_string()]);
+        assert!(split_lines(&[], 10).is_empty());
+    }
 }
