@@ -66,6 +66,10 @@ pub struct SlackConfig {
     pub app_token: Option<SecretString>,
     pub api_url: String,
     pub verification_token: Option<SecretString>,
+    /// Socket Mode connections this process keeps open (Slack allows 10 per app, across
+    /// replicas). Each handles one envelope at a time, so this is the process's concurrency.
+    #[serde(deserialize_with = "de_connections")]
+    pub socket_connections: u32,
 }
 
 impl Default for SlackConfig {
@@ -75,6 +79,7 @@ impl Default for SlackConfig {
             app_token: None,
             api_url: DEFAULT_SLACK_API_URL.to_string(),
             verification_token: None,
+            socket_connections: 4,
         }
     }
 }
@@ -292,6 +297,17 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+fn de_connections<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(deserializer)?;
+    if (1..=10).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "socket_connections must be between 1 and 10 (Slack's limit per app), not {n}"
+        )))
+    }
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -410,6 +426,7 @@ mod tests {
         assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(c.slack.api_url, "https://slack.com/api");
         assert_eq!(c.staffbot.worker_batch_size, 5);
+        assert_eq!(c.slack.socket_connections, 4);
         assert_eq!(c.staffbot.batch_frequency, Duration::from_secs(120));
         assert_eq!(c.staffbot.staffing_min_time, Duration::from_secs(1800));
         assert_eq!(c.staffbot.reminder_interval, Duration::from_secs(86_400));
@@ -432,6 +449,7 @@ bot_token = "xoxb-1"
 app_token = "xapp-1"
 api_url = "http://127.0.0.1:9/api"
 verification_token = "vt"
+socket_connections = 6
 [staffbot]
 worker_batch_size = 3
 batch_frequency = "500ms"
@@ -461,6 +479,7 @@ level = "debug"
         )
         .expect("valid config");
         assert_eq!(c.staffbot.worker_batch_size, 3);
+        assert_eq!(c.slack.socket_connections, 6);
         assert_eq!(c.staffbot.batch_frequency, Duration::from_millis(500));
         assert_eq!(c.staffbot.staffing_min_time, Duration::from_secs(5400));
         assert_eq!(
@@ -476,6 +495,15 @@ level = "debug"
             c.slack.bot_token.as_ref().map(|s| s.expose_secret()),
             Some("xoxb-1")
         );
+    }
+
+    #[test]
+    fn socket_connections_stay_within_slacks_limit() {
+        for bad in ["0", "11"] {
+            let err =
+                parse(&format!("[slack]\nsocket_connections = {bad}\n")).expect_err("out of range");
+            assert!(err.to_string().contains("between 1 and 10"), "{err}");
+        }
     }
 
     #[test]

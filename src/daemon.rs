@@ -185,7 +185,7 @@ impl Daemon {
             outbox_wake: outbox_wake.clone(),
         });
         let socket_config = SlackClientSocketModeConfig::new()
-            .with_max_connections_count(2)
+            .with_max_connections_count(config.slack.socket_connections)
             .with_initial_backoff_in_seconds(1)
             .with_reconnect_timeout_in_seconds(3)
             .with_ping_interval_in_seconds(10)

@@ -1,9 +1,20 @@
 //! The outbox sender: claims due rows, delivers them through the Web API, and records the result.
 //!
 //! Claims carry an expiry (`loops.lease_ttl`), so rows held by a sender that died are taken over.
-//! A row's completion is conditional on its claim token, so a row is delivered once. The one
-//! window Slack leaves open: a crash after Slack accepted a message and before the result was
-//! stored delivers that message again after the claim expires.
+//! A row's completion is conditional on its claim token, so a row is delivered once.
+//!
+//! **Messages are posted once, across crashes too.** Every `chat.postMessage` carries Slack
+//! message metadata naming its outbox row (`event_type` [`METADATA_EVENT_TYPE`],
+//! `event_payload.key` = the dedupe key), and the row's `sent_at` is set *before* the call. A
+//! pending row with `sent_at` is therefore "handed to Slack at `sent_at`, outcome unknown": the
+//! process died before storing the answer, the call timed out, or Slack answered 5xx after
+//! perhaps posting. Before posting such a row again the sender reads the channel's
+//! `conversations.history` (with `include_all_metadata`, from a little before `sent_at`) and, if
+//! the message is there, records it as sent with that `ts` instead of posting it twice. If the
+//! history cannot be read for good (a missing `*:history` scope, say), it posts again and logs a
+//! warning: at least once rather than never. Other writes need no such check: updates, invites
+//! and kicks are idempotent, and ephemeral replies cannot be looked up (a crash in that window
+//! may repeat one).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +43,14 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Rows one round claims at most.
 const BATCH: u64 = 50;
+
+/// The `event_type` of the metadata on every message the sender posts.
+pub const METADATA_EVENT_TYPE: &str = "staffbot_outbox";
+/// How far before a row's first attempt its lost message is looked for (clock skew between
+/// this host and Slack).
+const LOOKBACK: Duration = Duration::from_secs(120);
+/// `conversations.history` pages read at most when looking for a lost message.
+const HISTORY_PAGES: usize = 10;
 
 /// Backoff before attempt `attempts + 1`: 1 s, 2 s, 4 s, … capped at [`MAX_BACKOFF`].
 pub fn backoff(attempts: i32) -> Duration {
@@ -170,13 +189,41 @@ fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The body sent to Slack: the stored payload without its `method` tag.
+/// The body sent to Slack: the stored payload without its `method` tag; a posted message
+/// carries metadata naming its row, so it can be found again after a crash.
 fn request_body(row: &outbox::Model) -> Value {
     let mut body = row.payload.clone();
     if let Some(obj) = body.as_object_mut() {
         obj.remove("method");
+        if row.method == "chat.postMessage" {
+            obj.insert(
+                "metadata".to_string(),
+                serde_json::json!({
+                    "event_type": METADATA_EVENT_TYPE,
+                    "event_payload": {"key": row.dedupe_key},
+                }),
+            );
+        }
     }
     body
+}
+
+/// A Slack timestamp (`seconds.micros`) for `at`.
+fn slack_ts(at: DateTime<Utc>) -> String {
+    format!(
+        "{}.{:06}",
+        at.timestamp().max(0),
+        at.timestamp_subsec_micros().min(999_999)
+    )
+}
+
+/// What looking for an earlier attempt's message found.
+enum Lookup {
+    /// Posted already: the answer `chat.postMessage` would have given.
+    Found(Value),
+    NotFound,
+    /// The history could not be read now (retry the row later).
+    Failed(Delivery),
 }
 
 impl Sender {
@@ -309,6 +356,69 @@ impl Sender {
             report.deferred += 1;
             return Ok(());
         }
+        let posting = row.method == "chat.postMessage";
+        let mut marked = false;
+        if posting {
+            if let Some(since) = row.sent_at {
+                // An earlier attempt may have reached Slack: look before posting again.
+                match self.find_posted(&row, &body, since).await {
+                    Lookup::Found(response) => {
+                        tracing::info!(id = row.id, key = %row.dedupe_key,
+                            "found in the channel's history after an interrupted attempt; not posted again");
+                        let attempts = row.attempts + 1;
+                        let now = self.clock.now();
+                        return self
+                            .record(
+                                token,
+                                row,
+                                Delivery::Sent(response),
+                                attempts,
+                                now,
+                                false,
+                                report,
+                            )
+                            .await;
+                    }
+                    Lookup::NotFound => {}
+                    Lookup::Failed(Delivery::RateLimited(wait)) => {
+                        let until = self.clock.now() + to_chrono(wait);
+                        self.pacer
+                            .lock()
+                            .await
+                            .block("conversations.history", until);
+                        Self::finish(
+                            &self.db,
+                            row.id,
+                            token,
+                            vec![
+                                (outbox::Column::NextAttemptAt, Expr::value(until)),
+                                (outbox::Column::LastError, Expr::value("ratelimited")),
+                            ],
+                        )
+                        .await?;
+                        report.deferred += 1;
+                        return Ok(());
+                    }
+                    Lookup::Failed(Delivery::Permanent(error)) => {
+                        tracing::warn!(id = row.id, key = %row.dedupe_key,
+                            "cannot read the channel's history ({error}); posting again, which may repeat the message");
+                    }
+                    Lookup::Failed(outcome) => {
+                        let attempts = row.attempts + 1;
+                        let now = self.clock.now();
+                        return self
+                            .record(token, row, outcome, attempts, now, false, report)
+                            .await;
+                    }
+                }
+            } else {
+                // From here until the answer is stored the row is "in doubt".
+                if !Self::mark_handed_over(&self.db, row.id, token, now).await? {
+                    return Ok(());
+                }
+                marked = true;
+            }
+        }
         self.pacer.lock().await.record(&row.method, &body, now);
         let outcome = self.web.call(&row.method, &body).await;
         let (label, error) = match &outcome {
@@ -327,11 +437,106 @@ impl Sender {
         let attempts = row.attempts + 1;
         let span =
             tracing::info_span!("outbox", id = row.id, key = %row.dedupe_key, method = %row.method);
-        self.record(token, row, outcome, attempts, now, report)
+        self.record(token, row, outcome, attempts, now, marked, report)
             .instrument(span)
             .await
     }
 
+    /// Sets `sent_at` on a claimed pending row before its message goes to Slack (the claim is
+    /// kept). False when the claim was lost.
+    async fn mark_handed_over(
+        db: &DatabaseConnection,
+        id: i64,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DbErr> {
+        let result = outbox::Entity::update_many()
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::ClaimedBy.eq(token))
+            .exec(db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Looks for the message of `row` in its channel's history, posted since a little before
+    /// `since` (its first attempt).
+    async fn find_posted(&self, row: &outbox::Model, body: &Value, since: DateTime<Utc>) -> Lookup {
+        let Some(target) = body.get("channel").and_then(Value::as_str) else {
+            return Lookup::NotFound;
+        };
+        // A DM is posted to the user id; its history lives under the DM's conversation id.
+        let channel = if target.starts_with('U') || target.starts_with('W') {
+            let now = self.clock.now();
+            let open = serde_json::json!({"users": target});
+            self.pacer
+                .lock()
+                .await
+                .record("conversations.open", &open, now);
+            match self.web.call("conversations.open", &open).await {
+                Delivery::Sent(v) => match v["channel"]["id"].as_str() {
+                    Some(id) => id.to_string(),
+                    None => {
+                        return Lookup::Failed(Delivery::Transient(
+                            "conversations.open: no channel id".into(),
+                        ));
+                    }
+                },
+                other => return Lookup::Failed(other),
+            }
+        } else {
+            target.to_string()
+        };
+        let oldest = slack_ts(since - to_chrono(LOOKBACK));
+        let mut cursor: Option<String> = None;
+        for _ in 0..HISTORY_PAGES {
+            let mut params = vec![
+                ("channel", channel.clone()),
+                ("oldest", oldest.clone()),
+                ("inclusive", "true".to_string()),
+                ("limit", "100".to_string()),
+                ("include_all_metadata", "true".to_string()),
+            ];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c.clone()));
+            }
+            let now = self.clock.now();
+            self.pacer
+                .lock()
+                .await
+                .record("conversations.history", &Value::Null, now);
+            let page = match self.web.get("conversations.history", &params).await {
+                Delivery::Sent(page) => page,
+                other => return Lookup::Failed(other),
+            };
+            let messages = page["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            if let Some(message) = messages.iter().find(|m| {
+                m["metadata"]["event_type"] == METADATA_EVENT_TYPE
+                    && m["metadata"]["event_payload"]["key"] == row.dedupe_key.as_str()
+            }) {
+                return Lookup::Found(serde_json::json!({
+                    "ok": true,
+                    "channel": channel,
+                    "ts": message["ts"],
+                    "message": message,
+                    "found_in_history": true,
+                }));
+            }
+            cursor = page["response_metadata"]["next_cursor"]
+                .as_str()
+                .filter(|c| !c.is_empty() && page["has_more"] == true)
+                .map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Lookup::NotFound
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         token: &str,
@@ -339,6 +544,8 @@ impl Sender {
         outcome: Delivery,
         attempts: i32,
         now: DateTime<Utc>,
+        // This attempt set `sent_at` (so a refusal that proves nothing was posted clears it).
+        marked: bool,
         report: &mut SendReport,
     ) -> Result<(), DbErr> {
         match outcome {
@@ -385,16 +592,18 @@ impl Sender {
                     "rate limited by Slack; waiting {wait:?} before calling {} again",
                     row.method
                 );
-                Self::finish(
-                    &self.db,
-                    row.id,
-                    token,
-                    vec![
-                        (outbox::Column::NextAttemptAt, Expr::value(until)),
-                        (outbox::Column::LastError, Expr::value("ratelimited")),
-                    ],
-                )
-                .await?;
+                let mut changes = vec![
+                    (outbox::Column::NextAttemptAt, Expr::value(until)),
+                    (outbox::Column::LastError, Expr::value("ratelimited")),
+                ];
+                if marked {
+                    // A 429 means Slack did not take the call: nothing to look for next time.
+                    changes.push((
+                        outbox::Column::SentAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    ));
+                }
+                Self::finish(&self.db, row.id, token, changes).await?;
                 report.deferred += 1;
             }
             Delivery::Transient(error) if attempts < MAX_ATTEMPTS => {
@@ -530,6 +739,48 @@ mod tests {
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("valid")
+    }
+
+    fn row(method: &str, payload: Value) -> outbox::Model {
+        outbox::Model {
+            id: 1,
+            dedupe_key: "offer:7".into(),
+            method: method.into(),
+            payload,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at: t(0),
+            claimed_by: None,
+            claim_expires_at: None,
+            result: None,
+            last_error: None,
+            created_at: t(0),
+            sent_at: None,
+        }
+    }
+
+    #[test]
+    fn posts_carry_their_outbox_key_as_metadata() {
+        let body = request_body(&row(
+            "chat.postMessage",
+            json!({"method": "chat.postMessage", "channel": "U1", "text": "hi"}),
+        ));
+        assert_eq!(
+            body,
+            json!({"channel": "U1", "text": "hi", "metadata": {
+                "event_type": "staffbot_outbox", "event_payload": {"key": "offer:7"}}})
+        );
+        let body = request_body(&row(
+            "chat.update",
+            json!({"method": "chat.update", "channel": "D1", "ts": "1.2", "text": "x"}),
+        ));
+        assert_eq!(body, json!({"channel": "D1", "ts": "1.2", "text": "x"}));
+    }
+
+    #[test]
+    fn slack_timestamps_have_six_decimals() {
+        let at = DateTime::from_timestamp(1_700_000_000, 42_000).expect("valid");
+        assert_eq!(slack_ts(at), "1700000000.000042");
     }
 
     #[test]

@@ -116,7 +116,10 @@ pub fn classify(method: &str, result: Result<Value, SlackClientError>) -> Delive
 /// One Web API call with the bot token. A trait so tests can count or fail calls.
 #[async_trait]
 pub trait SlackWeb: Send + Sync {
+    /// A write method: `body` is POSTed as JSON.
     async fn call(&self, method: &str, body: &Value) -> Delivery;
+    /// A read method that takes query parameters (`conversations.history`).
+    async fn get(&self, method: &str, params: &[(&str, String)]) -> Delivery;
 }
 
 pub struct MorphismWeb {
@@ -136,6 +139,19 @@ impl SlackWeb for MorphismWeb {
         let call = session
             .http_session_api
             .http_post::<Value, Value>(method, body, None);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => classify(method, result),
+            Err(_) => Delivery::Transient(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    async fn get(&self, method: &str, params: &[(&str, String)]) -> Delivery {
+        let session = self.client.open_session(&self.bot_token);
+        let params: Vec<(&str, Option<String>)> =
+            params.iter().map(|(k, v)| (*k, Some(v.clone()))).collect();
+        let call = session
+            .http_session_api
+            .http_get::<Value, _, String>(method, &params, None);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => classify(method, result),
             Err(_) => Delivery::Transient(format!("no answer within {:?}", self.timeout)),

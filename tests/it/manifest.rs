@@ -56,10 +56,13 @@ fn socket_mode_slash_command_interactivity_home_and_scopes() {
     assert_eq!(
         scopes,
         [
+            "channels:history",
             "chat:write",
             "commands",
+            "groups:history",
             "groups:read",
             "groups:write",
+            "im:history",
             "im:write",
             "users:read",
             "users:read.email"

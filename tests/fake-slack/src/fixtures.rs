@@ -36,6 +36,8 @@ pub(crate) const CONVERSATIONS_INVITE_ERROR: &str =
     include_str!("../fixtures/web-api/conversations.invite.error.json");
 pub(crate) const CONVERSATIONS_KICK: &str =
     include_str!("../fixtures/web-api/conversations.kick.success.json");
+pub(crate) const CONVERSATIONS_HISTORY: &str =
+    include_str!("../fixtures/web-api/conversations.history.success.json");
 pub(crate) const USERS_INFO: &str = include_str!("../fixtures/web-api/users.info.success.json");
 pub(crate) const VIEWS_PUBLISH: &str =
     include_str!("../fixtures/web-api/views.publish.success.json");
@@ -95,6 +97,7 @@ mod tests {
             CONVERSATIONS_INVITE,
             CONVERSATIONS_INVITE_ERROR,
             CONVERSATIONS_KICK,
+            CONVERSATIONS_HISTORY,
             USERS_INFO,
             VIEWS_PUBLISH,
             VIEWS_PUBLISH_ERROR,

@@ -15,14 +15,20 @@
 //! - **Teardown.** [`FakeSlack::disconnect`] sends a `disconnect` frame and closes the sockets
 //!   100 ms later; [`FakeSlack::drop_sockets`] ends the TCP streams without a Close frame.
 //! - **Web API.** `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
-//!   `conversations.open`, `conversations.invite`, `conversations.kick`, `users.info` and
-//!   `views.publish`, over a small in-memory workspace (users, private channels with members,
-//!   DMs `D<user id>`, messages). Bodies are read as JSON or as urlencoded forms, GET queries
-//!   too; the bot token comes from `Authorization: Bearer` or a `token` field. Errors are HTTP
-//!   200 `{"ok":false,"error":…}`; every response is `Content-Type: application/json`. Every call
-//!   is recorded ([`FakeSlack::calls`]), faulted and failed ones included.
+//!   `conversations.open`, `conversations.invite`, `conversations.kick`, `conversations.info`,
+//!   `conversations.history`, `users.info` and `views.publish`, over a small in-memory workspace
+//!   (users, private channels with members, DMs `D<user id>`, messages). `chat.postMessage`
+//!   stores the message `metadata` (`event_type`, `event_payload`); `conversations.history`
+//!   returns it with `include_all_metadata=true`. Bodies are read as JSON or as urlencoded
+//!   forms, GET queries too; the bot token comes from `Authorization: Bearer` or a `token`
+//!   field. Errors are HTTP 200 `{"ok":false,"error":…}`; every response is
+//!   `Content-Type: application/json`. Every call is recorded ([`FakeSlack::calls`]), faulted and
+//!   failed ones included.
 //! - **Fault injection.** [`FakeSlack::fail_next`] makes the next calls of a method answer with
-//!   429 + `Retry-After`, HTTP 500, an API error or `invalid_auth`, without touching the workspace.
+//!   429 + `Retry-After`, HTTP 500, an API error or `invalid_auth`, without touching the workspace;
+//!   [`FakeSlack::fail_until_cleared`] does so for every call until [`FakeSlack::clear_faults`].
+//!   [`FakeSlack::hold_responses`] lets calls take effect but holds their answers back until
+//!   [`FakeSlack::release`] (a client that dies meanwhile never learns the call worked).
 //! - **`response_url`s** point at `POST /response/<n>` on the fake; bodies are recorded
 //!   ([`FakeSlack::response_posts`]).
 //!
@@ -44,6 +50,8 @@
 //!   the bot token are not interchangeable (the wrong kind gives `invalid_auth`, where Slack
 //!   would say `not_allowed_token_type`).
 //! - Rate limits are not enforced except through [`FakeSlack::fail_next`].
+//! - `conversations.history` knows no threads, and cursors are this fake's own (opaque to
+//!   clients all the same); message `metadata` is returned only with `include_all_metadata`.
 //! - Envelopes are never redelivered: a missing ack is only visible as a [`FakeSlack::wait_ack`]
 //!   timeout. `retry_attempt`/`retry_reason` appear only if a test puts them into an envelope.
 //! - `response_url` posts are recorded but do not change stored messages (`replace_original`,
@@ -158,6 +166,8 @@ pub struct Message {
     pub ephemeral: bool,
     /// Changed at least once by `chat.update`.
     pub updated: bool,
+    /// The message `metadata` (`{"event_type":…,"event_payload":…}`) it was posted with.
+    pub metadata: Option<Value>,
 }
 
 pub(crate) struct Inner {
@@ -685,6 +695,58 @@ impl FakeSlack {
             let queue = s.faults.entry(method.to_string()).or_default();
             queue.extend(std::iter::repeat_n(fault, times));
         });
+    }
+
+    /// Makes every call of `method` (`"*"`: of every Web API method) answer with `fault` until
+    /// [`FakeSlack::clear_faults`]. Faults queued by [`FakeSlack::fail_next`] come first.
+    pub fn fail_until_cleared(&self, method: &str, fault: Fault) {
+        self.inner.update(|s| {
+            s.lasting_faults.insert(method.to_string(), fault);
+        });
+    }
+
+    /// Ends [`FakeSlack::fail_until_cleared`] for `method` (`"*"` as given there), and drops
+    /// the faults still queued for it by [`FakeSlack::fail_next`].
+    pub fn clear_faults(&self, method: &str) {
+        self.inner.update(|s| {
+            s.lasting_faults.remove(method);
+            s.faults.remove(method);
+        });
+    }
+
+    /// The number of calls answered with HTTP `status` so far, all methods.
+    pub fn calls_with_status(&self, status: u16) -> usize {
+        self.inner
+            .read(|s| s.calls.iter().filter(|c| c.status == status).count())
+    }
+
+    /// From now on, calls of `method` take effect (the message is stored, the call recorded)
+    /// but their HTTP answers are held back until [`FakeSlack::release`]: the window in which
+    /// Slack did the work and the client does not know it yet.
+    pub fn hold_responses(&self, method: &str) {
+        self.hold_responses_after(method, 0);
+    }
+
+    /// Like [`FakeSlack::hold_responses`], but the next `n` calls still get their answers.
+    pub fn hold_responses_after(&self, method: &str, n: usize) {
+        self.inner.update(|s| {
+            s.holds.insert(method.to_string(), n);
+        });
+    }
+
+    /// Sends every held answer of `method` and stops holding new ones.
+    pub fn release(&self, method: &str) {
+        self.inner.update(|s| {
+            s.holds.remove(method);
+            *s.releases.entry(method.to_string()).or_default() += 1;
+        });
+    }
+
+    /// Waits until at least `n` answers of `method` are being held; `false` on timeout.
+    pub async fn wait_for_held(&self, method: &str, n: usize, timeout: Duration) -> bool {
+        self.inner
+            .wait_until(timeout, |s| s.held.get(method).copied().unwrap_or(0) >= n)
+            .await
     }
 
     /// A fresh envelope id, trigger id and loopback response URL.

@@ -69,10 +69,19 @@ pub(crate) struct State {
     pub calls: Vec<ApiCall>,
     pub response_posts: Vec<serde_json::Value>,
     pub faults: HashMap<String, VecDeque<Fault>>,
+    /// Faults that answer every call of a method (or of every method, key `*`) until cleared.
+    pub lasting_faults: HashMap<String, Fault>,
+    /// Methods whose responses are held back (after the call took effect) until released:
+    /// the value is how many more calls still get their answer at once.
+    pub holds: HashMap<String, usize>,
+    /// Bumped by every release, per method; held responses wait for it to change.
+    pub releases: HashMap<String, u64>,
+    /// Responses currently held back, per method.
+    pub held: HashMap<String, usize>,
 
     // --- generators ---
     counter: u64,
-    ts_counter: u64,
+    last_ts_micros: u128,
     last_action_micros: u128,
 }
 
@@ -83,15 +92,16 @@ impl State {
         self.counter
     }
 
-    /// A fresh message timestamp: `1700000000.000100`, `1700000000.000200`, … (unique, increasing).
+    /// A fresh message timestamp near the wall clock, as Slack's are (clients look messages up
+    /// by time with `conversations.history`): `seconds.micros`, unique and increasing.
     pub fn next_ts(&mut self) -> String {
-        self.ts_counter += 1;
-        let micros = self.ts_counter * 100;
-        format!(
-            "{}.{:06}",
-            1_700_000_000 + micros / 1_000_000,
-            micros % 1_000_000
-        )
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let micros = now.max(self.last_ts_micros + 1);
+        self.last_ts_micros = micros;
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
     }
 
     /// A fresh `action_ts` near the wall clock, strictly increasing.

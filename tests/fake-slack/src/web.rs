@@ -92,6 +92,7 @@ const METHODS: &[&str] = &[
     "conversations.invite",
     "conversations.kick",
     "conversations.info",
+    "conversations.history",
     "users.info",
     "views.publish",
 ];
@@ -149,9 +150,24 @@ async fn api(
                 .map(str::to_string)
         });
 
+    let mut hold = None;
     let reply = inner.update(|s| {
         if let Some(fault) = s.faults.get_mut(&method).and_then(|q| q.pop_front()) {
             return Reply::fault(&fault);
+        }
+        if let Some(fault) = s
+            .lasting_faults
+            .get(&method)
+            .or_else(|| s.lasting_faults.get("*"))
+        {
+            return Reply::fault(fault);
+        }
+        if let Some(pass) = s.holds.get_mut(&method) {
+            if *pass > 0 {
+                *pass -= 1;
+            } else {
+                hold = Some(s.releases.get(&method).copied().unwrap_or(0));
+            }
         }
         if !METHODS.contains(&method.as_str()) {
             return Reply::err("unknown_method");
@@ -181,14 +197,51 @@ async fn api(
     let response = json_response(reply.status, &reply.body, reply.retry_after);
     inner.update(|s| {
         s.calls.push(ApiCall {
-            method,
+            method: method.clone(),
             token,
             body: body_value,
             status: reply.status,
             response: reply.body,
         });
+        if hold.is_some() {
+            *s.held.entry(method.clone()).or_default() += 1;
+        }
     });
+    if let Some(generation) = hold {
+        // The call took effect; its answer waits for `release` (or for the client to go away,
+        // which drops this future).
+        let _unhold = Unhold {
+            inner: inner.clone(),
+            method: method.clone(),
+        };
+        tracing::debug!(%method, "fake-slack: holding the response");
+        while !inner
+            .wait_until(HOLD_WAIT, |s| {
+                s.releases.get(&method).copied().unwrap_or(0) != generation
+            })
+            .await
+        {}
+    }
     response
+}
+
+/// How long one wait for a release lasts before it is simply started again.
+const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Counts a held response as no longer held when its wait ends or is dropped.
+struct Unhold {
+    inner: Arc<Inner>,
+    method: String,
+}
+
+impl Drop for Unhold {
+    fn drop(&mut self) {
+        self.inner.update(|s| {
+            if let Some(n) = s.held.get_mut(&self.method) {
+                *n = n.saturating_sub(1);
+            }
+        });
+    }
 }
 
 /// `POST /response/{id}`: records the body.
@@ -227,6 +280,7 @@ fn dispatch(ctx: &Ctx<'_>, s: &mut State, method: &str, f: &Map<String, Value>) 
         "conversations.invite" => conversations_invite(s, f),
         "conversations.kick" => conversations_kick(s, f),
         "conversations.info" => conversations_info(s, f),
+        "conversations.history" => conversations_history(s, f),
         "users.info" => users_info(ctx, s, f),
         "views.publish" => views_publish(ctx, s, f),
         _ => Err(Reply::err("unknown_method")),
@@ -265,6 +319,35 @@ fn json_field(f: &Map<String, Value>, key: &str) -> Result<Option<Value>, ()> {
         Some(Value::String(s)) => serde_json::from_str(s).map(Some).map_err(|_| ()),
         Some(v) => Ok(Some(v.clone())),
     }
+}
+
+/// Message `metadata`: an object with a string `event_type` and an object `event_payload`
+/// (a form carries it as a JSON string).
+fn metadata_field(f: &Map<String, Value>) -> Result<Option<Value>, Reply> {
+    match json_field(f, "metadata") {
+        Ok(None) => Ok(None),
+        Ok(Some(v))
+            if v.get("event_type").is_some_and(Value::is_string)
+                && v.get("event_payload").is_some_and(Value::is_object) =>
+        {
+            Ok(Some(json!({
+                "event_type": v["event_type"],
+                "event_payload": v["event_payload"],
+            })))
+        }
+        _ => Err(Reply::err("invalid_metadata_format")),
+    }
+}
+
+/// A message timestamp (`1764236000.000100`) as microseconds, for ordering and ranges.
+fn ts_micros(ts: &str) -> Option<u128> {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    if frac.len() > 6 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u128 = secs.parse().ok()?;
+    let frac: u128 = format!("{frac:0<6}").parse().ok()?;
+    Some(secs * 1_000_000 + frac)
 }
 
 fn blocks_field(f: &Map<String, Value>) -> Result<Option<Value>, Reply> {
@@ -359,10 +442,14 @@ fn chat_post_message(s: &mut State, f: &Map<String, Value>) -> MethodResult {
     if text.is_empty() && blocks.is_none() {
         return Err(Reply::err("no_text"));
     }
+    let metadata = metadata_field(f)?;
     let id = postable_channel(s, &channel)?;
     let ts = s.next_ts();
     let thread_ts = str_field(f, "thread_ts");
-    let message = posted_message(&text, &ts, blocks.as_ref(), thread_ts.as_deref());
+    let mut message = posted_message(&text, &ts, blocks.as_ref(), thread_ts.as_deref());
+    if let Some(metadata) = &metadata {
+        message["metadata"] = metadata.clone();
+    }
     s.messages.push(Message {
         channel: id.clone(),
         ts: ts.clone(),
@@ -371,6 +458,7 @@ fn chat_post_message(s: &mut State, f: &Map<String, Value>) -> MethodResult {
         user: None,
         ephemeral: false,
         updated: false,
+        metadata,
     });
     let mut body = load(fixtures::CHAT_POST_MESSAGE);
     body["channel"] = json!(id);
@@ -442,6 +530,7 @@ fn chat_post_ephemeral(s: &mut State, f: &Map<String, Value>) -> MethodResult {
         user: Some(user),
         ephemeral: true,
         updated: false,
+        metadata: None,
     });
     let mut body = load(fixtures::CHAT_POST_EPHEMERAL);
     body["message_ts"] = json!(ts);
@@ -605,6 +694,98 @@ fn conversations_info(s: &mut State, f: &Map<String, Value>) -> MethodResult {
             "num_members": channel.members.len() + 1
         }
     })))
+}
+
+/// `conversations.history`: a conversation's messages, newest first, between `oldest` and
+/// `latest` (exclusive unless `inclusive`), `limit` at a time (default 100, at most 999), with a
+/// cursor for the next page. Ephemeral messages are not part of the history; `metadata` is
+/// included with `include_all_metadata`.
+fn conversations_history(s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let channel = required(f, "channel", "channel_not_found")?;
+    // A user id is not a conversation id here (chat.postMessage is the lenient one).
+    if channel.starts_with('U') || channel.starts_with('W') {
+        return Err(Reply::err("channel_not_found"));
+    }
+    let id = s.resolve_channel(&channel).map_err(Reply::err)?;
+    if !s.channels.get(&id).is_some_and(|c| c.bot_member) {
+        return Err(Reply::err("not_in_channel"));
+    }
+    let bound = |key: &str, error: &str| -> Result<Option<u128>, Reply> {
+        match str_field(f, key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => ts_micros(&v).map(Some).ok_or_else(|| Reply::err(error)),
+        }
+    };
+    let oldest = bound("oldest", "invalid_ts_oldest")?;
+    let latest = bound("latest", "invalid_ts_latest")?;
+    let inclusive = bool_field(f, "inclusive");
+    let limit = match str_field(f, "limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| Reply::err("invalid_limit"))?
+            .clamp(1, 999),
+    };
+    let cursor = match str_field(f, "cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            c.strip_prefix("next_ts:")
+                .and_then(|ts| ts.parse::<u128>().ok())
+                .ok_or_else(|| Reply::err("invalid_cursor"))?,
+        ),
+    };
+    let with_metadata = bool_field(f, "include_all_metadata");
+    let mut found: Vec<(u128, &Message)> = s
+        .messages
+        .iter()
+        .filter(|m| m.channel == id && !m.ephemeral)
+        .filter_map(|m| ts_micros(&m.ts).map(|t| (t, m)))
+        .filter(|(t, _)| match oldest {
+            Some(o) if inclusive => *t >= o,
+            Some(o) => *t > o,
+            None => true,
+        })
+        .filter(|(t, _)| match latest {
+            Some(l) if inclusive => *t <= l,
+            Some(l) => *t < l,
+            None => true,
+        })
+        .filter(|(t, _)| cursor.is_none_or(|c| *t <= c))
+        .collect();
+    found.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    let has_more = found.len() > limit;
+    let next = found.get(limit).map(|(t, _)| format!("next_ts:{t}"));
+    let messages: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|(_, m)| {
+            let mut message = json!({
+                "type": "message",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": m.text,
+                "ts": m.ts,
+            });
+            if let Some(blocks) = &m.blocks {
+                message["blocks"] = blocks.clone();
+            }
+            if let (true, Some(metadata)) = (with_metadata, &m.metadata) {
+                message["metadata"] = metadata.clone();
+            }
+            message
+        })
+        .collect();
+    let mut body = load(fixtures::CONVERSATIONS_HISTORY);
+    body["messages"] = Value::Array(messages);
+    body["has_more"] = json!(has_more);
+    body["pin_count"] = json!(0);
+    body["channel_actions_ts"] = Value::Null;
+    body["channel_actions_count"] = json!(0);
+    match next {
+        Some(cursor) => body["response_metadata"] = json!({"next_cursor": cursor}),
+        None => fixtures::remove(&mut body, "response_metadata"),
+    }
+    Ok(Reply::ok(body))
 }
 
 fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {

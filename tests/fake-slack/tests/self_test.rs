@@ -430,3 +430,120 @@ async fn fail_next_rate_limits_then_recovers() {
         Some("xoxb-test")
     );
 }
+
+#[tokio::test]
+async fn history_returns_metadata_newest_first_with_a_cursor() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    for key in ["a", "b", "c"] {
+        let reply = api(
+            &fake,
+            "chat.postMessage",
+            "xoxb-test",
+            json!({"channel": "U1", "text": key,
+                   "metadata": {"event_type": "staffbot_outbox", "event_payload": {"key": key}}}),
+        )
+        .await;
+        assert_eq!(reply.body["ok"], true, "{}", reply.body);
+        assert_eq!(
+            reply.body["message"]["metadata"]["event_payload"]["key"],
+            key
+        );
+    }
+    let bad = api(
+        &fake,
+        "chat.postMessage",
+        "xoxb-test",
+        json!({"channel": "U1", "text": "x", "metadata": {"event_type": 1}}),
+    )
+    .await;
+    assert_eq!(bad.body["error"], "invalid_metadata_format");
+
+    let get = |query: String| {
+        let fake = fake.clone();
+        async move {
+            http(
+                &fake,
+                "GET",
+                &format!("/api/conversations.history?{query}"),
+                &[("Authorization", "Bearer xoxb-test")],
+                "",
+            )
+            .await
+        }
+    };
+    let page = get("channel=DU1&limit=2&include_all_metadata=true".into()).await;
+    assert_eq!(page.body["ok"], true, "{}", page.body);
+    let keys: Vec<&str> = page.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["metadata"]["event_payload"]["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["c", "b"]);
+    assert_eq!(page.body["has_more"], true);
+    let cursor = page.body["response_metadata"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rest = get(format!(
+        "channel=DU1&limit=2&include_all_metadata=true&cursor={cursor}"
+    ))
+    .await;
+    assert_eq!(rest.body["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(rest.body["messages"][0]["text"], "a");
+    assert_eq!(rest.body["has_more"], false);
+    // Without include_all_metadata there is none; `oldest` bounds the range; user ids are not
+    // conversation ids.
+    let newest = rest.body["messages"][0]["ts"].as_str().unwrap().to_string();
+    let plain = get(format!("channel=DU1&oldest={newest}")).await;
+    assert_eq!(plain.body["messages"].as_array().unwrap().len(), 2);
+    assert!(plain.body["messages"][0].get("metadata").is_none());
+    let user = get("channel=U1".into()).await;
+    assert_eq!(user.body["error"], "channel_not_found");
+}
+
+#[tokio::test]
+async fn held_responses_take_effect_first_and_lasting_faults_last_until_cleared() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.hold_responses_after("chat.postMessage", 1);
+    let first = api(
+        &fake,
+        "chat.postMessage",
+        "xoxb-test",
+        json!({"channel": "U1", "text": "1"}),
+    )
+    .await;
+    assert_eq!(first.body["ok"], true);
+    let held = tokio::spawn({
+        let fake = fake.clone();
+        async move {
+            api(
+                &fake,
+                "chat.postMessage",
+                "xoxb-test",
+                json!({"channel": "U1", "text": "2"}),
+            )
+            .await
+        }
+    });
+    assert!(fake.wait_for_held("chat.postMessage", 1, WAIT).await);
+    // Slack has the message; the client has no answer yet.
+    assert_eq!(fake.messages("U1").len(), 2);
+    assert!(!held.is_finished());
+    fake.release("chat.postMessage");
+    assert_eq!(held.await.unwrap().body["ok"], true);
+
+    fake.fail_until_cleared("*", Fault::ServerError);
+    for _ in 0..3 {
+        assert_eq!(
+            api(&fake, "auth.test", "xoxb-test", json!({})).await.status,
+            500
+        );
+    }
+    assert_eq!(fake.calls_with_status(500), 3);
+    fake.clear_faults("*");
+    assert_eq!(
+        api(&fake, "auth.test", "xoxb-test", json!({})).await.status,
+        200
+    );
+}

@@ -1,0 +1,308 @@
+//! The staffbot benchmark (issue 6). Not part of the test suite.
+//!
+//! ```sh
+//! cargo run --release -p staffbot-bench -- [--sizes 50x20,1000x200] [--backend sqlite|postgres|both]
+//!     [--out docs/bench-results.jsonl] [--markdown docs/benchmarks.md] [--skip-socket] [--duration 30s]
+//! ```
+//!
+//! For each backend and size: build the data ([`data`]), then time the phases ([`phases`]) with
+//! their SQL statements and peak RSS; then the Socket Mode phases ([`socket`]) against the real
+//! `staffbot serve`. Results go to JSON lines and `docs/benchmarks.md` ([`report`]).
+
+mod data;
+mod phases;
+mod report;
+mod socket;
+mod sys;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use sea_orm::ConnectionTrait;
+
+use crate::phases::Counted;
+use crate::report::{JsonLines, MarkdownInput, Record};
+
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size {
+    workers: usize,
+    requests: usize,
+}
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Size, String> {
+        let (w, t) = s
+            .split_once('x')
+            .ok_or_else(|| format!("a size is WxT, e.g. 1000x200: {s:?}"))?;
+        let parse = |v: &str| {
+            v.replace('_', "")
+                .parse::<usize>()
+                .map_err(|e| format!("{v:?}: {e}"))
+        };
+        let size = Size {
+            workers: parse(w)?,
+            requests: parse(t)?,
+        };
+        if size.workers < 25 || size.requests < 4 {
+            return Err(format!("{s}: at least 25 workers and 4 requests"));
+        }
+        Ok(size)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "bench", about = "staffbot's benchmark (issue 6)")]
+struct Args {
+    /// Sizes as WORKERSxREQUESTS, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50x20,200x100,1000x200,10000x2000,100000x10000"
+    )]
+    sizes: Vec<Size>,
+    #[arg(long, value_enum, default_value = "both")]
+    backend: BackendChoice,
+    /// PostgreSQL server (trust auth); a database is created and dropped per run.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pg_url: String,
+    /// JSON lines output (default: docs/bench-results.jsonl in the workspace).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Markdown report (default: docs/benchmarks.md in the workspace).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Leave the markdown report alone.
+    #[arg(long)]
+    no_markdown: bool,
+    /// Skip the Socket Mode phases.
+    #[arg(long)]
+    skip_socket: bool,
+    /// Length of the steady envelope stream.
+    #[arg(long, default_value = "30s", value_parser = staffbot::config::parse_duration)]
+    duration: Duration,
+    /// Envelopes per second in the stream.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// A staffing tick taking longer than this is stopped and reported with an estimate.
+    #[arg(long, default_value = "60s", value_parser = staffbot::config::parse_duration)]
+    tick_timeout: Duration,
+    /// Operations per click/`staff` phase (medians are over these).
+    #[arg(long, default_value_t = 50)]
+    samples: usize,
+    /// The `staffbot` binary for the socket phases (default: beside this one, rebuilt first
+    /// when run through cargo).
+    #[arg(long)]
+    staffbot_bin: Option<PathBuf>,
+}
+
+/// A fresh database for one run.
+enum FreshDb {
+    Sqlite {
+        url: String,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        admin_url: String,
+        name: String,
+    },
+}
+
+impl FreshDb {
+    async fn create(backend: &str, pg_url: &str) -> Result<FreshDb> {
+        if backend == "sqlite" {
+            let dir = tempfile::tempdir()?;
+            let url = data::sqlite_url(&dir.path().join("staffbot.db"));
+            return Ok(FreshDb::Sqlite { url, _dir: dir });
+        }
+        let base = pg_url.trim_end_matches('/');
+        let admin_url = format!("{base}/postgres");
+        let name = format!(
+            "staffbot_bench_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        );
+        let admin = staffbot::db::connect(&admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("creating the database {name} on {base}"))?;
+        admin.close().await?;
+        Ok(FreshDb::Postgres {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            FreshDb::Sqlite { url, .. } | FreshDb::Postgres { url, .. } => url,
+        }
+    }
+
+    async fn drop_it(self) -> Result<()> {
+        if let FreshDb::Postgres {
+            admin_url, name, ..
+        } = self
+        {
+            let admin = staffbot::db::connect(&admin_url).await?;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
+            admin.close().await?;
+        }
+        Ok(())
+    }
+}
+
+fn spare_tasks(samples: usize) -> usize {
+    samples.max(1)
+}
+
+async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -> Result<()> {
+    let shape = data::Shape {
+        workers: size.workers,
+        requests: size.requests,
+        spare_tasks: spare_tasks(args.samples),
+    };
+    let quiet = size.workers < 10_000;
+    for batch in [5u32, 20] {
+        eprintln!(
+            "{backend} W={} T={} B={batch}: building",
+            size.workers, size.requests
+        );
+        let fresh = FreshDb::create(backend, &args.pg_url).await?;
+        let c = Counted::connect(fresh.url()).await?;
+        let (built, build) = phases::build(&c, shape, quiet).await?;
+        if batch == 5 {
+            out.push(report::from_phase(
+                backend,
+                size.workers,
+                size.requests,
+                &build,
+            ))?;
+        }
+        eprintln!(
+            "{backend} W={} T={} B={batch}: tick",
+            size.workers, size.requests
+        );
+        let tick = phases::tick(&c, batch, size.requests, args.tick_timeout).await?;
+        out.push(report::from_phase(
+            backend,
+            size.workers,
+            size.requests,
+            &tick,
+        ))?;
+        if batch == 5 {
+            for phase in phases::after_tick(&c, &built, args.samples).await? {
+                out.push(report::from_phase(
+                    backend,
+                    size.workers,
+                    size.requests,
+                    &phase,
+                ))?;
+            }
+        }
+        c.db.close().await?;
+        fresh.drop_it().await?;
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = std::time::Instant::now();
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let command = std::iter::once("cargo run --release -p staffbot-bench --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(WORKSPACE).join("docs/bench-results.jsonl"));
+    let md_path = args
+        .markdown
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(WORKSPACE).join("docs/benchmarks.md"));
+    let binary = if args.skip_socket {
+        None
+    } else {
+        Some(socket::locate_binary(args.staffbot_bin.clone())?)
+    };
+
+    eprintln!("checking the bulk data builder against staffbot's own functions");
+    data::verify_against_library().await?;
+
+    let mut out = JsonLines::create(&out_path)?;
+    let backends: &[&str] = match args.backend {
+        BackendChoice::Sqlite => &["sqlite"],
+        BackendChoice::Postgres => &["postgres"],
+        BackendChoice::Both => &["sqlite", "postgres"],
+    };
+    for backend in backends {
+        for size in &args.sizes {
+            run_size(&args, backend, *size, &mut out).await?;
+        }
+    }
+    if let Some(binary) = binary {
+        eprintln!("socket phases with {}", binary.display());
+        let records = socket::run(&socket::Options {
+            binary,
+            duration: args.duration,
+            rate: args.rate,
+        })
+        .await?;
+        for r in records {
+            out.push(r)?;
+        }
+    }
+    if out.records.is_empty() {
+        bail!("nothing was measured");
+    }
+    let records: Vec<Record> = out.records.clone();
+    if !args.no_markdown {
+        let jsonl = out_path
+            .strip_prefix(WORKSPACE)
+            .unwrap_or(&out_path)
+            .display()
+            .to_string();
+        report::write_markdown(
+            &md_path,
+            &MarkdownInput {
+                records: &records,
+                machine: &sys::machine(),
+                command: &command,
+                date: &date,
+                jsonl: &jsonl,
+                tick_timeout_s: args.tick_timeout.as_secs_f64(),
+            },
+        )?;
+        eprintln!("wrote {}", md_path.display());
+    }
+    eprintln!("\ntargets (SQLite):");
+    for line in report::target_lines(&records) {
+        eprintln!("  {line}");
+    }
+    eprintln!(
+        "done in {:.0} s; results in {}",
+        started.elapsed().as_secs_f64(),
+        out_path.display()
+    );
+    Ok(())
+}
