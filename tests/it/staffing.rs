@@ -1059,3 +1059,86 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     );
     let _: Option<Value> = None;
 }
+
+/// Waits until `id` has been acked `n` times.
+async fn acked_times(h: &Harness, id: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while h.fake.acks().iter().filter(|a| a.envelope_id == id).count() < n {
+        assert!(tokio::time::Instant::now() < deadline, "ack {n} of {id}");
+        h.fake
+            .wait_for_calls("never.called", 1, std::time::Duration::from_millis(20))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
+    let mut t = team(2, &[("a", 3, true), ("b", 2, true)], false, false).await;
+    t.staff().await;
+    t.h.tick(Utc::now(), 1).await;
+    t.h.next_messages(3).await; // two offers and the exhausted-pool note
+
+    let offer = t.inquiry_of("a").await;
+    let (channel, ts) = (
+        offer.dm_channel.clone().expect("delivered"),
+        offer.dm_ts.clone().expect("delivered"),
+    );
+    let accept =
+        t.h.fake
+            .send_block_action("U0A", "offer_accept", &offer.id.to_string(), &channel, &ts)
+            .await;
+    t.h.ack(&accept).await;
+    t.h.next_messages(3).await; // welcome, a's offer says won, b's says taken
+    let reject =
+        t.h.fake
+            .send_block_action("U0A", "offer_reject", &offer.id.to_string(), &channel, &ts)
+            .await;
+    t.h.ack(&reject).await;
+
+    // Slack sends both again (it did not see the acks in time).
+    t.h.fake.redeliver(&accept).await;
+    acked_times(&t.h, &accept, 2).await;
+    t.h.fake.redeliver(&reject).await;
+    acked_times(&t.h, &reject, 2).await;
+
+    assert_eq!(
+        staffing_response::Entity::find()
+            .count(t.h.db())
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        task_assignment::Entity::find()
+            .count(t.h.db())
+            .await
+            .expect("count"),
+        1
+    );
+    // One refusal queued (not one per delivery), and it reaches the worker.
+    let refusals: Vec<String> = crate::common::outbox_rows(t.h.db())
+        .await
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|k| k.starts_with("respond:"))
+        .collect();
+    assert_eq!(refusals, [format!("respond:{reject}")]);
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while t.h.fake.response_posts().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refusal arrives"
+        );
+        t.h.fake
+            .wait_for_calls("never.called", 1, std::time::Duration::from_millis(20))
+            .await;
+    }
+    let replies: Vec<String> =
+        t.h.fake
+            .response_posts()
+            .iter()
+            .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(replies, ["Cannot reject after accepting the task"]);
+    t.h.finish().await;
+}

@@ -530,10 +530,31 @@ impl FakeSlack {
             .get("envelope_id")
             .and_then(Value::as_str)
             .map(str::to_string);
-        self.inner
-            .deliver(envelope.to_string(), envelope_id.clone())
-            .await;
+        let frame = envelope.to_string();
+        if let Some(id) = &envelope_id {
+            let (id, f) = (id.clone(), frame.clone());
+            self.inner.update(move |s| {
+                s.frames.insert(id, f);
+            });
+        }
+        self.inner.deliver(frame, envelope_id.clone()).await;
         envelope_id.unwrap_or_default()
+    }
+
+    /// Sends an envelope sent before once more, unchanged, as Slack does when it did not see
+    /// the ack in time.
+    ///
+    /// # Panics
+    ///
+    /// If no envelope with that id was sent.
+    pub async fn redeliver(&self, envelope_id: &str) {
+        let frame = self
+            .inner
+            .update(|s| s.frames.get(envelope_id).cloned())
+            .unwrap_or_else(|| panic!("fake-slack: no envelope {envelope_id} to redeliver"));
+        self.inner
+            .deliver(frame, Some(envelope_id.to_string()))
+            .await;
     }
 
     /// Sends a raw text frame, unparsed, to one connection.

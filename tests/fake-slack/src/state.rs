@@ -64,6 +64,8 @@ pub(crate) struct State {
     pub hellos_sent: usize,
     pub sent_at: HashMap<String, Instant>,
     pub acks: Vec<Ack>,
+    /// Every envelope frame sent, by envelope id (for redelivery).
+    pub frames: HashMap<String, String>,
 
     // --- Web API ---
     pub calls: Vec<ApiCall>,
