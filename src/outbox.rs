@@ -59,6 +59,28 @@ impl SlackWrite {
         }
     }
 
+    /// The stored payload (what `Serialize` writes), moving the message's blocks rather than
+    /// copying them.
+    pub fn into_payload(self) -> Result<Value, DbErr> {
+        match self {
+            SlackWrite::PostMessage {
+                channel,
+                text,
+                blocks,
+            } => {
+                let mut m = serde_json::Map::with_capacity(4);
+                m.insert("method".into(), Value::from("chat.postMessage"));
+                m.insert("channel".into(), Value::from(channel));
+                m.insert("text".into(), Value::from(text));
+                if let Some(blocks) = blocks {
+                    m.insert("blocks".into(), blocks);
+                }
+                Ok(Value::Object(m))
+            }
+            other => serde_json::to_value(&other).map_err(|e| DbErr::Custom(e.to_string())),
+        }
+    }
+
     pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
         SlackWrite::PostMessage {
             channel: channel.to_string(),
@@ -111,27 +133,34 @@ pub async fn enqueue_many<C: ConnectionTrait>(
     writes: &[(String, SlackWrite)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    enqueue_owned(conn, writes.to_vec(), now).await
+}
+
+/// [`enqueue_many`] taking the writes by value: a message's blocks move into the stored
+/// payload instead of being copied (what a batch of thousands of offers needs).
+pub async fn enqueue_owned<C: ConnectionTrait>(
+    conn: &C,
+    writes: Vec<(String, SlackWrite)>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     if writes.is_empty() {
         return Ok(());
     }
-    let rows =
-        writes
-            .iter()
-            .map(|(key, write)| -> Result<outbox::ActiveModel, DbErr> {
-                Ok(outbox::ActiveModel {
-                    dedupe_key: Set(key.clone()),
-                    method: Set(write.method().to_string()),
-                    payload: Set(
-                        serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?
-                    ),
-                    status: Set(OutboxStatus::Pending),
-                    attempts: Set(0),
-                    next_attempt_at: Set(now),
-                    created_at: Set(now),
-                    ..Default::default()
-                })
+    let rows = writes
+        .into_iter()
+        .map(|(key, write)| -> Result<outbox::ActiveModel, DbErr> {
+            Ok(outbox::ActiveModel {
+                dedupe_key: Set(key),
+                method: Set(write.method().to_string()),
+                payload: Set(write.into_payload()?),
+                status: Set(OutboxStatus::Pending),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                created_at: Set(now),
+                ..Default::default()
             })
-            .collect::<Result<Vec<_>, _>>()?;
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // Seven values a row: chunks stay under SQLite's 32,766 and PostgreSQL's 65,535 bound
     // parameters.
     let mut rows = rows.into_iter().peekable();
@@ -151,3 +180,28 @@ pub async fn enqueue_many<C: ConnectionTrait>(
 
 /// Rows one multi-row insert carries at most.
 const ROWS_PER_INSERT: usize = 4000;
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn into_payload_is_what_serialize_writes() {
+        let writes = [
+            SlackWrite::PostMessage {
+                channel: "U1".into(),
+                text: "hi".into(),
+                blocks: Some(serde_json::json!([{"type": "section"}])),
+            },
+            SlackWrite::post("C1", "plain"),
+            SlackWrite::Invite {
+                channel: "C1".into(),
+                users: "U1".into(),
+            },
+        ];
+        for w in writes {
+            let expected = serde_json::to_value(&w).expect("serialize");
+            assert_eq!(w.into_payload().expect("payload"), expected);
+        }
+    }
+}

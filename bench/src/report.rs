@@ -478,9 +478,10 @@ fn socket_section(out: &mut String, records: &[Record]) {
     if let Some(idle) = get("idle_rss") {
         let _ = writeln!(
             out,
-            "- idle RSS of the connected daemon ({} s after connecting, two connections): **{:.1} MiB** \
-             (anonymous {} MiB, file-backed {} MiB, i.e. the binary's pages; {} threads)",
+            "- idle RSS of the connected daemon ({} s after connecting, {} Socket Mode connections): \
+             **{:.1} MiB** (anonymous {} MiB, file-backed {} MiB, i.e. the binary's pages; {} threads)",
             idle.detail["idle_s"],
+            idle.detail["connections"],
             idle.peak_rss_mib.unwrap_or(f64::NAN),
             idle.detail["rss_anon_mib"],
             idle.detail["rss_file_mib"],

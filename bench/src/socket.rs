@@ -279,6 +279,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
         peak_rss_mib: crate::sys::status_mib(&pid, "VmRSS").map(|v| (v * 10.0).round() / 10.0),
         detail: json!({
             "idle_s": IDLE.as_secs(),
+            "connections": fake.connections(),
             "rss_anon_mib": crate::sys::status_mib(&pid, "RssAnon").map(|v| (v * 10.0).round() / 10.0),
             "rss_file_mib": crate::sys::status_mib(&pid, "RssFile").map(|v| (v * 10.0).round() / 10.0),
             "threads": std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {

@@ -12,6 +12,7 @@ use sea_orm_migration::prelude::*;
 mod dialect;
 mod m20261127_000001_init;
 mod m20261127_000002_envelope_responses;
+mod m20261127_000003_request_task_index;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_init::Migration),
             Box::new(m20261127_000002_envelope_responses::Migration),
+            Box::new(m20261127_000003_request_task_index::Migration),
         ]
     }
 }

@@ -26,9 +26,14 @@ pub const REJECT: &str = "offer_reject";
 
 /// The offer's text (also the notification fallback).
 pub fn offer_text(o: &OfferContent) -> String {
+    offer_text_for(&o.first_name, &offer_body(o))
+}
+
+/// Everything of [`offer_text`] after the greeting: the same for every worker offered one
+/// request, so a batch renders it once.
+pub fn offer_body(o: &OfferContent) -> String {
     let mut text = format!(
-        "Hello {}!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
-        escape(&o.first_name),
+        "\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
         escape(&o.workflow_description),
         escape(&o.project_description),
         escape(&o.step_description),
@@ -40,18 +45,29 @@ pub fn offer_text(o: &OfferContent) -> String {
     text
 }
 
+/// The offer's text for `first_name` from a rendered [`offer_body`].
+pub fn offer_text_for(first_name: &str, body: &str) -> String {
+    format!("Hello {}!{body}", escape(first_name))
+}
+
 /// The offer DM: the text and two buttons whose value is the inquiry id.
 pub fn offer_blocks(o: &OfferContent, inquiry_id: i64) -> Value {
+    offer_blocks_with_text(offer_text(o), inquiry_id)
+}
+
+/// [`offer_blocks`] from the offer's rendered text.
+pub fn offer_blocks_with_text(text: String, inquiry_id: i64) -> Value {
+    let id = inquiry_id.to_string();
     json!([
-        {"type": "section", "text": {"type": "mrkdwn", "text": offer_text(o)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {
             "type": "actions",
-            "block_id": format!("offer:{inquiry_id}"),
+            "block_id": format!("offer:{id}"),
             "elements": [
                 {"type": "button", "action_id": ACCEPT, "style": "primary",
-                 "text": {"type": "plain_text", "text": "Accept"}, "value": inquiry_id.to_string()},
+                 "text": {"type": "plain_text", "text": "Accept"}, "value": id.clone()},
                 {"type": "button", "action_id": REJECT,
-                 "text": {"type": "plain_text", "text": "Reject"}, "value": inquiry_id.to_string()}
+                 "text": {"type": "plain_text", "text": "Reject"}, "value": id}
             ]
         }
     ])

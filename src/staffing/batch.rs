@@ -450,21 +450,19 @@ async fn write_batches<C: ConnectionTrait>(
     let mut done: Vec<i64> = Vec::new();
     for (request, chosen, exhausted) in plans {
         if !chosen.is_empty() {
-            let template = request.offer("");
+            // Everything but the greeting is the same for every worker asked.
+            let body = blocks::offer_body(&request.offer(""));
             for c in chosen {
                 let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
                     continue;
                 };
-                let offer = OfferContent {
-                    first_name: c.first_name.clone(),
-                    ..template.clone()
-                };
+                let text = blocks::offer_text_for(&c.first_name, &body);
                 writes.push((
                     format!("offer:{inquiry_id}"),
                     SlackWrite::PostMessage {
                         channel: c.slack_user_id.clone(),
-                        text: blocks::offer_text(&offer),
-                        blocks: Some(blocks::offer_blocks(&offer, inquiry_id)),
+                        blocks: Some(blocks::offer_blocks_with_text(text.clone(), inquiry_id)),
+                        text,
                     },
                 ));
             }
@@ -492,9 +490,7 @@ async fn write_batches<C: ConnectionTrait>(
             sending.push(request.request_id);
         }
     }
-    for part in writes.chunks(CHUNK_OFFERS) {
-        crate::outbox::enqueue_many(conn, part, now).await?;
-    }
+    crate::outbox::enqueue_owned(conn, writes, now).await?;
     for (status, ids) in [
         (RequestStatus::Sending, &sending),
         (RequestStatus::DoneSending, &done),

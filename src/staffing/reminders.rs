@@ -16,6 +16,9 @@ use crate::slack::blocks::{self, escape};
 /// Offers listed in one reminder at most (Slack allows 50 blocks; two per offer plus a header).
 pub const MAX_LISTED: usize = 20;
 
+/// Workers reminded in one transaction at most.
+const WORKERS_PER_TRANSACTION: usize = 2000;
+
 pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on, if you'd like!";
 
 /// Open offers of workers who are due a reminder: one row per (worker, offer).
@@ -118,32 +121,37 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     if by_worker.is_empty() {
         return Ok(0);
     }
-    let writes: Vec<(String, SlackWrite)> = by_worker
-        .values()
-        .map(|offers| {
-            let (text, blocks) = reminder(offers);
-            (
-                format!("remind:{}:{}", offers[0].worker_id, now.timestamp_millis()),
-                SlackWrite::PostMessage {
-                    channel: offers[0].slack_user_id.clone(),
-                    text,
-                    blocks: Some(blocks),
-                },
-            )
-        })
-        .collect();
-    let tx = crate::db::begin_write(db).await?;
-    outbox::enqueue_many(&tx, &writes, now).await?;
-    let ids: Vec<String> = by_worker.keys().map(i64::to_string).collect();
-    tx.execute_raw(statement(
-        tx.get_database_backend(),
-        &format!(
-            "UPDATE workers SET last_reminded_at = $1 WHERE id IN ({})",
-            ids.join(", ")
-        ),
-        vec![now.into()],
-    ))
-    .await?;
-    tx.commit().await?;
+    // In chunks of workers, each in its own transaction: memory stays bounded and the write
+    // lock short however many workers are due.
+    let workers: Vec<(&i64, &Vec<&DueOffer>)> = by_worker.iter().collect();
+    for chunk in workers.chunks(WORKERS_PER_TRANSACTION) {
+        let writes: Vec<(String, SlackWrite)> = chunk
+            .iter()
+            .map(|(_, offers)| {
+                let (text, blocks) = reminder(offers);
+                (
+                    format!("remind:{}:{}", offers[0].worker_id, now.timestamp_millis()),
+                    SlackWrite::PostMessage {
+                        channel: offers[0].slack_user_id.clone(),
+                        text,
+                        blocks: Some(blocks),
+                    },
+                )
+            })
+            .collect();
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
+        let tx = crate::db::begin_write(db).await?;
+        outbox::enqueue_owned(&tx, writes, now).await?;
+        tx.execute_raw(statement(
+            tx.get_database_backend(),
+            &format!(
+                "UPDATE workers SET last_reminded_at = $1 WHERE id IN ({})",
+                ids.join(", ")
+            ),
+            vec![now.into()],
+        ))
+        .await?;
+        tx.commit().await?;
+    }
     Ok(by_worker.len())
 }
