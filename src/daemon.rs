@@ -207,6 +207,14 @@ impl Daemon {
         };
         socket.start().await;
 
+        let checkpointer =
+            (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
+                tokio::spawn(crate::db::run_checkpointer(
+                    config.database_url.expose().to_string(),
+                    crate::db::SQLITE_CHECKPOINT_EVERY,
+                    cancel.child_token(),
+                ))
+            });
         let name = instance_name();
         let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
             .into_iter()
@@ -253,6 +261,11 @@ impl Daemon {
                 outbox_wake.notify_one();
                 if let Err(e) = sender_task.await {
                     tracing::error!("outbox sender ended badly: {e}");
+                }
+                if let Some(task) = checkpointer
+                    && let Err(e) = task.await
+                {
+                    tracing::error!("SQLite checkpointer ended badly: {e}");
                 }
                 tracing::info!("stopped");
             }

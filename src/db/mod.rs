@@ -38,6 +38,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                // No checkpoint inside a commit: `serve` runs them on a connection of its own
+                // (see [`run_checkpointer`]); other processes checkpoint when they close.
+                .pragma("wal_autocheckpoint", "0")
         });
     Database::connect(options)
         .await
@@ -45,6 +48,47 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
             url: crate::config::redact_url(url),
             source,
         })
+}
+
+/// How often `serve` copies SQLite's write-ahead log back into the database file.
+pub const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// SQLite only: checkpoints the write-ahead log every `every`, on a connection of its own,
+/// until cancelled, then once more. With automatic checkpoints off on every pooled connection,
+/// no commit (and so no envelope's ack) waits for the log to be copied and synced.
+pub async fn run_checkpointer(
+    url: String,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let conn = match connect(&url).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("no SQLite checkpointer: {e}");
+            return;
+        }
+    };
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        if let Err(e) = conn
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            tracing::warn!("SQLite checkpoint failed (retried in {every:?}): {e}");
+        }
+    }
+    if let Err(e) = conn
+        .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+        .await
+    {
+        tracing::warn!("last SQLite checkpoint failed: {e}");
+    }
+    let _ = conn.close().await;
 }
 
 /// Connects and applies every pending migration: what `serve` and the CLI do before anything else.

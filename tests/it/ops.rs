@@ -60,3 +60,43 @@ async fn metrics_and_health() {
 
     h.finish().await;
 }
+
+/// SQLite: commits never copy the write-ahead log back (no checkpoint inside an envelope's
+/// transaction); `serve`'s checkpointer does, on its own connection.
+#[tokio::test]
+async fn sqlite_checkpoints_happen_outside_commits() {
+    use sea_orm::ConnectionTrait;
+    let t = crate::common::TestDb::new().await;
+    if staffbot::db::is_postgres(&t.db) {
+        return;
+    }
+    let path = t
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .expect("path")
+        .to_string();
+    let size = || std::fs::metadata(&path).expect("database file").len();
+    let before = size();
+    // About 8 MB through the pool: twice SQLite's default automatic checkpoint threshold.
+    for i in 0..64 {
+        t.db.execute_unprepared(&format!(
+            "INSERT INTO handled_envelopes (envelope_id, handled_at) VALUES ('e{i}', '2026-11-27T09:00:00Z');
+             UPDATE handled_envelopes SET response = '\"{}\"' WHERE envelope_id = 'e{i}'",
+            "x".repeat(128 * 1024)
+        ))
+        .await
+        .expect("write");
+    }
+    assert_eq!(size(), before, "no checkpoint happened inside a commit");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    staffbot::db::run_checkpointer(t.url.clone(), std::time::Duration::from_secs(1), cancel).await;
+    assert!(
+        size() > before + 4 * 1024 * 1024,
+        "the checkpointer copied the log into the database ({} → {} bytes)",
+        before,
+        size()
+    );
+}
