@@ -632,6 +632,12 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
         "\n## For comparison: Orchestra 1.0.61 (from issue 6)\n\nSame machine class, SQLite file \
          DB, Slack mocked, medians of 3 runs.\n\n{ORCHESTRA}"
     );
+    // Hand-written findings (profiles, what was changed, why a target is missed) live beside
+    // the report in `benchmarks-notes.md` and are carried into every rewrite.
+    let notes = path.with_file_name("benchmarks-notes.md");
+    if let Ok(text) = std::fs::read_to_string(&notes) {
+        let _ = writeln!(out, "\n{}", text.trim_end());
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

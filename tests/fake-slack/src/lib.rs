@@ -320,6 +320,13 @@ impl FakeSlack {
             changed: watch::channel(0).0,
         });
         let app = web::router(inner.clone());
+        // Like any WebSocket server worth its salt (and Slack's), frames go out at once rather
+        // than waiting for Nagle's algorithm to coalesce them.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::warn!(%err, "fake-slack: cannot set TCP_NODELAY");
+            }
+        });
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::error!(%err, "fake-slack: server stopped");
