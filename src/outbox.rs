@@ -92,14 +92,14 @@ impl SlackWrite {
 
 /// A pending row for `write`, due now.
 fn new_row(
-    dedupe_key: &str,
-    write: &SlackWrite,
+    dedupe_key: String,
+    write: SlackWrite,
     now: DateTime<Utc>,
 ) -> Result<outbox::ActiveModel, DbErr> {
     Ok(outbox::ActiveModel {
-        dedupe_key: Set(dedupe_key.to_string()),
+        dedupe_key: Set(dedupe_key),
         method: Set(write.method().to_string()),
-        payload: Set(serde_json::to_value(write).map_err(|e| DbErr::Custom(e.to_string()))?),
+        payload: Set(write.into_payload()?),
         status: Set(OutboxStatus::Pending),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -116,7 +116,7 @@ pub async fn enqueue<C: ConnectionTrait>(
     write: &SlackWrite,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let inserted = outbox::Entity::insert(new_row(dedupe_key, write, now)?)
+    let inserted = outbox::Entity::insert(new_row(dedupe_key.to_string(), write.clone(), now)?)
         .on_conflict(
             OnConflict::column(outbox::Column::DedupeKey)
                 .do_nothing()
@@ -148,18 +148,7 @@ pub async fn enqueue_owned<C: ConnectionTrait>(
     }
     let rows = writes
         .into_iter()
-        .map(|(key, write)| -> Result<outbox::ActiveModel, DbErr> {
-            Ok(outbox::ActiveModel {
-                dedupe_key: Set(key),
-                method: Set(write.method().to_string()),
-                payload: Set(write.into_payload()?),
-                status: Set(OutboxStatus::Pending),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                created_at: Set(now),
-                ..Default::default()
-            })
-        })
+        .map(|(key, write)| new_row(key, write, now))
         .collect::<Result<Vec<_>, _>>()?;
     // Seven values a row: chunks stay under SQLite's 32,766 and PostgreSQL's 65,535 bound
     // parameters.
