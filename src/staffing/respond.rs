@@ -138,6 +138,7 @@ struct Click {
     dm_ts: Option<String>,
     clicker_slack_id: Option<String>,
     clicker_first_name: String,
+    clicker_username: String,
     previous_winner: Option<bool>,
     request_status: RequestStatus,
     task_status: TaskStatus,
@@ -152,6 +153,7 @@ impl Click {
             "SELECT {REQUEST_COLUMNS},
                     i.id AS inquiry_id, i.worker_id, i.dm_channel, i.dm_ts,
                     wk.slack_user_id AS clicker_slack_id, wk.first_name AS clicker_first_name,
+                    wk.username AS clicker_username,
                     sr.is_winner AS previous_winner,
                     r.status AS request_status, t.status AS task_status, p.status AS project_status,
                     EXISTS (SELECT 1 FROM staffing_responses x
@@ -323,7 +325,7 @@ pub async fn respond<C: ConnectionTrait>(
                 context.project_id,
                 assignment.id,
                 click.worker_id,
-                &click.clicker_first_name,
+                &click.clicker_username,
                 click.clicker_slack_id.as_deref(),
             ));
         }
