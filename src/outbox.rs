@@ -116,15 +116,23 @@ pub async fn enqueue<C: ConnectionTrait>(
     write: &SlackWrite,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let inserted = outbox::Entity::insert(new_row(dedupe_key.to_string(), write.clone(), now)?)
+    let row = new_row(dedupe_key.to_string(), write.clone(), now)?;
+    Ok(insert_new(conn, vec![row]).await? > 0)
+}
+
+/// Inserts rows, skipping keys already queued; returns how many were new.
+async fn insert_new<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<outbox::ActiveModel>,
+) -> Result<u64, DbErr> {
+    outbox::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(outbox::Column::DedupeKey)
                 .do_nothing()
                 .to_owned(),
         )
         .exec_without_returning(conn)
-        .await?;
-    Ok(inserted > 0)
+        .await
 }
 
 /// Queues several writes in one statement (keys already queued are skipped).
@@ -154,15 +162,7 @@ pub async fn enqueue_owned<C: ConnectionTrait>(
     // parameters.
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<outbox::ActiveModel> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        outbox::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::column(outbox::Column::DedupeKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
+        insert_new(conn, rows.by_ref().take(ROWS_PER_INSERT).collect()).await?;
     }
     Ok(())
 }

@@ -90,7 +90,7 @@ async fn queue_final<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if let Some(write) = final_write(inquiry, context, first_name, outcome) {
-        outbox::enqueue_many(conn, &[write], now).await?;
+        outbox::enqueue_owned(conn, vec![write], now).await?;
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     }
     let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
     let tx = crate::db::begin_write(db).await?;
-    outbox::enqueue_many(&tx, &writes, now).await?;
+    outbox::enqueue_owned(&tx, writes, now).await?;
     tx.execute_raw(statement(
         tx.get_database_backend(),
         &format!(
