@@ -240,7 +240,8 @@ impl Daemon {
             clock,
             config.loops.lease_ttl,
             name,
-        );
+        )
+        .with_staffing_channel(config.staffbot.staffing_group_id.clone());
         let sender_cancel = cancel.child_token();
         let sender_task = tokio::spawn({
             let wake = outbox_wake.clone();

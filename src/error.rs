@@ -64,6 +64,16 @@ pub enum UserError {
     NothingToReassign { task: i64 },
     #[error("Task {task} is {status}; only unfinished tasks can be assigned")]
     TaskFinished { task: i64, status: String },
+    #[error("Task {task} is {status}; only unfinished tasks can be restaffed")]
+    RestaffTaskFinished { task: i64, status: String },
+    #[error(
+        "{username} is not currently working on task {task} (their assignment is {status}); only work in progress can be restaffed"
+    )]
+    RestaffNotInProgress {
+        username: String,
+        task: i64,
+        status: String,
+    },
     #[error("Project {id} is already {status}")]
     ProjectFinished { id: i64, status: String },
     #[error("Assignment policy of step {step} failed: {message}")]

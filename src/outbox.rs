@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::db::OutboxStatus;
 use crate::db::entities::outbox;
+use crate::slack::mrkdwn::Mrkdwn;
 
 /// One Slack Web API call, as stored in `outbox.payload`. The tag is the API method name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,13 +82,48 @@ impl SlackWrite {
         }
     }
 
-    pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
+    /// A message with only text. Every message's text goes through a [`Mrkdwn`] (escaped, cut
+    /// to Slack's limit), never a bare string.
+    pub fn post(channel: &str, text: Mrkdwn) -> SlackWrite {
         SlackWrite::PostMessage {
             channel: channel.to_string(),
-            text: text.into(),
+            text: message_text(text),
             blocks: None,
         }
     }
+
+    /// A message with blocks (built by [`crate::slack::blocks`]) and its text fallback.
+    pub fn message(channel: &str, text: Mrkdwn, blocks: Value) -> SlackWrite {
+        SlackWrite::PostMessage {
+            channel: channel.to_string(),
+            text: message_text(text),
+            blocks: Some(blocks),
+        }
+    }
+
+    /// `chat.update` of an earlier message, with blocks.
+    pub fn update(channel: &str, ts: &str, text: Mrkdwn, blocks: Value) -> SlackWrite {
+        SlackWrite::Update {
+            channel: channel.to_string(),
+            ts: ts.to_string(),
+            text: message_text(text),
+            blocks: Some(blocks),
+        }
+    }
+
+    /// An ephemeral reply through an interaction's `response_url`.
+    pub fn respond(response_url: &str, text: Mrkdwn) -> SlackWrite {
+        SlackWrite::Respond {
+            response_url: response_url.to_string(),
+            text: message_text(text),
+        }
+    }
+}
+
+/// A message's top-level text, within Slack's limit.
+fn message_text(text: Mrkdwn) -> String {
+    text.truncated(crate::slack::blocks::MAX_TEXT_CHARS)
+        .into_string()
 }
 
 /// A pending row for `write`, due now.
@@ -182,7 +218,7 @@ mod payload_tests {
                 text: "hi".into(),
                 blocks: Some(serde_json::json!([{"type": "section"}])),
             },
-            SlackWrite::post("C1", "plain"),
+            SlackWrite::post("C1", Mrkdwn::text("plain")),
             SlackWrite::Invite {
                 channel: "C1".into(),
                 users: "U1".into(),

@@ -77,7 +77,8 @@ async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         Arc::clone(&app.clock),
         app.config.loops.lease_ttl,
         holder.to_string(),
-    );
+    )
+    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone());
     let r = sender.drain(Duration::from_secs(5)).await?;
     println!(
         "outbox: {} sent, {} to retry, {} failed, {} waiting for Slack's rate limits",

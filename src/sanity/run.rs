@@ -17,6 +17,7 @@ use crate::db::entities::{sanity_check, step, task, task_assignment, worker};
 use crate::db::{TaskStatus, statement};
 use crate::loops::LeaseProof;
 use crate::outbox::{self, SlackWrite};
+use crate::slack::mrkdwn::{Mention, Mrkdwn};
 
 impl SanityFunction {
     /// The slugs this function emits for a project whose tasks are `(status, since)`.
@@ -78,12 +79,19 @@ pub fn is_due(
 }
 
 /// `<@U1> <@U2>: message` (mentions sorted, once each), or just the message.
-pub fn handler_text(mentions: &BTreeSet<String>, message: &str) -> String {
+pub fn handler_text(mentions: &BTreeSet<String>, message: &str) -> Mrkdwn {
     if mentions.is_empty() {
-        message.to_string()
+        Mrkdwn::text(message)
     } else {
-        let tags: Vec<String> = mentions.iter().map(|m| format!("<@{m}>")).collect();
-        format!("{}: {message}", tags.join(" "))
+        let mut text = Mrkdwn::default();
+        for (i, m) in mentions.iter().enumerate() {
+            if i > 0 {
+                text.push(&" ");
+            }
+            text.push(&Mention(m));
+        }
+        text.push(&crate::mrkdwn!(": {}", message));
+        text
     }
 }
 
@@ -305,7 +313,10 @@ mod tests {
     #[test]
     fn handler_texts() {
         let m: BTreeSet<String> = ["U2".to_string(), "U1".to_string()].into();
-        assert_eq!(handler_text(&m, "overdue"), "<@U1> <@U2>: overdue");
-        assert_eq!(handler_text(&BTreeSet::new(), "overdue"), "overdue");
+        assert_eq!(handler_text(&m, "overdue").as_str(), "<@U1> <@U2>: overdue");
+        assert_eq!(
+            handler_text(&BTreeSet::new(), "Q&A <draft>").as_str(),
+            "Q&amp;A &lt;draft&gt;"
+        );
     }
 }

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::blocks;
 use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
+use super::mrkdwn::Mrkdwn;
 use super::slash::{self, SlashSettings};
 use crate::clock::Clock;
 use crate::db::entities::handled_envelope;
@@ -89,7 +90,7 @@ impl Dispatcher {
         tracing::error!(error = %e, "handler failed; reference {}", envelope.envelope_id);
         if envelope.kind == "slash_commands" {
             Ack::WithPayload(slash::reply(
-                &format!("{SORRY} (reference {})", envelope.envelope_id),
+                &crate::mrkdwn!("{} (reference {})", SORRY, envelope.envelope_id),
                 None,
             ))
         } else {
@@ -137,7 +138,7 @@ impl Dispatcher {
             Err(e) => {
                 tracing::warn!(payload = %redacted(&envelope.payload), "malformed slash command payload: {e}");
                 return Ok(Ack::WithPayload(slash::reply(
-                    "Sorry! We couldn't read that command.",
+                    &Mrkdwn::text("Sorry! We couldn't read that command."),
                     None,
                 )));
             }
@@ -172,10 +173,7 @@ impl Dispatcher {
         crate::outbox::enqueue(
             conn,
             &format!("respond:{}", envelope.envelope_id),
-            &crate::outbox::SlackWrite::Respond {
-                response_url: url.clone(),
-                text: text.to_string(),
-            },
+            &crate::outbox::SlackWrite::respond(url, Mrkdwn::text(text)),
             now,
         )
         .await?;

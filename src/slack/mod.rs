@@ -6,6 +6,7 @@ pub mod command;
 pub mod dispatch;
 pub mod envelope;
 pub mod listener;
+pub mod mrkdwn;
 pub mod sender;
 pub mod slash;
 pub mod web;

@@ -183,6 +183,8 @@ pub struct Sender {
     name: String,
     pacer: tokio::sync::Mutex<Pacer>,
     round: std::sync::atomic::AtomicU64,
+    /// Where undeliverable offers are reported (`staffbot.staffing_group_id`).
+    staffing_channel: Option<String>,
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -242,7 +244,14 @@ impl Sender {
             name,
             pacer: tokio::sync::Mutex::new(Pacer::default()),
             round: std::sync::atomic::AtomicU64::new(0),
+            staffing_channel: None,
         }
+    }
+
+    /// Reports offers Slack refused for good to `channel` (the staffing channel).
+    pub fn with_staffing_channel(mut self, channel: Option<String>) -> Sender {
+        self.staffing_channel = channel;
+        self
     }
 
     fn due(now: DateTime<Utc>) -> Condition {
@@ -627,8 +636,9 @@ impl Sender {
             }
             Delivery::Transient(error) | Delivery::Permanent(error) => {
                 tracing::error!(attempts, "delivery failed for good: {error}");
-                Self::finish(
-                    &self.db,
+                let tx = crate::db::begin_write(&self.db).await?;
+                let finished = Self::finish(
+                    &tx,
                     row.id,
                     token,
                     vec![
@@ -637,10 +647,14 @@ impl Sender {
                             Expr::value(OutboxStatus::Failed.as_str()),
                         ),
                         (outbox::Column::Attempts, Expr::value(attempts)),
-                        (outbox::Column::LastError, Expr::value(error)),
+                        (outbox::Column::LastError, Expr::value(error.clone())),
                     ],
                 )
                 .await?;
+                if finished {
+                    after_failure(&tx, &row, &error, self.staffing_channel.as_deref(), now).await?;
+                }
+                tx.commit().await?;
                 report.failed += 1;
             }
         }
@@ -709,6 +723,27 @@ impl Sender {
             }
         }
     }
+}
+
+/// What a refusal for good means for the rest of staffbot: an offer nobody saw is not an offer
+/// made.
+async fn after_failure<C: ConnectionTrait>(
+    conn: &C,
+    row: &outbox::Model,
+    error: &str,
+    staffing_channel: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if row.method == "chat.postMessage"
+        && let Some(id) = row
+            .dedupe_key
+            .strip_prefix("offer:")
+            .and_then(|id| id.parse::<i64>().ok())
+    {
+        crate::staffing::respond::on_offer_undeliverable(conn, id, error, staffing_channel, now)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What a delivery means for the rest of staffbot: an offer DM now has a channel and `ts`.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::command::{self, Command, WorkerRef};
 use super::envelope::SlashCommand;
+use super::mrkdwn::Mrkdwn;
 use crate::config::AllowedConfig;
 use crate::db::RequestCause;
 use crate::db::entities::worker;
@@ -25,36 +26,47 @@ pub struct SlashSettings {
 }
 
 /// An ephemeral reply with optional attachments.
-pub fn reply(text: &str, attachments: Option<Value>) -> Value {
-    let mut v = json!({"response_type": "ephemeral", "text": text});
+pub fn reply(text: &Mrkdwn, attachments: Option<Value>) -> Value {
+    let mut v = json!({"response_type": "ephemeral", "text": text.as_str()});
     if let Some(a) = attachments {
         v["attachments"] = a;
     }
     v
 }
 
+/// The reply to `staff`/`restaff`: the command as a header, then an attachment with the
+/// outcome. Every text is Slack-escaped (the user's own words are echoed).
 fn outcome(header: &str, result: Result<String, String>) -> Value {
     let attachment = match result {
-        Ok(text) => json!({"color": "good", "title": "Success", "text": text}),
-        Err(text) => json!({"color": "danger", "title": "Error", "text": text}),
+        Ok(text) => {
+            json!({"color": "good", "title": "Success", "text": Mrkdwn::text(&text).as_str()})
+        }
+        Err(text) => {
+            json!({"color": "danger", "title": "Error", "text": Mrkdwn::text(&text).as_str()})
+        }
     };
-    reply(header, Some(json!([attachment])))
+    reply(&Mrkdwn::text(header), Some(json!([attachment])))
 }
 
 pub fn help_reply() -> Value {
+    let attachment = |pretext: &str, text: &str| {
+        json!({
+            "pretext": Mrkdwn::text(pretext).as_str(),
+            "text": Mrkdwn::text(text).as_str(),
+            "mrkdwn_in": ["text", "pretext"]
+        })
+    };
     reply(
-        HELP_TEXT,
+        &Mrkdwn::text(HELP_TEXT),
         Some(json!([
-            {
-                "pretext": "`/staffbot staff <task-id>`",
-                "text": "Ask qualified experts to work on the given `<task-id>`.",
-                "mrkdwn_in": ["text", "pretext"]
-            },
-            {
-                "pretext": "`/staffbot restaff <task-id> <username>`",
-                "text": "Remove the given `<username>` from the task and find another qualified expert",
-                "mrkdwn_in": ["text", "pretext"]
-            }
+            attachment(
+                "`/staffbot staff <task-id>`",
+                "Ask qualified experts to work on the given `<task-id>`."
+            ),
+            attachment(
+                "`/staffbot restaff <task-id> <username>`",
+                "Remove the given `<username>` from the task and find another qualified expert"
+            ),
         ])),
     )
 }
@@ -129,12 +141,12 @@ pub async fn handle<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Value, DbErr> {
     if let Err(refusal) = authorize(conn, settings, cmd).await? {
-        return Ok(reply(&refusal, None));
+        return Ok(reply(&Mrkdwn::text(&refusal), None));
     }
     let text = cmd.text.as_deref().unwrap_or("");
     let Some(parsed) = command::parse(text) else {
         return Ok(reply(
-            &format!("Sorry! We couldn't process your command: {text}"),
+            &crate::mrkdwn!("Sorry! We couldn't process your command: {}", text),
             None,
         ));
     };
@@ -203,7 +215,7 @@ mod tests {
         );
         assert_eq!(
             help_reply()["attachments"][1]["pretext"],
-            "`/staffbot restaff <task-id> <username>`"
+            "`/staffbot restaff &lt;task-id&gt; &lt;username&gt;`"
         );
     }
 }

@@ -387,7 +387,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     Ok(report)
 }
 
-/// Who may not be asked, per request: workers asked already, workers on the task already.
+/// Who may not be asked, per request: workers asked already, workers on the task already,
+/// workers whose offers of it Slack refused too often.
 async fn exclusions<C: ConnectionTrait>(
     conn: &C,
     chunk: &[DueRequest],
@@ -398,7 +399,11 @@ async fn exclusions<C: ConnectionTrait>(
         "SELECT i.request_id, i.worker_id FROM staffing_inquiries i WHERE i.request_id IN ({list})
          UNION ALL
          SELECT r.id AS request_id, a.worker_id FROM staffing_requests r
-         JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id IN ({list})"
+         JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id IN ({list})
+         UNION ALL
+         SELECT f.request_id, f.worker_id FROM offer_failures f WHERE f.request_id IN ({list})
+         GROUP BY f.request_id, f.worker_id HAVING COUNT(*) >= {max_failures}",
+        max_failures = super::respond::MAX_OFFER_FAILURES
     );
     let rows = Exclusion::find_by_statement(statement(
         conn.get_database_backend(),
@@ -457,13 +462,10 @@ async fn write_batches<C: ConnectionTrait>(
                     continue;
                 };
                 let text = blocks::offer_text_for(&c.first_name, &body);
+                let blocks = blocks::offer_blocks_with_text(&text, inquiry_id);
                 writes.push((
                     format!("offer:{inquiry_id}"),
-                    SlackWrite::PostMessage {
-                        channel: c.slack_user_id.clone(),
-                        blocks: Some(blocks::offer_blocks_with_text(text.clone(), inquiry_id)),
-                        text,
-                    },
+                    SlackWrite::message(&c.slack_user_id, text, blocks),
                 ));
             }
         }
@@ -474,7 +476,7 @@ async fn write_batches<C: ConnectionTrait>(
                     format!("all-sent:{}", request.request_id),
                     SlackWrite::post(
                         channel,
-                        format!(
+                        crate::mrkdwn!(
                             "All staffing requests for task {} have been sent!",
                             request.display()
                         ),

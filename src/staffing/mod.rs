@@ -9,7 +9,6 @@ pub mod respond;
 pub mod warnings;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     QueryFilter,
@@ -18,17 +17,18 @@ use sea_orm::{
 use crate::db::entities::{
     project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
-use crate::db::{RequestCause, RequestStatus};
+use crate::db::{AssignmentStatus, RequestCause, RequestStatus};
 use crate::error::{Error, UserError};
 use crate::outbox::{self, SlackWrite};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::workflow::rules;
 
 /// `Got it! I will start staffing task N!` / `… restaffing …` (behaviour §7.5, §7.6).
-pub fn got_it_text(task_id: i64, restaff: bool) -> String {
+pub fn got_it_text(task_id: i64, restaff: bool) -> Mrkdwn {
     if restaff {
-        format!("Got it! I will start restaffing task {task_id}!")
+        crate::mrkdwn!("Got it! I will start restaffing task {}!", task_id)
     } else {
-        format!("Got it! I will start staffing task {task_id}!")
+        crate::mrkdwn!("Got it! I will start staffing task {}!", task_id)
     }
 }
 
@@ -38,7 +38,7 @@ pub async fn post_to_project<C: ConnectionTrait>(
     conn: &C,
     project: &project::Model,
     dedupe_key: &str,
-    text: String,
+    text: Mrkdwn,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     match &project.slack_channel_id {
@@ -53,23 +53,65 @@ pub async fn post_to_project<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Closes every open request of a task. Returns how many were closed.
+/// Closes every open request of a task; offers of them still open in Slack say
+/// `Sorry, this task is no longer available.` Returns how many requests were closed.
 pub async fn close_open_requests<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    let result = staffing_request::Entity::update_many()
-        .col_expr(
-            staffing_request::Column::Status,
-            Expr::value(RequestStatus::Closed.as_str()),
-        )
-        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
-        .filter(staffing_request::Column::TaskId.eq(task_id))
-        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
-        .exec(conn)
+    close_requests(conn, task_id, None, crate::slack::blocks::GONE, now).await
+}
+
+/// Closes the task's open requests (only the one for role counter `counter`, if given) and
+/// updates their offers still open in Slack to `outcome`. Returns how many were closed.
+pub async fn close_requests<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: Option<i32>,
+    outcome: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let mut sql = "UPDATE staffing_requests SET status = 'closed', closed_at = $1
+                   WHERE task_id = $2 AND status <> 'closed'"
+        .to_string();
+    let mut values: Vec<sea_orm::Value> = vec![now.into(), task_id.into()];
+    if let Some(counter) = counter {
+        sql.push_str(" AND required_role_counter = $3");
+        values.push(counter.into());
+    }
+    sql.push_str(" RETURNING id");
+    let closed = conn
+        .query_all_raw(crate::db::statement(
+            conn.get_database_backend(),
+            &sql,
+            values,
+        ))
         .await?;
-    Ok(result.rows_affected)
+    for row in &closed {
+        let request_id: i64 = row.try_get("", "id")?;
+        respond::finalise_open_offers(conn, request_id, outcome, now).await?;
+    }
+    Ok(closed.len() as u64)
+}
+
+/// Called when an assignment stops being work in progress (its worker submitted it): a
+/// request to hand it to somebody else (a restaff) has nothing left to hand over, so it
+/// closes and its open offers say so.
+pub async fn close_restaff_of<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: i32,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    close_requests(
+        conn,
+        task_id,
+        Some(counter),
+        crate::slack::blocks::GONE,
+        now,
+    )
+    .await
 }
 
 /// Closes the task's open requests and opens a new one for `counter`.
@@ -182,9 +224,17 @@ pub async fn restaff_task<C: ConnectionTrait>(
             task: task_id.to_string(),
         })?;
     if task.status.is_finished() {
-        return Err(UserError::TaskFinished {
+        return Err(UserError::RestaffTaskFinished {
             task: task_id,
             status: task.status.to_string(),
+        }
+        .into());
+    }
+    if assignment.status != AssignmentStatus::Processing {
+        return Err(UserError::RestaffNotInProgress {
+            username: shown_as.to_string(),
+            task: task_id,
+            status: assignment.status.to_string(),
         }
         .into());
     }
@@ -226,7 +276,7 @@ pub async fn record_assignment_win<C: ConnectionTrait>(
     let Some(request) = open else {
         return Ok(());
     };
-    close_open_requests(conn, task_id, now).await?;
+    close_requests(conn, task_id, None, crate::slack::blocks::TAKEN, now).await?;
     let inquiry = staffing_inquiry::Entity::find()
         .filter(staffing_inquiry::Column::RequestId.eq(request.id))
         .filter(staffing_inquiry::Column::WorkerId.eq(worker_id))

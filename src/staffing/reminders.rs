@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionSession, TransactionTrait};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::db::statement;
 use crate::loops::LeaseProof;
 use crate::outbox::{self, SlackWrite};
-use crate::slack::blocks::{self, escape};
+use crate::slack::blocks;
+use crate::slack::mrkdwn::Mrkdwn;
 
 /// Offers listed in one reminder at most (Slack allows 50 blocks; two per offer plus a header).
 pub const MAX_LISTED: usize = 20;
@@ -59,44 +60,38 @@ struct DueOffer {
 }
 
 /// The reminder DM for one worker's open offers: a line per offer, each with its buttons.
-fn reminder(offers: &[&DueOffer]) -> (String, Value) {
-    let mut lines = vec![REMINDER_HEADER.to_string()];
-    let mut blocks_out =
-        vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": REMINDER_HEADER}})];
+fn reminder(offers: &[&DueOffer]) -> (Mrkdwn, Value) {
+    let header = Mrkdwn::text(REMINDER_HEADER);
+    let mut text = header.clone();
+    let mut blocks_out = vec![blocks::section(header)];
     for o in offers.iter().take(MAX_LISTED) {
-        let line = format!(
+        let line = crate::mrkdwn!(
             "• {}{} ({}), task {}",
-            escape(&o.step_description),
+            o.step_description,
             if o.required_role_counter > 0 {
                 " [Review]"
             } else {
                 ""
             },
-            escape(&o.project_description),
+            o.project_description,
             o.task_id
         );
-        blocks_out.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
-        blocks_out.push(json!({
-            "type": "actions",
-            "block_id": format!("offer:{}:reminder", o.inquiry_id),
-            "elements": [
-                {"type": "button", "action_id": blocks::ACCEPT, "style": "primary",
-                 "text": {"type": "plain_text", "text": "Accept"}, "value": o.inquiry_id.to_string()},
-                {"type": "button", "action_id": blocks::REJECT,
-                 "text": {"type": "plain_text", "text": "Reject"}, "value": o.inquiry_id.to_string()}
-            ]
-        }));
-        lines.push(line);
+        blocks_out.push(blocks::section(line.clone()));
+        blocks_out.push(blocks::offer_buttons(
+            o.inquiry_id,
+            format!("offer:{}:reminder", o.inquiry_id),
+        ));
+        text.push_line(&line);
     }
     if offers.len() > MAX_LISTED {
-        let more = format!(
+        let more = crate::mrkdwn!(
             "… and {} more: see the offers above.",
             offers.len() - MAX_LISTED
         );
-        blocks_out.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]}));
-        lines.push(more);
+        blocks_out.push(blocks::context(more.clone()));
+        text.push_line(&more);
     }
-    (lines.join("\n"), Value::Array(blocks_out))
+    (text, blocks::message_blocks(blocks_out))
 }
 
 /// One round: remind every worker who is due. Returns how many were reminded.
@@ -131,11 +126,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 let (text, blocks) = reminder(offers);
                 (
                     format!("remind:{}:{}", offers[0].worker_id, now.timestamp_millis()),
-                    SlackWrite::PostMessage {
-                        channel: offers[0].slack_user_id.clone(),
-                        text,
-                        blocks: Some(blocks),
-                    },
+                    SlackWrite::message(&offers[0].slack_user_id, text, blocks),
                 )
             })
             .collect();
@@ -154,4 +145,41 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         tx.commit().await?;
     }
     Ok(by_worker.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reminder_stays_within_slacks_limits() {
+        let offers: Vec<DueOffer> = (0..25)
+            .map(|i| DueOffer {
+                worker_id: 1,
+                slack_user_id: "U1".into(),
+                inquiry_id: i,
+                task_id: i,
+                step_description: "Write <it> & check it".into(),
+                project_description: "p".repeat(4500),
+                required_role_counter: 0,
+            })
+            .collect();
+        let refs: Vec<&DueOffer> = offers.iter().collect();
+        let (text, blocks) = reminder(&refs);
+        let list = blocks.as_array().expect("blocks");
+        assert!(list.len() <= blocks::MAX_MESSAGE_BLOCKS, "{}", list.len());
+        for b in list {
+            let t = b["text"]["text"].as_str().unwrap_or("");
+            assert!(t.chars().count() <= blocks::MAX_SECTION_CHARS);
+        }
+        assert!(list[1]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("• Write &lt;it&gt; &amp; check it (ppp")));
+        match SlackWrite::message("U1", text, blocks) {
+            SlackWrite::PostMessage { text, .. } => {
+                assert_eq!(text.chars().count(), blocks::MAX_TEXT_CHARS)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

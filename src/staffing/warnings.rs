@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionSession, Trans
 use crate::db::statement;
 use crate::loops::LeaseProof;
 use crate::outbox::{self, SlackWrite};
+use crate::slack::mrkdwn::Mrkdwn;
 use crate::workflow::lifecycle::task_display;
 
 const UNSTAFFED: &str = "
@@ -48,17 +49,17 @@ struct Unstaffed {
 }
 
 /// `No winner request for task N - <display>! Created at <time>.` (+ why nobody was asked).
-fn line(u: &Unstaffed) -> String {
-    let mut line = format!(
+fn line(u: &Unstaffed) -> Mrkdwn {
+    let mut line = crate::mrkdwn!(
         "No winner request for task {} - {}! Created at {}.",
         u.task_id,
         task_display(&u.version_slug, &u.short_description, &u.step_slug),
-        u.requested_at.format("%Y-%m-%d %H:%M:%S%.6f%:z")
+        u.requested_at
+            .format("%Y-%m-%d %H:%M:%S%.6f%:z")
+            .to_string()
     );
     if u.inquiries == 0 {
-        line.push_str(
-            " Nobody could be asked: no certified worker with Slack and staffbot enabled.",
-        );
+        line.push(&" Nobody could be asked: no certified worker with Slack and staffbot enabled.");
     }
     line
 }
@@ -68,18 +69,15 @@ const MAX_MESSAGE_CHARS: usize = 4000;
 
 /// Joins lines into messages of at most `max` characters (a longer single line is its own
 /// message).
-fn split_lines(lines: &[String], max: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut current = String::new();
+fn split_lines(lines: &[Mrkdwn], max: usize) -> Vec<Mrkdwn> {
+    let mut out: Vec<Mrkdwn> = Vec::new();
+    let mut current = Mrkdwn::default();
     for line in lines {
-        let extra = line.chars().count() + usize::from(!current.is_empty());
-        if !current.is_empty() && current.chars().count() + extra > max {
+        let extra = line.chars() + usize::from(!current.is_empty());
+        if !current.is_empty() && current.chars() + extra > max {
             out.push(std::mem::take(&mut current));
         }
-        if !current.is_empty() {
-            current.push('\n');
-        }
-        current.push_str(line);
+        current.push_line(line);
     }
     if !current.is_empty() {
         out.push(current);
@@ -110,7 +108,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         return Ok(0);
     }
     // One message per step, steps in workflow order.
-    let mut by_step: BTreeMap<(i32, String, String), Vec<String>> = BTreeMap::new();
+    let mut by_step: BTreeMap<(i32, String, String), Vec<Mrkdwn>> = BTreeMap::new();
     for r in &rows {
         by_step
             .entry((r.step_position, r.version_slug.clone(), r.step_slug.clone()))
@@ -152,15 +150,20 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::split_lines;
+    use crate::slack::mrkdwn::Mrkdwn;
 
     #[test]
     fn long_lists_split_on_line_boundaries() {
-        let lines: Vec<String> = (0..10).map(|i| format!("line {i:02}")).collect();
+        let lines: Vec<Mrkdwn> = (0..10)
+            .map(|i| Mrkdwn::text(&format!("line {i:02}")))
+            .collect();
         let parts = split_lines(&lines, 24);
-        assert_eq!(parts[0], "line 00\nline 01\nline 02");
-        assert!(parts.iter().all(|p| p.chars().count() <= 24));
-        assert_eq!(parts.join("\n"), lines.join("\n"));
-        assert_eq!(split_lines(&lines[..1], 3), vec!["line 00".to_string()]);
+        assert_eq!(parts[0].as_str(), "line 00\nline 01\nline 02");
+        assert!(parts.iter().all(|p| p.chars() <= 24));
+        let joined: Vec<&str> = parts.iter().map(Mrkdwn::as_str).collect();
+        let all: Vec<&str> = lines.iter().map(Mrkdwn::as_str).collect();
+        assert_eq!(joined.join("\n"), all.join("\n"));
+        assert_eq!(split_lines(&lines[..1], 3), vec![Mrkdwn::text("line 00")]);
         assert!(split_lines(&[], 10).is_empty());
     }
 }

@@ -372,7 +372,10 @@ pub fn welcome_writes(
             format!("welcome:assignment:{assignment_id}:worker:{worker_id}"),
             SlackWrite::post(
                 channel,
-                format!("<@{slack_id}> has been added to the team. Welcome aboard!"),
+                crate::mrkdwn!(
+                    "{} has been added to the team. Welcome aboard!",
+                    crate::slack::mrkdwn::Mention(slack_id)
+                ),
             ),
         ),
     ]
@@ -544,9 +547,10 @@ pub async fn reassign<C: ConnectionTrait>(
             &format!("removed:assignment:{}:worker:{}", updated.id, previous.id),
             &SlackWrite::post(
                 slack_id,
-                format!(
-                    "Task {} ({display}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
-                    task.id
+                crate::mrkdwn!(
+                    "Task {} ({}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
+                    task.id,
+                    display
                 ),
             ),
             now,
@@ -673,6 +677,8 @@ pub async fn submit<C: ConnectionTrait>(
         }
         _ => return Err(UserError::NotSubmittable.into()),
     };
+    // The submitted work is no longer in progress: a restaff of it has nothing to hand over.
+    staffing::close_restaff_of(conn, task_id, mine.assignment_counter, now).await?;
     Ok(next)
 }
 

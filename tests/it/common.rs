@@ -171,3 +171,41 @@ pub async fn outbox_rows(db: &DatabaseConnection) -> Vec<(String, SlackWrite)> {
         })
         .collect()
 }
+
+/// PostgreSQL: waits until some transaction is blocked on a lock held by another (so a test
+/// knows its second transaction is in flight). SQLite serialises writers at `BEGIN`, which
+/// cannot be observed from outside: returns at once.
+pub async fn wait_for_a_lock_wait(db: &DatabaseConnection) {
+    if !db::is_postgres(db) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted",
+            ))
+            .await
+            .expect("pg_locks")
+            .expect("a row");
+        if row.try_get::<i64>("", "n").expect("n") > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no transaction waited for a lock"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The `chat.postMessage` staffbot queues for a text-only message, with `text` exactly as it
+/// is sent (already in Slack's markup).
+pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
+    SlackWrite::PostMessage {
+        channel: channel.to_string(),
+        text: text.into(),
+        blocks: None,
+    }
+}

@@ -168,7 +168,7 @@ async fn entry_level_review_and_completion() {
                 channel: "C_STORY".into(),
                 users: "U_ALICE".into()
             },
-            SlackWrite::post(
+            crate::common::post(
                 "C_STORY",
                 "<@U_ALICE> has been added to the team. Welcome aboard!"
             ),
@@ -603,7 +603,7 @@ async fn assignment_policies_run_on_creation_and_review() {
         ),
         (1, RequestCause::TaskPolicy, RequestStatus::Sending)
     );
-    let got_it = SlackWrite::post(
+    let got_it = crate::common::post(
         "C9",
         format!("Got it! I will start staffing task {rewrite}!"),
     );
@@ -682,7 +682,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     );
     assert_eq!(
         writes[1],
-        SlackWrite::post("C7", "<@U_B> has been added to the team. Welcome aboard!")
+        crate::common::post("C7", "<@U_B> has been added to the team. Welcome aboard!")
     );
     assert_eq!(
         writes[2],

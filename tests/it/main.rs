@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod correctness;
 mod faults;
 mod harness;
 mod lifecycle;

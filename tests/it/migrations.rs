@@ -11,7 +11,7 @@ use staffbot::db::entities::{
 use staffbot::db::{
     AssignmentStatus, InquiryMethod, OutboxStatus, RequestCause, RequestStatus, is_unique_violation,
 };
-use staffbot::outbox::{SlackWrite, enqueue};
+use staffbot::outbox::enqueue;
 use staffbot::workflow::lifecycle;
 
 use crate::common::{TestDb, add_worker, example_dir, load_workflow, t0};
@@ -37,8 +37,8 @@ async fn table_count(db: &impl ConnectionTrait) -> usize {
 async fn up_down_up_on_an_empty_database() {
     let t = TestDb::empty().await;
     Migrator::up(&t.db, None).await.expect("up");
-    // 18 tables of the data model + seaql_migrations.
-    assert_eq!(table_count(&t.db).await, 19);
+    // 19 tables of the data model + seaql_migrations.
+    assert_eq!(table_count(&t.db).await, 20);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await
@@ -55,7 +55,7 @@ async fn up_down_up_on_an_empty_database() {
     Migrator::down(&t.db, None).await.expect("down");
     assert_eq!(table_count(&t.db).await, 1, "only seaql_migrations is left");
     Migrator::up(&t.db, None).await.expect("up again");
-    assert_eq!(table_count(&t.db).await, 19);
+    assert_eq!(table_count(&t.db).await, 20);
     let version = load_workflow(&t.db, &example_dir()).await;
     let project = lifecycle::create_project(&t.db, &version, "again", 0, None, t0())
         .await
@@ -75,7 +75,7 @@ async fn replicas_starting_together_all_start() {
     for result in futures_util::future::join_all(starts).await {
         result.expect("every replica starts");
     }
-    assert_eq!(table_count(&t.db).await, 19);
+    assert_eq!(table_count(&t.db).await, 20);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await
@@ -187,7 +187,7 @@ async fn the_database_enforces_the_integrity_rules() {
         .expect("a loser is fine");
 
     // Outbox dedupe keys.
-    let write = SlackWrite::post("C1", "hi");
+    let write = crate::common::post("C1", "hi");
     assert!(enqueue(db, "k1", &write, t0()).await.expect("enqueue"));
     assert!(
         !enqueue(db, "k1", &write, t0())

@@ -75,30 +75,32 @@ async fn help_and_unknown_commands() {
     let (h, _) = setup().await;
     let help = h.reply(ADMIN, "help").await;
     assert_eq!(help["text"], "Use `/staffbot` to staff or restaff a Task.");
+    // What the user sees in Slack (the placeholders are escaped, not read as links).
+    let seen = |v: &Value| h.fake.render(v.as_str().unwrap_or_default());
     assert_eq!(
-        help["attachments"][0]["pretext"],
+        seen(&help["attachments"][0]["pretext"]),
         "`/staffbot staff <task-id>`"
     );
     assert_eq!(
-        help["attachments"][0]["text"],
+        seen(&help["attachments"][0]["text"]),
         "Ask qualified experts to work on the given `<task-id>`."
     );
     assert_eq!(
-        help["attachments"][1]["pretext"],
+        seen(&help["attachments"][1]["pretext"]),
         "`/staffbot restaff <task-id> <username>`"
     );
     assert_eq!(
-        help["attachments"][1]["text"],
+        seen(&help["attachments"][1]["text"]),
         "Remove the given `<username>` from the task and find another qualified expert"
     );
     assert_eq!(
         help["attachments"][0]["mrkdwn_in"],
         json!(["text", "pretext"])
     );
-    for text in ["", "staffing 2", "staff abc", "dance"] {
+    for text in ["", "staffing 2", "staff abc", "dance", "dance <&>"] {
         let r = h.reply(ADMIN, text).await;
         assert_eq!(
-            r["text"],
+            h.fake.render(r["text"].as_str().unwrap_or_default()),
             format!("Sorry! We couldn't process your command: {text}")
         );
     }
@@ -487,7 +489,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
         },
         1,
     );
-    enqueue(h.db(), "m1", &SlackWrite::post(CHANNEL, "first"), now)
+    enqueue(h.db(), "m1", &crate::common::post(CHANNEL, "first"), now)
         .await
         .expect("enqueue");
     let report = s.run_once().await.expect("round");
@@ -533,7 +535,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "m2",
-        &SlackWrite::post("G0TWO", "second"),
+        &crate::common::post("G0TWO", "second"),
         chrono::Utc::now(),
     )
     .await
@@ -558,7 +560,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "m3",
-        &SlackWrite::post("C0GONE", "lost"),
+        &crate::common::post("C0GONE", "lost"),
         chrono::Utc::now(),
     )
     .await
@@ -594,7 +596,7 @@ async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
         ("dead", now - chrono::Duration::seconds(1)),
         ("alive", now + chrono::Duration::seconds(60)),
     ] {
-        enqueue(h.db(), key, &SlackWrite::post(CHANNEL, key), now)
+        enqueue(h.db(), key, &crate::common::post(CHANNEL, key), now)
             .await
             .expect("enqueue");
         let mut am: outbox::ActiveModel = row(&h, key).await.into();
@@ -612,7 +614,7 @@ async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
     assert_eq!(s.run_once().await.expect("round").sent, 0, "delivered once");
     assert_eq!(row(&h, "alive").await.status, OutboxStatus::Pending);
     // A second sender racing the first never sends a row twice.
-    enqueue(h.db(), "race", &SlackWrite::post(CHANNEL, "race"), now)
+    enqueue(h.db(), "race", &crate::common::post(CHANNEL, "race"), now)
         .await
         .expect("enqueue");
     let s2 = sender(&h);

@@ -21,12 +21,12 @@ use staffbot::workflow::lifecycle;
 use crate::common::{add_worker, load_workflow, write_workflow};
 use crate::harness::Harness;
 
-const CHANNEL: &str = "G0PROJ";
+pub const CHANNEL: &str = "G0PROJ";
 
-struct Team {
-    h: Harness,
-    project: i64,
-    task: i64,
+pub struct Team {
+    pub h: Harness,
+    pub project: i64,
+    pub task: i64,
 }
 
 fn minutes(n: i64) -> chrono::Duration {
@@ -41,7 +41,26 @@ async fn team(
     auto_review: bool,
     replicas: bool,
 ) -> Team {
-    let mut h = Harness::new().await;
+    team_with(
+        Harness::new().await,
+        "Mayor race",
+        batch_size,
+        workers,
+        auto_review,
+        replicas,
+    )
+    .await
+}
+
+/// [`team`] on a harness set up by the caller, for a project described as `description`.
+pub async fn team_with(
+    mut h: Harness,
+    description: &str,
+    batch_size: u32,
+    workers: &[(&str, i32, bool)],
+    auto_review: bool,
+    replicas: bool,
+) -> Team {
     h.config.staffbot.worker_batch_size = batch_size;
     let reviewer_policy = if auto_review {
         "staffbot_autoassign"
@@ -64,7 +83,7 @@ async fn team(
     let project = lifecycle::create_project(
         h.db(),
         &version,
-        "Mayor race",
+        description,
         1,
         Some(CHANNEL.into()),
         Utc::now(),
@@ -108,7 +127,7 @@ async fn team(
 }
 
 impl Team {
-    async fn staff(&mut self) -> staffing_request::Model {
+    pub async fn staff(&mut self) -> staffing_request::Model {
         let r =
             staffbot::staffing::staff_task(self.h.db(), self.task, RequestCause::User, Utc::now())
                 .await
@@ -120,7 +139,7 @@ impl Team {
         r
     }
 
-    async fn inquiry_of(&self, name: &str) -> staffing_inquiry::Model {
+    pub async fn inquiry_of(&self, name: &str) -> staffing_inquiry::Model {
         let w = lifecycle::find_worker(self.h.db(), name)
             .await
             .expect("worker");
@@ -134,7 +153,7 @@ impl Team {
     }
 
     /// `name` clicks a button on the offer sent to `owner`; waits for the ack.
-    async fn click(&self, name: &str, action: &str, owner: &str) {
+    pub async fn click(&self, name: &str, action: &str, owner: &str) {
         let inquiry = self.inquiry_of(owner).await;
         let id = self
             .h
@@ -183,7 +202,7 @@ fn by_channel(calls: Vec<ApiCall>) -> std::collections::HashMap<String, ApiCall>
     map
 }
 
-fn update_text(call: &ApiCall) -> (String, String) {
+pub fn update_text(call: &ApiCall) -> (String, String) {
     assert_eq!(call.method, "chat.update", "{call:?}");
     let outcome = call.body["blocks"][1]["elements"][0]["text"]
         .as_str()

@@ -29,6 +29,11 @@
 //!   [`FakeSlack::fail_until_cleared`] does so for every call until [`FakeSlack::clear_faults`].
 //!   [`FakeSlack::hold_responses`] lets calls take effect but holds their answers back until
 //!   [`FakeSlack::release`] (a client that dies meanwhile never learns the call worked).
+//! - **Slack's limits and reading.** `chat.postMessage` and `chat.update` refuse blocks past
+//!   Slack's published limits (50 blocks, a section's text 3,000 characters, a button's text
+//!   75) with `invalid_blocks`, and a `text` over 4,000 characters with `msg_too_long`;
+//!   `views.publish` refuses more than 100 blocks. [`FakeSlack::render`] shows a text as a
+//!   person reads it in Slack (mentions by name, escapes undone, a raw `<x>` as a link `x`).
 //! - **`response_url`s** point at `POST /response/<n>` on the fake; bodies are recorded
 //!   ([`FakeSlack::response_posts`]).
 //!
@@ -67,6 +72,7 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 
 mod fixtures;
+pub mod render;
 mod socket;
 mod state;
 mod web;
@@ -690,6 +696,19 @@ impl FakeSlack {
                 s.calls.iter().filter(|c| c.method == method).count() >= n
             })
             .await
+    }
+
+    /// `text` as a person sees it in Slack: mentions and channel links by name, links by their
+    /// label, escapes undone; a raw `<…>` in it reads as a link (see [`render::render`]).
+    pub fn render(&self, text: &str) -> String {
+        self.inner.read(|s| {
+            let channels = s
+                .channels
+                .iter()
+                .map(|(id, c)| (id.clone(), c.name.clone()))
+                .collect();
+            render::render(text, &s.users, &channels)
+        })
     }
 
     /// The messages currently stored in a channel (after updates), oldest first. A user id

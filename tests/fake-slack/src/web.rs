@@ -12,6 +12,7 @@ use axum::routing::{any, get, post};
 use serde_json::{Map, Value, json};
 
 use crate::fixtures::{self, load};
+use crate::render;
 use crate::state::{self, BOT_ID, BOT_USER_ID, BOT_USER_NAME, HomeView, State};
 use crate::{ApiCall, FakeSlackConfig, Fault, Inner, Message};
 
@@ -350,12 +351,29 @@ fn ts_micros(ts: &str) -> Option<u128> {
     Some(secs * 1_000_000 + frac)
 }
 
+/// A message's `blocks`, refused (`invalid_blocks`) past Slack's limits, as Slack does.
 fn blocks_field(f: &Map<String, Value>) -> Result<Option<Value>, Reply> {
     match json_field(f, "blocks") {
-        Ok(Some(v)) if v.is_array() => Ok(Some(v)),
+        Ok(Some(v)) if v.is_array() => {
+            render::check_blocks(&v, render::MAX_MESSAGE_BLOCKS)
+                .map_err(|_| Reply::err("invalid_blocks"))?;
+            Ok(Some(v))
+        }
         Ok(None) => Ok(None),
         _ => Err(Reply::err("invalid_blocks")),
     }
+}
+
+/// A message's `text`, refused (`msg_too_long`) past [`render::MAX_TEXT_CHARS`].
+fn text_field(f: &Map<String, Value>) -> Result<Option<String>, Reply> {
+    let text = str_field(f, "text");
+    if text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > render::MAX_TEXT_CHARS)
+    {
+        return Err(Reply::err("msg_too_long"));
+    }
+    Ok(text)
 }
 
 /// `users`: a JSON array, or a comma-separated string.
@@ -437,7 +455,7 @@ fn posted_message(text: &str, ts: &str, blocks: Option<&Value>, thread_ts: Optio
 
 fn chat_post_message(s: &mut State, f: &Map<String, Value>) -> MethodResult {
     let channel = required(f, "channel", "channel_not_found")?;
-    let text = str_field(f, "text").unwrap_or_default();
+    let text = text_field(f)?.unwrap_or_default();
     let blocks = blocks_field(f)?;
     if text.is_empty() && blocks.is_none() {
         return Err(Reply::err("no_text"));
@@ -470,7 +488,7 @@ fn chat_post_message(s: &mut State, f: &Map<String, Value>) -> MethodResult {
 fn chat_update(s: &mut State, f: &Map<String, Value>) -> MethodResult {
     let channel = required(f, "channel", "channel_not_found")?;
     let ts = required(f, "ts", "message_not_found")?;
-    let text = str_field(f, "text");
+    let text = text_field(f)?;
     let blocks = blocks_field(f)?;
     let id = s.resolve_channel(&channel).map_err(Reply::err)?;
     let Some(message) = s
@@ -834,6 +852,11 @@ fn views_publish(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> Method
     let view_type = view.get("type").and_then(Value::as_str).unwrap_or("home");
     if view_type != "home" {
         return Err(invalid("invalid `view.type`"));
+    }
+    if let Some(blocks) = view.get("blocks")
+        && let Err(why) = render::check_blocks(blocks, render::MAX_HOME_BLOCKS)
+    {
+        return Err(invalid(&why));
     }
     if let (Some(hash), Some(current)) = (str_field(f, "hash"), s.home_views.get(&user))
         && !hash.is_empty()

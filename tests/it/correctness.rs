@@ -1,0 +1,291 @@
+//! Defects found by testing staffbot as a user would (issue 17): each test failed before its fix.
+
+use chrono::Utc;
+use fake_slack::Fault;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use staffbot::db::AssignmentStatus;
+use staffbot::db::entities::{outbox, staffing_inquiry, task_assignment};
+use staffbot::staffing::{self, respond};
+use staffbot::workflow::lifecycle;
+use staffbot::workflow::rules::SubmitKind;
+
+use crate::harness::Harness;
+use crate::staffing::{CHANNEL, Team, team_with, update_text};
+
+const STAFFING: &str = "G0STAFF";
+
+async fn team(description: &str, workers: &[&str]) -> Team {
+    let mut h = Harness::new().await;
+    // Rounds whenever a test ticks.
+    h.config.staffbot.batch_frequency = std::time::Duration::ZERO;
+    h.config.staffbot.staffing_group_id = Some(STAFFING.into());
+    h.fake.add_channel(STAFFING, "staffing", &[]);
+    let workers: Vec<(&str, i32, bool)> = workers.iter().map(|w| (*w, 1, true)).collect();
+    team_with(h, description, 5, &workers, false, false).await
+}
+
+fn rng() -> rand::rngs::StdRng {
+    <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1)
+}
+
+impl Team {
+    /// `name` takes the task from the CLI; reads the welcome.
+    async fn assign(&mut self, name: &str) -> staffbot::db::entities::worker::Model {
+        let w = lifecycle::find_worker(self.h.db(), name).await.expect("w");
+        lifecycle::assign_task(self.h.db(), self.task, &w, Utc::now())
+            .await
+            .expect("assign");
+        self.h.next_post(CHANNEL).await;
+        w
+    }
+
+    /// One batching round; returns the offer DMs' recipients (the pool's end is announced).
+    async fn offers(&mut self, n: usize) -> Vec<String> {
+        self.h.tick(Utc::now(), 1).await;
+        let mut to = Vec::new();
+        for call in self.h.next_messages(n).await {
+            to.push(call.body["channel"].as_str().unwrap_or("").to_string());
+        }
+        to
+    }
+}
+
+#[tokio::test]
+async fn a_submission_ends_the_restaff_of_the_submitted_work() {
+    let mut t = team("Mayor race", &["bob", "carl"]).await;
+    let bob = t.assign("bob").await;
+    staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+        .await
+        .expect("restaff");
+    t.h.next_post(CHANNEL).await;
+    assert!(t.offers(2).await.contains(&"U0CARL".to_string()));
+
+    // bob hands in his work: the restaff has nothing left to hand over.
+    lifecycle::submit(
+        t.h.db(),
+        t.task,
+        &bob,
+        SubmitKind::RequestedReview,
+        Utc::now(),
+        &mut rng(),
+    )
+    .await
+    .expect("submit");
+    let (to, outcome) = update_text(&t.h.next_message().await);
+    assert_eq!(
+        (to.as_str(), outcome.as_str()),
+        ("DU0CARL", "Sorry, this task is no longer available.")
+    );
+
+    // A late Accept changes nothing: bob keeps his submitted work and his channel.
+    t.click("carl", "offer_accept", "carl").await;
+    let a = task_assignment::Entity::find()
+        .all(t.h.db())
+        .await
+        .expect("q");
+    assert_eq!(
+        (a.len(), a[0].worker_id, a[0].status),
+        (1, bob.id, AssignmentStatus::Submitted)
+    );
+    assert_eq!(t.h.fake.channel_members(CHANNEL), vec!["U0BOB".to_string()]);
+
+    // And restaffing work that is no longer in progress is refused, clearly.
+    let err = staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+        .await
+        .expect_err("nothing in progress to restaff");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "bob is not currently working on task {} (their assignment is submitted); only work in progress can be restaffed",
+            t.task
+        )
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn restaffing_a_finished_task_says_so() {
+    let mut t = team("Mayor race", &["bob"]).await;
+    let bob = t.assign("bob").await;
+    lifecycle::abort_project(t.h.db(), t.project, Utc::now())
+        .await
+        .expect("abort");
+    let err = staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+        .await
+        .expect_err("finished");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Task {} is aborted; only unfinished tasks can be restaffed",
+            t.task
+        )
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_answered_while_its_dm_is_being_recorded_loses_its_buttons() {
+    let mut t = team("Mayor race", &["carl"]).await;
+    t.staff().await;
+    // Slack takes the offer, but its answer (the DM's ts) is held back: carl clicks meanwhile.
+    t.h.fake.hold_responses("chat.postMessage");
+    t.h.tick(Utc::now(), 1).await;
+    assert!(
+        t.h.fake
+            .wait_for_held("chat.postMessage", 1, crate::harness::WAIT)
+            .await
+    );
+    t.click("carl", "offer_accept", "carl").await;
+    t.h.fake.release("chat.postMessage");
+    let calls = t.h.next_messages(4).await;
+    let update = calls
+        .iter()
+        .find(|c| c.method == "chat.update")
+        .expect("the offer DM is updated once its ts is known");
+    let (to, outcome) = update_text(update);
+    assert_eq!(to, "DU0CARL");
+    assert!(outcome.starts_with("You got the task!"), "{outcome}");
+    t.h.finish().await;
+}
+
+/// Both transactions in flight at once: the answer and the recording of its DM. Whichever
+/// commits second queues the DM's update (PostgreSQL: the second waits for the first's lock;
+/// SQLite: writers are serialised, the second runs after the first).
+#[tokio::test]
+async fn answer_and_delivery_in_flight_together_update_the_dm_in_either_order() {
+    for answer_first in [true, false] {
+        let mut t = team("Mayor race", &["carl"]).await;
+        t.staff().await;
+        t.h.stop().await;
+        t.h.tick(Utc::now(), 1).await;
+        let inquiry = t.inquiry_of("carl").await.id;
+        let db = t.h.db().clone();
+        let other = staffbot::db::connect(&t.h.t.url).await.expect("connect");
+        let answer = move |conn: sea_orm::DatabaseTransaction| async move {
+            respond::respond(&conn, inquiry, "U0CARL", true, Utc::now())
+                .await
+                .expect("respond");
+            conn
+        };
+        let deliver = move |conn: sea_orm::DatabaseTransaction| async move {
+            respond::on_offer_delivered(&conn, inquiry, "DU0CARL", "1.000001", Utc::now())
+                .await
+                .expect("delivered");
+            conn
+        };
+        let first = staffbot::db::begin_write(&db).await.expect("begin");
+        let first = if answer_first {
+            answer(first).await
+        } else {
+            deliver(first).await
+        };
+        let second = tokio::spawn(async move {
+            let tx = staffbot::db::begin_write(&other).await.expect("begin");
+            let tx = if answer_first {
+                deliver(tx).await
+            } else {
+                answer(tx).await
+            };
+            sea_orm::DatabaseTransaction::commit(tx)
+                .await
+                .expect("commit");
+        });
+        crate::common::wait_for_a_lock_wait(&db).await;
+        sea_orm::DatabaseTransaction::commit(first)
+            .await
+            .expect("commit");
+        second.await.expect("second");
+        let finals = outbox::Entity::find()
+            .filter(outbox::Column::DedupeKey.eq(format!("offer-final:{inquiry}")))
+            .count(&db)
+            .await
+            .expect("q");
+        assert_eq!(finals, 1, "answer first: {answer_first}");
+        t.h.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn users_words_reach_slack_as_they_were_written() {
+    let mut t = team("Q&A <draft>", &["carl"]).await;
+    t.staff().await;
+    let calls = {
+        t.h.tick(Utc::now(), 1).await;
+        t.h.next_messages(2).await
+    };
+    let seen: Vec<String> = calls
+        .iter()
+        .map(|c| t.h.fake.render(c.body["text"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        seen.iter()
+            .any(|s| s.contains("Project description: Q&A <draft>")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(
+            &"All staffing requests for task v1 (Q&A <draft>) - write have been sent!".to_string()
+        ),
+        "{seen:?}"
+    );
+    t.click("carl", "offer_reject", "carl").await;
+    let calls = t.h.next_messages(2).await;
+    assert_eq!(
+        t.h.fake
+            .render(calls[1].body["text"].as_str().unwrap_or("")),
+        "No worker has accepted to work on task v1 (Q&A <draft>) - write"
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_long_description_still_reaches_the_worker_within_slacks_limits() {
+    let long = format!("{} end", "word ".repeat(900));
+    let mut t = team(&long, &["carl"]).await;
+    t.staff().await;
+    t.h.tick(Utc::now(), 1).await;
+    let calls = t.h.next_messages(2).await;
+    let offer = calls
+        .iter()
+        .find(|c| c.body["channel"] == "U0CARL")
+        .expect("the offer was delivered");
+    let section = offer.body["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert_eq!(section.chars().count(), 3000);
+    assert!(section.ends_with('…'));
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_slack_refuses_for_good_is_not_an_offer_made() {
+    let mut t = team("Mayor race", &["carl"]).await;
+    t.staff().await;
+    t.h.fake.fail_next(
+        "chat.postMessage",
+        Fault::ApiError("invalid_blocks".into()),
+        1,
+    );
+    t.h.tick(Utc::now(), 1).await;
+    // The pool's end is announced, then the staffing channel hears of the refusal.
+    let posts = [t.h.next_post(CHANNEL).await, t.h.next_post(STAFFING).await];
+    assert_eq!(
+        t.h.fake.render(&posts[1]),
+        "Could not deliver the offer of task v1 (Mayor race) - write to carl: Slack answered `invalid_blocks`. They will be asked again."
+    );
+    assert_eq!(
+        staffing_inquiry::Entity::find()
+            .count(t.h.db())
+            .await
+            .expect("q"),
+        0,
+        "not counted as asked"
+    );
+    // The next round asks carl again, and this time it arrives.
+    let later = Utc::now();
+    t.h.tick(later, 1).await;
+    assert!(
+        t.h.next_message().await.body["blocks"][1]["elements"][0]["action_id"] == "offer_accept"
+    );
+    t.h.finish().await;
+}
