@@ -51,8 +51,11 @@ pub fn instance_name() -> String {
     )
 }
 
-/// One periodic loop: every interval, if this replica holds the loop's lease, one run; what it
-/// queues wakes the sender.
+/// One periodic loop. It wakes often enough to renew its lease well before the lease lapses (a
+/// third of `loops.lease_ttl`), so a holder keeps it between runs, and runs the loop every
+/// `every` while it holds the lease (at once after taking it over). What a run queues wakes
+/// the sender. A run whose lease passed to another process meanwhile writes nothing (every
+/// transaction it makes is fenced by the lease's token).
 async fn periodic(
     which: crate::loops::Loop,
     db: DatabaseConnection,
@@ -67,24 +70,32 @@ async fn periodic(
         crate::loops::Loop::Sanity => config.sanitybot.interval,
         _ => config.loops.tick_interval,
     };
-    let mut interval = tokio::time::interval(every);
+    let ttl = config.loops.lease_ttl;
+    let mut interval = tokio::time::interval(every.min(ttl / 3).max(Duration::from_millis(100)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = which.name();
+    let mut last_run: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = interval.tick() => {}
         }
+        let lease = match crate::loops::try_lease(&db, name, &holder, ttl).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                last_run = None;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(loop_name = name, "cannot take the lease: {e}");
+                continue;
+            }
+        };
+        if last_run.is_some_and(|at| at.elapsed() < every) {
+            continue;
+        }
+        last_run = Some(std::time::Instant::now());
         let now = clock.now();
-        let lease =
-            match crate::loops::try_lease(&db, name, &holder, config.loops.lease_ttl, now).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(loop_name = name, "cannot take the lease: {e}");
-                    continue;
-                }
-            };
         let started = std::time::Instant::now();
         let result = crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await;
         metrics::counter!("staffbot_loop_runs_total", "loop" => name).increment(1);
@@ -96,6 +107,13 @@ async fn periodic(
                 wake.notify_one();
             }
             Ok(_) => {}
+            Err(e) if crate::loops::is_lease_lost(&e) => {
+                tracing::warn!(
+                    loop_name = name,
+                    "the lease passed to another process during this run; its last writes were rolled back"
+                );
+                last_run = None;
+            }
             Err(e) => tracing::error!(loop_name = name, "run failed: {e}"),
         }
     }

@@ -4,47 +4,143 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr};
 
 use crate::db::statement;
 
-/// Proof that the caller holds a loop's lease: only [`try_lease`] makes one, so work that must
-/// not run twice at once can demand it.
-#[derive(Debug)]
+/// Proof that the caller held a loop's lease: only [`try_lease`] makes one. Work that must not
+/// run twice at once demands it, and every transaction that writes under the lease calls
+/// [`LeaseProof::fence`] first, which fails once the lease has passed to another holder (or
+/// lapsed), so a holder that stalled past its lease writes nothing.
+#[derive(Debug, Clone)]
 pub struct LeaseProof {
     pub name: String,
+    pub holder: String,
+    /// The fencing token: bumped every time the lease changes hands (or is taken again after
+    /// it lapsed).
+    pub token: i64,
+    ttl: Duration,
 }
 
-/// Takes or renews the lease `name` for `holder` until `now + ttl`. `None` when another holder's
-/// lease has not expired.
+/// The error a write under a lost lease fails with (see [`is_lease_lost`]).
+pub const LEASE_LOST: &str = "the lease is no longer held by this process";
+
+/// True when `err` is a write refused because its lease was lost.
+pub fn is_lease_lost(err: &DbErr) -> bool {
+    matches!(err, DbErr::Custom(m) if m.starts_with(LEASE_LOST))
+}
+
+/// The database's current time, in SQL: leases and claims are compared on one clock, the
+/// database's, whatever the hosts' clocks say.
+pub fn db_now(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "clock_timestamp()",
+        // Stored timestamps are RFC 3339 text; this compares with them as text.
+        _ => "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '+00:00')",
+    }
+}
+
+/// The database's current time plus the duration bound as parameter `$n` (see
+/// [`duration_param`]).
+pub fn db_now_plus(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("(clock_timestamp() + make_interval(secs => ${n}))"),
+        _ => format!("(strftime('%Y-%m-%dT%H:%M:%f', 'now', ${n}) || '+00:00')"),
+    }
+}
+
+/// The parameter [`db_now_plus`] expects for `d`.
+pub fn duration_param(backend: DatabaseBackend, d: Duration) -> sea_orm::Value {
+    match backend {
+        DatabaseBackend::Postgres => d.as_secs_f64().into(),
+        _ => format!("+{:.3} seconds", d.as_secs_f64()).into(),
+    }
+}
+
+/// Takes or renews the lease `name` for `holder` until the database's now + `ttl`. `None` when
+/// another holder's lease has not expired. Taking a lease that was another's, or that lapsed,
+/// bumps its fencing token.
 pub async fn try_lease<C: ConnectionTrait>(
     conn: &C,
     name: &str,
     holder: &str,
     ttl: Duration,
-    now: DateTime<Utc>,
 ) -> Result<Option<LeaseProof>, DbErr> {
-    let expires = now + chrono::Duration::from_std(ttl).unwrap_or_default();
-    let result = conn
-        .execute_raw(statement(
-            conn.get_database_backend(),
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-            vec![name.into(), holder.into(), expires.into(), now.into()],
+    let backend = conn.get_database_backend();
+    let now = db_now(backend);
+    let expires = db_now_plus(backend, 3);
+    let row = conn
+        .query_one_raw(statement(
+            backend,
+            &format!(
+                "INSERT INTO leases (name, holder, expires_at, token) VALUES ($1, $2, {expires}, 1)
+                 ON CONFLICT (name) DO UPDATE SET
+                     token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > {now}
+                                  THEN leases.token ELSE leases.token + 1 END,
+                     holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.expires_at <= {now} OR leases.holder = excluded.holder
+                 RETURNING token"
+            ),
+            vec![name.into(), holder.into(), duration_param(backend, ttl)],
         ))
         .await?;
-    Ok((result.rows_affected() == 1).then(|| LeaseProof {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(LeaseProof {
         name: name.to_string(),
+        holder: holder.to_string(),
+        token: row.try_get("", "token")?,
+        ttl,
     }))
+}
+
+impl LeaseProof {
+    /// Inside a transaction that writes under this lease: checks that the lease is still held
+    /// with this token and has not lapsed, and extends it by its time to live. The lease's row
+    /// stays locked until the transaction ends, so nobody takes the lease over in between.
+    /// Fails with [`LEASE_LOST`] otherwise: the caller's transaction must roll back.
+    pub async fn fence<C: ConnectionTrait>(&self, conn: &C) -> Result<(), DbErr> {
+        let backend = conn.get_database_backend();
+        let now = db_now(backend);
+        let expires = db_now_plus(backend, 4);
+        let renewed = conn
+            .execute_raw(statement(
+                backend,
+                &format!(
+                    "UPDATE leases SET expires_at = {expires}
+                     WHERE name = $1 AND holder = $2 AND token = $3 AND expires_at > {now}"
+                ),
+                vec![
+                    self.name.as_str().into(),
+                    self.holder.as_str().into(),
+                    self.token.into(),
+                    duration_param(backend, self.ttl),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if renewed == 1 {
+            Ok(())
+        } else {
+            Err(DbErr::Custom(format!(
+                "{LEASE_LOST} (lease {}, token {})",
+                self.name, self.token
+            )))
+        }
+    }
 }
 
 /// Gives a lease up (at shutdown), so another replica need not wait for it to expire.
 pub async fn release<C: ConnectionTrait>(conn: &C, name: &str, holder: &str) -> Result<(), DbErr> {
     conn.execute_raw(statement(
         conn.get_database_backend(),
-        "DELETE FROM leases WHERE name = $1 AND holder = $2",
-        vec![name.into(), holder.into()],
+        "UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2",
+        vec![
+            name.into(),
+            holder.into(),
+            DateTime::<Utc>::UNIX_EPOCH.into(),
+        ],
     ))
     .await?;
     Ok(())

@@ -14,6 +14,7 @@ mod m20261127_000001_init;
 mod m20261127_000002_envelope_responses;
 mod m20261127_000003_request_task_index;
 mod m20261202_000004_offer_failures;
+mod m20261202_000005_lease_tokens;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_envelope_responses::Migration),
             Box::new(m20261127_000003_request_task_index::Migration),
             Box::new(m20261202_000004_offer_failures::Migration),
+            Box::new(m20261202_000005_lease_tokens::Migration),
         ]
     }
 }

@@ -42,7 +42,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     let mut rng = app.rng();
     for which in loops {
         let name = which.name();
-        match try_lease(&app.db, name, &holder, ttl, app.clock.now()).await? {
+        match try_lease(&app.db, name, &holder, ttl).await? {
             None => println!("{name}: skipped (another process holds the {name} lease)"),
             Some(lease) => {
                 let outcome = run_loop_once(

@@ -445,6 +445,8 @@ pub mod lease {
         #[sea_orm(column_type = "Text")]
         pub holder: String,
         pub expires_at: DateTimeUtc,
+        /// The fencing token (see `staffbot::loops::LeaseProof`).
+        pub token: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

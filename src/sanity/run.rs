@@ -113,7 +113,7 @@ pub struct SanityReport {
 /// One SanityBot round over every active or paused project with checks.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
-    _lease: &LeaseProof,
+    lease: &LeaseProof,
     now: DateTime<Utc>,
 ) -> Result<SanityReport, DbErr> {
     let projects = CheckedProject::find_by_statement(statement(
@@ -129,11 +129,13 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let mut report = SanityReport::default();
     for p in projects {
         report.projects += 1;
-        match check_project(db, &p, now).await {
+        match check_project(db, lease, &p, now).await {
             Ok((checks, messages)) => {
                 report.checks += checks;
                 report.messages += messages;
             }
+            // The lease passed to another process: stop here, write nothing more.
+            Err(e) if crate::loops::is_lease_lost(&e) => return Err(e),
             Err(e) => {
                 report.failed_projects += 1;
                 tracing::error!(project_id = p.id, "SanityBot failed for this project: {e}");
@@ -145,6 +147,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
 
 async fn check_project<C: TransactionTrait + ConnectionTrait>(
     db: &C,
+    lease: &LeaseProof,
     p: &CheckedProject,
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), DbErr> {
@@ -172,6 +175,7 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
         *entry = (*entry).max(c.created_at);
     }
     let tx = crate::db::begin_write(db).await?;
+    lease.fence(&tx).await?;
     let mut checks = 0;
     let mut messages = 0;
     let mut handled = BTreeSet::new();
@@ -190,13 +194,19 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
         if !is_due(latest.get(&slug).copied(), conf.repetition_seconds, now) {
             continue;
         }
+        let previous = latest.get(&slug).map_or_else(
+            || "first".to_string(),
+            |at| at.timestamp_micros().to_string(),
+        );
         for (n, handler) in conf.handlers.iter().enumerate() {
             let mentions = mentions(&tx, &tasks, &handler.steps).await?;
             match &p.slack_channel_id {
                 Some(channel) => {
                     outbox::enqueue(
                         &tx,
-                        &format!("sanity:{}:{slug}:{}:{n}", p.id, now.timestamp_millis()),
+                        // One post per handler per firing: the firing is named by the check's
+                        // previous firing, so two runs over the same state queue it once.
+                        &format!("sanity:{}:{slug}:{}:{n}", p.id, previous),
                         &SlackWrite::post(channel, handler_text(&mentions, &handler.message)),
                         now,
                     )

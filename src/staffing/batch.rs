@@ -306,7 +306,7 @@ pub struct BatchSettings {
 /// number of workers, and barely with the number of requests.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
-    _lease: &LeaseProof,
+    lease: &LeaseProof,
     settings: BatchSettings,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
@@ -376,6 +376,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             plans.push((request, candidates, exhausted));
         }
         let tx = crate::db::begin_write(db).await?;
+        lease.fence(&tx).await?;
         write_batches(&tx, &plans, now).await?;
         tx.commit().await?;
         for (_, chosen, exhausted) in &plans {

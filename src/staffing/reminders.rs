@@ -24,7 +24,7 @@ pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on,
 
 /// Open offers of workers who are due a reminder: one row per (worker, offer).
 const DUE: &str = "
-SELECT w.id AS worker_id, w.slack_user_id, i.id AS inquiry_id, r.task_id,
+SELECT w.id AS worker_id, w.slack_user_id, w.last_reminded_at, i.id AS inquiry_id, r.task_id,
        s.description AS step_description, p.short_description AS project_description,
        r.required_role_counter
 FROM staffing_inquiries i
@@ -52,6 +52,7 @@ ORDER BY w.id, p.priority DESC, r.created_at, i.id";
 struct DueOffer {
     worker_id: i64,
     slack_user_id: String,
+    last_reminded_at: Option<DateTime<Utc>>,
     inquiry_id: i64,
     task_id: i64,
     step_description: String,
@@ -97,7 +98,7 @@ fn reminder(offers: &[&DueOffer]) -> (Mrkdwn, Value) {
 /// One round: remind every worker who is due. Returns how many were reminded.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
-    _lease: &LeaseProof,
+    lease: &LeaseProof,
     interval: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Result<usize, DbErr> {
@@ -125,13 +126,23 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             .map(|(_, offers)| {
                 let (text, blocks) = reminder(offers);
                 (
-                    format!("remind:{}:{}", offers[0].worker_id, now.timestamp_millis()),
+                    // The worker's next reminder after the previous one: two runs over the same
+                    // state queue it once.
+                    format!(
+                        "remind:{}:{}",
+                        offers[0].worker_id,
+                        offers[0].last_reminded_at.map_or_else(
+                            || "first".to_string(),
+                            |at| at.timestamp_micros().to_string()
+                        )
+                    ),
                     SlackWrite::message(&offers[0].slack_user_id, text, blocks),
                 )
             })
             .collect();
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
         let tx = crate::db::begin_write(db).await?;
+        lease.fence(&tx).await?;
         outbox::enqueue_owned(&tx, writes, now).await?;
         tx.execute_raw(statement(
             tx.get_database_backend(),
@@ -157,6 +168,7 @@ mod tests {
             .map(|i| DueOffer {
                 worker_id: 1,
                 slack_user_id: "U1".into(),
+                last_reminded_at: None,
                 inquiry_id: i,
                 task_id: i,
                 step_description: "Write <it> & check it".into(),
@@ -172,9 +184,11 @@ mod tests {
             let t = b["text"]["text"].as_str().unwrap_or("");
             assert!(t.chars().count() <= blocks::MAX_SECTION_CHARS);
         }
-        assert!(list[1]["text"]["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("• Write &lt;it&gt; &amp; check it (ppp")));
+        assert!(
+            list[1]["text"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("• Write &lt;it&gt; &amp; check it (ppp"))
+        );
         match SlackWrite::message("U1", text, blocks) {
             SlackWrite::PostMessage { text, .. } => {
                 assert_eq!(text.chars().count(), blocks::MAX_TEXT_CHARS)

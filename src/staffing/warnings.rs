@@ -16,7 +16,8 @@ use crate::slack::mrkdwn::Mrkdwn;
 use crate::workflow::lifecycle::task_display;
 
 const UNSTAFFED: &str = "
-SELECT r.id AS request_id, r.task_id, r.created_at AS requested_at, s.slug AS step_slug,
+SELECT r.id AS request_id, r.task_id, r.created_at AS requested_at, r.last_warned_at,
+       s.slug AS step_slug,
        s.position AS step_position, v.slug AS version_slug, p.short_description,
        (SELECT COUNT(*) FROM staffing_inquiries i WHERE i.request_id = r.id) AS inquiries
 FROM staffing_requests r
@@ -41,6 +42,7 @@ struct Unstaffed {
     request_id: i64,
     task_id: i64,
     requested_at: DateTime<Utc>,
+    last_warned_at: Option<DateTime<Utc>>,
     step_slug: String,
     step_position: i32,
     version_slug: String,
@@ -62,6 +64,25 @@ fn line(u: &Unstaffed) -> Mrkdwn {
         line.push(&" Nobody could be asked: no certified worker with Slack and staffbot enabled.");
     }
     line
+}
+
+/// FNV-1a over a list of numbers: a name for a set of facts, the same in every process.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, n: i64) {
+        for b in n.to_le_bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Characters one warning message carries at most (Slack's advice for a message's text).
@@ -88,7 +109,7 @@ fn split_lines(lines: &[Mrkdwn], max: usize) -> Vec<Mrkdwn> {
 /// One round; returns how many tasks were reported. Does nothing without a staffing channel.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
-    _lease: &LeaseProof,
+    lease: &LeaseProof,
     staffing_channel: Option<&str>,
     min_time: std::time::Duration,
     now: DateTime<Utc>,
@@ -108,31 +129,37 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         return Ok(0);
     }
     // One message per step, steps in workflow order.
-    let mut by_step: BTreeMap<(i32, String, String), Vec<Mrkdwn>> = BTreeMap::new();
+    // Each step's warning is named by what it reports (the requests and when each was last
+    // reported), so two runs over the same state queue it once.
+    let mut by_step: BTreeMap<(i32, String, String), (Vec<Mrkdwn>, Fnv)> = BTreeMap::new();
     for r in &rows {
-        by_step
+        let (lines, event) = by_step
             .entry((r.step_position, r.version_slug.clone(), r.step_slug.clone()))
-            .or_default()
-            .push(line(r));
+            .or_insert_with(|| (Vec::new(), Fnv::default()));
+        lines.push(line(r));
+        event.add(r.request_id);
+        event.add(r.last_warned_at.map_or(-1, |at| at.timestamp_micros()));
     }
     // Long lists are split: Slack truncates a message's text beyond 40,000 characters and
     // advises at most 4,000.
     let mut writes: Vec<(String, SlackWrite)> = Vec::new();
-    for ((_, version, step), lines) in by_step {
+    for ((_, version, step), (lines, event)) in by_step {
+        let event = event.0;
         for (part, text) in split_lines(&lines, MAX_MESSAGE_CHARS)
             .into_iter()
             .enumerate()
         {
             let key = if part == 0 {
-                format!("warn:{version}:{step}:{}", now.timestamp_millis())
+                format!("warn:{version}:{step}:{event:016x}")
             } else {
-                format!("warn:{version}:{step}:{}:{part}", now.timestamp_millis())
+                format!("warn:{version}:{step}:{event:016x}:{part}")
             };
             writes.push((key, SlackWrite::post(channel, text)));
         }
     }
     let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
     let tx = crate::db::begin_write(db).await?;
+    lease.fence(&tx).await?;
     outbox::enqueue_owned(&tx, writes, now).await?;
     tx.execute_raw(statement(
         tx.get_database_backend(),

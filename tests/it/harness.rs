@@ -176,16 +176,10 @@ impl Harness {
     /// with [`Harness::tick`] and the loops' `run_once`.
     pub async fn hold_loop_leases(&self) {
         for which in staffbot::loops::Loop::ALL {
-            staffbot::loops::try_lease(
-                self.db(),
-                which.name(),
-                "test",
-                Duration::from_secs(3600),
-                chrono::Utc::now(),
-            )
-            .await
-            .expect("lease")
-            .expect("the test holds the loop's lease");
+            staffbot::loops::try_lease(self.db(), which.name(), "test", Duration::from_secs(3600))
+                .await
+                .expect("lease")
+                .expect("the test holds the loop's lease");
         }
     }
 
@@ -196,16 +190,11 @@ impl Harness {
         seed: u64,
     ) -> staffbot::staffing::batch::BatchReport {
         use rand::SeedableRng;
-        let lease = staffbot::loops::try_lease(
-            self.db(),
-            "staffing",
-            "test",
-            Duration::from_secs(3600),
-            now,
-        )
-        .await
-        .expect("lease")
-        .expect("held by the test");
+        let lease =
+            staffbot::loops::try_lease(self.db(), "staffing", "test", Duration::from_secs(3600))
+                .await
+                .expect("lease")
+                .expect("held by the test");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         staffbot::staffing::batch::run_once(
             self.db(),

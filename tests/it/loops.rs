@@ -22,16 +22,10 @@ fn minutes(n: i64) -> chrono::Duration {
 }
 
 async fn lease(h: &Harness, name: &str) -> LeaseProof {
-    try_lease(
-        h.db(),
-        name,
-        "test",
-        std::time::Duration::from_secs(3600),
-        Utc::now(),
-    )
-    .await
-    .expect("lease")
-    .expect("held by the test")
+    try_lease(h.db(), name, "test", std::time::Duration::from_secs(3600))
+        .await
+        .expect("lease")
+        .expect("held by the test")
 }
 
 /// A workflow whose `always` check returns a, b, c; four checks are configured: a repeats

@@ -334,16 +334,11 @@ async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) ->
     let request = staffbot::staffing::staff_task(db, task, RequestCause::User, Utc::now())
         .await
         .expect("staff");
-    let lease = staffbot::loops::try_lease(
-        db,
-        "staffing",
-        "test",
-        std::time::Duration::from_secs(60),
-        Utc::now(),
-    )
-    .await
-    .expect("lease")
-    .expect("held");
+    let lease =
+        staffbot::loops::try_lease(db, "staffing", "test", std::time::Duration::from_secs(60))
+            .await
+            .expect("lease")
+            .expect("held");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let settings = staffbot::staffing::batch::BatchSettings {
         batch_size: 1,
@@ -966,7 +961,6 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
         "staffing",
         "test",
         std::time::Duration::from_secs(60),
-        now,
     )
     .await
     .expect("l")
