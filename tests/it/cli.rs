@@ -323,22 +323,22 @@ async fn errors_are_one_clear_line() {
 #[tokio::test]
 async fn migrate_subcommand() {
     let cli = Cli::new().await;
-    let all_pending = "pending  m20261127_000001_init\npending  m20261127_000002_envelope_responses\npending  m20261127_000003_request_task_index\n";
+    let all_pending = "pending  m20261127_000001_init\npending  m20261127_000002_envelope_responses\npending  m20261127_000003_request_task_index\npending  m20261127_000004_assignment_handovers\n";
     assert_eq!(cli.ok(&["migrate", "status"]), all_pending);
-    assert_eq!(cli.ok(&["migrate"]), "applied 3 migration(s)\n");
+    assert_eq!(cli.ok(&["migrate"]), "applied 4 migration(s)\n");
     assert_eq!(
         cli.ok(&["migrate", "status"]),
-        "applied  m20261127_000001_init\napplied  m20261127_000002_envelope_responses\napplied  m20261127_000003_request_task_index\n"
+        "applied  m20261127_000001_init\napplied  m20261127_000002_envelope_responses\napplied  m20261127_000003_request_task_index\napplied  m20261127_000004_assignment_handovers\n"
     );
     assert_eq!(cli.ok(&["migrate", "down"]), "rolled back 1 migration(s)\n");
     assert_eq!(
         cli.ok(&["migrate", "status"]),
-        "applied  m20261127_000001_init\napplied  m20261127_000002_envelope_responses\npending  m20261127_000003_request_task_index\n"
+        "applied  m20261127_000001_init\napplied  m20261127_000002_envelope_responses\napplied  m20261127_000003_request_task_index\npending  m20261127_000004_assignment_handovers\n"
     );
     assert_eq!(cli.ok(&["migrate", "up"]), "applied 1 migration(s)\n");
     assert_eq!(
         cli.ok(&["migrate", "down", "--steps", "0"]),
-        "rolled back 3 migration(s)\n"
+        "rolled back 4 migration(s)\n"
     );
     assert_eq!(cli.ok(&["migrate", "status"]), all_pending);
     // Every other command migrates by itself.

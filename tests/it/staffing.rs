@@ -660,6 +660,56 @@ async fn restaff_moves_the_work_and_tells_everyone() {
     t.h.finish().await;
 }
 
+/// Issue 18: a task handed back and forth (`task assign` on a task in progress) invites and
+/// welcomes the new worker and removes the previous one every time, also when the same two
+/// workers swap again.
+#[tokio::test]
+async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
+    let mut t = team(5, &[("erin", 0, true), ("ed", 0, true)], false, false).await;
+    let erin = lifecycle::find_worker(t.h.db(), "erin")
+        .await
+        .expect("erin");
+    let ed = lifecycle::find_worker(t.h.db(), "ed").await.expect("ed");
+    lifecycle::assign_task(t.h.db(), t.task, &erin, Utc::now())
+        .await
+        .expect("assign");
+    assert_eq!(
+        t.h.next_post(CHANNEL).await,
+        "<@U0ERIN> has been added to the team. Welcome aboard!"
+    );
+    for (to, from) in [(&ed, &erin), (&erin, &ed), (&ed, &erin), (&erin, &ed)] {
+        let (to_id, from_id) = (
+            to.slack_user_id.clone().expect("slack id"),
+            from.slack_user_id.clone().expect("slack id"),
+        );
+        let (_, reassigned) = lifecycle::assign_or_reassign(t.h.db(), t.task, to, Utc::now())
+            .await
+            .expect("hand over");
+        assert!(reassigned);
+        // The welcome (after the invite) and the DM (after the kick), in either order.
+        let calls = by_channel(t.h.next_messages(2).await);
+        assert_eq!(
+            calls[CHANNEL].body["text"],
+            format!("<@{to_id}> has been added to the team. Welcome aboard!")
+        );
+        assert!(
+            calls[&from_id].body["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("no longer assigned")),
+            "{:?}",
+            calls[&from_id]
+        );
+        assert_eq!(
+            t.h.fake.channel_members(CHANNEL),
+            vec![to_id.clone()],
+            "{} in the channel, {} not",
+            to.username,
+            from.username
+        );
+    }
+    t.h.finish().await;
+}
+
 #[tokio::test]
 async fn reviewers_are_staffed_automatically_after_submit() {
     let mut t = team(5, &[("wri", 0, true), ("rev", 0, true)], true, false).await;
