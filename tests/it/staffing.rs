@@ -41,7 +41,19 @@ async fn team(
     auto_review: bool,
     replicas: bool,
 ) -> Team {
+    team_with(batch_size, workers, auto_review, replicas, |_| {}).await
+}
+
+/// [`team`], with `configure` applied to the daemon's configuration before it starts.
+async fn team_with(
+    batch_size: u32,
+    workers: &[(&str, i32, bool)],
+    auto_review: bool,
+    replicas: bool,
+    configure: impl FnOnce(&mut staffbot::config::Config),
+) -> Team {
     let mut h = Harness::new().await;
+    configure(&mut h.config);
     h.config.staffbot.worker_batch_size = batch_size;
     let reviewer_policy = if auto_review {
         "staffbot_autoassign"
@@ -135,16 +147,22 @@ impl Team {
 
     /// `name` clicks a button on the offer sent to `owner`; waits for the ack.
     async fn click(&self, name: &str, action: &str, owner: &str) {
+        self.click_with(name, action, owner, json!({})).await;
+    }
+
+    /// [`Team::click`] with `overrides` merged over the payload (e.g. its `token`).
+    async fn click_with(&self, name: &str, action: &str, owner: &str, overrides: Value) {
         let inquiry = self.inquiry_of(owner).await;
         let id = self
             .h
             .fake
-            .send_block_action(
+            .send_block_action_with(
                 &format!("U0{}", name.to_uppercase()),
                 action,
                 &inquiry.id.to_string(),
                 inquiry.dm_channel.as_deref().unwrap_or("D0"),
                 inquiry.dm_ts.as_deref().unwrap_or("1.1"),
+                overrides,
             )
             .await;
         let ack = self.h.ack(&id).await;
@@ -707,6 +725,54 @@ async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
             from.username
         );
     }
+    t.h.finish().await;
+}
+
+/// Issue 18: with `slack.verification_token` set, a click whose payload carries another token,
+/// or none, changes nothing and is logged without either token; the right token works.
+#[tokio::test]
+async fn clicks_need_the_verification_token() {
+    let tap = crate::faults::LogTap::new();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(tap.clone())
+        .with_ansi(false)
+        .with_env_filter("staffbot=info")
+        .finish();
+    // The daemon's tasks run on this thread (current-thread runtime), so this sees its logs.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut t = team_with(1, &[("a", 0, true)], false, false, |c| {
+        c.slack.verification_token = Some("vtok-right".into());
+    })
+    .await;
+    t.staff().await;
+    t.h.tick(Utc::now(), 1).await;
+    t.h.next_messages(2).await; // the offer and the exhausted-pool note
+    let responses = || staffing_response::Entity::find().count(t.h.db());
+
+    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-forged"}))
+        .await;
+    assert!(
+        tap.wait_for("wrong or missing verification token", crate::harness::WAIT)
+            .await
+    );
+    t.click_with("a", "offer_accept", "a", json!({"token": null}))
+        .await;
+    assert_eq!(responses().await.expect("count"), 0, "nothing changed");
+    assert!(!tap.contains("vtok-forged") && !tap.contains("vtok-right"));
+
+    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-right"}))
+        .await;
+    assert_eq!(responses().await.expect("count"), 1);
+    let calls = by_channel(t.h.next_messages(2).await);
+    assert!(
+        update_text(&calls["DU0A"])
+            .1
+            .starts_with("You got the task!")
+    );
+    assert_eq!(
+        calls[CHANNEL].body["text"],
+        "<@U0A> has been added to the team. Welcome aboard!"
+    );
     t.h.finish().await;
 }
 
