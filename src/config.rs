@@ -214,23 +214,149 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_string(),
+/// A TOML error as `line L, column C: message`, without the quoted source line toml's own
+/// `Display` adds (that line may be a token or a database URL with its password).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = redact_text(e.message().trim_end());
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count() + 1)
+                .unwrap_or(1);
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
+}
+
+/// True for a URL query parameter (or `key=value` setting) whose value is a secret: names
+/// containing `pass`, `pwd`, `secret`, `token`, `key` or `auth`, in any case (`password`,
+/// `sslpassword`, `passwd`, `PWD`, `access_token`, `api_key`, …).
+pub fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key", "auth"]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
+/// Masks the values of secret query parameters in a raw query string, keeping everything else
+/// exactly as written.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) => {
+                let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                    .map(|(k, _)| k.into_owned())
+                    .collect();
+                if is_secret_param(&decoded) {
+                    format!("{key}=***")
+                } else {
+                    pair.to_string()
+                }
+            }
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A URL made safe to print: the password of its user info and the values of password-like
+/// query parameters become `***` (`postgres://u:pw@host/db?sslpassword=x` →
+/// `postgres://u:***@host/db?sslpassword=***`). Text that does not parse as a URL is not
+/// shown at all, only its scheme, since where a password sits in it cannot be known.
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return match text.split_once("://") {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                format!("{scheme}://*** (malformed URL, not shown)")
+            }
+            _ => "*** (malformed URL, not shown)".to_string(),
+        };
+    };
+    if url.password().is_some() {
+        // Fails only for URLs that cannot have user info, which then have no password.
+        let _ = url.set_password(Some("***"));
+    }
+    if let Some(query) = url.query() {
+        let redacted = redact_query(query);
+        url.set_query(Some(&redacted));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(None);
+    }
+    url.to_string()
+}
+
+/// Makes a message from a database driver (or a parser) safe to print: every URL in it goes
+/// through [`redact_url`], and `key=value` settings with a secret-like key (a libpq
+/// `password=…`) lose their value. Driver errors can quote the connection string they failed on.
+pub fn redact_text(text: &str) -> String {
+    const STOP: &[char] = &['\'', '"', '`', '<', '>', '(', ')', '{', '}'];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: letters, digits, `+-.` right before `://`.
+        let head = &rest[..at];
+        let scheme_len = head
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .map(char::len_utf8)
+            .sum::<usize>();
+        let start = at - scheme_len;
+        out.push_str(&redact_settings(&rest[..start]));
+        // The URL runs to whitespace, a quote or a closing bracket.
+        let after = &rest[at + 3..];
+        let end = after
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace() || STOP.contains(c))
+            .map(|(i, _)| i)
+            .unwrap_or(after.len());
+        out.push_str(&redact_url(&rest[start..at + 3 + end]));
+        rest = &after[end..];
+    }
+    out.push_str(&redact_settings(rest));
+    out
+}
+
+/// `password=secret` → `password=***` for every whitespace-separated setting with a
+/// secret-like key.
+fn redact_settings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match word.split_once('=') {
+            Some((key, value))
+                if !value.is_empty()
+                    && is_secret_param(key.trim_start_matches(|c: char| !c.is_alphanumeric())) =>
+            {
+                out.push_str(key);
+                out.push_str("=***");
+            }
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Parses `"500ms"`, `"3s"`, `"2m"`, `"1h"`, `"1d"` (and combinations such as `"1h30m"`).
@@ -354,7 +480,7 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_error(text, &e),
         })?;
         let mut unknown = Vec::new();
         let config: Config = serde_ignored::deserialize(deserializer, |key| {
@@ -362,7 +488,7 @@ impl Config {
         })
         .map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_error(text, &e),
         })?;
         if let Some(key) = unknown.into_iter().next() {
             return Err(ConfigError::UnknownKey {
@@ -565,6 +691,62 @@ level = "debug"
             [("STAFFBOT_LOG_FORMAT".to_string(), "xml".to_string())].into();
         let err = Config::load_from(Some(&path), &bad).expect_err("bad env");
         assert!(err.to_string().contains("STAFFBOT_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        for (url, shown) in [
+            ("postgres://bob:hunter2@db/x", "postgres://bob:***@db/x"),
+            (
+                "postgres://bob@db:5432/x?sslmode=require&password=hunter2",
+                "postgres://bob@db:5432/x?sslmode=require&password=***",
+            ),
+            (
+                "postgres://db/x?SSLPassword=hunter2&pwd=hunter2&Token=hunter2&user=bob",
+                "postgres://db/x?SSLPassword=***&pwd=***&Token=***&user=bob",
+            ),
+            (
+                "postgres://db/x?pass%77ord=hunter2",
+                "postgres://db/x?pass%77ord=***",
+            ),
+            (
+                "sqlite://staffbot.db?mode=rwc",
+                "sqlite://staffbot.db?mode=rwc",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            (
+                "postgres://bob:hunter2@[bad/x",
+                "postgres://*** (malformed URL, not shown)",
+            ),
+            ("hunter2", "*** (malformed URL, not shown)"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn driver_messages_lose_urls_and_passwords() {
+        let message =
+            "Connection Error: The connection string 'postgres://u:hunter2@[bad' cannot be parsed.";
+        assert_eq!(
+            redact_text(message),
+            "Connection Error: The connection string 'postgres://*** (malformed URL, not shown)' cannot be parsed."
+        );
+        assert_eq!(
+            redact_text("see (mysql://u:hunter2@h/db?x=1) and host=h password=hunter2 port=1"),
+            "see (mysql://u:***@h/db?x=1) and host=h password=*** port=1"
+        );
+    }
+
+    #[test]
+    fn toml_errors_do_not_quote_the_file() {
+        let err = parse("database_url = \"postgres://u:hunter2@db/x\nstaffbot = 1\n")
+            .expect_err("unterminated string");
+        let shown = err.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("line 1, column"), "{shown}");
+        let err = parse("[slack]\nbot_token = xoxb-hunter2\n").expect_err("unquoted");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub enum StartError {
     Other(#[from] anyhow::Error),
 }
 
-/// A name for this process in claims and leases: host, pid and a random suffix.
+/// This process's name in leases and outbox claims: `host/` and 128 random bits in hex
+/// (`db1/3f2a…`). The random part alone tells processes apart: hostnames and pids repeat
+/// (every container is pid 1 on a host named after its image), and two replicas sharing a
+/// name would share leases and claims. It comes from the OS-seeded generator, never from
+/// `staffbot.random_seed` (replicas with the same seed would collide). The host is for people.
 pub fn instance_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -44,11 +48,7 @@ pub fn instance_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "staffbot".to_string());
-    format!(
-        "{host}-{}-{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
+    format!("{host}/{:032x}", rand::random::<u128>())
 }
 
 /// One periodic loop. It wakes often enough to renew its lease well before the lease lapses (a
@@ -234,6 +234,7 @@ impl Daemon {
                 ))
             });
         let name = instance_name();
+        tracing::info!(instance = %name, "leases and outbox claims are held under this name");
         let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
             .into_iter()
             .map(|which| {
@@ -308,5 +309,27 @@ impl Daemon {
     pub async fn stop(self) {
         self.cancel.cancel();
         self.join().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_name;
+
+    #[test]
+    fn instance_names_carry_128_random_bits() {
+        let (a, b) = (instance_name(), instance_name());
+        assert_ne!(a, b);
+        for name in [&a, &b] {
+            let (host, id) = name.rsplit_once('/').expect("host/id");
+            assert!(!host.is_empty(), "{name}");
+            assert_eq!(id.len(), 32, "{name}");
+            assert!(u128::from_str_radix(id, 16).is_ok(), "{name}");
+        }
+        // Same process, same host: only the random part differs.
+        assert_eq!(
+            a.rsplit_once('/').map(|p| p.0),
+            b.rsplit_once('/').map(|p| p.0)
+        );
     }
 }

@@ -60,6 +60,8 @@ pub enum UserError {
     NotUnderReview(i64),
     #[error("Review policy incorrectly specified.")]
     ReviewPolicyIncorrect,
+    #[error("Task {task}'s assignment changed in the meantime; try again")]
+    AssignmentChanged { task: i64 },
     #[error("Task {task} has no assignment to reassign")]
     NothingToReassign { task: i64 },
     #[error("Task {task} is {status}; only unfinished tasks can be assigned")]

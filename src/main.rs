@@ -11,11 +11,17 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(config: &Config) {
     use std::io::IsTerminal;
     // The migrator announces every start at INFO, and PostgreSQL's notices ("relation already
-    // exists, skipping") arrive at INFO too; keep both quiet unless asked for by name.
+    // exists, skipping") arrive at INFO too; keep both quiet unless asked for by name. sqlx's
+    // connect-option parser warns about a URL parameter it does not know *with its value*
+    // (`?sslpassword=…`) and about malformed `.pgpass` lines (passwords): never shown.
     let mut directives = config.log.level.clone();
-    for noisy in ["sea_orm_migration", "sqlx::postgres::notice"] {
+    for (noisy, level) in [
+        ("sea_orm_migration", "warn"),
+        ("sqlx::postgres::notice", "warn"),
+        ("sqlx_postgres::options", "off"),
+    ] {
         if !directives.contains(noisy) {
-            directives.push_str(&format!(",{noisy}=warn"));
+            directives.push_str(&format!(",{noisy}={level}"));
         }
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -13,6 +13,7 @@ mod dialect;
 mod m20261127_000001_init;
 mod m20261127_000002_envelope_responses;
 mod m20261127_000003_request_task_index;
+mod m20261127_000004_assignment_handovers;
 mod m20261202_000004_offer_failures;
 mod m20261202_000005_lease_tokens;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_init::Migration),
             Box::new(m20261127_000002_envelope_responses::Migration),
             Box::new(m20261127_000003_request_task_index::Migration),
+            Box::new(m20261127_000004_assignment_handovers::Migration),
             Box::new(m20261202_000004_offer_failures::Migration),
             Box::new(m20261202_000005_lease_tokens::Migration),
         ]

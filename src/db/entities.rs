@@ -288,6 +288,9 @@ pub mod task_assignment {
         pub in_progress_task_data: Json,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// How many times this assignment changed hands (each hand-over's Slack effects are
+        /// keyed on it).
+        pub handovers: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

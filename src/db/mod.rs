@@ -18,16 +18,44 @@ pub use enums::*;
 /// giving up; with WAL, readers never wait.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the database could not be used. Never holds the URL or the driver's error as given:
+/// both can carry the password (sea-orm quotes a connection string it cannot parse), so the
+/// URL is redacted and the driver's message has every URL and `password=…` in it masked.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot connect to the database {url}: {source}")]
-    Connect { url: String, source: DbErr },
+    #[error("the database URL is not valid ({reason}); it is not shown, as it may hold a password")]
+    InvalidUrl { reason: String },
+    #[error("cannot connect to the database {url}: {detail}")]
+    Connect { url: String, detail: String },
     #[error("cannot apply database migrations: {0}")]
-    Migrate(DbErr),
+    Migrate(String),
+}
+
+impl ConnectError {
+    fn connect(url: &str, source: &DbErr) -> ConnectError {
+        ConnectError::Connect {
+            url: crate::config::redact_url(url),
+            detail: crate::config::redact_text(&source.to_string()),
+        }
+    }
+
+    fn migrate(source: &DbErr) -> ConnectError {
+        ConnectError::Migrate(crate::config::redact_text(&source.to_string()))
+    }
+}
+
+/// Checks that `url` parses before any driver sees it (and might quote it in an error).
+fn check_url(url: &str) -> Result<(), ConnectError> {
+    url::Url::parse(url)
+        .map(|_| ())
+        .map_err(|e| ConnectError::InvalidUrl {
+            reason: e.to_string(),
+        })
 }
 
 /// Opens a connection pool. SQLite gets WAL, a busy timeout and foreign keys.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
+    check_url(url)?;
     let mut options = ConnectOptions::new(url.to_string());
     options
         .sqlx_logging(false)
@@ -44,10 +72,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, ConnectError> {
         });
     Database::connect(options)
         .await
-        .map_err(|source| ConnectError::Connect {
-            url: crate::config::redact_url(url),
-            source,
-        })
+        .map_err(|e| ConnectError::connect(url, &e))
 }
 
 /// How often `serve` copies SQLite's write-ahead log back into the database file.
@@ -102,7 +127,7 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, Connec
     } else {
         Migrator::up(&db, None)
             .await
-            .map_err(ConnectError::Migrate)?;
+            .map_err(|e| ConnectError::migrate(&e))?;
     }
     Ok(db)
 }
@@ -119,10 +144,7 @@ async fn migrate_locked(url: &str) -> Result<(), ConnectError> {
         .acquire_timeout(Duration::from_secs(300));
     let conn = Database::connect(options)
         .await
-        .map_err(|source| ConnectError::Connect {
-            url: crate::config::redact_url(url),
-            source,
-        })?;
+        .map_err(|e| ConnectError::connect(url, &e))?;
     let lock =
         |sql: &str| sea_orm::Statement::from_string(DatabaseBackend::Postgres, sql.to_string());
     let result = async {
@@ -139,7 +161,7 @@ async fn migrate_locked(url: &str) -> Result<(), ConnectError> {
     }
     .await;
     let _ = conn.close().await;
-    result.map_err(ConnectError::Migrate)
+    result.map_err(|e| ConnectError::migrate(&e))
 }
 
 pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {

@@ -61,7 +61,10 @@ impl Dispatcher {
     async fn dispatch_in_span(&self, envelope: &Envelope) -> Ack {
         let now = self.clock.now();
         let result = match envelope.kind.as_str() {
+            // A slash command's token is checked with its other authorisation (one reply for
+            // every refusal).
             "slash_commands" => self.slash_command(envelope, now).await,
+            "interactive" | "events_api" if !self.token_ok(envelope) => Ok(Ack::Bare),
             "interactive" => self.interactive(envelope, now).await,
             "events_api" => Ok(Ack::Bare),
             other => {
@@ -83,6 +86,29 @@ impl Dispatcher {
             }
             Err(e) => Self::failed(envelope, &e),
         }
+    }
+
+    /// The verification token check for payloads other than slash commands: interactive
+    /// payloads (clicks, shortcuts, views) and Events API payloads carry it at their top level.
+    /// A wrong or missing one is logged (without either token) and the payload changes nothing.
+    fn token_ok(&self, envelope: &Envelope) -> bool {
+        let payload = &envelope.payload;
+        let given = payload.get("token").and_then(Value::as_str);
+        if slash::token_ok(self.slash.verification_token.as_ref(), given) {
+            return true;
+        }
+        let user = payload
+            .pointer("/user/id")
+            .or_else(|| payload.pointer("/event/user"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let payload_type = payload.get("type").and_then(Value::as_str).unwrap_or("?");
+        tracing::warn!(
+            user,
+            payload_type,
+            "payload with a wrong or missing verification token; acked and ignored"
+        );
+        false
     }
 
     /// The ack when handling failed: a slash command says so (with a reference to the log).

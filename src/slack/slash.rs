@@ -79,6 +79,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The verification-token check every payload goes through: true when no token is configured,
+/// or when the payload's `token` equals it (compared in constant time; a missing token fails).
+pub fn token_ok(expected: Option<&SecretString>, given: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(expected) => constant_time_eq(
+            given.unwrap_or("").as_bytes(),
+            expected.expose_secret().as_bytes(),
+        ),
+    }
+}
+
 /// The whitelists in Orchestra's order, with the payload field each one checks.
 fn whitelists(allowed: &AllowedConfig) -> [(&'static str, &Option<Vec<String>>); 7] {
     [
@@ -98,11 +110,8 @@ async fn authorize<C: ConnectionTrait>(
     settings: &SlashSettings,
     cmd: &SlashCommand,
 ) -> Result<Result<worker::Model, String>, DbErr> {
-    if let Some(expected) = &settings.verification_token {
-        let given = cmd.token.as_deref().unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
-            return Ok(Err(NOT_AUTHORIZED.to_string()));
-        }
+    if !token_ok(settings.verification_token.as_ref(), cmd.token.as_deref()) {
+        return Ok(Err(NOT_AUTHORIZED.to_string()));
     }
     for (field, list) in whitelists(&settings.allowed) {
         let Some(list) = list else { continue };

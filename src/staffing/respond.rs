@@ -343,6 +343,7 @@ pub async fn respond<C: ConnectionTrait>(
                 context.slack_channel_id.as_deref(),
                 context.project_id,
                 assignment.id,
+                assignment.handovers,
                 click.worker_id,
                 &click.clicker_username,
                 click.clicker_slack_id.as_deref(),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder,
@@ -342,12 +342,22 @@ pub async fn is_certified<C: ConnectionTrait>(
     Ok(held as usize == required.len())
 }
 
+/// The outbox key of one Slack effect (`invite`, `welcome`, `kick`, `removed`) of an assignment
+/// reaching or leaving `worker_id` at hand-over `handovers` (0: the assignment's first worker).
+/// Every hand-over has keys of its own, so a task handed back and forth gets its effects each
+/// time; a retried transaction rolls the count back with everything else and queues them once.
+pub fn assignment_key(kind: &str, assignment_id: i64, handovers: i32, worker_id: i64) -> String {
+    format!("{kind}:assignment:{assignment_id}:handover:{handovers}:worker:{worker_id}")
+}
+
 /// The Slack side of a worker joining a task: invite to the project channel and
-/// `<@U…> has been added to the team. Welcome aboard!`.
+/// `<@U…> has been added to the team. Welcome aboard!`. `handovers` is the assignment's
+/// hand-over count once the worker holds it.
 pub fn welcome_writes(
     channel: Option<&str>,
     project_id: i64,
     assignment_id: i64,
+    handovers: i32,
     worker_id: i64,
     worker_username: &str,
     slack_id: Option<&str>,
@@ -362,14 +372,14 @@ pub fn welcome_writes(
     };
     vec![
         (
-            format!("invite:assignment:{assignment_id}:worker:{worker_id}"),
+            assignment_key("invite", assignment_id, handovers, worker_id),
             SlackWrite::Invite {
                 channel: channel.to_string(),
                 users: slack_id.to_string(),
             },
         ),
         (
-            format!("welcome:assignment:{assignment_id}:worker:{worker_id}"),
+            assignment_key("welcome", assignment_id, handovers, worker_id),
             SlackWrite::post(
                 channel,
                 crate::mrkdwn!(
@@ -385,14 +395,15 @@ pub fn welcome_writes(
 async fn queue_welcome<C: ConnectionTrait>(
     conn: &C,
     project: &project::Model,
-    assignment_id: i64,
+    assignment: &task_assignment::Model,
     worker: &worker::Model,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let writes = welcome_writes(
         project.slack_channel_id.as_deref(),
         project.id,
-        assignment_id,
+        assignment.id,
+        assignment.handovers,
         worker.id,
         &worker.username,
         worker.slack_user_id.as_deref(),
@@ -446,6 +457,7 @@ pub async fn assign_prepared<C: ConnectionTrait>(
         in_progress_task_data: Set(data),
         created_at: Set(now),
         updated_at: Set(now),
+        handovers: Set(0),
         ..Default::default()
     }
     .insert(conn)
@@ -485,10 +497,39 @@ pub async fn assign_task<C: ConnectionTrait>(
     };
     let assignment = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
     let project = find_project(conn, task.project_id).await?;
-    queue_welcome(conn, &project, assignment.id, worker, now).await?;
+    queue_welcome(conn, &project, &assignment, worker, now).await?;
     staffing::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
         .await?;
     Ok(assignment)
+}
+
+/// True when `worker_id` still has work in some project using `channel`: an assignment (not
+/// failed) on an unfinished task, in progress or submitted work that a reviewer may send back,
+/// in this project (another task, a review) or another one sharing the channel. Such a worker
+/// stays in the channel when a task is handed away from them.
+async fn still_busy_in_channel<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    channel: &str,
+) -> Result<bool> {
+    let row = conn
+        .query_one_raw(crate::db::statement(
+            conn.get_database_backend(),
+            "SELECT EXISTS (
+                 SELECT 1 FROM task_assignments a
+                 JOIN tasks t ON t.id = a.task_id
+                 JOIN projects p ON p.id = t.project_id
+                 WHERE a.worker_id = $1 AND p.slack_channel_id = $2
+                   AND a.status <> 'failed'
+                   AND t.status NOT IN ('complete', 'aborted')
+             ) AS busy",
+            vec![worker_id.into(), channel.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<bool>("", "busy")?,
+        None => false,
+    })
 }
 
 /// Hands an assignment to another worker (behaviour §4.5 `reassign_assignment`; restaff).
@@ -511,27 +552,56 @@ pub async fn reassign<C: ConnectionTrait>(
     let previous = worker::Entity::find_by_id(assignment.worker_id)
         .one(conn)
         .await?;
-    let mut am: task_assignment::ActiveModel = assignment.clone().into();
-    am.worker_id = Set(new_worker.id);
-    am.updated_at = Set(now);
-    let updated = am.update(conn).await?;
+    // Conditional on the hand-over the caller saw: of two concurrent hand-overs one wins.
+    let handed = task_assignment::Entity::update_many()
+        .col_expr(
+            task_assignment::Column::WorkerId,
+            Expr::value(new_worker.id),
+        )
+        .col_expr(
+            task_assignment::Column::Handovers,
+            Expr::col(task_assignment::Column::Handovers).add(1),
+        )
+        .col_expr(task_assignment::Column::UpdatedAt, Expr::value(now))
+        .filter(task_assignment::Column::Id.eq(assignment.id))
+        .filter(task_assignment::Column::WorkerId.eq(assignment.worker_id))
+        .filter(task_assignment::Column::Handovers.eq(assignment.handovers))
+        .exec(conn)
+        .await?;
+    if handed.rows_affected != 1 {
+        return Err(UserError::AssignmentChanged { task: task.id }.into());
+    }
+    let updated = task_assignment::Model {
+        worker_id: new_worker.id,
+        handovers: assignment.handovers + 1,
+        updated_at: now,
+        ..assignment.clone()
+    };
 
     let project = find_project(conn, task.project_id).await?;
-    queue_welcome(conn, &project, updated.id, new_worker, now).await?;
+    queue_welcome(conn, &project, &updated, new_worker, now).await?;
     if let Some(previous) = previous
         && let Some(slack_id) = &previous.slack_user_id
     {
         if let Some(channel) = &project.slack_channel_id {
-            outbox::enqueue(
-                conn,
-                &format!("kick:assignment:{}:worker:{}", updated.id, previous.id),
-                &SlackWrite::Kick {
-                    channel: channel.clone(),
-                    user: slack_id.clone(),
-                },
-                now,
-            )
-            .await?;
+            if still_busy_in_channel(conn, previous.id, channel).await? {
+                tracing::info!(
+                    worker = %previous.username,
+                    task_id = task.id,
+                    "previous worker keeps other work in the project channel; not removed from it"
+                );
+            } else {
+                outbox::enqueue(
+                    conn,
+                    &assignment_key("kick", updated.id, updated.handovers, previous.id),
+                    &SlackWrite::Kick {
+                        channel: channel.clone(),
+                        user: slack_id.clone(),
+                    },
+                    now,
+                )
+                .await?;
+            }
         }
         let version = workflow_version::Entity::find_by_id(project.workflow_version_id)
             .one(conn)
@@ -544,7 +614,7 @@ pub async fn reassign<C: ConnectionTrait>(
         );
         outbox::enqueue(
             conn,
-            &format!("removed:assignment:{}:worker:{}", updated.id, previous.id),
+            &assignment_key("removed", updated.id, updated.handovers, previous.id),
             &SlackWrite::post(
                 slack_id,
                 crate::mrkdwn!(

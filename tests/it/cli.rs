@@ -354,3 +354,70 @@ async fn migrate_subcommand() {
     assert_eq!(cli.ok(&["worker", "list", "--json"]), "[]\n");
     assert_eq!(cli.ok(&["migrate", "up"]), "applied 0 migration(s)\n");
 }
+
+/// Issue 18: no database password reaches the terminal, from `check` or from any error: a
+/// password in the user info or in a query parameter, a URL that does not parse, a driver that
+/// quotes the URL it failed on, a config file that does not parse, and debug logs.
+#[tokio::test]
+async fn database_passwords_are_never_printed() {
+    let db = TestDb::new().await;
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    // A "server" that hangs up at once: the driver fails at once (a refused connection would be
+    // retried until the pool's timeout).
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || for _ in server.incoming() {});
+    let urls = [
+        "postgres://u:pw-s3cret@[bad/db".to_string(),
+        format!("postgres://u@127.0.0.1:{port}/db?password=pw-s3cret"),
+        format!("postgres://u:pw-s3cret@127.0.0.1:{port}/db?sslpassword=pw-s3cret&PWD=pw-s3cret"),
+        "mysql://u:pw-s3cret@127.0.0.1:1/db".to_string(),
+        "not a url?password=pw-s3cret".to_string(),
+        // Reachable (PostgreSQL ignores the parameter under trust auth; SQLite refuses it).
+        format!("{}{sep}password=pw-s3cret", db.url),
+    ];
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let run = |url: &str, args: &[&str]| {
+        let out = Command::cargo_bin("staffbot")
+            .expect("binary built")
+            .args(args)
+            .current_dir(cwd.path())
+            .env_clear()
+            .env("STAFFBOT_DATABASE_URL", url)
+            .env("SLACK_API_URL", "http://127.0.0.1:1/api")
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    for url in &urls {
+        for args in [&["check"][..], &["worker", "list"], &["migrate", "status"]] {
+            let (code, text) = run(url, args);
+            assert!(!text.contains("s3cret"), "{url} {args:?} printed:\n{text}");
+            if args == ["check"] {
+                assert!(text.contains("database: "), "{text}");
+            } else if !url.starts_with(&db.url) {
+                assert_eq!(code, 1, "{url} {args:?}: {text}");
+                assert!(text.contains("error: "), "{text}");
+            }
+        }
+    }
+    // A config file that does not parse is reported without the line it failed on.
+    std::fs::write(
+        cwd.path().join("staffbot.toml"),
+        "database_url = \"postgres://u:pw-s3cret@db/x\nstaffbot = 1\n",
+    )
+    .expect("write");
+    let (code, text) = run("", &["worker", "list"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("invalid config file") && text.contains("line 1, column"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}

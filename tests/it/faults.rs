@@ -661,27 +661,27 @@ async fn postgres_restart_under_a_running_daemon() {
 /// Collects the log lines of the current thread's daemon (current-thread runtime) and lets a
 /// test wait for one.
 #[derive(Clone)]
-struct LogTap {
+pub(crate) struct LogTap {
     text: Arc<Mutex<String>>,
     tick: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl LogTap {
-    fn new() -> LogTap {
+    pub(crate) fn new() -> LogTap {
         LogTap {
             text: Arc::new(Mutex::new(String::new())),
             tick: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
-    fn contains(&self, needle: &str) -> bool {
+    pub(crate) fn contains(&self, needle: &str) -> bool {
         self.text
             .lock()
             .map(|t| t.contains(needle))
             .unwrap_or(false)
     }
 
-    async fn wait_for(&self, needle: &str, within: Duration) -> bool {
+    pub(crate) async fn wait_for(&self, needle: &str, within: Duration) -> bool {
         let mut rx = self.tick.subscribe();
         tokio::time::timeout(within, async {
             while !self.contains(needle) {

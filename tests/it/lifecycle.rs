@@ -712,6 +712,74 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
         .expect("b submits");
 }
 
+/// Issue 18: handing a task away removes the previous worker from the project channel only
+/// when they have no other work there (another task in progress, a review, submitted work
+/// under review).
+#[tokio::test]
+async fn a_worker_with_other_work_in_the_project_is_not_kicked() {
+    let w = World::new(
+        json!([
+            {"slug": "draft", "name": "Draft", "description": "Write", "required_certifications": ["writer"],
+             "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1}},
+            {"slug": "photo", "name": "Photo", "description": "Shoot", "required_certifications": ["writer"],
+             "review_policy": {"policy": "no_review"}}
+        ]),
+        Some("C7"),
+    )
+    .await;
+    let (draft, photo) = (w.tasks().await[0].id, w.tasks().await[1].id);
+    let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
+    let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
+    let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
+    let kicked = || async {
+        outbox_rows(w.db())
+            .await
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                SlackWrite::Kick { user, .. } => Some(user),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for task in [draft, photo] {
+        lifecycle::assign_task(w.db(), task, &a, t0())
+            .await
+            .expect("a");
+    }
+    // a still writes the draft: stays.
+    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
+        .await
+        .expect("photo to b");
+    assert_eq!(kicked().await, Vec::<String>::new());
+    // a's draft goes to review with rita; b has nothing else: removed.
+    w.submit(draft, &a, SubmitKind::RequestedReview)
+        .await
+        .expect("submit");
+    lifecycle::assign_task(w.db(), draft, &rita, t0())
+        .await
+        .expect("rita reviews");
+    lifecycle::assign_or_reassign(w.db(), photo, &rita, t0())
+        .await
+        .expect("photo to rita");
+    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    // rita still reviews the draft: stays.
+    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
+        .await
+        .expect("photo back to b");
+    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    // Every hand-over told the previous worker.
+    let told: Vec<String> = outbox_rows(w.db())
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("removed:"))
+        .filter_map(|(_, m)| match m {
+            SlackWrite::PostMessage { channel, .. } => Some(channel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, ["U_A", "U_B", "U_RITA"]);
+}
+
 #[tokio::test]
 async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
     let w = World::new(two_steps(json!({"policy": "no_review"})), None).await;

@@ -100,3 +100,70 @@ async fn sqlite_checkpoints_happen_outside_commits() {
         size()
     );
 }
+
+/// Issue 18: scrapes never cost a query each. Two hundred scrapes of both endpoints, twenty at
+/// a time, cost at most one database query per second; `/healthz` still notices within a
+/// couple of seconds when the database goes away.
+#[tokio::test]
+async fn scrapes_share_one_query_a_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let t = crate::common::TestDb::new().await;
+    let mut db = staffbot::db::connect(&t.url).await.expect("connect");
+    let queries = Arc::new(AtomicUsize::new(0));
+    db.set_metric_callback({
+        let queries = queries.clone();
+        move |_| {
+            queries.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let addr = staffbot::ops::serve(
+        "127.0.0.1:0",
+        db.clone(),
+        Arc::new(staffbot::slack::listener::SocketState::default()),
+        Arc::new(staffbot::clock::SystemClock),
+        cancel.clone(),
+    )
+    .await
+    .expect("listening");
+
+    let started = Instant::now();
+    for _ in 0..10 {
+        let scrapes = (0..20).map(|i| get(addr, if i % 2 == 0 { "/metrics" } else { "/healthz" }));
+        for (status, body) in futures_util::future::join_all(scrapes).await {
+            // No Socket Mode connection here: /healthz says 503, with the database ok.
+            assert!(status == 200 || status == 503, "{status} {body}");
+            if status == 503 {
+                assert!(body.contains("\"database\":\"ok\""), "{body}");
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let n = queries.load(Ordering::SeqCst);
+    assert!(
+        n >= 1 && (n as f64) <= seconds.ceil() + 1.0,
+        "{n} queries for 200 scrapes in {seconds:.2} s"
+    );
+
+    // The database goes away: reported within a couple of seconds.
+    db.close_by_ref().await.expect("close");
+    let closed = Instant::now();
+    loop {
+        let (status, body) = get(addr, "/healthz").await;
+        if body.contains("\"database\":\"unreachable\"") {
+            assert_eq!(status, 503);
+            break;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_secs(3),
+            "still {body} after {:?}",
+            closed.elapsed()
+        );
+        // Polling interval, not a wait for something to happen.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+}

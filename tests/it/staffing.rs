@@ -154,16 +154,22 @@ impl Team {
 
     /// `name` clicks a button on the offer sent to `owner`; waits for the ack.
     pub async fn click(&self, name: &str, action: &str, owner: &str) {
+        self.click_with(name, action, owner, json!({})).await;
+    }
+
+    /// [`Team::click`] with `overrides` merged over the payload (e.g. its `token`).
+    pub async fn click_with(&self, name: &str, action: &str, owner: &str, overrides: Value) {
         let inquiry = self.inquiry_of(owner).await;
         let id = self
             .h
             .fake
-            .send_block_action(
+            .send_block_action_with(
                 &format!("U0{}", name.to_uppercase()),
                 action,
                 &inquiry.id.to_string(),
                 inquiry.dm_channel.as_deref().unwrap_or("D0"),
                 inquiry.dm_ts.as_deref().unwrap_or("1.1"),
+                overrides,
             )
             .await;
         let ack = self.h.ack(&id).await;
@@ -670,6 +676,103 @@ async fn restaff_moves_the_work_and_tells_everyone() {
     assert_eq!(
         (a.len(), a[0].worker_id, a[0].assignment_counter),
         (1, carl.id, 0)
+    );
+    t.h.finish().await;
+}
+
+/// Issue 18: a task handed back and forth (`task assign` on a task in progress) invites and
+/// welcomes the new worker and removes the previous one every time, also when the same two
+/// workers swap again.
+#[tokio::test]
+async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
+    let mut t = team(5, &[("erin", 0, true), ("ed", 0, true)], false, false).await;
+    let erin = lifecycle::find_worker(t.h.db(), "erin")
+        .await
+        .expect("erin");
+    let ed = lifecycle::find_worker(t.h.db(), "ed").await.expect("ed");
+    lifecycle::assign_task(t.h.db(), t.task, &erin, Utc::now())
+        .await
+        .expect("assign");
+    assert_eq!(
+        t.h.next_post(CHANNEL).await,
+        "<@U0ERIN> has been added to the team. Welcome aboard!"
+    );
+    for (to, from) in [(&ed, &erin), (&erin, &ed), (&ed, &erin), (&erin, &ed)] {
+        let (to_id, from_id) = (
+            to.slack_user_id.clone().expect("slack id"),
+            from.slack_user_id.clone().expect("slack id"),
+        );
+        let (_, reassigned) = lifecycle::assign_or_reassign(t.h.db(), t.task, to, Utc::now())
+            .await
+            .expect("hand over");
+        assert!(reassigned);
+        // The welcome (after the invite) and the DM (after the kick), in either order.
+        let calls = by_channel(t.h.next_messages(2).await);
+        assert_eq!(
+            calls[CHANNEL].body["text"],
+            format!("<@{to_id}> has been added to the team. Welcome aboard!")
+        );
+        assert!(
+            calls[&from_id].body["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("no longer assigned")),
+            "{:?}",
+            calls[&from_id]
+        );
+        assert_eq!(
+            t.h.fake.channel_members(CHANNEL),
+            vec![to_id.clone()],
+            "{} in the channel, {} not",
+            to.username,
+            from.username
+        );
+    }
+    t.h.finish().await;
+}
+
+/// Issue 18: with `slack.verification_token` set, a click whose payload carries another token,
+/// or none, changes nothing and is logged without either token; the right token works.
+#[tokio::test]
+async fn clicks_need_the_verification_token() {
+    let tap = crate::faults::LogTap::new();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(tap.clone())
+        .with_ansi(false)
+        .with_env_filter("staffbot=info")
+        .finish();
+    // The daemon's tasks run on this thread (current-thread runtime), so this sees its logs.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut h = Harness::new().await;
+    h.config.slack.verification_token = Some("vtok-right".into());
+    let mut t = team_with(h, "Mayor race", 1, &[("a", 0, true)], false, false).await;
+    t.staff().await;
+    t.h.tick(Utc::now(), 1).await;
+    t.h.next_messages(2).await; // the offer and the exhausted-pool note
+    let responses = || staffing_response::Entity::find().count(t.h.db());
+
+    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-forged"}))
+        .await;
+    assert!(
+        tap.wait_for("wrong or missing verification token", crate::harness::WAIT)
+            .await
+    );
+    t.click_with("a", "offer_accept", "a", json!({"token": null}))
+        .await;
+    assert_eq!(responses().await.expect("count"), 0, "nothing changed");
+    assert!(!tap.contains("vtok-forged") && !tap.contains("vtok-right"));
+
+    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-right"}))
+        .await;
+    assert_eq!(responses().await.expect("count"), 1);
+    let calls = by_channel(t.h.next_messages(2).await);
+    assert!(
+        update_text(&calls["DU0A"])
+            .1
+            .starts_with("You got the task!")
+    );
+    assert_eq!(
+        calls[CHANNEL].body["text"],
+        "<@U0A> has been added to the team. Welcome aboard!"
     );
     t.h.finish().await;
 }

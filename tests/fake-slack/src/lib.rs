@@ -474,6 +474,28 @@ impl FakeSlack {
         channel_id: &str,
         message_ts: &str,
     ) -> String {
+        self.send_block_action_with(user_id, action_id, value, channel_id, message_ts, json!({}))
+            .await
+    }
+
+    /// [`FakeSlack::send_block_action`] with `overrides`' fields merged over the payload's top
+    /// level (a `null` removes the field), e.g. `{"token": …}`; returns the envelope id.
+    ///
+    /// # Panics
+    ///
+    /// If `overrides` is not a JSON object, or no connection opens within 10 s.
+    pub async fn send_block_action_with(
+        &self,
+        user_id: &str,
+        action_id: &str,
+        value: &str,
+        channel_id: &str,
+        message_ts: &str,
+        overrides: Value,
+    ) -> String {
+        let Value::Object(overrides) = overrides else {
+            panic!("fake-slack: send_block_action_with needs a JSON object, got {overrides}");
+        };
         let cfg = &self.inner.config;
         let (envelope_id, trigger_id, response_url) = self.fresh_envelope_ids();
         let (user_name, action_ts, source) = self.inner.update(|s| {
@@ -523,6 +545,15 @@ impl FakeSlack {
                 message["blocks"] = blocks;
             }
             payload["message"] = message;
+        }
+        if let Some(obj) = payload.as_object_mut() {
+            for (key, value) in overrides {
+                if value.is_null() {
+                    obj.remove(&key);
+                } else {
+                    obj.insert(key, value);
+                }
+            }
         }
         let envelope = json!({
             "envelope_id": envelope_id,
