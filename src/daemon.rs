@@ -65,6 +65,7 @@ async fn periodic(
     let mut rng = crate::cli::rng_for(&config);
     let every = match which {
         crate::loops::Loop::Sanity => config.sanitybot.interval,
+        crate::loops::Loop::Retention => crate::retention::EVERY,
         _ => config.loops.tick_interval,
     };
     let mut interval = tokio::time::interval(every);

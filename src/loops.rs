@@ -57,14 +57,16 @@ pub enum Loop {
     Reminders,
     Warnings,
     Sanity,
+    Retention,
 }
 
 impl Loop {
-    pub const ALL: [Loop; 4] = [
+    pub const ALL: [Loop; 5] = [
         Loop::Staffing,
         Loop::Reminders,
         Loop::Warnings,
         Loop::Sanity,
+        Loop::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +75,7 @@ impl Loop {
             Loop::Reminders => "reminders",
             Loop::Warnings => "warnings",
             Loop::Sanity => "sanity",
+            Loop::Retention => "retention",
         }
     }
 }
@@ -156,6 +159,18 @@ pub async fn run_loop_once<C: sea_orm::TransactionTrait + ConnectionTrait>(
                     }
                 ),
                 queued: r.messages > 0,
+            }
+        }
+        Loop::Retention => {
+            let r = crate::retention::run_once(db, lease, &config.retention, now).await?;
+            LoopOutcome {
+                summary: format!(
+                    "{} handled envelope(s) and {} sent or failed outbox row(s) deleted{}",
+                    r.envelopes,
+                    r.outbox,
+                    if r.more { ", more in the next run" } else { "" }
+                ),
+                queued: false,
             }
         }
     })

@@ -13,6 +13,7 @@ mod ops;
 mod process;
 mod properties;
 mod replicas;
+mod retention;
 mod slack;
 mod staffing;
 mod workflow_load;
