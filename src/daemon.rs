@@ -51,7 +51,17 @@ pub fn instance_name() -> String {
     )
 }
 
-/// One periodic loop: every interval, if this replica holds the loop's lease, one run; what it
+/// How often a loop's work runs: SanityBot and retention less often than the tick.
+fn period(which: crate::loops::Loop, config: &Config) -> Duration {
+    match which {
+        crate::loops::Loop::Sanity => config.sanitybot.interval,
+        crate::loops::Loop::Retention => crate::retention::EVERY,
+        _ => config.loops.tick_interval,
+    }
+}
+
+/// One periodic loop. Every `tick_interval` it takes or renews its lease, so one replica keeps
+/// it (and `staffbot_lease_held` reads 1 there); when its [`period`] has passed, one run; what it
 /// queues wakes the sender.
 async fn periodic(
     which: crate::loops::Loop,
@@ -63,19 +73,19 @@ async fn periodic(
     cancel: CancellationToken,
 ) {
     let mut rng = crate::cli::rng_for(&config);
-    let every = match which {
-        crate::loops::Loop::Sanity => config.sanitybot.interval,
-        crate::loops::Loop::Retention => crate::retention::EVERY,
-        _ => config.loops.tick_interval,
-    };
-    let mut interval = tokio::time::interval(every);
+    let every = period(which, &config);
+    let mut interval = tokio::time::interval(config.loops.tick_interval.min(every));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = which.name();
+    // Registered up front, so they are scraped (as 0) before the first run.
+    let runs = metrics::counter!("staffbot_loop_runs_total", "loop" => name);
+    let seconds = metrics::histogram!("staffbot_loop_seconds", "loop" => name);
+    let mut last_run: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let tick = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = interval.tick() => {}
-        }
+            tick = interval.tick() => tick,
+        };
         let now = clock.now();
         let lease =
             match crate::loops::try_lease(&db, name, &holder, config.loops.lease_ttl, now).await {
@@ -86,11 +96,14 @@ async fn periodic(
                     continue;
                 }
             };
+        if last_run.is_some_and(|at| tick - at < every) {
+            continue;
+        }
+        last_run = Some(tick);
         let started = std::time::Instant::now();
         let result = crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await;
-        metrics::counter!("staffbot_loop_runs_total", "loop" => name).increment(1);
-        metrics::histogram!("staffbot_loop_seconds", "loop" => name)
-            .record(started.elapsed().as_secs_f64());
+        runs.increment(1);
+        seconds.record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) if outcome.queued => {
                 tracing::info!(loop_name = name, "{}", outcome.summary);
@@ -111,6 +124,8 @@ pub struct Daemon {
     pub socket: Arc<SocketState>,
     /// Where `/metrics` and `/healthz` listen, when `metrics.listen` is set.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// This process's name in leases and outbox claims.
+    pub name: String,
     task: JoinHandle<()>,
 }
 
@@ -193,13 +208,17 @@ impl Daemon {
             .with_ping_failure_threshold_times(3);
         let socket = SocketMode::new(client.clone(), app_token, dispatcher, socket_config).await?;
         let state = socket.state();
+        let name = instance_name();
         let metrics_addr = match &config.metrics.listen {
             Some(listen) => Some(
                 crate::ops::serve(
                     listen,
-                    db.clone(),
-                    state.clone(),
-                    clock.clone(),
+                    crate::ops::Sources {
+                        db: db.clone(),
+                        socket: state.clone(),
+                        clock: clock.clone(),
+                        holder: name.clone(),
+                    },
                     cancel.child_token(),
                 )
                 .await?,
@@ -216,7 +235,6 @@ impl Daemon {
                     cancel.child_token(),
                 ))
             });
-        let name = instance_name();
         let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
             .into_iter()
             .map(|which| {
@@ -240,7 +258,7 @@ impl Daemon {
             }),
             clock,
             config.loops.lease_ttl,
-            name,
+            name.clone(),
         );
         let sender_cancel = cancel.child_token();
         let sender_task = tokio::spawn({
@@ -275,6 +293,7 @@ impl Daemon {
             cancel,
             socket: state,
             metrics_addr,
+            name,
             task,
         })
     }

@@ -3,8 +3,8 @@
 //! Metrics: `staffbot_envelopes_total{type}`, `staffbot_ack_seconds` (histogram),
 //! `staffbot_outbox_depth`, `staffbot_outbox_oldest_seconds`, `staffbot_deliveries_total{method,
 //! outcome}`, `staffbot_slack_api_errors_total{method,error}`, `staffbot_loop_runs_total{loop}`,
-//! `staffbot_loop_seconds{loop}` (histogram), `staffbot_lease_held{loop}`,
-//! `staffbot_socket_connections`.
+//! `staffbot_loop_seconds{loop}` (histogram), `staffbot_lease_held{loop}` (read from the leases
+//! table at each scrape), `staffbot_socket_connections`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -40,11 +40,19 @@ pub fn recorder() -> PrometheusHandle {
         .clone()
 }
 
+/// What the endpoints report on.
+#[derive(Clone)]
+pub struct Sources {
+    pub db: DatabaseConnection,
+    pub socket: Arc<SocketState>,
+    pub clock: Arc<dyn Clock>,
+    /// This process's name in the leases table.
+    pub holder: String,
+}
+
 #[derive(Clone)]
 struct Ops {
-    db: DatabaseConnection,
-    socket: Arc<SocketState>,
-    clock: Arc<dyn Clock>,
+    sources: Sources,
     handle: PrometheusHandle,
 }
 
@@ -54,7 +62,54 @@ struct Depth {
     oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+#[derive(Debug, FromQueryResult)]
+struct HeldLease {
+    name: String,
+}
+
+/// The loops whose lease `holder` holds at `now`.
+pub async fn held_leases<C: ConnectionTrait>(
+    conn: &C,
+    holder: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let stmt = crate::db::statement(
+        conn.get_database_backend(),
+        "SELECT name FROM leases WHERE holder = $1 AND expires_at > $2",
+        vec![holder.into(), now.into()],
+    );
+    Ok(HeldLease::find_by_statement(stmt)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|l| l.name)
+        .collect())
+}
+
+/// Sets `staffbot_lease_held{loop}` for every loop: 1 where `holder` holds the lease now.
+pub async fn record_leases_held<C: ConnectionTrait>(
+    conn: &C,
+    holder: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sea_orm::DbErr> {
+    let held = held_leases(conn, holder, now).await?;
+    for which in crate::loops::Loop::ALL {
+        let name = which.name();
+        let value = if held.iter().any(|h| h == name) {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("staffbot_lease_held", "loop" => name).set(value);
+    }
+    Ok(())
+}
+
 async fn metrics_page(State(ops): State<Ops>) -> impl IntoResponse {
+    let Ops {
+        sources: ops,
+        handle,
+    } = ops;
     let stmt = crate::db::statement(
         ops.db.get_database_backend(),
         "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox WHERE status = 'pending'",
@@ -68,14 +123,18 @@ async fn metrics_page(State(ops): State<Ops>) -> impl IntoResponse {
             .unwrap_or(0.0);
         metrics::gauge!("staffbot_outbox_oldest_seconds").set(age);
     }
+    if let Err(e) = record_leases_held(&ops.db, &ops.holder, ops.clock.now()).await {
+        tracing::debug!("cannot read the leases for staffbot_lease_held: {e}");
+    }
     metrics::gauge!("staffbot_socket_connections").set(ops.socket.open_connections() as f64);
     (
         [("content-type", "text/plain; version=0.0.4")],
-        ops.handle.render(),
+        handle.render(),
     )
 }
 
 async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
+    let ops = ops.sources;
     let connected = ops.socket.open_connections() > 0;
     let database = ops.db.execute_unprepared("SELECT 1").await.is_ok();
     let body = serde_json::json!({
@@ -93,9 +152,7 @@ async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
 /// Serves `/metrics` and `/healthz` on `listen` until `cancel`; returns the bound address.
 pub async fn serve(
     listen: &str,
-    db: DatabaseConnection,
-    socket: Arc<SocketState>,
-    clock: Arc<dyn Clock>,
+    sources: Sources,
     cancel: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -103,9 +160,7 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (metrics.listen): {e}"))?;
     let addr = listener.local_addr()?;
     let ops = Ops {
-        db,
-        socket,
-        clock,
+        sources,
         handle: recorder(),
     };
     let app = axum::Router::new()
