@@ -16,4 +16,5 @@ mod replicas;
 mod retention;
 mod slack;
 mod staffing;
+mod whitelists;
 mod workflow_load;
