@@ -68,7 +68,7 @@ struct HeldLease {
 }
 
 /// The loops whose lease `holder` holds at `now`.
-pub async fn held_leases<C: ConnectionTrait>(
+async fn held_leases<C: ConnectionTrait>(
     conn: &C,
     holder: &str,
     now: chrono::DateTime<chrono::Utc>,
@@ -87,7 +87,7 @@ pub async fn held_leases<C: ConnectionTrait>(
 }
 
 /// Sets `staffbot_lease_held{loop}` for every loop: 1 where `holder` holds the lease now.
-pub async fn record_leases_held<C: ConnectionTrait>(
+async fn record_leases_held<C: ConnectionTrait>(
     conn: &C,
     holder: &str,
     now: chrono::DateTime<chrono::Utc>,
