@@ -43,6 +43,7 @@ pub struct Config {
     pub sanitybot: SanitybotConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             sanitybot: SanitybotConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -158,6 +160,31 @@ impl Default for SanitybotConfig {
         }
     }
 }
+
+/// How long finished bookkeeping rows are kept before the retention loop deletes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// `handled_envelopes` rows (redelivery protection) older than this.
+    #[serde(deserialize_with = "de_retention")]
+    pub envelopes: Duration,
+    /// `outbox` rows sent or failed longer ago than this (pending rows are never deleted).
+    #[serde(deserialize_with = "de_retention")]
+    pub outbox: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            envelopes: Duration::from_secs(7 * 86_400),
+            outbox: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The shortest retention accepted: a row must outlive every redelivery and retry it guards
+/// against (Slack redelivers an envelope within minutes; a dedupe key protects a retried write).
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -439,6 +466,18 @@ fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+fn de_retention<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let d = de_duration(deserializer)?;
+    if d < MIN_RETENTION {
+        return Err(serde::de::Error::custom(format!(
+            "a retention must be at least {} (not {})",
+            format_duration(MIN_RETENTION),
+            format_duration(d)
+        )));
+    }
+    Ok(d)
+}
+
 impl Config {
     /// Loads the configuration: the file chosen as described in the module docs, then the
     /// process environment.
@@ -563,6 +602,8 @@ mod tests {
         assert_eq!(c.log.level, "info");
         assert!(c.metrics.listen.is_none());
         assert!(c.staffbot.allowed.user_ids.is_none());
+        assert_eq!(c.retention.envelopes, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retention.outbox, Duration::from_secs(30 * 86_400));
     }
 
     #[test]
@@ -601,6 +642,9 @@ listen = "127.0.0.1:9898"
 [log]
 format = "json"
 level = "debug"
+[retention]
+envelopes = "2d"
+outbox = "90d"
 "#,
         )
         .expect("valid config");
@@ -617,6 +661,8 @@ level = "debug"
         assert_eq!(c.loops.lease_ttl, Duration::from_secs(60));
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9898"));
+        assert_eq!(c.retention.envelopes, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.retention.outbox, Duration::from_secs(90 * 86_400));
         assert_eq!(
             c.slack.bot_token.as_ref().map(|s| s.expose_secret()),
             Some("xoxb-1")
@@ -646,6 +692,16 @@ level = "debug"
         );
         let err = parse("colour = 1\n").expect_err("top level");
         assert!(err.to_string().contains("`colour`"), "{err}");
+    }
+
+    #[test]
+    fn retention_keys_are_checked() {
+        let err = parse("[retention]\noutbox = \"10m\"\n").expect_err("too short");
+        assert!(err.to_string().contains("at least 1h (not 10m)"), "{err}");
+        let err = parse("[retention]\nenvelope = \"7d\"\n").expect_err("typo");
+        assert!(err.to_string().contains("`retention.envelope`"), "{err}");
+        let err = parse("[retention]\nenvelopes = \"7\"\n").expect_err("no unit");
+        assert!(err.to_string().contains("missing unit"), "{err}");
     }
 
     #[test]

@@ -51,10 +51,20 @@ pub fn instance_name() -> String {
     format!("{host}/{:032x}", rand::random::<u128>())
 }
 
-/// One periodic loop. It wakes often enough to renew its lease well before the lease lapses (a
-/// third of `loops.lease_ttl`), so a holder keeps it between runs, and runs the loop every
-/// `every` while it holds the lease (at once after taking it over). What a run queues wakes
-/// the sender. A run whose lease passed to another process meanwhile writes nothing (every
+/// How often a loop's work runs: SanityBot and retention less often than the tick.
+fn period(which: crate::loops::Loop, config: &Config) -> Duration {
+    match which {
+        crate::loops::Loop::Sanity => config.sanitybot.interval,
+        crate::loops::Loop::Retention => crate::retention::EVERY,
+        _ => config.loops.tick_interval,
+    }
+}
+
+/// One periodic loop. It wakes often enough to renew its lease well before the lease lapses
+/// (every `tick_interval`, and at least every third of `loops.lease_ttl`), so one replica keeps
+/// it between runs (and `staffbot_lease_held` reads 1 there), and runs the loop every [`period`]
+/// while it holds the lease (at once after taking it over). What a run queues wakes the
+/// sender. A run whose lease passed to another process meanwhile writes nothing (every
 /// transaction it makes is fenced by the lease's token).
 async fn periodic(
     which: crate::loops::Loop,
@@ -66,20 +76,27 @@ async fn periodic(
     cancel: CancellationToken,
 ) {
     let mut rng = crate::cli::rng_for(&config);
-    let every = match which {
-        crate::loops::Loop::Sanity => config.sanitybot.interval,
-        _ => config.loops.tick_interval,
-    };
+    let every = period(which, &config);
     let ttl = config.loops.lease_ttl;
-    let mut interval = tokio::time::interval(every.min(ttl / 3).max(Duration::from_millis(100)));
+    let mut interval = tokio::time::interval(
+        config
+            .loops
+            .tick_interval
+            .min(every)
+            .min(ttl / 3)
+            .max(Duration::from_millis(100)),
+    );
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = which.name();
-    let mut last_run: Option<std::time::Instant> = None;
+    // Registered up front, so they are scraped (as 0) before the first run.
+    let runs = metrics::counter!("staffbot_loop_runs_total", "loop" => name);
+    let seconds = metrics::histogram!("staffbot_loop_seconds", "loop" => name);
+    let mut last_run: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let tick = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = interval.tick() => {}
-        }
+            tick = interval.tick() => tick,
+        };
         let lease = match crate::loops::try_lease(&db, name, &holder, ttl).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
@@ -91,16 +108,15 @@ async fn periodic(
                 continue;
             }
         };
-        if last_run.is_some_and(|at| at.elapsed() < every) {
+        if last_run.is_some_and(|at| tick - at < every) {
             continue;
         }
-        last_run = Some(std::time::Instant::now());
+        last_run = Some(tick);
         let now = clock.now();
         let started = std::time::Instant::now();
         let result = crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await;
-        metrics::counter!("staffbot_loop_runs_total", "loop" => name).increment(1);
-        metrics::histogram!("staffbot_loop_seconds", "loop" => name)
-            .record(started.elapsed().as_secs_f64());
+        runs.increment(1);
+        seconds.record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcome) if outcome.queued => {
                 tracing::info!(loop_name = name, "{}", outcome.summary);
@@ -128,6 +144,8 @@ pub struct Daemon {
     pub socket: Arc<SocketState>,
     /// Where `/metrics` and `/healthz` listen, when `metrics.listen` is set.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// This process's name in leases and outbox claims.
+    pub name: String,
     task: JoinHandle<()>,
 }
 
@@ -210,13 +228,17 @@ impl Daemon {
             .with_ping_failure_threshold_times(3);
         let socket = SocketMode::new(client.clone(), app_token, dispatcher, socket_config).await?;
         let state = socket.state();
+        let name = instance_name();
         let metrics_addr = match &config.metrics.listen {
             Some(listen) => Some(
                 crate::ops::serve(
                     listen,
-                    db.clone(),
-                    state.clone(),
-                    clock.clone(),
+                    crate::ops::Sources {
+                        db: db.clone(),
+                        socket: state.clone(),
+                        clock: clock.clone(),
+                        holder: name.clone(),
+                    },
                     cancel.child_token(),
                 )
                 .await?,
@@ -233,8 +255,9 @@ impl Daemon {
                     cancel.child_token(),
                 ))
             });
-        let name = instance_name();
         tracing::info!(instance = %name, "leases and outbox claims are held under this name");
+        // Registered up front, so it is scraped (as 0) before the first refusal.
+        metrics::counter!("staffbot_offers_undeliverable_total").increment(0);
         let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
             .into_iter()
             .map(|which| {
@@ -258,7 +281,7 @@ impl Daemon {
             }),
             clock,
             config.loops.lease_ttl,
-            name,
+            name.clone(),
         )
         .with_staffing_channel(config.staffbot.staffing_group_id.clone());
         let sender_cancel = cancel.child_token();
@@ -294,6 +317,7 @@ impl Daemon {
             cancel,
             socket: state,
             metrics_addr,
+            name,
             task,
         })
     }

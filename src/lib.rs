@@ -2,7 +2,8 @@
 //!
 //! Layout (design.md §3): [`config`] reads settings; [`db`] owns entities and queries;
 //! [`workflow`] loads workflow definitions and runs the task lifecycle; [`staffing`] owns
-//! staffing requests; [`outbox`] queues every Slack write; [`cli`] is the admin command line.
+//! staffing requests; [`outbox`] queues every Slack write; [`retention`] prunes
+//! what is no longer needed; [`cli`] is the admin command line.
 
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod loops;
 pub mod ops;
 pub mod outbox;
+pub mod retention;
 pub mod sanity;
 pub mod slack;
 pub mod staffing;

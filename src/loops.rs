@@ -153,14 +153,16 @@ pub enum Loop {
     Reminders,
     Warnings,
     Sanity,
+    Retention,
 }
 
 impl Loop {
-    pub const ALL: [Loop; 4] = [
+    pub const ALL: [Loop; 5] = [
         Loop::Staffing,
         Loop::Reminders,
         Loop::Warnings,
         Loop::Sanity,
+        Loop::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -169,6 +171,7 @@ impl Loop {
             Loop::Reminders => "reminders",
             Loop::Warnings => "warnings",
             Loop::Sanity => "sanity",
+            Loop::Retention => "retention",
         }
     }
 }
@@ -252,6 +255,18 @@ pub async fn run_loop_once<C: sea_orm::TransactionTrait + ConnectionTrait>(
                     }
                 ),
                 queued: r.messages > 0,
+            }
+        }
+        Loop::Retention => {
+            let r = crate::retention::run_once(db, lease, &config.retention, now).await?;
+            LoopOutcome {
+                summary: format!(
+                    "{} handled envelope(s) and {} sent or failed outbox row(s) deleted{}",
+                    r.envelopes,
+                    r.outbox,
+                    if r.more { ", more in the next run" } else { "" }
+                ),
+                queued: false,
             }
         }
     })

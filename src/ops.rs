@@ -3,8 +3,9 @@
 //! Metrics: `staffbot_envelopes_total{type}`, `staffbot_ack_seconds` (histogram),
 //! `staffbot_outbox_depth`, `staffbot_outbox_oldest_seconds`, `staffbot_deliveries_total{method,
 //! outcome}`, `staffbot_slack_api_errors_total{method,error}`, `staffbot_loop_runs_total{loop}`,
-//! `staffbot_loop_seconds{loop}` (histogram), `staffbot_lease_held{loop}`,
-//! `staffbot_socket_connections`.
+//! `staffbot_loop_seconds{loop}` (histogram), `staffbot_lease_held{loop}` (from the leases
+//! table, on the database's clock), `staffbot_socket_connections`,
+//! `staffbot_offers_undeliverable_total`.
 //!
 //! Both endpoints read the database through [`Probe`]: one query a second at most, whatever
 //! the scrape rate.
@@ -18,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sea_orm::{DatabaseConnection, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -48,30 +49,52 @@ pub fn recorder() -> PrometheusHandle {
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// A look at the database that takes longer than this counts as "unreachable".
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The one statement behind both endpoints: the outbox gauges, and the database's health.
-pub const PROBE_SQL: &str =
-    "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM outbox WHERE status = 'pending'";
+/// The one statement behind both endpoints: the outbox gauges, the leases `$1` holds (one
+/// column per loop), and so the database's health.
+fn probe_sql(backend: sea_orm::DatabaseBackend) -> String {
+    let now = crate::loops::db_now(backend);
+    let mut sql = "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest".to_string();
+    for (i, which) in crate::loops::Loop::ALL.iter().enumerate() {
+        sql.push_str(&format!(
+            ", (SELECT COUNT(*) FROM leases WHERE holder = $1 AND name = '{}' AND expires_at > {now}) AS held_{i}",
+            which.name()
+        ));
+    }
+    sql.push_str(" FROM outbox WHERE status = 'pending'");
+    sql
+}
+
+/// What the endpoints report on.
+#[derive(Clone)]
+pub struct Sources {
+    pub db: DatabaseConnection,
+    pub socket: Arc<SocketState>,
+    pub clock: Arc<dyn Clock>,
+    /// This process's name in the leases table.
+    pub holder: String,
+}
 
 #[derive(Clone)]
 struct Ops {
-    db: DatabaseConnection,
-    socket: Arc<SocketState>,
-    clock: Arc<dyn Clock>,
+    sources: Sources,
     handle: PrometheusHandle,
     probe: Arc<Probe>,
 }
 
-#[derive(Debug, FromQueryResult)]
-struct Depth {
+/// What one look at the database found.
+#[derive(Debug, Clone, Copy)]
+struct Found {
     depth: i64,
     oldest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Per loop (in [`crate::loops::Loop::ALL`]'s order): whether this process holds its lease.
+    held: [bool; crate::loops::Loop::ALL.len()],
 }
 
 /// What the last look at the database found (`None`: it failed or timed out).
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     at: Instant,
-    depth: Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>,
+    found: Option<Found>,
 }
 
 /// The database as scrapes see it: one query at most every [`PROBE_EVERY`], however many
@@ -84,13 +107,34 @@ struct Probe {
     running: tokio::sync::Mutex<()>,
 }
 
+async fn look(db: &DatabaseConnection, holder: &str) -> Result<Found, sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(crate::db::statement(
+            backend,
+            &probe_sql(backend),
+            vec![holder.into()],
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("probe".into()))?;
+    let mut held = [false; crate::loops::Loop::ALL.len()];
+    for (i, h) in held.iter_mut().enumerate() {
+        *h = row.try_get::<i64>("", &format!("held_{i}"))? > 0;
+    }
+    Ok(Found {
+        depth: row.try_get("", "depth")?,
+        oldest: row.try_get("", "oldest")?,
+        held,
+    })
+}
+
 impl Probe {
     fn fresh(&self) -> Option<Seen> {
         let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.filter(|s| s.at.elapsed() < PROBE_EVERY)
     }
 
-    async fn get(&self, db: &DatabaseConnection) -> Seen {
+    async fn get(&self, db: &DatabaseConnection, holder: &str) -> Seen {
         if let Some(seen) = self.fresh() {
             return seen;
         }
@@ -98,24 +142,20 @@ impl Probe {
         if let Some(seen) = self.fresh() {
             return seen;
         }
-        let stmt = crate::db::statement(db.get_database_backend(), PROBE_SQL, vec![]);
-        let depth =
-            match tokio::time::timeout(PROBE_TIMEOUT, Depth::find_by_statement(stmt).one(db)).await
-            {
-                Ok(Ok(Some(d))) => Some((d.depth, d.oldest)),
-                Ok(Ok(None)) => Some((0, None)),
-                Ok(Err(e)) => {
-                    tracing::warn!("health probe failed: {e}");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("health probe timed out after {PROBE_TIMEOUT:?}");
-                    None
-                }
-            };
+        let found = match tokio::time::timeout(PROBE_TIMEOUT, look(db, holder)).await {
+            Ok(Ok(found)) => Some(found),
+            Ok(Err(e)) => {
+                tracing::warn!("health probe failed: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("health probe timed out after {PROBE_TIMEOUT:?}");
+                None
+            }
+        };
         let seen = Seen {
             at: Instant::now(),
-            depth,
+            found,
         };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
         seen
@@ -123,23 +163,41 @@ impl Probe {
 }
 
 async fn metrics_page(State(ops): State<Ops>) -> impl IntoResponse {
-    if let Some((depth, oldest)) = ops.probe.get(&ops.db).await.depth {
-        metrics::gauge!("staffbot_outbox_depth").set(depth as f64);
-        let age = oldest
-            .map(|o| (ops.clock.now() - o).num_milliseconds().max(0) as f64 / 1000.0)
+    let Ops {
+        sources,
+        handle,
+        probe,
+    } = ops;
+    if let Some(found) = probe.get(&sources.db, &sources.holder).await.found {
+        metrics::gauge!("staffbot_outbox_depth").set(found.depth as f64);
+        let age = found
+            .oldest
+            .map(|o| (sources.clock.now() - o).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         metrics::gauge!("staffbot_outbox_oldest_seconds").set(age);
+        for (which, held) in crate::loops::Loop::ALL.iter().zip(found.held) {
+            metrics::gauge!("staffbot_lease_held", "loop" => which.name()).set(if held {
+                1.0
+            } else {
+                0.0
+            });
+        }
     }
-    metrics::gauge!("staffbot_socket_connections").set(ops.socket.open_connections() as f64);
+    metrics::gauge!("staffbot_socket_connections").set(sources.socket.open_connections() as f64);
     (
         [("content-type", "text/plain; version=0.0.4")],
-        ops.handle.render(),
+        handle.render(),
     )
 }
 
 async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
-    let connected = ops.socket.open_connections() > 0;
-    let database = ops.probe.get(&ops.db).await.depth.is_some();
+    let connected = ops.sources.socket.open_connections() > 0;
+    let database = ops
+        .probe
+        .get(&ops.sources.db, &ops.sources.holder)
+        .await
+        .found
+        .is_some();
     let body = serde_json::json!({
         "socket_mode": if connected { "connected" } else { "disconnected" },
         "database": if database { "ok" } else { "unreachable" },
@@ -155,9 +213,7 @@ async fn healthz(State(ops): State<Ops>) -> impl IntoResponse {
 /// Serves `/metrics` and `/healthz` on `listen` until `cancel`; returns the bound address.
 pub async fn serve(
     listen: &str,
-    db: DatabaseConnection,
-    socket: Arc<SocketState>,
-    clock: Arc<dyn Clock>,
+    sources: Sources,
     cancel: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -165,9 +221,7 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (metrics.listen): {e}"))?;
     let addr = listener.local_addr()?;
     let ops = Ops {
-        db,
-        socket,
-        clock,
+        sources,
         handle: recorder(),
         probe: Arc::new(Probe::default()),
     };

@@ -159,4 +159,18 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn roles_are_spelled_as_stored_and_the_old_spelling_still_works() {
+        for role in ["entry_level", "entry-level", "reviewer"] {
+            let parsed = Cli::try_parse_from([
+                "staffbot", "worker", "certify", "rae", "reporter", "--role", role,
+            ]);
+            assert!(parsed.is_ok(), "--role {role}: {parsed:?}");
+        }
+        let help = Cli::try_parse_from(["staffbot", "worker", "certify", "--help"])
+            .expect_err("help")
+            .to_string();
+        assert!(help.contains("entry_level, reviewer"), "{help}");
+    }
 }

@@ -1,5 +1,6 @@
-//! `staffbot tick [staffing|reminders|warnings|sanity|all]`: the loops once, then the outbox delivered (so cron users need
-//! no daemon). Safe beside `serve`: it takes the same leases and outbox claims.
+//! `staffbot tick [staffing|reminders|warnings|sanity|retention|all]`: the loops once, then the
+//! outbox delivered (so cron users need no daemon). Safe beside `serve`: it takes the same
+//! leases and outbox claims.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ enum Which {
     Reminders,
     Warnings,
     Sanity,
+    Retention,
     All,
 }
 
@@ -37,6 +39,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
         Which::Reminders => vec![Loop::Reminders],
         Which::Warnings => vec![Loop::Warnings],
         Which::Sanity => vec![Loop::Sanity],
+        Which::Retention => vec![Loop::Retention],
         Which::All => Loop::ALL.to_vec(),
     };
     let mut rng = app.rng();

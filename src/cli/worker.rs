@@ -56,8 +56,11 @@ pub enum WorkerCommand {
     },
 }
 
+/// Spelled as stored and as `worker list --json` prints it (`entry_level`); `entry-level`, what
+/// clap derived before, still works.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
+    #[value(name = "entry_level", alias = "entry-level")]
     EntryLevel,
     Reviewer,
 }

@@ -3,6 +3,7 @@
 
 pub mod entities;
 pub mod enums;
+pub mod retention;
 
 use std::time::Duration;
 

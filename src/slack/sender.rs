@@ -102,11 +102,19 @@ impl Bucket {
 
 /// Slack's published limits (slack-protocol §3.3): per method and workspace, and for
 /// `chat.postMessage` one message per second per channel. We pace instead of provoking 429s.
+///
+/// There is a bucket per DM channel, so idle state is dropped (at most every [`SWEEP_EVERY`]):
+/// a bucket refilled to capacity is what a new one would be, and a block that has passed
+/// blocks nothing. Memory follows the channels written to recently, not all channels ever.
 #[derive(Debug, Default)]
 pub struct Pacer {
     buckets: HashMap<String, Bucket>,
     blocked_until: HashMap<String, DateTime<Utc>>,
+    swept_at: Option<DateTime<Utc>>,
 }
+
+/// How often the pacer drops idle buckets and expired blocks.
+const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 fn method_rate(method: &str) -> (f64, f64) {
     match method {
@@ -131,8 +139,22 @@ impl Pacer {
         keys
     }
 
+    /// Drops full buckets and past blocks, unless that was done less than [`SWEEP_EVERY`] ago.
+    fn sweep(&mut self, now: DateTime<Utc>) {
+        if self.swept_at.is_some_and(|at| now - at < SWEEP_EVERY) {
+            return;
+        }
+        self.swept_at = Some(now);
+        self.buckets.retain(|_, bucket| {
+            bucket.refill(now);
+            bucket.tokens < bucket.capacity
+        });
+        self.blocked_until.retain(|_, until| *until > now);
+    }
+
     /// When a call of `method` with `body` may go out.
     pub fn ready_at(&mut self, method: &str, body: &Value, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.sweep(now);
         let mut at = now;
         if let Some(until) = self.blocked_until.get(method) {
             at = at.max(*until);
@@ -851,6 +873,42 @@ mod tests {
             t(0)
         );
         assert_eq!(p.ready_at("chat.update", &json!({}), t(6)), t(6));
+    }
+
+    #[test]
+    fn idle_buckets_and_past_blocks_are_dropped() {
+        let mut p = Pacer::default();
+        for i in 0..1000 {
+            p.record(
+                "chat.postMessage",
+                &json!({"channel": format!("U{i}")}),
+                t(0),
+            );
+        }
+        p.block("chat.update", t(30));
+        let busy = json!({"channel": "UBUSY"});
+        for _ in 0..2 {
+            p.record("chat.postMessage", &busy, t(100));
+        }
+        assert_eq!(p.buckets.len(), 1002);
+        // At t(100) the 1000 DM buckets are full again, the block is over; the method bucket
+        // (1002 posts, 10 a second back) and UBUSY's (just emptied) still pace.
+        assert_eq!(p.ready_at("chat.postMessage", &busy, t(100)), t(101));
+        let mut kept: Vec<&str> = p.buckets.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["chat.postMessage", "chat.postMessage:UBUSY"]);
+        assert!(p.blocked_until.is_empty());
+        // Sweeps are at most a minute apart; a dropped bucket comes back full.
+        p.record("chat.postMessage", &json!({"channel": "U1"}), t(100));
+        assert_eq!(p.ready_at("chat.postMessage", &busy, t(130)), t(130));
+        assert_eq!(p.buckets.len(), 3);
+        assert_eq!(p.ready_at("chat.postMessage", &busy, t(160)), t(160));
+        assert_eq!(
+            p.buckets.len(),
+            2,
+            "U1's went, the two just asked about are new"
+        );
+        assert!(!p.buckets.contains_key("chat.postMessage:U1"));
     }
 
     #[test]

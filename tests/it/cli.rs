@@ -4,7 +4,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::common::{TestDb, example_dir};
+use crate::common::{TestDb, example_dir, readme_section, table_code_cells};
 
 struct Cli {
     url: String,
@@ -108,6 +108,8 @@ async fn walk_a_project_from_the_command_line() {
         "reporter",
         "--workflow",
         "newsroom",
+        "--role",
+        "entry_level",
     ]);
     cli.ok(&[
         "worker",
@@ -420,4 +422,141 @@ async fn database_passwords_are_never_printed() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// Splits a usage line into words and bracketed groups (`[--role a|b]`, `(--approve | --reject)`),
+/// an option taking a metavariable staying with it (`--workflow SLUG`).
+fn usage_elements(usage: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let (mut word, mut depth) = (String::new(), 0);
+    for c in usage.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth -= 1,
+            ' ' if depth == 0 => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        word.push(c);
+    }
+    words.push(word);
+    let mut out: Vec<String> = Vec::new();
+    for w in words {
+        match out.last_mut() {
+            Some(prev) if prev.starts_with("--") && is_metavar(&w) => *prev = format!("{prev} {w}"),
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
+/// `<task>`, `SLUG`, `N`, `C…`: a value the user chooses, not a literal.
+fn is_metavar(word: &str) -> bool {
+    word.starts_with('<') || !word.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// The argument lists an element stands for: each enumerated value (`a|b` in `[x a|b]`, or
+/// `--a | --b`), a placeholder for a metavariable, and nothing for an optional group.
+fn alternatives(element: &str) -> Vec<Vec<String>> {
+    let optional = element.starts_with('[');
+    let inner = element.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')'));
+    let mut alts: Vec<Vec<String>> = if inner.contains(" | ") {
+        inner.split(" | ").flat_map(alternatives).collect()
+    } else {
+        let (flag, value) = match inner.split_once(' ') {
+            Some((flag, value)) => (Some(flag), value),
+            None => (None, inner),
+        };
+        let values: Vec<&str> = if is_metavar(value) {
+            vec!["1"]
+        } else {
+            value.split('|').collect()
+        };
+        values
+            .into_iter()
+            .map(|v| flag.into_iter().chain([v]).map(String::from).collect())
+            .collect()
+    };
+    if optional {
+        alts.push(Vec::new());
+    }
+    alts
+}
+
+/// The README's command-line table, row by row, against the binary's parser: every command,
+/// every option, and every value an option or argument enumerates is accepted; and every value
+/// the parser enumerates is in the README.
+#[test]
+fn the_binary_accepts_what_the_readme_documents() {
+    use clap::{CommandFactory, Parser};
+    use staffbot::cli::Cli;
+
+    let rows = table_code_cells(&readme_section("Command line"));
+    assert!(rows.len() >= 18, "{rows:?}");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for usage in &rows {
+        let choices: Vec<Vec<Vec<String>>> = usage_elements(usage)
+            .iter()
+            .map(|e| alternatives(e))
+            .collect();
+        let command: Vec<&str> = usage
+            .split(' ')
+            .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .collect();
+        for (i, alts) in choices.iter().enumerate() {
+            for alt in alts {
+                let args: Vec<String> = choices
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, a)| if i == j { alt.clone() } else { a[0].clone() })
+                    .collect();
+                if let Err(e) =
+                    Cli::try_parse_from(std::iter::once("staffbot".into()).chain(args.clone()))
+                {
+                    panic!(
+                        "README `{usage}`: `staffbot {}` is refused:\n{e}",
+                        args.join(" ")
+                    );
+                }
+                if let Some(value) = alt.last() {
+                    documented.push((command.join(" "), value.clone()));
+                }
+            }
+        }
+    }
+
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(String, String)>) {
+        for arg in cmd
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values())
+        {
+            for value in arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+            {
+                out.push((path.join(" "), value.get_name().to_string()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let mut path = path.clone();
+            path.push(sub.get_name().to_string());
+            walk(sub, path, out);
+        }
+    }
+    let mut cli = Cli::command();
+    cli.build();
+    let mut enumerated = Vec::new();
+    walk(&cli, Vec::new(), &mut enumerated);
+    assert!(enumerated.len() >= 10, "{enumerated:?}");
+    for (command, value) in enumerated {
+        assert!(
+            documented.contains(&(command.clone(), value.clone())),
+            "`staffbot {command}` accepts `{value}`, which README's command-line table does not list"
+        );
+    }
 }

@@ -209,3 +209,26 @@ pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
         blocks: None,
     }
 }
+
+/// The README's section `## {heading}`, up to the next `## ` heading.
+pub fn readme_section(heading: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let marker = format!("\n## {heading}\n");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no `## {heading}`"))
+        + marker.len();
+    let rest = &readme[start..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
+}
+
+/// The code span that opens each table row of `section` (`` | `this` | … ``), with Markdown's
+/// `\|` unescaped.
+pub fn table_code_cells(section: &str) -> Vec<String> {
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.find('`').map(|end| rest[..end].replace("\\|", "|")))
+        .collect()
+}

@@ -72,6 +72,11 @@ impl Harness {
         self.daemon.as_ref().and_then(|d| d.metrics_addr)
     }
 
+    /// The daemon's name in leases and claims.
+    pub fn daemon_name(&self) -> Option<&str> {
+        self.daemon.as_ref().map(|d| d.name.as_str())
+    }
+
     /// Starts the daemon and waits until it holds a Socket Mode connection.
     pub async fn start(&mut self) {
         let daemon = self.spawn_daemon().await;

@@ -14,6 +14,8 @@ mod ops;
 mod process;
 mod properties;
 mod replicas;
+mod retention;
 mod slack;
 mod staffing;
+mod whitelists;
 mod workflow_load;

@@ -1,7 +1,11 @@
 //! `metrics.listen`: Prometheus text on `/metrics` and `/healthz`, from a running daemon.
 
+use sea_orm::ConnectionTrait;
+use staffbot::db::statement;
+use staffbot::outbox::enqueue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::{readme_section, table_code_cells};
 use crate::harness::Harness;
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -27,11 +31,23 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `/healthz`, and `/metrics` with every metric the README's table documents.
 #[tokio::test]
 async fn metrics_and_health() {
+    let documented = table_code_cells(&readme_section("Metrics and health"));
+    assert!(documented.len() >= 10, "{documented:?}");
     let mut h = Harness::new().await;
     h.config.metrics.listen = Some("127.0.0.1:0".into());
+    // The daemon's loops tick once, at start, while the test holds their leases.
+    h.config.loops.tick_interval = std::time::Duration::from_secs(3600);
     h.hold_loop_leases().await;
+    // A delivery Slack refuses, then one it takes: once the second arrives, the first is counted.
+    let now = chrono::Utc::now();
+    for (key, channel) in [("lost", "C0GONE"), ("hello", "U0ALICE")] {
+        enqueue(h.db(), key, &crate::common::post(channel, key), now)
+            .await
+            .expect("queued");
+    }
     h.start().await;
     let addr = h.metrics_addr().expect("listening");
     assert!(addr.ip().is_loopback());
@@ -44,16 +60,54 @@ async fn metrics_and_health() {
         serde_json::json!({"socket_mode": "connected", "database": "ok"})
     );
 
+    assert_eq!(h.next_post("U0ALICE").await, "hello");
     let reply = h.reply("U0NOBODY", "help").await;
     assert_eq!(reply["text"], "You are not authorized to staff projects!");
-    let (status, body) = get(addr, "/metrics").await;
+    // This process holds `staffing`; its `reminders` lease expired; the test holds the rest.
+    let me = h.daemon_name().expect("running").to_string();
+    let db = h.db();
+    for (name, expires) in [
+        ("staffing", now + chrono::Duration::hours(1)),
+        ("reminders", now - chrono::Duration::seconds(1)),
+    ] {
+        db.execute_raw(statement(
+            db.get_database_backend(),
+            "UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3",
+            vec![me.clone().into(), expires.into(), name.into()],
+        ))
+        .await
+        .expect("lease moved");
+    }
+    // The page is at most a second old (one database query a second serves every scrape).
+    let moved = std::time::Instant::now();
+    let (status, body) = loop {
+        let (status, body) = get(addr, "/metrics").await;
+        if body.contains("staffbot_lease_held{loop=\"staffing\"} 1")
+            || moved.elapsed() > std::time::Duration::from_secs(3)
+        {
+            break (status, body);
+        }
+        // Polling interval, not a wait for something to happen.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(status, 200);
+    for name in &documented {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} (README) missing from:\n{body}"
+        );
+    }
     for expected in [
         "staffbot_envelopes_total{type=\"slash_commands\"}",
-        "staffbot_ack_seconds_bucket",
         "staffbot_outbox_depth 0",
         "staffbot_outbox_oldest_seconds 0",
-        "staffbot_socket_connections",
+        // Counters are process-wide: other tests' daemons may add to them.
+        "staffbot_deliveries_total{method=\"chat.postMessage\",outcome=\"failed\"}",
+        "staffbot_slack_api_errors_total{method=\"chat.postMessage\",error=\"channel_not_found\"}",
+        "staffbot_loop_runs_total{loop=\"retention\"}",
+        "staffbot_lease_held{loop=\"staffing\"} 1",
+        "staffbot_lease_held{loop=\"reminders\"} 0",
+        "staffbot_lease_held{loop=\"retention\"} 0",
     ] {
         assert!(body.contains(expected), "{expected} missing from:\n{body}");
     }
@@ -122,9 +176,12 @@ async fn scrapes_share_one_query_a_second() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let addr = staffbot::ops::serve(
         "127.0.0.1:0",
-        db.clone(),
-        Arc::new(staffbot::slack::listener::SocketState::default()),
-        Arc::new(staffbot::clock::SystemClock),
+        staffbot::ops::Sources {
+            db: db.clone(),
+            socket: Arc::new(staffbot::slack::listener::SocketState::default()),
+            clock: Arc::new(staffbot::clock::SystemClock),
+            holder: "test".into(),
+        },
         cancel.clone(),
     )
     .await

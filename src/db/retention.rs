@@ -1,0 +1,60 @@
+//! Retention queries: delete finished bookkeeping rows in bounded batches, one short statement
+//! (and so one short transaction) each.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+
+use super::statement;
+
+/// Deletes up to `limit` `handled_envelopes` rows handled before `cutoff`; returns how many.
+pub async fn delete_handled_envelopes_before<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    delete_limited(
+        conn,
+        "DELETE FROM handled_envelopes WHERE envelope_id IN (
+             SELECT envelope_id FROM handled_envelopes WHERE handled_at < $1 LIMIT $2)",
+        cutoff,
+        limit,
+    )
+    .await
+}
+
+/// Deletes up to `limit` `outbox` rows that were sent or failed for good, whose last attempt
+/// was due before `cutoff` (the `outbox_due` index); returns how many. Pending rows, handed to
+/// Slack or not, are never deleted.
+pub async fn delete_finished_outbox_before<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    delete_limited(
+        conn,
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox
+             WHERE status IN ('sent', 'failed') AND next_attempt_at < $1 LIMIT $2)",
+        cutoff,
+        limit,
+    )
+    .await
+}
+
+/// Runs a `DELETE` taking the cutoff as `$1` and the row limit as `$2`.
+async fn delete_limited<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let result = conn
+        .execute_raw(statement(
+            conn.get_database_backend(),
+            sql,
+            vec![cutoff.into(), limit.into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
