@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use crate::config::RetentionConfig;
 use crate::db::retention as queries;
@@ -68,15 +68,17 @@ async fn delete_batch<C: ConnectionTrait + TransactionTrait>(
     cutoff: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let tx = crate::db::begin_write(conn).await?;
-    lease.fence(&tx).await?;
-    let n = match table {
-        Table::Envelopes => {
-            queries::delete_handled_envelopes_before(&tx, cutoff, BATCH_ROWS).await?
+    let deleted = async {
+        lease.fence(&tx).await?;
+        match table {
+            Table::Envelopes => {
+                queries::delete_handled_envelopes_before(&tx, cutoff, BATCH_ROWS).await
+            }
+            Table::Outbox => queries::delete_finished_outbox_before(&tx, cutoff, BATCH_ROWS).await,
         }
-        Table::Outbox => queries::delete_finished_outbox_before(&tx, cutoff, BATCH_ROWS).await?,
-    };
-    tx.commit().await?;
-    Ok(n)
+    }
+    .await;
+    crate::db::settle(tx, deleted).await
 }
 
 /// `now - keep`, or `None` when that is before any representable time (nothing is that old).

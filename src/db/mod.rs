@@ -212,3 +212,25 @@ pub fn statement(
     };
     sea_orm::Statement::from_sql_and_values(backend, text, values)
 }
+
+/// Ends a write transaction with the outcome of its work: commits when `result` is `Ok`, rolls
+/// back at once when it is an error (and returns it). Dropping a transaction instead rolls it
+/// back lazily, when its pooled connection is next used: on PostgreSQL its row locks would stay
+/// held until then, and other work would wait for them.
+pub async fn settle<Tx: sea_orm::TransactionSession, T, E: From<DbErr>>(
+    tx: Tx,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!("rollback failed: {rollback}");
+            }
+            Err(e)
+        }
+    }
+}

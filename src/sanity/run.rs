@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, TransactionSession, TransactionTrait,
+    FromQueryResult, QueryFilter, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -175,7 +175,23 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
         *entry = (*entry).max(c.created_at);
     }
     let tx = crate::db::begin_write(db).await?;
-    lease.fence(&tx).await?;
+    let written = write_checks(&tx, lease, p, &config, &tasks, slugs, &latest, now).await;
+    crate::db::settle(tx, written).await
+}
+
+/// The writes of one project's round: its posts and the checks fired, fenced by the lease.
+#[allow(clippy::too_many_arguments)]
+async fn write_checks<C: ConnectionTrait>(
+    tx: &C,
+    lease: &LeaseProof,
+    p: &CheckedProject,
+    config: &SanityConfig,
+    tasks: &[task::Model],
+    slugs: Vec<String>,
+    latest: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(usize, usize), DbErr> {
+    lease.fence(tx).await?;
     let mut checks = 0;
     let mut messages = 0;
     let mut handled = BTreeSet::new();
@@ -199,11 +215,11 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
             |at| at.timestamp_micros().to_string(),
         );
         for (n, handler) in conf.handlers.iter().enumerate() {
-            let mentions = mentions(&tx, &tasks, &handler.steps).await?;
+            let mentions = mentions(tx, tasks, &handler.steps).await?;
             match &p.slack_channel_id {
                 Some(channel) => {
                     outbox::enqueue(
-                        &tx,
+                        tx,
                         // One post per handler per firing: the firing is named by the check's
                         // previous firing, so two runs over the same state queue it once.
                         &format!("sanity:{}:{slug}:{}:{n}", p.id, previous),
@@ -226,11 +242,10 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
             handled_at: Set(Some(now)),
             ..Default::default()
         }
-        .insert(&tx)
+        .insert(tx)
         .await?;
         checks += 1;
     }
-    tx.commit().await?;
     Ok((checks, messages))
 }
 

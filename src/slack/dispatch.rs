@@ -175,10 +175,14 @@ impl Dispatcher {
             "slash command"
         );
         let tx = crate::db::begin_write(&self.db).await?;
-        let reply = slash::handle(&tx, &self.slash, &cmd, now).await?;
-        let ack = Ack::WithPayload(reply);
-        Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
-        tx.commit().await?;
+        let handled = async {
+            let reply = slash::handle(&tx, &self.slash, &cmd, now).await?;
+            let ack = Ack::WithPayload(reply);
+            Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
+            Ok::<_, DbErr>(ack)
+        }
+        .await;
+        let ack = crate::db::settle(tx, handled).await?;
         self.outbox_wake.notify_one();
         Ok(ack)
     }
@@ -244,8 +248,8 @@ impl Dispatcher {
                 );
             }
             let tx = crate::db::begin_write(&self.db).await?;
-            Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
-            tx.commit().await?;
+            let remembered = Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await;
+            crate::db::settle(tx, remembered).await?;
             return Ok(Ack::Bare);
         };
         let offer_span = tracing::info_span!(
@@ -254,42 +258,49 @@ impl Dispatcher {
             task_id = tracing::field::Empty
         );
         let tx = crate::db::begin_write(&self.db).await?;
-        let reply = match inquiry {
-            None => Some(blocks::NOT_YOURS.to_string()),
-            Some(id) => match respond::respond(&tx, id, &clicker, accept, now)
-                .instrument(offer_span.clone())
-                .await
-            {
-                Ok(outcome) => {
-                    offer_span.in_scope(|| {
-                        tracing::info!(?outcome, accept, user = %clicker, "offer answered");
-                    });
-                    respond::ephemeral_text(outcome).map(str::to_string)
-                }
-                Err(Error::User(e)) => {
-                    // The assignment itself failed (the task changed): undo, and say why.
-                    drop(tx);
-                    tracing::info!("offer could not be honoured: {e}");
-                    let tx = crate::db::begin_write(&self.db).await?;
-                    self.respond_ephemeral(&tx, envelope, &actions, &e.to_string(), now)
-                        .await?;
-                    Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await?;
-                    tx.commit().await?;
-                    self.outbox_wake.notify_one();
-                    return Ok(Ack::Bare);
-                }
-                Err(Error::Db(e)) => return Err(e),
-            },
-        };
-        if let Some(text) = reply {
-            self.respond_ephemeral(&tx, envelope, &actions, &text, now)
-                .await?;
+        let answered = async {
+            let reply = match inquiry {
+                None => Some(blocks::NOT_YOURS.to_string()),
+                Some(id) => match respond::respond(&tx, id, &clicker, accept, now)
+                    .instrument(offer_span.clone())
+                    .await
+                {
+                    Ok(outcome) => {
+                        offer_span.in_scope(|| {
+                            tracing::info!(?outcome, accept, user = %clicker, "offer answered");
+                        });
+                        respond::ephemeral_text(outcome).map(str::to_string)
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if let Some(text) = reply {
+                self.respond_ephemeral(&tx, envelope, &actions, &text, now)
+                    .await?;
+            }
+            Ok::<_, Error>(())
         }
+        .await;
         // No `handled_envelopes` row for an offer click: the click is idempotent by itself (one
         // response per offer, so a redelivered click is "already decided" and changes nothing;
         // ephemeral replies are keyed by envelope id), and the ack carries no payload. One
         // statement less on the busiest path.
-        tx.commit().await?;
+        match crate::db::settle(tx, answered).await {
+            Ok(()) => {}
+            Err(Error::User(e)) => {
+                // The assignment itself failed (the task changed): undone; say why.
+                tracing::info!("offer could not be honoured: {e}");
+                let tx = crate::db::begin_write(&self.db).await?;
+                let replied = async {
+                    self.respond_ephemeral(&tx, envelope, &actions, &e.to_string(), now)
+                        .await?;
+                    Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await
+                }
+                .await;
+                crate::db::settle(tx, replied).await?;
+            }
+            Err(Error::Db(e)) => return Err(e),
+        }
         self.outbox_wake.notify_one();
         Ok(Ack::Bare)
     }

@@ -609,7 +609,7 @@ impl Sender {
                         // Never leave a delivered row claimable (it would be sent again): record
                         // the delivery even if what follows from it could not be.
                         tracing::error!("delivered, but could not record its consequences: {e}");
-                        drop(tx);
+                        let _ = tx.rollback().await;
                         Self::finish(&self.db, row.id, token, sent()).await?;
                     }
                 }

@@ -11,8 +11,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, TransactionSession,
-    TransactionTrait,
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -376,9 +375,12 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             plans.push((request, candidates, exhausted));
         }
         let tx = crate::db::begin_write(db).await?;
-        lease.fence(&tx).await?;
-        write_batches(&tx, &plans, now).await?;
-        tx.commit().await?;
+        let written = async {
+            lease.fence(&tx).await?;
+            write_batches(&tx, &plans, now).await
+        }
+        .await;
+        crate::db::settle(tx, written).await?;
         for (_, chosen, exhausted) in &plans {
             report.requests += 1;
             report.offers += chosen.len();

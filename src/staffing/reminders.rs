@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionSession, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionTrait};
 use serde_json::Value;
 
 use crate::db::statement;
@@ -142,18 +142,21 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             .collect();
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
         let tx = crate::db::begin_write(db).await?;
-        lease.fence(&tx).await?;
-        outbox::enqueue_owned(&tx, writes, now).await?;
-        tx.execute_raw(statement(
-            tx.get_database_backend(),
-            &format!(
-                "UPDATE workers SET last_reminded_at = $1 WHERE id IN ({})",
-                ids.join(", ")
-            ),
-            vec![now.into()],
-        ))
-        .await?;
-        tx.commit().await?;
+        let written = async {
+            lease.fence(&tx).await?;
+            outbox::enqueue_owned(&tx, writes, now).await?;
+            tx.execute_raw(statement(
+                tx.get_database_backend(),
+                &format!(
+                    "UPDATE workers SET last_reminded_at = $1 WHERE id IN ({})",
+                    ids.join(", ")
+                ),
+                vec![now.into()],
+            ))
+            .await
+        }
+        .await;
+        crate::db::settle(tx, written).await?;
     }
     Ok(by_worker.len())
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionSession, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionTrait};
 
 use crate::db::statement;
 use crate::loops::LeaseProof;
@@ -159,18 +159,21 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     }
     let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
     let tx = crate::db::begin_write(db).await?;
-    lease.fence(&tx).await?;
-    outbox::enqueue_owned(&tx, writes, now).await?;
-    tx.execute_raw(statement(
-        tx.get_database_backend(),
-        &format!(
-            "UPDATE staffing_requests SET last_warned_at = $1 WHERE id IN ({})",
-            ids.join(", ")
-        ),
-        vec![now.into()],
-    ))
-    .await?;
-    tx.commit().await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        outbox::enqueue_owned(&tx, writes, now).await?;
+        tx.execute_raw(statement(
+            tx.get_database_backend(),
+            &format!(
+                "UPDATE staffing_requests SET last_warned_at = $1 WHERE id IN ({})",
+                ids.join(", ")
+            ),
+            vec![now.into()],
+        ))
+        .await
+    }
+    .await;
+    crate::db::settle(tx, written).await?;
     Ok(rows.len())
 }
 
