@@ -272,17 +272,19 @@ impl Daemon {
                 ))
             })
             .collect();
+        let call_timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
         let sender = Sender::new(
             db,
             Arc::new(MorphismWeb {
                 client,
                 bot_token,
-                timeout: (config.loops.lease_ttl / 2).max(Duration::from_secs(1)),
+                timeout: call_timeout,
             }),
             clock,
             config.loops.lease_ttl,
             name.clone(),
         )
+        .with_call_timeout(call_timeout)
         .with_staffing_channel(config.staffbot.staffing_group_id.clone());
         let sender_cancel = cancel.child_token();
         let sender_task = tokio::spawn({

@@ -65,6 +65,9 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     deliver(app, &holder).await
 }
 
+/// The longest one Web API call of `tick` may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     let Some(token) = &app.config.slack.bot_token else {
         println!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
@@ -75,12 +78,13 @@ async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         Arc::new(MorphismWeb {
             client: web::build_client(&app.config.slack.api_url)?,
             bot_token: SlackApiToken::new(token.expose_secret().to_string().into()),
-            timeout: Duration::from_secs(10),
+            timeout: CALL_TIMEOUT,
         }),
         Arc::clone(&app.clock),
         app.config.loops.lease_ttl,
         holder.to_string(),
     )
+    .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone());
     let r = sender.drain(Duration::from_secs(5)).await?;
     println!(

@@ -1,7 +1,11 @@
 //! The outbox sender: claims due rows, delivers them through the Web API, and records the result.
 //!
-//! Claims carry an expiry (`loops.lease_ttl`), so rows held by a sender that died are taken over.
-//! A row's completion is conditional on its claim token, so a row is delivered once.
+//! Claims carry an expiry on the database's clock (`loops.lease_ttl`), so rows held by a sender
+//! that died are taken over. Right before every Slack call for a row (the post, an update, an
+//! invite, each page of a history lookup) its claim is re-checked and extended past that call's
+//! worst case (twice the Web API client's timeout): a sender whose claim lapsed meanwhile (it
+//! stalled, its calls were slow) drops the row instead of calling, so a row another sender took
+//! over is never sent twice. A row's completion is conditional on its claim token too.
 //!
 //! **Messages are posted once, across crashes too.** Every `chat.postMessage` carries Slack
 //! message metadata naming its outbox row (`event_type` [`METADATA_EVENT_TYPE`],
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -207,6 +211,8 @@ pub struct Sender {
     round: std::sync::atomic::AtomicU64,
     /// Where undeliverable offers are reported (`staffbot.staffing_group_id`).
     staffing_channel: Option<String>,
+    /// The longest one Web API call takes (the client's timeout).
+    call_timeout: Duration,
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -245,6 +251,8 @@ fn slack_ts(at: DateTime<Utc>) -> String {
 enum Lookup {
     /// Posted already: the answer `chat.postMessage` would have given.
     Found(Value),
+    /// The row's claim was lost while looking: leave the row.
+    Lost,
     NotFound,
     /// The history could not be read now (retry the row later).
     Failed(Delivery),
@@ -267,6 +275,7 @@ impl Sender {
             pacer: tokio::sync::Mutex::new(Pacer::default()),
             round: std::sync::atomic::AtomicU64::new(0),
             staffing_channel: None,
+            call_timeout: claim_ttl / 2,
         }
     }
 
@@ -276,52 +285,114 @@ impl Sender {
         self
     }
 
-    fn due(now: DateTime<Utc>) -> Condition {
-        Condition::all()
-            .add(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-            .add(outbox::Column::NextAttemptAt.lte(now))
-            .add(
-                Condition::any()
-                    .add(outbox::Column::ClaimExpiresAt.is_null())
-                    .add(outbox::Column::ClaimExpiresAt.lt(now)),
-            )
+    /// Each call the sender makes is bounded by the Web API client's timeout (`timeout`): a row's
+    /// claim is extended right before each of its calls for longer than that call can take.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Sender {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long a row's claim is extended before one of its calls: the call's worst case, twice
+    /// over, and never less than the claim's time to live.
+    fn hold_for(&self) -> Duration {
+        self.claim_ttl.max(self.call_timeout * 2)
     }
 
     /// Claims up to [`BATCH`] due rows for this round with one conditional UPDATE (the row lock
     /// on PostgreSQL skips rows another sender is claiming); returns them with the claim token.
+    /// Claims expire on the database's clock, whatever this host's clock says.
     async fn claim(&self, now: DateTime<Utc>) -> Result<(String, Vec<outbox::Model>), DbErr> {
         let round = self
             .round
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = format!("{}#{round}", self.name);
-        let mut due = Query::select();
-        due.column(outbox::Column::Id)
-            .from(outbox::Entity)
-            .cond_where(Self::due(now))
-            .order_by(outbox::Column::Id, Order::Asc)
-            .limit(BATCH);
-        if crate::db::is_postgres(&self.db) {
-            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let claimed = outbox::Entity::update_many()
-            .col_expr(outbox::Column::ClaimedBy, Expr::value(token.clone()))
-            .col_expr(
-                outbox::Column::ClaimExpiresAt,
-                Expr::value(now + to_chrono(self.claim_ttl)),
-            )
-            .filter(outbox::Column::Id.in_subquery(due))
-            .filter(Self::due(now))
-            .exec(&self.db)
+        let backend = self.db.get_database_backend();
+        let db_now = crate::loops::db_now(backend);
+        let expires = crate::loops::db_now_plus(backend, 2);
+        let lock = if crate::db::is_postgres(&self.db) {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let due = format!(
+            "status = 'pending' AND next_attempt_at <= $3
+             AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
+        );
+        let claimed = self
+            .db
+            .execute_raw(crate::db::statement(
+                backend,
+                &format!(
+                    "UPDATE outbox SET claimed_by = $1, claim_expires_at = {expires}
+                     WHERE id IN (SELECT id FROM outbox WHERE {due} ORDER BY id LIMIT {BATCH}{lock})
+                       AND {due}"
+                ),
+                vec![
+                    token.clone().into(),
+                    crate::loops::duration_param(backend, self.claim_ttl),
+                    now.into(),
+                ],
+            ))
             .await?;
-        if claimed.rows_affected == 0 {
+        if claimed.rows_affected() == 0 {
             return Ok((token, Vec::new()));
         }
         let rows = outbox::Entity::find()
             .filter(outbox::Column::ClaimedBy.eq(token.clone()))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
             .order_by_asc(outbox::Column::Id)
             .all(&self.db)
             .await?;
         Ok((token, rows))
+    }
+
+    /// Right before a call for a claimed row: checks that the claim still holds (ours, not
+    /// expired on the database's clock) and extends it past the call's worst case; with
+    /// `handed_over`, also marks the row as handed to Slack at that time (`sent_at`). False when
+    /// the claim was lost: another sender may have the row, so this one must drop it.
+    async fn hold(
+        &self,
+        id: i64,
+        token: &str,
+        handed_over: Option<DateTime<Utc>>,
+    ) -> Result<bool, DbErr> {
+        let backend = self.db.get_database_backend();
+        let db_now = crate::loops::db_now(backend);
+        let expires = crate::loops::db_now_plus(backend, 3);
+        let mut values = vec![
+            id.into(),
+            token.into(),
+            crate::loops::duration_param(backend, self.hold_for()),
+        ];
+        let mark = match handed_over {
+            Some(at) => {
+                values.push(at.into());
+                ", sent_at = $4"
+            }
+            None => "",
+        };
+        let held = self
+            .db
+            .execute_raw(crate::db::statement(
+                backend,
+                &format!(
+                    "UPDATE outbox SET claim_expires_at = {expires}{mark}
+                     WHERE id = $1 AND claimed_by = $2 AND status = 'pending'
+                       AND claim_expires_at > {db_now}"
+                ),
+                values,
+            ))
+            .await?
+            .rows_affected()
+            == 1;
+        if !held {
+            tracing::warn!(
+                id,
+                "the claim on this outbox row lapsed before its call; left to whoever holds it now"
+            );
+            metrics::counter!("staffbot_outbox_claims_lost_total").increment(1);
+        }
+        Ok(held)
     }
 
     /// Updates a claimed row, only while our claim holds.
@@ -389,66 +460,68 @@ impl Sender {
         }
         let posting = row.method == "chat.postMessage";
         let mut marked = false;
-        if posting {
-            if let Some(since) = row.sent_at {
-                // An earlier attempt may have reached Slack: look before posting again.
-                match self.find_posted(&row, &body, since).await {
-                    Lookup::Found(response) => {
-                        tracing::info!(id = row.id, key = %row.dedupe_key,
+        if posting && let Some(since) = row.sent_at {
+            // An earlier attempt may have reached Slack: look before posting again.
+            match self.find_posted(&row, token, &body, since).await? {
+                Lookup::Lost => return Ok(()),
+                Lookup::Found(response) => {
+                    tracing::info!(id = row.id, key = %row.dedupe_key,
                             "found in the channel's history after an interrupted attempt; not posted again");
-                        let attempts = row.attempts + 1;
-                        let now = self.clock.now();
-                        return self
-                            .record(
-                                token,
-                                row,
-                                Delivery::Sent(response),
-                                attempts,
-                                now,
-                                false,
-                                report,
-                            )
-                            .await;
-                    }
-                    Lookup::NotFound => {}
-                    Lookup::Failed(Delivery::RateLimited(wait)) => {
-                        let until = self.clock.now() + to_chrono(wait);
-                        self.pacer
-                            .lock()
-                            .await
-                            .block("conversations.history", until);
-                        Self::finish(
-                            &self.db,
-                            row.id,
+                    let attempts = row.attempts + 1;
+                    let now = self.clock.now();
+                    return self
+                        .record(
                             token,
-                            vec![
-                                (outbox::Column::NextAttemptAt, Expr::value(until)),
-                                (outbox::Column::LastError, Expr::value("ratelimited")),
-                            ],
+                            row,
+                            Delivery::Sent(response),
+                            attempts,
+                            now,
+                            false,
+                            report,
                         )
-                        .await?;
-                        report.deferred += 1;
-                        return Ok(());
-                    }
-                    Lookup::Failed(Delivery::Permanent(error)) => {
-                        tracing::warn!(id = row.id, key = %row.dedupe_key,
-                            "cannot read the channel's history ({error}); posting again, which may repeat the message");
-                    }
-                    Lookup::Failed(outcome) => {
-                        let attempts = row.attempts + 1;
-                        let now = self.clock.now();
-                        return self
-                            .record(token, row, outcome, attempts, now, false, report)
-                            .await;
-                    }
+                        .await;
                 }
-            } else {
-                // From here until the answer is stored the row is "in doubt".
-                if !Self::mark_handed_over(&self.db, row.id, token, now).await? {
+                Lookup::NotFound => {}
+                Lookup::Failed(Delivery::RateLimited(wait)) => {
+                    let until = self.clock.now() + to_chrono(wait);
+                    self.pacer
+                        .lock()
+                        .await
+                        .block("conversations.history", until);
+                    Self::finish(
+                        &self.db,
+                        row.id,
+                        token,
+                        vec![
+                            (outbox::Column::NextAttemptAt, Expr::value(until)),
+                            (outbox::Column::LastError, Expr::value("ratelimited")),
+                        ],
+                    )
+                    .await?;
+                    report.deferred += 1;
                     return Ok(());
                 }
-                marked = true;
+                Lookup::Failed(Delivery::Permanent(error)) => {
+                    tracing::warn!(id = row.id, key = %row.dedupe_key,
+                            "cannot read the channel's history ({error}); posting again, which may repeat the message");
+                }
+                Lookup::Failed(outcome) => {
+                    let attempts = row.attempts + 1;
+                    let now = self.clock.now();
+                    return self
+                        .record(token, row, outcome, attempts, now, false, report)
+                        .await;
+                }
             }
+        }
+        if posting && row.sent_at.is_none() {
+            // From here until the answer is stored the row is "in doubt".
+            if !self.hold(row.id, token, Some(now)).await? {
+                return Ok(());
+            }
+            marked = true;
+        } else if !self.hold(row.id, token, None).await? {
+            return Ok(());
         }
         self.pacer.lock().await.record(&row.method, &body, now);
         let outcome = self.web.call(&row.method, &body).await;
@@ -473,31 +546,23 @@ impl Sender {
             .await
     }
 
-    /// Sets `sent_at` on a claimed pending row before its message goes to Slack (the claim is
-    /// kept). False when the claim was lost.
-    async fn mark_handed_over(
-        db: &DatabaseConnection,
-        id: i64,
-        token: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, DbErr> {
-        let result = outbox::Entity::update_many()
-            .col_expr(outbox::Column::SentAt, Expr::value(now))
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::ClaimedBy.eq(token))
-            .exec(db)
-            .await?;
-        Ok(result.rows_affected == 1)
-    }
-
     /// Looks for the message of `row` in its channel's history, posted since a little before
     /// `since` (its first attempt).
-    async fn find_posted(&self, row: &outbox::Model, body: &Value, since: DateTime<Utc>) -> Lookup {
+    async fn find_posted(
+        &self,
+        row: &outbox::Model,
+        token: &str,
+        body: &Value,
+        since: DateTime<Utc>,
+    ) -> Result<Lookup, DbErr> {
         let Some(target) = body.get("channel").and_then(Value::as_str) else {
-            return Lookup::NotFound;
+            return Ok(Lookup::NotFound);
         };
         // A DM is posted to the user id; its history lives under the DM's conversation id.
         let channel = if target.starts_with('U') || target.starts_with('W') {
+            if !self.hold(row.id, token, None).await? {
+                return Ok(Lookup::Lost);
+            }
             let now = self.clock.now();
             let open = serde_json::json!({"users": target});
             self.pacer
@@ -508,12 +573,12 @@ impl Sender {
                 Delivery::Sent(v) => match v["channel"]["id"].as_str() {
                     Some(id) => id.to_string(),
                     None => {
-                        return Lookup::Failed(Delivery::Transient(
+                        return Ok(Lookup::Failed(Delivery::Transient(
                             "conversations.open: no channel id".into(),
-                        ));
+                        )));
                     }
                 },
-                other => return Lookup::Failed(other),
+                other => return Ok(Lookup::Failed(other)),
             }
         } else {
             target.to_string()
@@ -531,6 +596,9 @@ impl Sender {
             if let Some(c) = &cursor {
                 params.push(("cursor", c.clone()));
             }
+            if !self.hold(row.id, token, None).await? {
+                return Ok(Lookup::Lost);
+            }
             let now = self.clock.now();
             self.pacer
                 .lock()
@@ -538,7 +606,7 @@ impl Sender {
                 .record("conversations.history", &Value::Null, now);
             let page = match self.web.get("conversations.history", &params).await {
                 Delivery::Sent(page) => page,
-                other => return Lookup::Failed(other),
+                other => return Ok(Lookup::Failed(other)),
             };
             let messages = page["messages"]
                 .as_array()
@@ -548,13 +616,13 @@ impl Sender {
                 m["metadata"]["event_type"] == METADATA_EVENT_TYPE
                     && m["metadata"]["event_payload"]["key"] == row.dedupe_key.as_str()
             }) {
-                return Lookup::Found(serde_json::json!({
+                return Ok(Lookup::Found(serde_json::json!({
                     "ok": true,
                     "channel": channel,
                     "ts": message["ts"],
                     "message": message,
                     "found_in_history": true,
-                }));
+                })));
             }
             cursor = page["response_metadata"]["next_cursor"]
                 .as_str()
@@ -564,7 +632,7 @@ impl Sender {
                 break;
             }
         }
-        Lookup::NotFound
+        Ok(Lookup::NotFound)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -597,12 +665,13 @@ impl Sender {
                     ]
                 };
                 let tx = crate::db::begin_write(&self.db).await?;
-                let finished = Self::finish(&tx, row.id, token, sent()).await?;
-                let hook = if finished {
-                    after_delivery(&tx, &row, &response, now).await
-                } else {
-                    Ok(())
-                };
+                let hook = async {
+                    if Self::finish(&tx, row.id, token, sent()).await? {
+                        after_delivery(&tx, &row, &response, now).await?;
+                    }
+                    Ok::<_, DbErr>(())
+                }
+                .await;
                 match hook {
                     Ok(()) => tx.commit().await?,
                     Err(e) => {
@@ -659,24 +728,29 @@ impl Sender {
             Delivery::Transient(error) | Delivery::Permanent(error) => {
                 tracing::error!(attempts, "delivery failed for good: {error}");
                 let tx = crate::db::begin_write(&self.db).await?;
-                let finished = Self::finish(
-                    &tx,
-                    row.id,
-                    token,
-                    vec![
-                        (
-                            outbox::Column::Status,
-                            Expr::value(OutboxStatus::Failed.as_str()),
-                        ),
-                        (outbox::Column::Attempts, Expr::value(attempts)),
-                        (outbox::Column::LastError, Expr::value(error.clone())),
-                    ],
-                )
-                .await?;
-                if finished {
-                    after_failure(&tx, &row, &error, self.staffing_channel.as_deref(), now).await?;
+                let recorded = async {
+                    let finished = Self::finish(
+                        &tx,
+                        row.id,
+                        token,
+                        vec![
+                            (
+                                outbox::Column::Status,
+                                Expr::value(OutboxStatus::Failed.as_str()),
+                            ),
+                            (outbox::Column::Attempts, Expr::value(attempts)),
+                            (outbox::Column::LastError, Expr::value(error.clone())),
+                        ],
+                    )
+                    .await?;
+                    if finished {
+                        after_failure(&tx, &row, &error, self.staffing_channel.as_deref(), now)
+                            .await?;
+                    }
+                    Ok::<_, DbErr>(())
                 }
-                tx.commit().await?;
+                .await;
+                crate::db::settle(tx, recorded).await?;
                 report.failed += 1;
             }
         }

@@ -892,3 +892,83 @@ async fn a_flood_of_a_thousand_envelopes_is_acked_within_three_seconds() {
         "{ENVELOPES} envelopes acked {total:?} after the first was sent (slowest ack {slowest:?})"
     );
 }
+
+/// The replica holding a loop's lease, if any holds it now (on the database's clock).
+async fn lease_holder(db: &DatabaseConnection, name: &str) -> Option<String> {
+    use sea_orm::ConnectionTrait;
+    let now = staffbot::loops::db_now(db.get_database_backend());
+    db.query_one_raw(staffbot::db::statement(
+        db.get_database_backend(),
+        &format!("SELECT holder FROM leases WHERE name = $1 AND expires_at > {now}"),
+        vec![name.into()],
+    ))
+    .await
+    .expect("leases")
+    .map(|row| row.try_get::<String>("", "holder").expect("holder"))
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// 6. The replica holding the loops is paused (SIGSTOP) past its leases: another takes them
+/// over after `lease_ttl`, on the database's clock; the paused one, resumed (SIGCONT), writes
+/// nothing under its lost leases. Every offer is made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lease_holder_writes_nothing_after_it_resumes() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let t = TestDb::new().await;
+    let workers = 6;
+    let users: Vec<String> = (0..workers).map(worker_id).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\n\
+                  [loops]\ntick_interval = \"100ms\"\nlease_ttl = \"2s\"\n";
+    let first = serve(&fake, &t.url, dir.path(), config, "first.log");
+    let deadline = Instant::now() + WAIT;
+    let holder = loop {
+        if let Some(h) = lease_holder(&t.db, "staffing").await {
+            break Some(h);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never took the lease"
+        );
+        // Polling interval, not a wait for something to happen.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let paused_at = Instant::now();
+    signal(&first, "-STOP");
+    // Work arrives while it is paused: projects whose tasks staff themselves.
+    let tasks = world(&t.db, &fake, workers, 2, true).await;
+    assert_eq!(tasks.len(), 2);
+    let second = serve(&fake, &t.url, dir.path(), config, "second.log");
+    poll_until("the second replica takes the lease over", WAIT, || {
+        let (db, holder) = (&t.db, holder.clone());
+        async move {
+            lease_holder(db, "staffing")
+                .await
+                .is_some_and(|h| Some(h) != holder)
+        }
+    })
+    .await;
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1500),
+        "taken over after {:?}, before the 2 s lease ran out",
+        paused_at.elapsed()
+    );
+    signal(&first, "-CONT");
+    // Every worker is offered each task once (in batches over a few seconds, while the first
+    // replica runs again beside the second).
+    wait_for_offers(&fake, &users, workers * 2).await;
+    for (inquiry, (times, _, _)) in offers_in_slack(&fake, &users) {
+        assert_eq!(times, 1, "offer {inquiry} was posted {times} times");
+    }
+    assert!(posts_by_key(&fake).values().all(|&n| n == 1));
+    assert_ne!(lease_holder(&t.db, "staffing").await, holder);
+    terminate(first).await;
+    terminate(second).await;
+}

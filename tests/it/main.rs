@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod correctness;
 mod faults;
+mod fencing;
 mod harness;
 mod lifecycle;
 mod loops;

@@ -35,7 +35,7 @@ fn minutes(n: i64) -> chrono::Duration {
 
 /// One step `write` needing `writer` (entry) — reviewed once, reviewers auto-staffed when
 /// `auto_review` — in a project in channel G0PROJ; workers given as (name, priority, enabled).
-async fn team(
+pub async fn team(
     batch_size: u32,
     workers: &[(&str, i32, bool)],
     auto_review: bool,
