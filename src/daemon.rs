@@ -258,6 +258,7 @@ impl Daemon {
         tracing::info!(instance = %name, "leases and outbox claims are held under this name");
         // Registered up front, so it is scraped (as 0) before the first refusal.
         metrics::counter!("staffbot_offers_undeliverable_total").increment(0);
+        metrics::counter!("staffbot_outbox_claims_lost_total").increment(0);
         let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
             .into_iter()
             .map(|which| {
