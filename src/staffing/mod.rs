@@ -32,6 +32,39 @@ pub fn got_it_text(task_id: i64, restaff: bool) -> Mrkdwn {
     }
 }
 
+/// A loop's writes in one transaction fenced by its lease: `writes` are queued, and `column` of
+/// the rows of `table` whose ids are `ids` is set to `now` (what the loop reported, so it is not
+/// reported again too soon).
+pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &crate::loops::LeaseProof,
+    writes: Vec<(String, SlackWrite)>,
+    table: &str,
+    column: &str,
+    ids: impl Iterator<Item = i64>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    // Integers only: written into the statement, so no list is bound to its parameter limit.
+    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+    let tx = crate::db::begin_write(db).await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        outbox::enqueue_owned(&tx, writes, now).await?;
+        tx.execute_raw(crate::db::statement(
+            tx.get_database_backend(),
+            &format!(
+                "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
+                ids.join(", ")
+            ),
+            vec![now.into()],
+        ))
+        .await
+    }
+    .await;
+    crate::db::settle(tx, written).await?;
+    Ok(())
+}
+
 /// Queues a post to the project's channel; a project without a channel is skipped with a
 /// warning (design.md §5.1).
 pub async fn post_to_project<C: ConnectionTrait>(

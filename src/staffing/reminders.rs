@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::db::statement;
 use crate::loops::LeaseProof;
-use crate::outbox::{self, SlackWrite};
+use crate::outbox::SlackWrite;
 use crate::slack::blocks;
 use crate::slack::mrkdwn::Mrkdwn;
 
@@ -140,23 +140,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 )
             })
             .collect();
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
-        let tx = crate::db::begin_write(db).await?;
-        let written = async {
-            lease.fence(&tx).await?;
-            outbox::enqueue_owned(&tx, writes, now).await?;
-            tx.execute_raw(statement(
-                tx.get_database_backend(),
-                &format!(
-                    "UPDATE workers SET last_reminded_at = $1 WHERE id IN ({})",
-                    ids.join(", ")
-                ),
-                vec![now.into()],
-            ))
-            .await
-        }
-        .await;
-        crate::db::settle(tx, written).await?;
+        let ids = chunk.iter().map(|(id, _)| **id);
+        super::queue_and_stamp(db, lease, writes, "workers", "last_reminded_at", ids, now).await?;
     }
     Ok(by_worker.len())
 }

@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionTrait};
 
 use crate::db::statement;
 use crate::loops::LeaseProof;
-use crate::outbox::{self, SlackWrite};
+use crate::outbox::SlackWrite;
 use crate::slack::mrkdwn::Mrkdwn;
 use crate::workflow::lifecycle::task_display;
 
@@ -157,23 +157,17 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             writes.push((key, SlackWrite::post(channel, text)));
         }
     }
-    let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
-    let tx = crate::db::begin_write(db).await?;
-    let written = async {
-        lease.fence(&tx).await?;
-        outbox::enqueue_owned(&tx, writes, now).await?;
-        tx.execute_raw(statement(
-            tx.get_database_backend(),
-            &format!(
-                "UPDATE staffing_requests SET last_warned_at = $1 WHERE id IN ({})",
-                ids.join(", ")
-            ),
-            vec![now.into()],
-        ))
-        .await
-    }
-    .await;
-    crate::db::settle(tx, written).await?;
+    let ids = rows.iter().map(|r| r.request_id);
+    super::queue_and_stamp(
+        db,
+        lease,
+        writes,
+        "staffing_requests",
+        "last_warned_at",
+        ids,
+        now,
+    )
+    .await?;
     Ok(rows.len())
 }
 

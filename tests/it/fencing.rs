@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::SeedableRng;
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
-use slack_morphism::prelude::SlackApiToken;
-use staffbot::clock::{Clock, SystemClock};
+use staffbot::clock::Clock;
 use staffbot::db::entities::{lease, staffing_inquiry};
 use staffbot::db::statement;
 use staffbot::loops::{is_lease_lost, try_lease};
 use staffbot::outbox::{SlackWrite, enqueue};
 use staffbot::slack::sender::Sender;
-use staffbot::slack::web::{MorphismWeb, build_client};
 use staffbot::staffing::batch::{BatchSettings, run_once};
 
 use crate::common::post;
@@ -24,19 +22,7 @@ const CHANNEL: &str = "G0PROJ";
 
 /// A sender against the fake whose claims last `claim_ttl`.
 fn sender(h: &Harness, name: &str, claim_ttl: Duration) -> Sender {
-    let client = build_client(&h.fake.api_url()).expect("client");
-    Sender::new(
-        h.db().clone(),
-        Arc::new(MorphismWeb {
-            client,
-            bot_token: SlackApiToken::new("xoxb-test".to_string().into()),
-            timeout: Duration::from_secs(5),
-        }),
-        Arc::new(SystemClock),
-        claim_ttl,
-        name.into(),
-    )
-    .with_call_timeout(Duration::from_secs(5))
+    h.sender(name, claim_ttl)
 }
 
 /// Waits until `sql` (a count) is at least `n`; polls, with a deadline.

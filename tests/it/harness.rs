@@ -177,6 +177,26 @@ impl Harness {
         call.body["text"].as_str().unwrap_or_default().to_string()
     }
 
+    /// An outbox sender against the fake, without a daemon (the test runs its rounds), whose
+    /// claims last `claim_ttl`.
+    pub fn sender(&self, name: &str, claim_ttl: Duration) -> staffbot::slack::sender::Sender {
+        let client = staffbot::slack::web::build_client(&self.fake.api_url()).expect("client");
+        staffbot::slack::sender::Sender::new(
+            self.db().clone(),
+            Arc::new(staffbot::slack::web::MorphismWeb {
+                client,
+                bot_token: slack_morphism::prelude::SlackApiToken::new(
+                    "xoxb-test".to_string().into(),
+                ),
+                timeout: Duration::from_secs(5),
+            }),
+            Arc::new(SystemClock),
+            claim_ttl,
+            name.into(),
+        )
+        .with_call_timeout(Duration::from_secs(5))
+    }
+
     /// Keeps the daemons' own loops out of the way (all their leases): the test drives rounds
     /// with [`Harness::tick`] and the loops' `run_once`.
     pub async fn hold_loop_leases(&self) {

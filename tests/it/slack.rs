@@ -1,20 +1,16 @@
 //! The daemon over Socket Mode against the fake Slack: `/staffbot` replies and channel posts,
 //! authorisation, reconnects, malformed envelopes, and the outbox sender's delivery rules.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fake_slack::Fault;
 use rand::SeedableRng;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
-use slack_morphism::prelude::SlackApiToken;
-use staffbot::clock::SystemClock;
 use staffbot::db::entities::{outbox, staffing_request, worker};
 use staffbot::db::{OutboxStatus, RequestCause, RequestStatus, Role};
 use staffbot::outbox::{SlackWrite, enqueue};
 use staffbot::slack::sender::Sender;
-use staffbot::slack::web::{MorphismWeb, build_client};
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
@@ -445,18 +441,7 @@ async fn a_redelivered_envelope_is_not_acted_on_twice() {
 
 /// A sender against the fake, without a daemon (explicit rounds).
 fn sender(h: &Harness) -> Sender {
-    let client = build_client(&h.fake.api_url()).expect("client");
-    Sender::new(
-        h.db().clone(),
-        Arc::new(MorphismWeb {
-            client,
-            bot_token: SlackApiToken::new("xoxb-test".to_string().into()),
-            timeout: Duration::from_secs(5),
-        }),
-        Arc::new(SystemClock),
-        Duration::from_secs(30),
-        "test-sender".into(),
-    )
+    h.sender("test-sender", Duration::from_secs(30))
 }
 
 /// Sender rounds until nothing is due within a few seconds; how many were sent.
