@@ -16,6 +16,7 @@ mod m20261127_000003_request_task_index;
 mod m20261127_000004_assignment_handovers;
 mod m20261202_000004_offer_failures;
 mod m20261202_000005_lease_tokens;
+mod m20261203_000006_machine_steps;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_assignment_handovers::Migration),
             Box::new(m20261202_000004_offer_failures::Migration),
             Box::new(m20261202_000005_lease_tokens::Migration),
+            Box::new(m20261203_000006_machine_steps::Migration),
         ]
     }
 }

@@ -112,6 +112,12 @@ pub mod step {
         #[sea_orm(column_type = "JsonBinary")]
         pub detailed_description_function: Json,
         pub completion_ends_project: bool,
+        /// A machine step's `{path, kwargs}`; `None` for human steps.
+        #[sea_orm(column_type = "JsonBinary")]
+        pub execution_function: Option<Json>,
+        /// Orchestra's `assignable_hours_function` as written (stored, unused).
+        #[sea_orm(column_type = "JsonBinary")]
+        pub assignable_hours_function: Option<Json>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -262,6 +268,17 @@ pub mod task {
         pub status: TaskStatus,
         pub created_at: DateTimeUtc,
         pub status_changed_at: DateTimeUtc,
+        /// What the task produced, set when it completes (a machine command's stdout, the
+        /// data of a human task's last assignment).
+        #[sea_orm(column_type = "JsonBinary")]
+        pub output: Option<Json>,
+        /// Machine tasks: failed runs so far, when to run again, and the last failure.
+        pub machine_attempts: i32,
+        pub machine_next_attempt_at: Option<DateTimeUtc>,
+        #[sea_orm(column_type = "Text")]
+        pub machine_last_error: Option<String>,
+        /// When the warning loop last reported this machine task as waiting.
+        pub machine_warned_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -37,6 +37,13 @@ pub struct StepDef {
     pub slug: String,
     pub name: String,
     pub description: String,
+    /// False for a machine step: completed by automation, never offered to workers.
+    pub is_human: bool,
+    /// A machine step's Orchestra function path (`execution_function.path`), which
+    /// `machine.functions` in the configuration maps to what staffbot does.
+    pub execution_function: Option<ExecutionFunction>,
+    /// Orchestra's `assignable_hours_function`, stored as written (unused by staffbot).
+    pub assignable_hours_function: Option<Value>,
     pub creation_depends_on: Vec<String>,
     pub submission_depends_on: Vec<String>,
     pub required_certifications: Vec<String>,
@@ -44,6 +51,15 @@ pub struct StepDef {
     pub review_policy: ReviewPolicy,
     pub detailed_description: Option<DescriptionFunction>,
     pub completion_ends_project: bool,
+}
+
+/// A machine step's `execution_function`: the path names it in `machine.functions`; the kwargs
+/// are passed to the command (as Orchestra passes them to the Python function).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionFunction {
+    pub path: String,
+    #[serde(default)]
+    pub kwargs: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +173,18 @@ pub fn parse(workflow: &Value, versions: &[(PathBuf, Value)]) -> Result<Workflow
     let name = string_field(workflow, "name", "workflow.json")?;
     let description = optional_string(workflow, "description");
     let mut notes = Vec::new();
+    if let Some(obj) = workflow.as_object() {
+        for key in obj.keys() {
+            match key.as_str() {
+                "slug" | "name" | "description" | "certifications" => {}
+                "sample_data_load_function" => notes.push(
+                    "workflow.json: \"sample_data_load_function\" is ignored (staffbot loads no sample data)"
+                        .to_string(),
+                ),
+                _ => notes.push(format!("workflow.json: unknown key \"{key}\" is ignored")),
+            }
+        }
+    }
 
     let mut certifications = Vec::new();
     let cert_values = match workflow.get("certifications") {
@@ -195,8 +223,14 @@ pub fn parse(workflow: &Value, versions: &[(PathBuf, Value)]) -> Result<Workflow
     let mut parsed_versions = Vec::new();
     let mut seen_versions = HashSet::new();
     for (dir, version) in versions {
-        let v = parse_version(version, &cert_slugs, &mut notes)
+        let mut version_notes = Vec::new();
+        let v = parse_version(version, &cert_slugs, &mut version_notes)
             .map_err(|e| LoadError(format!("{}: {}", dir.join("version.json").display(), e.0)))?;
+        notes.extend(
+            version_notes
+                .into_iter()
+                .map(|n| format!("version {}: {n}", v.slug)),
+        );
         if !seen_versions.insert(v.slug.clone()) {
             return err(format!("Version {} is defined twice.", v.slug));
         }
@@ -226,6 +260,8 @@ const STEP_KEYS: &[&str] = &[
     "creation_policy",
     "detailed_description_function",
     "completion_ends_project",
+    "execution_function",
+    "assignable_hours_function",
 ];
 
 fn parse_version(
@@ -269,21 +305,80 @@ fn parse_version(
                         "step {sslug}: \"{key}\" is ignored (Orchestra UI setting)"
                     ));
                 } else if !STEP_KEYS.contains(&key.as_str()) {
-                    match key.as_str() {
-                        "execution_function" | "assignable_hours_function" => {
-                            return err(format!(
-                                "{what}: \"{key}\" is not supported by staffbot (no machine steps, no availability-based auto-staffing)"
-                            ));
-                        }
-                        _ => notes.push(format!("{what}: unknown key \"{key}\" is ignored")),
-                    }
+                    notes.push(format!("{what}: unknown key \"{key}\" is ignored"));
                 }
             }
         }
-        if s.get("is_human").and_then(Value::as_bool) == Some(false) {
-            return err(format!(
-                "{what}: machine steps (is_human: false) are not supported by staffbot"
-            ));
+        let is_human = match s.get("is_human") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return err(format!("{what}: is_human must be true or false")),
+        };
+        let execution_function = match s.get("execution_function") {
+            None | Some(Value::Null) => None,
+            Some(f) if f.as_object().is_some_and(|o| o.is_empty()) => None,
+            Some(f) => Some(ExecutionFunction {
+                path: match f.get("path") {
+                    Some(Value::String(p)) if !p.is_empty() => p.clone(),
+                    _ => {
+                        return err(format!(
+                            "{what}: execution_function needs \"path\" (a string)"
+                        ));
+                    }
+                },
+                kwargs: match f.get("kwargs") {
+                    None | Some(Value::Null) => Default::default(),
+                    Some(Value::Object(m)) => m.clone(),
+                    Some(_) => {
+                        return err(format!(
+                            "{what}: execution_function.kwargs must be an object"
+                        ));
+                    }
+                },
+            }),
+        };
+        let execution_function = match (is_human, execution_function) {
+            (false, None) => {
+                return err(format!(
+                    "{what}: a machine step (is_human: false) needs \"execution_function\" with a \"path\""
+                ));
+            }
+            (true, Some(_)) => {
+                notes.push(format!(
+                    "{what}: \"execution_function\" is ignored on a human step"
+                ));
+                None
+            }
+            (_, f) => f,
+        };
+        let assignable_hours_function = match s.get("assignable_hours_function") {
+            None | Some(Value::Null) => None,
+            Some(f) => {
+                notes.push(format!(
+                    "{what}: \"assignable_hours_function\" is stored but not used (staffbot does not staff by availability)"
+                ));
+                Some(f.clone())
+            }
+        };
+        if !is_human {
+            let has_policy = |key: &str| {
+                s.get(key)
+                    .is_some_and(|p| !p.is_null() && !p.as_object().is_some_and(|o| o.is_empty()))
+            };
+            if has_policy("assignment_policy") {
+                return err(format!(
+                    "{what}: Machine step should not have assignment policy."
+                ));
+            }
+            if has_policy("review_policy")
+                || s.get("required_certifications")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            {
+                notes.push(format!(
+                    "{what}: review_policy and required_certifications are ignored on a machine step (nobody is assigned to it)"
+                ));
+            }
         }
         let creation_depends_on = slug_list(s, "creation_depends_on", sslug)?;
         let submission_depends_on = slug_list(s, "submission_depends_on", sslug)?;
@@ -342,21 +437,33 @@ fn parse_version(
             }
         }
         let review_policy = match s.get("review_policy") {
+            _ if !is_human => ReviewPolicy::NoReview,
             None | Some(Value::Null) => ReviewPolicy::default(),
             Some(p) => parse_review_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?,
         };
         if let Some(p) = s.get("creation_policy") {
             check_creation_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?;
         }
+        let step_description = optional_string(s, "description");
         let detailed_description = match s.get("detailed_description_function") {
             None => None,
+            Some(f) if is_python_path(f) => {
+                let path = f.get("path").and_then(Value::as_str).unwrap_or_default();
+                notes.push(format!(
+                    "{what}: detailed_description_function {path:?} is a Python function; offers show the step's description instead"
+                ));
+                description_fallback(&step_description)
+            }
             Some(f) => parse_description_function(f)
                 .map_err(|e| LoadError(format!("{what}: detailed_description_function: {e}")))?,
         };
         steps.push(StepDef {
             slug: sslug.clone(),
             name: string_field(s, "name", &what)?,
-            description: optional_string(s, "description"),
+            description: step_description,
+            is_human,
+            execution_function,
+            assignable_hours_function,
             creation_depends_on,
             submission_depends_on,
             required_certifications,
@@ -368,6 +475,24 @@ fn parse_version(
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         });
+    }
+    for st in &steps {
+        for policy in [
+            &st.assignment_policy.entry_level,
+            &st.assignment_policy.reviewer,
+        ] {
+            if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
+                policy
+                && related_steps
+                    .iter()
+                    .any(|r| steps.iter().any(|o| o.slug == *r && !o.is_human))
+            {
+                return err(format!(
+                    "step {}: Machine step should not be member of assignment policy",
+                    st.slug
+                ));
+            }
+        }
     }
     check_acyclic(&steps)?;
 
@@ -387,6 +512,28 @@ fn parse_version(
         raw_sanity_checks,
         raw: version.clone(),
     })
+}
+
+/// True for a `{path}` that names a function outside staffbot (Orchestra's Python paths):
+/// such a detailed description cannot run here. `staffbot.*` paths and short names are
+/// staffbot's own and are validated as usual.
+fn is_python_path(spec: &Value) -> bool {
+    spec.get("path")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.contains('.') && !p.starts_with("staffbot."))
+}
+
+/// The step's description as a detailed description (nothing when it is empty or contains
+/// template markers).
+fn description_fallback(description: &str) -> Option<DescriptionFunction> {
+    if description.is_empty() || description.contains("{{") || description.contains("}}") {
+        return None;
+    }
+    let function = DescriptionFunction {
+        template: description.to_string(),
+        kwargs: Default::default(),
+    };
+    function.template().ok().map(|_| function)
 }
 
 /// A cycle in `creation_depends_on` means those tasks could never be created.

@@ -185,6 +185,16 @@ async fn store_version<C: ConnectionTrait>(
     }
     let topology = stored_topology(conn, &stored_steps).await?;
     for s in &version.steps {
+        if stored_steps
+            .iter()
+            .any(|o| o.slug == s.slug && o.is_human != s.is_human)
+        {
+            return Err(LoadError(format!(
+                "Even with --force, you cannot turn step {} from a human step into a machine step or back. Create a new version for your workflow.",
+                s.slug
+            ))
+            .into());
+        }
         if let Some(old) = topology.get(&s.slug) {
             let new = (
                 s.creation_depends_on
@@ -299,7 +309,12 @@ fn fill_step(am: &mut step::ActiveModel, position: usize, s: &StepDef) -> Result
     am.name = Set(s.name.clone());
     am.description = Set(s.description.clone());
     am.position = Set(i32::try_from(position).unwrap_or(i32::MAX));
-    am.is_human = Set(true);
+    am.is_human = Set(s.is_human);
+    am.execution_function = Set(match &s.execution_function {
+        Some(f) => Some(to_json(serde_json::to_value(f))?),
+        None => None,
+    });
+    am.assignable_hours_function = Set(s.assignable_hours_function.clone());
     am.assignment_policy = Set(to_json(serde_json::to_value(&s.assignment_policy))?);
     am.review_policy = Set(to_json(serde_json::to_value(&s.review_policy))?);
     am.creation_policy = Set(json!({"policy": "always_create"}));

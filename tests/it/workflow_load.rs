@@ -188,7 +188,7 @@ fn step_errors() {
         ),
         (
             with_step_key("is_human", json!(false)),
-            "step edit: machine steps (is_human: false) are not supported by staffbot",
+            "step edit: a machine step (is_human: false) needs \"execution_function\" with a \"path\"",
         ),
         (
             with_step_key("assignment_policy", json!({"entry_level": {}})),
@@ -221,10 +221,6 @@ fn step_errors() {
                 json!({"path": "staffbot.template", "kwargs": {"template": "{{ task.colour }}"}}),
             ),
             "step edit: detailed_description_function: unknown placeholder {{ task.colour }} in template",
-        ),
-        (
-            with_step_key("assignable_hours_function", json!({"path": "x.y"})),
-            "step edit: \"assignable_hours_function\" is not supported by staffbot",
         ),
         (
             with_step_key("creation_depends_on", json!(["edit"])),
@@ -268,11 +264,11 @@ fn unknown_function_paths_are_named_with_the_builtins() {
         &base_workflow(),
         &with_step_key(
             "detailed_description_function",
-            json!({"path": "my_project.describe"}),
+            json!({"path": "staffbot.describe"}),
         ),
     );
     assert!(
-        err.contains("\"my_project.describe\"") && err.contains("staffbot.template"),
+        err.contains("\"staffbot.describe\"") && err.contains("staffbot.template"),
         "{err}"
     );
 
@@ -419,4 +415,152 @@ async fn force_rules() {
         err.starts_with("Even with --force, you cannot change the topology of a workflow."),
         "{err}"
     );
+}
+
+/// Orchestra's shape: a machine step first, human steps, a machine step in the middle, with
+/// the keys Orchestra's own examples use (UI settings, sample data, Python functions).
+fn machine_workflow() -> (Value, Value) {
+    let workflow = json!({
+        "slug": "press", "name": "Press", "description": "Articles",
+        "certifications": [{"slug": "writer", "name": "Writer"}],
+        "sample_data_load_function": {"path": "press.load_sample_data.load"}
+    });
+    let version = json!({
+        "slug": "v1", "name": "V1", "description": "",
+        "steps": [
+            {"slug": "setup", "name": "Setup", "description": "Create folders", "is_human": false,
+             "execution_function": {"path": "press.v1.setup.create", "kwargs": {"size": 2}},
+             "detailed_description_function": {"path": "press.describe.setup"}},
+            {"slug": "write", "name": "Write", "description": "Write it", "is_human": true,
+             "creation_depends_on": ["setup"], "required_certifications": ["writer"],
+             "review_policy": {"policy": "no_review"},
+             "assignable_hours_function": {"path": "press.v1.hours", "kwargs": {}},
+             "detailed_description_function": {"path": "press.describe.write", "kwargs": {"x": 1}},
+             "user_interface": {"angular_module": "press.v1.write"}},
+            {"slug": "resize", "name": "Resize", "description": "Resize photos", "is_human": false,
+             "creation_depends_on": ["write"],
+             "execution_function": {"path": "press.v1.photos.resize"}}
+        ]
+    });
+    (workflow, version)
+}
+
+#[tokio::test]
+async fn machine_steps_and_orchestras_other_keys_load_with_notes() {
+    let (workflow, version) = machine_workflow();
+    let dir = write_workflow(&workflow, &[("v1", version)]);
+    let def = definition::read(dir.path()).expect("loads");
+    let steps = &def.versions[0].steps;
+    assert!(!steps[0].is_human && steps[1].is_human && !steps[2].is_human);
+    let setup = steps[0].execution_function.as_ref().expect("machine step");
+    assert_eq!(setup.path, "press.v1.setup.create");
+    assert_eq!(setup.kwargs["size"], 2);
+    assert!(steps[1].execution_function.is_none());
+    // A Python detailed description falls back to the step's description.
+    let write = steps[1].detailed_description.as_ref().expect("fallback");
+    assert_eq!(write.template, "Write it");
+    for expected in [
+        "workflow.json: \"sample_data_load_function\" is ignored",
+        "version v1: step write: \"user_interface\" is ignored",
+        "version v1: step write: \"assignable_hours_function\" is stored but not used",
+        "version v1: step write: detailed_description_function \"press.describe.write\" is a Python function; offers show the step's description instead",
+        "version v1: step setup: detailed_description_function \"press.describe.setup\" is a Python function",
+    ] {
+        assert!(
+            def.notes.iter().any(|n| n.starts_with(expected)),
+            "no note {expected:?} in {:#?}",
+            def.notes
+        );
+    }
+
+    let t = TestDb::new().await;
+    load::store(&t.db, &def, false, t0()).await.expect("stored");
+    let rows = step::Entity::find()
+        .order_by_asc(step::Column::Position)
+        .all(&t.db)
+        .await
+        .expect("steps");
+    let machine: Vec<(&str, bool)> = rows.iter().map(|s| (s.slug.as_str(), s.is_human)).collect();
+    assert_eq!(
+        machine,
+        vec![("setup", false), ("write", true), ("resize", false)]
+    );
+    assert_eq!(
+        rows[0].execution_function,
+        Some(json!({"path": "press.v1.setup.create", "kwargs": {"size": 2}}))
+    );
+    assert_eq!(
+        rows[1].assignable_hours_function,
+        Some(json!({"path": "press.v1.hours", "kwargs": {}}))
+    );
+    assert_eq!(rows[1].execution_function, None);
+}
+
+#[test]
+fn machine_step_errors() {
+    let (workflow, version) = machine_workflow();
+    let mut no_function = version.clone();
+    no_function["steps"][2]
+        .as_object_mut()
+        .expect("object")
+        .remove("execution_function");
+    let mut with_policy = version.clone();
+    with_policy["steps"][0]["assignment_policy"] =
+        json!({"policy_function": {"entry_level": {"path": "anyone_certified"}}});
+    let mut related = version.clone();
+    related["steps"][1]["assignment_policy"] = json!({"policy_function": {"entry_level":
+        {"path": "previously_completed_steps", "kwargs": {"related_steps": ["setup"]}}}});
+    let mut no_path = version;
+    no_path["steps"][0]["execution_function"] = json!({"kwargs": {}});
+    for (v, expected) in [
+        (
+            no_function,
+            "step resize: a machine step (is_human: false) needs \"execution_function\" with a \"path\"",
+        ),
+        (
+            with_policy,
+            "step setup: Machine step should not have assignment policy.",
+        ),
+        (
+            related,
+            "step write: Machine step should not be member of assignment policy",
+        ),
+        (
+            no_path,
+            "step setup: execution_function needs \"path\" (a string)",
+        ),
+    ] {
+        let err = read_err(&workflow, &v);
+        assert!(
+            err.ends_with(expected),
+            "expected {expected:?}, got {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn force_cannot_turn_a_human_step_into_a_machine_step() {
+    let (workflow, version) = machine_workflow();
+    let t = TestDb::new().await;
+    let dir = write_workflow(&workflow, &[("v1", version.clone())]);
+    let def = definition::read(dir.path()).expect("loads");
+    load::store(&t.db, &def, false, t0()).await.expect("stored");
+    let mut changed = version;
+    changed["steps"][1]["is_human"] = json!(false);
+    changed["steps"][1]["execution_function"] = json!({"path": "press.v1.write"});
+    changed["steps"][1]
+        .as_object_mut()
+        .expect("object")
+        .remove("required_certifications");
+    let dir = write_workflow(&workflow, &[("v1", changed)]);
+    let def = definition::read(dir.path()).expect("loads");
+    match load::store(&t.db, &def, true, t0()).await {
+        Err(StoreError::Invalid(LoadError(m))) => {
+            assert!(
+                m.contains("cannot turn step write from a human step into a machine step"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
