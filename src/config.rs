@@ -44,6 +44,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    pub machine: MachineConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
+            machine: MachineConfig::default(),
         }
     }
 }
@@ -178,6 +180,68 @@ impl Default for RetentionConfig {
         RetentionConfig {
             envelopes: Duration::from_secs(7 * 86_400),
             outbox: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// What runs machine steps: Orchestra function paths (a step's `execution_function.path`)
+/// mapped to what staffbot does. A path not listed waits for `staffbot task complete`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MachineConfig {
+    pub functions: std::collections::BTreeMap<String, MachineFunction>,
+}
+
+/// The default time a machine step's command may run.
+pub const DEFAULT_MACHINE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// One `[machine.functions."<path>"]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawMachineFunction")]
+pub enum MachineFunction {
+    /// Run `argv` with the task's details as JSON on stdin; its stdout (JSON) is the output.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    /// Complete at once with an empty output.
+    Complete,
+}
+
+#[derive(Deserialize)]
+struct RawMachineFunction {
+    command: Option<Vec<String>>,
+    timeout: Option<String>,
+    complete: Option<bool>,
+}
+
+impl TryFrom<RawMachineFunction> for MachineFunction {
+    type Error = String;
+
+    fn try_from(raw: RawMachineFunction) -> Result<Self, String> {
+        match (raw.command, raw.complete) {
+            (Some(_), Some(true)) => {
+                Err("a machine function has either `command` or `complete = true`, not both".into())
+            }
+            (Some(argv), _) => {
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    return Err("`command` needs at least the program to run".into());
+                }
+                let timeout = match raw.timeout {
+                    Some(t) => parse_duration(&t)?,
+                    None => DEFAULT_MACHINE_TIMEOUT,
+                };
+                if timeout.is_zero() {
+                    return Err("`timeout` must be longer than 0s".into());
+                }
+                Ok(MachineFunction::Command { argv, timeout })
+            }
+            (None, Some(true)) if raw.timeout.is_none() => Ok(MachineFunction::Complete),
+            (None, Some(true)) => Err("`timeout` only goes with `command`".into()),
+            (None, _) => Err(
+                "a machine function needs `command = [\"program\", \"arg\", …]` or `complete = true`"
+                    .into(),
+            ),
         }
     }
 }
@@ -667,6 +731,59 @@ outbox = "90d"
             c.slack.bot_token.as_ref().map(|s| s.expose_secret()),
             Some("xoxb-1")
         );
+    }
+
+    #[test]
+    fn machine_functions_parse_and_are_checked() {
+        let c = parse(
+            r#"
+[machine.functions."press.v1.setup.create"]
+command = ["python3", "setup.py"]
+timeout = "30s"
+[machine.functions."press.v1.photos.resize"]
+complete = true
+[machine.functions.plain]
+command = ["./run"]
+"#,
+        )
+        .expect("valid");
+        let f = &c.machine.functions;
+        assert_eq!(
+            f["press.v1.setup.create"],
+            MachineFunction::Command {
+                argv: vec!["python3".into(), "setup.py".into()],
+                timeout: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(f["press.v1.photos.resize"], MachineFunction::Complete);
+        assert_eq!(
+            f["plain"],
+            MachineFunction::Command {
+                argv: vec!["./run".into()],
+                timeout: DEFAULT_MACHINE_TIMEOUT
+            }
+        );
+        let err =
+            parse("[machine.functions.x]\ncommand = [\"a\"]\ntimout = \"1s\"\n").expect_err("typo");
+        assert!(
+            err.to_string().contains("`machine.functions.x.timout`"),
+            "{err}"
+        );
+        for (bad, expected) in [
+            ("command = []", "at least the program"),
+            ("command = [\"a\"]\ncomplete = true", "not both"),
+            ("timeout = \"1s\"", "needs `command"),
+            (
+                "complete = true\ntimeout = \"1s\"",
+                "only goes with `command`",
+            ),
+            ("command = [\"a\"]\ntimeout = \"soon\"", "invalid duration"),
+        ] {
+            let err = parse(&format!("[machine.functions.x]\n{bad}\n")).expect_err(bad);
+            assert!(err.to_string().contains(expected), "{bad}: {err}");
+        }
+        let err = parse("[machine]\nfunction = 1\n").expect_err("typo");
+        assert!(err.to_string().contains("`machine.function`"), "{err}");
     }
 
     #[test]

@@ -80,6 +80,14 @@ pub enum UserError {
     ProjectFinished { id: i64, status: String },
     #[error("Assignment policy of step {step} failed: {message}")]
     AssignmentPolicyFailed { step: String, message: String },
+    #[error(
+        "Task {task} is a machine step ({step}): automation completes it (`staffbot task complete`), nobody is assigned to it"
+    )]
+    MachineTask { task: i64, step: String },
+    #[error("Task {task} is a human step; workers submit it (`staffbot task submit`)")]
+    NotAMachineTask { task: i64 },
+    #[error("Task {task} is {status}; only a task waiting for its automation can be completed")]
+    MachineTaskNotWaiting { task: i64, status: String },
     #[error("TaskAssignment associated with user {username} and task {task} does not exist.")]
     AssignmentNotFound { username: String, task: String },
 }

@@ -2,7 +2,7 @@
 //!
 //! Layout (design.md §3): [`config`] reads settings; [`db`] owns entities and queries;
 //! [`workflow`] loads workflow definitions and runs the task lifecycle; [`staffing`] owns
-//! staffing requests; [`outbox`] queues every Slack write; [`retention`] prunes
+//! staffing requests; [`outbox`] queues every Slack write; [`machine`] runs machine steps' commands; [`retention`] prunes
 //! what is no longer needed; [`cli`] is the admin command line.
 
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod loops;
+pub mod machine;
 pub mod ops;
 pub mod outbox;
 pub mod retention;

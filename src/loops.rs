@@ -96,6 +96,11 @@ pub async fn try_lease<C: ConnectionTrait>(
 }
 
 impl LeaseProof {
+    /// How long the lease lasts after each renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Inside a transaction that writes under this lease: checks that the lease is still held
     /// with this token and has not lapsed, and extends it by its time to live. The lease's row
     /// stays locked until the transaction ends, so nobody takes the lease over in between.
@@ -154,11 +159,13 @@ pub enum Loop {
     Warnings,
     Sanity,
     Retention,
+    Machine,
 }
 
 impl Loop {
-    pub const ALL: [Loop; 5] = [
+    pub const ALL: [Loop; 6] = [
         Loop::Staffing,
+        Loop::Machine,
         Loop::Reminders,
         Loop::Warnings,
         Loop::Sanity,
@@ -172,6 +179,7 @@ impl Loop {
             Loop::Warnings => "warnings",
             Loop::Sanity => "sanity",
             Loop::Retention => "retention",
+            Loop::Machine => "machine",
         }
     }
 }
@@ -255,6 +263,16 @@ pub async fn run_loop_once<C: sea_orm::TransactionTrait + ConnectionTrait>(
                     }
                 ),
                 queued: r.messages > 0,
+            }
+        }
+        Loop::Machine => {
+            let r = crate::machine::run_once(db, lease, &config.machine, now).await?;
+            LoopOutcome {
+                summary: format!(
+                    "{} machine task(s) completed, {} failed (will retry), {} waiting for `task complete`",
+                    r.completed, r.failed, r.external
+                ),
+                queued: r.completed > 0,
             }
         }
         Loop::Retention => {

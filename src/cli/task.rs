@@ -1,4 +1,4 @@
-//! `staffbot task list|assign|submit|review`.
+//! `staffbot task list|assign|submit|review|complete`.
 
 use std::collections::HashMap;
 
@@ -46,6 +46,28 @@ pub enum TaskCommand {
         #[arg(long)]
         reject: bool,
     },
+    /// Complete a machine task waiting for its automation, with its output (default `{}`)
+    Complete {
+        task: i64,
+        /// The task's output: JSON text, or @FILE to read it from a file (@- for stdin)
+        #[arg(long, value_name = "JSON|@FILE")]
+        output: Option<String>,
+    },
+}
+
+/// Reads `--output`: JSON text, `@file`, or `@-` (stdin).
+fn read_output(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let Some(arg) = arg else {
+        return Ok(serde_json::json!({}));
+    };
+    let text = match arg.strip_prefix('@') {
+        Some("-") => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| anyhow::anyhow!("cannot read the output from stdin: {e}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the output from {path}: {e}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--output is not valid JSON: {e}"))
 }
 
 fn parse_status(text: &str) -> Result<TaskStatus, String> {
@@ -62,6 +84,21 @@ pub struct TaskJson {
     pub step: String,
     pub status: TaskStatus,
     pub assignments: Vec<AssignmentJson>,
+    /// What the task produced once complete (`null` before).
+    pub output: Option<serde_json::Value>,
+    /// Machine tasks only (`null` for human ones): their automation's state.
+    pub machine: Option<MachineJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MachineJson {
+    /// The step's Orchestra function path (`execution_function.path`).
+    pub function: String,
+    /// Failed runs so far.
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// When the next run is due after a failure (RFC 3339), `null` when not waiting for one.
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +179,13 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             tx.commit().await?;
             println!("task {task}: {status}");
         }
+        TaskCommand::Complete { task, output } => {
+            let output = read_output(output.as_deref())?;
+            let tx = crate::db::begin_write(&app.db).await?;
+            let done = lifecycle::complete_machine_task(&tx, task, output, now).await;
+            crate::db::settle(tx, done).await?;
+            println!("task {task}: complete");
+        }
     }
     Ok(())
 }
@@ -160,12 +204,12 @@ pub async fn list(
     }
     let tasks = query.all(&app.db).await?;
     let task_ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-    let steps: HashMap<i64, String> = step::Entity::find()
+    let steps: HashMap<i64, step::Model> = step::Entity::find()
         .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
         .all(&app.db)
         .await?
         .into_iter()
-        .map(|s| (s.id, s.slug))
+        .map(|s| (s.id, s))
         .collect();
     let assignments = task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.is_in(task_ids))
@@ -189,12 +233,29 @@ pub async fn list(
     }
     Ok(tasks
         .into_iter()
-        .map(|t| TaskJson {
-            id: t.id,
-            project_id: t.project_id,
-            step: steps.get(&t.step_id).cloned().unwrap_or_default(),
-            status: t.status,
-            assignments: by_task.remove(&t.id).unwrap_or_default(),
+        .map(|t| {
+            let step = steps.get(&t.step_id);
+            let machine = step.filter(|s| !s.is_human).map(|s| MachineJson {
+                function: s
+                    .execution_function
+                    .as_ref()
+                    .and_then(|f| f.get("path"))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                attempts: t.machine_attempts,
+                last_error: t.machine_last_error.clone(),
+                next_attempt_at: t.machine_next_attempt_at,
+            });
+            TaskJson {
+                id: t.id,
+                project_id: t.project_id,
+                step: step.map(|s| s.slug.clone()).unwrap_or_default(),
+                status: t.status,
+                assignments: by_task.remove(&t.id).unwrap_or_default(),
+                output: t.output,
+                machine,
+            }
         })
         .collect())
 }

@@ -1,4 +1,4 @@
-//! `staffbot tick [staffing|reminders|warnings|sanity|retention|all]`: the loops once, then the
+//! `staffbot tick [staffing|machine|reminders|warnings|sanity|retention|all]`: the loops once, then the
 //! outbox delivered (so cron users need no daemon). Safe beside `serve`: it takes the same
 //! leases and outbox claims.
 
@@ -28,6 +28,7 @@ enum Which {
     Warnings,
     Sanity,
     Retention,
+    Machine,
     All,
 }
 
@@ -40,6 +41,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
         Which::Warnings => vec![Loop::Warnings],
         Which::Sanity => vec![Loop::Sanity],
         Which::Retention => vec![Loop::Retention],
+        Which::Machine => vec![Loop::Machine],
         Which::All => Loop::ALL.to_vec(),
     };
     let mut rng = app.rng();

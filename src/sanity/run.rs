@@ -157,8 +157,18 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
         .filter(task::Column::ProjectId.eq(p.id))
         .all(db)
         .await?;
+    // Machine tasks wait for automation, not for a worker: the checks are about people's work.
+    let machine_steps: std::collections::HashSet<i64> = step::Entity::find()
+        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
+        .filter(step::Column::IsHuman.eq(false))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let states: Vec<(TaskStatus, DateTime<Utc>)> = tasks
         .iter()
+        .filter(|t| !machine_steps.contains(&t.step_id))
         .map(|t| (t.status, t.status_changed_at))
         .collect();
     let slugs = config.function.evaluate(&states, now);

@@ -44,21 +44,39 @@ pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTra
     ids: impl Iterator<Item = i64>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    // Integers only: written into the statement, so no list is bound to its parameter limit.
-    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+    queue_and_stamp_many(db, lease, writes, &[(table, column, ids.collect())], now).await
+}
+
+/// [`queue_and_stamp`] with several `(table, column, ids)` stamps in the one transaction.
+pub(crate) async fn queue_and_stamp_many<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &crate::loops::LeaseProof,
+    writes: Vec<(String, SlackWrite)>,
+    stamps: &[(&str, &str, Vec<i64>)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     let tx = crate::db::begin_write(db).await?;
     let written = async {
         lease.fence(&tx).await?;
         outbox::enqueue_owned(&tx, writes, now).await?;
-        tx.execute_raw(crate::db::statement(
-            tx.get_database_backend(),
-            &format!(
-                "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
-                ids.join(", ")
-            ),
-            vec![now.into()],
-        ))
-        .await
+        for (table, column, ids) in stamps {
+            if ids.is_empty() {
+                continue;
+            }
+            // Integers only: written into the statement, so no list is bound to its parameter
+            // limit.
+            let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+            tx.execute_raw(crate::db::statement(
+                tx.get_database_backend(),
+                &format!(
+                    "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
+                    ids.join(", ")
+                ),
+                vec![now.into()],
+            ))
+            .await?;
+        }
+        Ok::<(), DbErr>(())
     }
     .await;
     crate::db::settle(tx, written).await?;
@@ -192,6 +210,7 @@ pub async fn staff_task<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, Error> {
     let (task, project) = load_task(conn, task_id).await?;
+    crate::workflow::lifecycle::refuse_machine_task(conn, &task).await?;
     let counters: Vec<i32> = task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.eq(task_id))
         .all(conn)

@@ -37,6 +37,43 @@ WHERE r.id = (SELECT MAX(r2.id) FROM staffing_requests r2 WHERE r2.task_id = r.t
         AND a.updated_at >= r.created_at))
 ORDER BY s.position, v.slug, r.task_id";
 
+/// Machine tasks whose automation failed and that have waited longer than `staffing_min_time`.
+const MACHINE_WAITING: &str = "
+SELECT t.id AS task_id, t.machine_warned_at, t.machine_last_error, s.slug AS step_slug,
+       s.position AS step_position, v.slug AS version_slug, p.short_description
+FROM tasks t
+JOIN steps s ON s.id = t.step_id
+JOIN projects p ON p.id = t.project_id
+JOIN workflow_versions v ON v.id = p.workflow_version_id
+WHERE s.is_human = FALSE
+  AND t.status = 'awaiting_processing'
+  AND p.status = 'active'
+  AND t.machine_last_error IS NOT NULL
+  AND t.created_at < $1
+  AND (t.machine_warned_at IS NULL OR t.machine_warned_at < $1)
+ORDER BY s.position, v.slug, t.id";
+
+#[derive(Debug, Clone, FromQueryResult)]
+struct MachineWaiting {
+    task_id: i64,
+    machine_warned_at: Option<DateTime<Utc>>,
+    machine_last_error: String,
+    step_slug: String,
+    step_position: i32,
+    version_slug: String,
+    short_description: String,
+}
+
+/// `Task N - <display>: waiting for automation: <error>`.
+fn machine_line(m: &MachineWaiting) -> Mrkdwn {
+    crate::mrkdwn!(
+        "Task {} - {}: waiting for automation: {}",
+        m.task_id,
+        task_display(&m.version_slug, &m.short_description, &m.step_slug),
+        m.machine_last_error
+    )
+}
+
 #[derive(Debug, Clone, FromQueryResult)]
 struct Unstaffed {
     request_id: i64,
@@ -125,7 +162,14 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     ))
     .all(db)
     .await?;
-    if rows.is_empty() {
+    let machine = MachineWaiting::find_by_statement(statement(
+        db.get_database_backend(),
+        MACHINE_WAITING,
+        vec![cutoff.into()],
+    ))
+    .all(db)
+    .await?;
+    if rows.is_empty() && machine.is_empty() {
         return Ok(0);
     }
     // One message per step, steps in workflow order.
@@ -139,6 +183,15 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         lines.push(line(r));
         event.add(r.request_id);
         event.add(r.last_warned_at.map_or(-1, |at| at.timestamp_micros()));
+    }
+    for m in &machine {
+        let (lines, event) = by_step
+            .entry((m.step_position, m.version_slug.clone(), m.step_slug.clone()))
+            .or_insert_with(|| (Vec::new(), Fnv::default()));
+        lines.push(machine_line(m));
+        // Negative: a task id never collides with a request id in the name.
+        event.add(-m.task_id);
+        event.add(m.machine_warned_at.map_or(-1, |at| at.timestamp_micros()));
     }
     // Long lists are split: Slack truncates a message's text beyond 40,000 characters and
     // advises at most 4,000.
@@ -157,18 +210,26 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             writes.push((key, SlackWrite::post(channel, text)));
         }
     }
-    let ids = rows.iter().map(|r| r.request_id);
-    super::queue_and_stamp(
+    super::queue_and_stamp_many(
         db,
         lease,
         writes,
-        "staffing_requests",
-        "last_warned_at",
-        ids,
+        &[
+            (
+                "staffing_requests",
+                "last_warned_at",
+                rows.iter().map(|r| r.request_id).collect(),
+            ),
+            (
+                "tasks",
+                "machine_warned_at",
+                machine.iter().map(|m| m.task_id).collect(),
+            ),
+        ],
         now,
     )
     .await?;
-    Ok(rows.len())
+    Ok(rows.len() + machine.len())
 }
 
 #[cfg(test)]

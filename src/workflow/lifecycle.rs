@@ -191,7 +191,11 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
         .insert(conn)
         .await?;
         created.push(t.id);
-        apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
+        if s.is_human {
+            apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
+        } else {
+            tracing::info!(task_id = t.id, step = %s.slug, "machine task created; waiting for its automation");
+        }
     }
 
     // Completion: a completed step that ends the project, or no unfinished task left.
@@ -484,6 +488,7 @@ pub async fn assign_task<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<task_assignment::Model> {
     let task = find_task(conn, task_id).await?;
+    refuse_machine_task(conn, &task).await?;
     let role = rules::required_role(task.status)?;
     let existing = assignments_of(conn, task_id).await?;
     let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
@@ -648,6 +653,7 @@ pub async fn assign_or_reassign<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(task_assignment::Model, bool)> {
     let task = find_task(conn, task_id).await?;
+    refuse_machine_task(conn, &task).await?;
     match task.status {
         TaskStatus::AwaitingProcessing | TaskStatus::PendingReview => {
             Ok((assign_task(conn, task_id, worker, now).await?, false))
@@ -778,10 +784,155 @@ async fn complete_task<C: ConnectionTrait>(
     task: &task::Model,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    set_task_status(conn, task, TaskStatus::Complete, now).await?;
+    // A human task's output is its last assignment's data (Orchestra's prerequisites).
+    let output = assignments_of(conn, task.id)
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.assignment_counter)
+        .map(|a| a.in_progress_task_data)
+        .unwrap_or_else(|| json!({}));
+    let mut am: task::ActiveModel = task.clone().into();
+    am.status = Set(TaskStatus::Complete);
+    am.status_changed_at = Set(now);
+    am.output = Set(Some(output));
+    am.update(conn).await?;
     staffing::close_open_requests(conn, task.id, now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
+}
+
+/// Fails with [`UserError::MachineTask`] when `task` belongs to a machine step: nobody is
+/// assigned to, staffed for or submits a machine task.
+pub async fn refuse_machine_task<C: ConnectionTrait>(conn: &C, task: &task::Model) -> Result<()> {
+    let step = find_step(conn, task.step_id).await?;
+    if step.is_human {
+        Ok(())
+    } else {
+        Err(UserError::MachineTask {
+            task: task.id,
+            step: step.slug,
+        }
+        .into())
+    }
+}
+
+/// Completes a machine task with `output` (its automation's result): the task becomes
+/// `complete`, its dependants are created, the project completes if that was the end. Only a
+/// task still waiting (`awaiting_processing`) completes; the update is conditional on that, so
+/// of two completions (a command and `task complete`, two replicas) one wins and the other
+/// gets [`UserError::MachineTaskNotWaiting`].
+pub async fn complete_machine_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    output: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let task = find_task(conn, task_id).await?;
+    let step = find_step(conn, task.step_id).await?;
+    if step.is_human {
+        return Err(UserError::NotAMachineTask { task: task_id }.into());
+    }
+    let project = find_project(conn, task.project_id).await?;
+    let not_waiting = |status: String| UserError::MachineTaskNotWaiting {
+        task: task_id,
+        status,
+    };
+    if project.status.is_finished() {
+        return Err(not_waiting(format!("in a {} project", project.status)).into());
+    }
+    let done = task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Complete.as_str()),
+        )
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::Output, Expr::value(output))
+        .col_expr(
+            task::Column::MachineNextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(task::Column::Id.eq(task_id))
+        .filter(task::Column::Status.eq(TaskStatus::AwaitingProcessing.as_str()))
+        .exec(conn)
+        .await?;
+    if done.rows_affected != 1 {
+        return Err(not_waiting(task.status.to_string()).into());
+    }
+    tracing::info!(task_id, step = %step.slug, "machine task complete");
+    create_subsequent_tasks(conn, task.project_id, now).await?;
+    Ok(())
+}
+
+/// What a machine task's command reads on stdin: the project (with its data), the task, the
+/// step (with its `execution_function`), and the outputs of every step it depends on, directly
+/// or not, by slug. `project_data` and `prerequisites` are Orchestra's two arguments of an
+/// execution function (`project_data` with `project_id` added, as Orchestra does).
+pub async fn machine_input<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<serde_json::Value> {
+    let task = find_task(conn, task_id).await?;
+    let step = find_step(conn, task.step_id).await?;
+    let project = find_project(conn, task.project_id).await?;
+    let steps = step::Entity::find()
+        .filter(step::Column::WorkflowVersionId.eq(step.workflow_version_id))
+        .all(conn)
+        .await?;
+    let deps = step_dependency::Entity::find()
+        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
+        .filter(step_dependency::Column::Kind.eq("creation"))
+        .all(conn)
+        .await?;
+    // Every step this one depends on, transitively (Orchestra's prerequisites).
+    let mut wanted: HashSet<i64> = HashSet::new();
+    let mut to_visit = vec![step.id];
+    while let Some(current) = to_visit.pop() {
+        for d in deps.iter().filter(|d| d.step_id == current) {
+            if wanted.insert(d.depends_on_step_id) {
+                to_visit.push(d.depends_on_step_id);
+            }
+        }
+    }
+    let tasks = task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project.id))
+        .filter(task::Column::StepId.is_in(wanted.iter().copied()))
+        .all(conn)
+        .await?;
+    let mut prerequisites = serde_json::Map::new();
+    for s in steps.iter().filter(|s| wanted.contains(&s.id)) {
+        let output = tasks
+            .iter()
+            .find(|t| t.step_id == s.id)
+            .and_then(|t| t.output.clone())
+            .unwrap_or_else(|| json!({}));
+        prerequisites.insert(s.slug.clone(), output);
+    }
+    let mut project_data = match &project.project_data {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    project_data.insert("project_id".to_string(), json!(project.id));
+    let version = workflow_version::Entity::find_by_id(project.workflow_version_id)
+        .one(conn)
+        .await?;
+    Ok(json!({
+        "project": {
+            "id": project.id,
+            "description": project.short_description,
+            "priority": project.priority,
+            "workflow_version": version.map(|v| v.slug),
+            "data": project.project_data,
+        },
+        "task": {"id": task.id, "step": step.slug},
+        "step": {
+            "slug": step.slug,
+            "name": step.name,
+            "description": step.description,
+            "execution_function": step.execution_function,
+        },
+        "project_data": project_data,
+        "prerequisites": prerequisites,
+    }))
 }
 
 /// Ends a project: it and its unfinished tasks become aborted; open requests close.

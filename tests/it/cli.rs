@@ -159,7 +159,7 @@ async fn walk_a_project_from_the_command_line() {
     let tasks = cli.json(&["task", "list", "--project", "1", "--json"]);
     assert_eq!(
         tasks,
-        serde_json::json!([{"id": 1, "project_id": 1, "step": "planning", "status": "awaiting_processing", "assignments": []}])
+        serde_json::json!([{"id": 1, "project_id": 1, "step": "planning", "status": "awaiting_processing", "assignments": [], "output": null, "machine": null}])
     );
 
     assert_eq!(

@@ -1,0 +1,407 @@
+//! The `machine` loop: runs machine steps (issue 10). A machine task waits in
+//! `awaiting_processing` until its automation completes it: the command that
+//! `machine.functions` maps its step's `execution_function` to, `complete = true`, or (for a
+//! path that is not mapped) `staffbot task complete`.
+//!
+//! One replica at a time runs the loop (its lease). Each due task's command runs once per run,
+//! with no database transaction open: the task's details are read first, the command runs
+//! (renewing the lease meanwhile, and killed with its process group at its timeout or when the
+//! lease is lost), and its result is written afterwards in a short transaction fenced by the
+//! lease. A failed run (non-zero exit, bad JSON, timeout) leaves the task waiting, with its
+//! error, until the next attempt after a backoff. A crash mid-run leaves nothing written: the
+//! command runs again once the lease has expired, so commands should be idempotent.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionTrait};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{MachineConfig, MachineFunction};
+use crate::db::statement;
+use crate::error::Error;
+use crate::loops::LeaseProof;
+
+/// The most a command may print on stdout (its output is stored in the database).
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// The end of a command's stderr kept for the log and the error.
+const STDERR_TAIL_BYTES: usize = 8 << 10;
+/// Characters of stderr quoted in a task's error.
+const ERROR_STDERR_CHARS: usize = 300;
+/// Commands run in one loop run at most (the rest wait for the next run).
+const RUNS_PER_ROUND: usize = 20;
+/// Backoff after a failed run: doubling from the first, up to the last.
+pub const FIRST_RETRY: Duration = Duration::from_secs(30);
+pub const MAX_RETRY: Duration = Duration::from_secs(3600);
+
+/// The wait before the next run after `attempts` failed runs (1 = the first failure).
+pub fn backoff(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(doublings))
+        .min(MAX_RETRY)
+}
+
+const DUE: &str = "
+SELECT t.id AS task_id, t.machine_attempts, s.slug AS step_slug, s.execution_function
+FROM tasks t
+JOIN steps s ON s.id = t.step_id
+JOIN projects p ON p.id = t.project_id
+WHERE s.is_human = FALSE
+  AND t.status = 'awaiting_processing'
+  AND p.status = 'active'
+  AND (t.machine_next_attempt_at IS NULL OR t.machine_next_attempt_at <= $1)
+ORDER BY p.priority DESC, t.id";
+
+#[derive(Debug, Clone, FromQueryResult)]
+struct Due {
+    task_id: i64,
+    machine_attempts: i32,
+    step_slug: String,
+    execution_function: Option<Value>,
+}
+
+impl Due {
+    fn path(&self) -> &str {
+        self.execution_function
+            .as_ref()
+            .and_then(|f| f.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineReport {
+    /// Tasks completed (by a command or `complete = true`).
+    pub completed: usize,
+    /// Commands that failed (the tasks wait for their next attempt).
+    pub failed: usize,
+    /// Due tasks whose function is not mapped: they wait for `staffbot task complete`.
+    pub external: usize,
+}
+
+/// Why a command's run did not produce an output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start {program}: {message}")]
+    Spawn { program: String, message: String },
+    #[error("exited with {status}{stderr}")]
+    Exit { status: String, stderr: String },
+    #[error("timed out after {0} (its process group was killed)")]
+    Timeout(String),
+    #[error("printed no valid JSON on stdout: {0}")]
+    BadJson(String),
+    #[error("printed more than {MAX_OUTPUT_BYTES} bytes on stdout")]
+    TooLarge,
+    #[error("the machine lease was lost while it ran (its process group was killed)")]
+    LeaseLost,
+    #[error("failed while running: {0}")]
+    Io(String),
+}
+
+/// One round: every due machine task whose function is mapped runs (or completes) once.
+pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &MachineConfig,
+    now: DateTime<Utc>,
+) -> Result<MachineReport, DbErr> {
+    let due = Due::find_by_statement(statement(db.get_database_backend(), DUE, vec![now.into()]))
+        .all(db)
+        .await?;
+    let mut report = MachineReport::default();
+    let mut runs = 0;
+    for task in due {
+        match config.functions.get(task.path()) {
+            None => report.external += 1,
+            Some(MachineFunction::Complete) => {
+                if record_output(db, lease, &task, Value::Object(Default::default()), now).await? {
+                    report.completed += 1;
+                }
+            }
+            Some(MachineFunction::Command { argv, timeout }) => {
+                if runs == RUNS_PER_ROUND {
+                    continue;
+                }
+                runs += 1;
+                let input = match crate::workflow::lifecycle::machine_input(db, task.task_id).await
+                {
+                    Ok(input) => input,
+                    Err(Error::Db(e)) => return Err(e),
+                    Err(Error::User(e)) => {
+                        tracing::warn!(task_id = task.task_id, "machine task vanished: {e}");
+                        continue;
+                    }
+                };
+                let started = std::time::Instant::now();
+                tracing::info!(task_id = task.task_id, step = %task.step_slug, function = task.path(), "running machine command");
+                match run_command(db, lease, argv, &input, *timeout).await {
+                    Ok(output) => {
+                        tracing::info!(
+                            task_id = task.task_id,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "machine command succeeded"
+                        );
+                        if record_output(db, lease, &task, output, now).await? {
+                            report.completed += 1;
+                        }
+                    }
+                    Err(RunError::LeaseLost) => {
+                        tracing::warn!(
+                            task_id = task.task_id,
+                            "machine lease lost mid-run; the command was killed and is left to the new holder"
+                        );
+                        return Ok(report);
+                    }
+                    Err(e) => {
+                        tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = task.path(), attempt = task.machine_attempts + 1, "machine command failed: {e}");
+                        record_failure(db, lease, &task, &e.to_string(), now).await?;
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Completes the task with `output` in a transaction fenced by the lease. False when the task
+/// no longer waited (completed by `task complete`, its project ended).
+async fn record_output<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    task: &Due,
+    output: Value,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let tx = crate::db::begin_write(db).await?;
+    let done: Result<(), Error> = async {
+        lease.fence(&tx).await?;
+        crate::workflow::lifecycle::complete_machine_task(&tx, task.task_id, output, now).await
+    }
+    .await;
+    match crate::db::settle(tx, done).await {
+        Ok(()) => Ok(true),
+        Err(Error::User(e)) => {
+            tracing::info!(task_id = task.task_id, "machine result not recorded: {e}");
+            Ok(false)
+        }
+        Err(Error::Db(e)) => Err(e),
+    }
+}
+
+/// Records a failed run: one more attempt, its error, the next attempt after the backoff.
+async fn record_failure<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    task: &Due,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let attempts = task.machine_attempts + 1;
+    let next = now + chrono::Duration::from_std(backoff(attempts)).unwrap_or_default();
+    let tx = crate::db::begin_write(db).await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        tx.execute_raw(statement(
+            tx.get_database_backend(),
+            "UPDATE tasks SET machine_attempts = $1, machine_last_error = $2,
+                 machine_next_attempt_at = $3
+             WHERE id = $4 AND status = 'awaiting_processing'",
+            vec![
+                attempts.into(),
+                error.into(),
+                next.into(),
+                task.task_id.into(),
+            ],
+        ))
+        .await
+    }
+    .await;
+    crate::db::settle(tx, written).await?;
+    Ok(())
+}
+
+/// Sends SIGKILL to a whole process group (the command and anything it started).
+fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    // SAFETY: killpg only sends a signal; a group that is already gone gives ESRCH.
+    let rc = unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    if rc != 0 {
+        tracing::debug!(pgid, "killpg: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The last `max` bytes of `buf`, as text.
+fn tail(buf: &[u8], max: usize) -> String {
+    let start = buf.len().saturating_sub(max);
+    String::from_utf8_lossy(&buf[start..]).trim().to_string()
+}
+
+/// Runs `argv` in a process group of its own with `input` (JSON) on stdin, and returns its
+/// stdout parsed as JSON. While it runs, the lease is renewed (no transaction is open: each
+/// renewal is one statement); the group is killed at `timeout` or when the lease is lost.
+pub async fn run_command<C: ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    argv: &[String],
+    input: &Value,
+    timeout: Duration,
+) -> Result<Value, RunError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(RunError::Spawn {
+            program: String::new(),
+            message: "empty command".into(),
+        });
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RunError::Spawn {
+            program: program.clone(),
+            message: e.to_string(),
+        })?;
+    let pgid = child.id();
+    let input = serde_json::to_vec(input).map_err(|e| RunError::Io(e.to_string()))?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    enum Ended {
+        Finished(
+            std::io::Result<std::process::ExitStatus>,
+            Vec<u8>,
+            bool,
+            Vec<u8>,
+        ),
+        TimedOut,
+        LeaseLost,
+    }
+    let ended = {
+        let write = async move {
+            if let Some(mut stdin) = stdin {
+                // A command that does not read its input closes the pipe: not an error.
+                let _ = stdin.write_all(&input).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let read_out = async move {
+            let mut kept = Vec::new();
+            let mut too_large = false;
+            if let Some(mut out) = stdout {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    match out.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if kept.len() + n > MAX_OUTPUT_BYTES {
+                                too_large = true;
+                            } else {
+                                kept.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                    }
+                }
+            }
+            (kept, too_large)
+        };
+        let read_err = async move {
+            let mut kept: Vec<u8> = Vec::new();
+            if let Some(mut err) = stderr {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match err.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            kept.extend_from_slice(&chunk[..n]);
+                            if kept.len() > 2 * STDERR_TAIL_BYTES {
+                                kept.drain(..kept.len() - STDERR_TAIL_BYTES);
+                            }
+                        }
+                    }
+                }
+            }
+            kept
+        };
+        let work = async {
+            let (_, (out, too_large), err, status) =
+                tokio::join!(write, read_out, read_err, child.wait());
+            Ended::Finished(status, out, too_large, err)
+        };
+        tokio::pin!(work);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut renew = tokio::time::interval((lease.ttl() / 3).max(Duration::from_millis(100)));
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                ended = &mut work => break ended,
+                () = &mut deadline => break Ended::TimedOut,
+                _ = renew.tick() => {
+                    if let Err(e) = lease.fence(db).await {
+                        tracing::warn!("machine lease not renewed: {e}");
+                        break Ended::LeaseLost;
+                    }
+                }
+            }
+        }
+    };
+    match ended {
+        Ended::TimedOut | Ended::LeaseLost => {
+            kill_group(pgid);
+            let _ = child.wait().await;
+            if matches!(ended, Ended::TimedOut) {
+                Err(RunError::Timeout(crate::config::format_duration(timeout)))
+            } else {
+                Err(RunError::LeaseLost)
+            }
+        }
+        Ended::Finished(status, out, too_large, err) => {
+            let status = status.map_err(|e| RunError::Io(e.to_string()))?;
+            let stderr = tail(&err, STDERR_TAIL_BYTES);
+            if !stderr.is_empty() {
+                tracing::info!(program = %program, "machine command stderr: {stderr}");
+            }
+            if !status.success() {
+                let quoted = tail(stderr.as_bytes(), ERROR_STDERR_CHARS);
+                return Err(RunError::Exit {
+                    status: status.to_string(),
+                    stderr: if quoted.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {quoted}")
+                    },
+                });
+            }
+            if too_large {
+                return Err(RunError::TooLarge);
+            }
+            serde_json::from_slice(&out).map_err(|e| RunError::BadJson(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let secs: Vec<u64> = (1..=9).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, vec![30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(backoff(1000), MAX_RETRY);
+        assert_eq!(backoff(0), FIRST_RETRY);
+    }
+}
