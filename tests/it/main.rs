@@ -9,6 +9,7 @@ mod fencing;
 mod harness;
 mod lifecycle;
 mod loops;
+mod machine;
 mod manifest;
 mod migrations;
 mod ops;

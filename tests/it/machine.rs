@@ -1,0 +1,492 @@
+//! Machine steps (issue 10): tasks completed by a command, by `complete = true`, or by
+//! `task complete`; never staffed; failures retried with backoff and reported; timeouts kill
+//! the command's process group; a journalism-shaped project end to end through Slack.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::{Value, json};
+use staffbot::config::{MachineConfig, MachineFunction};
+use staffbot::db::entities::{project, step, task};
+use staffbot::db::{ProjectStatus, RequestCause, Role, TaskStatus};
+use staffbot::error::{Error, UserError};
+use staffbot::loops::{LeaseProof, try_lease};
+use staffbot::machine::{self, MachineReport};
+use staffbot::workflow::lifecycle;
+use staffbot::workflow::rules::SubmitKind;
+
+use crate::common::{TestDb, add_worker, certify, load_workflow, outbox_rows, t0, write_workflow};
+use crate::harness::Harness;
+use crate::staffing::CHANNEL;
+
+fn sh(script: &str) -> MachineFunction {
+    MachineFunction::Command {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        timeout: Duration::from_secs(20),
+    }
+}
+
+fn functions(list: Vec<(&str, MachineFunction)>) -> MachineConfig {
+    MachineConfig {
+        functions: list.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
+}
+
+/// Orchestra's shape: a machine step first (`press.setup`), a human step, then two machine
+/// steps in the middle (`press.resize`, `press.tidy`), then a last one for a team's own
+/// automation (`press.publish`) that ends the project.
+fn press() -> (Value, Value) {
+    (
+        json!({"slug": "press", "name": "Press", "description": "Articles",
+               "certifications": [{"slug": "writer", "name": "Writer"}, {"slug": "editor", "name": "Editor"}],
+               "sample_data_load_function": {"path": "press.sample.load"}}),
+        json!({"slug": "v1", "name": "V1", "steps": [
+            {"slug": "setup", "name": "Setup", "description": "Create folders", "is_human": false,
+             "execution_function": {"path": "press.setup", "kwargs": {"size": 2}}},
+            {"slug": "write", "name": "Write", "description": "Write it", "is_human": true,
+             "creation_depends_on": ["setup"], "required_certifications": ["writer"],
+             "assignment_policy": {"policy_function": {"entry_level": {"path": "orchestra.bots.assignment_policies.staffbot_autoassign"}}},
+             "review_policy": {"policy": "no_review"},
+             "user_interface": {"angular_module": "press.write"}},
+            {"slug": "resize", "name": "Resize", "description": "Resize photos", "is_human": false,
+             "creation_depends_on": ["write"], "execution_function": {"path": "press.resize"}},
+            {"slug": "tidy", "name": "Tidy", "description": "Tidy up", "is_human": false,
+             "creation_depends_on": ["write"], "execution_function": {"path": "press.tidy"}},
+            {"slug": "edit", "name": "Edit", "description": "Edit it", "is_human": true,
+             "creation_depends_on": ["resize", "tidy"], "required_certifications": ["editor"],
+             "assignment_policy": {"policy_function": {"entry_level": {"path": "orchestra.bots.assignment_policies.staffbot_autoassign"}}},
+             "review_policy": {"policy": "no_review"}},
+            {"slug": "publish", "name": "Publish", "description": "Publish", "is_human": false,
+             "creation_depends_on": ["edit"], "completion_ends_project": true,
+             "execution_function": {"path": "press.publish"}}
+        ]}),
+    )
+}
+
+async fn machine_lease(db: &DatabaseConnection) -> LeaseProof {
+    try_lease(db, "machine", "test", Duration::from_secs(3600))
+        .await
+        .expect("lease")
+        .expect("the test holds the machine lease")
+}
+
+async fn task_of(db: &DatabaseConnection, project: i64, slug: &str) -> task::Model {
+    let s = step::Entity::find()
+        .filter(step::Column::Slug.eq(slug))
+        .one(db)
+        .await
+        .expect("q")
+        .expect("step");
+    task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project))
+        .filter(task::Column::StepId.eq(s.id))
+        .one(db)
+        .await
+        .expect("q")
+        .unwrap_or_else(|| panic!("no {slug} task"))
+}
+
+async fn create(db: &DatabaseConnection, channel: Option<&str>) -> i64 {
+    let (w, v) = press();
+    let dir = write_workflow(&w, &[("v1", v)]);
+    let version = load_workflow(db, dir.path()).await;
+    lifecycle::create_project(db, &version, "Mayor race", 1, channel.map(Into::into), t0())
+        .await
+        .expect("project")
+}
+
+#[tokio::test]
+async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input_file = tmp.path().join("input.json");
+    let project = create(db, None).await;
+    let setup = task_of(db, project, "setup").await;
+    assert_eq!(setup.status, TaskStatus::AwaitingProcessing);
+
+    // Never staffed, never assigned.
+    let err = staffbot::staffing::staff_task(db, setup.id, RequestCause::User, t0())
+        .await
+        .expect_err("machine task");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Task {} is a machine step (setup): automation completes it (`staffbot task complete`), nobody is assigned to it",
+            setup.id
+        )
+    );
+    let ann = add_worker(db, "ann", None).await;
+    certify(db, &ann, "writer", Role::EntryLevel).await;
+    assert!(matches!(
+        lifecycle::assign_task(db, setup.id, &ann, t0()).await,
+        Err(Error::User(UserError::MachineTask { .. }))
+    ));
+
+    let config = functions(vec![
+        (
+            "press.setup",
+            sh(&format!(
+                "cat > {}; echo '{{\"folder\": \"F1\"}}'",
+                input_file.display()
+            )),
+        ),
+        ("press.resize", sh("cat")),
+        ("press.tidy", MachineFunction::Complete),
+    ]);
+    let lease = machine_lease(db).await;
+    let r = machine::run_once(db, &lease, &config, t0())
+        .await
+        .expect("run");
+    assert_eq!(
+        r,
+        MachineReport {
+            completed: 1,
+            failed: 0,
+            external: 0
+        }
+    );
+    let setup = task_of(db, project, "setup").await;
+    assert_eq!(setup.status, TaskStatus::Complete);
+    assert_eq!(setup.output, Some(json!({"folder": "F1"})));
+    let input: Value =
+        serde_json::from_str(&std::fs::read_to_string(&input_file).expect("input")).expect("json");
+    assert_eq!(input["task"], json!({"id": setup.id, "step": "setup"}));
+    assert_eq!(input["project"]["description"], "Mayor race");
+    assert_eq!(input["project_data"], json!({"project_id": project}));
+    assert_eq!(input["prerequisites"], json!({}));
+    assert_eq!(
+        input["step"]["execution_function"],
+        json!({"path": "press.setup", "kwargs": {"size": 2}})
+    );
+
+    // The human step, done by hand.
+    let write = task_of(db, project, "write").await;
+    lifecycle::assign_task(db, write.id, &ann, t0())
+        .await
+        .expect("assign");
+    let mut rng = rand::rng();
+    lifecycle::submit(
+        db,
+        write.id,
+        &ann,
+        SubmitKind::RequestedReview,
+        t0(),
+        &mut rng,
+    )
+    .await
+    .expect("submit");
+
+    // A command in the middle gets every earlier output; `complete = true` completes at once.
+    let r = machine::run_once(db, &lease, &config, t0())
+        .await
+        .expect("run");
+    assert_eq!(r.completed, 2);
+    let resize = task_of(db, project, "resize").await;
+    let echoed = resize.output.expect("output");
+    assert_eq!(
+        echoed["prerequisites"],
+        json!({"setup": {"folder": "F1"}, "write": {}})
+    );
+    assert_eq!(task_of(db, project, "tidy").await.output, Some(json!({})));
+
+    let edit = task_of(db, project, "edit").await;
+    let eve = add_worker(db, "eve", None).await;
+    certify(db, &eve, "editor", Role::EntryLevel).await;
+    lifecycle::assign_task(db, edit.id, &eve, t0())
+        .await
+        .expect("assign");
+    lifecycle::submit(
+        db,
+        edit.id,
+        &eve,
+        SubmitKind::RequestedReview,
+        t0(),
+        &mut rng,
+    )
+    .await
+    .expect("submit");
+
+    // An unmapped path waits for `task complete`.
+    let r = machine::run_once(db, &lease, &config, t0())
+        .await
+        .expect("run");
+    assert_eq!(r.external, 1);
+    let publish = task_of(db, project, "publish").await;
+    assert_eq!(publish.status, TaskStatus::AwaitingProcessing);
+    assert!(matches!(
+        lifecycle::complete_machine_task(db, edit.id, json!({}), t0()).await,
+        Err(Error::User(UserError::NotAMachineTask { .. }))
+    ));
+    lifecycle::complete_machine_task(db, publish.id, json!({"url": "https://x"}), t0())
+        .await
+        .expect("complete");
+    assert_eq!(
+        task_of(db, project, "publish").await.output,
+        Some(json!({"url": "https://x"}))
+    );
+    let p = project::Entity::find_by_id(project)
+        .one(db)
+        .await
+        .expect("q")
+        .expect("project");
+    assert_eq!(p.status, ProjectStatus::Completed);
+    assert!(matches!(
+        lifecycle::complete_machine_task(db, publish.id, json!({}), t0()).await,
+        Err(Error::User(UserError::MachineTaskNotWaiting { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_command_waits_retries_with_backoff_is_reported_and_recovers() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ok = tmp.path().join("ok");
+    let project = create(db, None).await;
+    let config = functions(vec![(
+        "press.setup",
+        sh(&format!(
+            "cat >/dev/null; if [ -f {ok} ]; then cat {ok}; else echo 'no token' >&2; exit 3; fi",
+            ok = ok.display()
+        )),
+    )]);
+    let lease = machine_lease(db).await;
+    let r = machine::run_once(db, &lease, &config, t0())
+        .await
+        .expect("run");
+    assert_eq!(r.failed, 1);
+    let setup = task_of(db, project, "setup").await;
+    assert_eq!(setup.status, TaskStatus::AwaitingProcessing);
+    assert_eq!(setup.machine_attempts, 1);
+    assert_eq!(
+        setup.machine_last_error.as_deref(),
+        Some("exited with exit status: 3: no token")
+    );
+    assert_eq!(
+        setup.machine_next_attempt_at,
+        Some(t0() + chrono::Duration::seconds(30))
+    );
+    // Not due before its backoff.
+    let r = machine::run_once(db, &lease, &config, t0() + chrono::Duration::seconds(29))
+        .await
+        .expect("run");
+    assert_eq!(r, MachineReport::default());
+    // Bad JSON is a failure too; the backoff doubles.
+    std::fs::write(&ok, "not json").expect("write");
+    let r = machine::run_once(db, &lease, &config, t0() + chrono::Duration::seconds(30))
+        .await
+        .expect("run");
+    assert_eq!(r.failed, 1);
+    let setup = task_of(db, project, "setup").await;
+    assert!(
+        setup
+            .machine_last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("printed no valid JSON on stdout")),
+        "{setup:?}"
+    );
+    assert_eq!(
+        setup.machine_next_attempt_at,
+        Some(t0() + chrono::Duration::seconds(90))
+    );
+
+    // The unstaffed-task warnings list it once it has waited staffing_min_time.
+    let warnings = try_lease(db, "warnings", "test", Duration::from_secs(3600))
+        .await
+        .expect("lease")
+        .expect("held");
+    let later = t0() + chrono::Duration::minutes(31);
+    let n = staffbot::staffing::warnings::run_once(
+        db,
+        &warnings,
+        Some("C0STAFF"),
+        Duration::from_secs(1800),
+        later,
+    )
+    .await
+    .expect("warnings");
+    assert_eq!(n, 1);
+    let rows = outbox_rows(db).await;
+    let texts: Vec<String> = rows
+        .iter()
+        .map(|(_, w)| serde_json::to_value(w).expect("json")["text"].to_string())
+        .collect();
+    assert_eq!(rows.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].contains(&format!(
+            "Task {} - v1 (Mayor race) - setup: waiting for automation: printed no valid JSON on stdout",
+            setup.id
+        )),
+        "{texts:?}"
+    );
+
+    std::fs::write(&ok, "{\"folder\": \"F2\"}").expect("write");
+    let r = machine::run_once(db, &lease, &config, later)
+        .await
+        .expect("run");
+    assert_eq!(r.completed, 1);
+    let setup = task_of(db, project, "setup").await;
+    assert_eq!(setup.status, TaskStatus::Complete);
+    assert_eq!(setup.output, Some(json!({"folder": "F2"})));
+    assert_eq!(setup.machine_attempts, 2);
+}
+
+/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
+fn exited(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn a_command_past_its_timeout_is_killed_with_its_process_group() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pid_file = tmp.path().join("child");
+    let project = create(db, None).await;
+    let config = functions(vec![(
+        "press.setup",
+        MachineFunction::Command {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 60 & echo $! > {}; wait", pid_file.display()),
+            ],
+            timeout: Duration::from_secs(1),
+        },
+    )]);
+    let lease = machine_lease(db).await;
+    let r = machine::run_once(db, &lease, &config, t0())
+        .await
+        .expect("run");
+    assert_eq!(r.failed, 1);
+    let setup = task_of(db, project, "setup").await;
+    assert_eq!(
+        setup.machine_last_error.as_deref(),
+        Some("timed out after 1s (its process group was killed)")
+    );
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !exited(pid.trim()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's child {pid} survived the timeout"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A journalism-shaped project from creation to completion: machine steps run by commands, human
+/// steps staffed through Slack.
+#[tokio::test]
+async fn a_project_runs_through_machine_steps_and_slack_staffing() {
+    let mut h = Harness::new().await;
+    let db = h.db().clone();
+    let project = create(&db, Some(CHANNEL)).await;
+    for (name, cert) in [("wes", "writer"), ("eda", "editor")] {
+        let id = format!("U0{}", name.to_uppercase());
+        let w = add_worker(&db, name, Some(&id)).await;
+        certify(&db, &w, cert, Role::EntryLevel).await;
+        h.fake.add_user(&id, name);
+    }
+    h.fake.add_channel(CHANNEL, "mayor-race", &[]);
+    h.hold_loop_leases().await;
+    h.start().await;
+    let config = functions(vec![
+        (
+            "press.setup",
+            sh("cat >/dev/null; echo '{\"folder\": \"F1\"}'"),
+        ),
+        ("press.resize", sh("cat")),
+        ("press.tidy", MachineFunction::Complete),
+        ("press.publish", MachineFunction::Complete),
+    ]);
+    let lease = machine_lease(&db).await;
+    let mut rng = rand::rng();
+
+    for (slug, worker, machine_runs) in [("write", "wes", 1), ("edit", "eda", 2)] {
+        let r = machine::run_once(&db, &lease, &config, Utc::now())
+            .await
+            .expect("run");
+        assert_eq!(r.completed, machine_runs, "before {slug}");
+        let task = task_of(&db, project, slug).await;
+        assert_eq!(
+            h.next_post(CHANNEL).await,
+            format!("Got it! I will start staffing task {}!", task.id)
+        );
+        h.tick(Utc::now(), 1).await;
+        // The offer, and the note that everyone in the pool has been asked.
+        let sent = h.next_messages(2).await;
+        assert!(
+            sent.iter()
+                .any(|c| c.body["blocks"][1]["elements"][0]["action_id"] == "offer_accept"),
+            "{sent:?}"
+        );
+        let inquiry = staffbot::db::entities::staffing_inquiry::Entity::find()
+            .order_by_desc(staffbot::db::entities::staffing_inquiry::Column::Id)
+            .one(&db)
+            .await
+            .expect("q")
+            .expect("inquiry");
+        let id = h
+            .fake
+            .send_block_action_with(
+                &format!("U0{}", worker.to_uppercase()),
+                "offer_accept",
+                &inquiry.id.to_string(),
+                inquiry.dm_channel.as_deref().unwrap_or("D0"),
+                inquiry.dm_ts.as_deref().unwrap_or("1.1"),
+                json!({}),
+            )
+            .await;
+        h.ack(&id).await;
+        let texts: Vec<String> = h
+            .next_messages(2)
+            .await
+            .iter()
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert!(
+            texts.contains(&format!(
+                "<@U0{}> has been added to the team. Welcome aboard!",
+                worker.to_uppercase()
+            )),
+            "{texts:?}"
+        );
+        let w = lifecycle::find_worker(&db, worker).await.expect("worker");
+        let status = lifecycle::submit(
+            &db,
+            task.id,
+            &w,
+            SubmitKind::RequestedReview,
+            Utc::now(),
+            &mut rng,
+        )
+        .await
+        .expect("submit");
+        assert_eq!(status, TaskStatus::Complete);
+    }
+    let r = machine::run_once(&db, &lease, &config, Utc::now())
+        .await
+        .expect("run");
+    assert_eq!(r.completed, 1);
+    let p = project::Entity::find_by_id(project)
+        .one(&db)
+        .await
+        .expect("q")
+        .expect("project");
+    assert_eq!(p.status, ProjectStatus::Completed);
+    let resize = task_of(&db, project, "resize").await;
+    assert_eq!(
+        resize.output.expect("output")["prerequisites"]["setup"],
+        json!({"folder": "F1"})
+    );
+    h.finish().await;
+}
