@@ -560,3 +560,58 @@ fn the_binary_accepts_what_the_readme_documents() {
         );
     }
 }
+
+/// `task complete`: what a team's own automation calls for a machine step staffbot does not run.
+#[tokio::test]
+async fn task_complete_records_the_output_of_a_machine_step() {
+    let cli = Cli::new().await;
+    let dir = crate::common::write_workflow(
+        &serde_json::json!({"slug": "press", "name": "Press", "description": "Articles",
+                            "certifications": [{"slug": "writer", "name": "Writer"}]}),
+        &[(
+            "v1",
+            serde_json::json!({"slug": "v1", "name": "V1", "steps": [
+                {"slug": "setup", "name": "Setup", "description": "Create folders",
+                 "is_human": false, "execution_function": {"path": "press.setup"}},
+                {"slug": "write", "name": "Write", "description": "Write it",
+                 "creation_depends_on": ["setup"], "required_certifications": ["writer"],
+                 "review_policy": {"policy": "no_review"}}]}),
+        )],
+    );
+    cli.ok(&["workflow", "load", &dir.path().to_string_lossy()]);
+    cli.ok(&[
+        "project",
+        "create",
+        "--workflow",
+        "press",
+        "--description",
+        "Mayor race",
+    ]);
+    let file = cli.cwd.path().join("out.json");
+    std::fs::write(&file, r#"{"folder": "https://docs.example/1"}"#).expect("write");
+    cli.ok(&[
+        "task",
+        "complete",
+        "1",
+        "--output",
+        &format!("@{}", file.display()),
+    ]);
+    let tasks = cli.json(&["task", "list", "--json"]);
+    let setup = task_row(&tasks, "setup");
+    assert_eq!(setup["status"], "complete");
+    assert_eq!(
+        setup["output"],
+        serde_json::json!({"folder": "https://docs.example/1"})
+    );
+    assert_eq!(task_row(&tasks, "write")["status"], "awaiting_processing");
+    assert_eq!(
+        cli.fails(&["task", "complete", "1"]),
+        "error: Task 1 is complete; only a task waiting for its automation can be completed"
+    );
+    assert_eq!(
+        cli.fails(&["task", "complete", "2"]),
+        "error: Task 2 is a human step; workers submit it (`staffbot task submit`)"
+    );
+    let bad = cli.fails(&["task", "complete", "2", "--output", "{"]);
+    assert!(bad.starts_with("error:") && bad.contains("JSON"), "{bad}");
+}
