@@ -44,18 +44,6 @@ pub(crate) struct OfferRef {
     pub dm_ts: Option<String>,
 }
 
-impl From<&staffing_inquiry::Model> for OfferRef {
-    fn from(i: &staffing_inquiry::Model) -> OfferRef {
-        OfferRef {
-            id: i.id,
-            request_id: i.request_id,
-            worker_id: i.worker_id,
-            dm_channel: i.dm_channel.clone(),
-            dm_ts: i.dm_ts.clone(),
-        }
-    }
-}
-
 /// The final state of an offer DM (once per inquiry: the first outcome wins, by the outbox's
 /// dedupe key). Offers not delivered yet get theirs when they are (see [`on_offer_delivered`]).
 fn final_write(

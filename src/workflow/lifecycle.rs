@@ -160,11 +160,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
         .filter(task::Column::ProjectId.eq(project_id))
         .all(conn)
         .await?;
-    let deps = step_dependency::Entity::find()
-        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
-        .filter(step_dependency::Column::Kind.eq("creation"))
-        .all(conn)
-        .await?;
+    let deps = creation_dependencies(conn, &steps).await?;
     let status_by_step: HashMap<i64, TaskStatus> =
         tasks.iter().map(|t| (t.step_id, t.status)).collect();
 
@@ -863,6 +859,18 @@ pub async fn complete_machine_task<C: ConnectionTrait>(
     Ok(())
 }
 
+/// The `creation_depends_on` edges among `steps` (one version's steps).
+async fn creation_dependencies<C: ConnectionTrait>(
+    conn: &C,
+    steps: &[step::Model],
+) -> Result<Vec<step_dependency::Model>> {
+    Ok(step_dependency::Entity::find()
+        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
+        .filter(step_dependency::Column::Kind.eq("creation"))
+        .all(conn)
+        .await?)
+}
+
 /// What a machine task's command reads on stdin: the project (with its data), the task, the
 /// step (with its `execution_function`), and the outputs of every step it depends on, directly
 /// or not, by slug. `project_data` and `prerequisites` are Orchestra's two arguments of an
@@ -878,11 +886,7 @@ pub async fn machine_input<C: ConnectionTrait>(
         .filter(step::Column::WorkflowVersionId.eq(step.workflow_version_id))
         .all(conn)
         .await?;
-    let deps = step_dependency::Entity::find()
-        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
-        .filter(step_dependency::Column::Kind.eq("creation"))
-        .all(conn)
-        .await?;
+    let deps = creation_dependencies(conn, &steps).await?;
     // Every step this one depends on, transitively (Orchestra's prerequisites).
     let mut wanted: HashSet<i64> = HashSet::new();
     let mut to_visit = vec![step.id];
