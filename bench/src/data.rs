@@ -21,7 +21,7 @@ use staffbot::db::entities::{
     outbox, project, staffing_request, step, task, worker, worker_certification, workflow_version,
 };
 use staffbot::db::{ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus};
-use staffbot::outbox::SlackWrite;
+use staffbot::messages::{Message, Outgoing};
 use staffbot::workers::{self, Certify, NewWorker};
 use staffbot::workflow::{definition, lifecycle, load};
 
@@ -251,20 +251,23 @@ pub async fn build(db: &DatabaseConnection, shape: Shape, quiet: bool) -> Result
         .await?;
     let tx = db.begin().await?;
     for (n, chunk) in requests.chunks(CHUNK).enumerate() {
-        let writes: Vec<(String, SlackWrite)> = chunk
+        let messages: Vec<(String, Outgoing)> = chunk
             .iter()
             .enumerate()
             .map(|(k, r)| {
                 (
                     format!("got-it:request:{}", r.id),
-                    SlackWrite::post(
+                    Outgoing::post(
                         &channel_id(n * CHUNK + k),
-                        staffbot::staffing::got_it_text(r.task_id, false),
+                        Message::StaffingStarted {
+                            task_id: r.task_id,
+                            restaff: false,
+                        },
                     ),
                 )
             })
             .collect();
-        staffbot::outbox::enqueue_many(&tx, &writes, now).await?;
+        staffbot::outbox::enqueue_all(&tx, messages, now).await?;
     }
     tx.commit().await?;
     progress(

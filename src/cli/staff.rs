@@ -34,7 +34,7 @@ pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;
-    println!("{}", staffing::got_it_text(args.task, false));
+    println!("{}", got_it(args.task, false));
     Ok(())
 }
 
@@ -47,6 +47,14 @@ pub async fn run_restaff(app: &App, args: RestaffArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;
-    println!("{}", staffing::got_it_text(args.task, true));
+    println!("{}", got_it(args.task, true));
     Ok(())
+}
+
+/// What Slack is told when staffing starts, as the command line prints it.
+fn got_it(task_id: i64, restaff: bool) -> String {
+    let message = crate::messages::Message::StaffingStarted { task_id, restaff };
+    crate::slack::render::message_parts(&message)
+        .0
+        .into_string()
 }

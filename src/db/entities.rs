@@ -465,7 +465,7 @@ pub mod lease {
         #[sea_orm(column_type = "Text")]
         pub holder: String,
         pub expires_at: DateTimeUtc,
-        /// The fencing token (see `staffbot::loops::LeaseProof`).
+        /// The fencing token (see `staffbot::lease::LeaseProof`).
         pub token: i64,
     }
 

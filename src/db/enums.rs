@@ -21,6 +21,10 @@ macro_rules! text_enum {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// `("Name::Variant", "stored text")` for every variant (see [`sql`]).
+            const SQL_NAMES: &'static [(&'static str, &'static str)] =
+                &[$((concat!(stringify!($name), "::", stringify!($variant)), $text)),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -152,3 +156,53 @@ text_enum!(
         Failed = "failed",
     }
 );
+
+/// SQL text with every `{Enum::Variant}` (e.g. `{RequestStatus::Closed}`) replaced by that
+/// variant's stored text as an SQL literal (`'closed'`): queries name statuses and roles through
+/// the enums, so the stored strings are written in one place. Built once per query (callers keep
+/// the result in a `LazyLock`). Panics on a name that is not a variant: a typo in a query.
+pub fn sql(template: &str) -> String {
+    let names: Vec<(&str, &str)> = [
+        TaskStatus::SQL_NAMES,
+        ProjectStatus::SQL_NAMES,
+        AssignmentStatus::SQL_NAMES,
+        Role::SQL_NAMES,
+        RequestStatus::SQL_NAMES,
+        RequestCause::SQL_NAMES,
+        InquiryMethod::SQL_NAMES,
+        OutboxStatus::SQL_NAMES,
+    ]
+    .concat();
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let name = &rest[start + 1..start + len];
+        match names.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => {
+                out.push('\'');
+                out.push_str(text);
+                out.push('\'');
+            }
+            None => panic!("not a stored enum variant in SQL: {{{name}}}"),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod sql_tests {
+    #[test]
+    fn enum_names_become_their_stored_text() {
+        assert_eq!(
+            super::sql("status <> {RequestStatus::Closed} AND role = {Role::EntryLevel}"),
+            "status <> 'closed' AND role = 'entry_level'"
+        );
+        assert_eq!(super::sql("no names"), "no names");
+    }
+}

@@ -3,7 +3,12 @@
 
 pub mod entities;
 pub mod enums;
+pub mod leases;
+pub mod offers;
+pub mod outbox;
+pub mod requests;
 pub mod retention;
+pub mod warnings;
 
 use std::time::Duration;
 
@@ -163,6 +168,33 @@ async fn migrate_locked(url: &str) -> Result<(), ConnectError> {
     .await;
     let _ = conn.close().await;
     result.map_err(|e| ConnectError::migrate(&e))
+}
+
+/// The database's current time, in SQL: leases and claims are compared on one clock, the
+/// database's, whatever the hosts' clocks say.
+pub fn db_now(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "clock_timestamp()",
+        // Stored timestamps are RFC 3339 text; this compares with them as text.
+        _ => "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '+00:00')",
+    }
+}
+
+/// The database's current time plus the duration bound as parameter `$n` (see
+/// [`duration_param`]).
+pub fn db_now_plus(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("(clock_timestamp() + make_interval(secs => ${n}))"),
+        _ => format!("(strftime('%Y-%m-%dT%H:%M:%f', 'now', ${n}) || '+00:00')"),
+    }
+}
+
+/// The parameter [`db_now_plus`] expects for `d`.
+pub fn duration_param(backend: DatabaseBackend, d: Duration) -> sea_orm::Value {
+    match backend {
+        DatabaseBackend::Postgres => d.as_secs_f64().into(),
+        _ => format!("+{:.3} seconds", d.as_secs_f64()).into(),
+    }
 }
 
 pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {

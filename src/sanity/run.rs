@@ -16,8 +16,8 @@ use super::{SanityConfig, SanityFunction};
 use crate::db::entities::{sanity_check, step, task, task_assignment, worker};
 use crate::db::{TaskStatus, statement};
 use crate::loops::LeaseProof;
-use crate::outbox::{self, SlackWrite};
-use crate::slack::mrkdwn::{Mention, Mrkdwn};
+use crate::messages::{Message, Outgoing};
+use crate::outbox;
 
 impl SanityFunction {
     /// The slugs this function emits for a project whose tasks are `(status, since)`.
@@ -75,23 +75,6 @@ pub fn is_due(
         (Some(at), Some(secs)) => {
             (now - at).num_milliseconds() > i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000
         }
-    }
-}
-
-/// `<@U1> <@U2>: message` (mentions sorted, once each), or just the message.
-pub fn handler_text(mentions: &BTreeSet<String>, message: &str) -> Mrkdwn {
-    if mentions.is_empty() {
-        Mrkdwn::text(message)
-    } else {
-        let mut text = Mrkdwn::default();
-        for (i, m) in mentions.iter().enumerate() {
-            if i > 0 {
-                text.push(&" ");
-            }
-            text.push(&Mention(m));
-        }
-        text.push(&crate::mrkdwn!(": {}", message));
-        text
     }
 }
 
@@ -233,7 +216,13 @@ async fn write_checks<C: ConnectionTrait>(
                         // One post per handler per firing: the firing is named by the check's
                         // previous firing, so two runs over the same state queue it once.
                         &format!("sanity:{}:{slug}:{}:{n}", p.id, previous),
-                        &SlackWrite::post(channel, handler_text(&mentions, &handler.message)),
+                        Outgoing::post(
+                            channel,
+                            Message::SanityAlert {
+                                mentions: mentions.iter().cloned().collect(),
+                                message: handler.message.clone(),
+                            },
+                        ),
                         now,
                     )
                     .await?;
@@ -343,15 +332,5 @@ mod tests {
             checks: vec!["a".into(), "b".into()],
         };
         assert_eq!(always.evaluate(&[], at(0)), vec!["a", "b"]);
-    }
-
-    #[test]
-    fn handler_texts() {
-        let m: BTreeSet<String> = ["U2".to_string(), "U1".to_string()].into();
-        assert_eq!(handler_text(&m, "overdue").as_str(), "<@U1> <@U2>: overdue");
-        assert_eq!(
-            handler_text(&BTreeSet::new(), "Q&A <draft>").as_str(),
-            "Q&amp;A &lt;draft&gt;"
-        );
     }
 }

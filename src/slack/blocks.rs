@@ -1,11 +1,10 @@
-//! Block Kit rendering of offers and their final states, and the builders every message's
-//! blocks go through, which keep Slack's published limits (a section's text 3,000 characters,
-//! 50 blocks a message, 75 characters of button text). Pure functions of plain data; every
-//! message has a text fallback (mobile notifications use only the text).
+//! The Block Kit builders every message's blocks go through (the messages themselves are in
+//! [`super::render`]); they keep Slack's published limits (a section's text 3,000 characters,
+//! 50 blocks a message, 75 characters of button text).
 
 use serde_json::{Value, json};
 
-use super::mrkdwn::{ChannelLink, Mrkdwn};
+use super::mrkdwn::Mrkdwn;
 use crate::mrkdwn;
 
 pub use super::mrkdwn::escape;
@@ -58,142 +57,16 @@ pub fn message_blocks(mut blocks: Vec<Value>) -> Value {
     Value::Array(blocks)
 }
 
-/// What an offer shows (behaviour §10.2).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OfferContent {
-    pub first_name: String,
-    pub workflow_description: String,
-    pub project_description: String,
-    pub step_description: String,
-    pub review: bool,
-    pub details: String,
-}
-
+/// The action ids of an offer's Accept and Reject buttons (see `render::offer_buttons`).
 pub const ACCEPT: &str = "offer_accept";
 pub const REJECT: &str = "offer_reject";
-
-/// The offer's text (also the notification fallback).
-pub fn offer_text(o: &OfferContent) -> Mrkdwn {
-    offer_text_for(&o.first_name, &offer_body(o))
-}
-
-/// Everything of [`offer_text`] after the greeting: the same for every worker offered one
-/// request, so a batch renders it once.
-pub fn offer_body(o: &OfferContent) -> Mrkdwn {
-    let mut text = mrkdwn!(
-        "\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
-        o.workflow_description,
-        o.project_description,
-        o.step_description,
-        if o.review { " [Review]" } else { "" },
-    );
-    if !o.details.is_empty() {
-        text.push(&mrkdwn!("\nDetails: {}", o.details));
-    }
-    text
-}
-
-/// The offer's text for `first_name` from a rendered [`offer_body`].
-pub fn offer_text_for(first_name: &str, body: &Mrkdwn) -> Mrkdwn {
-    mrkdwn!("Hello {}!{}", first_name, body)
-}
-
-/// The Accept and Reject buttons of offer `inquiry_id` (the DM's and the reminder's).
-pub fn offer_buttons(inquiry_id: i64, block_id: String) -> Value {
-    json!({
-        "type": "actions",
-        "block_id": block_id,
-        "elements": [
-            button(ACCEPT, Mrkdwn::text("Accept"), inquiry_id.to_string(), true),
-            button(REJECT, Mrkdwn::text("Reject"), inquiry_id.to_string(), false),
-        ]
-    })
-}
-
-/// The offer DM: the text and two buttons whose value is the inquiry id.
-pub fn offer_blocks(o: &OfferContent, inquiry_id: i64) -> Value {
-    offer_blocks_with_text(&offer_text(o), inquiry_id)
-}
-
-/// [`offer_blocks`] from the offer's rendered text.
-pub fn offer_blocks_with_text(text: &Mrkdwn, inquiry_id: i64) -> Value {
-    message_blocks(vec![
-        section(text.clone()),
-        offer_buttons(inquiry_id, format!("offer:{inquiry_id}")),
-    ])
-}
-
-/// An offer after a decision: the original text, then the outcome; no buttons.
-pub fn decided_blocks(o: &OfferContent, outcome: &Mrkdwn) -> Value {
-    message_blocks(vec![section(offer_text(o)), context(outcome.clone())])
-}
-
-pub const TAKEN: &str = "This task has been taken by another expert.";
-pub const THANKS: &str = "Thanks for responding!";
-pub const GONE: &str = "Sorry, this task is no longer available.";
-pub const NOT_YOURS: &str = "This offer was not sent to you.";
-pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
-
-/// `You got the task! …` with a link to the project channel when there is one.
-pub fn won_text(task_id: i64, channel: Option<&str>) -> Mrkdwn {
-    match channel {
-        Some(c) => mrkdwn!(
-            "You got the task! Task {} is yours; the team is in {}.",
-            task_id,
-            ChannelLink(c)
-        ),
-        None => mrkdwn!("You got the task! Task {} is yours.", task_id),
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn offer(review: bool, details: &str) -> OfferContent {
-        OfferContent {
-            first_name: "Rob".into(),
-            workflow_description: "Plan & write".into(),
-            project_description: "Mayor <race>".into(),
-            step_description: "Write the story".into(),
-            review,
-            details: details.into(),
-        }
-    }
-
     #[test]
-    fn orchestras_text_with_slack_escaping() {
-        assert_eq!(
-            offer_text(&offer(false, "")).as_str(),
-            "Hello Rob!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: Plan &amp; write\nProject description: Mayor &lt;race&gt;\nTask: Write the story"
-        );
-        let t = offer_text(&offer(true, "800 words"));
-        assert!(
-            t.as_str()
-                .ends_with("Task: Write the story [Review]\nDetails: 800 words"),
-            "{t}"
-        );
-    }
-
-    #[test]
-    fn buttons_carry_the_inquiry() {
-        let b = offer_blocks(&offer(false, ""), 42);
-        assert_eq!(b[1]["elements"][0]["action_id"], ACCEPT);
-        assert_eq!(b[1]["elements"][0]["value"], "42");
-        assert_eq!(b[1]["elements"][1]["action_id"], REJECT);
-        assert_eq!(b[1]["elements"][1]["text"]["text"], "Reject");
-        let d = decided_blocks(&offer(false, ""), &Mrkdwn::text(TAKEN));
-        assert_eq!(d.as_array().map(Vec::len), Some(2));
-        assert_eq!(d[1]["elements"][0]["text"], TAKEN);
-    }
-
-    #[test]
-    fn long_texts_and_many_blocks_stay_within_slacks_limits() {
-        let long = offer(false, &"x".repeat(4500));
-        let b = offer_blocks(&long, 1);
-        let section = b[0]["text"]["text"].as_str().unwrap_or_default();
-        assert_eq!(section.chars().count(), MAX_SECTION_CHARS);
-        assert!(section.ends_with('…'));
+    fn many_blocks_stay_within_slacks_limits() {
         let many = message_blocks((0..60).map(section_of).collect());
         assert_eq!(many.as_array().map(Vec::len), Some(MAX_MESSAGE_BLOCKS));
         assert_eq!(

@@ -17,6 +17,7 @@ use super::slash::{self, SlashSettings};
 use crate::clock::Clock;
 use crate::db::entities::handled_envelope;
 use crate::error::Error;
+use crate::messages::{ClickReply, Message, Outgoing};
 use crate::staffing::respond;
 
 /// What the dispatcher sends back for an envelope.
@@ -193,17 +194,20 @@ impl Dispatcher {
         conn: &C,
         envelope: &Envelope,
         actions: &BlockActions,
-        text: &str,
+        message: Message,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
         let Some(url) = &actions.response_url else {
-            tracing::warn!("no response_url to answer {text:?}");
+            tracing::warn!("no response_url to answer {message:?}");
             return Ok(());
         };
         crate::outbox::enqueue(
             conn,
             &format!("respond:{}", envelope.envelope_id),
-            &crate::outbox::SlackWrite::respond(url, Mrkdwn::text(text)),
+            Outgoing::Reply {
+                response_url: url.clone(),
+                message,
+            },
             now,
         )
         .await?;
@@ -260,7 +264,9 @@ impl Dispatcher {
         let tx = crate::db::begin_write(&self.db).await?;
         let answered = async {
             let reply = match inquiry {
-                None => Some(blocks::NOT_YOURS.to_string()),
+                None => Some(Message::ClickReply {
+                    reply: ClickReply::NotYours,
+                }),
                 Some(id) => match respond::respond(&tx, id, &clicker, accept, now)
                     .instrument(offer_span.clone())
                     .await
@@ -269,13 +275,13 @@ impl Dispatcher {
                         offer_span.in_scope(|| {
                             tracing::info!(?outcome, accept, user = %clicker, "offer answered");
                         });
-                        respond::ephemeral_text(outcome).map(str::to_string)
+                        respond::click_reply(outcome).map(|reply| Message::ClickReply { reply })
                     }
                     Err(e) => return Err(e),
                 },
             };
-            if let Some(text) = reply {
-                self.respond_ephemeral(&tx, envelope, &actions, &text, now)
+            if let Some(message) = reply {
+                self.respond_ephemeral(&tx, envelope, &actions, message, now)
                     .await?;
             }
             Ok::<_, Error>(())
@@ -292,8 +298,16 @@ impl Dispatcher {
                 tracing::info!("offer could not be honoured: {e}");
                 let tx = crate::db::begin_write(&self.db).await?;
                 let replied = async {
-                    self.respond_ephemeral(&tx, envelope, &actions, &e.to_string(), now)
-                        .await?;
+                    self.respond_ephemeral(
+                        &tx,
+                        envelope,
+                        &actions,
+                        Message::ClickRefused {
+                            reason: e.to_string(),
+                        },
+                        now,
+                    )
+                    .await?;
                     Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await
                 }
                 .await;

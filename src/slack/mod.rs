@@ -1,5 +1,5 @@
-//! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the Web
-//! API client and the outbox sender.
+//! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the
+//! rendering of every message into Block Kit, the Web API client and the outbox sender.
 
 pub mod blocks;
 pub mod command;
@@ -7,6 +7,9 @@ pub mod dispatch;
 pub mod envelope;
 pub mod listener;
 pub mod mrkdwn;
+pub mod pacer;
+pub mod render;
 pub mod sender;
 pub mod slash;
 pub mod web;
+pub mod write;

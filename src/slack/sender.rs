@@ -20,25 +20,25 @@
 //! and kicks are idempotent, and ephemeral replies cannot be looked up (a crash in that window
 //! may repeat one).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::pacer::Pacer;
+use super::render;
 use super::web::{Delivery, SlackWeb};
+use super::write::SlackWrite;
 use crate::clock::Clock;
-use crate::db::OutboxStatus;
-use crate::db::entities::outbox;
+use crate::db;
+use crate::db::outbox::{Finish, Row};
+use crate::messages::FollowUp;
+use crate::staffing::respond;
 
 /// After this many failed attempts a row is marked failed.
 pub const MAX_ATTEMPTS: i32 = 12;
@@ -60,136 +60,6 @@ const HISTORY_PAGES: usize = 10;
 pub fn backoff(attempts: i32) -> Duration {
     let exp = attempts.clamp(1, 20) as u32 - 1;
     Duration::from_secs(1u64 << exp).min(MAX_BACKOFF)
-}
-
-/// A token bucket: `capacity` calls at once, refilled at `per_minute`.
-#[derive(Debug, Clone)]
-struct Bucket {
-    capacity: f64,
-    per_sec: f64,
-    tokens: f64,
-    at: DateTime<Utc>,
-}
-
-impl Bucket {
-    fn new(capacity: f64, per_minute: f64, now: DateTime<Utc>) -> Bucket {
-        Bucket {
-            capacity,
-            per_sec: per_minute / 60.0,
-            tokens: capacity,
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, now: DateTime<Utc>) {
-        let elapsed = (now - self.at).num_milliseconds().max(0) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        self.at = now;
-    }
-
-    /// When one token will be available (now if it is).
-    fn ready_at(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            now
-        } else {
-            let secs = (1.0 - self.tokens) / self.per_sec;
-            now + chrono::Duration::milliseconds((secs * 1000.0).ceil() as i64)
-        }
-    }
-
-    fn take(&mut self, now: DateTime<Utc>) {
-        self.refill(now);
-        self.tokens -= 1.0;
-    }
-}
-
-/// Slack's published limits (slack-protocol §3.3): per method and workspace, and for
-/// `chat.postMessage` one message per second per channel. We pace instead of provoking 429s.
-///
-/// There is a bucket per DM channel, so idle state is dropped (at most every [`SWEEP_EVERY`]):
-/// a bucket refilled to capacity is what a new one would be, and a block that has passed
-/// blocks nothing. Memory follows the channels written to recently, not all channels ever.
-#[derive(Debug, Default)]
-pub struct Pacer {
-    buckets: HashMap<String, Bucket>,
-    blocked_until: HashMap<String, DateTime<Utc>>,
-    swept_at: Option<DateTime<Utc>>,
-}
-
-/// How often the pacer drops idle buckets and expired blocks.
-const SWEEP_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-fn method_rate(method: &str) -> (f64, f64) {
-    match method {
-        // Special tier: a workspace-wide limit Slack does not publish; stay well inside it.
-        "chat.postMessage" => (60.0, 600.0),
-        "chat.postEphemeral" | "views.publish" | "users.info" => (100.0, 100.0),
-        "auth.test" => (100.0, 6000.0),
-        // Tier 3: chat.update, conversations.open/invite/kick and anything else.
-        _ => (50.0, 50.0),
-    }
-}
-
-impl Pacer {
-    fn keys(method: &str, body: &Value) -> Vec<(String, (f64, f64))> {
-        let mut keys = vec![(method.to_string(), method_rate(method))];
-        if method == "chat.postMessage"
-            && let Some(channel) = body.get("channel").and_then(Value::as_str)
-        {
-            // One per second per channel, with a small burst.
-            keys.push((format!("{method}:{channel}"), (2.0, 60.0)));
-        }
-        keys
-    }
-
-    /// Drops full buckets and past blocks, unless that was done less than [`SWEEP_EVERY`] ago.
-    fn sweep(&mut self, now: DateTime<Utc>) {
-        if self.swept_at.is_some_and(|at| now - at < SWEEP_EVERY) {
-            return;
-        }
-        self.swept_at = Some(now);
-        self.buckets.retain(|_, bucket| {
-            bucket.refill(now);
-            bucket.tokens < bucket.capacity
-        });
-        self.blocked_until.retain(|_, until| *until > now);
-    }
-
-    /// When a call of `method` with `body` may go out.
-    pub fn ready_at(&mut self, method: &str, body: &Value, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.sweep(now);
-        let mut at = now;
-        if let Some(until) = self.blocked_until.get(method) {
-            at = at.max(*until);
-        }
-        for (key, (capacity, per_minute)) in Self::keys(method, body) {
-            let bucket = self
-                .buckets
-                .entry(key)
-                .or_insert_with(|| Bucket::new(capacity, per_minute, now));
-            at = at.max(bucket.ready_at(now));
-        }
-        at
-    }
-
-    pub fn record(&mut self, method: &str, body: &Value, now: DateTime<Utc>) {
-        for (key, (capacity, per_minute)) in Self::keys(method, body) {
-            self.buckets
-                .entry(key)
-                .or_insert_with(|| Bucket::new(capacity, per_minute, now))
-                .take(now);
-        }
-    }
-
-    /// After a 429: nothing of this method goes out before `until`.
-    pub fn block(&mut self, method: &str, until: DateTime<Utc>) {
-        let entry = self
-            .blocked_until
-            .entry(method.to_string())
-            .or_insert(until);
-        *entry = (*entry).max(until);
-    }
 }
 
 /// What one round did.
@@ -219,23 +89,32 @@ fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The body sent to Slack: the stored payload without its `method` tag; a posted message
-/// carries metadata naming its row, so it can be found again after a crash.
-fn request_body(row: &outbox::Model) -> Value {
-    let mut body = row.payload.clone();
+/// The body sent to Slack: the call's parameters; a posted message carries metadata naming its
+/// row, so it can be found again after a crash.
+fn request_body(write: SlackWrite, dedupe_key: &str) -> Result<Value, serde_json::Error> {
+    let posting = matches!(write, SlackWrite::PostMessage { .. });
+    let mut body = write.into_payload()?;
     if let Some(obj) = body.as_object_mut() {
         obj.remove("method");
-        if row.method == "chat.postMessage" {
+        if posting {
             obj.insert(
                 "metadata".to_string(),
                 serde_json::json!({
                     "event_type": METADATA_EVENT_TYPE,
-                    "event_payload": {"key": row.dedupe_key},
+                    "event_payload": {"key": dedupe_key},
                 }),
             );
         }
     }
-    body
+    Ok(body)
+}
+
+/// A claimed row, rendered into its call.
+struct Claimed {
+    row: Row,
+    method: &'static str,
+    body: Value,
+    follow_up: Option<FollowUp>,
 }
 
 /// A Slack timestamp (`seconds.micros`) for `at`.
@@ -298,93 +177,36 @@ impl Sender {
         self.claim_ttl.max(self.call_timeout * 2)
     }
 
-    /// Claims up to [`BATCH`] due rows for this round with one conditional UPDATE (the row lock
-    /// on PostgreSQL skips rows another sender is claiming); returns them with the claim token.
-    /// Claims expire on the database's clock, whatever this host's clock says.
-    async fn claim(&self, now: DateTime<Utc>) -> Result<(String, Vec<outbox::Model>), DbErr> {
-        let round = self
-            .round
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let token = format!("{}#{round}", self.name);
-        let backend = self.db.get_database_backend();
-        let db_now = crate::loops::db_now(backend);
-        let expires = crate::loops::db_now_plus(backend, 2);
-        let lock = if crate::db::is_postgres(&self.db) {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let due = format!(
-            "status = 'pending' AND next_attempt_at <= $3
-             AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
-        );
-        let claimed = self
-            .db
-            .execute_raw(crate::db::statement(
-                backend,
-                &format!(
-                    "UPDATE outbox SET claimed_by = $1, claim_expires_at = {expires}
-                     WHERE id IN (SELECT id FROM outbox WHERE {due} ORDER BY id LIMIT {BATCH}{lock})
-                       AND {due}"
-                ),
-                vec![
-                    token.clone().into(),
-                    crate::loops::duration_param(backend, self.claim_ttl),
-                    now.into(),
-                ],
-            ))
-            .await?;
-        if claimed.rows_affected() == 0 {
-            return Ok((token, Vec::new()));
+    /// Delivers everything due now, once. `tick` and tests call this directly.
+    pub async fn run_once(&self) -> Result<SendReport, DbErr> {
+        let mut report = SendReport::default();
+        loop {
+            let now = self.clock.now();
+            let round = self
+                .round
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = format!("{}#{round}", self.name);
+            let rows = db::outbox::claim(&self.db, &token, self.claim_ttl, now, BATCH).await?;
+            if rows.is_empty() {
+                return Ok(report);
+            }
+            for row in rows {
+                self.deliver(&token, row, &mut report).await?;
+            }
         }
-        let rows = outbox::Entity::find()
-            .filter(outbox::Column::ClaimedBy.eq(token.clone()))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-            .order_by_asc(outbox::Column::Id)
-            .all(&self.db)
-            .await?;
-        Ok((token, rows))
     }
 
-    /// Right before a call for a claimed row: checks that the claim still holds (ours, not
-    /// expired on the database's clock) and extends it past the call's worst case; with
-    /// `handed_over`, also marks the row as handed to Slack at that time (`sent_at`). False when
-    /// the claim was lost: another sender may have the row, so this one must drop it.
+    /// Right before a call for a claimed row: checks that the claim still holds and extends it
+    /// past the call's worst case; with `handed_over`, also marks the row as handed to Slack at
+    /// that time. False when the claim was lost: another sender may have the row, so this one
+    /// must drop it.
     async fn hold(
         &self,
         id: i64,
         token: &str,
         handed_over: Option<DateTime<Utc>>,
     ) -> Result<bool, DbErr> {
-        let backend = self.db.get_database_backend();
-        let db_now = crate::loops::db_now(backend);
-        let expires = crate::loops::db_now_plus(backend, 3);
-        let mut values = vec![
-            id.into(),
-            token.into(),
-            crate::loops::duration_param(backend, self.hold_for()),
-        ];
-        let mark = match handed_over {
-            Some(at) => {
-                values.push(at.into());
-                ", sent_at = $4"
-            }
-            None => "",
-        };
-        let held = self
-            .db
-            .execute_raw(crate::db::statement(
-                backend,
-                &format!(
-                    "UPDATE outbox SET claim_expires_at = {expires}{mark}
-                     WHERE id = $1 AND claimed_by = $2 AND status = 'pending'
-                       AND claim_expires_at > {db_now}"
-                ),
-                values,
-            ))
-            .await?
-            .rows_affected()
-            == 1;
+        let held = db::outbox::hold(&self.db, id, token, self.hold_for(), handed_over).await?;
         if !held {
             tracing::warn!(
                 id,
@@ -395,190 +217,115 @@ impl Sender {
         Ok(held)
     }
 
-    /// Updates a claimed row, only while our claim holds.
-    async fn finish<C: ConnectionTrait>(
-        conn: &C,
-        id: i64,
-        token: &str,
-        changes: Vec<(outbox::Column, Expr)>,
-    ) -> Result<bool, DbErr> {
-        let mut update = outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::ClaimedBy,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                outbox::Column::ClaimExpiresAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        for (col, expr) in changes {
-            update = update.col_expr(col, expr);
-        }
-        let result = update
-            .filter(outbox::Column::Id.eq(id))
-            .filter(outbox::Column::ClaimedBy.eq(token))
-            .exec(conn)
-            .await?;
-        Ok(result.rows_affected == 1)
-    }
-
-    /// Delivers everything due now, once. `tick` and tests call this directly.
-    pub async fn run_once(&self) -> Result<SendReport, DbErr> {
-        let mut report = SendReport::default();
-        loop {
-            let now = self.clock.now();
-            let (token, rows) = self.claim(now).await?;
-            if rows.is_empty() {
-                return Ok(report);
-            }
-            for row in rows {
-                self.deliver(&token, row, &mut report).await?;
-            }
-        }
-    }
-
-    async fn deliver(
+    /// Renders a claimed row into its call. A row that cannot be read fails for good.
+    async fn prepare(
         &self,
         token: &str,
-        row: outbox::Model,
+        row: Row,
         report: &mut SendReport,
-    ) -> Result<(), DbErr> {
-        let body = request_body(&row);
+    ) -> Result<Option<Claimed>, DbErr> {
+        match render::stored(row.payload.clone(), &row.dedupe_key) {
+            Ok((write, follow_up)) => {
+                let method = write.method();
+                let body = request_body(write, &row.dedupe_key)
+                    .map_err(|e| DbErr::Json(format!("outbox row {}: {e}", row.id)))?;
+                Ok(Some(Claimed {
+                    row,
+                    method,
+                    body,
+                    follow_up,
+                }))
+            }
+            Err(error) => {
+                tracing::error!(id = row.id, key = %row.dedupe_key, "outbox row not sent: {error}");
+                let failed = Finish::Failed {
+                    attempts: row.attempts + 1,
+                    error,
+                };
+                db::outbox::finish(&self.db, row.id, token, failed).await?;
+                report.failed += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn deliver(&self, token: &str, row: Row, report: &mut SendReport) -> Result<(), DbErr> {
+        let Some(c) = self.prepare(token, row, report).await? else {
+            return Ok(());
+        };
         let now = self.clock.now();
-        let ready = self.pacer.lock().await.ready_at(&row.method, &body, now);
+        let ready = self.pacer.lock().await.ready_at(c.method, &c.body, now);
         if ready > now {
             // Not yet: give the row back with its time, without counting an attempt.
-            Self::finish(
-                &self.db,
-                row.id,
-                token,
-                vec![(outbox::Column::NextAttemptAt, Expr::value(ready))],
-            )
-            .await?;
+            let defer = Finish::Defer {
+                until: ready,
+                error: None,
+                not_handed_over: false,
+            };
+            db::outbox::finish(&self.db, c.row.id, token, defer).await?;
             report.deferred += 1;
             return Ok(());
         }
-        let posting = row.method == "chat.postMessage";
-        let mut marked = false;
-        if posting && let Some(since) = row.sent_at {
+        let posting = c.method == "chat.postMessage";
+        if posting && let Some(since) = c.row.sent_at {
             // An earlier attempt may have reached Slack: look before posting again.
-            match self.find_posted(&row, token, &body, since).await? {
-                Lookup::Lost => return Ok(()),
-                Lookup::Found(response) => {
-                    tracing::info!(id = row.id, key = %row.dedupe_key,
-                            "found in the channel's history after an interrupted attempt; not posted again");
-                    let attempts = row.attempts + 1;
-                    let now = self.clock.now();
-                    return self
-                        .record(
-                            token,
-                            row,
-                            Delivery::Sent(response),
-                            attempts,
-                            now,
-                            false,
-                            report,
-                        )
-                        .await;
-                }
+            match self.find_posted(&c, token, since).await? {
                 Lookup::NotFound => {}
-                Lookup::Failed(Delivery::RateLimited(wait)) => {
-                    let until = self.clock.now() + to_chrono(wait);
-                    self.pacer
-                        .lock()
-                        .await
-                        .block("conversations.history", until);
-                    Self::finish(
-                        &self.db,
-                        row.id,
-                        token,
-                        vec![
-                            (outbox::Column::NextAttemptAt, Expr::value(until)),
-                            (outbox::Column::LastError, Expr::value("ratelimited")),
-                        ],
-                    )
-                    .await?;
-                    report.deferred += 1;
-                    return Ok(());
-                }
                 Lookup::Failed(Delivery::Permanent(error)) => {
-                    tracing::warn!(id = row.id, key = %row.dedupe_key,
+                    tracing::warn!(id = c.row.id, key = %c.row.dedupe_key,
                             "cannot read the channel's history ({error}); posting again, which may repeat the message");
                 }
-                Lookup::Failed(outcome) => {
-                    let attempts = row.attempts + 1;
-                    let now = self.clock.now();
+                Lookup::Lost => return Ok(()),
+                Lookup::Found(response) => {
+                    tracing::info!(id = c.row.id, key = %c.row.dedupe_key,
+                            "found in the channel's history after an interrupted attempt; not posted again");
                     return self
-                        .record(token, row, outcome, attempts, now, false, report)
+                        .record(token, c, Delivery::Sent(response), false, report)
                         .await;
+                }
+                Lookup::Failed(Delivery::RateLimited(wait)) => {
+                    return self
+                        .rate_limited(token, &c, "conversations.history", wait, false, report)
+                        .await;
+                }
+                Lookup::Failed(outcome) => {
+                    return self.record(token, c, outcome, false, report).await;
                 }
             }
         }
-        if posting && row.sent_at.is_none() {
-            // From here until the answer is stored the row is "in doubt".
-            if !self.hold(row.id, token, Some(now)).await? {
-                return Ok(());
-            }
-            marked = true;
-        } else if !self.hold(row.id, token, None).await? {
+        // A first post is "in doubt" from here until its answer is stored.
+        let marked = posting && c.row.sent_at.is_none();
+        if !self.hold(c.row.id, token, marked.then_some(now)).await? {
             return Ok(());
         }
-        self.pacer.lock().await.record(&row.method, &body, now);
-        let outcome = self.web.call(&row.method, &body).await;
-        let (label, error) = match &outcome {
-            Delivery::Sent(_) => ("sent", None),
-            Delivery::RateLimited(_) => ("rate_limited", Some("ratelimited".to_string())),
-            Delivery::Transient(e) => ("retry", Some(e.clone())),
-            Delivery::Permanent(e) => ("failed", Some(e.clone())),
-        };
-        metrics::counter!("staffbot_deliveries_total", "method" => row.method.clone(), "outcome" => label)
-            .increment(1);
-        if let Some(error) = error {
-            metrics::counter!("staffbot_slack_api_errors_total", "method" => row.method.clone(), "error" => error)
-                .increment(1);
-        }
-        let now = self.clock.now();
-        let attempts = row.attempts + 1;
-        let span =
-            tracing::info_span!("outbox", id = row.id, key = %row.dedupe_key, method = %row.method);
-        self.record(token, row, outcome, attempts, now, marked, report)
+        self.pacer.lock().await.record(c.method, &c.body, now);
+        let outcome = self.web.call(c.method, &c.body).await;
+        count_delivery(c.method, &outcome);
+        let span = tracing::info_span!("outbox", id = c.row.id, key = %c.row.dedupe_key, method = %c.method);
+        self.record(token, c, outcome, marked, report)
             .instrument(span)
             .await
     }
 
-    /// Looks for the message of `row` in its channel's history, posted since a little before
-    /// `since` (its first attempt).
+    /// Looks for the message of a claimed post in its channel's history, posted since a little
+    /// before `since` (its first attempt).
     async fn find_posted(
         &self,
-        row: &outbox::Model,
+        c: &Claimed,
         token: &str,
-        body: &Value,
         since: DateTime<Utc>,
     ) -> Result<Lookup, DbErr> {
-        let Some(target) = body.get("channel").and_then(Value::as_str) else {
+        let Some(target) = c.body.get("channel").and_then(Value::as_str) else {
             return Ok(Lookup::NotFound);
         };
         // A DM is posted to the user id; its history lives under the DM's conversation id.
         let channel = if target.starts_with('U') || target.starts_with('W') {
-            if !self.hold(row.id, token, None).await? {
+            if !self.hold(c.row.id, token, None).await? {
                 return Ok(Lookup::Lost);
             }
-            let now = self.clock.now();
-            let open = serde_json::json!({"users": target});
-            self.pacer
-                .lock()
-                .await
-                .record("conversations.open", &open, now);
-            match self.web.call("conversations.open", &open).await {
-                Delivery::Sent(v) => match v["channel"]["id"].as_str() {
-                    Some(id) => id.to_string(),
-                    None => {
-                        return Ok(Lookup::Failed(Delivery::Transient(
-                            "conversations.open: no channel id".into(),
-                        )));
-                    }
-                },
-                other => return Ok(Lookup::Failed(other)),
+            match self.open_dm(target).await {
+                Ok(id) => id,
+                Err(failed) => return Ok(Lookup::Failed(failed)),
             }
         } else {
             target.to_string()
@@ -586,25 +333,13 @@ impl Sender {
         let oldest = slack_ts(since - to_chrono(LOOKBACK));
         let mut cursor: Option<String> = None;
         for _ in 0..HISTORY_PAGES {
-            let mut params = vec![
-                ("channel", channel.clone()),
-                ("oldest", oldest.clone()),
-                ("inclusive", "true".to_string()),
-                ("limit", "100".to_string()),
-                ("include_all_metadata", "true".to_string()),
-            ];
-            if let Some(c) = &cursor {
-                params.push(("cursor", c.clone()));
-            }
-            if !self.hold(row.id, token, None).await? {
+            if !self.hold(c.row.id, token, None).await? {
                 return Ok(Lookup::Lost);
             }
-            let now = self.clock.now();
-            self.pacer
-                .lock()
+            let page = match self
+                .history_page(&channel, &oldest, cursor.as_deref())
                 .await
-                .record("conversations.history", &Value::Null, now);
-            let page = match self.web.get("conversations.history", &params).await {
+            {
                 Delivery::Sent(page) => page,
                 other => return Ok(Lookup::Failed(other)),
             };
@@ -614,7 +349,7 @@ impl Sender {
                 .unwrap_or(&[]);
             if let Some(message) = messages.iter().find(|m| {
                 m["metadata"]["event_type"] == METADATA_EVENT_TYPE
-                    && m["metadata"]["event_payload"]["key"] == row.dedupe_key.as_str()
+                    && m["metadata"]["event_payload"]["key"] == c.row.dedupe_key.as_str()
             }) {
                 return Ok(Lookup::Found(serde_json::json!({
                     "ok": true,
@@ -635,126 +370,174 @@ impl Sender {
         Ok(Lookup::NotFound)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The conversation id of the DM with `user`.
+    async fn open_dm(&self, user: &str) -> Result<String, Delivery> {
+        let open = serde_json::json!({"users": user});
+        let now = self.clock.now();
+        self.pacer
+            .lock()
+            .await
+            .record("conversations.open", &open, now);
+        match self.web.call("conversations.open", &open).await {
+            Delivery::Sent(v) => v["channel"]["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Delivery::Transient("conversations.open: no channel id".into())),
+            other => Err(other),
+        }
+    }
+
+    /// One page of `conversations.history` from `oldest`, with message metadata.
+    async fn history_page(&self, channel: &str, oldest: &str, cursor: Option<&str>) -> Delivery {
+        let mut params = vec![
+            ("channel", channel.to_string()),
+            ("oldest", oldest.to_string()),
+            ("inclusive", "true".to_string()),
+            ("limit", "100".to_string()),
+            ("include_all_metadata", "true".to_string()),
+        ];
+        if let Some(c) = cursor {
+            params.push(("cursor", c.to_string()));
+        }
+        let now = self.clock.now();
+        self.pacer
+            .lock()
+            .await
+            .record("conversations.history", &Value::Null, now);
+        self.web.get("conversations.history", &params).await
+    }
+
+    /// Stores the outcome of a call for a claimed row. `marked`: this attempt set `sent_at` (so
+    /// a refusal that proves nothing was posted clears it).
     async fn record(
         &self,
         token: &str,
-        row: outbox::Model,
+        c: Claimed,
         outcome: Delivery,
-        attempts: i32,
-        now: DateTime<Utc>,
-        // This attempt set `sent_at` (so a refusal that proves nothing was posted clears it).
         marked: bool,
         report: &mut SendReport,
     ) -> Result<(), DbErr> {
+        let attempts = c.row.attempts + 1;
+        let now = self.clock.now();
         match outcome {
             Delivery::Sent(response) => {
-                let sent = || {
-                    vec![
-                        (
-                            outbox::Column::Status,
-                            Expr::value(OutboxStatus::Sent.as_str()),
-                        ),
-                        (outbox::Column::Attempts, Expr::value(attempts)),
-                        (outbox::Column::SentAt, Expr::value(now)),
-                        (outbox::Column::Result, Expr::value(response.clone())),
-                        (
-                            outbox::Column::LastError,
-                            Expr::value(Option::<String>::None),
-                        ),
-                    ]
-                };
-                let tx = crate::db::begin_write(&self.db).await?;
-                let hook = async {
-                    if Self::finish(&tx, row.id, token, sent()).await? {
-                        after_delivery(&tx, &row, &response, now).await?;
-                    }
-                    Ok::<_, DbErr>(())
-                }
-                .await;
-                match hook {
-                    Ok(()) => tx.commit().await?,
-                    Err(e) => {
-                        // Never leave a delivered row claimable (it would be sent again): record
-                        // the delivery even if what follows from it could not be.
-                        tracing::error!("delivered, but could not record its consequences: {e}");
-                        let _ = tx.rollback().await;
-                        Self::finish(&self.db, row.id, token, sent()).await?;
-                    }
-                }
-                tracing::debug!("delivered");
+                self.record_sent(token, &c, response, attempts, now).await?;
                 report.sent += 1;
             }
             Delivery::RateLimited(wait) => {
-                let until = now + to_chrono(wait);
-                self.pacer.lock().await.block(&row.method, until);
-                tracing::warn!(
-                    "rate limited by Slack; waiting {wait:?} before calling {} again",
-                    row.method
-                );
-                let mut changes = vec![
-                    (outbox::Column::NextAttemptAt, Expr::value(until)),
-                    (outbox::Column::LastError, Expr::value("ratelimited")),
-                ];
-                if marked {
-                    // A 429 means Slack did not take the call: nothing to look for next time.
-                    changes.push((
-                        outbox::Column::SentAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    ));
-                }
-                Self::finish(&self.db, row.id, token, changes).await?;
-                report.deferred += 1;
+                self.rate_limited(token, &c, c.method, wait, marked, report)
+                    .await?;
             }
             Delivery::Transient(error) if attempts < MAX_ATTEMPTS => {
                 let wait = backoff(attempts);
                 tracing::warn!(attempts, "delivery failed ({error}); retrying in {wait:?}");
-                Self::finish(
-                    &self.db,
-                    row.id,
-                    token,
-                    vec![
-                        (outbox::Column::Attempts, Expr::value(attempts)),
-                        (
-                            outbox::Column::NextAttemptAt,
-                            Expr::value(now + to_chrono(wait)),
-                        ),
-                        (outbox::Column::LastError, Expr::value(error)),
-                    ],
-                )
-                .await?;
+                let retry = Finish::Retry {
+                    attempts,
+                    at: now + to_chrono(wait),
+                    error,
+                };
+                db::outbox::finish(&self.db, c.row.id, token, retry).await?;
                 report.retried += 1;
             }
             Delivery::Transient(error) | Delivery::Permanent(error) => {
-                tracing::error!(attempts, "delivery failed for good: {error}");
-                let tx = crate::db::begin_write(&self.db).await?;
-                let recorded = async {
-                    let finished = Self::finish(
-                        &tx,
-                        row.id,
-                        token,
-                        vec![
-                            (
-                                outbox::Column::Status,
-                                Expr::value(OutboxStatus::Failed.as_str()),
-                            ),
-                            (outbox::Column::Attempts, Expr::value(attempts)),
-                            (outbox::Column::LastError, Expr::value(error.clone())),
-                        ],
-                    )
-                    .await?;
-                    if finished {
-                        after_failure(&tx, &row, &error, self.staffing_channel.as_deref(), now)
-                            .await?;
-                    }
-                    Ok::<_, DbErr>(())
-                }
-                .await;
-                crate::db::settle(tx, recorded).await?;
+                self.record_failed(token, &c, error, attempts, now).await?;
                 report.failed += 1;
             }
         }
         Ok(())
+    }
+
+    /// A delivered row, and what follows from its delivery, in one transaction.
+    async fn record_sent(
+        &self,
+        token: &str,
+        c: &Claimed,
+        response: Value,
+        attempts: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        let sent = || Finish::Sent {
+            attempts,
+            at: now,
+            response: response.clone(),
+        };
+        let tx = db::begin_write(&self.db).await?;
+        let followed = async {
+            if db::outbox::finish(&tx, c.row.id, token, sent()).await? {
+                after_delivery(&tx, c.follow_up, &response, now).await?;
+            }
+            Ok::<_, DbErr>(())
+        }
+        .await;
+        match followed {
+            Ok(()) => tx.commit().await?,
+            Err(e) => {
+                // Never leave a delivered row claimable (it would be sent again): record the
+                // delivery even if what follows from it could not be.
+                tracing::error!("delivered, but could not record its consequences: {e}");
+                let _ = tx.rollback().await;
+                db::outbox::finish(&self.db, c.row.id, token, sent()).await?;
+            }
+        }
+        tracing::debug!("delivered");
+        Ok(())
+    }
+
+    /// After a 429 for `method`: nothing of it goes out before the wait is over; the row is due
+    /// again then (no attempt counted).
+    async fn rate_limited(
+        &self,
+        token: &str,
+        c: &Claimed,
+        method: &str,
+        wait: Duration,
+        marked: bool,
+        report: &mut SendReport,
+    ) -> Result<(), DbErr> {
+        let until = self.clock.now() + to_chrono(wait);
+        self.pacer.lock().await.block(method, until);
+        tracing::warn!("rate limited by Slack; waiting {wait:?} before calling {method} again");
+        let defer = Finish::Defer {
+            until,
+            error: Some("ratelimited"),
+            // A 429 means Slack did not take the call: nothing to look for next time.
+            not_handed_over: marked,
+        };
+        db::outbox::finish(&self.db, c.row.id, token, defer).await?;
+        report.deferred += 1;
+        Ok(())
+    }
+
+    /// A row that failed for good, and what follows from that, in one transaction.
+    async fn record_failed(
+        &self,
+        token: &str,
+        c: &Claimed,
+        error: String,
+        attempts: i32,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        tracing::error!(attempts, "delivery failed for good: {error}");
+        let tx = db::begin_write(&self.db).await?;
+        let recorded = async {
+            let failed = Finish::Failed {
+                attempts,
+                error: error.clone(),
+            };
+            if db::outbox::finish(&tx, c.row.id, token, failed).await? {
+                after_failure(
+                    &tx,
+                    c.follow_up,
+                    &error,
+                    self.staffing_channel.as_deref(),
+                    now,
+                )
+                .await?;
+            }
+            Ok::<_, DbErr>(())
+        }
+        .await;
+        db::settle(tx, recorded).await
     }
 
     /// Rounds until nothing is due within `patience` (rows the pacer deferred a little are
@@ -781,20 +564,7 @@ impl Sender {
 
     /// When the next pending row is due (None when nothing is pending).
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, DbErr> {
-        outbox::Entity::find()
-            .select_only()
-            .column_as(outbox::Column::NextAttemptAt.min(), "next")
-            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-            // Rows another sender holds are its business until the claim expires.
-            .filter(
-                Condition::any()
-                    .add(outbox::Column::ClaimExpiresAt.is_null())
-                    .add(outbox::Column::ClaimExpiresAt.lt(self.clock.now())),
-            )
-            .into_tuple::<Option<DateTime<Utc>>>()
-            .one(&self.db)
-            .await
-            .map(Option::flatten)
+        db::outbox::next_due(&self.db, self.clock.now()).await
     }
 
     /// Runs until `cancel`: a round whenever `wake` is notified, a row falls due, or every
@@ -821,46 +591,58 @@ impl Sender {
     }
 }
 
+/// Counts a call's outcome in the delivery metrics.
+fn count_delivery(method: &'static str, outcome: &Delivery) {
+    let (label, error) = match outcome {
+        Delivery::Sent(_) => ("sent", None),
+        Delivery::RateLimited(_) => ("rate_limited", Some("ratelimited".to_string())),
+        Delivery::Transient(e) => ("retry", Some(e.clone())),
+        Delivery::Permanent(e) => ("failed", Some(e.clone())),
+    };
+    metrics::counter!("staffbot_deliveries_total", "method" => method, "outcome" => label)
+        .increment(1);
+    if let Some(error) = error {
+        metrics::counter!("staffbot_slack_api_errors_total", "method" => method, "error" => error)
+            .increment(1);
+    }
+}
+
 /// What a refusal for good means for the rest of staffbot: an offer nobody saw is not an offer
 /// made.
 async fn after_failure<C: ConnectionTrait>(
     conn: &C,
-    row: &outbox::Model,
+    follow_up: Option<FollowUp>,
     error: &str,
     staffing_channel: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if row.method == "chat.postMessage"
-        && let Some(id) = row
-            .dedupe_key
-            .strip_prefix("offer:")
-            .and_then(|id| id.parse::<i64>().ok())
-    {
-        crate::staffing::respond::on_offer_undeliverable(conn, id, error, staffing_channel, now)
-            .await?;
+    match follow_up {
+        Some(FollowUp::Offer { inquiry_id }) => {
+            respond::on_offer_undeliverable(conn, inquiry_id, error, staffing_channel, now).await
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What a delivery means for the rest of staffbot: an offer DM now has a channel and `ts`.
 async fn after_delivery<C: ConnectionTrait>(
     conn: &C,
-    row: &outbox::Model,
+    follow_up: Option<FollowUp>,
     response: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if let Some(id) = row
-        .dedupe_key
-        .strip_prefix("offer:")
-        .and_then(|id| id.parse::<i64>().ok())
-        && let (Some(channel), Some(ts)) = (
-            response.get("channel").and_then(Value::as_str),
-            response.get("ts").and_then(Value::as_str),
-        )
-    {
-        crate::staffing::respond::on_offer_delivered(conn, id, channel, ts, now).await?;
+    let (Some(channel), Some(ts)) = (
+        response.get("channel").and_then(Value::as_str),
+        response.get("ts").and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    match follow_up {
+        Some(FollowUp::Offer { inquiry_id }) => {
+            respond::on_offer_delivered(conn, inquiry_id, channel, ts, now).await
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -868,44 +650,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn t(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("valid")
-    }
-
-    fn row(method: &str, payload: Value) -> outbox::Model {
-        outbox::Model {
-            id: 1,
-            dedupe_key: "offer:7".into(),
-            method: method.into(),
-            payload,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            next_attempt_at: t(0),
-            claimed_by: None,
-            claim_expires_at: None,
-            result: None,
-            last_error: None,
-            created_at: t(0),
-            sent_at: None,
-        }
-    }
-
     #[test]
     fn posts_carry_their_outbox_key_as_metadata() {
-        let body = request_body(&row(
-            "chat.postMessage",
-            json!({"method": "chat.postMessage", "channel": "U1", "text": "hi"}),
-        ));
+        let post = SlackWrite::PostMessage {
+            channel: "U1".into(),
+            text: "hi".into(),
+            blocks: None,
+        };
         assert_eq!(
-            body,
+            request_body(post, "offer:7").expect("body"),
             json!({"channel": "U1", "text": "hi", "metadata": {
                 "event_type": "staffbot_outbox", "event_payload": {"key": "offer:7"}}})
         );
-        let body = request_body(&row(
-            "chat.update",
-            json!({"method": "chat.update", "channel": "D1", "ts": "1.2", "text": "x"}),
-        ));
-        assert_eq!(body, json!({"channel": "D1", "ts": "1.2", "text": "x"}));
+        let update = SlackWrite::Update {
+            channel: "D1".into(),
+            ts: "1.2".into(),
+            text: "x".into(),
+            blocks: None,
+        };
+        assert_eq!(
+            request_body(update, "offer-final:7").expect("body"),
+            json!({"channel": "D1", "ts": "1.2", "text": "x"})
+        );
     }
 
     #[test]
@@ -920,81 +686,5 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(5), Duration::from_secs(16));
         assert_eq!(backoff(12), MAX_BACKOFF);
-    }
-
-    #[test]
-    fn one_post_per_second_per_channel() {
-        let mut p = Pacer::default();
-        let dm = json!({"channel": "U1"});
-        let other = json!({"channel": "U2"});
-        for _ in 0..2 {
-            assert_eq!(p.ready_at("chat.postMessage", &dm, t(0)), t(0));
-            p.record("chat.postMessage", &dm, t(0));
-        }
-        // The burst of two is spent: the third waits a second; another channel does not.
-        assert_eq!(p.ready_at("chat.postMessage", &dm, t(0)), t(1));
-        assert_eq!(p.ready_at("chat.postMessage", &other, t(0)), t(0));
-        assert_eq!(p.ready_at("chat.postMessage", &dm, t(1)), t(1));
-    }
-
-    #[test]
-    fn a_429_blocks_only_its_method() {
-        let mut p = Pacer::default();
-        p.block("chat.update", t(5));
-        assert_eq!(p.ready_at("chat.update", &json!({}), t(0)), t(5));
-        assert_eq!(
-            p.ready_at("chat.postMessage", &json!({"channel": "C"}), t(0)),
-            t(0)
-        );
-        assert_eq!(p.ready_at("chat.update", &json!({}), t(6)), t(6));
-    }
-
-    #[test]
-    fn idle_buckets_and_past_blocks_are_dropped() {
-        let mut p = Pacer::default();
-        for i in 0..1000 {
-            p.record(
-                "chat.postMessage",
-                &json!({"channel": format!("U{i}")}),
-                t(0),
-            );
-        }
-        p.block("chat.update", t(30));
-        let busy = json!({"channel": "UBUSY"});
-        for _ in 0..2 {
-            p.record("chat.postMessage", &busy, t(100));
-        }
-        assert_eq!(p.buckets.len(), 1002);
-        // At t(100) the 1000 DM buckets are full again, the block is over; the method bucket
-        // (1002 posts, 10 a second back) and UBUSY's (just emptied) still pace.
-        assert_eq!(p.ready_at("chat.postMessage", &busy, t(100)), t(101));
-        let mut kept: Vec<&str> = p.buckets.keys().map(String::as_str).collect();
-        kept.sort_unstable();
-        assert_eq!(kept, ["chat.postMessage", "chat.postMessage:UBUSY"]);
-        assert!(p.blocked_until.is_empty());
-        // Sweeps are at most a minute apart; a dropped bucket comes back full.
-        p.record("chat.postMessage", &json!({"channel": "U1"}), t(100));
-        assert_eq!(p.ready_at("chat.postMessage", &busy, t(130)), t(130));
-        assert_eq!(p.buckets.len(), 3);
-        assert_eq!(p.ready_at("chat.postMessage", &busy, t(160)), t(160));
-        assert_eq!(
-            p.buckets.len(),
-            2,
-            "U1's went, the two just asked about are new"
-        );
-        assert!(!p.buckets.contains_key("chat.postMessage:U1"));
-    }
-
-    #[test]
-    fn tier_buckets_allow_bursts_then_pace() {
-        let mut p = Pacer::default();
-        for _ in 0..50 {
-            assert_eq!(p.ready_at("conversations.invite", &json!({}), t(0)), t(0));
-            p.record("conversations.invite", &json!({}), t(0));
-        }
-        assert_eq!(
-            p.ready_at("conversations.invite", &json!({}), t(0)),
-            t(0) + chrono::Duration::milliseconds(1200)
-        );
     }
 }

@@ -10,182 +10,18 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
-};
-use serde_json::Value;
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
-use crate::db::entities::staffing_inquiry;
-use crate::db::{InquiryMethod, RequestStatus, Role, statement};
-use crate::loops::LeaseProof;
-use crate::outbox::SlackWrite;
-use crate::slack::blocks::{self, OfferContent};
-use crate::workflow::functions::DescriptionFunction;
-use crate::workflow::lifecycle::task_display;
-
-#[derive(Debug, Clone, FromQueryResult)]
-pub struct DueRequest {
-    pub request_id: i64,
-    pub task_id: i64,
-    pub required_role_counter: i32,
-    pub step_id: i64,
-    pub project_id: i64,
-    pub short_description: String,
-    pub priority: i32,
-    pub slack_channel_id: Option<String>,
-    pub step_slug: String,
-    pub step_description: String,
-    pub detailed_description_function: Value,
-    pub version_slug: String,
-    pub workflow_slug: String,
-    pub workflow_description: String,
-    pub required_count: i64,
-}
-
-impl DueRequest {
-    pub fn display(&self) -> String {
-        task_display(&self.version_slug, &self.short_description, &self.step_slug)
-    }
-
-    /// The detailed description; a function that cannot be used shows nothing (and says why
-    /// in the log), it never blocks the offer.
-    pub fn details(&self) -> String {
-        if self
-            .detailed_description_function
-            .as_object()
-            .is_none_or(|o| o.is_empty())
-        {
-            return String::new();
-        }
-        let function: DescriptionFunction =
-            match serde_json::from_value(self.detailed_description_function.clone()) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(task_id = self.task_id, "detailed description unusable: {e}");
-                    return String::new();
-                }
-            };
-        let template = match function.template() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(task_id = self.task_id, "detailed description unusable: {e}");
-                return String::new();
-            }
-        };
-        let mut values: HashMap<String, String> = function
-            .kwargs
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), text)
-            })
-            .collect();
-        for (k, v) in [
-            ("task.id", self.task_id.to_string()),
-            ("task.step", self.step_slug.clone()),
-            ("project.id", self.project_id.to_string()),
-            ("project.description", self.short_description.clone()),
-            ("project.priority", self.priority.to_string()),
-            ("workflow.slug", self.workflow_slug.clone()),
-            ("workflow.description", self.workflow_description.clone()),
-        ] {
-            values.insert(k.to_string(), v);
-        }
-        template.render(&values)
-    }
-
-    pub fn offer(&self, first_name: &str) -> OfferContent {
-        OfferContent {
-            first_name: first_name.to_string(),
-            workflow_description: self.workflow_description.clone(),
-            project_description: self.short_description.clone(),
-            step_description: self.step_description.clone(),
-            review: self.required_role_counter > 0,
-            details: self.details(),
-        }
-    }
-}
-
-/// What offers and channel messages show about a request ([`DueRequest`]'s columns), given
-/// `r` (the request) and [`REQUEST_JOINS`].
-pub(crate) const REQUEST_COLUMNS: &str = "
-r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
-p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
-s.description AS step_description, s.detailed_description_function,
-v.slug AS version_slug, w.slug AS workflow_slug, w.description AS workflow_description,
-(SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
-
-/// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.
-pub(crate) const REQUEST_JOINS: &str = "
-JOIN tasks t ON t.id = r.task_id
-JOIN projects p ON p.id = t.project_id
-JOIN steps s ON s.id = t.step_id
-JOIN workflow_versions v ON v.id = p.workflow_version_id
-JOIN workflows w ON w.id = v.workflow_id";
-
-fn request_context_sql() -> String {
-    format!("SELECT {REQUEST_COLUMNS} FROM staffing_requests r {REQUEST_JOINS}")
-}
-
-/// Requests due a batch (`$1`: the last batch must be older than this).
-const DUE_FILTER: &str = "
-WHERE r.status = 'sending'
-  AND t.status NOT IN ('complete', 'aborted')
-  AND p.status NOT IN ('completed', 'aborted')
-  AND (r.last_batch_at IS NULL OR r.last_batch_at <= $1)
-ORDER BY p.priority DESC, r.created_at ASC, r.id ASC";
-
-/// Loads one request with the same context as the batching query (for messages elsewhere).
-pub async fn request_context<C: ConnectionTrait>(
-    conn: &C,
-    request_id: i64,
-) -> Result<Option<DueRequest>, DbErr> {
-    DueRequest::find_by_statement(statement(
-        conn.get_database_backend(),
-        &format!("{} WHERE r.id = $1", request_context_sql()),
-        vec![request_id.into()],
-    ))
-    .one(conn)
-    .await
-}
-
-/// The candidate pool of one step at one role: every required certification at that role,
-/// staffbot enabled, a Slack id, no returned work waiting. Per-request exclusions (on the task
-/// already, asked already) are applied in memory.
-const POOL: &str = "
-SELECT w.id AS worker_id, w.slack_user_id, w.first_name, MAX(wc.staffing_priority) AS priority
-FROM workers w
-JOIN worker_certifications wc ON wc.worker_id = w.id AND wc.role = $1 AND wc.staffbot_enabled = TRUE
-JOIN step_certifications sc ON sc.certification_id = wc.certification_id AND sc.step_id = $2
-WHERE w.slack_user_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM task_assignments ra JOIN tasks rt ON rt.id = ra.task_id
-                  WHERE ra.worker_id = w.id AND ra.status = 'processing'
-                    AND rt.status = 'post_review_processing')
-GROUP BY w.id, w.slack_user_id, w.first_name
-HAVING COUNT(DISTINCT sc.certification_id) = $3";
+use crate::db::requests::{Candidate, RequestContext};
+use crate::db::{self, RequestStatus, Role};
+use crate::lease::LeaseProof;
+use crate::messages::{Message, Outgoing};
 
 /// Requests handled in one transaction at most, and offers in one transaction at most (both
 /// keep multi-row statements under every backend's bound-parameter limit and keep the write
 /// lock short).
 const CHUNK_REQUESTS: usize = 200;
 const CHUNK_OFFERS: usize = 1000;
-
-#[derive(Debug, Clone, FromQueryResult)]
-pub struct Candidate {
-    pub worker_id: i64,
-    pub slack_user_id: String,
-    pub first_name: String,
-    pub priority: i32,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct Exclusion {
-    request_id: i64,
-    worker_id: i64,
-}
 
 /// A step's candidates, highest priority first, grouped in tiers of equal priority.
 #[derive(Debug, Default)]
@@ -310,15 +146,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<BatchReport, DbErr> {
-    let backend = db.get_database_backend();
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
-    let due = DueRequest::find_by_statement(statement(
-        backend,
-        &format!("{}{DUE_FILTER}", request_context_sql()),
-        vec![cutoff.into()],
-    ))
-    .all(db)
-    .await?;
+    let due = db::requests::due_a_batch(db, cutoff).await?;
     let mut report = BatchReport::default();
     if due.is_empty() {
         return Ok(report);
@@ -336,17 +165,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             Pool::default()
         } else {
             Pool::new(
-                Candidate::find_by_statement(statement(
-                    backend,
-                    POOL,
-                    vec![
-                        role.as_str().into(),
-                        request.step_id.into(),
-                        request.required_count.into(),
-                    ],
-                ))
-                .all(db)
-                .await?,
+                db::requests::candidates(db, request.step_id, role, request.required_count).await?,
             )
         };
         pools.insert((request.step_id, role), pool);
@@ -355,9 +174,12 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let per_request = settings.batch_size as usize + 1;
     let chunk_len = (CHUNK_OFFERS / per_request).clamp(1, CHUNK_REQUESTS);
     for chunk in due.chunks(chunk_len) {
-        let excluded = exclusions(db, chunk).await?;
+        let ids: Vec<i64> = chunk.iter().map(|r| r.request_id).collect();
+        let excluded =
+            db::requests::exclusions(db, &ids, super::respond::MAX_OFFER_FAILURES).await?;
         let empty = HashSet::new();
-        let mut plans: Vec<(&DueRequest, Vec<&Candidate>, bool)> = Vec::with_capacity(chunk.len());
+        let mut plans: Vec<(&RequestContext, Vec<&Candidate>, bool)> =
+            Vec::with_capacity(chunk.len());
         for request in chunk {
             let role = Role::for_counter(request.required_role_counter);
             let Some(pool) = pools.get(&(request.step_id, role)) else {
@@ -374,13 +196,13 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             candidates.truncate(settings.batch_size as usize);
             plans.push((request, candidates, exhausted));
         }
-        let tx = crate::db::begin_write(db).await?;
+        let tx = db::begin_write(db).await?;
         let written = async {
             lease.fence(&tx).await?;
             write_batches(&tx, &plans, now).await
         }
         .await;
-        crate::db::settle(tx, written).await?;
+        db::settle(tx, written).await?;
         for (_, chosen, exhausted) in &plans {
             report.requests += 1;
             report.offers += chosen.len();
@@ -390,99 +212,33 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     Ok(report)
 }
 
-/// Who may not be asked, per request: workers asked already, workers on the task already,
-/// workers whose offers of it Slack refused too often.
-async fn exclusions<C: ConnectionTrait>(
-    conn: &C,
-    chunk: &[DueRequest],
-) -> Result<HashMap<i64, HashSet<i64>>, DbErr> {
-    let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-    let list = placeholders.join(", ");
-    let sql = format!(
-        "SELECT i.request_id, i.worker_id FROM staffing_inquiries i WHERE i.request_id IN ({list})
-         UNION ALL
-         SELECT r.id AS request_id, a.worker_id FROM staffing_requests r
-         JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id IN ({list})
-         UNION ALL
-         SELECT f.request_id, f.worker_id FROM offer_failures f WHERE f.request_id IN ({list})
-         GROUP BY f.request_id, f.worker_id HAVING COUNT(*) >= {max_failures}",
-        max_failures = super::respond::MAX_OFFER_FAILURES
-    );
-    let rows = Exclusion::find_by_statement(statement(
-        conn.get_database_backend(),
-        &sql,
-        chunk.iter().map(|r| r.request_id.into()).collect(),
-    ))
-    .all(conn)
-    .await?;
-    let mut map: HashMap<i64, HashSet<i64>> = HashMap::new();
-    for row in rows {
-        map.entry(row.request_id).or_default().insert(row.worker_id);
-    }
-    Ok(map)
-}
-
-/// Writes the batches of one chunk: the inquiries, the offers and announcements (outbox), the
+/// Writes the batches of one chunk: the offers, their DMs and the announcements (outbox), the
 /// requests' new state; requests whose pool ran out and whose every offer was declined close.
 async fn write_batches<C: ConnectionTrait>(
     conn: &C,
-    plans: &[(&DueRequest, Vec<&Candidate>, bool)],
+    plans: &[(&RequestContext, Vec<&Candidate>, bool)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    let rows: Vec<staffing_inquiry::ActiveModel> = plans
+    let pairs: Vec<(i64, i64)> = plans
         .iter()
-        .flat_map(|(request, chosen, _)| {
-            chosen.iter().map(|c| staffing_inquiry::ActiveModel {
-                request_id: Set(request.request_id),
-                worker_id: Set(c.worker_id),
-                method: Set(InquiryMethod::Slack),
-                created_at: Set(now),
-                ..Default::default()
-            })
-        })
+        .flat_map(|(request, chosen, _)| chosen.iter().map(|c| (request.request_id, c.worker_id)))
         .collect();
-    let inquiry_ids: HashMap<(i64, i64), i64> = if rows.is_empty() {
-        HashMap::new()
-    } else {
-        staffing_inquiry::Entity::insert_many(rows)
-            .exec_with_returning(conn)
-            .await?
-            .into_iter()
-            .map(|i| ((i.request_id, i.worker_id), i.id))
-            .collect()
-    };
-
-    let mut writes: Vec<(String, SlackWrite)> = Vec::new();
+    let inquiry_ids = db::offers::insert_many(conn, &pairs, now).await?;
+    let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(pairs.len());
     let mut sending: Vec<i64> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
     for (request, chosen, exhausted) in plans {
-        if !chosen.is_empty() {
-            // Everything but the greeting is the same for every worker asked.
-            let body = blocks::offer_body(&request.offer(""));
-            for c in chosen {
-                let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
-                    continue;
-                };
-                let text = blocks::offer_text_for(&c.first_name, &body);
-                let blocks = blocks::offer_blocks_with_text(&text, inquiry_id);
-                writes.push((
-                    format!("offer:{inquiry_id}"),
-                    SlackWrite::message(&c.slack_user_id, text, blocks),
-                ));
-            }
-        }
+        offer_messages(request, chosen, &inquiry_ids, &mut messages);
         if *exhausted {
             done.push(request.request_id);
             match &request.slack_channel_id {
-                Some(channel) => writes.push((
+                Some(channel) => messages.push((
                     format!("all-sent:{}", request.request_id),
-                    SlackWrite::post(
+                    Outgoing::post(
                         channel,
-                        crate::mrkdwn!(
-                            "All staffing requests for task {} have been sent!",
-                            request.display()
-                        ),
+                        Message::PoolExhausted {
+                            task: request.display(),
+                        },
                     ),
                 )),
                 None => tracing::warn!(
@@ -495,32 +251,43 @@ async fn write_batches<C: ConnectionTrait>(
             sending.push(request.request_id);
         }
     }
-    crate::outbox::enqueue_owned(conn, writes, now).await?;
-    for (status, ids) in [
-        (RequestStatus::Sending, &sending),
-        (RequestStatus::DoneSending, &done),
-    ] {
-        if ids.is_empty() {
-            continue;
-        }
-        let list: Vec<String> = (3..ids.len() + 3).map(|i| format!("${i}")).collect();
-        let mut values: Vec<sea_orm::Value> = vec![now.into(), status.as_str().into()];
-        values.extend(ids.iter().map(|&id| id.into()));
-        conn.execute_raw(statement(
-            backend,
-            &format!(
-                "UPDATE staffing_requests SET last_batch_at = $1, status = $2
-                 WHERE status = 'sending' AND id IN ({})",
-                list.join(", ")
-            ),
-            values,
-        ))
-        .await?;
-    }
+    crate::outbox::enqueue_all(conn, messages, now).await?;
+    db::requests::set_batched(conn, &sending, RequestStatus::Sending, now).await?;
+    db::requests::set_batched(conn, &done, RequestStatus::DoneSending, now).await?;
     for &request_id in &done {
         super::respond::close_if_everyone_declined(conn, request_id, now).await?;
     }
     Ok(())
+}
+
+/// The offer DMs of one request's batch.
+fn offer_messages(
+    request: &RequestContext,
+    chosen: &[&Candidate],
+    inquiry_ids: &HashMap<(i64, i64), i64>,
+    out: &mut Vec<(String, Outgoing)>,
+) {
+    if chosen.is_empty() {
+        return;
+    }
+    // The same for every worker asked: rendered (the description template) once.
+    let offer = request.offer_content();
+    for c in chosen {
+        let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
+            continue;
+        };
+        out.push((
+            format!("offer:{inquiry_id}"),
+            Outgoing::post(
+                &c.slack_user_id,
+                Message::Offer {
+                    inquiry_id,
+                    first_name: c.first_name.clone(),
+                    offer: offer.clone(),
+                },
+            ),
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -4,97 +4,57 @@
 //! [`batch`] sends offers in batches; [`respond`] handles Accept and Reject.
 
 pub mod batch;
+pub mod context;
 pub mod reminders;
 pub mod respond;
 pub mod warnings;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter,
-};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::db::entities::{
-    project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
-};
-use crate::db::{AssignmentStatus, RequestCause, RequestStatus};
+use crate::db::entities::{project, staffing_request, task, worker};
+use crate::db::requests::Stamp;
+use crate::db::{self, AssignmentStatus, RequestCause};
 use crate::error::{Error, UserError};
-use crate::outbox::{self, SlackWrite};
-use crate::slack::mrkdwn::Mrkdwn;
+use crate::lease::LeaseProof;
+use crate::messages::{Message, OfferOutcome, Outgoing};
+use crate::outbox;
 use crate::workflow::rules;
 
-/// `Got it! I will start staffing task N!` / `… restaffing …` (behaviour §7.5, §7.6).
-pub fn got_it_text(task_id: i64, restaff: bool) -> Mrkdwn {
-    if restaff {
-        crate::mrkdwn!("Got it! I will start restaffing task {}!", task_id)
-    } else {
-        crate::mrkdwn!("Got it! I will start staffing task {}!", task_id)
-    }
-}
-
-/// A loop's writes in one transaction fenced by its lease: `writes` are queued, and `column` of
-/// the rows of `table` whose ids are `ids` is set to `now` (what the loop reported, so it is not
-/// reported again too soon).
+/// A loop's messages in one transaction fenced by its lease: `messages` are queued, and the
+/// rows it reported are stamped with `now` (so they are not reported again too soon).
 pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTrait>(
-    db: &C,
-    lease: &crate::loops::LeaseProof,
-    writes: Vec<(String, SlackWrite)>,
-    table: &str,
-    column: &str,
-    ids: impl Iterator<Item = i64>,
+    conn: &C,
+    lease: &LeaseProof,
+    messages: Vec<(String, Outgoing)>,
+    stamps: &[(Stamp, Vec<i64>)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    queue_and_stamp_many(db, lease, writes, &[(table, column, ids.collect())], now).await
-}
-
-/// [`queue_and_stamp`] with several `(table, column, ids)` stamps in the one transaction.
-pub(crate) async fn queue_and_stamp_many<C: sea_orm::TransactionTrait + ConnectionTrait>(
-    db: &C,
-    lease: &crate::loops::LeaseProof,
-    writes: Vec<(String, SlackWrite)>,
-    stamps: &[(&str, &str, Vec<i64>)],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let tx = crate::db::begin_write(db).await?;
+    let tx = db::begin_write(conn).await?;
     let written = async {
         lease.fence(&tx).await?;
-        outbox::enqueue_owned(&tx, writes, now).await?;
-        for (table, column, ids) in stamps {
-            if ids.is_empty() {
-                continue;
-            }
-            // Integers only: written into the statement, so no list is bound to its parameter
-            // limit.
-            let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-            tx.execute_raw(crate::db::statement(
-                tx.get_database_backend(),
-                &format!(
-                    "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
-                    ids.join(", ")
-                ),
-                vec![now.into()],
-            ))
-            .await?;
+        outbox::enqueue_all(&tx, messages, now).await?;
+        for (which, ids) in stamps {
+            db::requests::stamp(&tx, *which, ids, now).await?;
         }
         Ok::<(), DbErr>(())
     }
     .await;
-    crate::db::settle(tx, written).await?;
-    Ok(())
+    db::settle(tx, written).await
 }
 
-/// Queues a post to the project's channel; a project without a channel is skipped with a
+/// Queues a message to the project's channel; a project without a channel is skipped with a
 /// warning (design.md §5.1).
 pub async fn post_to_project<C: ConnectionTrait>(
     conn: &C,
     project: &project::Model,
     dedupe_key: &str,
-    text: Mrkdwn,
+    message: Message,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     match &project.slack_channel_id {
         Some(channel) => {
-            outbox::enqueue(conn, dedupe_key, &SlackWrite::post(channel, text), now).await?;
+            outbox::enqueue(conn, dedupe_key, Outgoing::post(channel, message), now).await?;
         }
         None => tracing::warn!(
             project_id = project.id,
@@ -111,7 +71,7 @@ pub async fn close_open_requests<C: ConnectionTrait>(
     task_id: i64,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    close_requests(conn, task_id, None, crate::slack::blocks::GONE, now).await
+    close_requests(conn, task_id, None, OfferOutcome::Gone, now).await
 }
 
 /// Closes the task's open requests (only the one for role counter `counter`, if given) and
@@ -120,28 +80,12 @@ pub async fn close_requests<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     counter: Option<i32>,
-    outcome: &str,
+    outcome: OfferOutcome,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    let mut sql = "UPDATE staffing_requests SET status = 'closed', closed_at = $1
-                   WHERE task_id = $2 AND status <> 'closed'"
-        .to_string();
-    let mut values: Vec<sea_orm::Value> = vec![now.into(), task_id.into()];
-    if let Some(counter) = counter {
-        sql.push_str(" AND required_role_counter = $3");
-        values.push(counter.into());
-    }
-    sql.push_str(" RETURNING id");
-    let closed = conn
-        .query_all_raw(crate::db::statement(
-            conn.get_database_backend(),
-            &sql,
-            values,
-        ))
-        .await?;
-    for row in &closed {
-        let request_id: i64 = row.try_get("", "id")?;
-        respond::finalise_open_offers(conn, request_id, outcome, now).await?;
+    let closed = db::requests::close_open_of_task(conn, task_id, counter, now).await?;
+    for &request_id in &closed {
+        respond::finalise_open_offers(conn, request_id, outcome.clone(), now).await?;
     }
     Ok(closed.len() as u64)
 }
@@ -155,14 +99,7 @@ pub async fn close_restaff_of<C: ConnectionTrait>(
     counter: i32,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    close_requests(
-        conn,
-        task_id,
-        Some(counter),
-        crate::slack::blocks::GONE,
-        now,
-    )
-    .await
+    close_requests(conn, task_id, Some(counter), OfferOutcome::Gone, now).await
 }
 
 /// Closes the task's open requests and opens a new one for `counter`.
@@ -174,28 +111,17 @@ pub async fn open_request<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, DbErr> {
     close_open_requests(conn, task_id, now).await?;
-    staffing_request::ActiveModel {
-        task_id: Set(task_id),
-        required_role_counter: Set(counter),
-        cause: Set(cause),
-        status: Set(RequestStatus::Sending),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await
+    db::requests::insert(conn, task_id, counter, cause, now).await
 }
 
 async fn load_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
 ) -> Result<(task::Model, project::Model), Error> {
-    let task = task::Entity::find_by_id(task_id)
-        .one(conn)
+    let task = db::requests::task(conn, task_id)
         .await?
         .ok_or(UserError::TaskNotFound(task_id))?;
-    let project = project::Entity::find_by_id(task.project_id)
-        .one(conn)
+    let project = db::requests::project(conn, task.project_id)
         .await?
         .ok_or(UserError::ProjectNotFound(task.project_id))?;
     Ok((task, project))
@@ -211,9 +137,7 @@ pub async fn staff_task<C: ConnectionTrait>(
 ) -> Result<staffing_request::Model, Error> {
     let (task, project) = load_task(conn, task_id).await?;
     crate::workflow::lifecycle::refuse_machine_task(conn, &task).await?;
-    let counters: Vec<i32> = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(task_id))
-        .all(conn)
+    let counters: Vec<i32> = db::requests::assignments(conn, task_id)
         .await?
         .into_iter()
         .map(|a| a.assignment_counter)
@@ -224,7 +148,10 @@ pub async fn staff_task<C: ConnectionTrait>(
         conn,
         &project,
         &format!("got-it:request:{}", request.id),
-        got_it_text(task_id, false),
+        Message::StaffingStarted {
+            task_id,
+            restaff: false,
+        },
         now,
     )
     .await?;
@@ -241,17 +168,7 @@ pub async fn find_worker_by_name<C: ConnectionTrait>(
     conn: &C,
     name: &str,
 ) -> Result<Option<worker::Model>, DbErr> {
-    if let Some(w) = worker::Entity::find()
-        .filter(worker::Column::Username.eq(name))
-        .one(conn)
-        .await?
-    {
-        return Ok(Some(w));
-    }
-    worker::Entity::find()
-        .filter(worker::Column::SlackUsername.eq(name))
-        .one(conn)
-        .await
+    db::requests::worker_by_name(conn, name).await
 }
 
 /// `restaff <task> <worker>`: open a request for that worker's assignment counter. The worker
@@ -266,11 +183,10 @@ pub async fn restaff_task<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, Error> {
     let (task, project) = load_task(conn, task_id).await?;
-    let assignment = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(task_id))
-        .filter(task_assignment::Column::WorkerId.eq(worker.id))
-        .one(conn)
+    let assignment = db::requests::assignments(conn, task_id)
         .await?
+        .into_iter()
+        .find(|a| a.worker_id == worker.id)
         .ok_or_else(|| UserError::AssignmentNotFound {
             username: shown_as.to_string(),
             task: task_id.to_string(),
@@ -302,7 +218,10 @@ pub async fn restaff_task<C: ConnectionTrait>(
         conn,
         &project,
         &format!("got-it:request:{}", request.id),
-        got_it_text(task_id, true),
+        Message::StaffingStarted {
+            task_id,
+            restaff: true,
+        },
         now,
     )
     .await?;
@@ -319,47 +238,12 @@ pub async fn record_assignment_win<C: ConnectionTrait>(
     worker_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let open = staffing_request::Entity::find()
-        .filter(staffing_request::Column::TaskId.eq(task_id))
-        .filter(staffing_request::Column::RequiredRoleCounter.eq(counter))
-        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
-        .one(conn)
-        .await?;
-    let Some(request) = open else {
+    let Some(request) = db::requests::open_for_counter(conn, task_id, counter).await? else {
         return Ok(());
     };
-    close_requests(conn, task_id, None, crate::slack::blocks::TAKEN, now).await?;
-    let inquiry = staffing_inquiry::Entity::find()
-        .filter(staffing_inquiry::Column::RequestId.eq(request.id))
-        .filter(staffing_inquiry::Column::WorkerId.eq(worker_id))
-        .one(conn)
-        .await?;
-    if let Some(inquiry) = inquiry {
-        let existing = staffing_response::Entity::find()
-            .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
-            .one(conn)
-            .await?;
-        match existing {
-            Some(r) => {
-                let mut am: staffing_response::ActiveModel = r.into();
-                am.is_available = Set(true);
-                am.is_winner = Set(true);
-                am.update(conn).await?;
-            }
-            None => {
-                staffing_response::ActiveModel {
-                    inquiry_id: Set(inquiry.id),
-                    request_id: Set(request.id),
-                    worker_id: Set(worker_id),
-                    is_available: Set(true),
-                    is_winner: Set(true),
-                    created_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(conn)
-                .await?;
-            }
-        }
+    close_requests(conn, task_id, None, OfferOutcome::Taken, now).await?;
+    if let Some(inquiry) = db::offers::of_worker(conn, request.id, worker_id).await? {
+        db::offers::record_winner(conn, (&inquiry).into(), now).await?;
     }
     Ok(())
 }

@@ -3,18 +3,14 @@
 //! has accepted" once everyone reachable declined.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use super::batch::{DueRequest, REQUEST_COLUMNS, REQUEST_JOINS, request_context};
-use crate::db::entities::{staffing_inquiry, staffing_response, task_assignment, worker};
-use crate::db::{AssignmentStatus, ProjectStatus, RequestStatus, TaskStatus, statement};
+use crate::db::offers::{Click, OfferKey};
+use crate::db::requests::RequestContext;
+use crate::db::{self, AssignmentStatus, RequestStatus};
 use crate::error::Result;
-use crate::outbox::{self, SlackWrite};
-use crate::slack::blocks;
-use crate::slack::mrkdwn::Mrkdwn;
+use crate::messages::{ClickReply, Message, OfferOutcome, Outgoing};
+use crate::outbox;
 use crate::workflow::lifecycle;
 
 /// What a click did.
@@ -34,191 +30,82 @@ pub enum ClickOutcome {
     AlreadyDecided,
 }
 
-/// The parts of an inquiry an answer needs.
+/// Where an offer's DM is, if it was delivered.
 #[derive(Debug, Clone)]
-pub(crate) struct OfferRef {
+pub(crate) struct OfferDm {
     pub id: i64,
-    pub request_id: i64,
-    pub worker_id: i64,
-    pub dm_channel: Option<String>,
-    pub dm_ts: Option<String>,
+    pub channel: Option<String>,
+    pub ts: Option<String>,
 }
 
-/// The final state of an offer DM (once per inquiry: the first outcome wins, by the outbox's
+/// The final state of an offer DM (once per offer: the first outcome wins, by the outbox's
 /// dedupe key). Offers not delivered yet get theirs when they are (see [`on_offer_delivered`]).
-fn final_write(
-    inquiry: &OfferRef,
-    context: &DueRequest,
+pub(crate) fn final_message(
+    dm: &OfferDm,
+    context: &RequestContext,
     first_name: &str,
-    outcome: &Mrkdwn,
-) -> Option<(String, SlackWrite)> {
-    let (Some(channel), Some(ts)) = (&inquiry.dm_channel, &inquiry.dm_ts) else {
+    outcome: OfferOutcome,
+) -> Option<(String, Outgoing)> {
+    let (Some(channel), Some(ts)) = (&dm.channel, &dm.ts) else {
         return None;
     };
-    let offer = context.offer(first_name);
-    let mut text = blocks::offer_text(&offer);
-    text.push_line(outcome);
     Some((
-        format!("offer-final:{}", inquiry.id),
-        SlackWrite::update(channel, ts, text, blocks::decided_blocks(&offer, outcome)),
+        format!("offer-final:{}", dm.id),
+        Outgoing::Update {
+            channel: channel.clone(),
+            ts: ts.clone(),
+            message: Message::OfferDecided {
+                first_name: first_name.to_string(),
+                offer: context.offer_content(),
+                outcome,
+            },
+        },
     ))
 }
 
-/// Queues [`final_write`].
+/// Queues [`final_message`].
 async fn queue_final<C: ConnectionTrait>(
     conn: &C,
-    inquiry: &OfferRef,
-    context: &DueRequest,
+    dm: &OfferDm,
+    context: &RequestContext,
     first_name: &str,
-    outcome: &Mrkdwn,
+    outcome: OfferOutcome,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if let Some(write) = final_write(inquiry, context, first_name, outcome) {
-        outbox::enqueue_owned(conn, vec![write], now).await?;
+    if let Some((key, outgoing)) = final_message(dm, context, first_name, outcome) {
+        outbox::enqueue(conn, &key, outgoing, now).await?;
     }
     Ok(())
-}
-
-async fn insert_response<C: ConnectionTrait>(
-    conn: &C,
-    inquiry: &OfferRef,
-    available: bool,
-    winner: bool,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    staffing_response::Entity::insert(staffing_response::ActiveModel {
-        inquiry_id: Set(inquiry.id),
-        request_id: Set(inquiry.request_id),
-        worker_id: Set(inquiry.worker_id),
-        is_available: Set(available),
-        is_winner: Set(winner),
-        created_at: Set(now),
-        ..Default::default()
-    })
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
-}
-
-/// Everything a click needs, in one query: the offer, its worker, an earlier answer, the
-/// request with what the offer shows, the task's and project's state, whether someone won,
-/// and how many of the step's certifications the worker holds at the role the task needs.
-#[derive(Debug, FromQueryResult)]
-struct Click {
-    #[sea_orm(nested)]
-    context: DueRequest,
-    inquiry_id: i64,
-    worker_id: i64,
-    dm_channel: Option<String>,
-    dm_ts: Option<String>,
-    clicker_slack_id: Option<String>,
-    clicker_first_name: String,
-    clicker_username: String,
-    previous_winner: Option<bool>,
-    request_status: RequestStatus,
-    task_status: TaskStatus,
-    project_status: ProjectStatus,
-    request_has_winner: bool,
-    held_count: i64,
-    /// The status of the assignment the request would hand over (a restaff), if there is one.
-    counter_status: Option<AssignmentStatus>,
 }
 
 impl Click {
-    async fn load<C: ConnectionTrait>(conn: &C, inquiry_id: i64) -> Result<Option<Click>, DbErr> {
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS},
-                    i.id AS inquiry_id, i.worker_id, i.dm_channel, i.dm_ts,
-                    wk.slack_user_id AS clicker_slack_id, wk.first_name AS clicker_first_name,
-                    wk.username AS clicker_username,
-                    sr.is_winner AS previous_winner,
-                    r.status AS request_status, t.status AS task_status, p.status AS project_status,
-                    EXISTS (SELECT 1 FROM staffing_responses x
-                            WHERE x.request_id = r.id AND x.is_winner = TRUE) AS request_has_winner,
-                    (SELECT COUNT(*) FROM worker_certifications wc
-                     JOIN step_certifications hc ON hc.certification_id = wc.certification_id
-                                                AND hc.step_id = t.step_id
-                     WHERE wc.worker_id = i.worker_id
-                       AND wc.role = CASE WHEN t.status = 'pending_review'
-                                          THEN 'reviewer' ELSE 'entry_level' END) AS held_count,
-                    (SELECT a.status FROM task_assignments a
-                     WHERE a.task_id = r.task_id
-                       AND a.assignment_counter = r.required_role_counter) AS counter_status
-             FROM staffing_inquiries i
-             JOIN staffing_requests r ON r.id = i.request_id
-             {REQUEST_JOINS}
-             JOIN workers wk ON wk.id = i.worker_id
-             LEFT JOIN staffing_responses sr ON sr.inquiry_id = i.id
-             WHERE i.id = $1{lock}",
-            // PostgreSQL: the offer's row is locked until the answer commits, and read as it is
-            // now (its DM's `ts` may have been stored a moment ago): the delivery of the same
-            // offer waits for the answer or the answer for it, so whichever commits second sees
-            // the other and updates the DM (see `on_offer_delivered`). SQLite's writers are
-            // serialised anyway.
-            lock = if crate::db::is_postgres(conn) {
-                " FOR UPDATE OF i"
-            } else {
-                ""
-            }
-        );
-        Click::find_by_statement(statement(
-            conn.get_database_backend(),
-            &sql,
-            vec![inquiry_id.into()],
-        ))
-        .one(conn)
-        .await
-    }
-
-    fn offer(&self) -> OfferRef {
-        OfferRef {
+    fn key(&self) -> OfferKey {
+        OfferKey {
             id: self.inquiry_id,
             request_id: self.context.request_id,
             worker_id: self.worker_id,
-            dm_channel: self.dm_channel.clone(),
-            dm_ts: self.dm_ts.clone(),
         }
     }
-}
 
-/// Offers of a request nobody answered yet, with their worker's first name (for the update).
-#[derive(Debug, FromQueryResult)]
-struct OpenOffer {
-    id: i64,
-    request_id: i64,
-    worker_id: i64,
-    dm_channel: Option<String>,
-    dm_ts: Option<String>,
-    first_name: String,
-}
-
-impl OpenOffer {
-    fn offer_ref(&self) -> OfferRef {
-        OfferRef {
-            id: self.id,
-            request_id: self.request_id,
-            worker_id: self.worker_id,
-            dm_channel: self.dm_channel.clone(),
-            dm_ts: self.dm_ts.clone(),
+    fn dm(&self) -> OfferDm {
+        OfferDm {
+            id: self.inquiry_id,
+            channel: self.dm_channel.clone(),
+            ts: self.dm_ts.clone(),
         }
     }
-}
 
-async fn open_offers<C: ConnectionTrait>(
-    conn: &C,
-    request_id: i64,
-) -> Result<Vec<OpenOffer>, DbErr> {
-    OpenOffer::find_by_statement(statement(
-        conn.get_database_backend(),
-        "SELECT i.id, i.request_id, i.worker_id, i.dm_channel, i.dm_ts, w.first_name
-         FROM staffing_inquiries i JOIN workers w ON w.id = i.worker_id
-         WHERE i.request_id = $1
-           AND NOT EXISTS (SELECT 1 FROM staffing_responses sr WHERE sr.inquiry_id = i.id)
-         ORDER BY i.id",
-        vec![request_id.into()],
-    ))
-    .all(conn)
-    .await
+    /// Whether an accept can still win: the request is open, the task and project unfinished,
+    /// and a restaff still has work in progress to hand over (once it was submitted there is
+    /// nothing to take over; the request is closed then too, this also covers one left open).
+    fn can_win(&self) -> bool {
+        self.request_status != RequestStatus::Closed
+            && !self.task_status.is_finished()
+            && !self.project_status.is_finished()
+            && self
+                .counter_status
+                .is_none_or(|s| s == AssignmentStatus::Processing)
+    }
 }
 
 /// Handles a click on offer `inquiry_id` by Slack user `clicker`. Runs inside the caller's
@@ -234,7 +121,7 @@ pub async fn respond<C: ConnectionTrait>(
     accept: bool,
     now: DateTime<Utc>,
 ) -> Result<ClickOutcome> {
-    let Some(click) = Click::load(conn, inquiry_id).await? else {
+    let Some(click) = db::offers::click(conn, inquiry_id).await? else {
         return Ok(ClickOutcome::NotYours);
     };
     if click.clicker_slack_id.as_deref() != Some(clicker) {
@@ -247,70 +134,55 @@ pub async fn respond<C: ConnectionTrait>(
             ClickOutcome::AlreadyDecided
         });
     }
-    let context = &click.context;
     // The caller's span (the click) carries the task from here on.
-    tracing::Span::current().record("task_id", context.task_id);
-    let offer = click.offer();
-
+    tracing::Span::current().record("task_id", click.context.task_id);
     if !accept {
-        insert_response(conn, &offer, false, false, now).await?;
-        let text = Mrkdwn::text(if click.request_has_winner {
-            blocks::TAKEN
-        } else {
-            blocks::THANKS
-        });
-        queue_final(conn, &offer, context, &click.clicker_first_name, &text, now).await?;
-        close_if_everyone_declined(conn, context.request_id, now).await?;
+        reject(conn, &click, now).await?;
         return Ok(ClickOutcome::Rejected);
     }
-
-    // A restaff hands over work in progress only: once it was submitted there is nothing to
-    // take over (the request is closed then too; this also covers a request left open).
-    let open = click.request_status != RequestStatus::Closed
-        && !click.task_status.is_finished()
-        && !click.project_status.is_finished()
-        && click
-            .counter_status
-            .is_none_or(|s| s == AssignmentStatus::Processing);
     // Compare-and-set: of all concurrent accepts, exactly one closes the request.
-    let won = open
-        && conn
-            .execute_raw(statement(
-                conn.get_database_backend(),
-                "UPDATE staffing_requests SET status = 'closed', closed_at = $1 WHERE id = $2 AND status <> 'closed'",
-                vec![now.into(), context.request_id.into()],
-            ))
-            .await?
-            .rows_affected()
-            == 1;
+    let won = click.can_win()
+        && db::requests::close_for_winner(conn, click.context.request_id, now).await?;
     if !won {
-        insert_response(conn, &offer, true, false, now).await?;
-        queue_final(
-            conn,
-            &offer,
-            context,
-            &click.clicker_first_name,
-            &Mrkdwn::text(blocks::GONE),
-            now,
-        )
-        .await?;
+        db::offers::insert_response(conn, click.key(), true, false, now).await?;
+        let (context, name) = (&click.context, &click.clicker_first_name);
+        queue_final(conn, &click.dm(), context, name, OfferOutcome::Gone, now).await?;
         return Ok(ClickOutcome::Late);
     }
-    let existing = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(context.task_id))
-        .order_by_asc(task_assignment::Column::AssignmentCounter)
-        .all(conn)
-        .await?;
-    insert_response(conn, &offer, true, true, now).await?;
-    let mut writes = Vec::new();
+    win(conn, &click, now).await?;
+    Ok(ClickOutcome::Won)
+}
+
+/// A declined offer: recorded, its DM updated, and the request closed if that was the last
+/// worker who could say yes.
+async fn reject<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) -> Result<()> {
+    db::offers::insert_response(conn, click.key(), false, false, now).await?;
+    let outcome = if click.request_has_winner {
+        OfferOutcome::Taken
+    } else {
+        OfferOutcome::Thanks
+    };
+    let (context, name) = (&click.context, &click.clicker_first_name);
+    queue_final(conn, &click.dm(), context, name, outcome, now).await?;
+    close_if_everyone_declined(conn, context.request_id, now).await?;
+    Ok(())
+}
+
+/// The winning accept (the request is closed already): the assignment (new, or handed over on
+/// a restaff), the welcome, the winner's DM and every other open offer of the request.
+async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) -> Result<()> {
+    let context = &click.context;
+    let mut existing = db::requests::assignments(conn, context.task_id).await?;
+    existing.sort_by_key(|a| a.assignment_counter);
+    db::offers::insert_response(conn, click.key(), true, true, now).await?;
+    let mut messages = Vec::new();
     match existing
         .iter()
         .find(|a| a.assignment_counter == context.required_role_counter)
     {
         Some(current) => {
             // A restaff: the assignment changes hands (the previous worker is told).
-            let me = worker::Entity::find_by_id(click.worker_id)
-                .one(conn)
+            let me = db::requests::worker(conn, click.worker_id)
                 .await?
                 .ok_or_else(|| DbErr::RecordNotFound(format!("worker {}", click.worker_id)))?;
             lifecycle::reassign(conn, current, &me, now).await?;
@@ -327,7 +199,7 @@ pub async fn respond<C: ConnectionTrait>(
             let assignment =
                 lifecycle::assign_prepared(conn, facts, &existing, click.worker_id, certified, now)
                     .await?;
-            writes.extend(lifecycle::welcome_writes(
+            messages.extend(lifecycle::welcome_messages(
                 context.slack_channel_id.as_deref(),
                 context.project_id,
                 assignment.id,
@@ -338,27 +210,35 @@ pub async fn respond<C: ConnectionTrait>(
             ));
         }
     }
-    writes.extend(final_write(
-        &offer,
+    let won = OfferOutcome::Won {
+        task_id: context.task_id,
+        channel: context.slack_channel_id.clone(),
+    };
+    messages.extend(final_message(
+        &click.dm(),
         context,
         &click.clicker_first_name,
-        &blocks::won_text(context.task_id, context.slack_channel_id.as_deref()),
+        won,
     ));
     // Every other offer still open says the task was taken.
-    let taken = Mrkdwn::text(blocks::TAKEN);
-    for other in open_offers(conn, context.request_id).await? {
-        if other.id == offer.id {
+    for other in db::offers::open(conn, context.request_id).await? {
+        if other.id == click.inquiry_id {
             continue;
         }
-        writes.extend(final_write(
-            &other.offer_ref(),
+        let dm = OfferDm {
+            id: other.id,
+            channel: other.dm_channel,
+            ts: other.dm_ts,
+        };
+        messages.extend(final_message(
+            &dm,
             context,
             &other.first_name,
-            &taken,
+            OfferOutcome::Taken,
         ));
     }
-    outbox::enqueue_many(conn, &writes, now).await?;
-    Ok(ClickOutcome::Won)
+    outbox::enqueue_all(conn, messages, now).await?;
+    Ok(())
 }
 
 /// When the pool is exhausted (`done_sending`) and everyone asked has declined: close the request
@@ -368,44 +248,20 @@ pub async fn close_if_everyone_declined<C: ConnectionTrait>(
     request_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let inquired = staffing_inquiry::Entity::find()
-        .filter(staffing_inquiry::Column::RequestId.eq(request_id))
-        .count(conn)
-        .await?;
-    let declined = staffing_response::Entity::find()
-        .filter(staffing_response::Column::RequestId.eq(request_id))
-        .filter(staffing_response::Column::IsAvailable.eq(false))
-        .count(conn)
-        .await?;
-    if inquired == 0 || declined < inquired {
+    let (asked, declined) = db::offers::asked_and_declined(conn, request_id).await?;
+    if asked == 0 || declined < asked {
         return Ok(false);
     }
-    let closed = conn
-        .execute_raw(statement(
-            conn.get_database_backend(),
-            "UPDATE staffing_requests SET status = 'closed', closed_at = $1 WHERE id = $2 AND status = 'done_sending'",
-            vec![now.into(), request_id.into()],
-        ))
-        .await?
-        .rows_affected()
-        == 1;
+    let closed = db::requests::close_if_done_sending(conn, request_id, now).await?;
     if closed
-        && let Some(context) = request_context(conn, request_id).await?
+        && let Some(context) = db::requests::context(conn, request_id).await?
         && let Some(channel) = &context.slack_channel_id
     {
-        outbox::enqueue(
-            conn,
-            &format!("no-accept:{request_id}"),
-            &SlackWrite::post(
-                channel,
-                crate::mrkdwn!(
-                    "No worker has accepted to work on task {}",
-                    context.display()
-                ),
-            ),
-            now,
-        )
-        .await?;
+        let message = Message::NobodyAccepted {
+            task: context.display(),
+        };
+        let key = format!("no-accept:{request_id}");
+        outbox::enqueue(conn, &key, Outgoing::post(channel, message), now).await?;
     }
     Ok(closed)
 }
@@ -416,43 +272,35 @@ pub async fn close_if_everyone_declined<C: ConnectionTrait>(
 pub(crate) async fn finalise_open_offers<C: ConnectionTrait>(
     conn: &C,
     request_id: i64,
-    outcome: &str,
+    outcome: OfferOutcome,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let offers = open_offers(conn, request_id).await?;
+    let offers = db::offers::open(conn, request_id).await?;
     if offers.iter().all(|o| o.dm_ts.is_none()) {
         return Ok(());
     }
-    let Some(context) = request_context(conn, request_id).await? else {
+    let Some(context) = db::requests::context(conn, request_id).await? else {
         return Ok(());
     };
-    let outcome = Mrkdwn::text(outcome);
-    let writes: Vec<(String, SlackWrite)> = offers
+    let messages: Vec<(String, Outgoing)> = offers
         .into_iter()
-        .filter_map(|o| final_write(&o.offer_ref(), &context, &o.first_name, &outcome))
+        .filter_map(|o| {
+            let dm = OfferDm {
+                id: o.id,
+                channel: o.dm_channel,
+                ts: o.dm_ts,
+            };
+            final_message(&dm, &context, &o.first_name, outcome.clone())
+        })
         .collect();
-    outbox::enqueue_owned(conn, writes, now).await
-}
-
-/// What an offer's DM must say once it is delivered, from the facts stored about it.
-#[derive(Debug, FromQueryResult)]
-struct Delivered {
-    request_id: i64,
-    worker_id: i64,
-    first_name: String,
-    request_status: RequestStatus,
-    is_available: Option<bool>,
-    is_winner: Option<bool>,
-    request_has_winner: bool,
+    outbox::enqueue_all(conn, messages, now).await
 }
 
 /// After an offer DM was delivered: remember where it is, and if the offer was decided in the
 /// meantime (answered, someone won, the task ended), update it now.
 ///
 /// Whichever of this and the decision commits second updates the DM (both may queue it; the
-/// outbox's dedupe key keeps one): storing the `ts` locks the offer's row first, so an answer
-/// in flight is waited for, and on PostgreSQL the request's row is read with a share lock, so
-/// a win or a close in flight is waited for too.
+/// outbox's dedupe key keeps one): see [`db::offers::store_delivery`].
 pub async fn on_offer_delivered<C: ConnectionTrait>(
     conn: &C,
     inquiry_id: i64,
@@ -460,75 +308,37 @@ pub async fn on_offer_delivered<C: ConnectionTrait>(
     ts: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    let stored = conn
-        .execute_raw(statement(
-            backend,
-            "UPDATE staffing_inquiries SET dm_channel = $1, dm_ts = $2 WHERE id = $3",
-            vec![channel.into(), ts.into(), inquiry_id.into()],
-        ))
-        .await?;
-    if stored.rows_affected() == 0 {
-        return Ok(());
-    }
-    if crate::db::is_postgres(conn) {
-        // Wait for a win or a close of the request in flight (they lock its row), then read
-        // in a statement of its own, so the read sees what they committed.
-        conn.execute_raw(statement(
-            backend,
-            "SELECT 1 FROM staffing_requests
-             WHERE id = (SELECT request_id FROM staffing_inquiries WHERE id = $1) FOR SHARE",
-            vec![inquiry_id.into()],
-        ))
-        .await?;
-    }
-    let Some(facts) = Delivered::find_by_statement(statement(
-        backend,
-        "SELECT i.request_id, i.worker_id, w.first_name, r.status AS request_status,
-                    sr.is_available, sr.is_winner,
-                    EXISTS (SELECT 1 FROM staffing_responses x
-                            WHERE x.request_id = r.id AND x.is_winner = TRUE) AS request_has_winner
-             FROM staffing_inquiries i
-             JOIN staffing_requests r ON r.id = i.request_id
-             JOIN workers w ON w.id = i.worker_id
-             LEFT JOIN staffing_responses sr ON sr.inquiry_id = i.id
-             WHERE i.id = $1",
-        vec![inquiry_id.into()],
-    ))
-    .one(conn)
-    .await?
-    else {
+    let Some(facts) = db::offers::store_delivery(conn, inquiry_id, channel, ts).await? else {
         return Ok(());
     };
-    let Some(context) = request_context(conn, facts.request_id).await? else {
+    let Some(context) = db::requests::context(conn, facts.request_id).await? else {
         return Ok(());
     };
     let outcome = match (facts.is_available, facts.is_winner) {
-        (Some(_), Some(true)) => {
-            blocks::won_text(context.task_id, context.slack_channel_id.as_deref())
-        }
-        (Some(false), _) if facts.request_has_winner => Mrkdwn::text(blocks::TAKEN),
-        (Some(false), _) => Mrkdwn::text(blocks::THANKS),
-        (Some(true), _) => Mrkdwn::text(blocks::GONE),
+        (Some(_), Some(true)) => OfferOutcome::Won {
+            task_id: context.task_id,
+            channel: context.slack_channel_id.clone(),
+        },
+        (Some(false), _) if facts.request_has_winner => OfferOutcome::Taken,
+        (Some(false), _) => OfferOutcome::Thanks,
+        (Some(true), _) => OfferOutcome::Gone,
         (None, _) if facts.request_status != RequestStatus::Closed => return Ok(()),
-        (None, _) if facts.request_has_winner => Mrkdwn::text(blocks::TAKEN),
-        (None, _) => Mrkdwn::text(blocks::GONE),
+        (None, _) if facts.request_has_winner => OfferOutcome::Taken,
+        (None, _) => OfferOutcome::Gone,
     };
-    let offer = OfferRef {
+    let dm = OfferDm {
         id: inquiry_id,
-        request_id: facts.request_id,
-        worker_id: facts.worker_id,
-        dm_channel: Some(channel.to_string()),
-        dm_ts: Some(ts.to_string()),
+        channel: Some(channel.to_string()),
+        ts: Some(ts.to_string()),
     };
-    queue_final(conn, &offer, &context, &facts.first_name, &outcome, now).await
+    queue_final(conn, &dm, &context, &facts.first_name, outcome, now).await
 }
 
 /// The ephemeral answer to a click that changes nothing, if any.
-pub fn ephemeral_text(outcome: ClickOutcome) -> Option<&'static str> {
+pub fn click_reply(outcome: ClickOutcome) -> Option<ClickReply> {
     match outcome {
-        ClickOutcome::NotYours => Some(blocks::NOT_YOURS),
-        ClickOutcome::CannotRejectAfterWin => Some(blocks::NO_REJECT_AFTER_WIN),
+        ClickOutcome::NotYours => Some(ClickReply::NotYours),
+        ClickOutcome::CannotRejectAfterWin => Some(ClickReply::CannotRejectAfterWin),
         _ => None,
     }
 }
@@ -538,7 +348,7 @@ pub fn ephemeral_text(outcome: ClickOutcome) -> Option<&'static str> {
 pub const MAX_OFFER_FAILURES: i64 = 2;
 
 /// Slack refused an offer DM for good (`error`): it was never seen, so it does not count as
-/// asked. The inquiry goes, the failure is recorded, the worker goes back into the request's
+/// asked. The offer goes, the failure is recorded, the worker goes back into the request's
 /// pool (until their offers failed [`MAX_OFFER_FAILURES`] times), a request whose pool seemed
 /// exhausted sends again, and the staffing channel is told.
 pub async fn on_offer_undeliverable<C: ConnectionTrait>(
@@ -548,63 +358,26 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
     staffing_channel: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let Some(inquiry) = staffing_inquiry::Entity::find_by_id(inquiry_id)
-        .one(conn)
-        .await?
-    else {
+    let Some(inquiry) = db::offers::find(conn, inquiry_id).await? else {
         return Ok(());
     };
-    let backend = conn.get_database_backend();
-    let removed = conn
-        .execute_raw(statement(
-            backend,
-            "DELETE FROM staffing_inquiries WHERE id = $1
-               AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = $1)",
-            vec![inquiry_id.into()],
-        ))
-        .await?
-        .rows_affected();
-    if removed == 0 {
+    if !db::offers::delete_unanswered(conn, inquiry_id).await? {
         // Answered after all (a reminder's buttons): it was seen.
         return Ok(());
     }
-    conn.execute_raw(statement(
-        backend,
-        "INSERT INTO offer_failures (request_id, worker_id, error, failed_at) VALUES ($1, $2, $3, $4)",
-        vec![
-            inquiry.request_id.into(),
-            inquiry.worker_id.into(),
-            error.into(),
-            now.into(),
-        ],
-    ))
-    .await?;
-    let failures = conn
-        .query_one_raw(statement(
-            backend,
-            "SELECT COUNT(*) AS n FROM offer_failures WHERE request_id = $1 AND worker_id = $2",
-            vec![inquiry.request_id.into(), inquiry.worker_id.into()],
-        ))
-        .await?
-        .map(|row| row.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let failures =
+        db::offers::record_failure(conn, inquiry.request_id, inquiry.worker_id, error, now).await?;
     let again = failures < MAX_OFFER_FAILURES;
     if again {
-        conn.execute_raw(statement(
-            backend,
-            "UPDATE staffing_requests SET status = 'sending' WHERE id = $1 AND status = 'done_sending'",
-            vec![inquiry.request_id.into()],
-        ))
-        .await?;
+        db::requests::send_again(conn, inquiry.request_id).await?;
     } else {
         close_if_everyone_declined(conn, inquiry.request_id, now).await?;
     }
     metrics::counter!("staffbot_offers_undeliverable_total").increment(1);
-    let worker = worker::Entity::find_by_id(inquiry.worker_id)
-        .one(conn)
-        .await?;
-    let username = worker.map(|w| w.username).unwrap_or_default();
+    let username = db::requests::worker(conn, inquiry.worker_id)
+        .await?
+        .map(|w| w.username)
+        .unwrap_or_default();
     tracing::warn!(
         inquiry_id,
         worker = %username,
@@ -613,26 +386,16 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
     );
     if let (Some(channel), Some(context)) = (
         staffing_channel,
-        request_context(conn, inquiry.request_id).await?,
+        db::requests::context(conn, inquiry.request_id).await?,
     ) {
-        let text = crate::mrkdwn!(
-            "Could not deliver the offer of task {} to {}: Slack answered `{}`. {}",
-            context.display(),
-            username,
-            error,
-            if again {
-                "They will be asked again."
-            } else {
-                "They will not be asked again for this task."
-            }
-        );
-        outbox::enqueue(
-            conn,
-            &format!("undeliverable:{inquiry_id}"),
-            &SlackWrite::post(channel, text),
-            now,
-        )
-        .await?;
+        let message = Message::OfferUndeliverable {
+            task: context.display(),
+            worker: username,
+            error: error.to_string(),
+            again,
+        };
+        let key = format!("undeliverable:{inquiry_id}");
+        outbox::enqueue(conn, &key, Outgoing::post(channel, message), now).await?;
     }
     Ok(())
 }

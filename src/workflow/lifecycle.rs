@@ -21,7 +21,8 @@ use crate::db::entities::{
 };
 use crate::db::{AssignmentStatus, ProjectStatus, RequestCause, Role, TaskStatus};
 use crate::error::{Error, Result, UserError};
-use crate::outbox::{self, SlackWrite};
+use crate::messages::{Message, Outgoing};
+use crate::outbox;
 use crate::staffing;
 
 /// Which assignment policy of a step to run.
@@ -353,7 +354,7 @@ pub fn assignment_key(kind: &str, assignment_id: i64, handovers: i32, worker_id:
 /// The Slack side of a worker joining a task: invite to the project channel and
 /// `<@U…> has been added to the team. Welcome aboard!`. `handovers` is the assignment's
 /// hand-over count once the worker holds it.
-pub fn welcome_writes(
+pub fn welcome_messages(
     channel: Option<&str>,
     project_id: i64,
     assignment_id: i64,
@@ -361,7 +362,7 @@ pub fn welcome_writes(
     worker_id: i64,
     worker_username: &str,
     slack_id: Option<&str>,
-) -> Vec<(String, SlackWrite)> {
+) -> Vec<(String, Outgoing)> {
     let Some(slack_id) = slack_id else {
         tracing::warn!(worker = %worker_username, "worker has no Slack user id; not inviting");
         return Vec::new();
@@ -373,25 +374,24 @@ pub fn welcome_writes(
     vec![
         (
             assignment_key("invite", assignment_id, handovers, worker_id),
-            SlackWrite::Invite {
+            Outgoing::Invite {
                 channel: channel.to_string(),
-                users: slack_id.to_string(),
+                user: slack_id.to_string(),
             },
         ),
         (
             assignment_key("welcome", assignment_id, handovers, worker_id),
-            SlackWrite::post(
+            Outgoing::post(
                 channel,
-                crate::mrkdwn!(
-                    "{} has been added to the team. Welcome aboard!",
-                    crate::slack::mrkdwn::Mention(slack_id)
-                ),
+                Message::Welcome {
+                    user: slack_id.to_string(),
+                },
             ),
         ),
     ]
 }
 
-/// Queues [`welcome_writes`].
+/// Queues [`welcome_messages`].
 async fn queue_welcome<C: ConnectionTrait>(
     conn: &C,
     project: &project::Model,
@@ -399,7 +399,7 @@ async fn queue_welcome<C: ConnectionTrait>(
     worker: &worker::Model,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let writes = welcome_writes(
+    let messages = welcome_messages(
         project.slack_channel_id.as_deref(),
         project.id,
         assignment.id,
@@ -408,7 +408,7 @@ async fn queue_welcome<C: ConnectionTrait>(
         &worker.username,
         worker.slack_user_id.as_deref(),
     );
-    outbox::enqueue_many(conn, &writes, now).await?;
+    outbox::enqueue_all(conn, messages, now).await?;
     Ok(())
 }
 
@@ -595,7 +595,7 @@ pub async fn reassign<C: ConnectionTrait>(
                 outbox::enqueue(
                     conn,
                     &assignment_key("kick", updated.id, updated.handovers, previous.id),
-                    &SlackWrite::Kick {
+                    Outgoing::Kick {
                         channel: channel.clone(),
                         user: slack_id.clone(),
                     },
@@ -616,13 +616,12 @@ pub async fn reassign<C: ConnectionTrait>(
         outbox::enqueue(
             conn,
             &assignment_key("removed", updated.id, updated.handovers, previous.id),
-            &SlackWrite::post(
+            Outgoing::post(
                 slack_id,
-                crate::mrkdwn!(
-                    "Task {} ({}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
-                    task.id,
-                    display
-                ),
+                Message::HandedOver {
+                    task_id: task.id,
+                    task: display,
+                },
             ),
             now,
         )

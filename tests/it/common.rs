@@ -8,7 +8,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::Value;
 use staffbot::db::entities::{outbox, workflow_version};
 use staffbot::db::{self, Role};
-use staffbot::outbox::SlackWrite;
+use staffbot::messages::{Message, Outgoing};
+use staffbot::slack::write::SlackWrite;
 use staffbot::workers::{self, Certify, NewWorker};
 use staffbot::workflow::{definition, load};
 
@@ -164,10 +165,10 @@ pub async fn outbox_rows(db: &DatabaseConnection) -> Vec<(String, SlackWrite)> {
         .expect("outbox")
         .into_iter()
         .map(|r| {
-            (
-                r.dedupe_key,
-                serde_json::from_value(r.payload).expect("payload parses"),
-            )
+            let write = staffbot::slack::render::stored(r.payload, &r.dedupe_key)
+                .expect("payload parses")
+                .0;
+            (r.dedupe_key, write)
         })
         .collect()
 }
@@ -208,6 +209,18 @@ pub fn post(channel: &str, text: impl Into<String>) -> SlackWrite {
         text: text.into(),
         blocks: None,
     }
+}
+
+/// A message whose text is `text` (escaped as any message's), for tests that need something
+/// queued: a SanityBot alert without mentions.
+pub fn note(channel: &str, text: &str) -> Outgoing {
+    Outgoing::post(
+        channel,
+        Message::SanityAlert {
+            mentions: Vec::new(),
+            message: text.to_string(),
+        },
+    )
 }
 
 /// The README's section `## {heading}`, up to the next `## ` heading.

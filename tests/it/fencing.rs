@@ -11,11 +11,12 @@ use staffbot::clock::Clock;
 use staffbot::db::entities::{lease, staffing_inquiry};
 use staffbot::db::statement;
 use staffbot::loops::{is_lease_lost, try_lease};
-use staffbot::outbox::{SlackWrite, enqueue};
+use staffbot::messages::Outgoing;
+use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
 use staffbot::staffing::batch::{BatchSettings, run_once};
 
-use crate::common::post;
+use crate::common::note;
 use crate::harness::{Harness, WAIT};
 
 const CHANNEL: &str = "G0PROJ";
@@ -49,13 +50,13 @@ async fn two_senders_against_a_slack_slower_than_the_claims_send_everything_once
     h.fake.add_channel(CHANNEL, "story", &[]);
     h.fake.add_user("U0BOB", "bob");
     let now = Utc::now();
-    let invite = SlackWrite::Invite {
+    let invite = Outgoing::Invite {
         channel: CHANNEL.into(),
-        users: "U0BOB".into(),
+        user: "U0BOB".into(),
     };
-    enqueue(h.db(), "invite", &invite, now).await.expect("q");
+    enqueue(h.db(), "invite", invite, now).await.expect("q");
     for key in ["m1", "m2", "m3"] {
-        enqueue(h.db(), key, &post(CHANNEL, key), now)
+        enqueue(h.db(), key, note(CHANNEL, key), now)
             .await
             .expect("q");
     }

@@ -15,7 +15,7 @@ use staffbot::db::{
     AssignmentStatus, InquiryMethod, ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus,
 };
 use staffbot::error::{Error, UserError};
-use staffbot::outbox::SlackWrite;
+use staffbot::slack::write::SlackWrite;
 use staffbot::staffing;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;

@@ -187,10 +187,14 @@ async fn the_database_enforces_the_integrity_rules() {
         .expect("a loser is fine");
 
     // Outbox dedupe keys.
-    let write = crate::common::post("C1", "hi");
-    assert!(enqueue(db, "k1", &write, t0()).await.expect("enqueue"));
+    let write = crate::common::note("C1", "hi");
     assert!(
-        !enqueue(db, "k1", &write, t0())
+        enqueue(db, "k1", write.clone(), t0())
+            .await
+            .expect("enqueue")
+    );
+    assert!(
+        !enqueue(db, "k1", write, t0())
             .await
             .expect("enqueue again is a no-op")
     );

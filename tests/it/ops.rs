@@ -44,7 +44,7 @@ async fn metrics_and_health() {
     // A delivery Slack refuses, then one it takes: once the second arrives, the first is counted.
     let now = chrono::Utc::now();
     for (key, channel) in [("lost", "C0GONE"), ("hello", "U0ALICE")] {
-        enqueue(h.db(), key, &crate::common::post(channel, key), now)
+        enqueue(h.db(), key, crate::common::note(channel, key), now)
             .await
             .expect("queued");
     }

@@ -50,7 +50,7 @@ async fn seed(db: &DatabaseConnection, now: DateTime<Utc>, bulk: u32) {
             Some(days(31)),
         ),
     ] {
-        enqueue(db, key, &crate::common::post("C0PROJ", key), at)
+        enqueue(db, key, crate::common::note("C0PROJ", key), at)
             .await
             .expect("queued");
         exec(

@@ -9,7 +9,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use staffbot::db::entities::{outbox, staffing_request, worker};
 use staffbot::db::{OutboxStatus, RequestCause, RequestStatus, Role};
-use staffbot::outbox::{SlackWrite, enqueue};
+use staffbot::messages::Outgoing;
+use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
@@ -474,7 +475,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
         },
         1,
     );
-    enqueue(h.db(), "m1", &crate::common::post(CHANNEL, "first"), now)
+    enqueue(h.db(), "m1", crate::common::note(CHANNEL, "first"), now)
         .await
         .expect("enqueue");
     let report = s.run_once().await.expect("round");
@@ -490,9 +491,9 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "i1",
-        &SlackWrite::Invite {
+        Outgoing::Invite {
             channel: CHANNEL.into(),
-            users: "U0BOB".into(),
+            user: "U0BOB".into(),
         },
         now,
     )
@@ -520,7 +521,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "m2",
-        &crate::common::post("G0TWO", "second"),
+        crate::common::note("G0TWO", "second"),
         chrono::Utc::now(),
     )
     .await
@@ -545,7 +546,7 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "m3",
-        &crate::common::post("C0GONE", "lost"),
+        crate::common::note("C0GONE", "lost"),
         chrono::Utc::now(),
     )
     .await
@@ -553,9 +554,9 @@ async fn rate_limits_server_errors_and_permanent_failures() {
     enqueue(
         h.db(),
         "i2",
-        &SlackWrite::Invite {
+        Outgoing::Invite {
             channel: CHANNEL.into(),
-            users: "U0BOB".into(),
+            user: "U0BOB".into(),
         },
         chrono::Utc::now(),
     )
@@ -581,7 +582,7 @@ async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
         ("dead", now - chrono::Duration::seconds(1)),
         ("alive", now + chrono::Duration::seconds(60)),
     ] {
-        enqueue(h.db(), key, &crate::common::post(CHANNEL, key), now)
+        enqueue(h.db(), key, crate::common::note(CHANNEL, key), now)
             .await
             .expect("enqueue");
         let mut am: outbox::ActiveModel = row(&h, key).await.into();
@@ -599,7 +600,7 @@ async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
     assert_eq!(s.run_once().await.expect("round").sent, 0, "delivered once");
     assert_eq!(row(&h, "alive").await.status, OutboxStatus::Pending);
     // A second sender racing the first never sends a row twice.
-    enqueue(h.db(), "race", &crate::common::post(CHANNEL, "race"), now)
+    enqueue(h.db(), "race", crate::common::note(CHANNEL, "race"), now)
         .await
         .expect("enqueue");
     let s2 = sender(&h);

@@ -1,0 +1,252 @@
+//! The outbox table: queuing rows, and the sender's claims on them (on the database's clock).
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::Value;
+
+use super::entities::outbox;
+use super::{OutboxStatus, db_now, db_now_plus, duration_param, is_postgres, statement};
+use crate::messages::Outgoing;
+
+pub use outbox::Model as Row;
+
+/// A pending row for `outgoing`, due now.
+pub fn new_row(
+    dedupe_key: String,
+    outgoing: &Outgoing,
+    now: DateTime<Utc>,
+) -> Result<outbox::ActiveModel, DbErr> {
+    let payload = serde_json::to_value(outgoing)
+        .map_err(|e| DbErr::Json(format!("cannot store the message {dedupe_key}: {e}")))?;
+    Ok(outbox::ActiveModel {
+        dedupe_key: Set(dedupe_key),
+        method: Set(outgoing.method().to_string()),
+        payload: Set(payload),
+        status: Set(OutboxStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        created_at: Set(now),
+        ..Default::default()
+    })
+}
+
+/// Inserts rows, skipping keys already queued; returns how many were new.
+pub async fn insert_new<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<outbox::ActiveModel>,
+) -> Result<u64, DbErr> {
+    outbox::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(outbox::Column::DedupeKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await
+}
+
+/// Claims up to `limit` rows due at `now` for `token` until the database's now + `ttl`, with one
+/// conditional UPDATE (on PostgreSQL the row lock skips rows another sender is claiming), and
+/// returns them, oldest first. Claims expire on the database's clock, whatever the host's says.
+pub async fn claim<C: ConnectionTrait>(
+    conn: &C,
+    token: &str,
+    ttl: std::time::Duration,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Row>, DbErr> {
+    let backend = conn.get_database_backend();
+    let db_now = db_now(backend);
+    let expires = db_now_plus(backend, 2);
+    let lock = if is_postgres(conn) {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let pending = OutboxStatus::Pending.as_str();
+    let due = format!(
+        "status = '{pending}' AND next_attempt_at <= $3
+         AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
+    );
+    let claimed = conn
+        .execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE outbox SET claimed_by = $1, claim_expires_at = {expires}
+                 WHERE id IN (SELECT id FROM outbox WHERE {due} ORDER BY id LIMIT $4{lock})
+                   AND {due}"
+            ),
+            vec![
+                token.into(),
+                duration_param(backend, ttl),
+                now.into(),
+                (limit as i64).into(),
+            ],
+        ))
+        .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(Vec::new());
+    }
+    outbox::Entity::find()
+        .filter(outbox::Column::ClaimedBy.eq(token))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .order_by_asc(outbox::Column::Id)
+        .all(conn)
+        .await
+}
+
+/// Checks that the claim `token` on row `id` still holds (not expired on the database's clock)
+/// and extends it by `hold_for`; with `handed_over`, also marks the row as handed to Slack at
+/// that time (`sent_at`). False when the claim was lost.
+pub async fn hold<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    token: &str,
+    hold_for: std::time::Duration,
+    handed_over: Option<DateTime<Utc>>,
+) -> Result<bool, DbErr> {
+    let backend = conn.get_database_backend();
+    let db_now = db_now(backend);
+    let expires = db_now_plus(backend, 3);
+    let mut values = vec![id.into(), token.into(), duration_param(backend, hold_for)];
+    let mark = match handed_over {
+        Some(at) => {
+            values.push(at.into());
+            ", sent_at = $4"
+        }
+        None => "",
+    };
+    let pending = OutboxStatus::Pending.as_str();
+    Ok(conn
+        .execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE outbox SET claim_expires_at = {expires}{mark}
+                 WHERE id = $1 AND claimed_by = $2 AND status = '{pending}'
+                   AND claim_expires_at > {db_now}"
+            ),
+            values,
+        ))
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// How a claimed row ends (or is given back).
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// Delivered: Slack's answer is kept.
+    Sent {
+        attempts: i32,
+        at: DateTime<Utc>,
+        response: Value,
+    },
+    /// Not yet (paced or rate limited): due again at `until`, no attempt counted. With
+    /// `not_handed_over`, Slack did not take the call, so the row is no longer in doubt.
+    Defer {
+        until: DateTime<Utc>,
+        error: Option<&'static str>,
+        not_handed_over: bool,
+    },
+    /// Failed for now: tried again at `at`.
+    Retry {
+        attempts: i32,
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Failed for good.
+    Failed { attempts: i32, error: String },
+}
+
+/// Ends the claim `token` on row `id` as `finish` says, only while the claim holds. False when
+/// it no longer did (another sender has the row).
+pub async fn finish<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    token: &str,
+    finish: Finish,
+) -> Result<bool, DbErr> {
+    use outbox::Column as C;
+    let mut update = outbox::Entity::update_many()
+        .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None))
+        .col_expr(
+            C::ClaimExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        );
+    let changes: Vec<(C, Expr)> = match finish {
+        Finish::Sent {
+            attempts,
+            at,
+            response,
+        } => vec![
+            (C::Status, Expr::value(OutboxStatus::Sent.as_str())),
+            (C::Attempts, Expr::value(attempts)),
+            (C::SentAt, Expr::value(at)),
+            (C::Result, Expr::value(response)),
+            (C::LastError, Expr::value(Option::<String>::None)),
+        ],
+        Finish::Defer {
+            until,
+            error,
+            not_handed_over,
+        } => {
+            let mut changes = vec![(C::NextAttemptAt, Expr::value(until))];
+            if let Some(error) = error {
+                changes.push((C::LastError, Expr::value(error)));
+            }
+            if not_handed_over {
+                changes.push((C::SentAt, Expr::value(Option::<DateTime<Utc>>::None)));
+            }
+            changes
+        }
+        Finish::Retry {
+            attempts,
+            at,
+            error,
+        } => vec![
+            (C::Attempts, Expr::value(attempts)),
+            (C::NextAttemptAt, Expr::value(at)),
+            (C::LastError, Expr::value(error)),
+        ],
+        Finish::Failed { attempts, error } => vec![
+            (C::Status, Expr::value(OutboxStatus::Failed.as_str())),
+            (C::Attempts, Expr::value(attempts)),
+            (C::LastError, Expr::value(error)),
+        ],
+    };
+    for (col, expr) in changes {
+        update = update.col_expr(col, expr);
+    }
+    let result = update
+        .filter(C::Id.eq(id))
+        .filter(C::ClaimedBy.eq(token))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// When the next pending row not claimed by anyone else is due, compared with `now` (None when
+/// nothing is pending).
+pub async fn next_due<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::NextAttemptAt.min(), "next")
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        // Rows another sender holds are its business until the claim expires.
+        .filter(
+            Condition::any()
+                .add(outbox::Column::ClaimExpiresAt.is_null())
+                .add(outbox::Column::ClaimExpiresAt.lt(now)),
+        )
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(conn)
+        .await
+        .map(Option::flatten)
+}

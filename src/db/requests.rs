@@ -1,0 +1,428 @@
+//! Staffing requests: what an offer shows about one (its context), the requests due a batch,
+//! the candidate pools, opening and closing requests, and what the loops stamp on them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter,
+};
+use serde_json::Value;
+
+use super::entities::{project, staffing_request, task, task_assignment, worker};
+use super::{RequestCause, RequestStatus, Role, sql, statement};
+
+/// What offers and channel messages show about a request: the request, its task, project,
+/// step, workflow version and workflow.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct RequestContext {
+    pub request_id: i64,
+    pub task_id: i64,
+    pub required_role_counter: i32,
+    pub step_id: i64,
+    pub project_id: i64,
+    pub short_description: String,
+    pub priority: i32,
+    pub slack_channel_id: Option<String>,
+    pub step_slug: String,
+    pub step_description: String,
+    pub detailed_description_function: Value,
+    pub version_slug: String,
+    pub workflow_slug: String,
+    pub workflow_description: String,
+    /// How many certifications the step requires.
+    pub required_count: i64,
+}
+
+/// [`RequestContext`]'s columns, given `r` (the request) and [`REQUEST_JOINS`].
+pub(crate) const REQUEST_COLUMNS: &str = "
+r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
+p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
+s.description AS step_description, s.detailed_description_function,
+v.slug AS version_slug, w.slug AS workflow_slug, w.description AS workflow_description,
+(SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
+
+/// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.
+pub(crate) const REQUEST_JOINS: &str = "
+JOIN tasks t ON t.id = r.task_id
+JOIN projects p ON p.id = t.project_id
+JOIN steps s ON s.id = t.step_id
+JOIN workflow_versions v ON v.id = p.workflow_version_id
+JOIN workflows w ON w.id = v.workflow_id";
+
+/// The context of one request.
+pub async fn context<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+) -> Result<Option<RequestContext>, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {REQUEST_COLUMNS} FROM staffing_requests r {REQUEST_JOINS} WHERE r.id = $1")
+    });
+    RequestContext::find_by_statement(statement(
+        conn.get_database_backend(),
+        &SQL,
+        vec![request_id.into()],
+    ))
+    .one(conn)
+    .await
+}
+
+/// Open requests due a batch (never batched, or last batched at `cutoff` or before) of
+/// unfinished tasks in unfinished projects, highest project priority first, then oldest.
+pub async fn due_a_batch<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<RequestContext>, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        sql(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM staffing_requests r {REQUEST_JOINS}
+             WHERE r.status = {{RequestStatus::Sending}}
+               AND t.status NOT IN ({{TaskStatus::Complete}}, {{TaskStatus::Aborted}})
+               AND p.status NOT IN ({{ProjectStatus::Completed}}, {{ProjectStatus::Aborted}})
+               AND (r.last_batch_at IS NULL OR r.last_batch_at <= $1)
+             ORDER BY p.priority DESC, r.created_at ASC, r.id ASC"
+        ))
+    });
+    RequestContext::find_by_statement(statement(
+        conn.get_database_backend(),
+        &SQL,
+        vec![cutoff.into()],
+    ))
+    .all(conn)
+    .await
+}
+
+/// A worker who may be offered a step.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct Candidate {
+    pub worker_id: i64,
+    pub slack_user_id: String,
+    pub first_name: String,
+    pub priority: i32,
+}
+
+/// The candidate pool of a step at a role: every one of the step's `required_count`
+/// certifications held at that role, staffbot enabled, a Slack id, no returned work waiting.
+pub async fn candidates<C: ConnectionTrait>(
+    conn: &C,
+    step_id: i64,
+    role: Role,
+    required_count: i64,
+) -> Result<Vec<Candidate>, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        sql("SELECT w.id AS worker_id, w.slack_user_id, w.first_name,
+                    MAX(wc.staffing_priority) AS priority
+             FROM workers w
+             JOIN worker_certifications wc
+               ON wc.worker_id = w.id AND wc.role = $1 AND wc.staffbot_enabled = TRUE
+             JOIN step_certifications sc
+               ON sc.certification_id = wc.certification_id AND sc.step_id = $2
+             WHERE w.slack_user_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM task_assignments ra JOIN tasks rt ON rt.id = ra.task_id
+                               WHERE ra.worker_id = w.id
+                                 AND ra.status = {AssignmentStatus::Processing}
+                                 AND rt.status = {TaskStatus::PostReviewProcessing})
+             GROUP BY w.id, w.slack_user_id, w.first_name
+             HAVING COUNT(DISTINCT sc.certification_id) = $3")
+    });
+    Candidate::find_by_statement(statement(
+        conn.get_database_backend(),
+        &SQL,
+        vec![role.as_str().into(), step_id.into(), required_count.into()],
+    ))
+    .all(conn)
+    .await
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Exclusion {
+    request_id: i64,
+    worker_id: i64,
+}
+
+/// Who may not be asked, per request: workers asked already, workers on the task already,
+/// workers whose offers of it Slack refused `max_failures` times.
+pub async fn exclusions<C: ConnectionTrait>(
+    conn: &C,
+    request_ids: &[i64],
+    max_failures: i64,
+) -> Result<HashMap<i64, HashSet<i64>>, DbErr> {
+    let mut map: HashMap<i64, HashSet<i64>> = HashMap::new();
+    if request_ids.is_empty() {
+        return Ok(map);
+    }
+    let n = request_ids.len();
+    let list = (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT i.request_id, i.worker_id FROM staffing_inquiries i WHERE i.request_id IN ({list})
+         UNION ALL
+         SELECT r.id AS request_id, a.worker_id FROM staffing_requests r
+         JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id IN ({list})
+         UNION ALL
+         SELECT f.request_id, f.worker_id FROM offer_failures f WHERE f.request_id IN ({list})
+         GROUP BY f.request_id, f.worker_id HAVING COUNT(*) >= ${}",
+        n + 1
+    );
+    let mut values: Vec<sea_orm::Value> = request_ids.iter().map(|&id| id.into()).collect();
+    values.push(max_failures.into());
+    let rows = Exclusion::find_by_statement(statement(conn.get_database_backend(), &sql, values))
+        .all(conn)
+        .await?;
+    for row in rows {
+        map.entry(row.request_id).or_default().insert(row.worker_id);
+    }
+    Ok(map)
+}
+
+/// Marks requests as batched at `now`, with their new status (`sending` while there is more
+/// of the pool, `done_sending` once it is exhausted); only requests still `sending` change.
+pub async fn set_batched<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+    status: RequestStatus,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    staffing_request::Entity::update_many()
+        .col_expr(staffing_request::Column::LastBatchAt, Expr::value(now))
+        .col_expr(
+            staffing_request::Column::Status,
+            Expr::value(status.as_str()),
+        )
+        .filter(staffing_request::Column::Status.eq(RequestStatus::Sending.as_str()))
+        .filter(staffing_request::Column::Id.is_in(ids.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Compare-and-set for a winner: closes the request unless it is closed already. Of all
+/// concurrent accepts, exactly one gets true.
+pub async fn close_for_winner<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let closed = staffing_request::Entity::update_many()
+        .col_expr(
+            staffing_request::Column::Status,
+            Expr::value(RequestStatus::Closed.as_str()),
+        )
+        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
+        .filter(staffing_request::Column::Id.eq(request_id))
+        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(closed.rows_affected == 1)
+}
+
+/// Closes the request if its pool was exhausted (`done_sending`); true when it did.
+pub async fn close_if_done_sending<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let closed = staffing_request::Entity::update_many()
+        .col_expr(
+            staffing_request::Column::Status,
+            Expr::value(RequestStatus::Closed.as_str()),
+        )
+        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
+        .filter(staffing_request::Column::Id.eq(request_id))
+        .filter(staffing_request::Column::Status.eq(RequestStatus::DoneSending.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(closed.rows_affected == 1)
+}
+
+/// A request whose pool seemed exhausted sends again.
+pub async fn send_again<C: ConnectionTrait>(conn: &C, request_id: i64) -> Result<(), DbErr> {
+    staffing_request::Entity::update_many()
+        .col_expr(
+            staffing_request::Column::Status,
+            Expr::value(RequestStatus::Sending.as_str()),
+        )
+        .filter(staffing_request::Column::Id.eq(request_id))
+        .filter(staffing_request::Column::Status.eq(RequestStatus::DoneSending.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes the task's open requests (only the one for role counter `counter`, if given);
+/// returns the ids of those it closed.
+pub async fn close_open_of_task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, DbErr> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let base = sql(
+            "UPDATE staffing_requests SET status = {RequestStatus::Closed}, closed_at = $1
+                        WHERE task_id = $2 AND status <> {RequestStatus::Closed}",
+        );
+        [
+            format!("{base} RETURNING id"),
+            format!("{base} AND required_role_counter = $3 RETURNING id"),
+        ]
+    });
+    let mut values: Vec<sea_orm::Value> = vec![now.into(), task_id.into()];
+    let sql = match counter {
+        Some(counter) => {
+            values.push(counter.into());
+            &SQL[1]
+        }
+        None => &SQL[0],
+    };
+    let rows = conn
+        .query_all_raw(statement(conn.get_database_backend(), sql, values))
+        .await?;
+    rows.iter().map(|row| row.try_get("", "id")).collect()
+}
+
+/// Opens a request (the caller closed the task's others first).
+pub async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: i32,
+    cause: RequestCause,
+    now: DateTime<Utc>,
+) -> Result<staffing_request::Model, DbErr> {
+    staffing_request::ActiveModel {
+        task_id: Set(task_id),
+        required_role_counter: Set(counter),
+        cause: Set(cause),
+        status: Set(RequestStatus::Sending),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// The task's open request for role counter `counter`, if any.
+pub async fn open_for_counter<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    counter: i32,
+) -> Result<Option<staffing_request::Model>, DbErr> {
+    staffing_request::Entity::find()
+        .filter(staffing_request::Column::TaskId.eq(task_id))
+        .filter(staffing_request::Column::RequiredRoleCounter.eq(counter))
+        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
+        .one(conn)
+        .await
+}
+
+/// A task.
+pub async fn task<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find_by_id(task_id).one(conn).await
+}
+
+/// A project.
+pub async fn project<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+) -> Result<Option<project::Model>, DbErr> {
+    project::Entity::find_by_id(project_id).one(conn).await
+}
+
+/// The task's assignments.
+pub async fn assignments<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Vec<task_assignment::Model>, DbErr> {
+    task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .all(conn)
+        .await
+}
+
+/// One worker.
+pub async fn worker<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+) -> Result<Option<worker::Model>, DbErr> {
+    worker::Entity::find_by_id(worker_id).one(conn).await
+}
+
+/// Finds a worker by staffbot username, else by Slack username (the `restaff` argument).
+pub async fn worker_by_name<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    if let Some(w) = worker::Entity::find()
+        .filter(worker::Column::Username.eq(name))
+        .one(conn)
+        .await?
+    {
+        return Ok(Some(w));
+    }
+    worker::Entity::find()
+        .filter(worker::Column::SlackUsername.eq(name))
+        .one(conn)
+        .await
+}
+
+/// What a loop reported, stamped on the rows it reported so they are not reported again too
+/// soon.
+#[derive(Debug, Clone, Copy)]
+pub enum Stamp {
+    /// `workers.last_reminded_at`.
+    WorkersReminded,
+    /// `staffing_requests.last_warned_at`.
+    RequestsWarned,
+    /// `tasks.machine_warned_at`.
+    MachineTasksWarned,
+}
+
+/// Ids one stamping statement binds at most (far under every backend's parameter limit).
+const IDS_PER_STAMP: usize = 5000;
+
+/// Sets the [`Stamp`]'s column of rows `ids` to `now`.
+pub async fn stamp<C: ConnectionTrait>(
+    conn: &C,
+    which: Stamp,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in ids.chunks(IDS_PER_STAMP) {
+        let ids = chunk.iter().copied();
+        match which {
+            Stamp::WorkersReminded => {
+                worker::Entity::update_many()
+                    .col_expr(worker::Column::LastRemindedAt, Expr::value(now))
+                    .filter(worker::Column::Id.is_in(ids))
+                    .exec(conn)
+                    .await?;
+            }
+            Stamp::RequestsWarned => {
+                staffing_request::Entity::update_many()
+                    .col_expr(staffing_request::Column::LastWarnedAt, Expr::value(now))
+                    .filter(staffing_request::Column::Id.is_in(ids))
+                    .exec(conn)
+                    .await?;
+            }
+            Stamp::MachineTasksWarned => {
+                task::Entity::update_many()
+                    .col_expr(task::Column::MachineWarnedAt, Expr::value(now))
+                    .filter(task::Column::Id.is_in(ids))
+                    .exec(conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

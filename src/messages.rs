@@ -1,0 +1,323 @@
+//! What staffbot tells people, as data: an offer, an offer's outcome, a reminder, a welcome, a
+//! channel notice, … Staffing, the task lifecycle, SanityBot and the loops decide *what* to say
+//! and to whom ([`Outgoing`]); the outbox stores it as it is (JSON), and the Slack side renders
+//! it into Block Kit when it delivers it (`slack::render`). Nothing here knows Slack's markup:
+//! every string is plain text as users and workflow files wrote it, escaped by the renderer.
+
+use serde::{Deserialize, Serialize};
+
+/// One delivery: where a message goes and what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "delivery", rename_all = "snake_case")]
+pub enum Outgoing {
+    /// A new message; `channel` is a channel id, or a user id for a direct message.
+    Post { channel: String, message: Message },
+    /// A message posted earlier (channel and `ts` from its delivery), changed in place.
+    Update {
+        channel: String,
+        ts: String,
+        message: Message,
+    },
+    /// An answer only the clicking user sees, through the interaction's `response_url`.
+    Reply {
+        response_url: String,
+        message: Message,
+    },
+    /// Adds a user to a (private) channel.
+    Invite { channel: String, user: String },
+    /// Removes a user from a channel.
+    Kick { channel: String, user: String },
+}
+
+impl Outgoing {
+    /// A new message to `channel` (a channel id or a user id).
+    pub fn post(channel: &str, message: Message) -> Outgoing {
+        Outgoing::Post {
+            channel: channel.to_string(),
+            message,
+        }
+    }
+
+    /// The Slack Web API method that delivers it (stored with the row: the sender paces and
+    /// counts deliveries by method).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Outgoing::Post { .. } => "chat.postMessage",
+            Outgoing::Update { .. } => "chat.update",
+            Outgoing::Reply { .. } => "response_url",
+            Outgoing::Invite { .. } => "conversations.invite",
+            Outgoing::Kick { .. } => "conversations.kick",
+        }
+    }
+
+    /// What the delivery of this message must be followed by, if anything.
+    pub fn follow_up(&self) -> Option<FollowUp> {
+        match self {
+            Outgoing::Post {
+                message: Message::Offer { inquiry_id, .. },
+                ..
+            } => Some(FollowUp::Offer {
+                inquiry_id: *inquiry_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What a delivery (or its failure for good) means for the rest of staffbot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// An offer DM: once delivered, its channel and `ts` are stored (so it can be updated);
+    /// when it cannot be delivered, the offer was never made.
+    Offer { inquiry_id: i64 },
+}
+
+/// What an offer shows (behaviour §10.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfferContent {
+    pub workflow_description: String,
+    pub project_description: String,
+    pub step_description: String,
+    /// A review step's offer is marked `[Review]`.
+    pub review: bool,
+    /// The step's detailed description, rendered (may be empty).
+    pub details: String,
+}
+
+/// How an offer ended, as its DM says once decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OfferOutcome {
+    /// This worker got the task (the project channel, when there is one, is linked).
+    Won {
+        task_id: i64,
+        channel: Option<String>,
+    },
+    /// Somebody else got it.
+    Taken,
+    /// Declined.
+    Thanks,
+    /// The request closed without this offer (or a late accept).
+    Gone,
+}
+
+/// Ephemeral answers to a click that changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClickReply {
+    NotYours,
+    CannotRejectAfterWin,
+}
+
+/// One offer in a reminder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderItem {
+    pub inquiry_id: i64,
+    pub task_id: i64,
+    pub step_description: String,
+    pub project_description: String,
+    pub review: bool,
+}
+
+/// One line of an unstaffed-task warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum UnstaffedLine {
+    /// A request without a winner; `asked` is false when nobody could be asked at all.
+    NoWinner {
+        task_id: i64,
+        task: String,
+        requested_at: chrono::DateTime<chrono::Utc>,
+        asked: bool,
+    },
+    /// A machine task whose automation keeps failing.
+    Automation {
+        task_id: i64,
+        task: String,
+        error: String,
+    },
+}
+
+/// Every kind of message staffbot sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Message {
+    /// An offer DM with Accept and Reject (the buttons carry `inquiry_id`).
+    Offer {
+        inquiry_id: i64,
+        first_name: String,
+        offer: OfferContent,
+    },
+    /// An offer DM once decided: the offer, then its outcome; no buttons.
+    OfferDecided {
+        first_name: String,
+        offer: OfferContent,
+        outcome: OfferOutcome,
+    },
+    /// The ephemeral answer to a click that changed nothing.
+    ClickReply { reply: ClickReply },
+    /// The ephemeral answer to an accept that could not be honoured (the task changed), with
+    /// the reason.
+    ClickRefused { reason: String },
+    /// One DM listing a worker's open offers (the first [`MAX_REMINDER_ITEMS`], each with its
+    /// buttons), and how many more there are.
+    Reminder {
+        items: Vec<ReminderItem>,
+        more: usize,
+    },
+    /// `Got it! I will start (re)staffing task N!` in the project channel.
+    StaffingStarted { task_id: i64, restaff: bool },
+    /// Every certified worker was asked (`task` is the task as displayed).
+    PoolExhausted { task: String },
+    /// Everyone asked declined; the request is closed.
+    NobodyAccepted { task: String },
+    /// Slack refused an offer DM for good (to the staffing channel).
+    OfferUndeliverable {
+        task: String,
+        worker: String,
+        error: String,
+        /// The worker will be asked again.
+        again: bool,
+    },
+    /// Tasks waiting for a worker (or for their automation), to the staffing channel.
+    Unstaffed { lines: Vec<UnstaffedLine> },
+    /// `<@U…> has been added to the team. Welcome aboard!` in the project channel.
+    Welcome { user: String },
+    /// To the previous worker of a task handed to somebody else.
+    HandedOver { task_id: i64, task: String },
+    /// A SanityBot check fired: `mentions` (Slack user ids, sorted) and the handler's message.
+    SanityAlert {
+        mentions: Vec<String>,
+        message: String,
+    },
+}
+
+/// Offers a reminder lists at most (Slack allows 50 blocks: two per offer and a header).
+pub const MAX_REMINDER_ITEMS: usize = 20;
+
+/// Characters one message's text carries at most (Slack's advice for a message's text).
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+impl UnstaffedLine {
+    /// Characters of the line as sent (escapes included), for splitting long lists.
+    pub fn sent_chars(&self) -> usize {
+        fn escaped(s: &str) -> usize {
+            s.chars()
+                .map(|c| match c {
+                    '&' => 5,
+                    '<' | '>' => 4,
+                    _ => 1,
+                })
+                .sum()
+        }
+        let digits = |n: i64| n.to_string().len();
+        // The renderer's wording around the values (pinned by its tests).
+        match self {
+            UnstaffedLine::NoWinner {
+                task_id,
+                task,
+                asked,
+                ..
+            } => {
+                76 + digits(*task_id) + escaped(task) + if *asked { 0 } else { NOBODY_ASKED.len() }
+            }
+            UnstaffedLine::Automation {
+                task_id,
+                task,
+                error,
+            } => 34 + digits(*task_id) + escaped(task) + escaped(error),
+        }
+    }
+}
+
+/// Added to a warning line when nobody could be asked.
+pub const NOBODY_ASKED: &str =
+    " Nobody could be asked: no certified worker with Slack and staffbot enabled.";
+
+/// Splits warning lines into messages of at most [`MAX_MESSAGE_CHARS`] characters (a longer
+/// single line is its own message).
+pub fn split_unstaffed(lines: Vec<UnstaffedLine>) -> Vec<Vec<UnstaffedLine>> {
+    let mut out: Vec<Vec<UnstaffedLine>> = Vec::new();
+    let mut current: Vec<UnstaffedLine> = Vec::new();
+    let mut chars = 0;
+    for line in lines {
+        let extra = line.sent_chars() + usize::from(!current.is_empty());
+        if !current.is_empty() && chars + extra > MAX_MESSAGE_CHARS {
+            out.push(std::mem::take(&mut current));
+            chars = 0;
+        }
+        chars += line.sent_chars() + usize::from(!current.is_empty());
+        current.push(line);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_as_tagged_json() {
+        let o = Outgoing::post(
+            "U1",
+            Message::StaffingStarted {
+                task_id: 3,
+                restaff: false,
+            },
+        );
+        let v = serde_json::to_value(&o).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"delivery": "post", "channel": "U1",
+                "message": {"kind": "staffing_started", "task_id": 3, "restaff": false}})
+        );
+        assert_eq!(serde_json::from_value::<Outgoing>(v).expect("back"), o);
+    }
+
+    #[test]
+    fn only_a_posted_offer_has_a_follow_up() {
+        let offer = Message::Offer {
+            inquiry_id: 7,
+            first_name: "Rob".into(),
+            offer: OfferContent {
+                workflow_description: String::new(),
+                project_description: String::new(),
+                step_description: String::new(),
+                review: false,
+                details: String::new(),
+            },
+        };
+        assert_eq!(
+            Outgoing::post("U1", offer.clone()).follow_up(),
+            Some(FollowUp::Offer { inquiry_id: 7 })
+        );
+        let update = Outgoing::Update {
+            channel: "D1".into(),
+            ts: "1.2".into(),
+            message: offer,
+        };
+        assert_eq!(update.follow_up(), None);
+    }
+
+    #[test]
+    fn long_warnings_split_within_the_limit() {
+        let lines: Vec<UnstaffedLine> = (0..100)
+            .map(|i| UnstaffedLine::Automation {
+                task_id: i,
+                task: "x".repeat(100),
+                error: "<boom>".into(),
+            })
+            .collect();
+        let parts = split_unstaffed(lines.clone());
+        assert!(parts.len() > 1);
+        for p in &parts {
+            let chars: usize = p.iter().map(|l| l.sent_chars() + 1).sum();
+            assert!(chars <= MAX_MESSAGE_CHARS + 1, "{chars}");
+        }
+        assert_eq!(parts.concat(), lines);
+        assert!(split_unstaffed(Vec::new()).is_empty());
+    }
+}

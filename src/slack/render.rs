@@ -1,0 +1,492 @@
+//! Every message staffbot sends, rendered for Slack: typed messages ([`crate::messages`]) become
+//! Web API calls ([`SlackWrite`]) with their text fallback and Block Kit, in this one module.
+//! Pure functions of the message; every value from users and workflow files is escaped (through
+//! [`Mrkdwn`]) and Slack's limits are kept by the builders in [`super::blocks`].
+
+use serde_json::Value;
+
+use super::blocks::{ACCEPT, MAX_MESSAGE_BLOCKS, REJECT, button, context, message_blocks, section};
+use super::mrkdwn::{ChannelLink, Mention, Mrkdwn};
+use super::write::SlackWrite;
+use crate::messages::{
+    ClickReply, FollowUp, MAX_REMINDER_ITEMS, Message, NOBODY_ASKED, OfferContent, OfferOutcome,
+    Outgoing, ReminderItem, UnstaffedLine,
+};
+use crate::mrkdwn;
+
+pub const TAKEN: &str = "This task has been taken by another expert.";
+pub const THANKS: &str = "Thanks for responding!";
+pub const GONE: &str = "Sorry, this task is no longer available.";
+pub const NOT_YOURS: &str = "This offer was not sent to you.";
+pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
+pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on, if you'd like!";
+
+/// The Web API call that delivers `outgoing`.
+pub fn render(outgoing: Outgoing) -> SlackWrite {
+    match outgoing {
+        Outgoing::Post { channel, message } => {
+            let (text, blocks) = message_parts(&message);
+            match blocks {
+                Some(blocks) => SlackWrite::message(&channel, text, blocks),
+                None => SlackWrite::post(&channel, text),
+            }
+        }
+        Outgoing::Update {
+            channel,
+            ts,
+            message,
+        } => {
+            let (text, blocks) = message_parts(&message);
+            let blocks = blocks.unwrap_or_else(|| message_blocks(vec![section(text.clone())]));
+            SlackWrite::update(&channel, &ts, text, blocks)
+        }
+        Outgoing::Reply {
+            response_url,
+            message,
+        } => SlackWrite::respond(&response_url, message_parts(&message).0),
+        Outgoing::Invite { channel, user } => SlackWrite::Invite {
+            channel,
+            users: user,
+        },
+        Outgoing::Kick { channel, user } => SlackWrite::Kick { channel, user },
+    }
+}
+
+/// What an outbox row holds, ready to send: the call, and what its delivery is followed by.
+/// Rows queued before messages were typed hold the call itself (and an offer's follow-up is
+/// known from its dedupe key, `offer:<inquiry id>`, as those versions wrote it).
+pub fn stored(payload: Value, dedupe_key: &str) -> Result<(SlackWrite, Option<FollowUp>), String> {
+    if payload.get("delivery").is_some() {
+        let outgoing: Outgoing =
+            serde_json::from_value(payload).map_err(|e| format!("unreadable message: {e}"))?;
+        let follow_up = outgoing.follow_up();
+        return Ok((render(outgoing), follow_up));
+    }
+    let write: SlackWrite =
+        serde_json::from_value(payload).map_err(|e| format!("unreadable Slack call: {e}"))?;
+    let follow_up = match &write {
+        SlackWrite::PostMessage { .. } => dedupe_key
+            .strip_prefix("offer:")
+            .and_then(|id| id.parse::<i64>().ok())
+            .map(|inquiry_id| FollowUp::Offer { inquiry_id }),
+        _ => None,
+    };
+    Ok((write, follow_up))
+}
+
+/// A message's text (also the notification fallback) and its blocks, if it has any.
+pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
+    match message {
+        Message::Offer {
+            inquiry_id,
+            first_name,
+            offer,
+        } => {
+            let text = offer_text(first_name, offer);
+            let blocks = message_blocks(vec![
+                section(text.clone()),
+                offer_buttons(*inquiry_id, format!("offer:{inquiry_id}")),
+            ]);
+            (text, Some(blocks))
+        }
+        Message::OfferDecided {
+            first_name,
+            offer,
+            outcome,
+        } => {
+            let offer_text = offer_text(first_name, offer);
+            let outcome = outcome_text(outcome);
+            let mut text = offer_text.clone();
+            text.push_line(&outcome);
+            let blocks = message_blocks(vec![section(offer_text), context(outcome)]);
+            (text, Some(blocks))
+        }
+        Message::ClickReply { reply } => (Mrkdwn::text(click_reply_text(*reply)), None),
+        Message::ClickRefused { reason } => (Mrkdwn::text(reason), None),
+        Message::Reminder { items, more } => {
+            let (text, blocks) = reminder(items, *more);
+            (text, Some(blocks))
+        }
+        Message::StaffingStarted { task_id, restaff } => (
+            if *restaff {
+                mrkdwn!("Got it! I will start restaffing task {}!", task_id)
+            } else {
+                mrkdwn!("Got it! I will start staffing task {}!", task_id)
+            },
+            None,
+        ),
+        Message::PoolExhausted { task } => (
+            mrkdwn!("All staffing requests for task {} have been sent!", task),
+            None,
+        ),
+        Message::NobodyAccepted { task } => (
+            mrkdwn!("No worker has accepted to work on task {}", task),
+            None,
+        ),
+        Message::OfferUndeliverable {
+            task,
+            worker,
+            error,
+            again,
+        } => (
+            mrkdwn!(
+                "Could not deliver the offer of task {} to {}: Slack answered `{}`. {}",
+                task,
+                worker,
+                error,
+                if *again {
+                    "They will be asked again."
+                } else {
+                    "They will not be asked again for this task."
+                }
+            ),
+            None,
+        ),
+        Message::Unstaffed { lines } => (Mrkdwn::lines(lines.iter().map(unstaffed_line)), None),
+        Message::Welcome { user } => (
+            mrkdwn!(
+                "{} has been added to the team. Welcome aboard!",
+                Mention(user)
+            ),
+            None,
+        ),
+        Message::HandedOver { task_id, task } => (
+            mrkdwn!(
+                "Task {} ({}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
+                task_id,
+                task
+            ),
+            None,
+        ),
+        Message::SanityAlert { mentions, message } => (sanity_text(mentions, message), None),
+    }
+}
+
+/// The offer's text: the greeting and the details (behaviour §10.2).
+pub fn offer_text(first_name: &str, o: &OfferContent) -> Mrkdwn {
+    let mut text = mrkdwn!(
+        "Hello {}!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
+        first_name,
+        o.workflow_description,
+        o.project_description,
+        o.step_description,
+        if o.review { " [Review]" } else { "" },
+    );
+    if !o.details.is_empty() {
+        text.push(&mrkdwn!("\nDetails: {}", o.details));
+    }
+    text
+}
+
+/// What a decided offer says under it.
+pub fn outcome_text(outcome: &OfferOutcome) -> Mrkdwn {
+    match outcome {
+        OfferOutcome::Won {
+            task_id,
+            channel: Some(c),
+        } => mrkdwn!(
+            "You got the task! Task {} is yours; the team is in {}.",
+            task_id,
+            ChannelLink(c)
+        ),
+        OfferOutcome::Won {
+            task_id,
+            channel: None,
+        } => mrkdwn!("You got the task! Task {} is yours.", task_id),
+        OfferOutcome::Taken => Mrkdwn::text(TAKEN),
+        OfferOutcome::Thanks => Mrkdwn::text(THANKS),
+        OfferOutcome::Gone => Mrkdwn::text(GONE),
+    }
+}
+
+/// The text of an ephemeral answer to a click that changed nothing.
+pub fn click_reply_text(reply: ClickReply) -> &'static str {
+    match reply {
+        ClickReply::NotYours => NOT_YOURS,
+        ClickReply::CannotRejectAfterWin => NO_REJECT_AFTER_WIN,
+    }
+}
+
+/// The Accept and Reject buttons of offer `inquiry_id`: the one definition of the offer
+/// actions, used by the offer DM and the reminder.
+pub fn offer_buttons(inquiry_id: i64, block_id: String) -> Value {
+    serde_json::json!({
+        "type": "actions",
+        "block_id": block_id,
+        "elements": [
+            button(ACCEPT, Mrkdwn::text("Accept"), inquiry_id.to_string(), true),
+            button(REJECT, Mrkdwn::text("Reject"), inquiry_id.to_string(), false),
+        ]
+    })
+}
+
+/// The reminder DM: a header, a line per offer with its buttons, and how many more there are.
+fn reminder(items: &[ReminderItem], more: usize) -> (Mrkdwn, Value) {
+    let header = Mrkdwn::text(REMINDER_HEADER);
+    let mut text = header.clone();
+    let mut blocks = vec![section(header)];
+    for o in items.iter().take(MAX_REMINDER_ITEMS) {
+        let line = mrkdwn!(
+            "• {}{} ({}), task {}",
+            o.step_description,
+            if o.review { " [Review]" } else { "" },
+            o.project_description,
+            o.task_id
+        );
+        blocks.push(section(line.clone()));
+        blocks.push(offer_buttons(
+            o.inquiry_id,
+            format!("offer:{}:reminder", o.inquiry_id),
+        ));
+        text.push_line(&line);
+    }
+    let more = more + items.len().saturating_sub(MAX_REMINDER_ITEMS);
+    if more > 0 {
+        let note = mrkdwn!("… and {} more: see the offers above.", more);
+        blocks.push(context(note.clone()));
+        text.push_line(&note);
+    }
+    debug_assert!(blocks.len() <= MAX_MESSAGE_BLOCKS);
+    (text, message_blocks(blocks))
+}
+
+/// One line of the unstaffed-task warning, in Orchestra's format.
+fn unstaffed_line(line: &UnstaffedLine) -> Mrkdwn {
+    match line {
+        UnstaffedLine::NoWinner {
+            task_id,
+            task,
+            requested_at,
+            asked,
+        } => {
+            let mut text = mrkdwn!(
+                "No winner request for task {} - {}! Created at {}.",
+                task_id,
+                task,
+                requested_at.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()
+            );
+            if !asked {
+                text.push(&NOBODY_ASKED);
+            }
+            text
+        }
+        UnstaffedLine::Automation {
+            task_id,
+            task,
+            error,
+        } => mrkdwn!(
+            "Task {} - {}: waiting for automation: {}",
+            task_id,
+            task,
+            error
+        ),
+    }
+}
+
+/// `<@U1> <@U2>: message` (mentions as given, once each), or just the message.
+fn sanity_text(mentions: &[String], message: &str) -> Mrkdwn {
+    if mentions.is_empty() {
+        return Mrkdwn::text(message);
+    }
+    let mut text = Mrkdwn::default();
+    for (i, m) in mentions.iter().enumerate() {
+        if i > 0 {
+            text.push(&" ");
+        }
+        text.push(&Mention(m));
+    }
+    text.push(&mrkdwn!(": {}", message));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slack::blocks::{MAX_BUTTON_CHARS, MAX_SECTION_CHARS, MAX_TEXT_CHARS};
+
+    fn offer(review: bool, details: &str) -> OfferContent {
+        OfferContent {
+            workflow_description: "Plan & write".into(),
+            project_description: "Mayor <race>".into(),
+            step_description: "Write the story".into(),
+            review,
+            details: details.into(),
+        }
+    }
+
+    fn post(message: Message) -> SlackWrite {
+        render(Outgoing::post("U1", message))
+    }
+
+    fn blocks_of(w: &SlackWrite) -> Value {
+        match w {
+            SlackWrite::PostMessage { blocks, .. } | SlackWrite::Update { blocks, .. } => {
+                blocks.clone().unwrap_or(Value::Null)
+            }
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    fn text_of(w: &SlackWrite) -> String {
+        match w {
+            SlackWrite::PostMessage { text, .. }
+            | SlackWrite::Update { text, .. }
+            | SlackWrite::Respond { text, .. } => text.clone(),
+            other => panic!("no text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn orchestras_offer_text_with_slack_escaping() {
+        assert_eq!(
+            offer_text("Rob", &offer(false, "")).as_str(),
+            "Hello Rob!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: Plan &amp; write\nProject description: Mayor &lt;race&gt;\nTask: Write the story"
+        );
+        let t = offer_text("Rob", &offer(true, "800 words"));
+        assert!(
+            t.as_str()
+                .ends_with("Task: Write the story [Review]\nDetails: 800 words"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn offer_buttons_carry_the_inquiry_and_decided_offers_have_none() {
+        let w = post(Message::Offer {
+            inquiry_id: 42,
+            first_name: "Rob".into(),
+            offer: offer(false, ""),
+        });
+        let b = blocks_of(&w);
+        assert_eq!(b[1]["elements"][0]["action_id"], ACCEPT);
+        assert_eq!(b[1]["elements"][0]["value"], "42");
+        assert_eq!(b[1]["elements"][1]["action_id"], REJECT);
+        assert_eq!(b[1]["elements"][1]["text"]["text"], "Reject");
+        let d = render(Outgoing::Update {
+            channel: "D1".into(),
+            ts: "1.2".into(),
+            message: Message::OfferDecided {
+                first_name: "Rob".into(),
+                offer: offer(false, ""),
+                outcome: OfferOutcome::Taken,
+            },
+        });
+        let b = blocks_of(&d);
+        assert_eq!(b.as_array().map(Vec::len), Some(2));
+        assert_eq!(b[1]["elements"][0]["text"], TAKEN);
+        assert!(text_of(&d).ends_with(&format!("\n{TAKEN}")));
+    }
+
+    #[test]
+    fn long_offers_and_reminders_stay_within_slacks_limits() {
+        let w = post(Message::Offer {
+            inquiry_id: 1,
+            first_name: "Rob".into(),
+            offer: offer(false, &"x".repeat(4500)),
+        });
+        let section = blocks_of(&w)[0]["text"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(section.chars().count(), MAX_SECTION_CHARS);
+        assert!(section.ends_with('…'));
+
+        let items: Vec<ReminderItem> = (0..25)
+            .map(|i| ReminderItem {
+                inquiry_id: i,
+                task_id: i,
+                step_description: "Write <it> & check it".into(),
+                project_description: "p".repeat(4500),
+                review: false,
+            })
+            .collect();
+        let w = post(Message::Reminder { items, more: 0 });
+        let blocks = blocks_of(&w);
+        let list = blocks.as_array().cloned().unwrap_or_default();
+        assert!(list.len() <= MAX_MESSAGE_BLOCKS, "{}", list.len());
+        for b in &list {
+            let t = b["text"]["text"].as_str().unwrap_or("");
+            assert!(t.chars().count() <= MAX_SECTION_CHARS);
+        }
+        assert!(
+            list[1]["text"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("• Write &lt;it&gt; &amp; check it (ppp"))
+        );
+        assert_eq!(
+            list.last().map(|b| b["elements"][0]["text"].clone()),
+            Some(Value::from("… and 5 more: see the offers above."))
+        );
+        assert_eq!(text_of(&w).chars().count(), MAX_TEXT_CHARS);
+        let label = Mrkdwn::text(&"y".repeat(100));
+        let bt = button("a", label, "1".into(), false);
+        assert_eq!(
+            bt["text"]["text"].as_str().map(|t| t.chars().count()),
+            Some(MAX_BUTTON_CHARS)
+        );
+    }
+
+    #[test]
+    fn warning_lines_are_as_long_as_their_messages_say() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 123_000).unwrap_or_default();
+        for line in [
+            UnstaffedLine::NoWinner {
+                task_id: 123,
+                task: "v1 - Mayor <race> & co - write".into(),
+                requested_at: at,
+                asked: false,
+            },
+            UnstaffedLine::NoWinner {
+                task_id: 7,
+                task: "x".into(),
+                requested_at: at,
+                asked: true,
+            },
+            UnstaffedLine::Automation {
+                task_id: 45,
+                task: "v & w".into(),
+                error: "exit <1>".into(),
+            },
+        ] {
+            assert_eq!(unstaffed_line(&line).chars(), line.sent_chars(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn rows_from_before_typed_messages_still_deliver() {
+        let legacy = serde_json::json!({"method": "chat.postMessage", "channel": "U1",
+            "text": "hi", "blocks": [{"type": "section"}]});
+        let (write, follow_up) = stored(legacy, "offer:9").expect("legacy row");
+        assert_eq!(text_of(&write), "hi");
+        assert_eq!(follow_up, Some(FollowUp::Offer { inquiry_id: 9 }));
+        let typed = serde_json::to_value(Outgoing::Invite {
+            channel: "C1".into(),
+            user: "U1".into(),
+        })
+        .expect("json");
+        let (write, follow_up) = stored(typed, "invite:1").expect("typed row");
+        assert_eq!(
+            write,
+            SlackWrite::Invite {
+                channel: "C1".into(),
+                users: "U1".into()
+            }
+        );
+        assert_eq!(follow_up, None);
+        assert!(stored(serde_json::json!({"delivery": "nope"}), "k").is_err());
+    }
+
+    #[test]
+    fn sanity_alerts_mention_each_handler() {
+        let w = post(Message::SanityAlert {
+            mentions: vec!["U1".into(), "U2".into()],
+            message: "Too <slow>".into(),
+        });
+        assert_eq!(text_of(&w), "<@U1> <@U2>: Too &lt;slow&gt;");
+        let w = post(Message::SanityAlert {
+            mentions: vec![],
+            message: "a & b".into(),
+        });
+        assert_eq!(text_of(&w), "a &amp; b");
+    }
+}
