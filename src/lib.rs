@@ -17,6 +17,7 @@ pub mod machine;
 pub mod messages;
 pub mod ops;
 pub mod outbox;
+pub mod requests;
 pub mod retention;
 pub mod sanity;
 pub mod slack;

@@ -192,6 +192,12 @@ pub enum Message {
     },
 }
 
+/// `<version slug> (<short description>) - <step slug>`: how messages name a task (Orchestra's
+/// task display string).
+pub fn task_display(version_slug: &str, project_description: &str, step_slug: &str) -> String {
+    format!("{version_slug} ({project_description}) - {step_slug}")
+}
+
 /// Offers a reminder lists at most (Slack allows 50 blocks: two per offer and a header).
 pub const MAX_REMINDER_ITEMS: usize = 20;
 

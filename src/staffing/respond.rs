@@ -11,6 +11,7 @@ use crate::db::{self, AssignmentStatus, RequestStatus};
 use crate::error::Result;
 use crate::messages::{ClickReply, Message, OfferOutcome, Outgoing};
 use crate::outbox;
+use crate::requests::{OfferDm, final_message};
 use crate::workflow::lifecycle;
 
 /// What a click did.
@@ -28,39 +29,6 @@ pub enum ClickOutcome {
     CannotRejectAfterWin,
     /// A second click on an offer already answered: nothing changes.
     AlreadyDecided,
-}
-
-/// Where an offer's DM is, if it was delivered.
-#[derive(Debug, Clone)]
-pub(crate) struct OfferDm {
-    pub id: i64,
-    pub channel: Option<String>,
-    pub ts: Option<String>,
-}
-
-/// The final state of an offer DM (once per offer: the first outcome wins, by the outbox's
-/// dedupe key). Offers not delivered yet get theirs when they are (see [`on_offer_delivered`]).
-pub(crate) fn final_message(
-    dm: &OfferDm,
-    context: &RequestContext,
-    first_name: &str,
-    outcome: OfferOutcome,
-) -> Option<(String, Outgoing)> {
-    let (Some(channel), Some(ts)) = (&dm.channel, &dm.ts) else {
-        return None;
-    };
-    Some((
-        format!("offer-final:{}", dm.id),
-        Outgoing::Update {
-            channel: channel.clone(),
-            ts: ts.clone(),
-            message: Message::OfferDecided {
-                first_name: first_name.to_string(),
-                offer: context.offer_content(),
-                outcome,
-            },
-        },
-    ))
 }
 
 /// Queues [`final_message`].
@@ -264,36 +232,6 @@ pub async fn close_if_everyone_declined<C: ConnectionTrait>(
         outbox::enqueue(conn, &key, Outgoing::post(channel, message), now).await?;
     }
     Ok(closed)
-}
-
-/// Updates every offer of `request_id` that is still open in Slack (delivered, unanswered) to
-/// `outcome`: the request closed without them. Offers not delivered yet get their outcome when
-/// they are ([`on_offer_delivered`]).
-pub(crate) async fn finalise_open_offers<C: ConnectionTrait>(
-    conn: &C,
-    request_id: i64,
-    outcome: OfferOutcome,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let offers = db::offers::open(conn, request_id).await?;
-    if offers.iter().all(|o| o.dm_ts.is_none()) {
-        return Ok(());
-    }
-    let Some(context) = db::requests::context(conn, request_id).await? else {
-        return Ok(());
-    };
-    let messages: Vec<(String, Outgoing)> = offers
-        .into_iter()
-        .filter_map(|o| {
-            let dm = OfferDm {
-                id: o.id,
-                channel: o.dm_channel,
-                ts: o.dm_ts,
-            };
-            final_message(&dm, &context, &o.first_name, outcome.clone())
-        })
-        .collect();
-    outbox::enqueue_all(conn, messages, now).await
 }
 
 /// After an offer DM was delivered: remember where it is, and if the offer was decided in the

@@ -13,8 +13,7 @@ use crate::db;
 use crate::db::requests::Stamp;
 use crate::db::warnings::{MachineWaiting, Unstaffed};
 use crate::lease::LeaseProof;
-use crate::messages::{Message, Outgoing, UnstaffedLine, split_unstaffed};
-use crate::workflow::lifecycle::task_display;
+use crate::messages::{Message, Outgoing, UnstaffedLine, split_unstaffed, task_display};
 
 /// `No winner request for task N - <display>! Created at <time>.` (+ why nobody was asked).
 fn line(u: &Unstaffed) -> UnstaffedLine {

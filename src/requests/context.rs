@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::db::requests::RequestContext;
-use crate::messages::OfferContent;
+use crate::messages::{OfferContent, task_display};
 use crate::workflow::functions::DescriptionFunction;
-use crate::workflow::lifecycle::task_display;
 
 impl RequestContext {
     /// The task as messages name it (`<version> - <project> - <step>`).
