@@ -152,3 +152,12 @@ text_enum!(
         Failed = "failed",
     }
 );
+
+text_enum!(
+    /// The kind of a step's dependency on another step (`step_dependencies.kind`):
+    /// `creation_depends_on` or `submission_depends_on` in `version.json`.
+    DependencyKind {
+        Creation = "creation",
+        Submission = "submission",
+    }
+);
