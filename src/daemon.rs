@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, instance_name};
 use crate::config::Config;
 use crate::slack::dispatch::Dispatcher;
 use crate::slack::listener::{SocketMode, SocketState};
@@ -34,21 +34,6 @@ pub enum StartError {
     Cancelled,
     #[error("{0}")]
     Other(#[from] anyhow::Error),
-}
-
-/// This process's name in leases and outbox claims: `host/` and 128 random bits in hex
-/// (`db1/3f2a…`). The random part alone tells processes apart: hostnames and pids repeat
-/// (every container is pid 1 on a host named after its image), and two replicas sharing a
-/// name would share leases and claims. It comes from the OS-seeded generator, never from
-/// `staffbot.random_seed` (replicas with the same seed would collide). The host is for people.
-pub fn instance_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "staffbot".to_string());
-    format!("{host}/{:032x}", rand::random::<u128>())
 }
 
 /// How often a loop's work runs: SanityBot and retention less often than the tick.
@@ -75,7 +60,7 @@ async fn periodic(
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    let mut rng = crate::cli::rng_for(&config);
+    let mut rng = crate::clock::rng_for(config.staffbot.random_seed);
     let every = period(which, &config);
     let ttl = config.loops.lease_ttl;
     let mut interval = tokio::time::interval(
@@ -336,27 +321,5 @@ impl Daemon {
     pub async fn stop(self) {
         self.cancel.cancel();
         self.join().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::instance_name;
-
-    #[test]
-    fn instance_names_carry_128_random_bits() {
-        let (a, b) = (instance_name(), instance_name());
-        assert_ne!(a, b);
-        for name in [&a, &b] {
-            let (host, id) = name.rsplit_once('/').expect("host/id");
-            assert!(!host.is_empty(), "{name}");
-            assert_eq!(id.len(), 32, "{name}");
-            assert!(u128::from_str_radix(id, 16).is_ok(), "{name}");
-        }
-        // Same process, same host: only the random part differs.
-        assert_eq!(
-            a.rsplit_once('/').map(|p| p.0),
-            b.rsplit_once('/').map(|p| p.0)
-        );
     }
 }

@@ -1,5 +1,7 @@
 //! Errors users see. [`UserError`] carries Orchestra's texts where Orchestra has them; callers
-//! (CLI, slash command) print or reply with its `Display`. Everything else is [`Error::Db`].
+//! (CLI, slash command) print or reply with its `Display`. Data staffbot stored itself but can
+//! no longer read (a workflow version saved by another release, a hand-edited row) is
+//! [`StoredDataInvalid`]; only failures of the database itself are [`Error::Db`].
 
 use sea_orm::DbErr;
 
@@ -92,10 +94,22 @@ pub enum UserError {
     AssignmentNotFound { username: String, task: String },
 }
 
+/// Data read back from the database that does not parse as what staffbot stored (written by
+/// another release, or edited by hand): `what` names the data and where it is (e.g. "review
+/// policy of step draft (id 4)"), `detail` says why it does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the stored {what} is invalid: {detail}")]
+pub struct StoredDataInvalid {
+    pub what: String,
+    pub detail: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     User(#[from] UserError),
+    #[error(transparent)]
+    StoredDataInvalid(#[from] StoredDataInvalid),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
 }
@@ -104,7 +118,7 @@ impl Error {
     pub fn user(&self) -> Option<&UserError> {
         match self {
             Error::User(e) => Some(e),
-            Error::Db(_) => None,
+            Error::StoredDataInvalid(_) | Error::Db(_) => None,
         }
     }
 }

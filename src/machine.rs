@@ -15,12 +15,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{MachineConfig, MachineFunction};
-use crate::db::statement;
 use crate::error::Error;
 use crate::loops::LeaseProof;
 
@@ -44,33 +43,16 @@ pub fn backoff(attempts: i32) -> Duration {
         .min(MAX_RETRY)
 }
 
-const DUE: &str = "
-SELECT t.id AS task_id, t.machine_attempts, s.slug AS step_slug, s.execution_function
-FROM tasks t
-JOIN steps s ON s.id = t.step_id
-JOIN projects p ON p.id = t.project_id
-WHERE s.is_human = FALSE
-  AND t.status = 'awaiting_processing'
-  AND p.status = 'active'
-  AND (t.machine_next_attempt_at IS NULL OR t.machine_next_attempt_at <= $1)
-ORDER BY p.priority DESC, t.id";
+/// A machine task due to run.
+type Due = crate::db::machine::DueTask;
 
-#[derive(Debug, Clone, FromQueryResult)]
-struct Due {
-    task_id: i64,
-    machine_attempts: i32,
-    step_slug: String,
-    execution_function: Option<Value>,
-}
-
-impl Due {
-    fn path(&self) -> &str {
-        self.execution_function
-            .as_ref()
-            .and_then(|f| f.get("path"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    }
+/// The `path` of a due task's execution function (what `machine.functions` maps).
+fn path(task: &Due) -> &str {
+    task.execution_function
+        .as_ref()
+        .and_then(|f| f.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// What one run did.
@@ -110,13 +92,11 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     config: &MachineConfig,
     now: DateTime<Utc>,
 ) -> Result<MachineReport, DbErr> {
-    let due = Due::find_by_statement(statement(db.get_database_backend(), DUE, vec![now.into()]))
-        .all(db)
-        .await?;
+    let due = crate::db::machine::due(db, now).await?;
     let mut report = MachineReport::default();
     let mut runs = 0;
     for task in due {
-        match config.functions.get(task.path()) {
+        match config.functions.get(path(&task)) {
             None => report.external += 1,
             Some(MachineFunction::Complete) => {
                 if record_output(db, lease, &task, Value::Object(Default::default()), now).await? {
@@ -136,9 +116,13 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                         tracing::warn!(task_id = task.task_id, "machine task vanished: {e}");
                         continue;
                     }
+                    Err(Error::StoredDataInvalid(e)) => {
+                        tracing::error!(task_id = task.task_id, "machine task cannot run: {e}");
+                        continue;
+                    }
                 };
                 let started = std::time::Instant::now();
-                tracing::info!(task_id = task.task_id, step = %task.step_slug, function = task.path(), "running machine command");
+                tracing::info!(task_id = task.task_id, step = %task.step_slug, function = path(&task), "running machine command");
                 match run_command(db, lease, argv, &input, *timeout).await {
                     Ok(output) => {
                         tracing::info!(
@@ -158,7 +142,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                         return Ok(report);
                     }
                     Err(e) => {
-                        tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = task.path(), attempt = task.machine_attempts + 1, "machine command failed: {e}");
+                        tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = path(&task), attempt = task.machine_attempts + 1, "machine command failed: {e}");
                         record_failure(db, lease, &task, &e.to_string(), now).await?;
                         report.failed += 1;
                     }
@@ -190,6 +174,11 @@ async fn record_output<C: TransactionTrait + ConnectionTrait>(
             tracing::info!(task_id = task.task_id, "machine result not recorded: {e}");
             Ok(false)
         }
+        // The task stays waiting and its command runs again next time; the log says why.
+        Err(Error::StoredDataInvalid(e)) => {
+            tracing::error!(task_id = task.task_id, "machine result not recorded: {e}");
+            Ok(false)
+        }
         Err(Error::Db(e)) => Err(e),
     }
 }
@@ -207,19 +196,7 @@ async fn record_failure<C: TransactionTrait + ConnectionTrait>(
     let tx = crate::db::begin_write(db).await?;
     let written = async {
         lease.fence(&tx).await?;
-        tx.execute_raw(statement(
-            tx.get_database_backend(),
-            "UPDATE tasks SET machine_attempts = $1, machine_last_error = $2,
-                 machine_next_attempt_at = $3
-             WHERE id = $4 AND status = 'awaiting_processing'",
-            vec![
-                attempts.into(),
-                error.into(),
-                next.into(),
-                task.task_id.into(),
-            ],
-        ))
-        .await
+        crate::db::machine::record_failure(&tx, task.task_id, attempts, error, next).await
     }
     .await;
     crate::db::settle(tx, written).await?;
@@ -274,123 +251,158 @@ pub async fn run_command<C: ConnectionTrait>(
         })?;
     let pgid = child.id();
     let input = serde_json::to_vec(input).map_err(|e| RunError::Io(e.to_string()))?;
+    match supervise(db, lease, &mut child, input, timeout).await {
+        Ended::TimedOut => {
+            kill_group(pgid);
+            let _ = child.wait().await;
+            Err(RunError::Timeout(crate::config::format_duration(timeout)))
+        }
+        Ended::LeaseLost => {
+            kill_group(pgid);
+            let _ = child.wait().await;
+            Err(RunError::LeaseLost)
+        }
+        Ended::Finished(finished) => finished.output(program),
+    }
+}
+
+/// How a command's run ended.
+enum Ended {
+    Finished(Finished),
+    TimedOut,
+    LeaseLost,
+}
+
+/// A command that exited by itself: its status and what it printed.
+struct Finished {
+    status: std::io::Result<std::process::ExitStatus>,
+    stdout: Vec<u8>,
+    /// Stdout went past [`MAX_OUTPUT_BYTES`] (and was not kept).
+    too_large: bool,
+    /// The end of stderr.
+    stderr: Vec<u8>,
+}
+
+impl Finished {
+    /// The command's output, or why there is none.
+    fn output(self, program: &str) -> Result<Value, RunError> {
+        let status = self.status.map_err(|e| RunError::Io(e.to_string()))?;
+        let stderr = tail(&self.stderr, STDERR_TAIL_BYTES);
+        if !stderr.is_empty() {
+            tracing::info!(program = %program, "machine command stderr: {stderr}");
+        }
+        if !status.success() {
+            let quoted = tail(stderr.as_bytes(), ERROR_STDERR_CHARS);
+            return Err(RunError::Exit {
+                status: status.to_string(),
+                stderr: if quoted.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {quoted}")
+                },
+            });
+        }
+        if self.too_large {
+            return Err(RunError::TooLarge);
+        }
+        serde_json::from_slice(&self.stdout).map_err(|e| RunError::BadJson(e.to_string()))
+    }
+}
+
+/// Feeds `input` to the child, reads its output, and waits for it to exit, for `timeout`
+/// at most, renewing the lease meanwhile (and giving up when it is lost).
+async fn supervise<C: ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    child: &mut tokio::process::Child,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Ended {
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-
-    enum Ended {
-        Finished(
-            std::io::Result<std::process::ExitStatus>,
-            Vec<u8>,
-            bool,
-            Vec<u8>,
-        ),
-        TimedOut,
-        LeaseLost,
-    }
-    let ended = {
-        let write = async move {
-            if let Some(mut stdin) = stdin {
-                // A command that does not read its input closes the pipe: not an error.
-                let _ = stdin.write_all(&input).await;
-                let _ = stdin.shutdown().await;
-            }
-        };
-        let read_out = async move {
-            let mut kept = Vec::new();
-            let mut too_large = false;
-            if let Some(mut out) = stdout {
-                let mut chunk = [0u8; 8192];
-                loop {
-                    match out.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if kept.len() + n > MAX_OUTPUT_BYTES {
-                                too_large = true;
-                            } else {
-                                kept.extend_from_slice(&chunk[..n]);
-                            }
-                        }
-                    }
-                }
-            }
-            (kept, too_large)
-        };
-        let read_err = async move {
-            let mut kept: Vec<u8> = Vec::new();
-            if let Some(mut err) = stderr {
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match err.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            kept.extend_from_slice(&chunk[..n]);
-                            if kept.len() > 2 * STDERR_TAIL_BYTES {
-                                kept.drain(..kept.len() - STDERR_TAIL_BYTES);
-                            }
-                        }
-                    }
-                }
-            }
-            kept
-        };
-        let work = async {
-            let (_, (out, too_large), err, status) =
-                tokio::join!(write, read_out, read_err, child.wait());
-            Ended::Finished(status, out, too_large, err)
-        };
-        tokio::pin!(work);
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut renew = tokio::time::interval((lease.ttl() / 3).max(Duration::from_millis(100)));
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        renew.tick().await;
-        loop {
-            tokio::select! {
-                ended = &mut work => break ended,
-                () = &mut deadline => break Ended::TimedOut,
-                _ = renew.tick() => {
-                    if let Err(e) = lease.fence(db).await {
-                        tracing::warn!("machine lease not renewed: {e}");
-                        break Ended::LeaseLost;
-                    }
-                }
-            }
-        }
+    let work = async {
+        let (_, (stdout, too_large), stderr, status) = tokio::join!(
+            write_input(stdin, input),
+            read_stdout(stdout),
+            read_stderr_tail(stderr),
+            child.wait()
+        );
+        Ended::Finished(Finished {
+            status,
+            stdout,
+            too_large,
+            stderr,
+        })
     };
-    match ended {
-        Ended::TimedOut | Ended::LeaseLost => {
-            kill_group(pgid);
-            let _ = child.wait().await;
-            if matches!(ended, Ended::TimedOut) {
-                Err(RunError::Timeout(crate::config::format_duration(timeout)))
-            } else {
-                Err(RunError::LeaseLost)
+    tokio::pin!(work);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut renew = tokio::time::interval((lease.ttl() / 3).max(Duration::from_millis(100)));
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            ended = &mut work => break ended,
+            () = &mut deadline => break Ended::TimedOut,
+            _ = renew.tick() => {
+                if let Err(e) = lease.fence(db).await {
+                    tracing::warn!("machine lease not renewed: {e}");
+                    break Ended::LeaseLost;
+                }
             }
-        }
-        Ended::Finished(status, out, too_large, err) => {
-            let status = status.map_err(|e| RunError::Io(e.to_string()))?;
-            let stderr = tail(&err, STDERR_TAIL_BYTES);
-            if !stderr.is_empty() {
-                tracing::info!(program = %program, "machine command stderr: {stderr}");
-            }
-            if !status.success() {
-                let quoted = tail(stderr.as_bytes(), ERROR_STDERR_CHARS);
-                return Err(RunError::Exit {
-                    status: status.to_string(),
-                    stderr: if quoted.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {quoted}")
-                    },
-                });
-            }
-            if too_large {
-                return Err(RunError::TooLarge);
-            }
-            serde_json::from_slice(&out).map_err(|e| RunError::BadJson(e.to_string()))
         }
     }
+}
+
+async fn write_input(stdin: Option<tokio::process::ChildStdin>, input: Vec<u8>) {
+    if let Some(mut stdin) = stdin {
+        // A command that does not read its input closes the pipe: not an error.
+        let _ = stdin.write_all(&input).await;
+        let _ = stdin.shutdown().await;
+    }
+}
+
+/// Stdout up to [`MAX_OUTPUT_BYTES`], and whether there was more (read to the end either way).
+async fn read_stdout(stdout: Option<tokio::process::ChildStdout>) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut too_large = false;
+    if let Some(mut out) = stdout {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match out.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if kept.len() + n > MAX_OUTPUT_BYTES {
+                        too_large = true;
+                    } else {
+                        kept.extend_from_slice(&chunk[..n]);
+                    }
+                }
+            }
+        }
+    }
+    (kept, too_large)
+}
+
+/// The last [`STDERR_TAIL_BYTES`] or so of stderr (read to the end).
+async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
+    let mut kept: Vec<u8> = Vec::new();
+    if let Some(mut err) = stderr {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match err.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    kept.extend_from_slice(&chunk[..n]);
+                    if kept.len() > 2 * STDERR_TAIL_BYTES {
+                        kept.drain(..kept.len() - STDERR_TAIL_BYTES);
+                    }
+                }
+            }
+        }
+    }
+    kept
 }
 
 #[cfg(test)]

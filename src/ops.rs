@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -49,21 +49,6 @@ pub fn recorder() -> PrometheusHandle {
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// A look at the database that takes longer than this counts as "unreachable".
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The one statement behind both endpoints: the outbox gauges, the leases `$1` holds (one
-/// column per loop), and so the database's health.
-fn probe_sql(backend: sea_orm::DatabaseBackend) -> String {
-    let now = crate::loops::db_now(backend);
-    let mut sql = "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest".to_string();
-    for (i, which) in crate::loops::Loop::ALL.iter().enumerate() {
-        sql.push_str(&format!(
-            ", (SELECT COUNT(*) FROM leases WHERE holder = $1 AND name = '{}' AND expires_at > {now}) AS held_{i}",
-            which.name()
-        ));
-    }
-    sql.push_str(" FROM outbox WHERE status = 'pending'");
-    sql
-}
-
 /// What the endpoints report on.
 #[derive(Clone)]
 pub struct Sources {
@@ -107,23 +92,19 @@ struct Probe {
     running: tokio::sync::Mutex<()>,
 }
 
+/// The one statement behind both endpoints: the outbox gauges, the leases `holder` holds (one
+/// per loop), and so the database's health.
 async fn look(db: &DatabaseConnection, holder: &str) -> Result<Found, sea_orm::DbErr> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(crate::db::statement(
-            backend,
-            &probe_sql(backend),
-            vec![holder.into()],
-        ))
-        .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("probe".into()))?;
+    let names = crate::loops::Loop::ALL.map(|which| which.name());
+    let now = crate::loops::db_now(db.get_database_backend());
+    let probed = crate::db::health::probe(db, holder, &names, now).await?;
     let mut held = [false; crate::loops::Loop::ALL.len()];
-    for (i, h) in held.iter_mut().enumerate() {
-        *h = row.try_get::<i64>("", &format!("held_{i}"))? > 0;
+    for (h, p) in held.iter_mut().zip(probed.held) {
+        *h = p;
     }
     Ok(Found {
-        depth: row.try_get("", "depth")?,
-        oldest: row.try_get("", "oldest")?,
+        depth: probed.depth,
+        oldest: probed.oldest,
         held,
     })
 }

@@ -1,42 +1,24 @@
 //! Workers and their certifications (behaviour §2.2).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
+use sea_orm::ConnectionTrait;
 
-use crate::db::Role;
-use crate::db::entities::{certification, worker, worker_certification, workflow};
+use crate::db::entities::{certification, worker, worker_certification};
+use crate::db::{Role, workers as store, workflows};
 use crate::error::{Result, UserError};
 
-#[derive(Debug, Clone, Default)]
-pub struct NewWorker {
-    pub username: String,
-    pub first_name: String,
-    pub email: String,
-    pub slack_user_id: Option<String>,
-    pub slack_username: Option<String>,
-    pub is_admin: bool,
-}
+pub use crate::db::workers::{Holding as Certify, NewWorker};
 
 pub async fn add<C: ConnectionTrait>(
     conn: &C,
     new: NewWorker,
     now: DateTime<Utc>,
 ) -> Result<worker::Model> {
-    if worker::Entity::find()
-        .filter(worker::Column::Username.eq(&new.username))
-        .one(conn)
-        .await?
-        .is_some()
-    {
+    if store::by_username(conn, &new.username).await?.is_some() {
         return Err(UserError::WorkerExists(new.username).into());
     }
     if let Some(slack_id) = &new.slack_user_id
-        && let Some(other) = worker::Entity::find()
-            .filter(worker::Column::SlackUserId.eq(slack_id))
-            .one(conn)
-            .await?
+        && let Some(other) = store::by_slack_id(conn, slack_id).await?
     {
         return Err(UserError::SlackIdTaken {
             slack_user_id: slack_id.clone(),
@@ -44,18 +26,7 @@ pub async fn add<C: ConnectionTrait>(
         }
         .into());
     }
-    Ok(worker::ActiveModel {
-        username: Set(new.username),
-        first_name: Set(new.first_name),
-        email: Set(new.email),
-        slack_user_id: Set(new.slack_user_id),
-        slack_username: Set(new.slack_username),
-        is_admin: Set(new.is_admin),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await?)
+    Ok(store::insert(conn, new, now).await?)
 }
 
 /// Finds a certification by slug, within `workflow_slug` when given.
@@ -64,24 +35,22 @@ pub async fn find_certification<C: ConnectionTrait>(
     slug: &str,
     workflow_slug: Option<&str>,
 ) -> Result<certification::Model> {
-    let mut query = certification::Entity::find().filter(certification::Column::Slug.eq(slug));
-    if let Some(wf) = workflow_slug {
-        let w = workflow::Entity::find()
-            .filter(workflow::Column::Slug.eq(wf))
-            .one(conn)
-            .await?
-            .ok_or_else(|| UserError::WorkflowNotFound(wf.to_string()))?;
-        query = query.filter(certification::Column::WorkflowId.eq(w.id));
-    }
-    let mut found = query.all(conn).await?;
+    let workflow_id = match workflow_slug {
+        Some(wf) => Some(
+            workflows::by_slug(conn, wf)
+                .await?
+                .ok_or_else(|| UserError::WorkflowNotFound(wf.to_string()))?
+                .id,
+        ),
+        None => None,
+    };
+    let mut found = workflows::certifications_by_slug(conn, slug, workflow_id).await?;
     match found.len() {
         0 => Err(UserError::CertificationNotFound(slug.to_string()).into()),
         1 => Ok(found.remove(0)),
         _ => {
             let ids: Vec<i64> = found.iter().map(|c| c.workflow_id).collect();
-            let names: Vec<String> = workflow::Entity::find()
-                .filter(workflow::Column::Id.is_in(ids))
-                .all(conn)
+            let names: Vec<String> = workflows::by_ids(conn, ids)
                 .await?
                 .into_iter()
                 .map(|w| w.slug)
@@ -95,13 +64,6 @@ pub async fn find_certification<C: ConnectionTrait>(
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Certify {
-    pub role: Role,
-    pub staffing_priority: i32,
-    pub staffbot_enabled: bool,
-}
-
 /// Grants (or updates) a certification. A reviewer certification needs the entry-level one.
 pub async fn certify<C: ConnectionTrait>(
     conn: &C,
@@ -110,31 +72,12 @@ pub async fn certify<C: ConnectionTrait>(
     how: Certify,
     now: DateTime<Utc>,
 ) -> Result<worker_certification::Model> {
-    let held = worker_certification::Entity::find()
-        .filter(worker_certification::Column::WorkerId.eq(worker.id))
-        .filter(worker_certification::Column::CertificationId.eq(cert.id))
-        .all(conn)
-        .await?;
+    let held = store::certification_rows(conn, worker.id, cert.id).await?;
     if how.role == Role::Reviewer && !held.iter().any(|c| c.role == Role::EntryLevel) {
         return Err(UserError::ReviewerWithoutEntryLevel(cert.slug.clone()).into());
     }
     match held.into_iter().find(|c| c.role == how.role) {
-        Some(existing) => {
-            let mut am: worker_certification::ActiveModel = existing.into();
-            am.staffing_priority = Set(how.staffing_priority);
-            am.staffbot_enabled = Set(how.staffbot_enabled);
-            Ok(am.update(conn).await?)
-        }
-        None => Ok(worker_certification::ActiveModel {
-            worker_id: Set(worker.id),
-            certification_id: Set(cert.id),
-            role: Set(how.role),
-            staffbot_enabled: Set(how.staffbot_enabled),
-            staffing_priority: Set(how.staffing_priority),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(conn)
-        .await?),
+        Some(existing) => Ok(store::update_certification(conn, existing, how).await?),
+        None => Ok(store::insert_certification(conn, worker.id, cert.id, how, now).await?),
     }
 }

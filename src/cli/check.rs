@@ -3,15 +3,33 @@
 
 use migrations::Migrator;
 use migrations::sea_orm_migration::{MigrationStatus, MigratorTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::ExposeSecret;
 use slack_morphism::prelude::SlackApiToken;
 
 use crate::config::{Config, format_duration};
-use crate::db::entities::project;
+use crate::db::ProjectStatus;
 use crate::slack::web;
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
+    let mut problems = check_database(config).await?;
+    problems += check_slack(config).await?;
+    println!(
+        "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
+        config.staffbot.worker_batch_size,
+        format_duration(config.staffbot.batch_frequency),
+        format_duration(config.staffbot.staffing_min_time),
+        format_duration(config.staffbot.reminder_interval),
+    );
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s) found");
+    }
+    println!("ok");
+    Ok(())
+}
+
+/// The database: reachable, its migrations, projects without a channel. Returns the number of
+/// problems found.
+async fn check_database(config: &Config) -> anyhow::Result<usize> {
     let mut problems = 0;
     println!("database: {}", config.database_url.redacted());
     match crate::db::connect(config.database_url.expose()).await {
@@ -31,11 +49,11 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
                 }
             );
             if pending < migrations.len() {
-                let without_channel = project::Entity::find()
-                    .filter(project::Column::SlackChannelId.is_null())
-                    .filter(project::Column::Status.is_in(["active", "paused"]))
-                    .all(&db)
-                    .await?;
+                let without_channel = crate::db::projects::without_channel(
+                    &db,
+                    &[ProjectStatus::Active, ProjectStatus::Paused],
+                )
+                .await?;
                 for p in without_channel {
                     println!(
                         "  note: project {} ({}) has no Slack channel: no channel posts or invites",
@@ -49,7 +67,13 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             println!("  NOT reachable: {e}");
         }
     }
+    Ok(problems)
+}
 
+/// Both Slack tokens, the verification token, and the staffing channel. Returns the number of
+/// problems found.
+async fn check_slack(config: &Config) -> anyhow::Result<usize> {
+    let mut problems = 0;
     let api_url = &config.slack.api_url;
     println!("slack: {api_url}");
     let client = web::build_client(api_url)?;
@@ -115,16 +139,5 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             println!("  staffing channel {channel}: not checked (no bot token)")
         }
     }
-    println!(
-        "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
-        config.staffbot.worker_batch_size,
-        format_duration(config.staffbot.batch_frequency),
-        format_duration(config.staffbot.staffing_min_time),
-        format_duration(config.staffbot.reminder_interval),
-    );
-    if problems > 0 {
-        anyhow::bail!("{problems} problem(s) found");
-    }
-    println!("ok");
-    Ok(())
+    Ok(problems)
 }

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sea_orm::DatabaseConnection;
 
@@ -75,15 +74,7 @@ pub struct App {
 
 impl App {
     pub fn rng(&self) -> StdRng {
-        rng_for(&self.config)
-    }
-}
-
-/// The process's random source: seeded by `staffbot.random_seed` when set.
-pub fn rng_for(config: &Config) -> StdRng {
-    match config.staffbot.random_seed {
-        Some(seed) => StdRng::seed_from_u64(seed),
-        None => StdRng::from_os_rng(),
+        crate::clock::rng_for(self.config.staffbot.random_seed)
     }
 }
 

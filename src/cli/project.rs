@@ -3,12 +3,10 @@
 use std::collections::HashMap;
 
 use clap::Subcommand;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
-use crate::db::ProjectStatus;
-use crate::db::entities::{project, task, workflow, workflow_version};
+use crate::db::{ProjectStatus, projects, tasks, workflows};
 use crate::error::UserError;
 use crate::workflow::lifecycle;
 
@@ -70,19 +68,10 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             json,
         } => {
             let tx = crate::db::begin_write(&app.db).await?;
-            let wf = workflow::Entity::find()
-                .filter(workflow::Column::Slug.eq(&workflow_slug))
-                .one(&tx)
+            let wf = workflows::by_slug(&tx, &workflow_slug)
                 .await?
                 .ok_or_else(|| UserError::WorkflowNotFound(workflow_slug.clone()))?;
-            let mut query = workflow_version::Entity::find()
-                .filter(workflow_version::Column::WorkflowId.eq(wf.id));
-            if let Some(v) = &version {
-                query = query.filter(workflow_version::Column::Slug.eq(v));
-            }
-            let v = query
-                .order_by_desc(workflow_version::Column::Id)
-                .one(&tx)
+            let v = workflows::newest_version(&tx, wf.id, version.as_deref())
                 .await?
                 .ok_or_else(|| match &version {
                     Some(v) => UserError::VersionNotFound(v.clone()),
@@ -142,14 +131,12 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
 }
 
 async fn list(app: &App) -> anyhow::Result<Vec<ProjectJson>> {
-    let workflows: HashMap<i64, String> = workflow::Entity::find()
-        .all(&app.db)
+    let workflows: HashMap<i64, String> = workflows::all(&app.db)
         .await?
         .into_iter()
         .map(|w| (w.id, w.slug))
         .collect();
-    let versions: HashMap<i64, (String, String)> = workflow_version::Entity::find()
-        .all(&app.db)
+    let versions: HashMap<i64, (String, String)> = workflows::all_versions(&app.db)
         .await?
         .into_iter()
         .map(|v| {
@@ -158,12 +145,10 @@ async fn list(app: &App) -> anyhow::Result<Vec<ProjectJson>> {
         })
         .collect();
     let mut task_counts: HashMap<i64, usize> = HashMap::new();
-    for t in task::Entity::find().all(&app.db).await? {
+    for t in tasks::all(&app.db).await? {
         *task_counts.entry(t.project_id).or_default() += 1;
     }
-    Ok(project::Entity::find()
-        .order_by_asc(project::Column::Id)
-        .all(&app.db)
+    Ok(projects::all_by_id(&app.db)
         .await?
         .into_iter()
         .map(|p| {

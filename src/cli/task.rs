@@ -3,12 +3,11 @@
 use std::collections::HashMap;
 
 use clap::{ArgGroup, Subcommand};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
-use crate::db::entities::{step, task, task_assignment, worker};
-use crate::db::{AssignmentStatus, TaskStatus};
+use crate::db::entities::step;
+use crate::db::{AssignmentStatus, TaskStatus, tasks, workers, workflows};
 use crate::workflow::lifecycle::{self, find_worker};
 use crate::workflow::rules::SubmitKind;
 
@@ -120,23 +119,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.id.to_string(),
-                        t.project_id.to_string(),
-                        t.step.clone(),
-                        t.status.to_string(),
-                        t.assignments
-                            .iter()
-                            .map(|a| format!("{}#{}:{}", a.worker, a.counter, a.status))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    ]
-                })
-                .collect();
-            print_table(&["ID", "PROJECT", "STEP", "STATUS", "ASSIGNMENTS"], &rows);
+            print_tasks(&list);
         }
         TaskCommand::Assign { task, username } => {
             let tx = crate::db::begin_write(&app.db).await?;
@@ -190,39 +173,47 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `task list` as a table.
+fn print_tasks(list: &[TaskJson]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.project_id.to_string(),
+                t.step.clone(),
+                t.status.to_string(),
+                t.assignments
+                    .iter()
+                    .map(|a| format!("{}#{}:{}", a.worker, a.counter, a.status))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "PROJECT", "STEP", "STATUS", "ASSIGNMENTS"], &rows);
+}
+
 pub async fn list(
     app: &App,
     project: Option<i64>,
     status: Option<TaskStatus>,
 ) -> anyhow::Result<Vec<TaskJson>> {
-    let mut query = task::Entity::find().order_by_asc(task::Column::Id);
-    if let Some(p) = project {
-        query = query.filter(task::Column::ProjectId.eq(p));
-    }
-    if let Some(s) = status {
-        query = query.filter(task::Column::Status.eq(s.as_str()));
-    }
-    let tasks = query.all(&app.db).await?;
+    let tasks = tasks::list(&app.db, project, status).await?;
     let task_ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-    let steps: HashMap<i64, step::Model> = step::Entity::find()
-        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
-        .all(&app.db)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
-    let assignments = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.is_in(task_ids))
-        .order_by_asc(task_assignment::Column::AssignmentCounter)
-        .all(&app.db)
-        .await?;
-    let workers: HashMap<i64, String> = worker::Entity::find()
-        .filter(worker::Column::Id.is_in(assignments.iter().map(|a| a.worker_id)))
-        .all(&app.db)
-        .await?
-        .into_iter()
-        .map(|w| (w.id, w.username))
-        .collect();
+    let steps: HashMap<i64, step::Model> =
+        workflows::steps_by_ids(&app.db, tasks.iter().map(|t| t.step_id))
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+    let assignments = tasks::assignments_of_tasks(&app.db, task_ids).await?;
+    let workers: HashMap<i64, String> =
+        workers::by_ids(&app.db, assignments.iter().map(|a| a.worker_id))
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w.username))
+            .collect();
     let mut by_task: HashMap<i64, Vec<AssignmentJson>> = HashMap::new();
     for a in assignments {
         by_task.entry(a.task_id).or_default().push(AssignmentJson {

@@ -33,7 +33,7 @@ enum Which {
 }
 
 pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
-    let holder = crate::daemon::instance_name();
+    let holder = crate::clock::instance_name();
     let ttl = app.config.loops.lease_ttl;
     let loops: Vec<Loop> = match args.which {
         Which::Staffing => vec![Loop::Staffing],

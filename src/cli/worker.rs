@@ -3,12 +3,10 @@
 use std::collections::HashMap;
 
 use clap::{Subcommand, ValueEnum};
-use sea_orm::{EntityTrait, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
-use crate::db::Role;
-use crate::db::entities::{certification, worker, worker_certification, workflow};
+use crate::db::{Role, workers as store, workflows};
 use crate::workers::{self, Certify, NewWorker};
 use crate::workflow::lifecycle::find_worker;
 
@@ -164,45 +162,48 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&list);
             }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|w| {
-                    vec![
-                        w.username.clone(),
-                        w.slack_user_id.clone().unwrap_or_else(|| "-".into()),
-                        if w.is_admin { "yes" } else { "no" }.into(),
-                        w.certifications
-                            .iter()
-                            .map(|c| {
-                                format!(
-                                    "{}/{}:{}(p{}{})",
-                                    c.workflow,
-                                    c.certification,
-                                    c.role,
-                                    c.staffing_priority,
-                                    if c.staffbot_enabled { "" } else { ", disabled" }
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    ]
-                })
-                .collect();
-            print_table(&["USERNAME", "SLACK", "ADMIN", "CERTIFICATIONS"], &rows);
+            print_workers(&list);
         }
     }
     Ok(())
 }
 
+/// `worker list` as a table.
+fn print_workers(list: &[WorkerJson]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|w| {
+            vec![
+                w.username.clone(),
+                w.slack_user_id.clone().unwrap_or_else(|| "-".into()),
+                if w.is_admin { "yes" } else { "no" }.into(),
+                w.certifications
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}/{}:{}(p{}{})",
+                            c.workflow,
+                            c.certification,
+                            c.role,
+                            c.staffing_priority,
+                            if c.staffbot_enabled { "" } else { ", disabled" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]
+        })
+        .collect();
+    print_table(&["USERNAME", "SLACK", "ADMIN", "CERTIFICATIONS"], &rows);
+}
+
 async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
-    let workflows: HashMap<i64, String> = workflow::Entity::find()
-        .all(&app.db)
+    let workflows: HashMap<i64, String> = workflows::all(&app.db)
         .await?
         .into_iter()
         .map(|w| (w.id, w.slug))
         .collect();
-    let certs: HashMap<i64, (String, String)> = certification::Entity::find()
-        .all(&app.db)
+    let certs: HashMap<i64, (String, String)> = workflows::all_certifications(&app.db)
         .await?
         .into_iter()
         .map(|c| {
@@ -211,11 +212,7 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
         })
         .collect();
     let mut by_worker: HashMap<i64, Vec<CertificationJson>> = HashMap::new();
-    for wc in worker_certification::Entity::find()
-        .order_by_asc(worker_certification::Column::Id)
-        .all(&app.db)
-        .await?
-    {
+    for wc in store::all_certifications(&app.db).await? {
         let (workflow, certification) =
             certs.get(&wc.certification_id).cloned().unwrap_or_default();
         by_worker
@@ -229,9 +226,7 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
                 staffing_priority: wc.staffing_priority,
             });
     }
-    Ok(worker::Entity::find()
-        .order_by_asc(worker::Column::Username)
-        .all(&app.db)
+    Ok(store::all_by_username(&app.db)
         .await?
         .into_iter()
         .map(|w| WorkerJson {

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
-use crate::db::entities::{certification, step, workflow, workflow_version};
+use crate::db::workflows;
 use crate::workflow::definition;
 use crate::workflow::load::{self, StoreError, VersionOutcome};
 
@@ -99,30 +98,15 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
 
 async fn list(app: &App) -> anyhow::Result<Vec<WorkflowJson>> {
     let mut out = Vec::new();
-    for w in workflow::Entity::find()
-        .order_by_asc(workflow::Column::Slug)
-        .all(&app.db)
-        .await?
-    {
-        let certifications = certification::Entity::find()
-            .filter(certification::Column::WorkflowId.eq(w.id))
-            .order_by_asc(certification::Column::Slug)
-            .all(&app.db)
+    for w in workflows::all_by_slug(&app.db).await? {
+        let certifications = workflows::certifications_of_by_slug(&app.db, w.id)
             .await?
             .into_iter()
             .map(|c| c.slug)
             .collect();
         let mut versions = Vec::new();
-        for v in workflow_version::Entity::find()
-            .filter(workflow_version::Column::WorkflowId.eq(w.id))
-            .order_by_asc(workflow_version::Column::Id)
-            .all(&app.db)
-            .await?
-        {
-            let steps = step::Entity::find()
-                .filter(step::Column::WorkflowVersionId.eq(v.id))
-                .order_by_asc(step::Column::Position)
-                .all(&app.db)
+        for v in workflows::versions_of(&app.db, w.id).await? {
+            let steps = workflows::steps_of_version(&app.db, v.id)
                 .await?
                 .into_iter()
                 .map(|s| s.slug)

@@ -157,6 +157,15 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// The kind of a step's dependency on another step (`step_dependencies.kind`):
+    /// `creation_depends_on` or `submission_depends_on` in `version.json`.
+    DependencyKind {
+        Creation = "creation",
+        Submission = "submission",
+    }
+);
+
 /// SQL text with every `{Enum::Variant}` (e.g. `{RequestStatus::Closed}`) replaced by that
 /// variant's stored text as an SQL literal (`'closed'`): queries name statuses and roles through
 /// the enums, so the stored strings are written in one place. Built once per query (callers keep
@@ -171,6 +180,7 @@ pub fn sql(template: &str) -> String {
         RequestCause::SQL_NAMES,
         InquiryMethod::SQL_NAMES,
         OutboxStatus::SQL_NAMES,
+        DependencyKind::SQL_NAMES,
     ]
     .concat();
     let mut out = String::with_capacity(template.len());

@@ -1,14 +1,24 @@
 //! Database access: connecting (SQLite or PostgreSQL), migrations, the sea-orm entities, and the
-//! named queries the rest of staffbot uses.
+//! named queries the rest of staffbot uses, one store module per aggregate ([`workflows`],
+//! [`workers`], [`projects`], [`tasks`], [`envelopes`], [`sanity`], [`machine`], [`health`],
+//! [`retention`]). Enum values reach SQL through [`enums`] only, and values are always bound.
 
 pub mod entities;
 pub mod enums;
+pub mod envelopes;
+pub mod health;
 pub mod leases;
+pub mod machine;
 pub mod offers;
 pub mod outbox;
+pub mod projects;
 pub mod requests;
 pub mod retention;
+pub mod sanity;
+pub mod tasks;
 pub mod warnings;
+pub mod workers;
+pub mod workflows;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::statement;
+use super::{OutboxStatus, statement};
 
 /// Deletes up to `limit` `handled_envelopes` rows handled before `cutoff`; returns how many.
 pub async fn delete_handled_envelopes_before<C: ConnectionTrait>(
@@ -18,6 +18,7 @@ pub async fn delete_handled_envelopes_before<C: ConnectionTrait>(
              SELECT envelope_id FROM handled_envelopes WHERE handled_at < $1 LIMIT $2)",
         cutoff,
         limit,
+        vec![],
     )
     .await
 }
@@ -34,27 +35,30 @@ pub async fn delete_finished_outbox_before<C: ConnectionTrait>(
         conn,
         "DELETE FROM outbox WHERE id IN (
              SELECT id FROM outbox
-             WHERE status IN ('sent', 'failed') AND next_attempt_at < $1 LIMIT $2)",
+             WHERE status IN ($3, $4) AND next_attempt_at < $1 LIMIT $2)",
         cutoff,
         limit,
+        vec![
+            OutboxStatus::Sent.as_str().into(),
+            OutboxStatus::Failed.as_str().into(),
+        ],
     )
     .await
 }
 
-/// Runs a `DELETE` taking the cutoff as `$1` and the row limit as `$2`.
+/// Runs a `DELETE` taking the cutoff as `$1`, the row limit as `$2`, and `more` from `$3` on.
 async fn delete_limited<C: ConnectionTrait>(
     conn: &C,
     sql: &str,
     cutoff: DateTime<Utc>,
     limit: u64,
+    more: Vec<sea_orm::Value>,
 ) -> Result<u64, DbErr> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut values = vec![cutoff.into(), limit.into()];
+    values.extend(more);
     let result = conn
-        .execute_raw(statement(
-            conn.get_database_backend(),
-            sql,
-            vec![cutoff.into(), limit.into()],
-        ))
+        .execute_raw(statement(conn.get_database_backend(), sql, values))
         .await?;
     Ok(result.rows_affected())
 }

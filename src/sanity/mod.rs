@@ -70,6 +70,102 @@ fn after_kwarg(kwargs: &Map<String, Value>, name: &str) -> Result<u64, String> {
     }
 }
 
+/// A list of strings, `None` when it is missing, empty, or holds anything else.
+fn non_empty_strings(value: Option<&Value>) -> Option<Vec<String>> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or(None)
+        .filter(|c| !c.is_empty())
+}
+
+/// `sanity_check_function`: a built-in function's path and its kwargs.
+fn parse_function(function_spec: &Value) -> Result<SanityFunction, String> {
+    let path = function_spec
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or("sanity_check_function needs a \"path\"")?;
+    let name = resolve_path(path, SANITY_FUNCTIONS, "sanity check")?;
+    let kwargs = match function_spec.get("kwargs") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err("sanity_check_function kwargs must be an object".to_string()),
+    };
+    Ok(match name {
+        "always" => {
+            let checks = non_empty_strings(kwargs.get("checks"))
+                .ok_or("staffbot.sanity.always needs kwargs.checks, a non-empty list of slugs")?;
+            SanityFunction::Always { checks }
+        }
+        "task_unstaffed" => SanityFunction::TaskUnstaffed {
+            after_secs: after_kwarg(&kwargs, path)?,
+        },
+        "task_in_progress_too_long" => SanityFunction::TaskInProgressTooLong {
+            after_secs: after_kwarg(&kwargs, path)?,
+        },
+        "review_waiting" => SanityFunction::ReviewWaiting {
+            after_secs: after_kwarg(&kwargs, path)?,
+        },
+        _ => unreachable!("resolve_path only returns listed names"),
+    })
+}
+
+/// One entry of `check_configurations`: its handlers and repetition.
+fn parse_check(
+    slug: &str,
+    conf: &Value,
+    step_slugs: &[&str],
+) -> Result<CheckConfiguration, String> {
+    let handlers_value = conf
+        .get("handlers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("No handlers for {slug}"))?;
+    let handlers = handlers_value
+        .iter()
+        .map(|h| parse_handler(h, step_slugs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let repetition_seconds =
+        match conf.get("repetition_seconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                format!("{slug}.repetition_seconds must be a non-negative integer")
+            })?),
+        };
+    Ok(CheckConfiguration {
+        slug: slug.to_string(),
+        handlers,
+        repetition_seconds,
+    })
+}
+
+/// A `slack_project_channel` handler: a message and the steps whose workers it mentions.
+fn parse_handler(h: &Value, step_slugs: &[&str]) -> Result<Handler, String> {
+    let invalid = || format!("Invalid handler: {h}");
+    if h.get("type").and_then(Value::as_str) != Some("slack_project_channel") {
+        return Err(invalid());
+    }
+    let message = h
+        .get("message")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(invalid)?;
+    let steps = non_empty_strings(h.get("steps")).ok_or_else(invalid)?;
+    if let Some(unknown) = steps.iter().find(|s| !step_slugs.contains(&s.as_str())) {
+        return Err(format!(
+            "Invalid handler: {h} (step {unknown} is not in this version)"
+        ));
+    }
+    Ok(Handler {
+        message: message.to_string(),
+        steps,
+    })
+}
+
 impl SanityConfig {
     /// Validates the shape of `sanity_checks`. `None` when the workflow has no checks (`{}` or
     /// absent). `step_slugs` are the version's steps, which handlers may name.
@@ -87,101 +183,15 @@ impl SanityConfig {
         let function_spec = obj
             .get("sanity_check_function")
             .ok_or("sanity_checks needs \"sanity_check_function\"")?;
-        let path = function_spec
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or("sanity_check_function needs a \"path\"")?;
-        let name = resolve_path(path, SANITY_FUNCTIONS, "sanity check")?;
-        let kwargs = match function_spec.get("kwargs") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err("sanity_check_function kwargs must be an object".to_string()),
-        };
-        let function = match name {
-            "always" => {
-                let checks: Vec<String> = kwargs
-                    .get("checks")
-                    .and_then(Value::as_array)
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|v| v.as_str().map(str::to_string))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .unwrap_or(None)
-                    .filter(|c| !c.is_empty())
-                    .ok_or(
-                        "staffbot.sanity.always needs kwargs.checks, a non-empty list of slugs",
-                    )?;
-                SanityFunction::Always { checks }
-            }
-            "task_unstaffed" => SanityFunction::TaskUnstaffed {
-                after_secs: after_kwarg(&kwargs, path)?,
-            },
-            "task_in_progress_too_long" => SanityFunction::TaskInProgressTooLong {
-                after_secs: after_kwarg(&kwargs, path)?,
-            },
-            "review_waiting" => SanityFunction::ReviewWaiting {
-                after_secs: after_kwarg(&kwargs, path)?,
-            },
-            _ => unreachable!("resolve_path only returns listed names"),
-        };
-
+        let function = parse_function(function_spec)?;
         let configurations = obj
             .get("check_configurations")
             .and_then(Value::as_object)
             .ok_or("sanity_checks needs \"check_configurations\", an object keyed by check slug")?;
-        let mut checks = Vec::new();
-        for (slug, conf) in configurations {
-            let handlers_value = conf
-                .get("handlers")
-                .and_then(Value::as_array)
-                .ok_or_else(|| format!("No handlers for {slug}"))?;
-            let mut handlers = Vec::new();
-            for h in handlers_value {
-                let invalid = || format!("Invalid handler: {h}");
-                if h.get("type").and_then(Value::as_str) != Some("slack_project_channel") {
-                    return Err(invalid());
-                }
-                let message = h
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .filter(|m| !m.is_empty())
-                    .ok_or_else(invalid)?;
-                let steps: Vec<String> = h
-                    .get("steps")
-                    .and_then(Value::as_array)
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|v| v.as_str().map(str::to_string))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .unwrap_or(None)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(invalid)?;
-                if let Some(unknown) = steps.iter().find(|s| !step_slugs.contains(&s.as_str())) {
-                    return Err(format!(
-                        "Invalid handler: {h} (step {unknown} is not in this version)"
-                    ));
-                }
-                handlers.push(Handler {
-                    message: message.to_string(),
-                    steps,
-                });
-            }
-            let repetition_seconds = match conf.get("repetition_seconds") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    format!("{slug}.repetition_seconds must be a non-negative integer")
-                })?),
-            };
-            checks.push(CheckConfiguration {
-                slug: slug.clone(),
-                handlers,
-                repetition_seconds,
-            });
-        }
+        let checks = configurations
+            .iter()
+            .map(|(slug, conf)| parse_check(slug, conf, step_slugs))
+            .collect::<Result<Vec<_>, _>>()?;
         for slug in function.slugs() {
             if !checks.iter().any(|c| c.slug == slug) {
                 return Err(format!("No configuration for {slug}"));

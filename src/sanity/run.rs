@@ -6,15 +6,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, TransactionTrait,
-};
-use serde_json::Value;
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use super::{SanityConfig, SanityFunction};
-use crate::db::entities::{sanity_check, step, task, task_assignment, worker};
-use crate::db::{TaskStatus, statement};
+use crate::db::entities::task;
+use crate::db::sanity::{self as store, CheckedProject};
+use crate::db::{TaskStatus, tasks, workers, workflows};
+use crate::error::{Error, StoredDataInvalid};
 use crate::loops::LeaseProof;
 use crate::messages::{Message, Outgoing};
 use crate::outbox;
@@ -78,13 +76,6 @@ pub fn is_due(
     }
 }
 
-#[derive(Debug, FromQueryResult)]
-struct CheckedProject {
-    id: i64,
-    slack_channel_id: Option<String>,
-    sanity_checks: Value,
-}
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SanityReport {
     pub projects: usize,
@@ -99,16 +90,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     now: DateTime<Utc>,
 ) -> Result<SanityReport, DbErr> {
-    let projects = CheckedProject::find_by_statement(statement(
-        db.get_database_backend(),
-        "SELECT p.id, p.slack_channel_id, v.sanity_checks FROM projects p
-         JOIN workflow_versions v ON v.id = p.workflow_version_id
-         WHERE p.status IN ('active', 'paused') AND v.sanity_checks IS NOT NULL
-         ORDER BY p.id",
-        vec![],
-    ))
-    .all(db)
-    .await?;
+    let projects = store::projects_with_checks(db).await?;
     let mut report = SanityReport::default();
     for p in projects {
         report.projects += 1;
@@ -118,7 +100,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 report.messages += messages;
             }
             // The lease passed to another process: stop here, write nothing more.
-            Err(e) if crate::loops::is_lease_lost(&e) => return Err(e),
+            Err(Error::Db(e)) if crate::loops::is_lease_lost(&e) => return Err(e),
             Err(e) => {
                 report.failed_projects += 1;
                 tracing::error!(project_id = p.id, "SanityBot failed for this project: {e}");
@@ -133,22 +115,19 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     p: &CheckedProject,
     now: DateTime<Utc>,
-) -> Result<(usize, usize), DbErr> {
-    let config: SanityConfig = serde_json::from_value(p.sanity_checks.clone())
-        .map_err(|e| DbErr::Custom(format!("stored sanity_checks are invalid: {e}")))?;
-    let tasks = task::Entity::find()
-        .filter(task::Column::ProjectId.eq(p.id))
-        .all(db)
-        .await?;
+) -> Result<(usize, usize), Error> {
+    let config: SanityConfig =
+        serde_json::from_value(p.sanity_checks.clone()).map_err(|e| StoredDataInvalid {
+            what: format!("sanity_checks of project {}'s workflow version", p.id),
+            detail: e.to_string(),
+        })?;
+    let tasks = tasks::of_project(db, p.id).await?;
     // Machine tasks wait for automation, not for a worker: the checks are about people's work.
-    let machine_steps: std::collections::HashSet<i64> = step::Entity::find()
-        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
-        .filter(step::Column::IsHuman.eq(false))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let machine_steps: std::collections::HashSet<i64> =
+        workflows::machine_step_ids(db, tasks.iter().map(|t| t.step_id))
+            .await?
+            .into_iter()
+            .collect();
     let states: Vec<(TaskStatus, DateTime<Utc>)> = tasks
         .iter()
         .filter(|t| !machine_steps.contains(&t.step_id))
@@ -159,17 +138,13 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
         return Ok((0, 0));
     }
     let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for c in sanity_check::Entity::find()
-        .filter(sanity_check::Column::ProjectId.eq(p.id))
-        .all(db)
-        .await?
-    {
+    for c in store::checks_of(db, p.id).await? {
         let entry = latest.entry(c.check_slug).or_insert(c.created_at);
         *entry = (*entry).max(c.created_at);
     }
     let tx = crate::db::begin_write(db).await?;
     let written = write_checks(&tx, lease, p, &config, &tasks, slugs, &latest, now).await;
-    crate::db::settle(tx, written).await
+    Ok(crate::db::settle(tx, written).await?)
 }
 
 /// The writes of one project's round: its posts and the checks fired, fenced by the lease.
@@ -234,15 +209,7 @@ async fn write_checks<C: ConnectionTrait>(
                 ),
             }
         }
-        sanity_check::ActiveModel {
-            project_id: Set(p.id),
-            check_slug: Set(slug.clone()),
-            created_at: Set(now),
-            handled_at: Set(Some(now)),
-            ..Default::default()
-        }
-        .insert(tx)
-        .await?;
+        store::record_fired(tx, p.id, &slug, now).await?;
         checks += 1;
     }
     Ok((checks, messages))
@@ -254,14 +221,8 @@ async fn mentions<C: ConnectionTrait>(
     tasks: &[task::Model],
     steps: &[String],
 ) -> Result<BTreeSet<String>, DbErr> {
-    let step_ids: Vec<i64> = step::Entity::find()
-        .filter(step::Column::Id.is_in(tasks.iter().map(|t| t.step_id)))
-        .filter(step::Column::Slug.is_in(steps.iter().map(String::as_str)))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let step_ids =
+        workflows::step_ids_with_slugs(conn, tasks.iter().map(|t| t.step_id), steps).await?;
     let task_ids: Vec<i64> = tasks
         .iter()
         .filter(|t| step_ids.contains(&t.step_id))
@@ -270,16 +231,8 @@ async fn mentions<C: ConnectionTrait>(
     if task_ids.is_empty() {
         return Ok(BTreeSet::new());
     }
-    let worker_ids: Vec<i64> = task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.is_in(task_ids))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|a| a.worker_id)
-        .collect();
-    Ok(worker::Entity::find()
-        .filter(worker::Column::Id.is_in(worker_ids))
-        .all(conn)
+    let worker_ids = tasks::assigned_worker_ids(conn, task_ids).await?;
+    Ok(workers::by_ids(conn, worker_ids)
         .await?
         .into_iter()
         .filter_map(|w| w.slack_user_id)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -15,7 +15,7 @@ use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
 use super::mrkdwn::Mrkdwn;
 use super::slash::{self, SlashSettings};
 use crate::clock::Clock;
-use crate::db::entities::handled_envelope;
+use crate::db::envelopes;
 use crate::error::Error;
 use crate::messages::{ClickReply, Message, Outgoing};
 use crate::staffing::respond;
@@ -75,14 +75,14 @@ impl Dispatcher {
         };
         match result {
             Ok(ack) => ack,
-            Err(e) if crate::db::is_unique_violation(&e) => {
+            Err(Error::Db(e)) if crate::db::is_unique_violation(&e) => {
                 match self.previous_ack(&envelope.envelope_id).await {
                     Ok(Some(ack)) => {
                         tracing::info!("envelope handled already; acking with the stored reply");
                         ack
                     }
                     // Another constraint: a race with a different envelope (two `staff` at once).
-                    _ => Self::failed(envelope, &e),
+                    _ => Self::failed(envelope, &Error::Db(e)),
                 }
             }
             Err(e) => Self::failed(envelope, &e),
@@ -112,29 +112,28 @@ impl Dispatcher {
         false
     }
 
-    /// The ack when handling failed: a slash command says so (with a reference to the log).
-    fn failed(envelope: &Envelope, e: &DbErr) -> Ack {
+    /// The ack when handling failed: a slash command says so (with a reference to the log),
+    /// and names stored data that can no longer be read, which the admin can repair.
+    fn failed(envelope: &Envelope, e: &Error) -> Ack {
         tracing::error!(error = %e, "handler failed; reference {}", envelope.envelope_id);
-        if envelope.kind == "slash_commands" {
-            Ack::WithPayload(slash::reply(
-                &crate::mrkdwn!("{} (reference {})", SORRY, envelope.envelope_id),
-                None,
-            ))
-        } else {
-            Ack::Bare
+        if envelope.kind != "slash_commands" {
+            return Ack::Bare;
         }
+        let text = match e {
+            Error::StoredDataInvalid(invalid) => crate::mrkdwn!(
+                "Sorry, this cannot be done: {} (reference {})",
+                invalid.to_string(),
+                envelope.envelope_id
+            ),
+            _ => crate::mrkdwn!("{} (reference {})", SORRY, envelope.envelope_id),
+        };
+        Ack::WithPayload(slash::reply(&text, None))
     }
 
     async fn previous_ack(&self, envelope_id: &str) -> Result<Option<Ack>, DbErr> {
-        Ok(
-            handled_envelope::Entity::find_by_id(envelope_id.to_string())
-                .one(&self.db)
-                .await?
-                .map(|row| match row.response {
-                    Some(p) if !p.is_null() => Ack::WithPayload(p),
-                    _ => Ack::Bare,
-                }),
-        )
+        Ok(envelopes::stored_reply(&self.db, envelope_id)
+            .await?
+            .map(|response| response.map_or(Ack::Bare, Ack::WithPayload)))
     }
 
     async fn remember<C: sea_orm::ConnectionTrait>(
@@ -147,19 +146,12 @@ impl Dispatcher {
             Ack::Bare => None,
             Ack::WithPayload(p) => Some(p.clone()),
         };
-        // No ON CONFLICT: if another replica handled the same envelope at the same moment, this
-        // insert fails, the transaction rolls back, and its stored reply is used instead.
-        handled_envelope::Entity::insert(handled_envelope::ActiveModel {
-            envelope_id: Set(envelope_id.to_string()),
-            handled_at: Set(now),
-            response: Set(response),
-        })
-        .exec_without_returning(conn)
-        .await?;
-        Ok(())
+        // If another replica handled the same envelope at the same moment, this fails, the
+        // transaction rolls back, and its stored reply is used instead.
+        envelopes::record_handled(conn, envelope_id, response, now).await
     }
 
-    async fn slash_command(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, DbErr> {
+    async fn slash_command(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, Error> {
         let cmd = match SlashCommand::parse(&envelope.payload) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -180,7 +172,7 @@ impl Dispatcher {
             let reply = slash::handle(&tx, &self.slash, &cmd, now).await?;
             let ack = Ack::WithPayload(reply);
             Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
-            Ok::<_, DbErr>(ack)
+            Ok::<_, Error>(ack)
         }
         .await;
         let ack = crate::db::settle(tx, handled).await?;
@@ -214,7 +206,7 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn interactive(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, DbErr> {
+    async fn interactive(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, Error> {
         let kind = envelope
             .payload
             .get("type")
@@ -232,18 +224,7 @@ impl Dispatcher {
             }
         };
         let clicker = actions.user.id.clone().unwrap_or_default();
-        let offer_action = actions.actions.iter().find_map(|a| {
-            let accept = match a.action_id.as_deref() {
-                Some(blocks::ACCEPT) => true,
-                Some(blocks::REJECT) => false,
-                _ => return None,
-            };
-            Some((
-                accept,
-                a.value.as_deref().and_then(|v| v.parse::<i64>().ok()),
-            ))
-        });
-        let Some((accept, inquiry)) = offer_action else {
+        let Some((accept, inquiry)) = offer_action(&actions) else {
             for action in &actions.actions {
                 tracing::info!(
                     user = %clicker,
@@ -256,6 +237,28 @@ impl Dispatcher {
             crate::db::settle(tx, remembered).await?;
             return Ok(Ack::Bare);
         };
+        let click = Click {
+            envelope,
+            actions: &actions,
+            clicker: &clicker,
+            accept,
+            inquiry,
+        };
+        self.answer_offer(click, now).await?;
+        self.outbox_wake.notify_one();
+        Ok(Ack::Bare)
+    }
+
+    /// Accept or Reject on an offer: the answer and its ephemeral reply in one transaction;
+    /// when the answer is refused (the task changed), only the reply saying why.
+    async fn answer_offer(&self, click: Click<'_>, now: DateTime<Utc>) -> Result<(), Error> {
+        let Click {
+            envelope,
+            actions,
+            clicker,
+            accept,
+            inquiry,
+        } = click;
         let offer_span = tracing::info_span!(
             "offer",
             inquiry_id = inquiry,
@@ -267,7 +270,7 @@ impl Dispatcher {
                 None => Some(Message::ClickReply {
                     reply: ClickReply::NotYours,
                 }),
-                Some(id) => match respond::respond(&tx, id, &clicker, accept, now)
+                Some(id) => match respond::respond(&tx, id, clicker, accept, now)
                     .instrument(offer_span.clone())
                     .await
                 {
@@ -281,7 +284,7 @@ impl Dispatcher {
                 },
             };
             if let Some(message) = reply {
-                self.respond_ephemeral(&tx, envelope, &actions, message, now)
+                self.respond_ephemeral(&tx, envelope, actions, message, now)
                     .await?;
             }
             Ok::<_, Error>(())
@@ -292,7 +295,7 @@ impl Dispatcher {
         // ephemeral replies are keyed by envelope id), and the ack carries no payload. One
         // statement less on the busiest path.
         match crate::db::settle(tx, answered).await {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(Error::User(e)) => {
                 // The assignment itself failed (the task changed): undone; say why.
                 tracing::info!("offer could not be honoured: {e}");
@@ -301,7 +304,7 @@ impl Dispatcher {
                     self.respond_ephemeral(
                         &tx,
                         envelope,
-                        &actions,
+                        actions,
                         Message::ClickRefused {
                             reason: e.to_string(),
                         },
@@ -312,10 +315,35 @@ impl Dispatcher {
                 }
                 .await;
                 crate::db::settle(tx, replied).await?;
+                Ok(())
             }
-            Err(Error::Db(e)) => return Err(e),
+            Err(e) => Err(e),
         }
-        self.outbox_wake.notify_one();
-        Ok(Ack::Bare)
     }
+}
+
+/// An Accept or Reject click on an offer.
+struct Click<'a> {
+    envelope: &'a Envelope,
+    actions: &'a BlockActions,
+    clicker: &'a str,
+    accept: bool,
+    /// The offer's inquiry id (`None`: the button's value is not one).
+    inquiry: Option<i64>,
+}
+
+/// The first Accept or Reject action of a click: whether it accepts, and the inquiry id its
+/// value names.
+fn offer_action(actions: &BlockActions) -> Option<(bool, Option<i64>)> {
+    actions.actions.iter().find_map(|a| {
+        let accept = match a.action_id.as_deref() {
+            Some(blocks::ACCEPT) => true,
+            Some(blocks::REJECT) => false,
+            _ => return None,
+        };
+        Some((
+            accept,
+            a.value.as_deref().and_then(|v| v.parse::<i64>().ok()),
+        ))
+    })
 }

@@ -2,7 +2,7 @@
 //! are the ephemeral ack payload. One short transaction; messages to channels go to the outbox.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -10,8 +10,8 @@ use super::command::{self, Command, WorkerRef};
 use super::envelope::SlashCommand;
 use super::mrkdwn::Mrkdwn;
 use crate::config::AllowedConfig;
-use crate::db::RequestCause;
 use crate::db::entities::worker;
+use crate::db::{RequestCause, workers};
 use crate::error::Error;
 use crate::staffing;
 
@@ -126,10 +126,7 @@ async fn authorize<C: ConnectionTrait>(
     let Some(user_id) = cmd.user_id.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Err(NOT_AUTHORIZED.to_string()));
     };
-    let caller = worker::Entity::find()
-        .filter(worker::Column::SlackUserId.eq(user_id))
-        .one(conn)
-        .await?;
+    let caller = workers::by_slack_id(conn, user_id).await?;
     Ok(match caller {
         Some(w) if w.is_admin => Ok(w),
         _ => Err(NOT_AUTHORIZED.to_string()),
@@ -142,13 +139,14 @@ fn task_id(text: &str) -> Result<i64, String> {
 }
 
 /// Runs one slash command inside `conn` (the caller's transaction) and returns the ack payload.
-/// Only database failures are errors; everything a user can cause is a reply.
+/// Only failures that must roll the transaction back are errors (the database's, stored data
+/// that cannot be read); everything a user can cause is a reply.
 pub async fn handle<C: ConnectionTrait>(
     conn: &C,
     settings: &SlashSettings,
     cmd: &SlashCommand,
     now: DateTime<Utc>,
-) -> Result<Value, DbErr> {
+) -> Result<Value, Error> {
     if let Err(refusal) = authorize(conn, settings, cmd).await? {
         return Ok(reply(&Mrkdwn::text(&refusal), None));
     }
@@ -168,7 +166,7 @@ pub async fn handle<C: ConnectionTrait>(
                 Ok(id) => match staffing::staff_task(conn, id, RequestCause::User, now).await {
                     Ok(_) => Ok(format!("Got it! I will start staffing task {task}!")),
                     Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
-                    Err(Error::Db(e)) => return Err(e),
+                    Err(e) => return Err(e),
                 },
             };
             Ok(outcome(&header, result))
@@ -178,12 +176,7 @@ pub async fn handle<C: ConnectionTrait>(
             let header = format!("restaff {task} {shown}");
             let found = match &worker {
                 WorkerRef::Name(name) => staffing::find_worker_by_name(conn, name).await?,
-                WorkerRef::Mention { user_id, .. } => {
-                    worker::Entity::find()
-                        .filter(worker::Column::SlackUserId.eq(user_id.as_str()))
-                        .one(conn)
-                        .await?
-                }
+                WorkerRef::Mention { user_id, .. } => workers::by_slack_id(conn, user_id).await?,
             };
             let result = match (found, task_id(&task)) {
                 (None, _) => Err(format!("Worker with username {shown} does not exist")),
@@ -192,7 +185,7 @@ pub async fn handle<C: ConnectionTrait>(
                     match staffing::restaff_task(conn, id, &w, &shown, now).await {
                         Ok(_) => Ok(format!("Got it! I will start restaffing task {task}!")),
                         Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
-                        Err(Error::Db(e)) => return Err(e),
+                        Err(e) => return Err(e),
                     }
                 }
             };

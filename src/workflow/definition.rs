@@ -284,216 +284,17 @@ fn parse_version(
         .get("steps")
         .and_then(Value::as_array)
         .ok_or_else(|| LoadError("version.json needs \"steps\" (a list)".into()))?;
-
-    let mut raw_steps: Vec<(&Value, String)> = Vec::new();
-    for s in step_values {
-        let sslug = string_field(s, "slug", "a step")?;
-        if raw_steps.iter().any(|(_, x)| *x == sslug) {
-            return err(format!("Step {sslug} is defined twice."));
-        }
-        raw_steps.push((s, sslug));
-    }
+    let raw_steps = slugged_steps(step_values)?;
     let step_slugs: Vec<&str> = raw_steps.iter().map(|(_, s)| s.as_str()).collect();
-
+    let known = KnownSlugs {
+        steps: &step_slugs,
+        certifications: cert_slugs,
+    };
     let mut steps = Vec::new();
     for (s, sslug) in &raw_steps {
-        let what = format!("step {sslug}");
-        if let Some(obj) = s.as_object() {
-            for key in obj.keys() {
-                if IGNORED_STEP_KEYS.contains(&key.as_str()) {
-                    notes.push(format!(
-                        "step {sslug}: \"{key}\" is ignored (Orchestra UI setting)"
-                    ));
-                } else if !STEP_KEYS.contains(&key.as_str()) {
-                    notes.push(format!("{what}: unknown key \"{key}\" is ignored"));
-                }
-            }
-        }
-        let is_human = match s.get("is_human") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return err(format!("{what}: is_human must be true or false")),
-        };
-        let execution_function = match s.get("execution_function") {
-            None | Some(Value::Null) => None,
-            Some(f) if f.as_object().is_some_and(|o| o.is_empty()) => None,
-            Some(f) => Some(ExecutionFunction {
-                path: match f.get("path") {
-                    Some(Value::String(p)) if !p.is_empty() => p.clone(),
-                    _ => {
-                        return err(format!(
-                            "{what}: execution_function needs \"path\" (a string)"
-                        ));
-                    }
-                },
-                kwargs: match f.get("kwargs") {
-                    None | Some(Value::Null) => Default::default(),
-                    Some(Value::Object(m)) => m.clone(),
-                    Some(_) => {
-                        return err(format!(
-                            "{what}: execution_function.kwargs must be an object"
-                        ));
-                    }
-                },
-            }),
-        };
-        let execution_function = match (is_human, execution_function) {
-            (false, None) => {
-                return err(format!(
-                    "{what}: a machine step (is_human: false) needs \"execution_function\" with a \"path\""
-                ));
-            }
-            (true, Some(_)) => {
-                notes.push(format!(
-                    "{what}: \"execution_function\" is ignored on a human step"
-                ));
-                None
-            }
-            (_, f) => f,
-        };
-        let assignable_hours_function = match s.get("assignable_hours_function") {
-            None | Some(Value::Null) => None,
-            Some(f) => {
-                notes.push(format!(
-                    "{what}: \"assignable_hours_function\" is stored but not used (staffbot does not staff by availability)"
-                ));
-                Some(f.clone())
-            }
-        };
-        if !is_human {
-            let has_policy = |key: &str| {
-                s.get(key)
-                    .is_some_and(|p| !p.is_null() && !p.as_object().is_some_and(|o| o.is_empty()))
-            };
-            if has_policy("assignment_policy") {
-                return err(format!(
-                    "{what}: Machine step should not have assignment policy."
-                ));
-            }
-            if has_policy("review_policy")
-                || s.get("required_certifications")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty())
-            {
-                notes.push(format!(
-                    "{what}: review_policy and required_certifications are ignored on a machine step (nobody is assigned to it)"
-                ));
-            }
-        }
-        let creation_depends_on = slug_list(s, "creation_depends_on", sslug)?;
-        let submission_depends_on = slug_list(s, "submission_depends_on", sslug)?;
-        let required_certifications = slug_list(s, "required_certifications", sslug)?;
-        for (relation, list, known) in [
-            ("creation_depends_on", &creation_depends_on, &step_slugs),
-            ("submission_depends_on", &submission_depends_on, &step_slugs),
-        ] {
-            if list.iter().any(|x| !known.contains(&x.as_str())) {
-                return err(format!("{sslug}.{relation} contains a non-existent slug."));
-            }
-        }
-        if required_certifications
-            .iter()
-            .any(|c| !cert_slugs.contains(c.as_str()))
-        {
-            return err(format!(
-                "{sslug}.required_certifications contains a non-existent slug."
-            ));
-        }
-
-        let assignment_policy = match s.get("assignment_policy") {
-            None | Some(Value::Null) => StepAssignmentPolicies::default(),
-            Some(p) if p.as_object().is_some_and(|o| o.is_empty()) => {
-                StepAssignmentPolicies::default()
-            }
-            Some(p) => {
-                let functions = p.get("policy_function").ok_or_else(|| {
-                    LoadError(format!(
-                        "{what}: Assignment policy incorrectly specified. (needs \"policy_function\")"
-                    ))
-                })?;
-                let mut policies = StepAssignmentPolicies::default();
-                for (key, slot) in [
-                    ("entry_level", &mut policies.entry_level),
-                    ("reviewer", &mut policies.reviewer),
-                ] {
-                    if let Some(spec) = functions.get(key) {
-                        *slot = parse_assignment_policy(spec)
-                            .map_err(|e| LoadError(format!("{what}: {key} policy: {e}")))?;
-                    }
-                }
-                policies
-            }
-        };
-        for policy in [&assignment_policy.entry_level, &assignment_policy.reviewer] {
-            if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
-                policy
-                && let Some(bad) = related_steps
-                    .iter()
-                    .find(|r| !step_slugs.contains(&r.as_str()))
-            {
-                return err(format!(
-                    "{what}: previously_completed_steps names step {bad}, which is not in this version"
-                ));
-            }
-        }
-        let review_policy = match s.get("review_policy") {
-            _ if !is_human => ReviewPolicy::NoReview,
-            None | Some(Value::Null) => ReviewPolicy::default(),
-            Some(p) => parse_review_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?,
-        };
-        if let Some(p) = s.get("creation_policy") {
-            check_creation_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?;
-        }
-        let step_description = optional_string(s, "description");
-        let detailed_description = match s.get("detailed_description_function") {
-            None => None,
-            Some(f) if is_python_path(f) => {
-                let path = f.get("path").and_then(Value::as_str).unwrap_or_default();
-                notes.push(format!(
-                    "{what}: detailed_description_function {path:?} is a Python function; offers show the step's description instead"
-                ));
-                description_fallback(&step_description)
-            }
-            Some(f) => parse_description_function(f)
-                .map_err(|e| LoadError(format!("{what}: detailed_description_function: {e}")))?,
-        };
-        steps.push(StepDef {
-            slug: sslug.clone(),
-            name: string_field(s, "name", &what)?,
-            description: step_description,
-            is_human,
-            execution_function,
-            assignable_hours_function,
-            creation_depends_on,
-            submission_depends_on,
-            required_certifications,
-            assignment_policy,
-            review_policy,
-            detailed_description,
-            completion_ends_project: s
-                .get("completion_ends_project")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        });
+        steps.push(parse_step(s, sslug, known, notes)?);
     }
-    for st in &steps {
-        for policy in [
-            &st.assignment_policy.entry_level,
-            &st.assignment_policy.reviewer,
-        ] {
-            if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
-                policy
-                && related_steps
-                    .iter()
-                    .any(|r| steps.iter().any(|o| o.slug == *r && !o.is_human))
-            {
-                return err(format!(
-                    "step {}: Machine step should not be member of assignment policy",
-                    st.slug
-                ));
-            }
-        }
-    }
+    check_machine_steps_not_related(&steps)?;
     check_acyclic(&steps)?;
 
     let raw_sanity_checks = version
@@ -512,6 +313,277 @@ fn parse_version(
         raw_sanity_checks,
         raw: version.clone(),
     })
+}
+
+/// Each step with its slug; a slug used twice is an error.
+fn slugged_steps(step_values: &[Value]) -> Result<Vec<(&Value, String)>, LoadError> {
+    let mut raw_steps: Vec<(&Value, String)> = Vec::new();
+    for s in step_values {
+        let sslug = string_field(s, "slug", "a step")?;
+        if raw_steps.iter().any(|(_, x)| *x == sslug) {
+            return err(format!("Step {sslug} is defined twice."));
+        }
+        raw_steps.push((s, sslug));
+    }
+    Ok(raw_steps)
+}
+
+/// The slugs a step may refer to: the version's steps and the workflow's certifications.
+#[derive(Clone, Copy)]
+struct KnownSlugs<'a> {
+    steps: &'a [&'a str],
+    certifications: &'a HashSet<&'a str>,
+}
+
+/// One step of `version.json`, checked in Orchestra's order.
+fn parse_step(
+    s: &Value,
+    sslug: &str,
+    known: KnownSlugs<'_>,
+    notes: &mut Vec<String>,
+) -> Result<StepDef, LoadError> {
+    let what = format!("step {sslug}");
+    note_step_keys(s, sslug, &what, notes);
+    let (is_human, execution_function) = parse_execution(s, &what, notes)?;
+    let assignable_hours_function = match s.get("assignable_hours_function") {
+        None | Some(Value::Null) => None,
+        Some(f) => {
+            notes.push(format!(
+                "{what}: \"assignable_hours_function\" is stored but not used (staffbot does not staff by availability)"
+            ));
+            Some(f.clone())
+        }
+    };
+    if !is_human {
+        check_machine_step(s, &what, notes)?;
+    }
+    let creation_depends_on = slug_list(s, "creation_depends_on", sslug)?;
+    let submission_depends_on = slug_list(s, "submission_depends_on", sslug)?;
+    let required_certifications = slug_list(s, "required_certifications", sslug)?;
+    for (relation, list) in [
+        ("creation_depends_on", &creation_depends_on),
+        ("submission_depends_on", &submission_depends_on),
+    ] {
+        if list.iter().any(|x| !known.steps.contains(&x.as_str())) {
+            return err(format!("{sslug}.{relation} contains a non-existent slug."));
+        }
+    }
+    if required_certifications
+        .iter()
+        .any(|c| !known.certifications.contains(c.as_str()))
+    {
+        return err(format!(
+            "{sslug}.required_certifications contains a non-existent slug."
+        ));
+    }
+    let assignment_policy = parse_step_assignment_policy(s, &what, known.steps)?;
+    let review_policy = match s.get("review_policy") {
+        _ if !is_human => ReviewPolicy::NoReview,
+        None | Some(Value::Null) => ReviewPolicy::default(),
+        Some(p) => parse_review_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?,
+    };
+    if let Some(p) = s.get("creation_policy") {
+        check_creation_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?;
+    }
+    let step_description = optional_string(s, "description");
+    let detailed_description = parse_detailed_description(s, &what, &step_description, notes)?;
+    Ok(StepDef {
+        slug: sslug.to_string(),
+        name: string_field(s, "name", &what)?,
+        description: step_description,
+        is_human,
+        execution_function,
+        assignable_hours_function,
+        creation_depends_on,
+        submission_depends_on,
+        required_certifications,
+        assignment_policy,
+        review_policy,
+        detailed_description,
+        completion_ends_project: s
+            .get("completion_ends_project")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// Notes for keys staffbot ignores: Orchestra UI settings and unknown keys.
+fn note_step_keys(s: &Value, sslug: &str, what: &str, notes: &mut Vec<String>) {
+    let Some(obj) = s.as_object() else {
+        return;
+    };
+    for key in obj.keys() {
+        if IGNORED_STEP_KEYS.contains(&key.as_str()) {
+            notes.push(format!(
+                "step {sslug}: \"{key}\" is ignored (Orchestra UI setting)"
+            ));
+        } else if !STEP_KEYS.contains(&key.as_str()) {
+            notes.push(format!("{what}: unknown key \"{key}\" is ignored"));
+        }
+    }
+}
+
+/// `is_human` and, for a machine step, its `execution_function` (required there, ignored on a
+/// human step).
+fn parse_execution(
+    s: &Value,
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<(bool, Option<ExecutionFunction>), LoadError> {
+    let is_human = match s.get("is_human") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return err(format!("{what}: is_human must be true or false")),
+    };
+    let execution_function = match s.get("execution_function") {
+        None | Some(Value::Null) => None,
+        Some(f) if f.as_object().is_some_and(|o| o.is_empty()) => None,
+        Some(f) => Some(ExecutionFunction {
+            path: match f.get("path") {
+                Some(Value::String(p)) if !p.is_empty() => p.clone(),
+                _ => {
+                    return err(format!(
+                        "{what}: execution_function needs \"path\" (a string)"
+                    ));
+                }
+            },
+            kwargs: match f.get("kwargs") {
+                None | Some(Value::Null) => Default::default(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(_) => {
+                    return err(format!(
+                        "{what}: execution_function.kwargs must be an object"
+                    ));
+                }
+            },
+        }),
+    };
+    let execution_function = match (is_human, execution_function) {
+        (false, None) => {
+            return err(format!(
+                "{what}: a machine step (is_human: false) needs \"execution_function\" with a \"path\""
+            ));
+        }
+        (true, Some(_)) => {
+            notes.push(format!(
+                "{what}: \"execution_function\" is ignored on a human step"
+            ));
+            None
+        }
+        (_, f) => f,
+    };
+    Ok((is_human, execution_function))
+}
+
+/// A machine step has no assignment policy; its review policy and certifications are ignored.
+fn check_machine_step(s: &Value, what: &str, notes: &mut Vec<String>) -> Result<(), LoadError> {
+    let has_policy = |key: &str| {
+        s.get(key)
+            .is_some_and(|p| !p.is_null() && !p.as_object().is_some_and(|o| o.is_empty()))
+    };
+    if has_policy("assignment_policy") {
+        return err(format!(
+            "{what}: Machine step should not have assignment policy."
+        ));
+    }
+    if has_policy("review_policy")
+        || s.get("required_certifications")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    {
+        notes.push(format!(
+            "{what}: review_policy and required_certifications are ignored on a machine step (nobody is assigned to it)"
+        ));
+    }
+    Ok(())
+}
+
+/// The step's `assignment_policy` (`policy_function.entry_level` / `.reviewer`); the steps
+/// a `previously_completed_steps` policy names must be in this version.
+fn parse_step_assignment_policy(
+    s: &Value,
+    what: &str,
+    step_slugs: &[&str],
+) -> Result<StepAssignmentPolicies, LoadError> {
+    let assignment_policy = match s.get("assignment_policy") {
+        None | Some(Value::Null) => StepAssignmentPolicies::default(),
+        Some(p) if p.as_object().is_some_and(|o| o.is_empty()) => StepAssignmentPolicies::default(),
+        Some(p) => {
+            let functions = p.get("policy_function").ok_or_else(|| {
+                LoadError(format!(
+                    "{what}: Assignment policy incorrectly specified. (needs \"policy_function\")"
+                ))
+            })?;
+            let mut policies = StepAssignmentPolicies::default();
+            for (key, slot) in [
+                ("entry_level", &mut policies.entry_level),
+                ("reviewer", &mut policies.reviewer),
+            ] {
+                if let Some(spec) = functions.get(key) {
+                    *slot = parse_assignment_policy(spec)
+                        .map_err(|e| LoadError(format!("{what}: {key} policy: {e}")))?;
+                }
+            }
+            policies
+        }
+    };
+    for policy in [&assignment_policy.entry_level, &assignment_policy.reviewer] {
+        if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
+            policy
+            && let Some(bad) = related_steps
+                .iter()
+                .find(|r| !step_slugs.contains(&r.as_str()))
+        {
+            return err(format!(
+                "{what}: previously_completed_steps names step {bad}, which is not in this version"
+            ));
+        }
+    }
+    Ok(assignment_policy)
+}
+
+/// The step's `detailed_description_function`; a Python one falls back to the description.
+fn parse_detailed_description(
+    s: &Value,
+    what: &str,
+    step_description: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<DescriptionFunction>, LoadError> {
+    Ok(match s.get("detailed_description_function") {
+        None => None,
+        Some(f) if is_python_path(f) => {
+            let path = f.get("path").and_then(Value::as_str).unwrap_or_default();
+            notes.push(format!(
+                "{what}: detailed_description_function {path:?} is a Python function; offers show the step's description instead"
+            ));
+            description_fallback(step_description)
+        }
+        Some(f) => parse_description_function(f)
+            .map_err(|e| LoadError(format!("{what}: detailed_description_function: {e}")))?,
+    })
+}
+
+/// A `previously_completed_steps` policy may not name a machine step (nobody worked on it).
+fn check_machine_steps_not_related(steps: &[StepDef]) -> Result<(), LoadError> {
+    for st in steps {
+        for policy in [
+            &st.assignment_policy.entry_level,
+            &st.assignment_policy.reviewer,
+        ] {
+            if let super::functions::AssignmentPolicy::PreviouslyCompletedSteps { related_steps } =
+                policy
+                && related_steps
+                    .iter()
+                    .any(|r| steps.iter().any(|o| o.slug == *r && !o.is_human))
+            {
+                return err(format!(
+                    "step {}: Machine step should not be member of assignment policy",
+                    st.slug
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// True for a `{path}` that names a function outside staffbot (Orchestra's Python paths):

@@ -6,21 +6,20 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use super::functions::{AssignmentPolicy, ReviewPolicy, StepAssignmentPolicies};
 use super::rules::{self, SubmitKind};
 use crate::db::entities::{
-    project, step, step_certification, step_dependency, task, task_assignment, worker,
-    worker_certification, workflow_version,
+    project, step, step_dependency, task, task_assignment, worker, workflow_version,
 };
-use crate::db::{AssignmentStatus, ProjectStatus, RequestCause, Role, TaskStatus};
-use crate::error::{Error, Result, UserError};
+use crate::db::tasks::NewAssignment;
+use crate::db::{
+    AssignmentStatus, DependencyKind, ProjectStatus, RequestCause, Role, TaskStatus, projects,
+    tasks, workers, workflows,
+};
+use crate::error::{Error, Result, StoredDataInvalid, UserError};
 use crate::messages::{Message, Outgoing};
 use crate::outbox;
 use crate::staffing;
@@ -37,47 +36,53 @@ pub fn task_display(version_slug: &str, project_description: &str, step_slug: &s
     format!("{version_slug} ({project_description}) - {step_slug}")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+/// A step's stored policy JSON, parsed; `what` names the policy in the error.
+fn decode<T: serde::de::DeserializeOwned>(
+    step: &step::Model,
+    what: &str,
+    value: &serde_json::Value,
+) -> Result<T> {
     serde_json::from_value(value.clone()).map_err(|e| {
-        Error::Db(DbErr::Custom(format!(
-            "stored workflow data is invalid: {e}"
-        )))
+        StoredDataInvalid {
+            what: format!("{what} of step {} (id {})", step.slug, step.id),
+            detail: e.to_string(),
+        }
+        .into()
     })
 }
 
 pub fn assignment_policies(step: &step::Model) -> Result<StepAssignmentPolicies> {
-    decode(&step.assignment_policy)
+    decode(step, "assignment policy", &step.assignment_policy)
 }
 
 pub fn review_policy(step: &step::Model) -> Result<ReviewPolicy> {
-    decode(&step.review_policy)
+    decode(step, "review policy", &step.review_policy)
 }
 
 async fn find_task<C: ConnectionTrait>(conn: &C, task_id: i64) -> Result<task::Model> {
-    Ok(task::Entity::find_by_id(task_id)
-        .one(conn)
+    Ok(tasks::by_id(conn, task_id)
         .await?
         .ok_or(UserError::TaskNotFound(task_id))?)
 }
 
 async fn find_project<C: ConnectionTrait>(conn: &C, project_id: i64) -> Result<project::Model> {
-    Ok(project::Entity::find_by_id(project_id)
-        .one(conn)
+    Ok(projects::by_id(conn, project_id)
         .await?
         .ok_or(UserError::ProjectNotFound(project_id))?)
 }
 
+/// A task's step; a task whose step is missing is stored data that no longer holds together.
 async fn find_step<C: ConnectionTrait>(conn: &C, step_id: i64) -> Result<step::Model> {
-    step::Entity::find_by_id(step_id)
-        .one(conn)
+    Ok(workflows::step_by_id(conn, step_id)
         .await?
-        .ok_or_else(|| Error::Db(DbErr::RecordNotFound(format!("step {step_id}"))))
+        .ok_or_else(|| StoredDataInvalid {
+            what: format!("step {step_id}"),
+            detail: "a task refers to it, but it does not exist".into(),
+        })?)
 }
 
 pub async fn find_worker<C: ConnectionTrait>(conn: &C, username: &str) -> Result<worker::Model> {
-    Ok(worker::Entity::find()
-        .filter(worker::Column::Username.eq(username))
-        .one(conn)
+    Ok(workers::by_username(conn, username)
         .await?
         .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?)
 }
@@ -86,11 +91,7 @@ async fn assignments_of<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
 ) -> Result<Vec<task_assignment::Model>> {
-    Ok(task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(task_id))
-        .order_by_asc(task_assignment::Column::AssignmentCounter)
-        .all(conn)
-        .await?)
+    Ok(tasks::assignments_of(conn, task_id).await?)
 }
 
 async fn set_task_status<C: ConnectionTrait>(
@@ -99,10 +100,7 @@ async fn set_task_status<C: ConnectionTrait>(
     status: TaskStatus,
     now: DateTime<Utc>,
 ) -> Result<task::Model> {
-    let mut am: task::ActiveModel = task.clone().into();
-    am.status = Set(status);
-    am.status_changed_at = Set(now);
-    Ok(am.update(conn).await?)
+    Ok(tasks::set_status(conn, task, status, now).await?)
 }
 
 async fn set_assignment_status<C: ConnectionTrait>(
@@ -111,11 +109,7 @@ async fn set_assignment_status<C: ConnectionTrait>(
     status: AssignmentStatus,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut am: task_assignment::ActiveModel = assignment.clone().into();
-    am.status = Set(status);
-    am.updated_at = Set(now);
-    am.update(conn).await?;
-    Ok(())
+    Ok(tasks::set_assignment_status(conn, assignment, status, now).await?)
 }
 
 /// Creates a project of a workflow version and its first tasks. Returns the project id.
@@ -127,18 +121,16 @@ pub async fn create_project<C: ConnectionTrait>(
     slack_channel_id: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let project = project::ActiveModel {
-        workflow_version_id: Set(version.id),
-        short_description: Set(short_description.to_string()),
-        priority: Set(priority),
-        status: Set(ProjectStatus::Active),
-        slack_channel_id: Set(slack_channel_id),
-        project_data: Set(json!({})),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(conn)
+    let project = projects::insert(
+        conn,
+        projects::NewProject {
+            workflow_version_id: version.id,
+            short_description,
+            priority,
+            slack_channel_id,
+        },
+        now,
+    )
     .await?;
     create_subsequent_tasks(conn, project.id, now).await?;
     Ok(project.id)
@@ -152,15 +144,8 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
     let project = find_project(conn, project_id).await?;
-    let steps = step::Entity::find()
-        .filter(step::Column::WorkflowVersionId.eq(project.workflow_version_id))
-        .order_by_asc(step::Column::Position)
-        .all(conn)
-        .await?;
-    let tasks = task::Entity::find()
-        .filter(task::Column::ProjectId.eq(project_id))
-        .all(conn)
-        .await?;
+    let steps = workflows::steps_of_version(conn, project.workflow_version_id).await?;
+    let tasks = tasks::of_project(conn, project_id).await?;
     let deps = creation_dependencies(conn, &steps).await?;
     let status_by_step: HashMap<i64, TaskStatus> =
         tasks.iter().map(|t| (t.step_id, t.status)).collect();
@@ -177,16 +162,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
         if !ready {
             continue;
         }
-        let t = task::ActiveModel {
-            project_id: Set(project_id),
-            step_id: Set(s.id),
-            status: Set(TaskStatus::AwaitingProcessing),
-            created_at: Set(now),
-            status_changed_at: Set(now),
-            ..Default::default()
-        }
-        .insert(conn)
-        .await?;
+        let t = tasks::insert_awaiting(conn, project_id, s.id, now).await?;
         created.push(t.id);
         if s.is_human {
             apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
@@ -196,10 +172,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
     }
 
     // Completion: a completed step that ends the project, or no unfinished task left.
-    let tasks = task::Entity::find()
-        .filter(task::Column::ProjectId.eq(project_id))
-        .all(conn)
-        .await?;
+    let tasks = tasks::of_project(conn, project_id).await?;
     let ends_project: HashSet<i64> = steps
         .iter()
         .filter(|s| s.completion_ends_project)
@@ -210,10 +183,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
         .any(|t| t.status == TaskStatus::Complete && ends_project.contains(&t.step_id));
     let all_done = tasks.iter().all(|t| t.status.is_finished());
     if (ended || all_done) && !project.status.is_finished() {
-        let mut am: project::ActiveModel = project.clone().into();
-        am.status = Set(ProjectStatus::Completed);
-        am.updated_at = Set(now);
-        am.update(conn).await?;
+        projects::set_status(conn, project, ProjectStatus::Completed, now).await?;
         for t in &tasks {
             staffing::close_open_requests(conn, t.id, now).await?;
         }
@@ -272,33 +242,19 @@ pub async fn apply_policy<C: ConnectionTrait>(
             }
         }
         AssignmentPolicy::PreviouslyCompletedSteps { related_steps } => {
-            let related = step::Entity::find()
-                .filter(step::Column::WorkflowVersionId.eq(step.workflow_version_id))
-                .filter(step::Column::Slug.is_in(related_steps.iter().map(String::as_str)))
-                .order_by_asc(step::Column::Position)
-                .all(conn)
-                .await?;
+            let related =
+                workflows::steps_by_slugs(conn, step.workflow_version_id, &related_steps).await?;
             for rs in related {
-                let Some(related_task) = task::Entity::find()
-                    .filter(task::Column::ProjectId.eq(task.project_id))
-                    .filter(task::Column::StepId.eq(rs.id))
-                    .one(conn)
-                    .await?
+                let Some(related_task) =
+                    tasks::of_project_at_step(conn, task.project_id, rs.id).await?
                 else {
                     continue;
                 };
-                let Some(first) = task_assignment::Entity::find()
-                    .filter(task_assignment::Column::TaskId.eq(related_task.id))
-                    .filter(task_assignment::Column::AssignmentCounter.eq(0))
-                    .one(conn)
-                    .await?
+                let Some(first) = tasks::entry_level_assignment(conn, related_task.id).await?
                 else {
                     continue;
                 };
-                let Some(worker) = worker::Entity::find_by_id(first.worker_id)
-                    .one(conn)
-                    .await?
-                else {
+                let Some(worker) = workers::by_id(conn, first.worker_id).await? else {
                     continue;
                 };
                 // Re-read: an earlier candidate may have been assigned already.
@@ -324,22 +280,11 @@ pub async fn is_certified<C: ConnectionTrait>(
     step_id: i64,
     role: Role,
 ) -> Result<bool> {
-    let required: Vec<i64> = step_certification::Entity::find()
-        .filter(step_certification::Column::StepId.eq(step_id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|c| c.certification_id)
-        .collect();
+    let required = workflows::required_certification_ids(conn, step_id).await?;
     if required.is_empty() {
         return Ok(true);
     }
-    let held = worker_certification::Entity::find()
-        .filter(worker_certification::Column::WorkerId.eq(worker_id))
-        .filter(worker_certification::Column::Role.eq(role.as_str()))
-        .filter(worker_certification::Column::CertificationId.is_in(required.clone()))
-        .count(conn)
-        .await?;
+    let held = workers::count_held(conn, worker_id, role, &required).await?;
     Ok(held as usize == required.len())
 }
 
@@ -449,29 +394,22 @@ pub async fn assign_prepared<C: ConnectionTrait>(
         .or_else(|| existing.iter().max_by_key(|a| a.assignment_counter))
         .map(|a| a.in_progress_task_data.clone())
         .unwrap_or_else(|| json!({}));
-    let assignment = task_assignment::ActiveModel {
-        task_id: Set(task.id),
-        worker_id: Set(worker_id),
-        assignment_counter: Set(counter),
-        status: Set(AssignmentStatus::Processing),
-        in_progress_task_data: Set(data),
-        created_at: Set(now),
-        updated_at: Set(now),
-        handovers: Set(0),
-        ..Default::default()
-    }
-    .insert(conn)
+    let assignment = tasks::insert_assignment(
+        conn,
+        NewAssignment {
+            task_id: task.id,
+            worker_id,
+            counter,
+            in_progress_task_data: data,
+        },
+        now,
+    )
     .await?;
     let next = match task.status {
         TaskStatus::AwaitingProcessing => TaskStatus::Processing,
         _ => TaskStatus::Reviewing,
     };
-    task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(next.as_str()))
-        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
-        .filter(task::Column::Id.eq(task.id))
-        .exec(conn)
-        .await?;
+    tasks::set_status_by_id(conn, task.id, next, now).await?;
     Ok(assignment)
 }
 
@@ -513,24 +451,7 @@ async fn still_busy_in_channel<C: ConnectionTrait>(
     worker_id: i64,
     channel: &str,
 ) -> Result<bool> {
-    let row = conn
-        .query_one_raw(crate::db::statement(
-            conn.get_database_backend(),
-            "SELECT EXISTS (
-                 SELECT 1 FROM task_assignments a
-                 JOIN tasks t ON t.id = a.task_id
-                 JOIN projects p ON p.id = t.project_id
-                 WHERE a.worker_id = $1 AND p.slack_channel_id = $2
-                   AND a.status <> 'failed'
-                   AND t.status NOT IN ('complete', 'aborted')
-             ) AS busy",
-            vec![worker_id.into(), channel.into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<bool>("", "busy")?,
-        None => false,
-    })
+    Ok(tasks::busy_in_channel(conn, worker_id, channel).await?)
 }
 
 /// Hands an assignment to another worker (behaviour §4.5 `reassign_assignment`; restaff).
@@ -550,26 +471,9 @@ pub async fn reassign<C: ConnectionTrait>(
     if existing.iter().any(|a| a.worker_id == new_worker.id) {
         return Err(UserError::AlreadyAssigned.into());
     }
-    let previous = worker::Entity::find_by_id(assignment.worker_id)
-        .one(conn)
-        .await?;
+    let previous = workers::by_id(conn, assignment.worker_id).await?;
     // Conditional on the hand-over the caller saw: of two concurrent hand-overs one wins.
-    let handed = task_assignment::Entity::update_many()
-        .col_expr(
-            task_assignment::Column::WorkerId,
-            Expr::value(new_worker.id),
-        )
-        .col_expr(
-            task_assignment::Column::Handovers,
-            Expr::col(task_assignment::Column::Handovers).add(1),
-        )
-        .col_expr(task_assignment::Column::UpdatedAt, Expr::value(now))
-        .filter(task_assignment::Column::Id.eq(assignment.id))
-        .filter(task_assignment::Column::WorkerId.eq(assignment.worker_id))
-        .filter(task_assignment::Column::Handovers.eq(assignment.handovers))
-        .exec(conn)
-        .await?;
-    if handed.rows_affected != 1 {
+    if !tasks::hand_over(conn, assignment, new_worker.id, now).await? {
         return Err(UserError::AssignmentChanged { task: task.id }.into());
     }
     let updated = task_assignment::Model {
@@ -584,48 +488,14 @@ pub async fn reassign<C: ConnectionTrait>(
     if let Some(previous) = previous
         && let Some(slack_id) = &previous.slack_user_id
     {
-        if let Some(channel) = &project.slack_channel_id {
-            if still_busy_in_channel(conn, previous.id, channel).await? {
-                tracing::info!(
-                    worker = %previous.username,
-                    task_id = task.id,
-                    "previous worker keeps other work in the project channel; not removed from it"
-                );
-            } else {
-                outbox::enqueue(
-                    conn,
-                    &assignment_key("kick", updated.id, updated.handovers, previous.id),
-                    Outgoing::Kick {
-                        channel: channel.clone(),
-                        user: slack_id.clone(),
-                    },
-                    now,
-                )
-                .await?;
-            }
-        }
-        let version = workflow_version::Entity::find_by_id(project.workflow_version_id)
-            .one(conn)
-            .await?;
-        let step = find_step(conn, task.step_id).await?;
-        let display = task_display(
-            version.as_ref().map(|v| v.slug.as_str()).unwrap_or(""),
-            &project.short_description,
-            &step.slug,
-        );
-        outbox::enqueue(
-            conn,
-            &assignment_key("removed", updated.id, updated.handovers, previous.id),
-            Outgoing::post(
-                slack_id,
-                Message::HandedOver {
-                    task_id: task.id,
-                    task: display,
-                },
-            ),
-            now,
-        )
-        .await?;
+        let handed = HandedAway {
+            task: &task,
+            project: &project,
+            assignment: &updated,
+            previous: &previous,
+            slack_id,
+        };
+        queue_farewell(conn, handed, now).await?;
     }
     staffing::record_assignment_win(
         conn,
@@ -636,6 +506,73 @@ pub async fn reassign<C: ConnectionTrait>(
     )
     .await?;
     Ok(updated)
+}
+
+/// A task handed away from `previous` (Slack id `slack_id`): what [`queue_farewell`] needs.
+struct HandedAway<'a> {
+    task: &'a task::Model,
+    project: &'a project::Model,
+    /// The assignment, already handed over.
+    assignment: &'a task_assignment::Model,
+    previous: &'a worker::Model,
+    slack_id: &'a str,
+}
+
+/// The Slack side of a worker losing a task: removed from the project channel (unless they
+/// still have work there) and told by DM.
+async fn queue_farewell<C: ConnectionTrait>(
+    conn: &C,
+    handed: HandedAway<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let HandedAway {
+        task,
+        project,
+        assignment: updated,
+        previous,
+        slack_id,
+    } = handed;
+    if let Some(channel) = &project.slack_channel_id {
+        if still_busy_in_channel(conn, previous.id, channel).await? {
+            tracing::info!(
+                worker = %previous.username,
+                task_id = task.id,
+                "previous worker keeps other work in the project channel; not removed from it"
+            );
+        } else {
+            outbox::enqueue(
+                conn,
+                &assignment_key("kick", updated.id, updated.handovers, previous.id),
+                Outgoing::Kick {
+                    channel: channel.clone(),
+                    user: slack_id.to_string(),
+                },
+                now,
+            )
+            .await?;
+        }
+    }
+    let version = workflows::version_by_id(conn, project.workflow_version_id).await?;
+    let step = find_step(conn, task.step_id).await?;
+    let display = task_display(
+        version.as_ref().map(|v| v.slug.as_str()).unwrap_or(""),
+        &project.short_description,
+        &step.slug,
+    );
+    outbox::enqueue(
+        conn,
+        &assignment_key("removed", updated.id, updated.handovers, previous.id),
+        Outgoing::post(
+            slack_id,
+            Message::HandedOver {
+                task_id: task.id,
+                task: display,
+            },
+        ),
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// `task assign`: assign a task waiting for a worker, or hand a task in progress to `worker`
@@ -681,18 +618,15 @@ pub async fn submit<C: ConnectionTrait>(
 ) -> Result<TaskStatus> {
     let task = find_task(conn, task_id).await?;
     // 1. submission dependencies complete
-    let deps = step_dependency::Entity::find()
-        .filter(step_dependency::Column::StepId.eq(task.step_id))
-        .filter(step_dependency::Column::Kind.eq("submission"))
-        .all(conn)
-        .await?;
+    let deps =
+        workflows::dependencies_of_kind(conn, [task.step_id], DependencyKind::Submission).await?;
     if !deps.is_empty() {
-        let complete = task::Entity::find()
-            .filter(task::Column::ProjectId.eq(task.project_id))
-            .filter(task::Column::StepId.is_in(deps.iter().map(|d| d.depends_on_step_id)))
-            .filter(task::Column::Status.eq(TaskStatus::Complete.as_str()))
-            .count(conn)
-            .await?;
+        let complete = tasks::count_complete_at_steps(
+            conn,
+            task.project_id,
+            deps.iter().map(|d| d.depends_on_step_id),
+        )
+        .await?;
         if (complete as usize) < deps.len() {
             return Err(UserError::SubmissionPrerequisitesIncomplete.into());
         }
@@ -786,11 +720,7 @@ async fn complete_task<C: ConnectionTrait>(
         .max_by_key(|a| a.assignment_counter)
         .map(|a| a.in_progress_task_data)
         .unwrap_or_else(|| json!({}));
-    let mut am: task::ActiveModel = task.clone().into();
-    am.status = Set(TaskStatus::Complete);
-    am.status_changed_at = Set(now);
-    am.output = Set(Some(output));
-    am.update(conn).await?;
+    tasks::complete(conn, task, output, now).await?;
     staffing::close_open_requests(conn, task.id, now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
@@ -835,22 +765,7 @@ pub async fn complete_machine_task<C: ConnectionTrait>(
     if project.status.is_finished() {
         return Err(not_waiting(format!("in a {} project", project.status)).into());
     }
-    let done = task::Entity::update_many()
-        .col_expr(
-            task::Column::Status,
-            Expr::value(TaskStatus::Complete.as_str()),
-        )
-        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
-        .col_expr(task::Column::Output, Expr::value(output))
-        .col_expr(
-            task::Column::MachineNextAttemptAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .filter(task::Column::Id.eq(task_id))
-        .filter(task::Column::Status.eq(TaskStatus::AwaitingProcessing.as_str()))
-        .exec(conn)
-        .await?;
-    if done.rows_affected != 1 {
+    if !tasks::complete_if_awaiting(conn, task_id, output, now).await? {
         return Err(not_waiting(task.status.to_string()).into());
     }
     tracing::info!(task_id, step = %step.slug, "machine task complete");
@@ -863,11 +778,10 @@ async fn creation_dependencies<C: ConnectionTrait>(
     conn: &C,
     steps: &[step::Model],
 ) -> Result<Vec<step_dependency::Model>> {
-    Ok(step_dependency::Entity::find()
-        .filter(step_dependency::Column::StepId.is_in(steps.iter().map(|s| s.id)))
-        .filter(step_dependency::Column::Kind.eq("creation"))
-        .all(conn)
-        .await?)
+    Ok(
+        workflows::dependencies_of_kind(conn, steps.iter().map(|s| s.id), DependencyKind::Creation)
+            .await?,
+    )
 }
 
 /// What a machine task's command reads on stdin: the project (with its data), the task, the
@@ -881,10 +795,7 @@ pub async fn machine_input<C: ConnectionTrait>(
     let task = find_task(conn, task_id).await?;
     let step = find_step(conn, task.step_id).await?;
     let project = find_project(conn, task.project_id).await?;
-    let steps = step::Entity::find()
-        .filter(step::Column::WorkflowVersionId.eq(step.workflow_version_id))
-        .all(conn)
-        .await?;
+    let steps = workflows::steps_of_version_unordered(conn, step.workflow_version_id).await?;
     let deps = creation_dependencies(conn, &steps).await?;
     // Every step this one depends on, transitively (Orchestra's prerequisites).
     let mut wanted: HashSet<i64> = HashSet::new();
@@ -896,11 +807,7 @@ pub async fn machine_input<C: ConnectionTrait>(
             }
         }
     }
-    let tasks = task::Entity::find()
-        .filter(task::Column::ProjectId.eq(project.id))
-        .filter(task::Column::StepId.is_in(wanted.iter().copied()))
-        .all(conn)
-        .await?;
+    let tasks = tasks::of_project_at_steps(conn, project.id, wanted.iter().copied()).await?;
     let mut prerequisites = serde_json::Map::new();
     for s in steps.iter().filter(|s| wanted.contains(&s.id)) {
         let output = tasks
@@ -915,9 +822,7 @@ pub async fn machine_input<C: ConnectionTrait>(
         _ => serde_json::Map::new(),
     };
     project_data.insert("project_id".to_string(), json!(project.id));
-    let version = workflow_version::Entity::find_by_id(project.workflow_version_id)
-        .one(conn)
-        .await?;
+    let version = workflows::version_by_id(conn, project.workflow_version_id).await?;
     Ok(json!({
         "project": {
             "id": project.id,
@@ -952,26 +857,10 @@ pub async fn abort_project<C: ConnectionTrait>(
         }
         .into());
     }
-    let mut am: project::ActiveModel = project.into();
-    am.status = Set(ProjectStatus::Aborted);
-    am.updated_at = Set(now);
-    am.update(conn).await?;
-    let tasks = task::Entity::find()
-        .filter(task::Column::ProjectId.eq(project_id))
-        .all(conn)
-        .await?;
-    for t in &tasks {
+    projects::set_status(conn, project, ProjectStatus::Aborted, now).await?;
+    for t in &tasks::of_project(conn, project_id).await? {
         staffing::close_open_requests(conn, t.id, now).await?;
     }
-    task::Entity::update_many()
-        .col_expr(
-            task::Column::Status,
-            Expr::value(TaskStatus::Aborted.as_str()),
-        )
-        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
-        .filter(task::Column::ProjectId.eq(project_id))
-        .filter(task::Column::Status.ne(TaskStatus::Complete.as_str()))
-        .exec(conn)
-        .await?;
+    tasks::abort_unfinished(conn, project_id, now).await?;
     Ok(())
 }

@@ -3,16 +3,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr};
 use serde_json::json;
 
 use super::definition::{LoadError, StepDef, VersionDef, WorkflowDef};
-use crate::db::entities::{
-    certification, step, step_certification, step_dependency, workflow, workflow_version,
-};
+use crate::db::DependencyKind;
+use crate::db::entities::{step, workflow_version};
+use crate::db::workflows::{self as store, CertificationText, VersionRow, WorkflowText};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,67 +40,8 @@ pub async fn store<C: ConnectionTrait>(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<LoadSummary, StoreError> {
-    let existing = workflow::Entity::find()
-        .filter(workflow::Column::Slug.eq(&def.slug))
-        .one(conn)
-        .await?;
-    let workflow_id = match existing {
-        Some(w) => {
-            let mut am: workflow::ActiveModel = w.clone().into();
-            am.name = Set(def.name.clone());
-            am.description = Set(def.description.clone());
-            am.update(conn).await?;
-            w.id
-        }
-        None => {
-            workflow::ActiveModel {
-                slug: Set(def.slug.clone()),
-                name: Set(def.name.clone()),
-                description: Set(def.description.clone()),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(conn)
-            .await?
-            .id
-        }
-    };
-
-    let mut cert_ids: HashMap<String, i64> = HashMap::new();
-    let stored_certs = certification::Entity::find()
-        .filter(certification::Column::WorkflowId.eq(workflow_id))
-        .all(conn)
-        .await?;
-    for c in &def.certifications {
-        let required = json!(c.required_certifications);
-        match stored_certs.iter().find(|s| s.slug == c.slug) {
-            Some(s) => {
-                let mut am: certification::ActiveModel = s.clone().into();
-                am.name = Set(c.name.clone());
-                am.description = Set(c.description.clone());
-                am.required_certifications = Set(required);
-                am.update(conn).await?;
-                cert_ids.insert(c.slug.clone(), s.id);
-            }
-            None => {
-                let row = certification::ActiveModel {
-                    workflow_id: Set(workflow_id),
-                    slug: Set(c.slug.clone()),
-                    name: Set(c.name.clone()),
-                    description: Set(c.description.clone()),
-                    required_certifications: Set(required),
-                    ..Default::default()
-                }
-                .insert(conn)
-                .await?;
-                cert_ids.insert(c.slug.clone(), row.id);
-            }
-        }
-    }
-    for s in stored_certs {
-        cert_ids.entry(s.slug).or_insert(s.id);
-    }
-
+    let workflow_id = store_workflow(conn, def, now).await?;
+    let cert_ids = store_certifications(conn, workflow_id, def).await?;
     let mut outcomes = Vec::new();
     for version in &def.versions {
         let outcome = store_version(conn, workflow_id, version, &cert_ids, force, now).await?;
@@ -115,6 +53,81 @@ pub async fn store<C: ConnectionTrait>(
     })
 }
 
+/// Inserts the workflow, or updates its name and description; returns its id.
+async fn store_workflow<C: ConnectionTrait>(
+    conn: &C,
+    def: &WorkflowDef,
+    now: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    let text = WorkflowText {
+        slug: &def.slug,
+        name: &def.name,
+        description: &def.description,
+    };
+    match store::by_slug(conn, &def.slug).await? {
+        Some(w) => {
+            let id = w.id;
+            store::update_text(conn, w, text).await?;
+            Ok(id)
+        }
+        None => Ok(store::insert(conn, text, now).await?.id),
+    }
+}
+
+/// Inserts or updates the definition's certifications; returns the id of every certification
+/// of the workflow (stored before or now) by slug.
+async fn store_certifications<C: ConnectionTrait>(
+    conn: &C,
+    workflow_id: i64,
+    def: &WorkflowDef,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut cert_ids: HashMap<String, i64> = HashMap::new();
+    let stored_certs = store::certifications_of(conn, workflow_id).await?;
+    for c in &def.certifications {
+        let text = CertificationText {
+            slug: &c.slug,
+            name: &c.name,
+            description: &c.description,
+            required_certifications: json!(c.required_certifications),
+        };
+        match stored_certs.iter().find(|s| s.slug == c.slug) {
+            Some(s) => {
+                store::update_certification(conn, s.clone(), text).await?;
+                cert_ids.insert(c.slug.clone(), s.id);
+            }
+            None => {
+                let row = store::insert_certification(conn, workflow_id, text).await?;
+                cert_ids.insert(c.slug.clone(), row.id);
+            }
+        }
+    }
+    for s in stored_certs {
+        cert_ids.entry(s.slug).or_insert(s.id);
+    }
+    Ok(cert_ids)
+}
+
+/// A value of the definition as stored JSON. Serialising a definition that was just parsed
+/// does not fail; if it ever did, the definition is what cannot be loaded.
+fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<serde_json::Value, LoadError> {
+    serde_json::to_value(value).map_err(|e| LoadError(format!("cannot store {what}: {e}")))
+}
+
+/// The row of `version` (its steps aside).
+fn version_row(version: &VersionDef) -> Result<VersionRow<'_>, LoadError> {
+    Ok(VersionRow {
+        slug: &version.slug,
+        name: &version.name,
+        description: &version.description,
+        sanity_checks: version
+            .sanity_checks
+            .as_ref()
+            .map(|c| to_json("sanity_checks", c))
+            .transpose()?,
+        definition: version.raw.clone(),
+    })
+}
+
 async fn store_version<C: ConnectionTrait>(
     conn: &C,
     workflow_id: i64,
@@ -123,42 +136,11 @@ async fn store_version<C: ConnectionTrait>(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<VersionOutcome, StoreError> {
-    let sanity = version
-        .sanity_checks
-        .as_ref()
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
-    let existing = workflow_version::Entity::find()
-        .filter(workflow_version::Column::WorkflowId.eq(workflow_id))
-        .filter(workflow_version::Column::Slug.eq(&version.slug))
-        .one(conn)
-        .await?;
-    let Some(existing) = existing else {
-        let row = workflow_version::ActiveModel {
-            workflow_id: Set(workflow_id),
-            slug: Set(version.slug.clone()),
-            name: Set(version.name.clone()),
-            description: Set(version.description.clone()),
-            sanity_checks: Set(sanity),
-            definition: Set(version.raw.clone()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(conn)
-        .await?;
-        let mut step_ids = HashMap::new();
-        for (position, s) in version.steps.iter().enumerate() {
-            let id = insert_step(conn, row.id, position, s).await?;
-            step_ids.insert(s.slug.clone(), id);
-        }
-        for s in &version.steps {
-            insert_relations(conn, s, &step_ids, cert_ids).await?;
-        }
+    let row = version_row(version)?;
+    let Some(existing) = store::version_by_slug(conn, workflow_id, &version.slug).await? else {
+        create_version(conn, workflow_id, version, row, cert_ids, now).await?;
         return Ok(VersionOutcome::Created);
     };
-
     if existing.definition == version.raw {
         return Ok(VersionOutcome::Unchanged);
     }
@@ -169,11 +151,40 @@ async fn store_version<C: ConnectionTrait>(
         ))
         .into());
     }
-    let stored_steps = step::Entity::find()
-        .filter(step::Column::WorkflowVersionId.eq(existing.id))
-        .order_by_asc(step::Column::Position)
-        .all(conn)
-        .await?;
+    let stored_steps = store::steps_of_version(conn, existing.id).await?;
+    check_forced_update(conn, version, &stored_steps).await?;
+    update_version(conn, existing, version, row, &stored_steps, cert_ids, now).await?;
+    Ok(VersionOutcome::Updated)
+}
+
+/// Inserts a new version, its steps, and their relations.
+async fn create_version<C: ConnectionTrait>(
+    conn: &C,
+    workflow_id: i64,
+    version: &VersionDef,
+    row: VersionRow<'_>,
+    cert_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let stored = store::insert_version(conn, workflow_id, row, now).await?;
+    let mut step_ids = HashMap::new();
+    for (position, s) in version.steps.iter().enumerate() {
+        let id = insert_step(conn, stored.id, position, s).await?;
+        step_ids.insert(s.slug.clone(), id);
+    }
+    for s in &version.steps {
+        insert_relations(conn, s, &step_ids, cert_ids).await?;
+    }
+    Ok(())
+}
+
+/// Orchestra's `--force` rules: no step removed, none turned from human to machine or back, no
+/// change of dependencies or required certifications.
+async fn check_forced_update<C: ConnectionTrait>(
+    conn: &C,
+    version: &VersionDef,
+    stored_steps: &[step::Model],
+) -> Result<(), StoreError> {
     if stored_steps
         .iter()
         .any(|s| !version.steps.iter().any(|n| n.slug == s.slug))
@@ -183,7 +194,7 @@ async fn store_version<C: ConnectionTrait>(
         )
         .into());
     }
-    let topology = stored_topology(conn, &stored_steps).await?;
+    let topology = stored_topology(conn, stored_steps).await?;
     for s in &version.steps {
         if stored_steps
             .iter()
@@ -195,38 +206,40 @@ async fn store_version<C: ConnectionTrait>(
             ))
             .into());
         }
-        if let Some(old) = topology.get(&s.slug) {
-            let new = (
-                s.creation_depends_on
-                    .iter()
-                    .cloned()
-                    .collect::<BTreeSet<_>>(),
-                s.submission_depends_on
-                    .iter()
-                    .cloned()
-                    .collect::<BTreeSet<_>>(),
-                s.required_certifications
-                    .iter()
-                    .cloned()
-                    .collect::<BTreeSet<_>>(),
-            );
-            if *old != new {
-                return Err(LoadError(
-                    "Even with --force, you cannot change the topology of a workflow. Drop and recreate the database to reset, or create a new version for your workflow.".into(),
-                )
-                .into());
-            }
+        if let Some(old) = topology.get(&s.slug)
+            && *old != step_topology(s)
+        {
+            return Err(LoadError(
+                "Even with --force, you cannot change the topology of a workflow. Drop and recreate the database to reset, or create a new version for your workflow.".into(),
+            )
+            .into());
         }
     }
+    Ok(())
+}
 
-    let mut am: workflow_version::ActiveModel = existing.clone().into();
-    am.name = Set(version.name.clone());
-    am.description = Set(version.description.clone());
-    am.sanity_checks = Set(sanity);
-    am.definition = Set(version.raw.clone());
-    am.updated_at = Set(now);
-    am.update(conn).await?;
+/// A step's creation dependencies, submission dependencies and required certifications.
+fn step_topology(s: &StepDef) -> Topology {
+    (
+        s.creation_depends_on.iter().cloned().collect(),
+        s.submission_depends_on.iter().cloned().collect(),
+        s.required_certifications.iter().cloned().collect(),
+    )
+}
 
+/// Writes a forced update: the version's row, its steps (updated in place or added), and the
+/// relations of the added steps.
+async fn update_version<C: ConnectionTrait>(
+    conn: &C,
+    existing: workflow_version::Model,
+    version: &VersionDef,
+    row: VersionRow<'_>,
+    stored_steps: &[step::Model],
+    cert_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let version_id = existing.id;
+    store::update_version(conn, existing, row, now).await?;
     let mut step_ids: HashMap<String, i64> = stored_steps
         .iter()
         .map(|s| (s.slug.clone(), s.id))
@@ -237,10 +250,10 @@ async fn store_version<C: ConnectionTrait>(
             Some(old) => {
                 let mut am: step::ActiveModel = old.clone().into();
                 fill_step(&mut am, position, s)?;
-                am.update(conn).await?;
+                store::update_step(conn, am).await?;
             }
             None => {
-                let id = insert_step(conn, existing.id, position, s).await?;
+                let id = insert_step(conn, version_id, position, s).await?;
                 step_ids.insert(s.slug.clone(), id);
                 added.push(s);
             }
@@ -249,7 +262,7 @@ async fn store_version<C: ConnectionTrait>(
     for s in added {
         insert_relations(conn, s, &step_ids, cert_ids).await?;
     }
-    Ok(VersionOutcome::Updated)
+    Ok(())
 }
 
 type Topology = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
@@ -260,18 +273,10 @@ async fn stored_topology<C: ConnectionTrait>(
 ) -> Result<HashMap<String, Topology>, DbErr> {
     let ids: Vec<i64> = steps.iter().map(|s| s.id).collect();
     let slug_of: HashMap<i64, &str> = steps.iter().map(|s| (s.id, s.slug.as_str())).collect();
-    let deps = step_dependency::Entity::find()
-        .filter(step_dependency::Column::StepId.is_in(ids.clone()))
-        .all(conn)
-        .await?;
-    let certs = step_certification::Entity::find()
-        .filter(step_certification::Column::StepId.is_in(ids))
-        .all(conn)
-        .await?;
-    let cert_rows = certification::Entity::find()
-        .filter(certification::Column::Id.is_in(certs.iter().map(|c| c.certification_id)))
-        .all(conn)
-        .await?;
+    let deps = store::dependencies_of(conn, ids.clone()).await?;
+    let certs = store::required_certifications_of(conn, ids).await?;
+    let cert_rows =
+        store::certifications_by_ids(conn, certs.iter().map(|c| c.certification_id)).await?;
     let cert_slug: HashMap<i64, &str> = cert_rows.iter().map(|c| (c.id, c.slug.as_str())).collect();
     let mut out: HashMap<String, Topology> = steps
         .iter()
@@ -283,7 +288,7 @@ async fn stored_topology<C: ConnectionTrait>(
             continue;
         };
         if let Some(entry) = out.get_mut(*step) {
-            if d.kind == "creation" {
+            if d.kind == DependencyKind::Creation.as_str() {
                 entry.0.insert(on.to_string());
             } else {
                 entry.1.insert(on.to_string());
@@ -301,25 +306,23 @@ async fn stored_topology<C: ConnectionTrait>(
     Ok(out)
 }
 
-fn fill_step(am: &mut step::ActiveModel, position: usize, s: &StepDef) -> Result<(), DbErr> {
-    let to_json = |v: Result<serde_json::Value, serde_json::Error>| {
-        v.map_err(|e| DbErr::Custom(e.to_string()))
-    };
+fn fill_step(am: &mut step::ActiveModel, position: usize, s: &StepDef) -> Result<(), LoadError> {
+    let what = |field: &str| format!("{field} of step {}", s.slug);
     am.slug = Set(s.slug.clone());
     am.name = Set(s.name.clone());
     am.description = Set(s.description.clone());
     am.position = Set(i32::try_from(position).unwrap_or(i32::MAX));
     am.is_human = Set(s.is_human);
     am.execution_function = Set(match &s.execution_function {
-        Some(f) => Some(to_json(serde_json::to_value(f))?),
+        Some(f) => Some(to_json(&what("execution_function"), f)?),
         None => None,
     });
     am.assignable_hours_function = Set(s.assignable_hours_function.clone());
-    am.assignment_policy = Set(to_json(serde_json::to_value(&s.assignment_policy))?);
-    am.review_policy = Set(to_json(serde_json::to_value(&s.review_policy))?);
+    am.assignment_policy = Set(to_json(&what("assignment_policy"), &s.assignment_policy)?);
+    am.review_policy = Set(to_json(&what("review_policy"), &s.review_policy)?);
     am.creation_policy = Set(json!({"policy": "always_create"}));
     am.detailed_description_function = Set(match &s.detailed_description {
-        Some(f) => to_json(serde_json::to_value(f))?,
+        Some(f) => to_json(&what("detailed_description"), f)?,
         None => json!({}),
     });
     am.completion_ends_project = Set(s.completion_ends_project);
@@ -331,13 +334,13 @@ async fn insert_step<C: ConnectionTrait>(
     version_id: i64,
     position: usize,
     s: &StepDef,
-) -> Result<i64, DbErr> {
+) -> Result<i64, StoreError> {
     let mut am = step::ActiveModel {
         workflow_version_id: Set(version_id),
         ..Default::default()
     };
     fill_step(&mut am, position, s)?;
-    Ok(am.insert(conn).await?.id)
+    Ok(store::insert_step(conn, am).await?)
 }
 
 async fn insert_relations<C: ConnectionTrait>(
@@ -350,29 +353,18 @@ async fn insert_relations<C: ConnectionTrait>(
         return Ok(());
     };
     for (kind, list) in [
-        ("creation", &s.creation_depends_on),
-        ("submission", &s.submission_depends_on),
+        (DependencyKind::Creation, &s.creation_depends_on),
+        (DependencyKind::Submission, &s.submission_depends_on),
     ] {
         for on in list {
             if let Some(&on_id) = step_ids.get(on) {
-                step_dependency::ActiveModel {
-                    step_id: Set(step_id),
-                    depends_on_step_id: Set(on_id),
-                    kind: Set(kind.to_string()),
-                }
-                .insert(conn)
-                .await?;
+                store::insert_dependency(conn, step_id, on_id, kind).await?;
             }
         }
     }
     for c in &s.required_certifications {
         if let Some(&cert_id) = cert_ids.get(c) {
-            step_certification::ActiveModel {
-                step_id: Set(step_id),
-                certification_id: Set(cert_id),
-            }
-            .insert(conn)
-            .await?;
+            store::insert_required_certification(conn, step_id, cert_id).await?;
         }
     }
     Ok(())

@@ -615,3 +615,46 @@ async fn task_complete_records_the_output_of_a_machine_step() {
     let bad = cli.fails(&["task", "complete", "2", "--output", "{"]);
     assert!(bad.starts_with("error:") && bad.contains("JSON"), "{bad}");
 }
+
+#[tokio::test]
+async fn stored_data_that_no_longer_parses_is_named_and_not_called_a_database_error() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use staffbot::db::entities::step;
+
+    let cli = Cli::new().await;
+    let example = example_dir();
+    cli.ok(&["workflow", "load", example.to_str().expect("utf-8 path")]);
+    // A step's assignment policy as another release might have stored it.
+    let db = staffbot::db::connect(&cli.url).await.expect("connect");
+    step::Entity::update_many()
+        .col_expr(
+            step::Column::AssignmentPolicy,
+            Expr::value(serde_json::json!("assign the fastest")),
+        )
+        .filter(step::Column::Slug.eq("planning"))
+        .exec(&db)
+        .await
+        .expect("policy overwritten");
+    db.close().await.expect("close");
+
+    let error = cli.fails(&[
+        "project",
+        "create",
+        "--workflow",
+        "newsroom",
+        "--description",
+        "x",
+    ]);
+    assert!(
+        error.starts_with("error: the stored assignment policy of step planning (id "),
+        "{error}"
+    );
+    assert!(error.contains(") is invalid: "), "{error}");
+    assert!(!error.contains("database error"), "{error}");
+    assert_eq!(
+        cli.json(&["project", "list", "--json"]),
+        serde_json::json!([]),
+        "nothing was created"
+    );
+}

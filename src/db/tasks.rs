@@ -1,0 +1,351 @@
+//! Tasks and their assignments.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde_json::Value;
+
+use super::entities::{task, task_assignment};
+use super::{AssignmentStatus, TaskStatus, statement};
+
+// ---- tasks ----
+
+pub async fn by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find_by_id(id).one(conn).await
+}
+
+/// A project's tasks, in no particular order.
+pub async fn of_project<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+) -> Result<Vec<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await
+}
+
+/// Every task, in no particular order.
+pub async fn all<C: ConnectionTrait>(conn: &C) -> Result<Vec<task::Model>, DbErr> {
+    task::Entity::find().all(conn).await
+}
+
+/// Tasks by id, of `project` and with `status` when given (`task list`).
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    project: Option<i64>,
+    status: Option<TaskStatus>,
+) -> Result<Vec<task::Model>, DbErr> {
+    let mut query = task::Entity::find().order_by_asc(task::Column::Id);
+    if let Some(p) = project {
+        query = query.filter(task::Column::ProjectId.eq(p));
+    }
+    if let Some(s) = status {
+        query = query.filter(task::Column::Status.eq(s.as_str()));
+    }
+    query.all(conn).await
+}
+
+/// The project's task of step `step_id`, if it was created.
+pub async fn of_project_at_step<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    step_id: i64,
+) -> Result<Option<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .filter(task::Column::StepId.eq(step_id))
+        .one(conn)
+        .await
+}
+
+/// The project's tasks of the steps `step_ids`.
+pub async fn of_project_at_steps<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    step_ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<task::Model>, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .filter(task::Column::StepId.is_in(step_ids))
+        .all(conn)
+        .await
+}
+
+/// How many of the project's tasks of the steps `step_ids` are complete.
+pub async fn count_complete_at_steps<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    step_ids: impl IntoIterator<Item = i64>,
+) -> Result<u64, DbErr> {
+    task::Entity::find()
+        .filter(task::Column::ProjectId.eq(project_id))
+        .filter(task::Column::StepId.is_in(step_ids))
+        .filter(task::Column::Status.eq(TaskStatus::Complete.as_str()))
+        .count(conn)
+        .await
+}
+
+/// Inserts a task of `step_id` waiting for processing.
+pub async fn insert_awaiting<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    step_id: i64,
+    now: DateTime<Utc>,
+) -> Result<task::Model, DbErr> {
+    task::ActiveModel {
+        project_id: Set(project_id),
+        step_id: Set(step_id),
+        status: Set(TaskStatus::AwaitingProcessing),
+        created_at: Set(now),
+        status_changed_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// Writes `task` with a new status (and returns it as stored).
+pub async fn set_status<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Result<task::Model, DbErr> {
+    let mut am: task::ActiveModel = task.clone().into();
+    am.status = Set(status);
+    am.status_changed_at = Set(now);
+    am.update(conn).await
+}
+
+/// Sets task `task_id`'s status without reading it first.
+pub async fn set_status_by_id<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(status.as_str()))
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .filter(task::Column::Id.eq(task_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Completes `task` with `output`.
+pub async fn complete<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    output: Value,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut am: task::ActiveModel = task.clone().into();
+    am.status = Set(TaskStatus::Complete);
+    am.status_changed_at = Set(now);
+    am.output = Set(Some(output));
+    am.update(conn).await?;
+    Ok(())
+}
+
+/// Completes task `task_id` with `output` if it still awaits processing (a machine task
+/// waiting for its automation); false when it no longer did.
+pub async fn complete_if_awaiting<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    output: Value,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let done = task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Complete.as_str()),
+        )
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::Output, Expr::value(output))
+        .col_expr(
+            task::Column::MachineNextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(task::Column::Id.eq(task_id))
+        .filter(task::Column::Status.eq(TaskStatus::AwaitingProcessing.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Aborts every task of the project that is not complete.
+pub async fn abort_unfinished<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Aborted.as_str()),
+        )
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .filter(task::Column::ProjectId.eq(project_id))
+        .filter(task::Column::Status.ne(TaskStatus::Complete.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+// ---- assignments ----
+
+/// A task's assignments by counter.
+pub async fn assignments_of<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Vec<task_assignment::Model>, DbErr> {
+    task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .order_by_asc(task_assignment::Column::AssignmentCounter)
+        .all(conn)
+        .await
+}
+
+/// The assignments of the tasks `task_ids`, by counter.
+pub async fn assignments_of_tasks<C: ConnectionTrait>(
+    conn: &C,
+    task_ids: Vec<i64>,
+) -> Result<Vec<task_assignment::Model>, DbErr> {
+    task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.is_in(task_ids))
+        .order_by_asc(task_assignment::Column::AssignmentCounter)
+        .all(conn)
+        .await
+}
+
+/// The workers assigned (any level, any status) to the tasks `task_ids`, once per assignment.
+pub async fn assigned_worker_ids<C: ConnectionTrait>(
+    conn: &C,
+    task_ids: Vec<i64>,
+) -> Result<Vec<i64>, DbErr> {
+    Ok(task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.is_in(task_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|a| a.worker_id)
+        .collect())
+}
+
+/// A task's entry-level assignment (counter 0), if it has one.
+pub async fn entry_level_assignment<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Option<task_assignment::Model>, DbErr> {
+    task_assignment::Entity::find()
+        .filter(task_assignment::Column::TaskId.eq(task_id))
+        .filter(task_assignment::Column::AssignmentCounter.eq(0))
+        .one(conn)
+        .await
+}
+
+/// A new assignment, in progress.
+#[derive(Debug, Clone)]
+pub struct NewAssignment {
+    pub task_id: i64,
+    pub worker_id: i64,
+    pub counter: i32,
+    pub in_progress_task_data: Value,
+}
+
+pub async fn insert_assignment<C: ConnectionTrait>(
+    conn: &C,
+    new: NewAssignment,
+    now: DateTime<Utc>,
+) -> Result<task_assignment::Model, DbErr> {
+    task_assignment::ActiveModel {
+        task_id: Set(new.task_id),
+        worker_id: Set(new.worker_id),
+        assignment_counter: Set(new.counter),
+        status: Set(AssignmentStatus::Processing),
+        in_progress_task_data: Set(new.in_progress_task_data),
+        created_at: Set(now),
+        updated_at: Set(now),
+        handovers: Set(0),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+pub async fn set_assignment_status<C: ConnectionTrait>(
+    conn: &C,
+    assignment: &task_assignment::Model,
+    status: AssignmentStatus,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut am: task_assignment::ActiveModel = assignment.clone().into();
+    am.status = Set(status);
+    am.updated_at = Set(now);
+    am.update(conn).await?;
+    Ok(())
+}
+
+/// Hands `assignment` to `new_worker_id`, conditional on the worker and hand-over count the
+/// caller saw (of two concurrent hand-overs one wins). False when it changed in the meantime.
+pub async fn hand_over<C: ConnectionTrait>(
+    conn: &C,
+    assignment: &task_assignment::Model,
+    new_worker_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let handed = task_assignment::Entity::update_many()
+        .col_expr(
+            task_assignment::Column::WorkerId,
+            Expr::value(new_worker_id),
+        )
+        .col_expr(
+            task_assignment::Column::Handovers,
+            Expr::col(task_assignment::Column::Handovers).add(1),
+        )
+        .col_expr(task_assignment::Column::UpdatedAt, Expr::value(now))
+        .filter(task_assignment::Column::Id.eq(assignment.id))
+        .filter(task_assignment::Column::WorkerId.eq(assignment.worker_id))
+        .filter(task_assignment::Column::Handovers.eq(assignment.handovers))
+        .exec(conn)
+        .await?;
+    Ok(handed.rows_affected == 1)
+}
+
+/// True when `worker_id` has an assignment (not failed) on an unfinished task of some project
+/// using Slack channel `channel`.
+pub async fn busy_in_channel<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    channel: &str,
+) -> Result<bool, DbErr> {
+    let row = conn
+        .query_one_raw(statement(
+            conn.get_database_backend(),
+            "SELECT EXISTS (
+                 SELECT 1 FROM task_assignments a
+                 JOIN tasks t ON t.id = a.task_id
+                 JOIN projects p ON p.id = t.project_id
+                 WHERE a.worker_id = $1 AND p.slack_channel_id = $2
+                   AND a.status <> $3
+                   AND t.status NOT IN ($4, $5)
+             ) AS busy",
+            vec![
+                worker_id.into(),
+                channel.into(),
+                AssignmentStatus::Failed.as_str().into(),
+                TaskStatus::Complete.as_str().into(),
+                TaskStatus::Aborted.as_str().into(),
+            ],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<bool>("", "busy")?,
+        None => false,
+    })
+}

@@ -1,0 +1,162 @@
+//! Workers and the certifications they hold.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+
+use super::Role;
+use super::entities::{worker, worker_certification};
+
+/// A worker row to insert.
+#[derive(Debug, Clone, Default)]
+pub struct NewWorker {
+    pub username: String,
+    pub first_name: String,
+    pub email: String,
+    pub slack_user_id: Option<String>,
+    pub slack_username: Option<String>,
+    pub is_admin: bool,
+}
+
+pub async fn by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Option<worker::Model>, DbErr> {
+    worker::Entity::find_by_id(id).one(conn).await
+}
+
+pub async fn by_username<C: ConnectionTrait>(
+    conn: &C,
+    username: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    worker::Entity::find()
+        .filter(worker::Column::Username.eq(username))
+        .one(conn)
+        .await
+}
+
+/// The worker with Slack member id `slack_user_id` (`U…`).
+pub async fn by_slack_id<C: ConnectionTrait>(
+    conn: &C,
+    slack_user_id: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    worker::Entity::find()
+        .filter(worker::Column::SlackUserId.eq(slack_user_id))
+        .one(conn)
+        .await
+}
+
+/// Every worker, by username.
+pub async fn all_by_username<C: ConnectionTrait>(conn: &C) -> Result<Vec<worker::Model>, DbErr> {
+    worker::Entity::find()
+        .order_by_asc(worker::Column::Username)
+        .all(conn)
+        .await
+}
+
+/// The workers with ids in `ids` (any order).
+pub async fn by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<worker::Model>, DbErr> {
+    worker::Entity::find()
+        .filter(worker::Column::Id.is_in(ids))
+        .all(conn)
+        .await
+}
+
+pub async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    new: NewWorker,
+    now: DateTime<Utc>,
+) -> Result<worker::Model, DbErr> {
+    worker::ActiveModel {
+        username: Set(new.username),
+        first_name: Set(new.first_name),
+        email: Set(new.email),
+        slack_user_id: Set(new.slack_user_id),
+        slack_username: Set(new.slack_username),
+        is_admin: Set(new.is_admin),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// The rows (one per role at most) of `worker_id`'s certification `certification_id`.
+pub async fn certification_rows<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    certification_id: i64,
+) -> Result<Vec<worker_certification::Model>, DbErr> {
+    worker_certification::Entity::find()
+        .filter(worker_certification::Column::WorkerId.eq(worker_id))
+        .filter(worker_certification::Column::CertificationId.eq(certification_id))
+        .all(conn)
+        .await
+}
+
+/// Every worker certification row, in the order they were granted.
+pub async fn all_certifications<C: ConnectionTrait>(
+    conn: &C,
+) -> Result<Vec<worker_certification::Model>, DbErr> {
+    worker_certification::Entity::find()
+        .order_by_asc(worker_certification::Column::Id)
+        .all(conn)
+        .await
+}
+
+/// How a certification is held: priority and whether StaffBot offers work for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Holding {
+    pub role: Role,
+    pub staffing_priority: i32,
+    pub staffbot_enabled: bool,
+}
+
+/// Changes the priority and staffbot flag of a held certification.
+pub async fn update_certification<C: ConnectionTrait>(
+    conn: &C,
+    existing: worker_certification::Model,
+    how: Holding,
+) -> Result<worker_certification::Model, DbErr> {
+    let mut am: worker_certification::ActiveModel = existing.into();
+    am.staffing_priority = Set(how.staffing_priority);
+    am.staffbot_enabled = Set(how.staffbot_enabled);
+    am.update(conn).await
+}
+
+pub async fn insert_certification<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    certification_id: i64,
+    how: Holding,
+    now: DateTime<Utc>,
+) -> Result<worker_certification::Model, DbErr> {
+    worker_certification::ActiveModel {
+        worker_id: Set(worker_id),
+        certification_id: Set(certification_id),
+        role: Set(how.role),
+        staffbot_enabled: Set(how.staffbot_enabled),
+        staffing_priority: Set(how.staffing_priority),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// How many of `certification_ids` `worker_id` holds at `role` (enabled for StaffBot or not).
+pub async fn count_held<C: ConnectionTrait>(
+    conn: &C,
+    worker_id: i64,
+    role: Role,
+    certification_ids: &[i64],
+) -> Result<u64, DbErr> {
+    worker_certification::Entity::find()
+        .filter(worker_certification::Column::WorkerId.eq(worker_id))
+        .filter(worker_certification::Column::Role.eq(role.as_str()))
+        .filter(worker_certification::Column::CertificationId.is_in(certification_ids.to_vec()))
+        .count(conn)
+        .await
+}

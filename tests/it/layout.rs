@@ -1,0 +1,169 @@
+//! The README's "Code layout" section is the tree's: every module of `src/` is in its layer
+//! table, each module imports only from its own layer or the layers above it in the table
+//! (lower layers), no two modules import each other (directly or around a circle), and no
+//! module of `slack/` or `staffing/` holds SQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::common::readme_section;
+
+/// `(layer, module)` for every module the README's layer table names, layers counted from 0
+/// (the lowest, first row).
+fn layers() -> BTreeMap<String, usize> {
+    let section = readme_section("Code layout");
+    let mut out = BTreeMap::new();
+    let rows = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| layer") && !l.starts_with("|--"));
+    for (layer, row) in rows.enumerate() {
+        let modules = row.split('|').nth(2).unwrap_or_default();
+        for name in modules.split('`').skip(1).step_by(2) {
+            out.insert(name.to_string(), layer);
+        }
+    }
+    assert!(!out.is_empty(), "no layer table in README's Code layout");
+    out
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`.
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to (`None` for `lib.rs`/`main.rs`).
+fn module_of(path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(src()).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?.to_string();
+    match first.strip_suffix(".rs") {
+        Some("lib" | "main") => None,
+        Some(m) => Some(m.to_string()),
+        None => Some(first),
+    }
+}
+
+/// The code of a file without its comments and without its `#[cfg(test)]` module.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("source");
+    let text = &text[..text.find("#[cfg(test)]").unwrap_or(text.len())];
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level modules `code` names through `crate::…` (paths and `use crate::{a, b::c}`).
+fn imports(code: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let rest = &code[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find("};").unwrap_or(group.len())];
+            for part in group.split(',') {
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if known.contains(&name) {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if known.contains(&name) {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// module → the modules it imports, for every file of `src/`.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut paths = Vec::new();
+    files(&src(), &mut paths);
+    let known: BTreeSet<String> = paths.iter().filter_map(|p| module_of(p)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &paths {
+        let Some(module) = module_of(path) else {
+            continue;
+        };
+        let mut deps = imports(&code(path), &known);
+        deps.remove(&module);
+        graph.entry(module).or_default().extend(deps);
+    }
+    graph
+}
+
+#[test]
+fn every_module_is_in_the_readmes_layers_and_imports_only_from_below() {
+    let layers = layers();
+    let graph = graph();
+    let missing: Vec<&String> = graph.keys().filter(|m| !layers.contains_key(*m)).collect();
+    assert!(missing.is_empty(), "not in README's Code layout: {missing:?}");
+    let gone: Vec<&String> = layers.keys().filter(|m| !graph.contains_key(*m)).collect();
+    assert!(gone.is_empty(), "in README's Code layout but not in src/: {gone:?}");
+    let mut wrong = Vec::new();
+    for (module, deps) in &graph {
+        for dep in deps {
+            if layers[dep] > layers[module] {
+                wrong.push(format!("{module} (layer {}) imports {dep} (layer {})", layers[module], layers[dep]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "imports from a higher layer:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_import_circles_between_modules() {
+    let graph = graph();
+    // A module is on a circle when it can reach itself.
+    for start in graph.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<&String> = graph[start].iter().collect();
+        while let Some(m) = stack.pop() {
+            assert!(m != start, "{start} imports itself around a circle");
+            if seen.insert(m.clone()) {
+                stack.extend(graph.get(m).into_iter().flatten());
+            }
+        }
+    }
+}
+
+#[test]
+fn slack_and_staffing_hold_no_sql() {
+    let mut paths = Vec::new();
+    for dir in ["slack", "staffing"] {
+        files(&src().join(dir), &mut paths);
+    }
+    let markers = [
+        "SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "Entity::find", "Entity::insert",
+        "Entity::update", "Entity::delete", "execute_raw", "query_all_raw", "query_one_raw",
+        "find_by_statement", "execute_unprepared",
+    ];
+    let mut found = Vec::new();
+    for path in &paths {
+        let code = code(path);
+        for marker in markers {
+            if code.contains(marker) {
+                found.push(format!("{}: {marker}", path.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "SQL outside src/db:\n{}", found.join("\n"));
+}
