@@ -20,7 +20,14 @@ use staffbot::staffing;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{TestDb, add_worker, certify, load_workflow, outbox_rows, t0, write_workflow};
+use crate::common::{
+    TestDb, add_worker, by_id, certify, load_workflow, outbox_rows, t0, write_workflow,
+};
+
+/// Submitting work (or approving it, for a reviewer).
+const SUBMIT: SubmitKind = SubmitKind::RequestedReview;
+/// A reviewer sending work back.
+const REJECT: SubmitKind = SubmitKind::ProvidedReview;
 
 /// A workflow with certifications `writer` and `editor` and the given steps.
 fn flow(steps: Value) -> tempfile::TempDir {
@@ -100,6 +107,26 @@ impl World {
         w
     }
 
+    async fn assign(&self, task_id: i64, w: &worker::Model) -> task_assignment::Model {
+        lifecycle::assign_task(self.db(), task_id, w, t0())
+            .await
+            .expect("assigned")
+    }
+
+    /// `w` submits `task_id`, which must succeed; the task's new status.
+    async fn submits(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> TaskStatus {
+        self.submit(task_id, w, kind).await.expect("submitted")
+    }
+
+    /// Every queued Slack write, oldest first.
+    async fn writes(&self) -> Vec<SlackWrite> {
+        outbox_rows(self.db())
+            .await
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
     async fn submit(
         &self,
         task_id: i64,
@@ -149,20 +176,14 @@ async fn entry_level_review_and_completion() {
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
 
     // AWAITING_PROCESSING → PROCESSING
-    lifecycle::assign_task(w.db(), draft, &alice, t0())
-        .await
-        .expect("assign");
+    w.assign(draft, &alice).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Processing);
     assert_eq!(
         w.assignments(draft).await,
         vec![(0, alice.id, AssignmentStatus::Processing)]
     );
     assert_eq!(
-        outbox_rows(w.db())
-            .await
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect::<Vec<_>>(),
+        w.writes().await,
         vec![
             SlackWrite::Invite {
                 channel: "C_STORY".into(),
@@ -177,9 +198,7 @@ async fn entry_level_review_and_completion() {
 
     // PROCESSING → PENDING_REVIEW (rate 1)
     assert_eq!(
-        w.submit(draft, &alice, SubmitKind::RequestedReview)
-            .await
-            .expect("submit"),
+        w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::PendingReview
     );
     assert_eq!(
@@ -193,16 +212,12 @@ async fn entry_level_review_and_completion() {
         user_err(lifecycle::assign_task(w.db(), draft, &bob, t0()).await),
         UserError::NotCertifiedForTask
     );
-    lifecycle::assign_task(w.db(), draft, &rita, t0())
-        .await
-        .expect("reviewer");
+    w.assign(draft, &rita).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Reviewing);
 
     // REVIEWING → POST_REVIEW_PROCESSING (reject): the work goes back to counter 0
     assert_eq!(
-        w.submit(draft, &rita, SubmitKind::ProvidedReview)
-            .await
-            .expect("reject"),
+        w.submits(draft, &rita, REJECT).await,
         TaskStatus::PostReviewProcessing
     );
     assert_eq!(
@@ -215,9 +230,7 @@ async fn entry_level_review_and_completion() {
 
     // POST_REVIEW_PROCESSING → REVIEWING (resubmit)
     assert_eq!(
-        w.submit(draft, &alice, SubmitKind::RequestedReview)
-            .await
-            .expect("resubmit"),
+        w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::Reviewing
     );
     assert_eq!(
@@ -242,20 +255,12 @@ async fn entry_level_review_and_completion() {
 
     // PROCESSING → COMPLETE (no_review) completes the project: nothing is left.
     let ed = w.worker("ed", &[("editor", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[1].id, &ed, t0())
-        .await
-        .expect("assign edit");
+    w.assign(tasks[1].id, &ed).await;
     assert_eq!(
-        w.submit(tasks[1].id, &ed, SubmitKind::RequestedReview)
-            .await
-            .expect("submit"),
+        w.submits(tasks[1].id, &ed, SUBMIT).await,
         TaskStatus::Complete
     );
-    let p = project::Entity::find_by_id(w.project)
-        .one(w.db())
-        .await
-        .expect("q")
-        .expect("p");
+    let p = by_id::<project::Entity>(w.db(), w.project).await;
     assert_eq!(p.status, ProjectStatus::Completed);
 }
 
@@ -270,20 +275,12 @@ async fn two_review_levels_and_a_second_level_rejection() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("to review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0())
-        .await
-        .expect("r1");
+    w.assign(draft, &a).await;
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &r1).await;
     // REVIEWING → PENDING_REVIEW: the first reviewer approves, a second level is due.
     assert_eq!(
-        w.submit(draft, &r1, SubmitKind::RequestedReview)
-            .await
-            .expect("approve"),
+        w.submits(draft, &r1, SUBMIT).await,
         TaskStatus::PendingReview
     );
     let (assignment, _) = lifecycle::assign_or_reassign(w.db(), draft, &r2, t0())
@@ -292,9 +289,7 @@ async fn two_review_levels_and_a_second_level_rejection() {
     assert_eq!(assignment.assignment_counter, 2);
     // The second reviewer rejects: the work returns to the first reviewer, not the writer.
     assert_eq!(
-        w.submit(draft, &r2, SubmitKind::ProvidedReview)
-            .await
-            .expect("reject"),
+        w.submits(draft, &r2, REJECT).await,
         TaskStatus::PostReviewProcessing
     );
     assert_eq!(
@@ -307,22 +302,12 @@ async fn two_review_levels_and_a_second_level_rejection() {
     );
     // …who can only resubmit.
     assert_eq!(
-        user_err(w.submit(draft, &r1, SubmitKind::ProvidedReview).await),
+        user_err(w.submit(draft, &r1, REJECT).await),
         UserError::NotRejectable
     );
-    assert_eq!(
-        w.submit(draft, &r1, SubmitKind::RequestedReview)
-            .await
-            .expect("resubmit"),
-        TaskStatus::Reviewing
-    );
+    assert_eq!(w.submits(draft, &r1, SUBMIT).await, TaskStatus::Reviewing);
     // max_reviews 2 reached: the second reviewer's approval completes.
-    assert_eq!(
-        w.submit(draft, &r2, SubmitKind::RequestedReview)
-            .await
-            .expect("approve"),
-        TaskStatus::Complete
-    );
+    assert_eq!(w.submits(draft, &r2, SUBMIT).await, TaskStatus::Complete);
 }
 
 #[tokio::test]
@@ -341,53 +326,40 @@ async fn submit_errors_in_orchestras_order() {
 
     // Illegal status: nobody is working on it yet (the worker check comes first, so assign b elsewhere).
     assert_eq!(
-        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        user_err(w.submit(draft, &a, SUBMIT).await),
         UserError::AssignmentBroken
     );
     // 1. submission prerequisites
-    lifecycle::assign_task(w.db(), fin, &a, t0())
-        .await
-        .expect("assign");
+    w.assign(fin, &a).await;
     assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        user_err(w.submit(fin, &a, SUBMIT).await),
         UserError::SubmissionPrerequisitesIncomplete
     );
-    lifecycle::assign_task(w.db(), notes, &b, t0())
-        .await
-        .expect("assign notes");
-    w.submit(notes, &b, SubmitKind::RequestedReview)
-        .await
-        .expect("notes done");
+    w.assign(notes, &b).await;
+    w.submits(notes, &b, SUBMIT).await;
     // 2. already complete
     assert_eq!(
-        user_err(w.submit(notes, &b, SubmitKind::RequestedReview).await),
+        user_err(w.submit(notes, &b, SUBMIT).await),
         UserError::TaskAlreadyCompleted
     );
     // 3. a worker without an assignment on the task
     assert_eq!(
-        user_err(w.submit(fin, &b, SubmitKind::RequestedReview).await),
+        user_err(w.submit(fin, &b, SUBMIT).await),
         UserError::AssignmentBroken
     );
     // 5. rejecting what is not under review
     assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::ProvidedReview).await),
+        user_err(w.submit(fin, &a, REJECT).await),
         UserError::NotRejectable
     );
     // 4. an assignment that is no longer processing
+    assert_eq!(w.submits(fin, &a, SUBMIT).await, TaskStatus::PendingReview);
     assert_eq!(
-        w.submit(fin, &a, SubmitKind::RequestedReview)
-            .await
-            .expect("to review"),
-        TaskStatus::PendingReview
-    );
-    assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        user_err(w.submit(fin, &a, SUBMIT).await),
         UserError::NotAllowedToSubmit
     );
     // 5. status: pending review cannot be submitted by anyone
-    lifecycle::assign_task(w.db(), draft, &b, t0())
-        .await
-        .expect("assign draft");
+    w.assign(draft, &b).await;
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(
         user_err(lifecycle::review(w.db(), draft, &b, true, t0(), &mut rng).await),
@@ -398,7 +370,7 @@ async fn submit_errors_in_orchestras_order() {
         .await
         .expect("abort");
     assert_eq!(
-        user_err(w.submit(draft, &b, SubmitKind::RequestedReview).await),
+        user_err(w.submit(draft, &b, SUBMIT).await),
         UserError::NotSubmittable
     );
     assert_eq!(
@@ -424,9 +396,7 @@ async fn assignment_errors() {
         user_err(lifecycle::assign_task(w.db(), 999, &a, t0()).await),
         UserError::TaskNotFound(999)
     );
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("assign");
+    w.assign(draft, &a).await;
     assert_eq!(
         user_err(lifecycle::assign_task(w.db(), draft, &a, t0()).await),
         UserError::StatusIncompatibleWithNewAssignment
@@ -440,9 +410,7 @@ async fn assignment_errors() {
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
         UserError::AlreadyAssigned
     );
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("done");
+    w.submits(draft, &a, SUBMIT).await;
     assert_eq!(
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
         UserError::TaskFinished {
@@ -492,24 +460,12 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
     let r3 = w.worker("r3", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0())
-        .await
-        .expect("r1");
-    w.submit(draft, &r1, SubmitKind::RequestedReview)
-        .await
-        .expect("approve 1");
-    lifecycle::assign_task(w.db(), draft, &r2, t0())
-        .await
-        .expect("r2");
-    w.submit(draft, &r2, SubmitKind::RequestedReview)
-        .await
-        .expect("approve 2");
+    w.assign(draft, &a).await;
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &r1).await;
+    w.submits(draft, &r1, SUBMIT).await;
+    w.assign(draft, &r2).await;
+    w.submits(draft, &r2, SUBMIT).await;
     // A gap: counter 1 disappears (Orchestra can get here through deleted assignments).
     task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.eq(draft))
@@ -527,9 +483,7 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
         .await
         .expect("staff");
     assert_eq!(request.required_role_counter, 1);
-    let assignment = lifecycle::assign_task(w.db(), draft, &r3, t0())
-        .await
-        .expect("r3");
+    let assignment = w.assign(draft, &r3).await;
     assert_eq!(assignment.assignment_counter, 1);
     let requests = w.requests(draft).await;
     assert_eq!(requests.len(), 1);
@@ -579,9 +533,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     );
 
     // draft completes → rewrite is created and previously_completed_steps gives it to alice.
-    w.submit(tasks[0].id, &alice, SubmitKind::RequestedReview)
-        .await
-        .expect("draft done");
+    w.submits(tasks[0].id, &alice, SUBMIT).await;
     let tasks = w.tasks().await;
     let rewrite = tasks[1].id;
     assert_eq!(
@@ -590,9 +542,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     );
 
     // rewrite goes to review → the reviewer policy (staffbot_autoassign) opens a request for counter 1.
-    w.submit(rewrite, &alice, SubmitKind::RequestedReview)
-        .await
-        .expect("to review");
+    w.submits(rewrite, &alice, SUBMIT).await;
     let requests = w.requests(rewrite).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(
@@ -624,9 +574,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     .insert(w.db())
     .await
     .expect("inquiry");
-    lifecycle::assign_task(w.db(), rewrite, &rita, t0())
-        .await
-        .expect("assign reviewer");
+    w.assign(rewrite, &rita).await;
     assert_eq!(w.requests(rewrite).await[0].status, RequestStatus::Closed);
     let response = staffing_response::Entity::find()
         .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
@@ -655,9 +603,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
+    w.assign(draft, &a).await;
     let (moved, reassigned) = lifecycle::assign_or_reassign(w.db(), draft, &b, t0())
         .await
         .expect("to b");
@@ -667,12 +613,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
         w.assignments(draft).await,
         vec![(0, b.id, AssignmentStatus::Processing)]
     );
-    let writes: Vec<SlackWrite> = outbox_rows(w.db())
-        .await
-        .into_iter()
-        .map(|(_, m)| m)
-        .skip(2)
-        .collect();
+    let writes: Vec<SlackWrite> = w.writes().await.into_iter().skip(2).collect();
     assert_eq!(
         writes[0],
         SlackWrite::Invite {
@@ -704,12 +645,10 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     assert_eq!(writes.len(), 4);
     // The new worker can submit; the old one cannot.
     assert_eq!(
-        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        user_err(w.submit(draft, &a, SUBMIT).await),
         UserError::AssignmentBroken
     );
-    w.submit(draft, &b, SubmitKind::RequestedReview)
-        .await
-        .expect("b submits");
+    w.submits(draft, &b, SUBMIT).await;
 }
 
 /// Issue 18: handing a task away removes the previous worker from the project channel only
@@ -742,9 +681,7 @@ async fn a_worker_with_other_work_in_the_project_is_not_kicked() {
             .collect::<Vec<_>>()
     };
     for task in [draft, photo] {
-        lifecycle::assign_task(w.db(), task, &a, t0())
-            .await
-            .expect("a");
+        w.assign(task, &a).await;
     }
     // a still writes the draft: stays.
     lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
@@ -752,12 +689,8 @@ async fn a_worker_with_other_work_in_the_project_is_not_kicked() {
         .expect("photo to b");
     assert_eq!(kicked().await, Vec::<String>::new());
     // a's draft goes to review with rita; b has nothing else: removed.
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("submit");
-    lifecycle::assign_task(w.db(), draft, &rita, t0())
-        .await
-        .expect("rita reviews");
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &rita).await;
     lifecycle::assign_or_reassign(w.db(), photo, &rita, t0())
         .await
         .expect("photo to rita");
@@ -792,9 +725,7 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
             task: draft.to_string()
         }
     );
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
+    w.assign(draft, &a).await;
     let request = staffing::restaff_task(w.db(), draft, &a, "a", t0())
         .await
         .expect("restaff");
@@ -835,17 +766,9 @@ async fn completion_ends_project() {
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[0].id, &a, t0())
-        .await
-        .expect("a");
-    w.submit(tasks[0].id, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("done");
-    let p = project::Entity::find_by_id(w.project)
-        .one(w.db())
-        .await
-        .expect("q")
-        .expect("p");
+    w.assign(tasks[0].id, &a).await;
+    w.submits(tasks[0].id, &a, SUBMIT).await;
+    let p = by_id::<project::Entity>(w.db(), w.project).await;
     assert_eq!(
         p.status,
         ProjectStatus::Completed,

@@ -4,49 +4,32 @@
 use std::time::Duration;
 
 use fake_slack::Fault;
-use rand::SeedableRng;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
-use staffbot::db::entities::{outbox, staffing_request, worker};
-use staffbot::db::{OutboxStatus, RequestCause, RequestStatus, Role};
+use staffbot::db::entities::{outbox, staffing_request};
+use staffbot::db::{OutboxStatus, RequestCause, RequestStatus};
 use staffbot::outbox::{SlackWrite, enqueue};
 use staffbot::slack::sender::Sender;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{add_worker, certify, load_workflow, t0, write_workflow};
+use crate::common::{all, assign, count, first_task, flow, step, submit, t0, welcome, worker};
 use crate::harness::{Harness, WAIT};
 
 const CHANNEL: &str = "G0PROJ";
 const ADMIN: &str = "U0ADMIN";
 
 /// A project with one reviewed step (`draft`, manual policies) in channel G0PROJ, an admin
-/// (U0ADMIN), a non-admin (U0BOB, certified writer) and a reviewer (U0RAE).
+/// (U0ADMIN), a non-admin (U0BOB, certified writer) and a reviewer (U0RAE); its task.
 async fn setup() -> (Harness, i64) {
     let mut h = Harness::new().await;
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "draft", "name": "Draft", "description": "Write it", "required_certifications": ["writer"],
-             "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1}}]}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    let project =
-        lifecycle::create_project(h.db(), &version, "Story", 0, Some(CHANNEL.into()), t0())
-            .await
-            .expect("project");
-    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
-    let mut am: worker::ActiveModel = admin.into();
-    am.is_admin = Set(true);
-    am.update(h.db()).await.expect("admin");
-    let bob = add_worker(h.db(), "bob", Some("U0BOB")).await;
-    certify(h.db(), &bob, "writer", Role::EntryLevel).await;
-    let rae = add_worker(h.db(), "rae", Some("U0RAE")).await;
-    certify(h.db(), &rae, "writer", Role::EntryLevel).await;
-    certify(h.db(), &rae, "writer", Role::Reviewer).await;
+    let draft = step("draft", "writer").described("Write it").reviewed(1);
+    flow(&["writer"], vec![draft])
+        .project(h.db(), "Story", Some(CHANNEL))
+        .await;
+    worker("erin").slack(ADMIN).admin().add(h.db()).await;
+    worker("bob").writes("writer").add(h.db()).await;
+    worker("rae").reviews("writer").add(h.db()).await;
     h.fake.add_channel(CHANNEL, "story", &[]);
     for (id, name) in [(ADMIN, "erin"), ("U0BOB", "bob"), ("U0RAE", "rae")] {
         h.fake.add_user(id, name);
@@ -54,7 +37,16 @@ async fn setup() -> (Harness, i64) {
     // These tests are about commands: no offers from the daemon's own rounds.
     h.hold_loop_leases().await;
     h.start().await;
-    (h, project)
+    let task = first_task(h.db()).await;
+    (h, task)
+}
+
+fn got_it(task: i64) -> String {
+    format!("Got it! I will start staffing task {task}!")
+}
+
+fn incompatible(task: i64) -> String {
+    format!("Task {task} got an error: \"Status incompatible with new assignment\"")
 }
 
 fn attachment(reply: &Value) -> (&str, &str, &str) {
@@ -105,40 +97,17 @@ async fn help_and_unknown_commands() {
 
 #[tokio::test]
 async fn staff_on_each_task_status() {
-    let (mut h, project) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
-
+    let (mut h, task) = setup().await;
     // awaiting_processing: a request for counter 0 and the channel is told.
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(r["text"], format!("staff {task}"));
-    assert_eq!(
-        attachment(&r),
-        (
-            "good",
-            "Success",
-            format!("Got it! I will start staffing task {task}!").as_str()
-        )
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
+    assert_eq!(attachment(&r), ("good", "Success", got_it(task).as_str()));
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
 
     // staff again: the open request is replaced (still one open).
     h.reply(ADMIN, &format!("STAFF {task} please")).await;
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
-    let requests = staffing_request::Entity::find()
-        .all(h.db())
-        .await
-        .expect("requests");
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
+    let requests = all::<staffing_request::Entity>(h.db()).await;
     assert_eq!(requests.len(), 2);
     assert_eq!(
         requests
@@ -150,61 +119,30 @@ async fn staff_on_each_task_status() {
     assert_eq!(requests[1].cause, RequestCause::User);
 
     // processing: Orchestra's wrapped error, nothing posted.
-    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
-    lifecycle::assign_task(h.db(), task, &bob, t0())
-        .await
-        .expect("assign");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        "<@U0BOB> has been added to the team. Welcome aboard!"
-    );
+    assign(h.db(), task, "bob").await;
+    assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(
         attachment(&r),
-        (
-            "danger",
-            "Error",
-            format!("Task {task} got an error: \"Status incompatible with new assignment\"")
-                .as_str()
-        )
+        ("danger", "Error", incompatible(task).as_str())
     );
 
     // pending_review: staffs the reviewer counter.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    lifecycle::submit(
-        h.db(),
-        task,
-        &bob,
-        SubmitKind::RequestedReview,
-        t0(),
-        &mut rng,
-    )
-    .await
-    .expect("submit");
+    submit(h.db(), task, "bob", SubmitKind::RequestedReview).await;
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
-    let open = staffing_request::Entity::find()
-        .all(h.db())
-        .await
-        .expect("q")
-        .into_iter()
-        .find(|r| r.status != RequestStatus::Closed)
-        .expect("open");
-    assert_eq!(open.required_role_counter, 1);
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
+    let requests = all::<staffing_request::Entity>(h.db()).await;
+    let open = requests.iter().find(|r| r.status != RequestStatus::Closed);
+    assert_eq!(open.expect("open").required_role_counter, 1);
 
     // aborted: incompatible, and unknown tasks are named.
+    let project = crate::common::task(h.db(), task).await.project_id;
     lifecycle::abort_project(h.db(), project, t0())
         .await
         .expect("abort");
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
-    assert_eq!(
-        attachment(&r).2,
-        format!("Task {task} got an error: \"Status incompatible with new assignment\"")
-    );
+    assert_eq!(attachment(&r).2, incompatible(task));
     let r = h.reply(ADMIN, "staff 999").await;
     assert_eq!(r["text"], "staff 999");
     assert_eq!(
@@ -218,49 +156,26 @@ async fn staff_on_each_task_status() {
 
 #[tokio::test]
 async fn restaff_replies_and_errors() {
-    let (mut h, _) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
+    let (mut h, task) = setup().await;
     let r = h.reply(ADMIN, &format!("restaff {task} zed")).await;
     assert_eq!(r["text"], format!("restaff {task} zed"));
-    assert_eq!(
-        attachment(&r),
-        ("danger", "Error", "Worker with username zed does not exist")
-    );
+    let unknown = ("danger", "Error", "Worker with username zed does not exist");
+    assert_eq!(attachment(&r), unknown);
     let r = h.reply(ADMIN, &format!("restaff {task} bob")).await;
     assert_eq!(
         attachment(&r).2,
         format!("TaskAssignment associated with user bob and task {task} does not exist.")
     );
-    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
-    lifecycle::assign_task(h.db(), task, &bob, t0())
-        .await
-        .expect("assign");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        "<@U0BOB> has been added to the team. Welcome aboard!"
-    );
+    assign(h.db(), task, "bob").await;
+    assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
     // A mention works as well as a username.
     let r = h
         .reply(ADMIN, &format!("restaff {task} <@U0BOB|bob>"))
         .await;
     assert_eq!(r["text"], format!("restaff {task} bob"));
-    assert_eq!(
-        attachment(&r),
-        (
-            "good",
-            "Success",
-            format!("Got it! I will start restaffing task {task}!").as_str()
-        )
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start restaffing task {task}!")
-    );
+    let got_it = format!("Got it! I will start restaffing task {task}!");
+    assert_eq!(attachment(&r), ("good", "Success", got_it.as_str()));
+    assert_eq!(h.next_post(CHANNEL).await, got_it);
     let r = h.reply(ADMIN, "restaff 999 bob").await;
     assert_eq!(attachment(&r).2, "Task 999 does not exist");
     h.finish().await;
@@ -272,11 +187,8 @@ async fn only_admins_and_whitelisted_callers() {
     h.config.slack.verification_token = Some(secrecy::SecretString::from("vtok"));
     h.config.staffbot.allowed.channel_names = Some(vec!["privategroup".into()]);
     h.config.staffbot.allowed.team_domains = Some(vec!["maria".into()]);
-    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
-    let mut am: worker::ActiveModel = admin.into();
-    am.is_admin = Set(true);
-    am.update(h.db()).await.expect("admin");
-    add_worker(h.db(), "bob", Some("U0BOB")).await;
+    worker("erin").slack(ADMIN).admin().add(h.db()).await;
+    worker("bob").add(h.db()).await;
     h.start().await;
 
     let send = |overrides: Value| {
@@ -348,7 +260,7 @@ async fn reconnects_after_refresh_and_dropped_sockets() {
 
 #[tokio::test]
 async fn malformed_and_unknown_envelopes_are_acked_and_harmless() {
-    let (mut h, _) = setup().await;
+    let (mut h, task) = setup().await;
     // Garbage without an envelope id: nothing to ack, nothing breaks.
     h.fake.send_raw("{this is not json").await;
     // A slash command whose payload is not an object: acked with a short reply.
@@ -370,30 +282,15 @@ async fn malformed_and_unknown_envelopes_are_acked_and_harmless() {
         .await;
     assert!(h.ack(&id).await.payload.is_none());
     // The daemon carries on.
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_redelivered_envelope_is_not_acted_on_twice() {
-    let (mut h, _) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
+    let (mut h, task) = setup().await;
     let envelope = json!({
         "envelope_id": "same-envelope", "type": "slash_commands", "accepts_response_payload": true,
         "payload": {"team_id": "T0TEAM", "channel_id": "G0PROJ", "user_id": ADMIN, "user_name": "erin",
@@ -403,39 +300,12 @@ async fn a_redelivered_envelope_is_not_acted_on_twice() {
     h.fake.send_envelope(envelope.clone()).await;
     let first = h.ack("same-envelope").await;
     h.fake.send_envelope(envelope).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .fake
-        .acks()
-        .iter()
-        .filter(|a| a.envelope_id == "same-envelope")
-        .count()
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline, "second ack");
-        h.fake
-            .wait_ack("same-envelope", Duration::from_millis(50))
-            .await;
-        tokio::task::yield_now().await;
-    }
-    let acks: Vec<_> = h
-        .fake
-        .acks()
-        .into_iter()
-        .filter(|a| a.envelope_id == "same-envelope")
-        .collect();
+    h.acked_times("same-envelope", 2).await;
+    let acks = h.fake.acks().into_iter();
+    let acks: Vec<_> = acks.filter(|a| a.envelope_id == "same-envelope").collect();
     assert_eq!(acks[1].payload, first.payload, "the same reply");
-    assert_eq!(
-        staffing_request::Entity::find()
-            .count(h.db())
-            .await
-            .expect("count"),
-        1
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
+    assert_eq!(count::<staffing_request::Entity>(h.db()).await, 1);
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     h.finish().await;
 }
 
