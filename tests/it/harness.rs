@@ -625,3 +625,12 @@ impl Harness {
         id
     }
 }
+
+impl Harness {
+    /// Sends a `/staffbot` slash command with this payload (fields the fake does not default);
+    /// returns the reply the ack carried.
+    pub async fn slash_with(&self, payload: Value) -> Value {
+        let id = self.fake.send_slash_with(payload).await;
+        self.ack(&id).await.payload.expect("a reply")
+    }
+}

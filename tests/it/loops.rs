@@ -134,6 +134,19 @@ async fn staffed(h: &Harness, base: DateTime<Utc>) -> (i64, i64) {
     (tasks[0].id, tasks[1].id)
 }
 
+/// [`staffed`] in a running daemon, after its first batching round at `base`: two offers for
+/// `one` and the ends of both pools (two's is empty, one's too: 2 < 5).
+async fn first_round(h: &mut Harness, base: DateTime<Utc>) -> (i64, i64) {
+    let tasks = staffed(h, base).await;
+    h.hold_loop_leases().await;
+    h.start().await;
+    h.next_messages(2).await; // "Got it!" twice
+    h.tick(base, 1).await;
+    let calls = h.next_messages(4).await;
+    assert!(calls.iter().all(offer_or_note));
+    tasks
+}
+
 /// The offer of `name` (first asked).
 async fn offer_of(h: &Harness, name: &str) -> staffing_inquiry::Model {
     let w = find_worker(h.db(), name).await;
@@ -154,30 +167,16 @@ async fn reminders_are_throttled_per_worker() {
     h.fake.add_channel(CHANNEL, "p", &[]);
     h.config.staffbot.reminder_interval = std::time::Duration::from_secs(86400);
     let base = Utc::now() - chrono::Duration::days(5);
-    let (one, _) = staffed(&h, base).await;
-    h.hold_loop_leases().await;
-    h.start().await;
-    h.next_messages(2).await; // "Got it!" twice
-    h.tick(base, 1).await;
-    // Two offers for `one`; the pool of `two` is empty and so is the one of `one` (2 < 5).
-    let calls = h.next_messages(4).await;
-    assert!(calls.iter().all(offer_or_note));
-    let l = h.lease("reminders").await;
-    let day = chrono::Duration::days(1);
-    let db = h.db().clone();
-    let remind = |at: DateTime<Utc>| {
-        let db = db.clone();
-        let l = &l;
-        async move {
-            staffbot::staffing::reminders::run_once(
-                &db,
-                l,
-                std::time::Duration::from_secs(86400),
-                at,
-            )
-            .await
-            .expect("reminders")
-        }
+    let (one, _) = first_round(&mut h, base).await;
+    let (lease, db, day) = (
+        h.lease("reminders").await,
+        h.db().clone(),
+        chrono::Duration::days(1),
+    );
+    let (l, db, interval) = (&lease, &db, std::time::Duration::from_secs(86400));
+    let remind = |at| async move {
+        let sent = staffbot::staffing::reminders::run_once(db, l, interval, at).await;
+        sent.expect("reminders")
     };
     // Not before the oldest open offer is a day old.
     assert_eq!(remind(base + minutes(60)).await, 0);
@@ -222,23 +221,12 @@ async fn unstaffed_tasks_are_reported_by_step_and_not_repeated() {
     h.fake.add_channel(STAFFING, "staffing", &[]);
     h.config.staffbot.staffing_group_id = Some(STAFFING.into());
     let base = Utc::now() - chrono::Duration::days(1);
-    let (one, two) = staffed(&h, base).await;
-    h.hold_loop_leases().await;
-    h.start().await;
-    h.next_messages(2).await;
-    h.tick(base, 1).await;
-    h.next_messages(4).await;
-    let l = h.lease("warnings").await;
-    let min = std::time::Duration::from_secs(1800);
-    let db = h.db().clone();
-    let warn = |at: DateTime<Utc>| {
-        let db = db.clone();
-        let l = &l;
-        async move {
-            staffbot::staffing::warnings::run_once(&db, l, Some(STAFFING), min, at)
-                .await
-                .expect("warnings")
-        }
+    let (one, two) = first_round(&mut h, base).await;
+    let (lease, db) = (h.lease("warnings").await, h.db().clone());
+    let (l, db, min) = (&lease, &db, std::time::Duration::from_secs(1800));
+    let warn = |at| async move {
+        let sent = staffbot::staffing::warnings::run_once(db, l, Some(STAFFING), min, at).await;
+        sent.expect("warnings")
     };
     assert_eq!(
         warn(base + minutes(10)).await,

@@ -191,20 +191,16 @@ async fn only_admins_and_whitelisted_callers() {
     worker("bob").add(h.db()).await;
     h.start().await;
 
-    let send = |overrides: Value| {
-        let fake = h.fake.clone();
-        async move {
-            let mut base = json!({"token": "vtok", "channel_name": "privategroup", "team_domain": "maria", "text": "help", "user_id": ADMIN, "user_name": "erin"});
-            for (k, v) in overrides.as_object().expect("object") {
-                base[k] = v.clone();
-            }
-            fake.send_slash_with(base).await
+    let base = json!({"token": "vtok", "channel_name": "privategroup", "team_domain": "maria",
+                      "text": "help", "user_id": ADMIN, "user_name": "erin"});
+    let hr = &h;
+    let text = |changes: Value| {
+        let mut payload = base.clone();
+        for (k, v) in changes.as_object().into_iter().flatten() {
+            payload[k] = v.clone();
         }
-    };
-    let text = |id: String| {
-        let h = &h;
         async move {
-            h.ack(&id).await.payload.expect("payload")["text"]
+            hr.slash_with(payload).await["text"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
@@ -212,22 +208,22 @@ async fn only_admins_and_whitelisted_callers() {
     };
     const NO: &str = "You are not authorized to staff projects!";
     assert_eq!(
-        text(send(json!({})).await).await,
+        text(json!({})).await,
         "Use `/staffbot` to staff or restaff a Task."
     );
     // Every identity or token failure reads the same.
-    assert_eq!(text(send(json!({"token": "wrong"})).await).await, NO);
-    assert_eq!(text(send(json!({"token": null})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": "U0BOB"})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": "U0NOBODY"})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": null})).await).await, NO);
+    assert_eq!(text(json!({"token": "wrong"})).await, NO);
+    assert_eq!(text(json!({"token": null})).await, NO);
+    assert_eq!(text(json!({"user_id": "U0BOB"})).await, NO);
+    assert_eq!(text(json!({"user_id": "U0NOBODY"})).await, NO);
+    assert_eq!(text(json!({"user_id": null})).await, NO);
     // Whitelists use Orchestra's texts.
     assert_eq!(
-        text(send(json!({"channel_name": "general"})).await).await,
+        text(json!({"channel_name": "general"})).await,
         "Field channel_name did not validate: general"
     );
     assert_eq!(
-        text(send(json!({"team_domain": null})).await).await,
+        text(json!({"team_domain": null})).await,
         "team_domain is missing"
     );
     h.finish().await;
