@@ -8,6 +8,7 @@ use sea_orm::{
     QueryFilter, QueryOrder,
 };
 use serde_json::{Value, json};
+use staffbot::db::AssignmentStatus::{Processing, Submitted};
 use staffbot::db::entities::{
     project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
@@ -178,10 +179,7 @@ async fn entry_level_review_and_completion() {
     // AWAITING_PROCESSING → PROCESSING
     w.assign(draft, &alice).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Processing);
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
-    );
+    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Processing)]);
     assert_eq!(
         w.writes().await,
         vec![
@@ -201,10 +199,7 @@ async fn entry_level_review_and_completion() {
         w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::PendingReview
     );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Submitted)]
-    );
+    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Submitted)]);
 
     // PENDING_REVIEW → REVIEWING, counter 1, reviewer role needed
     let bob = w.worker("bob", &[("writer", Role::EntryLevel)]).await;
@@ -222,10 +217,7 @@ async fn entry_level_review_and_completion() {
     );
     assert_eq!(
         w.assignments(draft).await,
-        vec![
-            (0, alice.id, AssignmentStatus::Processing),
-            (1, rita.id, AssignmentStatus::Submitted)
-        ]
+        vec![(0, alice.id, Processing), (1, rita.id, Submitted)]
     );
 
     // POST_REVIEW_PROCESSING → REVIEWING (resubmit)
@@ -235,10 +227,7 @@ async fn entry_level_review_and_completion() {
     );
     assert_eq!(
         w.assignments(draft).await,
-        vec![
-            (0, alice.id, AssignmentStatus::Submitted),
-            (1, rita.id, AssignmentStatus::Processing)
-        ]
+        vec![(0, alice.id, Submitted), (1, rita.id, Processing)]
     );
 
     // REVIEWING → COMPLETE (approve, max_reviews 1); the follow-on task appears
@@ -295,9 +284,9 @@ async fn two_review_levels_and_a_second_level_rejection() {
     assert_eq!(
         w.assignments(draft).await,
         vec![
-            (0, a.id, AssignmentStatus::Submitted),
-            (1, r1.id, AssignmentStatus::Processing),
-            (2, r2.id, AssignmentStatus::Submitted)
+            (0, a.id, Submitted),
+            (1, r1.id, Processing),
+            (2, r2.id, Submitted)
         ]
     );
     // …who can only resubmit.
@@ -529,7 +518,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     let tasks = w.tasks().await;
     assert_eq!(
         w.assignments(tasks[0].id).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
+        vec![(0, alice.id, Processing)]
     );
 
     // draft completes → rewrite is created and previously_completed_steps gives it to alice.
@@ -538,7 +527,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     let rewrite = tasks[1].id;
     assert_eq!(
         w.assignments(rewrite).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
+        vec![(0, alice.id, Processing)]
     );
 
     // rewrite goes to review → the reviewer policy (staffbot_autoassign) opens a request for counter 1.
@@ -609,10 +598,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
         .expect("to b");
     assert!(reassigned);
     assert_eq!(moved.assignment_counter, 0);
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, b.id, AssignmentStatus::Processing)]
-    );
+    assert_eq!(w.assignments(draft).await, vec![(0, b.id, Processing)]);
     let writes: Vec<SlackWrite> = w.writes().await.into_iter().skip(2).collect();
     assert_eq!(
         writes[0],

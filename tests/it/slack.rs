@@ -325,53 +325,61 @@ async fn row(h: &Harness, key: &str) -> outbox::Model {
         .expect("row")
 }
 
-#[tokio::test]
-async fn rate_limits_server_errors_and_permanent_failures() {
-    let mut h = Harness::new().await;
-    h.fake.add_channel(CHANNEL, "story", &[]);
-    let s = sender(&h);
-    let now = chrono::Utc::now();
+/// Queues a message to `channel` under dedupe key `key`, due now.
+async fn queue_post(h: &Harness, key: &str, channel: &str, text: &str) {
+    let write = crate::common::post(channel, text);
+    let queued = enqueue(h.db(), key, &write, chrono::Utc::now()).await;
+    queued.expect("enqueue");
+}
 
+/// Queues an invitation of U0BOB to the project channel under dedupe key `key`, due now.
+async fn queue_invite(h: &Harness, key: &str) {
+    let write = SlackWrite::Invite {
+        channel: CHANNEL.into(),
+        users: "U0BOB".into(),
+    };
+    let queued = enqueue(h.db(), key, &write, chrono::Utc::now()).await;
+    queued.expect("enqueue");
+}
+
+/// A harness with the project channel and bob (a member when `bob_in_channel`), and a sender.
+async fn delivery(bob_in_channel: bool) -> (Harness, Sender) {
+    let h = Harness::new().await;
+    let members: &[&str] = if bob_in_channel { &["U0BOB"] } else { &[] };
+    h.fake.add_channel(CHANNEL, "story", members);
+    h.fake.add_user("U0BOB", "bob");
+    let s = sender(&h);
+    (h, s)
+}
+
+#[tokio::test]
+async fn a_rate_limited_method_waits_retry_after_and_holds_up_no_other() {
+    let (mut h, s) = delivery(false).await;
+    let now = chrono::Utc::now();
     // 429 with Retry-After: waits that long for this method, then delivers once.
-    h.fake.fail_next(
-        "chat.postMessage",
-        Fault::RateLimited {
-            retry_after_secs: 1,
-        },
-        1,
-    );
-    enqueue(h.db(), "m1", &crate::common::post(CHANNEL, "first"), now)
-        .await
-        .expect("enqueue");
+    let limited = Fault::RateLimited {
+        retry_after_secs: 1,
+    };
+    h.fake.fail_next("chat.postMessage", limited, 1);
+    queue_post(&h, "m1", CHANNEL, "first").await;
     let report = s.run_once().await.expect("round");
     assert_eq!((report.sent, report.deferred), (0, 1));
     let r = row(&h, "m1").await;
     assert_eq!(r.status, OutboxStatus::Pending);
-    assert!(
-        r.next_attempt_at >= now + chrono::Duration::milliseconds(900),
-        "waits Retry-After"
-    );
+    let waits = r.next_attempt_at >= now + chrono::Duration::milliseconds(900);
+    assert!(waits, "waits Retry-After");
     // Other methods are not held up.
-    h.fake.add_user("U0BOB", "bob");
-    enqueue(
-        h.db(),
-        "i1",
-        &SlackWrite::Invite {
-            channel: CHANNEL.into(),
-            users: "U0BOB".into(),
-        },
-        now,
-    )
-    .await
-    .expect("enqueue");
+    queue_invite(&h, "i1").await;
     assert_eq!(s.run_once().await.expect("round").sent, 1);
-    assert_eq!(h.fake.channel_members(CHANNEL), vec!["U0BOB".to_string()]);
+    assert_eq!(h.fake.channel_members(CHANNEL), ["U0BOB"]);
     // After the wait, delivered, exactly once.
     assert_eq!(rounds_until_idle(&s).await, 1);
     assert_eq!(s.run_once().await.expect("round").sent, 0);
     let posts = h.fake.calls_to("chat.postMessage");
-    assert_eq!(posts.len(), 2);
-    assert_eq!((posts[0].status, posts[1].status), (429, 200));
+    assert_eq!(
+        posts.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
     assert_eq!(h.next_post(CHANNEL).await, "first");
     let r = row(&h, "m1").await;
     assert_eq!(r.status, OutboxStatus::Sent);
@@ -379,61 +387,39 @@ async fn rate_limits_server_errors_and_permanent_failures() {
         r.result.as_ref().and_then(|v| v.get("ts")).is_some(),
         "ts stored"
     );
+    h.finish().await;
+}
 
-    // 500s are retried with backoff.
-    h.fake.add_channel("G0TWO", "two", &[]);
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let (mut h, s) = delivery(false).await;
     h.fake.fail_next("chat.postMessage", Fault::ServerError, 1);
-    enqueue(
-        h.db(),
-        "m2",
-        &crate::common::post("G0TWO", "second"),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
+    queue_post(&h, "m2", CHANNEL, "second").await;
     assert_eq!(s.run_once().await.expect("round").retried, 1);
     let r = row(&h, "m2").await;
+    let error = Some("HTTP 500 Internal Server Error");
     assert_eq!(
         (r.status, r.attempts, r.last_error.as_deref()),
-        (
-            OutboxStatus::Pending,
-            1,
-            Some("HTTP 500 Internal Server Error")
-        )
+        (OutboxStatus::Pending, 1, error)
     );
     let mut am: outbox::ActiveModel = r.into();
     am.next_attempt_at = Set(chrono::Utc::now());
     am.update(h.db()).await.expect("due now");
     assert_eq!(rounds_until_idle(&s).await, 1);
-    assert_eq!(h.next_post("G0TWO").await, "second");
+    assert_eq!(h.next_post(CHANNEL).await, "second");
+    h.finish().await;
+}
 
-    // Permanent errors keep the error; already_in_channel counts as done.
-    enqueue(
-        h.db(),
-        "m3",
-        &crate::common::post("C0GONE", "lost"),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
-    enqueue(
-        h.db(),
-        "i2",
-        &SlackWrite::Invite {
-            channel: CHANNEL.into(),
-            users: "U0BOB".into(),
-        },
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
+#[tokio::test]
+async fn permanent_errors_are_kept_and_already_in_channel_is_done() {
+    let (h, s) = delivery(true).await;
+    queue_post(&h, "m3", "C0GONE", "lost").await;
+    queue_invite(&h, "i2").await;
     let report = s.run_once().await.expect("round");
     assert_eq!((report.sent, report.failed), (1, 1));
     let r = row(&h, "m3").await;
-    assert_eq!(
-        (r.status, r.last_error.as_deref()),
-        (OutboxStatus::Failed, Some("channel_not_found"))
-    );
+    let failed = (OutboxStatus::Failed, Some("channel_not_found"));
+    assert_eq!((r.status, r.last_error.as_deref()), failed);
     assert_eq!(row(&h, "i2").await.status, OutboxStatus::Sent);
     h.finish().await;
 }

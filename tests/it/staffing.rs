@@ -20,7 +20,7 @@ use crate::common::{
     TestDb, assignments, by_id, certify, count, first_task, flow, slack_id, staff, step, submit,
     welcome, worker,
 };
-use crate::harness::{CHANNEL, Harness, TeamSpec, by_channel, team, text, update_text};
+use crate::harness::{CHANNEL, Harness, Team, TeamSpec, by_channel, team, text, update_text};
 
 fn minutes(n: i64) -> chrono::Duration {
     chrono::Duration::minutes(n)
@@ -173,35 +173,61 @@ async fn ties_are_broken_randomly_but_reproducibly() {
     );
 }
 
-#[tokio::test]
-async fn accept_reject_late_accept_and_foreign_clicks() {
+/// a (priority 3), b (2) and c (1) each have an offer of the task (one round, batch of 3).
+async fn three_offers() -> Team {
     let spec = TeamSpec::new().batch(3).worker("a", 3).worker("b", 2);
     let mut t = spec.worker("c", 1).start().await;
     t.staffed(4).await; // three offers and the exhausted-pool note
+    t
+}
 
-    // b declines: its DM says thanks, in place.
+#[tokio::test]
+async fn a_decline_thanks_the_worker_in_place() {
+    let mut t = three_offers().await;
     t.reject("b").await;
     let thanks = update_text(&t.h.next_message().await);
     assert_eq!(thanks, ("DU0B".into(), "Thanks for responding!".into()));
-    // c clicks a's offer: told so, nothing changes.
-    t.click("c", "offer_accept", "a").await;
     assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
+    t.h.finish().await;
+}
 
-    // a accepts: assigned, invited and welcomed; a's DM says so; c's open offer says taken.
+#[tokio::test]
+async fn a_click_on_someone_elses_offer_is_refused_and_changes_nothing() {
+    let t = three_offers().await;
+    t.click("c", "offer_accept", "a").await;
+    assert_eq!(
+        t.h.response_texts(1).await,
+        ["This offer was not sent to you."]
+    );
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 0);
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_accept_assigns_invites_welcomes_and_tells_the_others_it_is_taken() {
+    let mut t = three_offers().await;
     t.accept("a").await;
-    let calls = by_channel(t.h.next_messages(3).await);
+    let calls = by_channel(t.h.next_messages(4).await);
     assert_eq!(text(&calls[CHANNEL]), welcome("U0A"));
     let won = update_text(&calls["DU0A"]).1;
     assert!(
         won.starts_with("You got the task!") && won.contains("<#G0PROJ>"),
         "{won}"
     );
+    assert_eq!(update_text(&calls["DU0B"]).1, TAKEN);
     assert_eq!(update_text(&calls["DU0C"]).1, TAKEN);
     assert_eq!(t.h.fake.channel_members(CHANNEL), ["U0A"]);
     assert_eq!(assignments(t.h.db()).await, [(t.worker("a").await.id, 0)]);
     let task = by_id::<task::Entity>(t.h.db(), t.task).await;
     assert_eq!(task.status, TaskStatus::Processing);
+    t.h.finish().await;
+}
 
+#[tokio::test]
+async fn after_the_win_late_accepts_rejects_and_second_clicks_change_nothing() {
+    let mut t = three_offers().await;
+    t.accept("a").await;
+    t.h.next_messages(4).await; // the welcome, won, taken, taken
     // c accepts late: recorded, nothing else changes (its DM already says taken).
     t.accept("c").await;
     // a tries to reject after winning; a clicks again: nothing changes.
@@ -209,18 +235,14 @@ async fn accept_reject_late_accept_and_foreign_clicks() {
     t.accept("a").await;
     assert_eq!(winners(t.h.db()).await, 1);
     assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
-    // The two refusals went back ephemerally (Slack's default for response_url) and never
-    // replace the offer.
-    assert_eq!(
-        t.h.response_texts(2).await,
-        [
-            "This offer was not sent to you.",
-            "Cannot reject after accepting the task"
-        ]
-    );
-    assert!(t.h.fake.response_posts().iter().all(|b| {
-        b.get("response_type").is_none_or(|r| r == "ephemeral") && b["replace_original"] == false
-    }));
+    // The refusal goes back ephemerally (Slack's default for response_url), never replacing
+    // the offer.
+    let refused = t.h.response_texts(1).await;
+    assert_eq!(refused, ["Cannot reject after accepting the task"]);
+    let posts = t.h.fake.response_posts();
+    let kind = posts[0].get("response_type");
+    assert!(kind.is_none_or(|r| r == "ephemeral"), "{posts:?}");
+    assert_eq!(posts[0]["replace_original"], false);
     t.h.finish().await;
 }
 
