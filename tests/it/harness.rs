@@ -372,6 +372,9 @@ pub struct Team {
     pub task: i64,
 }
 
+/// A change to the daemon's configuration before it starts.
+type Configure = Box<dyn FnOnce(&mut Config)>;
+
 /// How to build a [`Team`]: `TeamSpec::new().workers(&["a", "b"]).start().await`.
 #[must_use]
 pub struct TeamSpec {
@@ -381,7 +384,7 @@ pub struct TeamSpec {
     auto_review: bool,
     replica: bool,
     staffing_channel: Option<String>,
-    configure: Vec<Box<dyn FnOnce(&mut Config)>>,
+    configure: Vec<Configure>,
 }
 
 /// A [`Team`] with `workers` (priority 1 each) on a project described `Mayor race`.
