@@ -162,86 +162,89 @@ fn two_steps(review: Value) -> Value {
     ])
 }
 
-#[tokio::test]
-async fn entry_level_review_and_completion() {
-    let w = World::new(
-        two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1})),
-        Some("C_STORY"),
-    )
-    .await;
-    let tasks = w.tasks().await;
-    assert_eq!(tasks.len(), 1, "edit waits for draft");
-    let draft = tasks[0].id;
-    assert_eq!(tasks[0].status, TaskStatus::AwaitingProcessing);
+/// Draft (reviewed once) then edit, in channel C_STORY; the draft task, a writer (alice) and a
+/// reviewer (rita).
+async fn reviewed_draft() -> (World, i64, worker::Model, worker::Model) {
+    let review = json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1});
+    let w = World::new(two_steps(review), Some("C_STORY")).await;
+    let draft = w.tasks().await[0].id;
     let alice = w.worker("alice", &[("writer", Role::EntryLevel)]).await;
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
+    (w, draft, alice, rita)
+}
 
+/// alice writes the draft and submits it; rita takes the review.
+async fn under_review(w: &World, draft: i64, alice: &worker::Model, rita: &worker::Model) {
+    w.assign(draft, alice).await;
+    w.submits(draft, alice, SUBMIT).await;
+    w.assign(draft, rita).await;
+}
+
+#[tokio::test]
+async fn an_assignment_starts_the_work_and_brings_the_worker_in() {
+    let (w, draft, alice, _) = reviewed_draft().await;
+    let tasks = w.tasks().await;
+    assert_eq!(tasks.len(), 1, "edit waits for draft");
+    assert_eq!(tasks[0].status, TaskStatus::AwaitingProcessing);
     // AWAITING_PROCESSING → PROCESSING
     w.assign(draft, &alice).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Processing);
     assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Processing)]);
-    assert_eq!(
-        w.writes().await,
-        vec![
-            SlackWrite::Invite {
-                channel: "C_STORY".into(),
-                users: "U_ALICE".into()
-            },
-            crate::common::post(
-                "C_STORY",
-                "<@U_ALICE> has been added to the team. Welcome aboard!"
-            ),
-        ]
-    );
+    let invite = SlackWrite::Invite {
+        channel: "C_STORY".into(),
+        users: "U_ALICE".into(),
+    };
+    let welcome = crate::common::post("C_STORY", crate::common::welcome("U_ALICE"));
+    assert_eq!(w.writes().await, vec![invite, welcome]);
+}
 
+#[tokio::test]
+async fn submitted_work_waits_for_a_certified_reviewer() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    w.assign(draft, &alice).await;
     // PROCESSING → PENDING_REVIEW (rate 1)
     assert_eq!(
         w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::PendingReview
     );
     assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Submitted)]);
-
     // PENDING_REVIEW → REVIEWING, counter 1, reviewer role needed
     let bob = w.worker("bob", &[("writer", Role::EntryLevel)]).await;
-    assert_eq!(
-        user_err(lifecycle::assign_task(w.db(), draft, &bob, t0()).await),
-        UserError::NotCertifiedForTask
-    );
+    let refused = lifecycle::assign_task(w.db(), draft, &bob, t0()).await;
+    assert_eq!(user_err(refused), UserError::NotCertifiedForTask);
     w.assign(draft, &rita).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Reviewing);
+}
 
+#[tokio::test]
+async fn a_rejection_sends_the_work_back_and_a_resubmission_returns_it() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    under_review(&w, draft, &alice, &rita).await;
     // REVIEWING → POST_REVIEW_PROCESSING (reject): the work goes back to counter 0
-    assert_eq!(
-        w.submits(draft, &rita, REJECT).await,
-        TaskStatus::PostReviewProcessing
-    );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, Processing), (1, rita.id, Submitted)]
-    );
-
+    let status = w.submits(draft, &rita, REJECT).await;
+    assert_eq!(status, TaskStatus::PostReviewProcessing);
+    let back = vec![(0, alice.id, Processing), (1, rita.id, Submitted)];
+    assert_eq!(w.assignments(draft).await, back);
     // POST_REVIEW_PROCESSING → REVIEWING (resubmit)
     assert_eq!(
         w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::Reviewing
     );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, Submitted), (1, rita.id, Processing)]
-    );
+    let again = vec![(0, alice.id, Submitted), (1, rita.id, Processing)];
+    assert_eq!(w.assignments(draft).await, again);
+}
 
+#[tokio::test]
+async fn approvals_complete_the_task_and_the_last_task_the_project() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    under_review(&w, draft, &alice, &rita).await;
     // REVIEWING → COMPLETE (approve, max_reviews 1); the follow-on task appears
     let mut rng = StdRng::seed_from_u64(1);
-    assert_eq!(
-        lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng)
-            .await
-            .expect("approve"),
-        TaskStatus::Complete
-    );
+    let approved = lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng).await;
+    assert_eq!(approved.expect("approve"), TaskStatus::Complete);
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
     assert_eq!(tasks[1].status, TaskStatus::AwaitingProcessing);
-
     // PROCESSING → COMPLETE (no_review) completes the project: nothing is left.
     let ed = w.worker("ed", &[("editor", Role::EntryLevel)]).await;
     w.assign(tasks[1].id, &ed).await;
