@@ -119,6 +119,11 @@ impl World {
         self.submit(task_id, w, kind).await.expect("submitted")
     }
 
+    /// `w` submits `task_id`, which must be refused; why.
+    async fn refusal(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> UserError {
+        user_err(self.submit(task_id, w, kind).await)
+    }
+
     /// Every queued Slack write, oldest first.
     async fn writes(&self) -> Vec<SlackWrite> {
         outbox_rows(self.db())
@@ -294,7 +299,7 @@ async fn two_review_levels_and_a_second_level_rejection() {
     );
     // …who can only resubmit.
     assert_eq!(
-        user_err(w.submit(draft, &r1, REJECT).await),
+        w.refusal(draft, &r1, REJECT).await,
         UserError::NotRejectable
     );
     assert_eq!(w.submits(draft, &r1, SUBMIT).await, TaskStatus::Reviewing);
@@ -318,36 +323,33 @@ async fn submit_errors_in_orchestras_order() {
 
     // Illegal status: nobody is working on it yet (the worker check comes first, so assign b elsewhere).
     assert_eq!(
-        user_err(w.submit(draft, &a, SUBMIT).await),
+        w.refusal(draft, &a, SUBMIT).await,
         UserError::AssignmentBroken
     );
     // 1. submission prerequisites
     w.assign(fin, &a).await;
     assert_eq!(
-        user_err(w.submit(fin, &a, SUBMIT).await),
+        w.refusal(fin, &a, SUBMIT).await,
         UserError::SubmissionPrerequisitesIncomplete
     );
     w.assign(notes, &b).await;
     w.submits(notes, &b, SUBMIT).await;
     // 2. already complete
     assert_eq!(
-        user_err(w.submit(notes, &b, SUBMIT).await),
+        w.refusal(notes, &b, SUBMIT).await,
         UserError::TaskAlreadyCompleted
     );
     // 3. a worker without an assignment on the task
     assert_eq!(
-        user_err(w.submit(fin, &b, SUBMIT).await),
+        w.refusal(fin, &b, SUBMIT).await,
         UserError::AssignmentBroken
     );
     // 5. rejecting what is not under review
-    assert_eq!(
-        user_err(w.submit(fin, &a, REJECT).await),
-        UserError::NotRejectable
-    );
+    assert_eq!(w.refusal(fin, &a, REJECT).await, UserError::NotRejectable);
     // 4. an assignment that is no longer processing
     assert_eq!(w.submits(fin, &a, SUBMIT).await, TaskStatus::PendingReview);
     assert_eq!(
-        user_err(w.submit(fin, &a, SUBMIT).await),
+        w.refusal(fin, &a, SUBMIT).await,
         UserError::NotAllowedToSubmit
     );
     // 5. status: pending review cannot be submitted by anyone
@@ -362,7 +364,7 @@ async fn submit_errors_in_orchestras_order() {
         .await
         .expect("abort");
     assert_eq!(
-        user_err(w.submit(draft, &b, SUBMIT).await),
+        w.refusal(draft, &b, SUBMIT).await,
         UserError::NotSubmittable
     );
     assert_eq!(
@@ -634,7 +636,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     assert_eq!(writes.len(), 4);
     // The new worker can submit; the old one cannot.
     assert_eq!(
-        user_err(w.submit(draft, &a, SUBMIT).await),
+        w.refusal(draft, &a, SUBMIT).await,
         UserError::AssignmentBroken
     );
     w.submits(draft, &b, SUBMIT).await;

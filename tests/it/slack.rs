@@ -96,28 +96,29 @@ async fn help_and_unknown_commands() {
 }
 
 #[tokio::test]
-async fn staff_on_each_task_status() {
+async fn staff_on_a_waiting_task_opens_one_request_and_tells_the_channel() {
     let (mut h, task) = setup().await;
     // awaiting_processing: a request for counter 0 and the channel is told.
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(r["text"], format!("staff {task}"));
     assert_eq!(attachment(&r), ("good", "Success", got_it(task).as_str()));
     assert_eq!(h.next_post(CHANNEL).await, got_it(task));
-
     // staff again: the open request is replaced (still one open).
     h.reply(ADMIN, &format!("STAFF {task} please")).await;
     assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     let requests = all::<staffing_request::Entity>(h.db()).await;
     assert_eq!(requests.len(), 2);
-    assert_eq!(
-        requests
-            .iter()
-            .filter(|r| r.status != RequestStatus::Closed)
-            .count(),
-        1
-    );
+    let open = requests
+        .iter()
+        .filter(|r| r.status != RequestStatus::Closed);
+    assert_eq!(open.count(), 1);
     assert_eq!(requests[1].cause, RequestCause::User);
+    h.finish().await;
+}
 
+#[tokio::test]
+async fn staff_on_work_in_progress_is_refused_and_on_submitted_work_finds_a_reviewer() {
+    let (mut h, task) = setup().await;
     // processing: Orchestra's wrapped error, nothing posted.
     assign(h.db(), task, "bob").await;
     assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
@@ -126,17 +127,20 @@ async fn staff_on_each_task_status() {
         attachment(&r),
         ("danger", "Error", incompatible(task).as_str())
     );
-
     // pending_review: staffs the reviewer counter.
     submit(h.db(), task, "bob", SubmitKind::RequestedReview).await;
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
     assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     let requests = all::<staffing_request::Entity>(h.db()).await;
-    let open = requests.iter().find(|r| r.status != RequestStatus::Closed);
-    assert_eq!(open.expect("open").required_role_counter, 1);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].required_role_counter, 1);
+    h.finish().await;
+}
 
-    // aborted: incompatible, and unknown tasks are named.
+#[tokio::test]
+async fn staff_on_aborted_and_unknown_tasks_is_refused() {
+    let (h, task) = setup().await;
     let project = crate::common::task(h.db(), task).await.project_id;
     lifecycle::abort_project(h.db(), project, t0())
         .await
