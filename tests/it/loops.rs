@@ -50,13 +50,10 @@ async fn sanity_project(h: &Harness) -> workflow_version::Model {
     version
 }
 
-#[tokio::test]
-async fn sanitybot_repeats_checks_by_orchestras_rule() {
-    let mut h = Harness::new().await;
-    h.fake.add_channel(CHANNEL, "p", &[]);
-    let version = sanity_project(&h).await;
-    // A second project whose stored configuration is broken: it fails alone.
-    let broken = crate::common::create_project(h.db(), &version, "Broken", Some(CHANNEL)).await;
+/// A second project on `version`, pointed at a copy of it whose stored sanity configuration
+/// is broken.
+async fn broken_project(h: &Harness, version: &workflow_version::Model) {
+    let broken = crate::common::create_project(h.db(), version, "Broken", Some(CHANNEL)).await;
     let mut am: workflow_version::ActiveModel = version.clone().into();
     am.id = sea_orm::ActiveValue::NotSet;
     am.slug = Set("v-broken".into());
@@ -70,6 +67,27 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
         ))
         .await
         .expect("point at it");
+}
+
+/// Makes every recorded sanity check `by` older.
+async fn age_checks(h: &Harness, by: chrono::Duration) {
+    h.db()
+        .execute_raw(statement(
+            h.db().get_database_backend(),
+            "UPDATE sanity_checks SET created_at = $1",
+            vec![(Utc::now() - by).into()],
+        ))
+        .await
+        .expect("age the checks");
+}
+
+#[tokio::test]
+async fn sanitybot_repeats_checks_by_orchestras_rule() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "p", &[]);
+    let version = sanity_project(&h).await;
+    // A second project whose stored configuration is broken: it fails alone.
+    broken_project(&h, &version).await;
     h.hold_loop_leases().await;
     h.start().await;
     for _ in 0..4 {
@@ -99,14 +117,7 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
     assert_eq!((r.checks, r.messages), (0, 0));
 
     // Two days later: only the daily check repeats.
-    h.db()
-        .execute_raw(statement(
-            h.db().get_database_backend(),
-            "UPDATE sanity_checks SET created_at = $1",
-            vec![(Utc::now() - chrono::Duration::days(2)).into()],
-        ))
-        .await
-        .expect("age the checks");
+    age_checks(&h, chrono::Duration::days(2)).await;
     let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages), (1, 1));
     assert_eq!(h.texts(1).await, ["<@U0AMY> <@U0ZED>: check a"]);
