@@ -114,6 +114,24 @@ impl World {
             .expect("assigned")
     }
 
+    /// `task assign` on a task that may be in progress: the assignment, and whether it was
+    /// handed over from someone else.
+    async fn hand_over(&self, task_id: i64, w: &worker::Model) -> (task_assignment::Model, bool) {
+        lifecycle::assign_or_reassign(self.db(), task_id, w, t0())
+            .await
+            .expect("assigned")
+    }
+
+    /// The Slack users removed from a project channel so far.
+    async fn kicked(&self) -> Vec<String> {
+        let writes = self.writes().await.into_iter();
+        let kicks = writes.filter_map(|m| match m {
+            SlackWrite::Kick { user, .. } => Some(user),
+            _ => None,
+        });
+        kicks.collect()
+    }
+
     /// `w` submits `task_id`, which must succeed; the task's new status.
     async fn submits(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> TaskStatus {
         self.submit(task_id, w, kind).await.expect("submitted")
@@ -280,9 +298,7 @@ async fn two_review_levels_and_a_second_level_rejection() {
         w.submits(draft, &r1, SUBMIT).await,
         TaskStatus::PendingReview
     );
-    let (assignment, _) = lifecycle::assign_or_reassign(w.db(), draft, &r2, t0())
-        .await
-        .expect("r2");
+    let (assignment, _) = w.hand_over(draft, &r2).await;
     assert_eq!(assignment.assignment_counter, 2);
     // The second reviewer rejects: the work returns to the first reviewer, not the writer.
     assert_eq!(
@@ -598,9 +614,7 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
     w.assign(draft, &a).await;
-    let (moved, reassigned) = lifecycle::assign_or_reassign(w.db(), draft, &b, t0())
-        .await
-        .expect("to b");
+    let (moved, reassigned) = w.hand_over(draft, &b).await;
     assert!(reassigned);
     assert_eq!(moved.assignment_counter, 0);
     assert_eq!(w.assignments(draft).await, vec![(0, b.id, Processing)]);
@@ -661,36 +675,20 @@ async fn a_worker_with_other_work_in_the_project_is_not_kicked() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
-    let kicked = || async {
-        outbox_rows(w.db())
-            .await
-            .into_iter()
-            .filter_map(|(_, m)| match m {
-                SlackWrite::Kick { user, .. } => Some(user),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     for task in [draft, photo] {
         w.assign(task, &a).await;
     }
     // a still writes the draft: stays.
-    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
-        .await
-        .expect("photo to b");
-    assert_eq!(kicked().await, Vec::<String>::new());
+    w.hand_over(photo, &b).await;
+    assert_eq!(w.kicked().await, Vec::<String>::new());
     // a's draft goes to review with rita; b has nothing else: removed.
     w.submits(draft, &a, SUBMIT).await;
     w.assign(draft, &rita).await;
-    lifecycle::assign_or_reassign(w.db(), photo, &rita, t0())
-        .await
-        .expect("photo to rita");
-    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    w.hand_over(photo, &rita).await;
+    assert_eq!(w.kicked().await, vec!["U_B".to_string()]);
     // rita still reviews the draft: stays.
-    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
-        .await
-        .expect("photo back to b");
-    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    w.hand_over(photo, &b).await;
+    assert_eq!(w.kicked().await, vec!["U_B".to_string()]);
     // Every hand-over told the previous worker.
     let told: Vec<String> = outbox_rows(w.db())
         .await
