@@ -123,6 +123,27 @@ fn fits_offset(rest: &[char]) -> bool {
         && rest[5].is_ascii_digit()
 }
 
+/// Every task, project, staffing request and offer id (what [`seen`] redacts).
+async fn ids(db: &sea_orm::DatabaseConnection) -> Vec<i64> {
+    use crate::common::all;
+    use staffbot::db::entities::{project, staffing_request, task};
+    let mut ids: Vec<i64> = all::<task::Entity>(db).await.iter().map(|r| r.id).collect();
+    ids.extend(all::<project::Entity>(db).await.iter().map(|r| r.id));
+    ids.extend(
+        all::<staffing_request::Entity>(db)
+            .await
+            .iter()
+            .map(|r| r.id),
+    );
+    ids.extend(
+        all::<staffing_inquiry::Entity>(db)
+            .await
+            .iter()
+            .map(|r| r.id),
+    );
+    ids
+}
+
 /// The one message of `calls` sent to `channel`.
 fn to<'a>(calls: &'a [ApiCall], channel: &str) -> &'a ApiCall {
     let mut found = calls.iter().filter(|c| c.body["channel"] == channel);
@@ -157,9 +178,9 @@ async fn an_offer_its_answers_and_their_outcomes() {
         .worker("cy", 1)
         .start()
         .await;
-    let request = t.staff().await;
+    t.staff().await;
     let offers = t.offers(4).await;
-    let ids = [t.task, t.project, request.id, t.inquiry_of("ann").await.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!("offer_dm", seen(to(&offers, "U0ANN"), &ids));
     assert_json_snapshot!("all_offers_sent", seen(to(&offers, CHANNEL), &ids));
 
@@ -189,11 +210,11 @@ async fn an_offer_its_answers_and_their_outcomes() {
 #[tokio::test]
 async fn when_nobody_accepts_the_channel_is_told() {
     let mut t = team(&["ann"]).await;
-    let request = t.staff().await;
+    t.staff().await;
     t.offers(2).await;
     t.reject("ann").await;
     let calls = t.h.next_messages(2).await;
-    let ids = [t.task, request.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!("no_worker_accepted", seen(to(&calls, CHANNEL), &ids));
     t.h.finish().await;
 }
@@ -212,7 +233,7 @@ async fn an_offer_to_review() {
     submit(t.h.db(), t.task, "wri", SubmitKind::RequestedReview).await;
     t.h.next_post(CHANNEL).await; // "Got it!"
     let calls = t.offers(2).await;
-    let ids = [t.task, t.project, t.inquiry_of("rae").await.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!("offer_dm_review", seen(to(&calls, "U0RAE"), &ids));
     t.h.finish().await;
 }
@@ -226,7 +247,7 @@ async fn an_offer_with_a_long_description() {
         .start()
         .await;
     let calls = t.staffed(2).await;
-    let ids = [t.task, t.project, t.inquiry_of("ann").await.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!("offer_dm_long_description", seen(to(&calls, "U0ANN"), &ids));
     t.h.finish().await;
 }
@@ -239,7 +260,7 @@ async fn an_offer_no_longer_available() {
         .await
         .expect("abort");
     t.accept("ann").await;
-    let ids = [t.task, t.project, t.inquiry_of("ann").await.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!(
         "offer_no_longer_available",
         seen(&t.h.next_message().await, &ids)
@@ -288,37 +309,22 @@ async fn reminders_of_one_and_of_several_offers() {
     h.next_messages(2).await; // "Got it!" twice
     h.tick(now, 1).await;
     h.next_messages(4).await; // two offers, two "all sent"
-    let lease = h.lease("reminders").await;
-    let day = std::time::Duration::from_secs(86400);
-    let db = h.db().clone();
-    let remind = |at| staffbot::staffing::reminders::run_once(&db, &lease, day, at);
-    assert_eq!(
-        remind(now + chrono::Duration::days(1))
-            .await
-            .expect("reminders"),
-        1
-    );
-    let mut ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-    ids.extend(
-        crate::common::all::<staffing_inquiry::Entity>(h.db())
-            .await
-            .iter()
-            .map(|i| i.id),
-    );
-    assert_json_snapshot!(
-        "reminder_several_offers",
-        seen(&h.next_message().await, &ids)
-    );
+    let (lease, db) = (h.lease("reminders").await, h.db().clone());
+    let (lease, db, day) = (&lease, &db, std::time::Duration::from_secs(86400));
+    let remind = |days| async move {
+        let at = now + chrono::Duration::days(days);
+        let sent = staffbot::staffing::reminders::run_once(db, lease, day, at).await;
+        sent.expect("reminders")
+    };
+    assert_eq!(remind(1).await, 1);
+    let ids = ids(h.db()).await;
+    let reminder = seen(&h.next_message().await, &ids);
+    assert_json_snapshot!("reminder_several_offers", reminder);
 
     let offers = crate::common::all::<staffing_inquiry::Entity>(h.db()).await;
     h.click("ann", "offer_reject", &offers[0]).await;
     h.next_messages(2).await; // "Thanks for responding!" and "No worker has accepted"
-    assert_eq!(
-        remind(now + chrono::Duration::days(3))
-            .await
-            .expect("reminders"),
-        1
-    );
+    assert_eq!(remind(3).await, 1);
     assert_json_snapshot!("reminder_one_offer", seen(&h.next_message().await, &ids));
     h.finish().await;
 }
@@ -328,7 +334,7 @@ async fn the_unstaffed_task_warning() {
     let mut t = TeamSpec::new().staffing_channel(STAFFING).start().await;
     // An hour ago, so that what the loops queue is due now.
     let ago = Utc::now() - chrono::Duration::hours(1);
-    let request = crate::common::staff_at(t.h.db(), t.task, ago).await;
+    crate::common::staff_at(t.h.db(), t.task, ago).await;
     t.h.next_post(CHANNEL).await; // "Got it!"
     t.h.tick(ago, 1).await;
     t.h.next_post(CHANNEL).await; // nobody to ask: the pool's end
@@ -337,7 +343,7 @@ async fn the_unstaffed_task_warning() {
     let at = Utc::now();
     let warned = staffbot::staffing::warnings::run_once(t.h.db(), &lease, Some(STAFFING), min, at);
     assert_eq!(warned.await.expect("warnings"), 1);
-    let ids = [t.task, request.id];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!(
         "unstaffed_task_warning",
         seen(&t.h.next_message().await, &ids)
@@ -353,7 +359,7 @@ async fn restaff_notices() {
     let ack =
         t.h.reply("U0ERIN", &format!("restaff {} bob", t.task))
             .await;
-    let ids = [t.task, t.project];
+    let ids = ids(t.h.db()).await;
     assert_json_snapshot!("slash_restaff", redact(ack, &ids));
     assert_json_snapshot!("restaff_got_it", seen(&t.h.next_message().await, &ids));
     t.offers(2).await;
@@ -372,7 +378,8 @@ async fn reply(h: &Harness, user: &str, text: &str, ids: &[i64]) -> Value {
 async fn slash_command_replies() {
     let mut t = team(&["bob"]).await;
     worker("erin").admin().add(t.h.db()).await;
-    let (h, task, ids) = (&t.h, t.task, [t.task]);
+    let ids = ids(t.h.db()).await;
+    let (h, task) = (&t.h, t.task);
     let staff = format!("staff {task}");
     assert_json_snapshot!("slash_help", reply(h, "U0ERIN", "help", &ids).await);
     assert_json_snapshot!(
