@@ -565,19 +565,14 @@ fn the_binary_accepts_what_the_readme_documents() {
 #[tokio::test]
 async fn task_complete_records_the_output_of_a_machine_step() {
     let cli = Cli::new().await;
-    let dir = crate::common::write_workflow(
-        &serde_json::json!({"slug": "press", "name": "Press", "description": "Articles",
-                            "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            serde_json::json!({"slug": "v1", "name": "V1", "steps": [
-                {"slug": "setup", "name": "Setup", "description": "Create folders",
-                 "is_human": false, "execution_function": {"path": "press.setup"}},
-                {"slug": "write", "name": "Write", "description": "Write it",
-                 "creation_depends_on": ["setup"], "required_certifications": ["writer"],
-                 "review_policy": {"policy": "no_review"}}]}),
-        )],
-    );
+    use crate::common::{flow, machine_step, step};
+    let setup = machine_step("setup", "press.setup").described("Create folders");
+    let write = step("write", "writer")
+        .described("Write it")
+        .after(&["setup"]);
+    let dir = flow(&["writer"], vec![setup, write.no_review()])
+        .named("press", "Articles")
+        .dir();
     cli.ok(&["workflow", "load", &dir.path().to_string_lossy()]);
     cli.ok(&[
         "project",

@@ -245,3 +245,346 @@ pub fn table_code_cells(section: &str) -> Vec<String> {
         .filter_map(|rest| rest.find('`').map(|end| rest[..end].replace("\\|", "|")))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Builders: a workflow, workers, a project and its tasks in a line or two each.
+
+/// One step of a test workflow, as Orchestra's JSON. `step("draft", "writer")` is a human step
+/// named `Draft`, described `Do draft`, needing certification `writer`, with Orchestra's default
+/// policies; the methods below change what a test cares about.
+#[derive(Clone, Debug)]
+pub struct Step(pub Value);
+
+pub fn step(slug: &str, cert: &str) -> Step {
+    let mut name = slug.to_string();
+    if let Some(first) = name.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    Step(serde_json::json!({
+        "slug": slug, "name": name, "description": format!("Do {slug}"),
+        "required_certifications": [cert],
+    }))
+}
+
+/// A machine step (`is_human: false`) run by execution function `path`.
+pub fn machine_step(slug: &str, path: &str) -> Step {
+    let mut s = step(slug, "");
+    s.0["required_certifications"] = serde_json::json!([]);
+    s.0["is_human"] = Value::Bool(false);
+    s.0["execution_function"] = serde_json::json!({"path": path});
+    s
+}
+
+impl Step {
+    pub fn described(self, description: &str) -> Step {
+        self.with("description", description.into())
+    }
+    /// Every submission reviewed (`sampled_review`, rate 1) up to `max_reviews` levels.
+    pub fn reviewed(self, max_reviews: u32) -> Step {
+        self.with(
+            "review_policy",
+            serde_json::json!({"policy": "sampled_review", "rate": 1, "max_reviews": max_reviews}),
+        )
+    }
+    pub fn no_review(self) -> Step {
+        self.with("review_policy", serde_json::json!({"policy": "no_review"}))
+    }
+    /// Assignment policy `path` for `role` (`entry_level` or `reviewer`), with `kwargs`.
+    pub fn policy(mut self, role: &str, path: &str, kwargs: Value) -> Step {
+        let mut function = serde_json::json!({"path": path});
+        if !kwargs.is_null() {
+            function["kwargs"] = kwargs;
+        }
+        self.0["assignment_policy"]["policy_function"][role] = function;
+        self
+    }
+    /// Created once `steps` are complete.
+    pub fn after(self, steps: &[&str]) -> Step {
+        self.with("creation_depends_on", serde_json::json!(steps))
+    }
+    pub fn with(mut self, key: &str, value: Value) -> Step {
+        self.0[key] = value;
+        self
+    }
+}
+
+/// A workflow `wf` (described `Test workflow`) with version `v1` of `steps` and one
+/// certification per name in `certs`.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub workflow: Value,
+    pub version: Value,
+}
+
+pub fn flow(certs: &[&str], steps: Vec<Step>) -> Flow {
+    let certifications: Vec<Value> = certs
+        .iter()
+        .map(|c| serde_json::json!({"slug": c, "name": c.to_uppercase()}))
+        .collect();
+    Flow {
+        workflow: serde_json::json!({"slug": "wf", "name": "WF", "description": "Test workflow",
+                                     "certifications": certifications}),
+        version: serde_json::json!({"slug": "v1", "name": "V1",
+                                    "steps": steps.into_iter().map(|s| s.0).collect::<Vec<_>>()}),
+    }
+}
+
+impl Flow {
+    /// The workflow's slug and description (what offers show as "Project:").
+    pub fn named(mut self, slug: &str, description: &str) -> Flow {
+        self.workflow["slug"] = slug.into();
+        self.workflow["description"] = description.into();
+        self
+    }
+    /// A key of the version (e.g. `sanity_checks`).
+    pub fn with(mut self, key: &str, value: Value) -> Flow {
+        self.version[key] = value;
+        self
+    }
+    /// The workflow as files in a new temp directory.
+    pub fn dir(&self) -> tempfile::TempDir {
+        write_workflow(&self.workflow, &[("v1", self.version.clone())])
+    }
+    /// Loads the workflow; returns its version.
+    pub async fn load(&self, db: &DatabaseConnection) -> workflow_version::Model {
+        load_workflow(db, self.dir().path()).await
+    }
+    /// Loads the workflow and creates a project on it: described `description`, in `channel`.
+    pub async fn project(
+        &self,
+        db: &DatabaseConnection,
+        description: &str,
+        channel: Option<&str>,
+    ) -> i64 {
+        self.project_at(db, description, channel, Utc::now()).await
+    }
+    /// [`Flow::project`] created at `at`.
+    pub async fn project_at(
+        &self,
+        db: &DatabaseConnection,
+        description: &str,
+        channel: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> i64 {
+        let version = self.load(db).await;
+        staffbot::workflow::lifecycle::create_project(
+            db,
+            &version,
+            description,
+            0,
+            channel.map(str::to_string),
+            at,
+        )
+        .await
+        .expect("project created")
+    }
+}
+
+/// A project of priority 0 on `version`, created now.
+pub async fn create_project(
+    db: &DatabaseConnection,
+    version: &workflow_version::Model,
+    description: &str,
+    channel: Option<&str>,
+) -> i64 {
+    staffbot::workflow::lifecycle::create_project(
+        db,
+        version,
+        description,
+        0,
+        channel.map(str::to_string),
+        Utc::now(),
+    )
+    .await
+    .expect("project created")
+}
+
+/// A worker to add: `worker("bob")` has first name `bob` and Slack id `U0BOB`.
+#[must_use]
+pub struct WorkerSpec {
+    new: NewWorker,
+    certs: Vec<(String, Role, i32, bool)>,
+}
+
+pub fn worker(name: &str) -> WorkerSpec {
+    WorkerSpec {
+        new: NewWorker {
+            username: name.to_string(),
+            first_name: name.to_string(),
+            slack_user_id: Some(slack_id(name)),
+            ..Default::default()
+        },
+        certs: Vec::new(),
+    }
+}
+
+/// The Slack id of a worker added by [`worker`]: `U0` and the name in capitals.
+pub fn slack_id(name: &str) -> String {
+    format!("U0{}", name.to_uppercase())
+}
+
+impl WorkerSpec {
+    pub fn slack(mut self, id: &str) -> Self {
+        self.new.slack_user_id = Some(id.to_string());
+        self
+    }
+    pub fn no_slack(mut self) -> Self {
+        self.new.slack_user_id = None;
+        self
+    }
+    pub fn admin(mut self) -> Self {
+        self.new.is_admin = true;
+        self
+    }
+    /// Certified `cert` entry-level (priority 0, staffbot enabled).
+    pub fn writes(self, cert: &str) -> Self {
+        self.certified(cert, Role::EntryLevel, 0, true)
+    }
+    /// Certified `cert` as a reviewer (and entry-level, which a reviewer needs).
+    pub fn reviews(self, cert: &str) -> Self {
+        self.writes(cert).certified(cert, Role::Reviewer, 0, true)
+    }
+    pub fn certified(mut self, cert: &str, role: Role, priority: i32, staffbot: bool) -> Self {
+        self.certs
+            .push((cert.to_string(), role, priority, staffbot));
+        self
+    }
+    pub async fn add(self, db: &DatabaseConnection) -> staffbot::db::entities::worker::Model {
+        let w = workers::add(db, self.new, t0())
+            .await
+            .expect("worker added");
+        for (cert, role, staffing_priority, staffbot_enabled) in self.certs {
+            let c = workers::find_certification(db, &cert, None)
+                .await
+                .expect("certification");
+            let how = Certify {
+                role,
+                staffing_priority,
+                staffbot_enabled,
+            };
+            workers::certify(db, &w, &c, how, t0())
+                .await
+                .expect("certified");
+        }
+        w
+    }
+}
+
+/// Every task, oldest first.
+pub async fn tasks(db: &DatabaseConnection) -> Vec<staffbot::db::entities::task::Model> {
+    use staffbot::db::entities::task;
+    task::Entity::find()
+        .order_by_asc(task::Column::Id)
+        .all(db)
+        .await
+        .expect("tasks")
+}
+
+/// The id of the first task.
+pub async fn first_task(db: &DatabaseConnection) -> i64 {
+    tasks(db).await.first().expect("a task").id
+}
+
+pub async fn task(db: &DatabaseConnection, id: i64) -> staffbot::db::entities::task::Model {
+    staffbot::db::entities::task::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("query")
+        .expect("the task")
+}
+
+/// How many rows `E` has.
+pub async fn count<E: EntityTrait>(db: &DatabaseConnection) -> u64
+where
+    E::Model: Sync,
+{
+    use sea_orm::PaginatorTrait;
+    E::find().count(db).await.expect("count")
+}
+
+/// Every row of `E`, by primary key.
+pub async fn all<E: EntityTrait>(db: &DatabaseConnection) -> Vec<E::Model> {
+    E::find().all(db).await.expect("rows")
+}
+
+pub async fn find_worker(
+    db: &DatabaseConnection,
+    name: &str,
+) -> staffbot::db::entities::worker::Model {
+    staffbot::workflow::lifecycle::find_worker(db, name)
+        .await
+        .expect("worker")
+}
+
+/// Assigns `task` to the worker named `name` (`task assign`).
+pub async fn assign(db: &DatabaseConnection, task: i64, name: &str) {
+    let w = find_worker(db, name).await;
+    staffbot::workflow::lifecycle::assign_task(db, task, &w, Utc::now())
+        .await
+        .expect("assigned");
+}
+
+/// The worker named `name` submits `task` (`kind`), with a fixed seed for sampled reviews.
+pub async fn submit(
+    db: &DatabaseConnection,
+    task: i64,
+    name: &str,
+    kind: staffbot::workflow::rules::SubmitKind,
+) -> staffbot::db::TaskStatus {
+    use rand::SeedableRng;
+    let w = find_worker(db, name).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    staffbot::workflow::lifecycle::submit(db, task, &w, kind, Utc::now(), &mut rng)
+        .await
+        .expect("submitted")
+}
+
+/// Opens a staffing request for `task` as `/staffbot staff` does.
+pub async fn staff(
+    db: &DatabaseConnection,
+    task: i64,
+) -> staffbot::db::entities::staffing_request::Model {
+    staff_at(db, task, Utc::now()).await
+}
+
+/// [`staff`] at `at`.
+pub async fn staff_at(
+    db: &DatabaseConnection,
+    task: i64,
+    at: DateTime<Utc>,
+) -> staffbot::db::entities::staffing_request::Model {
+    staffbot::staffing::staff_task(db, task, staffbot::db::RequestCause::User, at)
+        .await
+        .expect("staffing request")
+}
+
+/// The row of `E` with primary key `id`.
+pub async fn by_id<E>(db: &DatabaseConnection, id: i64) -> E::Model
+where
+    E: EntityTrait,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    E::find_by_id(id)
+        .one(db)
+        .await
+        .expect("query")
+        .unwrap_or_else(|| panic!("no row {id}"))
+}
+
+/// (worker id, counter) of every task assignment, oldest first.
+pub async fn assignments(db: &DatabaseConnection) -> Vec<(i64, i32)> {
+    use staffbot::db::entities::task_assignment;
+    task_assignment::Entity::find()
+        .order_by_asc(task_assignment::Column::Id)
+        .all(db)
+        .await
+        .expect("assignments")
+        .into_iter()
+        .map(|a| (a.worker_id, a.assignment_counter))
+        .collect()
+}
+
+/// The channel welcome of a worker with Slack id `slack`.
+pub fn welcome(slack: &str) -> String {
+    format!("<@{slack}> has been added to the team. Welcome aboard!")
+}

@@ -9,45 +9,19 @@ use staffbot::staffing::{self, respond};
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::harness::Harness;
-use crate::staffing::{CHANNEL, Team, team_with, update_text};
+use crate::common::{all, count, submit};
+use crate::harness::{CHANNEL, Team, TeamSpec, text, update_text};
 
 const STAFFING: &str = "G0STAFF";
 
+/// [`crate::harness::team`] with staffing notices in [`STAFFING`] and a round whenever the test
+/// ticks.
 async fn team(description: &str, workers: &[&str]) -> Team {
-    let mut h = Harness::new().await;
-    // Rounds whenever a test ticks.
-    h.config.staffbot.batch_frequency = std::time::Duration::ZERO;
-    h.config.staffbot.staffing_group_id = Some(STAFFING.into());
-    h.fake.add_channel(STAFFING, "staffing", &[]);
-    let workers: Vec<(&str, i32, bool)> = workers.iter().map(|w| (*w, 1, true)).collect();
-    team_with(h, description, 5, &workers, false, false).await
-}
-
-fn rng() -> rand::rngs::StdRng {
-    <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1)
-}
-
-impl Team {
-    /// `name` takes the task from the CLI; reads the welcome.
-    async fn assign(&mut self, name: &str) -> staffbot::db::entities::worker::Model {
-        let w = lifecycle::find_worker(self.h.db(), name).await.expect("w");
-        lifecycle::assign_task(self.h.db(), self.task, &w, Utc::now())
-            .await
-            .expect("assign");
-        self.h.next_post(CHANNEL).await;
-        w
-    }
-
-    /// One batching round; returns the offer DMs' recipients (the pool's end is announced).
-    async fn offers(&mut self, n: usize) -> Vec<String> {
-        self.h.tick(Utc::now(), 1).await;
-        let mut to = Vec::new();
-        for call in self.h.next_messages(n).await {
-            to.push(call.body["channel"].as_str().unwrap_or("").to_string());
-        }
-        to
-    }
+    let spec = TeamSpec::new().described(description).workers(workers);
+    let spec = spec.staffing_channel(STAFFING);
+    spec.config(|c| c.staffbot.batch_frequency = std::time::Duration::ZERO)
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -58,36 +32,29 @@ async fn a_submission_ends_the_restaff_of_the_submitted_work() {
         .await
         .expect("restaff");
     t.h.next_post(CHANNEL).await;
-    assert!(t.offers(2).await.contains(&"U0CARL".to_string()));
-
-    // bob hands in his work: the restaff has nothing left to hand over.
-    lifecycle::submit(
-        t.h.db(),
-        t.task,
-        &bob,
-        SubmitKind::RequestedReview,
-        Utc::now(),
-        &mut rng(),
-    )
-    .await
-    .expect("submit");
-    let (to, outcome) = update_text(&t.h.next_message().await);
-    assert_eq!(
-        (to.as_str(), outcome.as_str()),
-        ("DU0CARL", "Sorry, this task is no longer available.")
+    assert!(
+        t.offers(2)
+            .await
+            .iter()
+            .any(|c| c.body["channel"] == "U0CARL")
     );
 
+    // bob hands in his work: the restaff has nothing left to hand over.
+    submit(t.h.db(), t.task, "bob", SubmitKind::RequestedReview).await;
+    let gone = (
+        "DU0CARL".into(),
+        "Sorry, this task is no longer available.".into(),
+    );
+    assert_eq!(update_text(&t.h.next_message().await), gone);
+
     // A late Accept changes nothing: bob keeps his submitted work and his channel.
-    t.click("carl", "offer_accept", "carl").await;
-    let a = task_assignment::Entity::find()
-        .all(t.h.db())
-        .await
-        .expect("q");
+    t.accept("carl").await;
+    let a = all::<task_assignment::Entity>(t.h.db()).await;
     assert_eq!(
         (a.len(), a[0].worker_id, a[0].status),
         (1, bob.id, AssignmentStatus::Submitted)
     );
-    assert_eq!(t.h.fake.channel_members(CHANNEL), vec!["U0BOB".to_string()]);
+    assert_eq!(t.h.fake.channel_members(CHANNEL), ["U0BOB"]);
 
     // And restaffing work that is no longer in progress is refused, clearly.
     let err = staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
@@ -135,7 +102,7 @@ async fn an_offer_answered_while_its_dm_is_being_recorded_loses_its_buttons() {
             .wait_for_held("chat.postMessage", 1, crate::harness::WAIT)
             .await
     );
-    t.click("carl", "offer_accept", "carl").await;
+    t.accept("carl").await;
     t.h.fake.release("chat.postMessage");
     let calls = t.h.next_messages(4).await;
     let update = calls
@@ -208,31 +175,19 @@ async fn answer_and_delivery_in_flight_together_update_the_dm_in_either_order() 
 #[tokio::test]
 async fn users_words_reach_slack_as_they_were_written() {
     let mut t = team("Q&A <draft>", &["carl"]).await;
-    t.staff().await;
-    let calls = {
-        t.h.tick(Utc::now(), 1).await;
-        t.h.next_messages(2).await
-    };
-    let seen: Vec<String> = calls
-        .iter()
-        .map(|c| t.h.fake.render(c.body["text"].as_str().unwrap_or("")))
-        .collect();
+    let calls = t.staffed(2).await;
+    let seen: Vec<String> = calls.iter().map(|c| t.h.fake.render(text(c))).collect();
+    let all_sent = "All staffing requests for task v1 (Q&A <draft>) - write have been sent!";
     assert!(
         seen.iter()
             .any(|s| s.contains("Project description: Q&A <draft>")),
         "{seen:?}"
     );
-    assert!(
-        seen.contains(
-            &"All staffing requests for task v1 (Q&A <draft>) - write have been sent!".to_string()
-        ),
-        "{seen:?}"
-    );
-    t.click("carl", "offer_reject", "carl").await;
+    assert!(seen.contains(&all_sent.to_string()), "{seen:?}");
+    t.reject("carl").await;
     let calls = t.h.next_messages(2).await;
     assert_eq!(
-        t.h.fake
-            .render(calls[1].body["text"].as_str().unwrap_or("")),
+        t.h.fake.render(text(&calls[1])),
         "No worker has accepted to work on task v1 (Q&A <draft>) - write"
     );
     t.h.finish().await;
@@ -242,13 +197,9 @@ async fn users_words_reach_slack_as_they_were_written() {
 async fn a_long_description_still_reaches_the_worker_within_slacks_limits() {
     let long = format!("{} end", "word ".repeat(900));
     let mut t = team(&long, &["carl"]).await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    let calls = t.h.next_messages(2).await;
-    let offer = calls
-        .iter()
-        .find(|c| c.body["channel"] == "U0CARL")
-        .expect("the offer was delivered");
+    let calls = t.staffed(2).await;
+    let offer = calls.iter().find(|c| c.body["channel"] == "U0CARL");
+    let offer = offer.expect("the offer was delivered");
     let section = offer.body["blocks"][0]["text"]["text"]
         .as_str()
         .unwrap_or("");
@@ -273,14 +224,8 @@ async fn an_offer_slack_refuses_for_good_is_not_an_offer_made() {
         t.h.fake.render(&posts[1]),
         "Could not deliver the offer of task v1 (Mayor race) - write to carl: Slack answered `invalid_blocks`. They will be asked again."
     );
-    assert_eq!(
-        staffing_inquiry::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("q"),
-        0,
-        "not counted as asked"
-    );
+    let asked = count::<staffing_inquiry::Entity>(t.h.db()).await;
+    assert_eq!(asked, 0, "not counted as asked");
     // The next round asks carl again, and this time it arrives.
     let later = Utc::now();
     t.h.tick(later, 1).await;

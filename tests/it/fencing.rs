@@ -158,7 +158,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_the_leases() {
 
 #[tokio::test]
 async fn a_holder_that_stalled_past_its_lease_writes_nothing() {
-    let mut t = crate::staffing::team(5, &[("ann", 1, true)], false, false).await;
+    let mut t = crate::harness::team(&["ann"]).await;
     t.staff().await;
     // The test drives the rounds (the daemon, stopped, runs none).
     t.h.stop().await;

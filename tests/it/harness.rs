@@ -271,3 +271,369 @@ impl Drop for Harness {
         }
     }
 }
+
+impl Harness {
+    /// The next `n` messages' texts, sorted (for messages whose order depends on pacing).
+    pub async fn texts(&mut self, n: usize) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .next_messages(n)
+            .await
+            .iter()
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Waits until Slack has received `n` ephemeral replies through `response_url`; their texts.
+    pub async fn response_texts(&self, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let posts = self.fake.response_posts();
+            if posts.len() >= n {
+                return posts
+                    .iter()
+                    .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+                    .collect();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {n} response_url replies within {WAIT:?}",
+                posts.len()
+            );
+            // Wakes on any call to the fake (or after a short while).
+            self.fake
+                .wait_for_calls("never.called", 1, Duration::from_millis(20))
+                .await;
+        }
+    }
+
+    /// Waits until envelope `id` has been acked `n` times.
+    pub async fn acked_times(&self, id: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self
+            .fake
+            .acks()
+            .iter()
+            .filter(|a| a.envelope_id == id)
+            .count()
+            < n
+        {
+            assert!(tokio::time::Instant::now() < deadline, "ack {n} of {id}");
+            self.fake
+                .wait_for_calls("never.called", 1, Duration::from_millis(20))
+                .await;
+        }
+    }
+}
+
+/// The channel of a `chat.update` and the outcome it shows under the offer.
+pub fn update_text(call: &ApiCall) -> (String, String) {
+    assert_eq!(call.method, "chat.update", "{call:?}");
+    let outcome = call.body["blocks"][1]["elements"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let channel = call.body["channel"].as_str().unwrap_or_default();
+    (channel.to_string(), outcome)
+}
+
+/// Messages keyed by the channel they went to (their order across channels depends on pacing).
+pub fn by_channel(calls: Vec<ApiCall>) -> std::collections::HashMap<String, ApiCall> {
+    let n = calls.len();
+    let map: std::collections::HashMap<String, ApiCall> = calls
+        .into_iter()
+        .map(|c| {
+            (
+                c.body["channel"].as_str().unwrap_or_default().to_string(),
+                c,
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), n, "one message per channel expected");
+    map
+}
+
+/// The text of a message.
+pub fn text(call: &ApiCall) -> &str {
+    call.body["text"].as_str().unwrap_or_default()
+}
+
+/// The project channel of a [`Team`].
+pub const CHANNEL: &str = "G0PROJ";
+
+/// A running daemon, a project in [`CHANNEL`] whose one step `write` needs certification
+/// `writer` (reviewed once; its details say `About 800 words for project <id>`), certified
+/// workers, and the project's one task. The test holds every loop's lease: it drives the
+/// batching rounds itself ([`Team::offers`]).
+pub struct Team {
+    pub h: Harness,
+    pub project: i64,
+    pub task: i64,
+}
+
+/// A change to the daemon's configuration before it starts.
+type Configure = Box<dyn FnOnce(&mut Config)>;
+
+/// How to build a [`Team`]: `TeamSpec::new().workers(&["a", "b"]).start().await`.
+#[must_use]
+pub struct TeamSpec {
+    description: String,
+    batch_size: u32,
+    workers: Vec<(String, i32, bool)>,
+    auto_review: bool,
+    replica: bool,
+    staffing_channel: Option<String>,
+    configure: Vec<Configure>,
+}
+
+/// A [`Team`] with `workers` (priority 1 each) on a project described `Mayor race`.
+pub async fn team(workers: &[&str]) -> Team {
+    TeamSpec::new().workers(workers).start().await
+}
+
+impl TeamSpec {
+    /// Batches of 5, project `Mayor race`, no workers yet, one daemon.
+    pub fn new() -> TeamSpec {
+        TeamSpec {
+            description: "Mayor race".into(),
+            batch_size: 5,
+            workers: Vec::new(),
+            auto_review: false,
+            replica: false,
+            staffing_channel: None,
+            configure: Vec::new(),
+        }
+    }
+    pub fn described(mut self, description: &str) -> Self {
+        self.description = description.into();
+        self
+    }
+    pub fn batch(mut self, size: u32) -> Self {
+        self.batch_size = size;
+        self
+    }
+    /// Workers of priority 1, staffbot enabled.
+    pub fn workers(mut self, names: &[&str]) -> Self {
+        for name in names {
+            self = self.worker(name, 1);
+        }
+        self
+    }
+    pub fn worker(mut self, name: &str, priority: i32) -> Self {
+        self.workers.push((name.into(), priority, true));
+        self
+    }
+    /// A certified worker with staffbot turned off.
+    pub fn disabled(mut self, name: &str, priority: i32) -> Self {
+        self.workers.push((name.into(), priority, false));
+        self
+    }
+    /// Reviewers are staffed automatically (`staffbot_autoassign` for the reviewer role).
+    pub fn auto_review(mut self) -> Self {
+        self.auto_review = true;
+        self
+    }
+    /// A second daemon on the same database.
+    pub fn replica(mut self) -> Self {
+        self.replica = true;
+        self
+    }
+    /// Staffing notices go to channel `id` (`staffbot.staffing_group_id`).
+    pub fn staffing_channel(mut self, id: &str) -> Self {
+        self.staffing_channel = Some(id.into());
+        self
+    }
+    pub fn config(mut self, f: impl FnOnce(&mut Config) + 'static) -> Self {
+        self.configure.push(Box::new(f));
+        self
+    }
+
+    pub async fn start(self) -> Team {
+        use crate::common::{flow, step, worker};
+        let mut h = Harness::new().await;
+        h.config.staffbot.worker_batch_size = self.batch_size;
+        if let Some(id) = &self.staffing_channel {
+            h.config.staffbot.staffing_group_id = Some(id.clone());
+            h.fake.add_channel(id, "staffing", &[]);
+        }
+        for f in self.configure {
+            f(&mut h.config);
+        }
+        let reviewer = if self.auto_review {
+            "staffbot_autoassign"
+        } else {
+            "anyone_certified"
+        };
+        let details = serde_json::json!({"path": "staffbot.template", "kwargs": {
+            "template": "About {{ words }} words for project {{ project.id }}", "words": 800}});
+        let write = step("write", "writer")
+            .described("Write the story")
+            .reviewed(1)
+            .policy("reviewer", reviewer, Value::Null)
+            .with("detailed_description_function", details);
+        let project = flow(&["writer", "other"], vec![write])
+            .named("news", "Newsroom")
+            .project(h.db(), &self.description, Some(CHANNEL))
+            .await;
+        for (name, priority, enabled) in &self.workers {
+            let w = worker(name).certified(
+                "writer",
+                staffbot::db::Role::EntryLevel,
+                *priority,
+                *enabled,
+            );
+            w.add(h.db()).await;
+            h.fake.add_user(&crate::common::slack_id(name), name);
+        }
+        h.fake.add_channel(CHANNEL, "mayor-race", &[]);
+        h.hold_loop_leases().await;
+        h.start().await;
+        if self.replica {
+            h.start_replica().await;
+        }
+        let task = crate::common::first_task(h.db()).await;
+        Team { h, project, task }
+    }
+}
+
+impl Team {
+    /// Opens a staffing request (as `/staffbot staff` does) and reads the channel's "Got it!".
+    pub async fn staff(&mut self) -> staffbot::db::entities::staffing_request::Model {
+        let r = crate::common::staff(self.h.db(), self.task).await;
+        assert_eq!(
+            self.h.next_post(CHANNEL).await,
+            format!("Got it! I will start staffing task {}!", self.task)
+        );
+        r
+    }
+
+    /// One batching round now; returns the next `n` messages (offers, and the pool's end).
+    pub async fn offers(&mut self, n: usize) -> Vec<ApiCall> {
+        self.h.tick(chrono::Utc::now(), 1).await;
+        self.h.next_messages(n).await
+    }
+
+    /// [`Team::staff`], then one round whose `n` messages are read.
+    pub async fn staffed(&mut self, n: usize) -> Vec<ApiCall> {
+        self.staff().await;
+        self.offers(n).await
+    }
+
+    pub async fn worker(&self, name: &str) -> staffbot::db::entities::worker::Model {
+        crate::common::find_worker(self.h.db(), name).await
+    }
+
+    /// `task assign` to `name`; reads the channel's welcome.
+    pub async fn assign(&mut self, name: &str) -> staffbot::db::entities::worker::Model {
+        crate::common::assign(self.h.db(), self.task, name).await;
+        assert_eq!(
+            self.h.next_post(CHANNEL).await,
+            format!(
+                "<@{}> has been added to the team. Welcome aboard!",
+                crate::common::slack_id(name)
+            )
+        );
+        self.worker(name).await
+    }
+
+    /// The latest offer made to `name`.
+    pub async fn inquiry_of(&self, name: &str) -> staffbot::db::entities::staffing_inquiry::Model {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        use staffbot::db::entities::staffing_inquiry;
+        let w = self.worker(name).await;
+        staffing_inquiry::Entity::find()
+            .filter(staffing_inquiry::Column::WorkerId.eq(w.id))
+            .order_by_desc(staffing_inquiry::Column::Id)
+            .one(self.h.db())
+            .await
+            .expect("query")
+            .unwrap_or_else(|| panic!("{name} was asked"))
+    }
+
+    /// `name` clicks `action` (`offer_accept` or `offer_reject`) on the offer sent to `owner`;
+    /// waits for the ack (a bare one); returns the envelope id.
+    pub async fn click(&self, name: &str, action: &str, owner: &str) -> String {
+        self.click_with(name, action, owner, serde_json::json!({}))
+            .await
+    }
+
+    /// `name` accepts their own offer.
+    pub async fn accept(&self, name: &str) -> String {
+        self.click(name, "offer_accept", name).await
+    }
+
+    /// `name` rejects their own offer.
+    pub async fn reject(&self, name: &str) -> String {
+        self.click(name, "offer_reject", name).await
+    }
+
+    /// [`Team::click`] with `overrides` merged over the payload (e.g. its `token`).
+    pub async fn click_with(
+        &self,
+        name: &str,
+        action: &str,
+        owner: &str,
+        overrides: Value,
+    ) -> String {
+        let inquiry = self.inquiry_of(owner).await;
+        let id = self
+            .h
+            .fake
+            .send_block_action_with(
+                &crate::common::slack_id(name),
+                action,
+                &inquiry.id.to_string(),
+                inquiry.dm_channel.as_deref().unwrap_or("D0"),
+                inquiry.dm_ts.as_deref().unwrap_or("1.1"),
+                overrides,
+            )
+            .await;
+        let ack = self.h.ack(&id).await;
+        assert!(ack.payload.is_none(), "button clicks get a bare ack");
+        id
+    }
+}
+
+impl Harness {
+    /// The lease of loop `name`, held by the test (the daemons' own loops then skip it).
+    pub async fn lease(&self, name: &str) -> staffbot::loops::LeaseProof {
+        staffbot::loops::try_lease(self.db(), name, "test", Duration::from_secs(3600))
+            .await
+            .expect("lease")
+            .expect("held by the test")
+    }
+}
+
+impl Harness {
+    /// The worker named `name` clicks `action` (`offer_accept` or `offer_reject`) on the DM of
+    /// offer `inquiry`; waits for the ack; returns the envelope id.
+    pub async fn click(
+        &self,
+        name: &str,
+        action: &str,
+        inquiry: &staffbot::db::entities::staffing_inquiry::Model,
+    ) -> String {
+        let id = self
+            .fake
+            .send_block_action(
+                &crate::common::slack_id(name),
+                action,
+                &inquiry.id.to_string(),
+                inquiry.dm_channel.as_deref().unwrap_or("D0"),
+                inquiry.dm_ts.as_deref().unwrap_or("1.1"),
+            )
+            .await;
+        self.ack(&id).await;
+        id
+    }
+}
+
+impl Harness {
+    /// Sends a `/staffbot` slash command with this payload (fields the fake does not default);
+    /// returns the reply the ack carried.
+    pub async fn slash_with(&self, payload: Value) -> Value {
+        let id = self.fake.send_slash_with(payload).await;
+        self.ack(&id).await.payload.expect("a reply")
+    }
+}

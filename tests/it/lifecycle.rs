@@ -8,6 +8,7 @@ use sea_orm::{
     QueryFilter, QueryOrder,
 };
 use serde_json::{Value, json};
+use staffbot::db::AssignmentStatus::{Processing, Submitted};
 use staffbot::db::entities::{
     project, staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
@@ -20,7 +21,14 @@ use staffbot::staffing;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{TestDb, add_worker, certify, load_workflow, outbox_rows, t0, write_workflow};
+use crate::common::{
+    TestDb, add_worker, by_id, certify, load_workflow, outbox_rows, t0, write_workflow,
+};
+
+/// Submitting work (or approving it, for a reviewer).
+const SUBMIT: SubmitKind = SubmitKind::RequestedReview;
+/// A reviewer sending work back.
+const REJECT: SubmitKind = SubmitKind::ProvidedReview;
 
 /// A workflow with certifications `writer` and `editor` and the given steps.
 fn flow(steps: Value) -> tempfile::TempDir {
@@ -100,6 +108,49 @@ impl World {
         w
     }
 
+    async fn assign(&self, task_id: i64, w: &worker::Model) -> task_assignment::Model {
+        lifecycle::assign_task(self.db(), task_id, w, t0())
+            .await
+            .expect("assigned")
+    }
+
+    /// `task assign` on a task that may be in progress: the assignment, and whether it was
+    /// handed over from someone else.
+    async fn hand_over(&self, task_id: i64, w: &worker::Model) -> (task_assignment::Model, bool) {
+        lifecycle::assign_or_reassign(self.db(), task_id, w, t0())
+            .await
+            .expect("assigned")
+    }
+
+    /// The Slack users removed from a project channel so far.
+    async fn kicked(&self) -> Vec<String> {
+        let writes = self.writes().await.into_iter();
+        let kicks = writes.filter_map(|m| match m {
+            SlackWrite::Kick { user, .. } => Some(user),
+            _ => None,
+        });
+        kicks.collect()
+    }
+
+    /// `w` submits `task_id`, which must succeed; the task's new status.
+    async fn submits(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> TaskStatus {
+        self.submit(task_id, w, kind).await.expect("submitted")
+    }
+
+    /// `w` submits `task_id`, which must be refused; why.
+    async fn refusal(&self, task_id: i64, w: &worker::Model, kind: SubmitKind) -> UserError {
+        user_err(self.submit(task_id, w, kind).await)
+    }
+
+    /// Every queued Slack write, oldest first.
+    async fn writes(&self) -> Vec<SlackWrite> {
+        outbox_rows(self.db())
+            .await
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
     async fn submit(
         &self,
         task_id: i64,
@@ -134,128 +185,97 @@ fn two_steps(review: Value) -> Value {
     ])
 }
 
-#[tokio::test]
-async fn entry_level_review_and_completion() {
-    let w = World::new(
-        two_steps(json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1})),
-        Some("C_STORY"),
-    )
-    .await;
-    let tasks = w.tasks().await;
-    assert_eq!(tasks.len(), 1, "edit waits for draft");
-    let draft = tasks[0].id;
-    assert_eq!(tasks[0].status, TaskStatus::AwaitingProcessing);
+/// Draft (reviewed once) then edit, in channel C_STORY; the draft task, a writer (alice) and a
+/// reviewer (rita).
+async fn reviewed_draft() -> (World, i64, worker::Model, worker::Model) {
+    let review = json!({"policy": "sampled_review", "rate": 1, "max_reviews": 1});
+    let w = World::new(two_steps(review), Some("C_STORY")).await;
+    let draft = w.tasks().await[0].id;
     let alice = w.worker("alice", &[("writer", Role::EntryLevel)]).await;
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
+    (w, draft, alice, rita)
+}
 
+/// alice writes the draft and submits it; rita takes the review.
+async fn under_review(w: &World, draft: i64, alice: &worker::Model, rita: &worker::Model) {
+    w.assign(draft, alice).await;
+    w.submits(draft, alice, SUBMIT).await;
+    w.assign(draft, rita).await;
+}
+
+#[tokio::test]
+async fn an_assignment_starts_the_work_and_brings_the_worker_in() {
+    let (w, draft, alice, _) = reviewed_draft().await;
+    let tasks = w.tasks().await;
+    assert_eq!(tasks.len(), 1, "edit waits for draft");
+    assert_eq!(tasks[0].status, TaskStatus::AwaitingProcessing);
     // AWAITING_PROCESSING → PROCESSING
-    lifecycle::assign_task(w.db(), draft, &alice, t0())
-        .await
-        .expect("assign");
+    w.assign(draft, &alice).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Processing);
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
-    );
-    assert_eq!(
-        outbox_rows(w.db())
-            .await
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect::<Vec<_>>(),
-        vec![
-            SlackWrite::Invite {
-                channel: "C_STORY".into(),
-                users: "U_ALICE".into()
-            },
-            crate::common::post(
-                "C_STORY",
-                "<@U_ALICE> has been added to the team. Welcome aboard!"
-            ),
-        ]
-    );
+    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Processing)]);
+    let invite = SlackWrite::Invite {
+        channel: "C_STORY".into(),
+        users: "U_ALICE".into(),
+    };
+    let welcome = crate::common::post("C_STORY", crate::common::welcome("U_ALICE"));
+    assert_eq!(w.writes().await, vec![invite, welcome]);
+}
 
+#[tokio::test]
+async fn submitted_work_waits_for_a_certified_reviewer() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    w.assign(draft, &alice).await;
     // PROCESSING → PENDING_REVIEW (rate 1)
     assert_eq!(
-        w.submit(draft, &alice, SubmitKind::RequestedReview)
-            .await
-            .expect("submit"),
+        w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::PendingReview
     );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, alice.id, AssignmentStatus::Submitted)]
-    );
-
+    assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Submitted)]);
     // PENDING_REVIEW → REVIEWING, counter 1, reviewer role needed
     let bob = w.worker("bob", &[("writer", Role::EntryLevel)]).await;
-    assert_eq!(
-        user_err(lifecycle::assign_task(w.db(), draft, &bob, t0()).await),
-        UserError::NotCertifiedForTask
-    );
-    lifecycle::assign_task(w.db(), draft, &rita, t0())
-        .await
-        .expect("reviewer");
+    let refused = lifecycle::assign_task(w.db(), draft, &bob, t0()).await;
+    assert_eq!(user_err(refused), UserError::NotCertifiedForTask);
+    w.assign(draft, &rita).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Reviewing);
+}
 
+#[tokio::test]
+async fn a_rejection_sends_the_work_back_and_a_resubmission_returns_it() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    under_review(&w, draft, &alice, &rita).await;
     // REVIEWING → POST_REVIEW_PROCESSING (reject): the work goes back to counter 0
-    assert_eq!(
-        w.submit(draft, &rita, SubmitKind::ProvidedReview)
-            .await
-            .expect("reject"),
-        TaskStatus::PostReviewProcessing
-    );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![
-            (0, alice.id, AssignmentStatus::Processing),
-            (1, rita.id, AssignmentStatus::Submitted)
-        ]
-    );
-
+    let status = w.submits(draft, &rita, REJECT).await;
+    assert_eq!(status, TaskStatus::PostReviewProcessing);
+    let back = vec![(0, alice.id, Processing), (1, rita.id, Submitted)];
+    assert_eq!(w.assignments(draft).await, back);
     // POST_REVIEW_PROCESSING → REVIEWING (resubmit)
     assert_eq!(
-        w.submit(draft, &alice, SubmitKind::RequestedReview)
-            .await
-            .expect("resubmit"),
+        w.submits(draft, &alice, SUBMIT).await,
         TaskStatus::Reviewing
     );
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![
-            (0, alice.id, AssignmentStatus::Submitted),
-            (1, rita.id, AssignmentStatus::Processing)
-        ]
-    );
+    let again = vec![(0, alice.id, Submitted), (1, rita.id, Processing)];
+    assert_eq!(w.assignments(draft).await, again);
+}
 
+#[tokio::test]
+async fn approvals_complete_the_task_and_the_last_task_the_project() {
+    let (w, draft, alice, rita) = reviewed_draft().await;
+    under_review(&w, draft, &alice, &rita).await;
     // REVIEWING → COMPLETE (approve, max_reviews 1); the follow-on task appears
     let mut rng = StdRng::seed_from_u64(1);
-    assert_eq!(
-        lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng)
-            .await
-            .expect("approve"),
-        TaskStatus::Complete
-    );
+    let approved = lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng).await;
+    assert_eq!(approved.expect("approve"), TaskStatus::Complete);
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
     assert_eq!(tasks[1].status, TaskStatus::AwaitingProcessing);
-
     // PROCESSING → COMPLETE (no_review) completes the project: nothing is left.
     let ed = w.worker("ed", &[("editor", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[1].id, &ed, t0())
-        .await
-        .expect("assign edit");
+    w.assign(tasks[1].id, &ed).await;
     assert_eq!(
-        w.submit(tasks[1].id, &ed, SubmitKind::RequestedReview)
-            .await
-            .expect("submit"),
+        w.submits(tasks[1].id, &ed, SUBMIT).await,
         TaskStatus::Complete
     );
-    let p = project::Entity::find_by_id(w.project)
-        .one(w.db())
-        .await
-        .expect("q")
-        .expect("p");
+    let p = by_id::<project::Entity>(w.db(), w.project).await;
     assert_eq!(p.status, ProjectStatus::Completed);
 }
 
@@ -270,59 +290,37 @@ async fn two_review_levels_and_a_second_level_rejection() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("to review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0())
-        .await
-        .expect("r1");
+    w.assign(draft, &a).await;
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &r1).await;
     // REVIEWING → PENDING_REVIEW: the first reviewer approves, a second level is due.
     assert_eq!(
-        w.submit(draft, &r1, SubmitKind::RequestedReview)
-            .await
-            .expect("approve"),
+        w.submits(draft, &r1, SUBMIT).await,
         TaskStatus::PendingReview
     );
-    let (assignment, _) = lifecycle::assign_or_reassign(w.db(), draft, &r2, t0())
-        .await
-        .expect("r2");
+    let (assignment, _) = w.hand_over(draft, &r2).await;
     assert_eq!(assignment.assignment_counter, 2);
     // The second reviewer rejects: the work returns to the first reviewer, not the writer.
     assert_eq!(
-        w.submit(draft, &r2, SubmitKind::ProvidedReview)
-            .await
-            .expect("reject"),
+        w.submits(draft, &r2, REJECT).await,
         TaskStatus::PostReviewProcessing
     );
     assert_eq!(
         w.assignments(draft).await,
         vec![
-            (0, a.id, AssignmentStatus::Submitted),
-            (1, r1.id, AssignmentStatus::Processing),
-            (2, r2.id, AssignmentStatus::Submitted)
+            (0, a.id, Submitted),
+            (1, r1.id, Processing),
+            (2, r2.id, Submitted)
         ]
     );
     // …who can only resubmit.
     assert_eq!(
-        user_err(w.submit(draft, &r1, SubmitKind::ProvidedReview).await),
+        w.refusal(draft, &r1, REJECT).await,
         UserError::NotRejectable
     );
-    assert_eq!(
-        w.submit(draft, &r1, SubmitKind::RequestedReview)
-            .await
-            .expect("resubmit"),
-        TaskStatus::Reviewing
-    );
+    assert_eq!(w.submits(draft, &r1, SUBMIT).await, TaskStatus::Reviewing);
     // max_reviews 2 reached: the second reviewer's approval completes.
-    assert_eq!(
-        w.submit(draft, &r2, SubmitKind::RequestedReview)
-            .await
-            .expect("approve"),
-        TaskStatus::Complete
-    );
+    assert_eq!(w.submits(draft, &r2, SUBMIT).await, TaskStatus::Complete);
 }
 
 #[tokio::test]
@@ -341,53 +339,37 @@ async fn submit_errors_in_orchestras_order() {
 
     // Illegal status: nobody is working on it yet (the worker check comes first, so assign b elsewhere).
     assert_eq!(
-        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        w.refusal(draft, &a, SUBMIT).await,
         UserError::AssignmentBroken
     );
     // 1. submission prerequisites
-    lifecycle::assign_task(w.db(), fin, &a, t0())
-        .await
-        .expect("assign");
+    w.assign(fin, &a).await;
     assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        w.refusal(fin, &a, SUBMIT).await,
         UserError::SubmissionPrerequisitesIncomplete
     );
-    lifecycle::assign_task(w.db(), notes, &b, t0())
-        .await
-        .expect("assign notes");
-    w.submit(notes, &b, SubmitKind::RequestedReview)
-        .await
-        .expect("notes done");
+    w.assign(notes, &b).await;
+    w.submits(notes, &b, SUBMIT).await;
     // 2. already complete
     assert_eq!(
-        user_err(w.submit(notes, &b, SubmitKind::RequestedReview).await),
+        w.refusal(notes, &b, SUBMIT).await,
         UserError::TaskAlreadyCompleted
     );
     // 3. a worker without an assignment on the task
     assert_eq!(
-        user_err(w.submit(fin, &b, SubmitKind::RequestedReview).await),
+        w.refusal(fin, &b, SUBMIT).await,
         UserError::AssignmentBroken
     );
     // 5. rejecting what is not under review
-    assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::ProvidedReview).await),
-        UserError::NotRejectable
-    );
+    assert_eq!(w.refusal(fin, &a, REJECT).await, UserError::NotRejectable);
     // 4. an assignment that is no longer processing
+    assert_eq!(w.submits(fin, &a, SUBMIT).await, TaskStatus::PendingReview);
     assert_eq!(
-        w.submit(fin, &a, SubmitKind::RequestedReview)
-            .await
-            .expect("to review"),
-        TaskStatus::PendingReview
-    );
-    assert_eq!(
-        user_err(w.submit(fin, &a, SubmitKind::RequestedReview).await),
+        w.refusal(fin, &a, SUBMIT).await,
         UserError::NotAllowedToSubmit
     );
     // 5. status: pending review cannot be submitted by anyone
-    lifecycle::assign_task(w.db(), draft, &b, t0())
-        .await
-        .expect("assign draft");
+    w.assign(draft, &b).await;
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(
         user_err(lifecycle::review(w.db(), draft, &b, true, t0(), &mut rng).await),
@@ -398,7 +380,7 @@ async fn submit_errors_in_orchestras_order() {
         .await
         .expect("abort");
     assert_eq!(
-        user_err(w.submit(draft, &b, SubmitKind::RequestedReview).await),
+        w.refusal(draft, &b, SUBMIT).await,
         UserError::NotSubmittable
     );
     assert_eq!(
@@ -424,9 +406,7 @@ async fn assignment_errors() {
         user_err(lifecycle::assign_task(w.db(), 999, &a, t0()).await),
         UserError::TaskNotFound(999)
     );
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("assign");
+    w.assign(draft, &a).await;
     assert_eq!(
         user_err(lifecycle::assign_task(w.db(), draft, &a, t0()).await),
         UserError::StatusIncompatibleWithNewAssignment
@@ -440,9 +420,7 @@ async fn assignment_errors() {
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
         UserError::AlreadyAssigned
     );
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("done");
+    w.submits(draft, &a, SUBMIT).await;
     assert_eq!(
         user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
         UserError::TaskFinished {
@@ -492,24 +470,12 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
     let r1 = w.worker("r1", &[("writer", Role::Reviewer)]).await;
     let r2 = w.worker("r2", &[("writer", Role::Reviewer)]).await;
     let r3 = w.worker("r3", &[("writer", Role::Reviewer)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("review");
-    lifecycle::assign_task(w.db(), draft, &r1, t0())
-        .await
-        .expect("r1");
-    w.submit(draft, &r1, SubmitKind::RequestedReview)
-        .await
-        .expect("approve 1");
-    lifecycle::assign_task(w.db(), draft, &r2, t0())
-        .await
-        .expect("r2");
-    w.submit(draft, &r2, SubmitKind::RequestedReview)
-        .await
-        .expect("approve 2");
+    w.assign(draft, &a).await;
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &r1).await;
+    w.submits(draft, &r1, SUBMIT).await;
+    w.assign(draft, &r2).await;
+    w.submits(draft, &r2, SUBMIT).await;
     // A gap: counter 1 disappears (Orchestra can get here through deleted assignments).
     task_assignment::Entity::find()
         .filter(task_assignment::Column::TaskId.eq(draft))
@@ -527,9 +493,7 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
         .await
         .expect("staff");
     assert_eq!(request.required_role_counter, 1);
-    let assignment = lifecycle::assign_task(w.db(), draft, &r3, t0())
-        .await
-        .expect("r3");
+    let assignment = w.assign(draft, &r3).await;
     assert_eq!(assignment.assignment_counter, 1);
     let requests = w.requests(draft).await;
     assert_eq!(requests.len(), 1);
@@ -575,24 +539,20 @@ async fn assignment_policies_run_on_creation_and_review() {
     let tasks = w.tasks().await;
     assert_eq!(
         w.assignments(tasks[0].id).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
+        vec![(0, alice.id, Processing)]
     );
 
     // draft completes → rewrite is created and previously_completed_steps gives it to alice.
-    w.submit(tasks[0].id, &alice, SubmitKind::RequestedReview)
-        .await
-        .expect("draft done");
+    w.submits(tasks[0].id, &alice, SUBMIT).await;
     let tasks = w.tasks().await;
     let rewrite = tasks[1].id;
     assert_eq!(
         w.assignments(rewrite).await,
-        vec![(0, alice.id, AssignmentStatus::Processing)]
+        vec![(0, alice.id, Processing)]
     );
 
     // rewrite goes to review → the reviewer policy (staffbot_autoassign) opens a request for counter 1.
-    w.submit(rewrite, &alice, SubmitKind::RequestedReview)
-        .await
-        .expect("to review");
+    w.submits(rewrite, &alice, SUBMIT).await;
     let requests = w.requests(rewrite).await;
     assert_eq!(requests.len(), 1);
     assert_eq!(
@@ -624,9 +584,7 @@ async fn assignment_policies_run_on_creation_and_review() {
     .insert(w.db())
     .await
     .expect("inquiry");
-    lifecycle::assign_task(w.db(), rewrite, &rita, t0())
-        .await
-        .expect("assign reviewer");
+    w.assign(rewrite, &rita).await;
     assert_eq!(w.requests(rewrite).await[0].status, RequestStatus::Closed);
     let response = staffing_response::Entity::find()
         .filter(staffing_response::Column::InquiryId.eq(inquiry.id))
@@ -655,24 +613,12 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
-    let (moved, reassigned) = lifecycle::assign_or_reassign(w.db(), draft, &b, t0())
-        .await
-        .expect("to b");
+    w.assign(draft, &a).await;
+    let (moved, reassigned) = w.hand_over(draft, &b).await;
     assert!(reassigned);
     assert_eq!(moved.assignment_counter, 0);
-    assert_eq!(
-        w.assignments(draft).await,
-        vec![(0, b.id, AssignmentStatus::Processing)]
-    );
-    let writes: Vec<SlackWrite> = outbox_rows(w.db())
-        .await
-        .into_iter()
-        .map(|(_, m)| m)
-        .skip(2)
-        .collect();
+    assert_eq!(w.assignments(draft).await, vec![(0, b.id, Processing)]);
+    let writes: Vec<SlackWrite> = w.writes().await.into_iter().skip(2).collect();
     assert_eq!(
         writes[0],
         SlackWrite::Invite {
@@ -704,12 +650,10 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     assert_eq!(writes.len(), 4);
     // The new worker can submit; the old one cannot.
     assert_eq!(
-        user_err(w.submit(draft, &a, SubmitKind::RequestedReview).await),
+        w.refusal(draft, &a, SUBMIT).await,
         UserError::AssignmentBroken
     );
-    w.submit(draft, &b, SubmitKind::RequestedReview)
-        .await
-        .expect("b submits");
+    w.submits(draft, &b, SUBMIT).await;
 }
 
 /// Issue 18: handing a task away removes the previous worker from the project channel only
@@ -731,42 +675,20 @@ async fn a_worker_with_other_work_in_the_project_is_not_kicked() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let b = w.worker("b", &[("writer", Role::EntryLevel)]).await;
     let rita = w.worker("rita", &[("writer", Role::Reviewer)]).await;
-    let kicked = || async {
-        outbox_rows(w.db())
-            .await
-            .into_iter()
-            .filter_map(|(_, m)| match m {
-                SlackWrite::Kick { user, .. } => Some(user),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     for task in [draft, photo] {
-        lifecycle::assign_task(w.db(), task, &a, t0())
-            .await
-            .expect("a");
+        w.assign(task, &a).await;
     }
     // a still writes the draft: stays.
-    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
-        .await
-        .expect("photo to b");
-    assert_eq!(kicked().await, Vec::<String>::new());
+    w.hand_over(photo, &b).await;
+    assert_eq!(w.kicked().await, Vec::<String>::new());
     // a's draft goes to review with rita; b has nothing else: removed.
-    w.submit(draft, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("submit");
-    lifecycle::assign_task(w.db(), draft, &rita, t0())
-        .await
-        .expect("rita reviews");
-    lifecycle::assign_or_reassign(w.db(), photo, &rita, t0())
-        .await
-        .expect("photo to rita");
-    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    w.submits(draft, &a, SUBMIT).await;
+    w.assign(draft, &rita).await;
+    w.hand_over(photo, &rita).await;
+    assert_eq!(w.kicked().await, vec!["U_B".to_string()]);
     // rita still reviews the draft: stays.
-    lifecycle::assign_or_reassign(w.db(), photo, &b, t0())
-        .await
-        .expect("photo back to b");
-    assert_eq!(kicked().await, vec!["U_B".to_string()]);
+    w.hand_over(photo, &b).await;
+    assert_eq!(w.kicked().await, vec!["U_B".to_string()]);
     // Every hand-over told the previous worker.
     let told: Vec<String> = outbox_rows(w.db())
         .await
@@ -792,9 +714,7 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
             task: draft.to_string()
         }
     );
-    lifecycle::assign_task(w.db(), draft, &a, t0())
-        .await
-        .expect("a");
+    w.assign(draft, &a).await;
     let request = staffing::restaff_task(w.db(), draft, &a, "a", t0())
         .await
         .expect("restaff");
@@ -835,17 +755,9 @@ async fn completion_ends_project() {
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
-    lifecycle::assign_task(w.db(), tasks[0].id, &a, t0())
-        .await
-        .expect("a");
-    w.submit(tasks[0].id, &a, SubmitKind::RequestedReview)
-        .await
-        .expect("done");
-    let p = project::Entity::find_by_id(w.project)
-        .one(w.db())
-        .await
-        .expect("q")
-        .expect("p");
+    w.assign(tasks[0].id, &a).await;
+    w.submits(tasks[0].id, &a, SUBMIT).await;
+    let p = by_id::<project::Entity>(w.db(), w.project).await;
     assert_eq!(
         p.status,
         ProjectStatus::Completed,

@@ -3,15 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use fake_slack::ApiCall;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, PaginatorTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use serde_json::json;
-use staffbot::db::entities::{sanity_check, task, workflow_version};
-use staffbot::db::{RequestCause, Role, statement};
-use staffbot::loops::{LeaseProof, try_lease};
-use staffbot::workers::{self, Certify};
-use staffbot::workflow::lifecycle;
+use staffbot::db::entities::{sanity_check, staffing_inquiry, workflow_version};
+use staffbot::db::statement;
+use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{add_worker, load_workflow, write_workflow};
+use crate::common::{
+    all, assign, count, find_worker, first_task, flow, staff_at, step, submit, worker,
+};
 use crate::harness::Harness;
 
 const CHANNEL: &str = "G0PROJ";
@@ -21,127 +21,39 @@ fn minutes(n: i64) -> chrono::Duration {
     chrono::Duration::minutes(n)
 }
 
-async fn lease(h: &Harness, name: &str) -> LeaseProof {
-    try_lease(h.db(), name, "test", std::time::Duration::from_secs(3600))
-        .await
-        .expect("lease")
-        .expect("held by the test")
-}
-
 /// A workflow whose `always` check returns a, b, c; four checks are configured: a repeats
-/// daily, b never, c every three days, d (never returned) hourly.
-async fn sanity_project(h: &Harness) -> i64 {
-    let handler = |m: &str| json!({"handlers": [{"type": "slack_project_channel", "message": m, "steps": ["draft"]}]});
-    let mut a = handler("check a");
-    a["repetition_seconds"] = json!(86400);
-    let b = handler("check b");
-    let mut c = handler("check c");
-    c["repetition_seconds"] = json!(259200);
-    let mut d = handler("check d");
-    d["repetition_seconds"] = json!(3600);
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "draft", "name": "Draft", "required_certifications": ["writer"], "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1}}],
-            "sanity_checks": {
-                "sanity_check_function": {"path": "staffbot.sanity.always", "kwargs": {"checks": ["a", "b", "c"]}},
-                "check_configurations": {"a": a, "b": b, "c": c, "d": d}
-            }}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    let project =
-        lifecycle::create_project(h.db(), &version, "P", 0, Some(CHANNEL.into()), Utc::now())
-            .await
-            .expect("project");
-    // Two workers on the draft (writer and reviewer): both are tagged, in a fixed order.
-    let cert = workers::find_certification(h.db(), "writer", None)
-        .await
-        .expect("cert");
-    let task = task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
-    for (name, slack, role) in [
-        ("zed", "U0ZED", Role::EntryLevel),
-        ("amy", "U0AMY", Role::Reviewer),
-    ] {
-        let w = add_worker(h.db(), name, Some(slack)).await;
-        for r in [Role::EntryLevel, role] {
-            workers::certify(
-                h.db(),
-                &w,
-                &cert,
-                Certify {
-                    role: r,
-                    staffing_priority: 0,
-                    staffbot_enabled: true,
-                },
-                Utc::now(),
-            )
-            .await
-            .expect("certify");
+/// daily, b never, c every three days, d (never returned) hourly. Its project's draft has a
+/// writer (zed, submitted) and a reviewer (amy) on it; both are tagged, in a fixed order.
+async fn sanity_project(h: &Harness) -> workflow_version::Model {
+    let check = |m: &str, repeat: Option<i64>| {
+        let mut c = json!({"handlers": [{"type": "slack_project_channel", "message": m, "steps": ["draft"]}]});
+        if let Some(seconds) = repeat {
+            c["repetition_seconds"] = json!(seconds);
         }
-        if role == Role::EntryLevel {
-            lifecycle::assign_task(h.db(), task, &w, Utc::now())
-                .await
-                .expect("assign");
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-            lifecycle::submit(
-                h.db(),
-                task,
-                &w,
-                staffbot::workflow::rules::SubmitKind::RequestedReview,
-                Utc::now(),
-                &mut rng,
-            )
-            .await
-            .expect("submit");
-        } else {
-            lifecycle::assign_task(h.db(), task, &w, Utc::now())
-                .await
-                .expect("review");
-        }
-    }
-    project
+        c
+    };
+    let checks = json!({
+        "sanity_check_function": {"path": "staffbot.sanity.always", "kwargs": {"checks": ["a", "b", "c"]}},
+        "check_configurations": {"a": check("check a", Some(86400)), "b": check("check b", None),
+                                 "c": check("check c", Some(259200)), "d": check("check d", Some(3600))}
+    });
+    let wf =
+        flow(&["writer"], vec![step("draft", "writer").reviewed(1)]).with("sanity_checks", checks);
+    let version = wf.load(h.db()).await;
+    crate::common::create_project(h.db(), &version, "P", Some(CHANNEL)).await;
+    let task = first_task(h.db()).await;
+    worker("zed").writes("writer").add(h.db()).await;
+    worker("amy").reviews("writer").add(h.db()).await;
+    assign(h.db(), task, "zed").await;
+    submit(h.db(), task, "zed", SubmitKind::RequestedReview).await;
+    assign(h.db(), task, "amy").await;
+    version
 }
 
-async fn texts(h: &mut Harness, n: usize) -> Vec<String> {
-    let mut out: Vec<String> = h
-        .next_messages(n)
-        .await
-        .into_iter()
-        .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
-#[tokio::test]
-async fn sanitybot_repeats_checks_by_orchestras_rule() {
-    let mut h = Harness::new().await;
-    h.fake.add_channel(CHANNEL, "p", &[]);
-    let project = sanity_project(&h).await;
-    // A second project whose stored configuration is broken: it fails alone.
-    let version = workflow_version::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("v");
-    let broken = lifecycle::create_project(
-        h.db(),
-        &version,
-        "Broken",
-        0,
-        Some(CHANNEL.into()),
-        Utc::now(),
-    )
-    .await
-    .expect("p2");
+/// A second project on `version`, pointed at a copy of it whose stored sanity configuration
+/// is broken.
+async fn broken_project(h: &Harness, version: &workflow_version::Model) {
+    let broken = crate::common::create_project(h.db(), version, "Broken", Some(CHANNEL)).await;
     let mut am: workflow_version::ActiveModel = version.clone().into();
     am.id = sea_orm::ActiveValue::NotSet;
     am.slug = Set("v-broken".into());
@@ -155,6 +67,27 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
         ))
         .await
         .expect("point at it");
+}
+
+/// Makes every recorded sanity check `by` older.
+async fn age_checks(h: &Harness, by: chrono::Duration) {
+    h.db()
+        .execute_raw(statement(
+            h.db().get_database_backend(),
+            "UPDATE sanity_checks SET created_at = $1",
+            vec![(Utc::now() - by).into()],
+        ))
+        .await
+        .expect("age the checks");
+}
+
+#[tokio::test]
+async fn sanitybot_repeats_checks_by_orchestras_rule() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "p", &[]);
+    let version = sanity_project(&h).await;
+    // A second project whose stored configuration is broken: it fails alone.
+    broken_project(&h, &version).await;
     h.hold_loop_leases().await;
     h.start().await;
     for _ in 0..4 {
@@ -163,105 +96,76 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
             break;
         }
     }
-    let l = lease(&h, "sanity").await;
+    let l = h.lease("sanity").await;
+    let db = h.db().clone();
+    let run = || async { staffbot::sanity::run::run_once(&db, &l, Utc::now()).await };
 
-    let r = staffbot::sanity::run::run_once(h.db(), &l, Utc::now())
-        .await
-        .expect("run");
+    let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages, r.failed_projects), (3, 3, 1));
     assert_eq!(
-        texts(&mut h, 3).await,
+        h.texts(3).await,
         [
             "<@U0AMY> <@U0ZED>: check a",
             "<@U0AMY> <@U0ZED>: check b",
             "<@U0AMY> <@U0ZED>: check c"
         ]
     );
-    assert_eq!(
-        sanity_check::Entity::find()
-            .count(h.db())
-            .await
-            .expect("count"),
-        3
-    );
+    assert_eq!(count::<sanity_check::Entity>(h.db()).await, 3);
 
     // At once again: nothing.
-    let r = staffbot::sanity::run::run_once(h.db(), &l, Utc::now())
-        .await
-        .expect("run");
+    let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages), (0, 0));
 
     // Two days later: only the daily check repeats.
-    h.db()
-        .execute_raw(statement(
-            h.db().get_database_backend(),
-            "UPDATE sanity_checks SET created_at = $1",
-            vec![(Utc::now() - chrono::Duration::days(2)).into()],
-        ))
-        .await
-        .expect("age the checks");
-    let r = staffbot::sanity::run::run_once(h.db(), &l, Utc::now())
-        .await
-        .expect("run");
+    age_checks(&h, chrono::Duration::days(2)).await;
+    let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages), (1, 1));
-    assert_eq!(texts(&mut h, 1).await, ["<@U0AMY> <@U0ZED>: check a"]);
-    assert_eq!(
-        sanity_check::Entity::find()
-            .count(h.db())
-            .await
-            .expect("count"),
-        4
-    );
-    let r = staffbot::sanity::run::run_once(h.db(), &l, Utc::now())
-        .await
-        .expect("run");
+    assert_eq!(h.texts(1).await, ["<@U0AMY> <@U0ZED>: check a"]);
+    assert_eq!(count::<sanity_check::Entity>(h.db()).await, 4);
+    let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages), (0, 0));
-    let _ = project;
     h.finish().await;
 }
 
 /// A project in G0PROJ with steps `one` (certification `a`, workers w1, w2) and `two`
 /// (certification `b`, nobody), both staffed at `base`.
 async fn staffed(h: &Harness, base: DateTime<Utc>) -> (i64, i64) {
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "a", "name": "A"}, {"slug": "b", "name": "B"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "one", "name": "One", "description": "First thing", "required_certifications": ["a"]},
-            {"slug": "two", "name": "Two", "description": "Second thing", "required_certifications": ["b"]}]}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    lifecycle::create_project(h.db(), &version, "Story", 0, Some(CHANNEL.into()), base)
-        .await
-        .expect("project");
-    let cert = workers::find_certification(h.db(), "a", None)
-        .await
-        .expect("cert");
+    let one = step("one", "a").described("First thing");
+    let two = step("two", "b").described("Second thing");
+    flow(&["a", "b"], vec![one, two])
+        .project_at(h.db(), "Story", Some(CHANNEL), base)
+        .await;
     for name in ["w1", "w2"] {
-        let w = add_worker(h.db(), name, Some(&format!("U0{}", name.to_uppercase()))).await;
-        workers::certify(
-            h.db(),
-            &w,
-            &cert,
-            Certify {
-                role: Role::EntryLevel,
-                staffing_priority: 0,
-                staffbot_enabled: true,
-            },
-            base,
-        )
-        .await
-        .expect("certify");
+        worker(name).writes("a").add(h.db()).await;
     }
-    let tasks = task::Entity::find().all(h.db()).await.expect("q");
+    let tasks = crate::common::tasks(h.db()).await;
     for t in &tasks {
-        staffbot::staffing::staff_task(h.db(), t.id, RequestCause::User, base)
-            .await
-            .expect("staff");
+        staff_at(h.db(), t.id, base).await;
     }
     (tasks[0].id, tasks[1].id)
+}
+
+/// [`staffed`] in a running daemon, after its first batching round at `base`: two offers for
+/// `one` and the ends of both pools (two's is empty, one's too: 2 < 5).
+async fn first_round(h: &mut Harness, base: DateTime<Utc>) -> (i64, i64) {
+    let tasks = staffed(h, base).await;
+    h.hold_loop_leases().await;
+    h.start().await;
+    h.next_messages(2).await; // "Got it!" twice
+    h.tick(base, 1).await;
+    let calls = h.next_messages(4).await;
+    assert!(calls.iter().all(offer_or_note));
+    tasks
+}
+
+/// The offer of `name` (first asked).
+async fn offer_of(h: &Harness, name: &str) -> staffing_inquiry::Model {
+    let w = find_worker(h.db(), name).await;
+    let offers = all::<staffing_inquiry::Entity>(h.db()).await;
+    offers
+        .into_iter()
+        .find(|i| i.worker_id == w.id)
+        .expect("asked")
 }
 
 fn offer_or_note(c: &ApiCall) -> bool {
@@ -274,30 +178,16 @@ async fn reminders_are_throttled_per_worker() {
     h.fake.add_channel(CHANNEL, "p", &[]);
     h.config.staffbot.reminder_interval = std::time::Duration::from_secs(86400);
     let base = Utc::now() - chrono::Duration::days(5);
-    let (one, _) = staffed(&h, base).await;
-    h.hold_loop_leases().await;
-    h.start().await;
-    h.next_messages(2).await; // "Got it!" twice
-    h.tick(base, 1).await;
-    // Two offers for `one`; the pool of `two` is empty and so is the one of `one` (2 < 5).
-    let calls = h.next_messages(4).await;
-    assert!(calls.iter().all(offer_or_note));
-    let l = lease(&h, "reminders").await;
-    let day = chrono::Duration::days(1);
-    let db = h.db().clone();
-    let remind = |at: DateTime<Utc>| {
-        let db = db.clone();
-        let l = &l;
-        async move {
-            staffbot::staffing::reminders::run_once(
-                &db,
-                l,
-                std::time::Duration::from_secs(86400),
-                at,
-            )
-            .await
-            .expect("reminders")
-        }
+    let (one, _) = first_round(&mut h, base).await;
+    let (lease, db, day) = (
+        h.lease("reminders").await,
+        h.db().clone(),
+        chrono::Duration::days(1),
+    );
+    let (l, db, interval) = (&lease, &db, std::time::Duration::from_secs(86400));
+    let remind = |at| async move {
+        let sent = staffbot::staffing::reminders::run_once(db, l, interval, at).await;
+        sent.expect("reminders")
     };
     // Not before the oldest open offer is a day old.
     assert_eq!(remind(base + minutes(60)).await, 0);
@@ -321,15 +211,8 @@ async fn reminders_are_throttled_per_worker() {
     assert_eq!(remind(base + day + day + minutes(1)).await, 2);
     h.next_messages(2).await;
     // An answered offer is no longer listed: w1 declines, only w2 is reminded.
-    let w1 = lifecycle::find_worker(h.db(), "w1").await.expect("w1");
+    let inquiry = offer_of(&h, "w1").await;
     let tx = staffbot::db::begin_write(h.db()).await.expect("tx");
-    let inquiry = staffbot::db::entities::staffing_inquiry::Entity::find()
-        .all(&tx)
-        .await
-        .expect("q")
-        .into_iter()
-        .find(|i| i.worker_id == w1.id)
-        .expect("w1 asked");
     staffbot::staffing::respond::respond(&tx, inquiry.id, "U0W1", false, Utc::now())
         .await
         .expect("decline");
@@ -349,23 +232,12 @@ async fn unstaffed_tasks_are_reported_by_step_and_not_repeated() {
     h.fake.add_channel(STAFFING, "staffing", &[]);
     h.config.staffbot.staffing_group_id = Some(STAFFING.into());
     let base = Utc::now() - chrono::Duration::days(1);
-    let (one, two) = staffed(&h, base).await;
-    h.hold_loop_leases().await;
-    h.start().await;
-    h.next_messages(2).await;
-    h.tick(base, 1).await;
-    h.next_messages(4).await;
-    let l = lease(&h, "warnings").await;
-    let min = std::time::Duration::from_secs(1800);
-    let db = h.db().clone();
-    let warn = |at: DateTime<Utc>| {
-        let db = db.clone();
-        let l = &l;
-        async move {
-            staffbot::staffing::warnings::run_once(&db, l, Some(STAFFING), min, at)
-                .await
-                .expect("warnings")
-        }
+    let (one, two) = first_round(&mut h, base).await;
+    let (lease, db) = (h.lease("warnings").await, h.db().clone());
+    let (l, db, min) = (&lease, &db, std::time::Duration::from_secs(1800));
+    let warn = |at| async move {
+        let sent = staffbot::staffing::warnings::run_once(db, l, Some(STAFFING), min, at).await;
+        sent.expect("warnings")
     };
     assert_eq!(
         warn(base + minutes(10)).await,
@@ -391,25 +263,8 @@ async fn unstaffed_tasks_are_reported_by_step_and_not_repeated() {
     assert_eq!(warn(base + minutes(62)).await, 2);
     h.next_messages(2).await;
     // A task with a winner is not reported.
-    let w1 = lifecycle::find_worker(h.db(), "w1").await.expect("w1");
-    let inquiry = staffbot::db::entities::staffing_inquiry::Entity::find()
-        .all(h.db())
-        .await
-        .expect("q")
-        .into_iter()
-        .find(|i| i.worker_id == w1.id)
-        .expect("asked");
-    let id = h
-        .fake
-        .send_block_action(
-            "U0W1",
-            "offer_accept",
-            &inquiry.id.to_string(),
-            "DU0W1",
-            "1.1",
-        )
+    h.click("w1", "offer_accept", &offer_of(&h, "w1").await)
         .await;
-    h.ack(&id).await;
     h.next_messages(3).await; // welcome, "you got it", the other offer "taken"
     assert_eq!(warn(base + minutes(200)).await, 1);
     assert!(

@@ -9,16 +9,19 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use serde_json::{Value, json};
 use staffbot::config::{MachineConfig, MachineFunction};
 use staffbot::db::entities::{project, step, task};
-use staffbot::db::{ProjectStatus, RequestCause, Role, TaskStatus};
+use staffbot::db::{ProjectStatus, RequestCause, TaskStatus};
 use staffbot::error::{Error, UserError};
 use staffbot::loops::{LeaseProof, try_lease};
 use staffbot::machine::{self, MachineReport};
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{TestDb, add_worker, certify, load_workflow, outbox_rows, t0, write_workflow};
+use crate::common::{
+    TestDb, assign, by_id, load_workflow, outbox_rows, slack_id, submit, t0, welcome, worker,
+    write_workflow,
+};
+use crate::harness::CHANNEL;
 use crate::harness::Harness;
-use crate::staffing::CHANNEL;
 
 fn sh(script: &str) -> MachineFunction {
     MachineFunction::Command {
@@ -117,8 +120,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
             setup.id
         )
     );
-    let ann = add_worker(db, "ann", None).await;
-    certify(db, &ann, "writer", Role::EntryLevel).await;
+    let ann = worker("ann").no_slack().writes("writer").add(db).await;
     assert!(matches!(
         lifecycle::assign_task(db, setup.id, &ann, t0()).await,
         Err(Error::User(UserError::MachineTask { .. }))
@@ -163,20 +165,8 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
 
     // The human step, done by hand.
     let write = task_of(db, project, "write").await;
-    lifecycle::assign_task(db, write.id, &ann, t0())
-        .await
-        .expect("assign");
-    let mut rng = rand::rng();
-    lifecycle::submit(
-        db,
-        write.id,
-        &ann,
-        SubmitKind::RequestedReview,
-        t0(),
-        &mut rng,
-    )
-    .await
-    .expect("submit");
+    assign(db, write.id, "ann").await;
+    submit(db, write.id, "ann", SubmitKind::RequestedReview).await;
 
     // A command in the middle gets every earlier output; `complete = true` completes at once.
     let r = machine::run_once(db, &lease, &config, t0())
@@ -192,21 +182,9 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     assert_eq!(task_of(db, project, "tidy").await.output, Some(json!({})));
 
     let edit = task_of(db, project, "edit").await;
-    let eve = add_worker(db, "eve", None).await;
-    certify(db, &eve, "editor", Role::EntryLevel).await;
-    lifecycle::assign_task(db, edit.id, &eve, t0())
-        .await
-        .expect("assign");
-    lifecycle::submit(
-        db,
-        edit.id,
-        &eve,
-        SubmitKind::RequestedReview,
-        t0(),
-        &mut rng,
-    )
-    .await
-    .expect("submit");
+    worker("eve").no_slack().writes("editor").add(db).await;
+    assign(db, edit.id, "eve").await;
+    submit(db, edit.id, "eve", SubmitKind::RequestedReview).await;
 
     // An unmapped path waits for `task complete`.
     let r = machine::run_once(db, &lease, &config, t0())
@@ -226,11 +204,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
         task_of(db, project, "publish").await.output,
         Some(json!({"url": "https://x"}))
     );
-    let p = project::Entity::find_by_id(project)
-        .one(db)
-        .await
-        .expect("q")
-        .expect("project");
+    let p = by_id::<project::Entity>(db, project).await;
     assert_eq!(p.status, ProjectStatus::Completed);
     assert!(matches!(
         lifecycle::complete_machine_task(db, publish.id, json!({}), t0()).await,
@@ -391,10 +365,8 @@ async fn a_project_runs_through_machine_steps_and_slack_staffing() {
     let db = h.db().clone();
     let project = create(&db, Some(CHANNEL)).await;
     for (name, cert) in [("wes", "writer"), ("eda", "editor")] {
-        let id = format!("U0{}", name.to_uppercase());
-        let w = add_worker(&db, name, Some(&id)).await;
-        certify(&db, &w, cert, Role::EntryLevel).await;
-        h.fake.add_user(&id, name);
+        worker(name).writes(cert).add(&db).await;
+        h.fake.add_user(&slack_id(name), name);
     }
     h.fake.add_channel(CHANNEL, "mayor-race", &[]);
     h.hold_loop_leases().await;
@@ -409,7 +381,6 @@ async fn a_project_runs_through_machine_steps_and_slack_staffing() {
         ("press.publish", MachineFunction::Complete),
     ]);
     let lease = machine_lease(&db).await;
-    let mut rng = rand::rng();
 
     for (slug, worker, machine_runs) in [("write", "wes", 1), ("edit", "eda", 2)] {
         let r = machine::run_once(&db, &lease, &config, Utc::now())
@@ -435,53 +406,17 @@ async fn a_project_runs_through_machine_steps_and_slack_staffing() {
             .await
             .expect("q")
             .expect("inquiry");
-        let id = h
-            .fake
-            .send_block_action_with(
-                &format!("U0{}", worker.to_uppercase()),
-                "offer_accept",
-                &inquiry.id.to_string(),
-                inquiry.dm_channel.as_deref().unwrap_or("D0"),
-                inquiry.dm_ts.as_deref().unwrap_or("1.1"),
-                json!({}),
-            )
-            .await;
-        h.ack(&id).await;
-        let texts: Vec<String> = h
-            .next_messages(2)
-            .await
-            .iter()
-            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-            .collect();
-        assert!(
-            texts.contains(&format!(
-                "<@U0{}> has been added to the team. Welcome aboard!",
-                worker.to_uppercase()
-            )),
-            "{texts:?}"
-        );
-        let w = lifecycle::find_worker(&db, worker).await.expect("worker");
-        let status = lifecycle::submit(
-            &db,
-            task.id,
-            &w,
-            SubmitKind::RequestedReview,
-            Utc::now(),
-            &mut rng,
-        )
-        .await
-        .expect("submit");
+        h.click(worker, "offer_accept", &inquiry).await;
+        let texts = h.texts(2).await;
+        assert!(texts.contains(&welcome(&slack_id(worker))), "{texts:?}");
+        let status = submit(&db, task.id, worker, SubmitKind::RequestedReview).await;
         assert_eq!(status, TaskStatus::Complete);
     }
     let r = machine::run_once(&db, &lease, &config, Utc::now())
         .await
         .expect("run");
     assert_eq!(r.completed, 1);
-    let p = project::Entity::find_by_id(project)
-        .one(&db)
-        .await
-        .expect("q")
-        .expect("project");
+    let p = by_id::<project::Entity>(&db, project).await;
     assert_eq!(p.status, ProjectStatus::Completed);
     let resize = task_of(&db, project, "resize").await;
     assert_eq!(

@@ -17,6 +17,7 @@ mod process;
 mod properties;
 mod replicas;
 mod retention;
+mod seen;
 mod slack;
 mod staffing;
 mod whitelists;

@@ -4,50 +4,33 @@
 use std::time::Duration;
 
 use fake_slack::Fault;
-use rand::SeedableRng;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, PaginatorTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
-use staffbot::db::entities::{outbox, staffing_request, worker};
-use staffbot::db::{OutboxStatus, RequestCause, RequestStatus, Role};
+use staffbot::db::entities::{outbox, staffing_request};
+use staffbot::db::{OutboxStatus, RequestCause, RequestStatus};
 use staffbot::messages::Outgoing;
 use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
 use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{add_worker, certify, load_workflow, t0, write_workflow};
+use crate::common::{all, assign, count, first_task, flow, step, submit, t0, welcome, worker};
 use crate::harness::{Harness, WAIT};
 
 const CHANNEL: &str = "G0PROJ";
 const ADMIN: &str = "U0ADMIN";
 
 /// A project with one reviewed step (`draft`, manual policies) in channel G0PROJ, an admin
-/// (U0ADMIN), a non-admin (U0BOB, certified writer) and a reviewer (U0RAE).
+/// (U0ADMIN), a non-admin (U0BOB, certified writer) and a reviewer (U0RAE); its task.
 async fn setup() -> (Harness, i64) {
     let mut h = Harness::new().await;
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "draft", "name": "Draft", "description": "Write it", "required_certifications": ["writer"],
-             "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1}}]}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    let project =
-        lifecycle::create_project(h.db(), &version, "Story", 0, Some(CHANNEL.into()), t0())
-            .await
-            .expect("project");
-    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
-    let mut am: worker::ActiveModel = admin.into();
-    am.is_admin = Set(true);
-    am.update(h.db()).await.expect("admin");
-    let bob = add_worker(h.db(), "bob", Some("U0BOB")).await;
-    certify(h.db(), &bob, "writer", Role::EntryLevel).await;
-    let rae = add_worker(h.db(), "rae", Some("U0RAE")).await;
-    certify(h.db(), &rae, "writer", Role::EntryLevel).await;
-    certify(h.db(), &rae, "writer", Role::Reviewer).await;
+    let draft = step("draft", "writer").described("Write it").reviewed(1);
+    flow(&["writer"], vec![draft])
+        .project(h.db(), "Story", Some(CHANNEL))
+        .await;
+    worker("erin").slack(ADMIN).admin().add(h.db()).await;
+    worker("bob").writes("writer").add(h.db()).await;
+    worker("rae").reviews("writer").add(h.db()).await;
     h.fake.add_channel(CHANNEL, "story", &[]);
     for (id, name) in [(ADMIN, "erin"), ("U0BOB", "bob"), ("U0RAE", "rae")] {
         h.fake.add_user(id, name);
@@ -55,7 +38,16 @@ async fn setup() -> (Harness, i64) {
     // These tests are about commands: no offers from the daemon's own rounds.
     h.hold_loop_leases().await;
     h.start().await;
-    (h, project)
+    let task = first_task(h.db()).await;
+    (h, task)
+}
+
+fn got_it(task: i64) -> String {
+    format!("Got it! I will start staffing task {task}!")
+}
+
+fn incompatible(task: i64) -> String {
+    format!("Task {task} got an error: \"Status incompatible with new assignment\"")
 }
 
 fn attachment(reply: &Value) -> (&str, &str, &str) {
@@ -105,107 +97,57 @@ async fn help_and_unknown_commands() {
 }
 
 #[tokio::test]
-async fn staff_on_each_task_status() {
-    let (mut h, project) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
-
+async fn staff_on_a_waiting_task_opens_one_request_and_tells_the_channel() {
+    let (mut h, task) = setup().await;
     // awaiting_processing: a request for counter 0 and the channel is told.
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(r["text"], format!("staff {task}"));
-    assert_eq!(
-        attachment(&r),
-        (
-            "good",
-            "Success",
-            format!("Got it! I will start staffing task {task}!").as_str()
-        )
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
-
+    assert_eq!(attachment(&r), ("good", "Success", got_it(task).as_str()));
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     // staff again: the open request is replaced (still one open).
     h.reply(ADMIN, &format!("STAFF {task} please")).await;
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
-    let requests = staffing_request::Entity::find()
-        .all(h.db())
-        .await
-        .expect("requests");
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
+    let requests = all::<staffing_request::Entity>(h.db()).await;
     assert_eq!(requests.len(), 2);
-    assert_eq!(
-        requests
-            .iter()
-            .filter(|r| r.status != RequestStatus::Closed)
-            .count(),
-        1
-    );
+    let open = requests
+        .iter()
+        .filter(|r| r.status != RequestStatus::Closed);
+    assert_eq!(open.count(), 1);
     assert_eq!(requests[1].cause, RequestCause::User);
+    h.finish().await;
+}
 
+#[tokio::test]
+async fn staff_on_work_in_progress_is_refused_and_on_submitted_work_finds_a_reviewer() {
+    let (mut h, task) = setup().await;
     // processing: Orchestra's wrapped error, nothing posted.
-    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
-    lifecycle::assign_task(h.db(), task, &bob, t0())
-        .await
-        .expect("assign");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        "<@U0BOB> has been added to the team. Welcome aboard!"
-    );
+    assign(h.db(), task, "bob").await;
+    assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(
         attachment(&r),
-        (
-            "danger",
-            "Error",
-            format!("Task {task} got an error: \"Status incompatible with new assignment\"")
-                .as_str()
-        )
+        ("danger", "Error", incompatible(task).as_str())
     );
-
     // pending_review: staffs the reviewer counter.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    lifecycle::submit(
-        h.db(),
-        task,
-        &bob,
-        SubmitKind::RequestedReview,
-        t0(),
-        &mut rng,
-    )
-    .await
-    .expect("submit");
+    submit(h.db(), task, "bob", SubmitKind::RequestedReview).await;
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
-    let open = staffing_request::Entity::find()
-        .all(h.db())
-        .await
-        .expect("q")
-        .into_iter()
-        .find(|r| r.status != RequestStatus::Closed)
-        .expect("open");
-    assert_eq!(open.required_role_counter, 1);
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
+    let requests = all::<staffing_request::Entity>(h.db()).await;
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].required_role_counter, 1);
+    h.finish().await;
+}
 
-    // aborted: incompatible, and unknown tasks are named.
+#[tokio::test]
+async fn staff_on_aborted_and_unknown_tasks_is_refused() {
+    let (h, task) = setup().await;
+    let project = crate::common::task(h.db(), task).await.project_id;
     lifecycle::abort_project(h.db(), project, t0())
         .await
         .expect("abort");
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
-    assert_eq!(
-        attachment(&r).2,
-        format!("Task {task} got an error: \"Status incompatible with new assignment\"")
-    );
+    assert_eq!(attachment(&r).2, incompatible(task));
     let r = h.reply(ADMIN, "staff 999").await;
     assert_eq!(r["text"], "staff 999");
     assert_eq!(
@@ -219,49 +161,26 @@ async fn staff_on_each_task_status() {
 
 #[tokio::test]
 async fn restaff_replies_and_errors() {
-    let (mut h, _) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
+    let (mut h, task) = setup().await;
     let r = h.reply(ADMIN, &format!("restaff {task} zed")).await;
     assert_eq!(r["text"], format!("restaff {task} zed"));
-    assert_eq!(
-        attachment(&r),
-        ("danger", "Error", "Worker with username zed does not exist")
-    );
+    let unknown = ("danger", "Error", "Worker with username zed does not exist");
+    assert_eq!(attachment(&r), unknown);
     let r = h.reply(ADMIN, &format!("restaff {task} bob")).await;
     assert_eq!(
         attachment(&r).2,
         format!("TaskAssignment associated with user bob and task {task} does not exist.")
     );
-    let bob = lifecycle::find_worker(h.db(), "bob").await.expect("bob");
-    lifecycle::assign_task(h.db(), task, &bob, t0())
-        .await
-        .expect("assign");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        "<@U0BOB> has been added to the team. Welcome aboard!"
-    );
+    assign(h.db(), task, "bob").await;
+    assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
     // A mention works as well as a username.
     let r = h
         .reply(ADMIN, &format!("restaff {task} <@U0BOB|bob>"))
         .await;
     assert_eq!(r["text"], format!("restaff {task} bob"));
-    assert_eq!(
-        attachment(&r),
-        (
-            "good",
-            "Success",
-            format!("Got it! I will start restaffing task {task}!").as_str()
-        )
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start restaffing task {task}!")
-    );
+    let got_it = format!("Got it! I will start restaffing task {task}!");
+    assert_eq!(attachment(&r), ("good", "Success", got_it.as_str()));
+    assert_eq!(h.next_post(CHANNEL).await, got_it);
     let r = h.reply(ADMIN, "restaff 999 bob").await;
     assert_eq!(attachment(&r).2, "Task 999 does not exist");
     h.finish().await;
@@ -273,27 +192,20 @@ async fn only_admins_and_whitelisted_callers() {
     h.config.slack.verification_token = Some(secrecy::SecretString::from("vtok"));
     h.config.staffbot.allowed.channel_names = Some(vec!["privategroup".into()]);
     h.config.staffbot.allowed.team_domains = Some(vec!["maria".into()]);
-    let admin = add_worker(h.db(), "erin", Some(ADMIN)).await;
-    let mut am: worker::ActiveModel = admin.into();
-    am.is_admin = Set(true);
-    am.update(h.db()).await.expect("admin");
-    add_worker(h.db(), "bob", Some("U0BOB")).await;
+    worker("erin").slack(ADMIN).admin().add(h.db()).await;
+    worker("bob").add(h.db()).await;
     h.start().await;
 
-    let send = |overrides: Value| {
-        let fake = h.fake.clone();
-        async move {
-            let mut base = json!({"token": "vtok", "channel_name": "privategroup", "team_domain": "maria", "text": "help", "user_id": ADMIN, "user_name": "erin"});
-            for (k, v) in overrides.as_object().expect("object") {
-                base[k] = v.clone();
-            }
-            fake.send_slash_with(base).await
+    let base = json!({"token": "vtok", "channel_name": "privategroup", "team_domain": "maria",
+                      "text": "help", "user_id": ADMIN, "user_name": "erin"});
+    let hr = &h;
+    let text = |changes: Value| {
+        let mut payload = base.clone();
+        for (k, v) in changes.as_object().into_iter().flatten() {
+            payload[k] = v.clone();
         }
-    };
-    let text = |id: String| {
-        let h = &h;
         async move {
-            h.ack(&id).await.payload.expect("payload")["text"]
+            hr.slash_with(payload).await["text"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
@@ -301,22 +213,22 @@ async fn only_admins_and_whitelisted_callers() {
     };
     const NO: &str = "You are not authorized to staff projects!";
     assert_eq!(
-        text(send(json!({})).await).await,
+        text(json!({})).await,
         "Use `/staffbot` to staff or restaff a Task."
     );
     // Every identity or token failure reads the same.
-    assert_eq!(text(send(json!({"token": "wrong"})).await).await, NO);
-    assert_eq!(text(send(json!({"token": null})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": "U0BOB"})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": "U0NOBODY"})).await).await, NO);
-    assert_eq!(text(send(json!({"user_id": null})).await).await, NO);
+    assert_eq!(text(json!({"token": "wrong"})).await, NO);
+    assert_eq!(text(json!({"token": null})).await, NO);
+    assert_eq!(text(json!({"user_id": "U0BOB"})).await, NO);
+    assert_eq!(text(json!({"user_id": "U0NOBODY"})).await, NO);
+    assert_eq!(text(json!({"user_id": null})).await, NO);
     // Whitelists use Orchestra's texts.
     assert_eq!(
-        text(send(json!({"channel_name": "general"})).await).await,
+        text(json!({"channel_name": "general"})).await,
         "Field channel_name did not validate: general"
     );
     assert_eq!(
-        text(send(json!({"team_domain": null})).await).await,
+        text(json!({"team_domain": null})).await,
         "team_domain is missing"
     );
     h.finish().await;
@@ -349,7 +261,7 @@ async fn reconnects_after_refresh_and_dropped_sockets() {
 
 #[tokio::test]
 async fn malformed_and_unknown_envelopes_are_acked_and_harmless() {
-    let (mut h, _) = setup().await;
+    let (mut h, task) = setup().await;
     // Garbage without an envelope id: nothing to ack, nothing breaks.
     h.fake.send_raw("{this is not json").await;
     // A slash command whose payload is not an object: acked with a short reply.
@@ -371,30 +283,15 @@ async fn malformed_and_unknown_envelopes_are_acked_and_harmless() {
         .await;
     assert!(h.ack(&id).await.payload.is_none());
     // The daemon carries on.
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     h.finish().await;
 }
 
 #[tokio::test]
 async fn a_redelivered_envelope_is_not_acted_on_twice() {
-    let (mut h, _) = setup().await;
-    let task = staffbot::db::entities::task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
+    let (mut h, task) = setup().await;
     let envelope = json!({
         "envelope_id": "same-envelope", "type": "slash_commands", "accepts_response_payload": true,
         "payload": {"team_id": "T0TEAM", "channel_id": "G0PROJ", "user_id": ADMIN, "user_name": "erin",
@@ -404,39 +301,12 @@ async fn a_redelivered_envelope_is_not_acted_on_twice() {
     h.fake.send_envelope(envelope.clone()).await;
     let first = h.ack("same-envelope").await;
     h.fake.send_envelope(envelope).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while h
-        .fake
-        .acks()
-        .iter()
-        .filter(|a| a.envelope_id == "same-envelope")
-        .count()
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline, "second ack");
-        h.fake
-            .wait_ack("same-envelope", Duration::from_millis(50))
-            .await;
-        tokio::task::yield_now().await;
-    }
-    let acks: Vec<_> = h
-        .fake
-        .acks()
-        .into_iter()
-        .filter(|a| a.envelope_id == "same-envelope")
-        .collect();
+    h.acked_times("same-envelope", 2).await;
+    let acks = h.fake.acks().into_iter();
+    let acks: Vec<_> = acks.filter(|a| a.envelope_id == "same-envelope").collect();
     assert_eq!(acks[1].payload, first.payload, "the same reply");
-    assert_eq!(
-        staffing_request::Entity::find()
-            .count(h.db())
-            .await
-            .expect("count"),
-        1
-    );
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {task}!")
-    );
+    assert_eq!(count::<staffing_request::Entity>(h.db()).await, 1);
+    assert_eq!(h.next_post(CHANNEL).await, got_it(task));
     h.finish().await;
 }
 
@@ -460,53 +330,61 @@ async fn row(h: &Harness, key: &str) -> outbox::Model {
         .expect("row")
 }
 
-#[tokio::test]
-async fn rate_limits_server_errors_and_permanent_failures() {
-    let mut h = Harness::new().await;
-    h.fake.add_channel(CHANNEL, "story", &[]);
-    let s = sender(&h);
-    let now = chrono::Utc::now();
+/// Queues a message to `channel` under dedupe key `key`, due now.
+async fn queue_post(h: &Harness, key: &str, channel: &str, text: &str) {
+    let message = crate::common::note(channel, text);
+    let queued = enqueue(h.db(), key, message, chrono::Utc::now()).await;
+    queued.expect("enqueue");
+}
 
+/// Queues an invitation of U0BOB to the project channel under dedupe key `key`, due now.
+async fn queue_invite(h: &Harness, key: &str) {
+    let invite = Outgoing::Invite {
+        channel: CHANNEL.into(),
+        user: "U0BOB".into(),
+    };
+    let queued = enqueue(h.db(), key, invite, chrono::Utc::now()).await;
+    queued.expect("enqueue");
+}
+
+/// A harness with the project channel and bob (a member when `bob_in_channel`), and a sender.
+async fn delivery(bob_in_channel: bool) -> (Harness, Sender) {
+    let h = Harness::new().await;
+    let members: &[&str] = if bob_in_channel { &["U0BOB"] } else { &[] };
+    h.fake.add_channel(CHANNEL, "story", members);
+    h.fake.add_user("U0BOB", "bob");
+    let s = sender(&h);
+    (h, s)
+}
+
+#[tokio::test]
+async fn a_rate_limited_method_waits_retry_after_and_holds_up_no_other() {
+    let (mut h, s) = delivery(false).await;
+    let now = chrono::Utc::now();
     // 429 with Retry-After: waits that long for this method, then delivers once.
-    h.fake.fail_next(
-        "chat.postMessage",
-        Fault::RateLimited {
-            retry_after_secs: 1,
-        },
-        1,
-    );
-    enqueue(h.db(), "m1", crate::common::note(CHANNEL, "first"), now)
-        .await
-        .expect("enqueue");
+    let limited = Fault::RateLimited {
+        retry_after_secs: 1,
+    };
+    h.fake.fail_next("chat.postMessage", limited, 1);
+    queue_post(&h, "m1", CHANNEL, "first").await;
     let report = s.run_once().await.expect("round");
     assert_eq!((report.sent, report.deferred), (0, 1));
     let r = row(&h, "m1").await;
     assert_eq!(r.status, OutboxStatus::Pending);
-    assert!(
-        r.next_attempt_at >= now + chrono::Duration::milliseconds(900),
-        "waits Retry-After"
-    );
+    let waits = r.next_attempt_at >= now + chrono::Duration::milliseconds(900);
+    assert!(waits, "waits Retry-After");
     // Other methods are not held up.
-    h.fake.add_user("U0BOB", "bob");
-    enqueue(
-        h.db(),
-        "i1",
-        Outgoing::Invite {
-            channel: CHANNEL.into(),
-            user: "U0BOB".into(),
-        },
-        now,
-    )
-    .await
-    .expect("enqueue");
+    queue_invite(&h, "i1").await;
     assert_eq!(s.run_once().await.expect("round").sent, 1);
-    assert_eq!(h.fake.channel_members(CHANNEL), vec!["U0BOB".to_string()]);
+    assert_eq!(h.fake.channel_members(CHANNEL), ["U0BOB"]);
     // After the wait, delivered, exactly once.
     assert_eq!(rounds_until_idle(&s).await, 1);
     assert_eq!(s.run_once().await.expect("round").sent, 0);
     let posts = h.fake.calls_to("chat.postMessage");
-    assert_eq!(posts.len(), 2);
-    assert_eq!((posts[0].status, posts[1].status), (429, 200));
+    assert_eq!(
+        posts.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
     assert_eq!(h.next_post(CHANNEL).await, "first");
     let r = row(&h, "m1").await;
     assert_eq!(r.status, OutboxStatus::Sent);
@@ -514,61 +392,39 @@ async fn rate_limits_server_errors_and_permanent_failures() {
         r.result.as_ref().and_then(|v| v.get("ts")).is_some(),
         "ts stored"
     );
+    h.finish().await;
+}
 
-    // 500s are retried with backoff.
-    h.fake.add_channel("G0TWO", "two", &[]);
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let (mut h, s) = delivery(false).await;
     h.fake.fail_next("chat.postMessage", Fault::ServerError, 1);
-    enqueue(
-        h.db(),
-        "m2",
-        crate::common::note("G0TWO", "second"),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
+    queue_post(&h, "m2", CHANNEL, "second").await;
     assert_eq!(s.run_once().await.expect("round").retried, 1);
     let r = row(&h, "m2").await;
+    let error = Some("HTTP 500 Internal Server Error");
     assert_eq!(
         (r.status, r.attempts, r.last_error.as_deref()),
-        (
-            OutboxStatus::Pending,
-            1,
-            Some("HTTP 500 Internal Server Error")
-        )
+        (OutboxStatus::Pending, 1, error)
     );
     let mut am: outbox::ActiveModel = r.into();
     am.next_attempt_at = Set(chrono::Utc::now());
     am.update(h.db()).await.expect("due now");
     assert_eq!(rounds_until_idle(&s).await, 1);
-    assert_eq!(h.next_post("G0TWO").await, "second");
+    assert_eq!(h.next_post(CHANNEL).await, "second");
+    h.finish().await;
+}
 
-    // Permanent errors keep the error; already_in_channel counts as done.
-    enqueue(
-        h.db(),
-        "m3",
-        crate::common::note("C0GONE", "lost"),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
-    enqueue(
-        h.db(),
-        "i2",
-        Outgoing::Invite {
-            channel: CHANNEL.into(),
-            user: "U0BOB".into(),
-        },
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("enqueue");
+#[tokio::test]
+async fn permanent_errors_are_kept_and_already_in_channel_is_done() {
+    let (h, s) = delivery(true).await;
+    queue_post(&h, "m3", "C0GONE", "lost").await;
+    queue_invite(&h, "i2").await;
     let report = s.run_once().await.expect("round");
     assert_eq!((report.sent, report.failed), (1, 1));
     let r = row(&h, "m3").await;
-    assert_eq!(
-        (r.status, r.last_error.as_deref()),
-        (OutboxStatus::Failed, Some("channel_not_found"))
-    );
+    let failed = (OutboxStatus::Failed, Some("channel_not_found"));
+    assert_eq!((r.status, r.last_error.as_deref()), failed);
     assert_eq!(row(&h, "i2").await.status, OutboxStatus::Sent);
     h.finish().await;
 }

@@ -7,175 +7,27 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use fake_slack::ApiCall;
 use futures_util::future::join_all;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use staffbot::db::entities::{
     staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
 use staffbot::db::{RequestCause, RequestStatus, Role, TaskStatus};
-use staffbot::workers::{self, Certify};
 use staffbot::workflow::lifecycle;
+use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{add_worker, load_workflow, write_workflow};
-use crate::harness::Harness;
-
-pub const CHANNEL: &str = "G0PROJ";
-
-pub struct Team {
-    pub h: Harness,
-    pub project: i64,
-    pub task: i64,
-}
+use crate::common::{
+    TestDb, assignments, by_id, certify, count, first_task, flow, slack_id, staff, step, submit,
+    welcome, worker,
+};
+use crate::harness::{CHANNEL, Harness, Team, TeamSpec, by_channel, team, text, update_text};
 
 fn minutes(n: i64) -> chrono::Duration {
     chrono::Duration::minutes(n)
 }
 
-/// One step `write` needing `writer` (entry) — reviewed once, reviewers auto-staffed when
-/// `auto_review` — in a project in channel G0PROJ; workers given as (name, priority, enabled).
-pub async fn team(
-    batch_size: u32,
-    workers: &[(&str, i32, bool)],
-    auto_review: bool,
-    replicas: bool,
-) -> Team {
-    team_with(
-        Harness::new().await,
-        "Mayor race",
-        batch_size,
-        workers,
-        auto_review,
-        replicas,
-    )
-    .await
-}
-
-/// [`team`] on a harness set up by the caller, for a project described as `description`.
-pub async fn team_with(
-    mut h: Harness,
-    description: &str,
-    batch_size: u32,
-    workers: &[(&str, i32, bool)],
-    auto_review: bool,
-    replicas: bool,
-) -> Team {
-    h.config.staffbot.worker_batch_size = batch_size;
-    let reviewer_policy = if auto_review {
-        "staffbot_autoassign"
-    } else {
-        "anyone_certified"
-    };
-    let dir = write_workflow(
-        &json!({"slug": "news", "name": "News", "description": "Newsroom", "certifications": [
-            {"slug": "writer", "name": "Writer"}, {"slug": "other", "name": "Other"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "write", "name": "Write", "description": "Write the story", "required_certifications": ["writer"],
-             "assignment_policy": {"policy_function": {"reviewer": {"path": reviewer_policy}}},
-             "review_policy": {"policy": "sampled_review", "rate": 1, "max_reviews": 1},
-             "detailed_description_function": {"path": "staffbot.template", "kwargs": {"template": "About {{ words }} words for project {{ project.id }}", "words": 800}}}]}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    let project = lifecycle::create_project(
-        h.db(),
-        &version,
-        description,
-        1,
-        Some(CHANNEL.into()),
-        Utc::now(),
-    )
-    .await
-    .expect("project");
-    let cert = workers::find_certification(h.db(), "writer", None)
-        .await
-        .expect("cert");
-    for (name, priority, enabled) in workers {
-        let id = format!("U0{}", name.to_uppercase());
-        let w = add_worker(h.db(), name, Some(&id)).await;
-        workers::certify(
-            h.db(),
-            &w,
-            &cert,
-            Certify {
-                role: Role::EntryLevel,
-                staffing_priority: *priority,
-                staffbot_enabled: *enabled,
-            },
-            Utc::now(),
-        )
-        .await
-        .expect("certify");
-        h.fake.add_user(&id, name);
-    }
-    h.fake.add_channel(CHANNEL, "mayor-race", &[]);
-    h.hold_loop_leases().await;
-    h.start().await;
-    if replicas {
-        h.start_replica().await;
-    }
-    let task = task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
-    Team { h, project, task }
-}
-
-impl Team {
-    pub async fn staff(&mut self) -> staffing_request::Model {
-        let r =
-            staffbot::staffing::staff_task(self.h.db(), self.task, RequestCause::User, Utc::now())
-                .await
-                .expect("staff");
-        assert_eq!(
-            self.h.next_post(CHANNEL).await,
-            format!("Got it! I will start staffing task {}!", self.task)
-        );
-        r
-    }
-
-    pub async fn inquiry_of(&self, name: &str) -> staffing_inquiry::Model {
-        let w = lifecycle::find_worker(self.h.db(), name)
-            .await
-            .expect("worker");
-        staffing_inquiry::Entity::find()
-            .filter(staffing_inquiry::Column::WorkerId.eq(w.id))
-            .order_by_desc(staffing_inquiry::Column::Id)
-            .one(self.h.db())
-            .await
-            .expect("q")
-            .unwrap_or_else(|| panic!("{name} was asked"))
-    }
-
-    /// `name` clicks a button on the offer sent to `owner`; waits for the ack.
-    pub async fn click(&self, name: &str, action: &str, owner: &str) {
-        self.click_with(name, action, owner, json!({})).await;
-    }
-
-    /// [`Team::click`] with `overrides` merged over the payload (e.g. its `token`).
-    pub async fn click_with(&self, name: &str, action: &str, owner: &str, overrides: Value) {
-        let inquiry = self.inquiry_of(owner).await;
-        let id = self
-            .h
-            .fake
-            .send_block_action_with(
-                &format!("U0{}", name.to_uppercase()),
-                action,
-                &inquiry.id.to_string(),
-                inquiry.dm_channel.as_deref().unwrap_or("D0"),
-                inquiry.dm_ts.as_deref().unwrap_or("1.1"),
-                overrides,
-            )
-            .await;
-        let ack = self.h.ack(&id).await;
-        assert!(ack.payload.is_none(), "button clicks get a bare ack");
-    }
-}
+const ALL_SENT: &str = "All staffing requests for task v1 (Mayor race) - write have been sent!";
+const TAKEN: &str = "This task has been taken by another expert.";
 
 /// The users the offers in `calls` went to, in order.
 fn offer_recipients(calls: &[ApiCall]) -> Vec<String> {
@@ -192,141 +44,75 @@ fn offer_recipients(calls: &[ApiCall]) -> Vec<String> {
         .collect()
 }
 
-/// Messages keyed by the channel they went to (their order across channels depends on pacing).
-fn by_channel(calls: Vec<ApiCall>) -> std::collections::HashMap<String, ApiCall> {
-    let n = calls.len();
-    let map: std::collections::HashMap<String, ApiCall> = calls
-        .into_iter()
-        .map(|c| {
-            (
-                c.body["channel"].as_str().unwrap_or_default().to_string(),
-                c,
-            )
-        })
-        .collect();
-    assert_eq!(map.len(), n, "one message per channel expected");
-    map
-}
-
-pub fn update_text(call: &ApiCall) -> (String, String) {
-    assert_eq!(call.method, "chat.update", "{call:?}");
-    let outcome = call.body["blocks"][1]["elements"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    (
-        call.body["channel"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        outcome,
-    )
+async fn winners(db: &sea_orm::DatabaseConnection) -> u64 {
+    staffing_response::Entity::find()
+        .filter(staffing_response::Column::IsWinner.eq(true))
+        .count(db)
+        .await
+        .expect("count")
 }
 
 #[tokio::test]
 async fn batches_follow_priority_frequency_and_exhaust_once() {
     // a,b (5) before c (3) before d (1); eve disabled; no-slack and uncertified never asked.
-    let mut t = team(
-        2,
-        &[
-            ("a", 5, true),
-            ("b", 5, true),
-            ("c", 3, true),
-            ("d", 1, true),
-            ("eve", 9, false),
-        ],
-        false,
-        false,
-    )
-    .await;
-    let nobody = add_worker(t.h.db(), "ghost", None).await;
-    let cert = workers::find_certification(t.h.db(), "writer", None)
-        .await
-        .expect("cert");
-    workers::certify(
-        t.h.db(),
-        &nobody,
-        &cert,
-        Certify {
-            role: Role::EntryLevel,
-            staffing_priority: 10,
-            staffbot_enabled: true,
-        },
-        Utc::now(),
-    )
-    .await
-    .expect("c");
-    add_worker(t.h.db(), "uncertified", Some("U0UNC")).await;
+    let spec = TeamSpec::new().batch(2).worker("a", 5).worker("b", 5);
+    let mut t = spec
+        .worker("c", 3)
+        .worker("d", 1)
+        .disabled("eve", 9)
+        .start()
+        .await;
+    let ghost = worker("ghost")
+        .no_slack()
+        .certified("writer", Role::EntryLevel, 10, true);
+    ghost.add(t.h.db()).await;
+    worker("uncertified").add(t.h.db()).await;
     let request = t.staff().await;
     // Rounds are driven with explicit times; in the past, so that what they queue is due now.
     let t0: DateTime<Utc> = Utc::now() - minutes(30);
-
     let r = t.h.tick(t0, 1).await;
     assert_eq!((r.offers, r.exhausted), (2, 0));
     let first: BTreeSet<String> = offer_recipients(&t.h.next_messages(2).await)
         .into_iter()
         .collect();
-    assert_eq!(
-        first,
-        BTreeSet::from(["U0A".to_string(), "U0B".to_string()])
-    );
-
+    assert_eq!(first, BTreeSet::from(["U0A".into(), "U0B".into()]));
     // Not again before batch_frequency (2m).
     assert_eq!(t.h.tick(t0 + minutes(1), 1).await.offers, 0);
-
     // The last two: a full batch that empties the pool says so in this same round.
     let r = t.h.tick(t0 + minutes(2), 1).await;
     assert_eq!((r.offers, r.exhausted), (2, 1));
     let calls = t.h.next_messages(3).await;
     assert_eq!(offer_recipients(&calls[..2]), ["U0C", "U0D"]);
-    assert_eq!(calls[2].body["channel"], CHANNEL);
     assert_eq!(
-        calls[2].body["text"],
-        "All staffing requests for task v1 (Mayor race) - write have been sent!"
+        (&calls[2].body["channel"], text(&calls[2])),
+        (&json!(CHANNEL), ALL_SENT)
     );
-    let stored = staffing_request::Entity::find_by_id(request.id)
-        .one(t.h.db())
-        .await
-        .expect("q")
-        .expect("r");
+    let stored = by_id::<staffing_request::Entity>(t.h.db(), request.id).await;
     assert_eq!(stored.status, RequestStatus::DoneSending);
-
     // Nothing more, ever: the message is not repeated.
     assert_eq!(t.h.tick(t0 + minutes(10), 1).await.offers, 0);
-    assert_eq!(
-        staffing_inquiry::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        4
-    );
+    assert_eq!(count::<staffing_inquiry::Entity>(t.h.db()).await, 4);
     t.h.finish().await;
 }
 
 #[tokio::test]
 async fn offers_show_orchestras_text_and_two_buttons() {
-    let mut t = team(5, &[("a", 0, true)], false, false).await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    let calls = t.h.next_messages(2).await;
-    let offer = &calls[0];
+    let mut t = team(&["a"]).await;
+    let calls = t.staffed(2).await;
     let inquiry = t.inquiry_of("a").await;
     assert_eq!(
-        offer.body["text"],
+        text(&calls[0]),
         format!(
             "Hello a!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: Newsroom\nProject description: Mayor race\nTask: Write the story\nDetails: About 800 words for project {}",
             t.project
         )
     );
-    let buttons = &offer.body["blocks"][1]["elements"];
+    let buttons = &calls[0].body["blocks"][1]["elements"];
     assert_eq!(buttons[0]["text"]["text"], "Accept");
     assert_eq!(buttons[0]["value"], inquiry.id.to_string());
     assert_eq!(buttons[1]["action_id"], "offer_reject");
     assert_eq!(buttons[1]["text"]["text"], "Reject");
-    assert_eq!(
-        calls[1].body["text"],
-        "All staffing requests for task v1 (Mayor race) - write have been sent!"
-    );
+    assert_eq!(text(&calls[1]), ALL_SENT);
     // The DM's channel and ts are stored for later updates.
     let stored = t.inquiry_of("a").await;
     assert_eq!(stored.dm_channel.as_deref(), Some("DU0A"));
@@ -337,9 +123,7 @@ async fn offers_show_orchestras_text_and_two_buttons() {
 /// Who gets the one offer of a fresh request, with this seed (no Slack involved).
 async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) -> i64 {
     use rand::SeedableRng;
-    let request = staffbot::staffing::staff_task(db, task, RequestCause::User, Utc::now())
-        .await
-        .expect("staff");
+    let request = staff(db, task).await;
     let lease =
         staffbot::loops::try_lease(db, "staffing", "test", std::time::Duration::from_secs(60))
             .await
@@ -364,47 +148,17 @@ async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) ->
 
 #[tokio::test]
 async fn ties_are_broken_randomly_but_reproducibly() {
-    let t = crate::common::TestDb::new().await;
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [{"slug": "s", "name": "S", "required_certifications": ["writer"]}]}),
-        )],
-    );
-    let version = load_workflow(&t.db, dir.path()).await;
-    lifecycle::create_project(&t.db, &version, "P", 0, None, Utc::now())
-        .await
-        .expect("project");
-    let cert = workers::find_certification(&t.db, "writer", None)
-        .await
-        .expect("cert");
+    let t = TestDb::new().await;
+    flow(&["writer"], vec![step("s", "writer")])
+        .project(&t.db, "P", None)
+        .await;
     let mut top = Vec::new();
-    for (name, priority) in [("a", 1), ("b", 1), ("c", 1), ("low", 0)] {
-        let w = add_worker(&t.db, name, Some(&format!("U0{name}"))).await;
-        workers::certify(
-            &t.db,
-            &w,
-            &cert,
-            Certify {
-                role: Role::EntryLevel,
-                staffing_priority: priority,
-                staffbot_enabled: true,
-            },
-            Utc::now(),
-        )
-        .await
-        .expect("certify");
-        if priority == 1 {
-            top.push(w.id);
-        }
+    for name in ["a", "b", "c"] {
+        let w = worker(name).certified("writer", Role::EntryLevel, 1, true);
+        top.push(w.add(&t.db).await.id);
     }
-    let task = task::Entity::find()
-        .one(&t.db)
-        .await
-        .expect("q")
-        .expect("task")
-        .id;
+    worker("low").writes("writer").add(&t.db).await;
+    let task = first_task(&t.db).await;
     let mut seen = BTreeSet::new();
     for seed in 0..16u64 {
         let chosen = first_choice(&t.db, task, seed).await;
@@ -419,195 +173,117 @@ async fn ties_are_broken_randomly_but_reproducibly() {
     );
 }
 
+/// a (priority 3), b (2) and c (1) each have an offer of the task (one round, batch of 3).
+async fn three_offers() -> Team {
+    let spec = TeamSpec::new().batch(3).worker("a", 3).worker("b", 2);
+    let mut t = spec.worker("c", 1).start().await;
+    t.staffed(4).await; // three offers and the exhausted-pool note
+    t
+}
+
 #[tokio::test]
-async fn accept_reject_late_accept_and_foreign_clicks() {
-    let mut t = team(
-        3,
-        &[("a", 3, true), ("b", 2, true), ("c", 1, true)],
-        false,
-        false,
-    )
-    .await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    t.h.next_messages(4).await; // three offers and the exhausted-pool note
+async fn a_decline_thanks_the_worker_in_place() {
+    let mut t = three_offers().await;
+    t.reject("b").await;
+    let thanks = update_text(&t.h.next_message().await);
+    assert_eq!(thanks, ("DU0B".into(), "Thanks for responding!".into()));
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
+    t.h.finish().await;
+}
 
-    // b declines: its DM says thanks, in place.
-    t.click("b", "offer_reject", "b").await;
-    assert_eq!(
-        update_text(&t.h.next_message().await),
-        ("DU0B".into(), "Thanks for responding!".into())
-    );
-
-    // c clicks a's offer: told so, nothing changes.
+#[tokio::test]
+async fn a_click_on_someone_elses_offer_is_refused_and_changes_nothing() {
+    let t = three_offers().await;
     t.click("c", "offer_accept", "a").await;
     assert_eq!(
-        staffing_response::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        1
+        t.h.response_texts(1).await,
+        ["This offer was not sent to you."]
     );
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 0);
+    t.h.finish().await;
+}
 
-    // a accepts: assigned, invited and welcomed; a's DM says so; c's open offer says taken.
-    t.click("a", "offer_accept", "a").await;
-    let calls = by_channel(t.h.next_messages(3).await);
-    assert_eq!(
-        calls["G0PROJ"].body["text"],
-        "<@U0A> has been added to the team. Welcome aboard!"
-    );
+#[tokio::test]
+async fn an_accept_assigns_invites_welcomes_and_tells_the_others_it_is_taken() {
+    let mut t = three_offers().await;
+    t.accept("a").await;
+    let calls = by_channel(t.h.next_messages(4).await);
+    assert_eq!(text(&calls[CHANNEL]), welcome("U0A"));
     let won = update_text(&calls["DU0A"]).1;
     assert!(
         won.starts_with("You got the task!") && won.contains("<#G0PROJ>"),
         "{won}"
     );
-    assert_eq!(
-        update_text(&calls["DU0C"]).1,
-        "This task has been taken by another expert."
-    );
-    assert_eq!(t.h.fake.channel_members(CHANNEL), vec!["U0A".to_string()]);
-    let assignments = task_assignment::Entity::find()
-        .all(t.h.db())
-        .await
-        .expect("q");
-    assert_eq!(assignments.len(), 1);
-    let a = lifecycle::find_worker(t.h.db(), "a").await.expect("a");
-    assert_eq!(
-        (assignments[0].worker_id, assignments[0].assignment_counter),
-        (a.id, 0)
-    );
-    assert_eq!(
-        task::Entity::find_by_id(t.task)
-            .one(t.h.db())
-            .await
-            .expect("q")
-            .expect("t")
-            .status,
-        TaskStatus::Processing
-    );
+    assert_eq!(update_text(&calls["DU0B"]).1, TAKEN);
+    assert_eq!(update_text(&calls["DU0C"]).1, TAKEN);
+    assert_eq!(t.h.fake.channel_members(CHANNEL), ["U0A"]);
+    assert_eq!(assignments(t.h.db()).await, [(t.worker("a").await.id, 0)]);
+    let task = by_id::<task::Entity>(t.h.db(), t.task).await;
+    assert_eq!(task.status, TaskStatus::Processing);
+    t.h.finish().await;
+}
 
+#[tokio::test]
+async fn after_the_win_late_accepts_rejects_and_second_clicks_change_nothing() {
+    let mut t = three_offers().await;
+    t.accept("a").await;
+    t.h.next_messages(4).await; // the welcome, won, taken, taken
     // c accepts late: recorded, nothing else changes (its DM already says taken).
-    t.click("c", "offer_accept", "c").await;
+    t.accept("c").await;
     // a tries to reject after winning; a clicks again: nothing changes.
-    t.click("a", "offer_reject", "a").await;
-    t.click("a", "offer_accept", "a").await;
-    let winners = staffing_response::Entity::find()
-        .filter(staffing_response::Column::IsWinner.eq(true))
-        .count(t.h.db())
-        .await
-        .expect("count");
-    assert_eq!(winners, 1);
-    assert_eq!(
-        task_assignment::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        1
-    );
-    // The two refusals went back ephemerally through response_url.
-    let replies: Vec<String> =
-        t.h.fake
-            .response_posts()
-            .iter()
-            .map(|b| b["text"].as_str().unwrap_or_default().to_string())
-            .collect();
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    let mut replies = replies;
-    while replies.len() < 2 && tokio::time::Instant::now() < deadline {
-        t.h.fake
-            .wait_for_calls("never.called", 1, std::time::Duration::from_millis(50))
-            .await;
-        replies =
-            t.h.fake
-                .response_posts()
-                .iter()
-                .map(|b| b["text"].as_str().unwrap_or_default().to_string())
-                .collect();
-    }
-    assert_eq!(
-        replies,
-        [
-            "This offer was not sent to you.",
-            "Cannot reject after accepting the task"
-        ]
-    );
-    // Ephemeral (Slack's default for response_url) and never replacing the offer.
-    assert!(
-        t.h.fake
-            .response_posts()
-            .iter()
-            .all(|b| b.get("response_type").is_none_or(|r| r == "ephemeral")
-                && b["replace_original"] == false)
-    );
+    t.reject("a").await;
+    t.accept("a").await;
+    assert_eq!(winners(t.h.db()).await, 1);
+    assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
+    // The refusal goes back ephemerally (Slack's default for response_url), never replacing
+    // the offer.
+    let refused = t.h.response_texts(1).await;
+    assert_eq!(refused, ["Cannot reject after accepting the task"]);
+    let posts = t.h.fake.response_posts();
+    let kind = posts[0].get("response_type");
+    assert!(kind.is_none_or(|r| r == "ephemeral"), "{posts:?}");
+    assert_eq!(posts[0]["replace_original"], false);
     t.h.finish().await;
 }
 
 #[tokio::test]
 async fn fifty_simultaneous_accepts_on_two_replicas_make_one_winner() {
     let names: Vec<String> = (0..50).map(|i| format!("w{i:02}")).collect();
-    let spec: Vec<(&str, i32, bool)> = names.iter().map(|n| (n.as_str(), 0, true)).collect();
-    let mut t = team(50, &spec, false, true).await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    t.h.next_messages(51).await; // 50 offers + the exhausted-pool note
+    let spec = names
+        .iter()
+        .fold(TeamSpec::new().batch(50).replica(), |s, n| s.worker(n, 0));
+    let mut t = spec.start().await;
+    t.staffed(51).await; // 50 offers + the exhausted-pool note
     let mut inquiries = Vec::new();
     for n in &names {
-        inquiries.push((n.clone(), t.inquiry_of(n).await));
+        inquiries.push((slack_id(n), t.inquiry_of(n).await));
     }
-    let clicks = inquiries.iter().map(|(n, i)| {
+    let clicks = inquiries.iter().map(|(user, i)| {
         let fake = t.h.fake.clone();
-        let user = format!("U0{}", n.to_uppercase());
         let value = i.id.to_string();
         let channel = i.dm_channel.clone().unwrap_or_default();
         let ts = i.dm_ts.clone().unwrap_or_default();
         async move {
-            fake.send_block_action(&user, "offer_accept", &value, &channel, &ts)
+            fake.send_block_action(user, "offer_accept", &value, &channel, &ts)
                 .await
         }
     });
-    let envelope_ids = join_all(clicks).await;
-    for id in &envelope_ids {
+    for id in &join_all(clicks).await {
         t.h.ack(id).await;
     }
-    assert_eq!(
-        task_assignment::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        1
-    );
-    let winners = staffing_response::Entity::find()
-        .filter(staffing_response::Column::IsWinner.eq(true))
-        .all(t.h.db())
-        .await
-        .expect("q");
-    assert_eq!(winners.len(), 1);
-    assert_eq!(
-        staffing_response::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        50
-    );
-    let calls = t.h.next_messages(51).await;
-    let mut taken = 0;
-    let mut won = 0;
-    for c in &calls {
+    assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
+    assert_eq!(winners(t.h.db()).await, 1);
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 50);
+    let (mut taken, mut won) = (0, 0);
+    for c in &t.h.next_messages(51).await {
         if c.method == "chat.postMessage" {
-            assert!(
-                c.body["text"]
-                    .as_str()
-                    .is_some_and(|s| s.ends_with("has been added to the team. Welcome aboard!"))
-            );
+            assert!(text(c).ends_with("has been added to the team. Welcome aboard!"));
             continue;
         }
-        let (_, outcome) = update_text(c);
-        if outcome == "This task has been taken by another expert." {
-            taken += 1;
-        } else if outcome.starts_with("You got the task!") {
-            won += 1;
-        } else {
-            panic!("unexpected update {outcome}");
+        match update_text(c).1.as_str() {
+            TAKEN => taken += 1,
+            outcome if outcome.starts_with("You got the task!") => won += 1,
+            outcome => panic!("unexpected update {outcome}"),
         }
     }
     assert_eq!((won, taken), (1, 49));
@@ -616,15 +292,12 @@ async fn fifty_simultaneous_accepts_on_two_replicas_make_one_winner() {
 
 #[tokio::test]
 async fn restaff_moves_the_work_and_tells_everyone() {
-    let mut t = team(5, &[("bob", 5, true), ("carl", 1, true)], false, false).await;
-    let bob = lifecycle::find_worker(t.h.db(), "bob").await.expect("bob");
-    lifecycle::assign_task(t.h.db(), t.task, &bob, Utc::now())
-        .await
-        .expect("assign");
-    assert_eq!(
-        t.h.next_post(CHANNEL).await,
-        "<@U0BOB> has been added to the team. Welcome aboard!"
-    );
+    let mut t = TeamSpec::new()
+        .worker("bob", 5)
+        .worker("carl", 1)
+        .start()
+        .await;
+    let bob = t.assign("bob").await;
     let r = staffbot::staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect("restaff");
@@ -632,27 +305,19 @@ async fn restaff_moves_the_work_and_tells_everyone() {
         (r.required_role_counter, r.cause),
         (0, RequestCause::Restaff)
     );
-    assert_eq!(
-        t.h.next_post(CHANNEL).await,
-        format!("Got it! I will start restaffing task {}!", t.task)
-    );
-    t.h.tick(Utc::now(), 1).await;
-    let calls = t.h.next_messages(2).await;
+    let got_it = format!("Got it! I will start restaffing task {}!", t.task);
+    assert_eq!(t.h.next_post(CHANNEL).await, got_it);
+    let calls = t.offers(2).await;
     assert_eq!(
         offer_recipients(&calls[..1]),
         ["U0CARL"],
         "bob, already on the task, is not asked"
     );
-    t.click("carl", "offer_accept", "carl").await;
+    t.accept("carl").await;
     let calls = by_channel(t.h.next_messages(3).await);
-    assert_eq!(
-        calls["G0PROJ"].body["text"],
-        "<@U0CARL> has been added to the team. Welcome aboard!"
-    );
+    assert_eq!(text(&calls[CHANNEL]), welcome("U0CARL"));
     assert!(
-        calls["U0BOB"].body["text"]
-            .as_str()
-            .is_some_and(|s| s.contains("no longer assigned")),
+        text(&calls["U0BOB"]).contains("no longer assigned"),
         "{:?}",
         calls["U0BOB"]
     );
@@ -663,19 +328,12 @@ async fn restaff_moves_the_work_and_tells_everyone() {
     );
     assert_eq!(
         t.h.fake.channel_members(CHANNEL),
-        vec!["U0CARL".to_string()],
+        ["U0CARL"],
         "bob was removed"
     );
-    let a = task_assignment::Entity::find()
-        .all(t.h.db())
-        .await
-        .expect("q");
-    let carl = lifecycle::find_worker(t.h.db(), "carl")
-        .await
-        .expect("carl");
     assert_eq!(
-        (a.len(), a[0].worker_id, a[0].assignment_counter),
-        (1, carl.id, 0)
+        assignments(t.h.db()).await,
+        [(t.worker("carl").await.id, 0)]
     );
     t.h.finish().await;
 }
@@ -685,43 +343,26 @@ async fn restaff_moves_the_work_and_tells_everyone() {
 /// workers swap again.
 #[tokio::test]
 async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
-    let mut t = team(5, &[("erin", 0, true), ("ed", 0, true)], false, false).await;
-    let erin = lifecycle::find_worker(t.h.db(), "erin")
-        .await
-        .expect("erin");
-    let ed = lifecycle::find_worker(t.h.db(), "ed").await.expect("ed");
-    lifecycle::assign_task(t.h.db(), t.task, &erin, Utc::now())
-        .await
-        .expect("assign");
-    assert_eq!(
-        t.h.next_post(CHANNEL).await,
-        "<@U0ERIN> has been added to the team. Welcome aboard!"
-    );
+    let mut t = team(&["erin", "ed"]).await;
+    let (erin, ed) = (t.assign("erin").await, t.worker("ed").await);
     for (to, from) in [(&ed, &erin), (&erin, &ed), (&ed, &erin), (&erin, &ed)] {
-        let (to_id, from_id) = (
-            to.slack_user_id.clone().expect("slack id"),
-            from.slack_user_id.clone().expect("slack id"),
-        );
+        let (to_id, from_id) = (slack_id(&to.username), slack_id(&from.username));
         let (_, reassigned) = lifecycle::assign_or_reassign(t.h.db(), t.task, to, Utc::now())
             .await
             .expect("hand over");
         assert!(reassigned);
         // The welcome (after the invite) and the DM (after the kick), in either order.
         let calls = by_channel(t.h.next_messages(2).await);
-        assert_eq!(
-            calls[CHANNEL].body["text"],
-            format!("<@{to_id}> has been added to the team. Welcome aboard!")
-        );
+        assert_eq!(text(&calls[CHANNEL]), welcome(&to_id));
         assert!(
-            calls[&from_id].body["text"]
-                .as_str()
-                .is_some_and(|s| s.contains("no longer assigned")),
+            text(&calls[&from_id]).contains("no longer assigned"),
             "{:?}",
             calls[&from_id]
         );
+        let members = t.h.fake.channel_members(CHANNEL);
         assert_eq!(
-            t.h.fake.channel_members(CHANNEL),
-            vec![to_id.clone()],
+            members,
+            [to_id],
             "{} in the channel, {} not",
             to.username,
             from.username
@@ -742,244 +383,124 @@ async fn clicks_need_the_verification_token() {
         .finish();
     // The daemon's tasks run on this thread (current-thread runtime), so this sees its logs.
     let _guard = tracing::subscriber::set_default(subscriber);
-    let mut h = Harness::new().await;
-    h.config.slack.verification_token = Some("vtok-right".into());
-    let mut t = team_with(h, "Mayor race", 1, &[("a", 0, true)], false, false).await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    t.h.next_messages(2).await; // the offer and the exhausted-pool note
-    let responses = || staffing_response::Entity::find().count(t.h.db());
+    let spec = TeamSpec::new().batch(1).workers(&["a"]);
+    let spec = spec.config(|c| c.slack.verification_token = Some("vtok-right".into()));
+    let mut t = spec.start().await;
+    t.staffed(2).await; // the offer and the exhausted-pool note
+    let click = |token: Value| t.click_with("a", "offer_accept", "a", json!({"token": token}));
 
-    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-forged"}))
-        .await;
-    assert!(
-        tap.wait_for("wrong or missing verification token", crate::harness::WAIT)
-            .await
+    click(json!("vtok-forged")).await;
+    let logged = tap.wait_for("wrong or missing verification token", crate::harness::WAIT);
+    assert!(logged.await);
+    click(Value::Null).await;
+    assert_eq!(
+        count::<staffing_response::Entity>(t.h.db()).await,
+        0,
+        "nothing changed"
     );
-    t.click_with("a", "offer_accept", "a", json!({"token": null}))
-        .await;
-    assert_eq!(responses().await.expect("count"), 0, "nothing changed");
     assert!(!tap.contains("vtok-forged") && !tap.contains("vtok-right"));
 
-    t.click_with("a", "offer_accept", "a", json!({"token": "vtok-right"}))
-        .await;
-    assert_eq!(responses().await.expect("count"), 1);
+    click(json!("vtok-right")).await;
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
     let calls = by_channel(t.h.next_messages(2).await);
     assert!(
         update_text(&calls["DU0A"])
             .1
             .starts_with("You got the task!")
     );
-    assert_eq!(
-        calls[CHANNEL].body["text"],
-        "<@U0A> has been added to the team. Welcome aboard!"
-    );
+    assert_eq!(text(&calls[CHANNEL]), welcome("U0A"));
     t.h.finish().await;
 }
 
 #[tokio::test]
 async fn reviewers_are_staffed_automatically_after_submit() {
-    let mut t = team(5, &[("wri", 0, true), ("rev", 0, true)], true, false).await;
-    let cert = workers::find_certification(t.h.db(), "writer", None)
-        .await
-        .expect("cert");
-    let rev = lifecycle::find_worker(t.h.db(), "rev").await.expect("rev");
-    workers::certify(
-        t.h.db(),
-        &rev,
-        &cert,
-        Certify {
-            role: Role::Reviewer,
-            staffing_priority: 0,
-            staffbot_enabled: true,
-        },
-        Utc::now(),
-    )
-    .await
-    .expect("reviewer");
-    let wri = lifecycle::find_worker(t.h.db(), "wri").await.expect("wri");
-    lifecycle::assign_task(t.h.db(), t.task, &wri, Utc::now())
-        .await
-        .expect("assign");
-    t.h.next_post(CHANNEL).await;
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-    lifecycle::submit(
-        t.h.db(),
-        t.task,
-        &wri,
-        staffbot::workflow::rules::SubmitKind::RequestedReview,
-        Utc::now(),
-        &mut rng,
-    )
-    .await
-    .expect("submit");
-    assert_eq!(
-        t.h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {}!", t.task)
-    );
-    let request = staffing_request::Entity::find()
-        .one(t.h.db())
-        .await
-        .expect("q")
-        .expect("request");
-    assert_eq!(
-        (request.required_role_counter, request.cause),
-        (1, RequestCause::TaskPolicy)
-    );
-    t.h.tick(Utc::now(), 1).await;
-    let calls = t.h.next_messages(2).await;
+    let mut t = TeamSpec::new()
+        .worker("wri", 0)
+        .worker("rev", 0)
+        .auto_review()
+        .start()
+        .await;
+    let rev = t.worker("rev").await;
+    certify(t.h.db(), &rev, "writer", Role::Reviewer).await;
+    t.assign("wri").await;
+    submit(t.h.db(), t.task, "wri", SubmitKind::RequestedReview).await;
+    let got_it = format!("Got it! I will start staffing task {}!", t.task);
+    assert_eq!(t.h.next_post(CHANNEL).await, got_it);
+    let request = crate::common::all::<staffing_request::Entity>(t.h.db()).await;
+    let request = (request[0].required_role_counter, request[0].cause);
+    assert_eq!(request, (1, RequestCause::TaskPolicy));
+    let calls = t.offers(2).await;
     assert_eq!(
         offer_recipients(&calls[..1]),
         ["U0REV"],
         "only reviewer-certified workers"
     );
-    assert!(
-        calls[0].body["text"]
-            .as_str()
-            .is_some_and(|s| s.contains("Task: Write the story [Review]"))
-    );
-    t.click("rev", "offer_accept", "rev").await;
+    assert!(text(&calls[0]).contains("Task: Write the story [Review]"));
+    t.accept("rev").await;
     t.h.next_messages(2).await;
-    assert_eq!(
-        task::Entity::find_by_id(t.task)
-            .one(t.h.db())
-            .await
-            .expect("q")
-            .expect("t")
-            .status,
-        TaskStatus::Reviewing
-    );
-    let a = task_assignment::Entity::find()
-        .filter(task_assignment::Column::WorkerId.eq(rev.id))
-        .one(t.h.db())
-        .await
-        .expect("q")
-        .expect("a");
-    assert_eq!(a.assignment_counter, 1);
+    let task = by_id::<task::Entity>(t.h.db(), t.task).await;
+    assert_eq!(task.status, TaskStatus::Reviewing);
+    assert_eq!(assignments(t.h.db()).await[1], (rev.id, 1));
     t.h.finish().await;
 }
 
 #[tokio::test]
 async fn autoassign_on_creation_and_closing_on_abort() {
     let mut h = Harness::new().await;
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [
-            {"slug": "s", "name": "S", "description": "Do it", "required_certifications": ["writer"],
-             "assignment_policy": {"policy_function": {"entry_level": {"path": "orchestra.bots.assignment_policies.staffbot_autoassign"}}},
-             "review_policy": {"policy": "no_review"}}]}),
-        )],
-    );
-    let version = load_workflow(h.db(), dir.path()).await;
-    let cert = workers::find_certification(h.db(), "writer", None)
-        .await
-        .expect("cert");
-    let w = add_worker(h.db(), "a", Some("U0A")).await;
-    workers::certify(
-        h.db(),
-        &w,
-        &cert,
-        Certify {
-            role: Role::EntryLevel,
-            staffing_priority: 0,
-            staffbot_enabled: true,
-        },
-        Utc::now(),
-    )
-    .await
-    .expect("c");
+    let autoassign = "orchestra.bots.assignment_policies.staffbot_autoassign";
+    let s = step("s", "writer")
+        .policy("entry_level", autoassign, Value::Null)
+        .no_review();
+    let version = flow(&["writer"], vec![s]).load(h.db()).await;
+    worker("a").writes("writer").add(h.db()).await;
     h.fake.add_channel(CHANNEL, "p", &[]);
     h.hold_loop_leases().await;
     h.start().await;
-    let project =
-        lifecycle::create_project(h.db(), &version, "P", 0, Some(CHANNEL.into()), Utc::now())
-            .await
-            .expect("project");
-    let task = task::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("task");
-    let request = staffing_request::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("request");
-    assert_eq!(request.cause, RequestCause::TaskPolicy);
-    assert_eq!(
-        h.next_post(CHANNEL).await,
-        format!("Got it! I will start staffing task {}!", task.id)
+    let project = crate::common::create_project(h.db(), &version, "P", Some(CHANNEL)).await;
+    let db = h.db().clone();
+    let request = || crate::common::all::<staffing_request::Entity>(&db);
+    assert_eq!(request().await[0].cause, RequestCause::TaskPolicy);
+    let got_it = format!(
+        "Got it! I will start staffing task {}!",
+        first_task(h.db()).await
     );
+    assert_eq!(h.next_post(CHANNEL).await, got_it);
     h.tick(Utc::now(), 1).await;
     h.next_messages(2).await;
     lifecycle::abort_project(h.db(), project, Utc::now())
         .await
         .expect("abort");
-    let request = staffing_request::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("request");
-    assert_eq!(request.status, RequestStatus::Closed);
+    assert_eq!(request().await[0].status, RequestStatus::Closed);
     // A click after the abort: the offer says it is gone.
-    let inquiry = staffing_inquiry::Entity::find()
-        .one(h.db())
-        .await
-        .expect("q")
-        .expect("inquiry");
-    let id = h
-        .fake
-        .send_block_action(
-            "U0A",
-            "offer_accept",
-            &inquiry.id.to_string(),
-            "DU0A",
-            "1.1",
-        )
-        .await;
-    h.ack(&id).await;
-    assert_eq!(
-        update_text(&h.next_message().await),
-        (
-            "DU0A".into(),
-            "Sorry, this task is no longer available.".into()
-        )
+    let inquiry = crate::common::all::<staffing_inquiry::Entity>(h.db()).await;
+    h.click("a", "offer_accept", &inquiry[0]).await;
+    let gone = (
+        "DU0A".into(),
+        "Sorry, this task is no longer available.".into(),
     );
-    assert_eq!(
-        task_assignment::Entity::find()
-            .count(h.db())
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(update_text(&h.next_message().await), gone);
+    assert_eq!(count::<task_assignment::Entity>(h.db()).await, 0);
     h.finish().await;
 }
 
 #[tokio::test]
 async fn when_everyone_declines_the_channel_is_told_once() {
-    let mut t = team(2, &[("a", 1, true), ("b", 1, true)], false, false).await;
+    let mut t = TeamSpec::new().batch(2).workers(&["a", "b"]).start().await;
     let request = t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    t.h.next_messages(3).await;
-    t.click("a", "offer_reject", "a").await;
+    t.offers(3).await;
+    t.reject("a").await;
     t.h.next_message().await;
-    t.click("b", "offer_reject", "b").await;
+    t.reject("b").await;
     let calls = t.h.next_messages(2).await;
     assert_eq!(update_text(&calls[0]).1, "Thanks for responding!");
     assert_eq!(
-        calls[1].body["text"],
+        text(&calls[1]),
         "No worker has accepted to work on task v1 (Mayor race) - write"
     );
-    let stored = staffing_request::Entity::find_by_id(request.id)
-        .one(t.h.db())
-        .await
-        .expect("q")
-        .expect("r");
+    let stored = by_id::<staffing_request::Entity>(t.h.db(), request.id).await;
     assert_eq!(stored.status, RequestStatus::Closed);
     // A second decline click changes nothing and says nothing.
-    t.click("b", "offer_reject", "b").await;
+    t.reject("b").await;
     t.h.finish().await;
 }
 
@@ -988,27 +509,13 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let t = crate::common::TestDb::new().await;
-    let dir = write_workflow(
-        &json!({"slug": "wf", "name": "WF", "certifications": [{"slug": "writer", "name": "Writer"}]}),
-        &[(
-            "v1",
-            json!({"slug": "v1", "name": "V1", "steps": [{"slug": "s", "name": "S", "required_certifications": ["writer"]}]}),
-        )],
-    );
-    let version = load_workflow(&t.db, dir.path()).await;
+    let version = flow(&["writer"], vec![step("s", "writer")])
+        .load(&t.db)
+        .await;
     for p in 0..20 {
-        lifecycle::create_project(
-            &t.db,
-            &version,
-            &format!("P{p}"),
-            0,
-            Some(CHANNEL.into()),
-            Utc::now(),
-        )
-        .await
-        .expect("project");
+        crate::common::create_project(&t.db, &version, &format!("P{p}"), Some(CHANNEL)).await;
     }
-    let cert = workers::find_certification(&t.db, "writer", None)
+    let cert = staffbot::workers::find_certification(&t.db, "writer", None)
         .await
         .expect("cert");
     let now = Utc::now();
@@ -1047,10 +554,8 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
         .exec_without_returning(&t.db)
         .await
         .expect("certs");
-    for task in task::Entity::find().all(&t.db).await.expect("q") {
-        staffbot::staffing::staff_task(&t.db, task.id, RequestCause::User, now)
-            .await
-            .expect("staff");
+    for task in crate::common::tasks(&t.db).await {
+        staff(&t.db, task.id).await;
     }
 
     let mut counted = staffbot::db::connect(&t.url).await.expect("connect");
@@ -1176,61 +681,27 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     let _: Option<Value> = None;
 }
 
-/// Waits until `id` has been acked `n` times.
-async fn acked_times(h: &Harness, id: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while h.fake.acks().iter().filter(|a| a.envelope_id == id).count() < n {
-        assert!(tokio::time::Instant::now() < deadline, "ack {n} of {id}");
-        h.fake
-            .wait_for_calls("never.called", 1, std::time::Duration::from_millis(20))
-            .await;
-    }
-}
-
 #[tokio::test]
 async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
-    let mut t = team(2, &[("a", 3, true), ("b", 2, true)], false, false).await;
-    t.staff().await;
-    t.h.tick(Utc::now(), 1).await;
-    t.h.next_messages(3).await; // two offers and the exhausted-pool note
-
-    let offer = t.inquiry_of("a").await;
-    let (channel, ts) = (
-        offer.dm_channel.clone().expect("delivered"),
-        offer.dm_ts.clone().expect("delivered"),
-    );
-    let accept =
-        t.h.fake
-            .send_block_action("U0A", "offer_accept", &offer.id.to_string(), &channel, &ts)
-            .await;
-    t.h.ack(&accept).await;
+    let mut t = TeamSpec::new()
+        .batch(2)
+        .worker("a", 3)
+        .worker("b", 2)
+        .start()
+        .await;
+    t.staffed(3).await; // two offers and the exhausted-pool note
+    let accept = t.accept("a").await;
     t.h.next_messages(3).await; // welcome, a's offer says won, b's says taken
-    let reject =
-        t.h.fake
-            .send_block_action("U0A", "offer_reject", &offer.id.to_string(), &channel, &ts)
-            .await;
-    t.h.ack(&reject).await;
+    let reject = t.reject("a").await;
 
     // Slack sends both again (it did not see the acks in time).
     t.h.fake.redeliver(&accept).await;
-    acked_times(&t.h, &accept, 2).await;
+    t.h.acked_times(&accept, 2).await;
     t.h.fake.redeliver(&reject).await;
-    acked_times(&t.h, &reject, 2).await;
+    t.h.acked_times(&reject, 2).await;
 
-    assert_eq!(
-        staffing_response::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        1
-    );
-    assert_eq!(
-        task_assignment::Entity::find()
-            .count(t.h.db())
-            .await
-            .expect("count"),
-        1
-    );
+    assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
+    assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
     // One refusal queued (not one per delivery), and it reaches the worker.
     let refusals: Vec<String> = crate::common::outbox_rows(t.h.db())
         .await
@@ -1239,22 +710,9 @@ async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
         .filter(|k| k.starts_with("respond:"))
         .collect();
     assert_eq!(refusals, [format!("respond:{reject}")]);
-    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
-    while t.h.fake.response_posts().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the refusal arrives"
-        );
-        t.h.fake
-            .wait_for_calls("never.called", 1, std::time::Duration::from_millis(20))
-            .await;
-    }
-    let replies: Vec<String> =
-        t.h.fake
-            .response_posts()
-            .iter()
-            .map(|b| b["text"].as_str().unwrap_or_default().to_string())
-            .collect();
-    assert_eq!(replies, ["Cannot reject after accepting the task"]);
+    assert_eq!(
+        t.h.response_texts(1).await,
+        ["Cannot reject after accepting the task"]
+    );
     t.h.finish().await;
 }

@@ -6,9 +6,8 @@
 use staffbot::config::AllowedConfig;
 use staffbot::slack::envelope::SlashCommand;
 use staffbot::slack::slash::{HELP_TEXT, SlashSettings, handle};
-use staffbot::workers::{self, NewWorker};
 
-use crate::common::{TestDb, t0};
+use crate::common::{TestDb, t0, worker};
 
 type List = fn(&mut AllowedConfig) -> &mut Option<Vec<String>>;
 type Field = fn(&mut SlashCommand) -> &mut Option<String>;
@@ -61,18 +60,7 @@ async fn reply(db: &TestDb, allowed: AllowedConfig, cmd: &SlashCommand) -> Strin
 #[tokio::test]
 async fn every_whitelist_refuses_outsiders_and_admits_insiders() {
     let db = TestDb::new().await;
-    workers::add(
-        &db.db,
-        NewWorker {
-            username: "erin".into(),
-            slack_user_id: Some("U0ADMIN".into()),
-            is_admin: true,
-            ..Default::default()
-        },
-        t0(),
-    )
-    .await
-    .expect("admin");
+    worker("erin").slack("U0ADMIN").admin().add(&db.db).await;
     let allow = |list: List, values: &[&str]| {
         let mut allowed = AllowedConfig::default();
         *list(&mut allowed) = Some(values.iter().map(|v| v.to_string()).collect());

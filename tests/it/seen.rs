@@ -1,0 +1,490 @@
+//! What users see, pinned by snapshots (`tests/it/snapshots/`): every kind of message as Slack
+//! receives it (method, channel, text, blocks; ids, timestamps and `ts` redacted), the replies
+//! to `/staffbot`, and the command line's help texts. A change in what users see shows up as a
+//! snapshot diff in review: update with `INSTA_UPDATE=always cargo test` (or `cargo insta
+//! review`) and commit the `.snap` files with the change.
+
+use chrono::Utc;
+use fake_slack::ApiCall;
+use insta::{assert_json_snapshot, assert_snapshot};
+use serde_json::{Map, Value, json};
+use staffbot::db::entities::staffing_inquiry;
+use staffbot::workflow::rules::SubmitKind;
+
+use crate::common::{assign, first_task, flow, step, submit, worker};
+use crate::harness::{CHANNEL, Harness, TeamSpec, team};
+
+const STAFFING: &str = "G0STAFF";
+
+/// A Slack call as its user sees it: the method and the body's fields (no token, no metadata,
+/// which only staffbot reads), with `ts` values, the numbers in `ids` and timestamps redacted.
+fn seen(call: &ApiCall, ids: &[i64]) -> Value {
+    let mut out = Map::new();
+    out.insert("method".into(), call.method.clone().into());
+    if let Some(body) = call.body.as_object() {
+        for (k, v) in body {
+            if k != "metadata" && k != "token" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    redact(Value::Object(out), ids)
+}
+
+/// Redacts `ts`-like fields, the standalone numbers in `ids` (`[id]`) and timestamps
+/// (`[time]`) in every string.
+fn redact(value: Value, ids: &[i64]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    if k.ends_with("ts") && v.is_string() {
+                        (k, "[ts]".into())
+                    } else {
+                        (k, redact(v, ids))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| redact(v, ids)).collect()),
+        Value::String(s) => Value::String(redact_text(&s, ids)),
+        other => other,
+    }
+}
+
+fn redact_text(s: &str, ids: &[i64]) -> String {
+    let s = redact_times(s);
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let standalone_start = i == 0 || !chars[i - 1].is_alphanumeric();
+        if chars[i].is_ascii_digit() && standalone_start {
+            let end = (i..chars.len())
+                .find(|&j| !chars[j].is_ascii_digit())
+                .unwrap_or(chars.len());
+            let digits: String = chars[i..end].iter().collect();
+            let standalone_end = end == chars.len() || !chars[end].is_alphanumeric();
+            if standalone_end && ids.iter().any(|id| id.to_string() == digits) {
+                out.push_str("[id]");
+            } else {
+                out.push_str(&digits);
+            }
+            i = end;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `2026-11-27 09:00:00.123456+00:00` (fraction and offset optional) → `[time]`.
+fn redact_times(s: &str) -> String {
+    const SHAPE: &str = "dddd-dd-dd dd:dd:dd";
+    let chars: Vec<char> = s.chars().collect();
+    let fits = |at: usize| {
+        SHAPE.chars().enumerate().all(|(k, want)| {
+            chars.get(at + k).is_some_and(|&c| match want {
+                'd' => c.is_ascii_digit(),
+                w => c == w,
+            })
+        })
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !fits(i) {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        i += SHAPE.len();
+        if chars.get(i) == Some(&'.') {
+            i += 1;
+            while chars.get(i).is_some_and(char::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if chars.get(i).is_some_and(|c| *c == '+' || *c == '-') && fits_offset(&chars[i..]) {
+            i += 6;
+        }
+        out.push_str("[time]");
+    }
+    out
+}
+
+fn fits_offset(rest: &[char]) -> bool {
+    rest.len() >= 6
+        && rest[1].is_ascii_digit()
+        && rest[2].is_ascii_digit()
+        && rest[3] == ':'
+        && rest[4].is_ascii_digit()
+        && rest[5].is_ascii_digit()
+}
+
+/// Every task, project, staffing request and offer id (what [`seen`] redacts).
+async fn ids(db: &sea_orm::DatabaseConnection) -> Vec<i64> {
+    use crate::common::all;
+    use staffbot::db::entities::{project, staffing_request, task};
+    let mut ids: Vec<i64> = all::<task::Entity>(db).await.iter().map(|r| r.id).collect();
+    ids.extend(all::<project::Entity>(db).await.iter().map(|r| r.id));
+    ids.extend(
+        all::<staffing_request::Entity>(db)
+            .await
+            .iter()
+            .map(|r| r.id),
+    );
+    ids.extend(
+        all::<staffing_inquiry::Entity>(db)
+            .await
+            .iter()
+            .map(|r| r.id),
+    );
+    ids
+}
+
+/// The one message of `calls` sent to `channel`.
+fn to<'a>(calls: &'a [ApiCall], channel: &str) -> &'a ApiCall {
+    let mut found = calls.iter().filter(|c| c.body["channel"] == channel);
+    let call = found
+        .next()
+        .unwrap_or_else(|| panic!("nothing to {channel}: {calls:#?}"));
+    assert!(found.next().is_none(), "two messages to {channel}");
+    call
+}
+
+#[test]
+fn redaction_keeps_words_and_other_numbers() {
+    assert_eq!(
+        redact_text("task 12 of v12, 800 words; 12a 12", &[12]),
+        "task [id] of v12, 800 words; 12a [id]"
+    );
+    assert_eq!(
+        redact_text("Created at 2026-11-27 09:00:00.123456+00:00.", &[]),
+        "Created at [time]."
+    );
+    assert_eq!(
+        redact(json!({"ts": "1.2", "message_ts": "3.4", "n": "7"}), &[7]),
+        json!({"ts": "[ts]", "message_ts": "[ts]", "n": "[id]"})
+    );
+}
+
+#[tokio::test]
+async fn an_offer_its_answers_and_their_outcomes() {
+    let mut t = TeamSpec::new()
+        .worker("ann", 3)
+        .worker("bo", 2)
+        .worker("cy", 1)
+        .start()
+        .await;
+    t.staff().await;
+    let offers = t.offers(4).await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("offer_dm", seen(to(&offers, "U0ANN"), &ids));
+    assert_json_snapshot!("all_offers_sent", seen(to(&offers, CHANNEL), &ids));
+
+    t.reject("bo").await;
+    assert_json_snapshot!("offer_after_reject", seen(&t.h.next_message().await, &ids));
+    t.click("cy", "offer_accept", "ann").await;
+    t.accept("ann").await;
+    let calls = t.h.next_messages(3).await;
+    assert_json_snapshot!("channel_welcome", seen(to(&calls, CHANNEL), &ids));
+    assert_json_snapshot!(
+        "offer_after_accept_winner",
+        seen(to(&calls, "DU0ANN"), &ids)
+    );
+    assert_json_snapshot!("offer_taken", seen(to(&calls, "DU0CY"), &ids));
+    t.reject("ann").await;
+    let replies = t.h.response_texts(2).await;
+    assert_eq!(replies.len(), 2);
+    let posts = t.h.fake.response_posts();
+    assert_json_snapshot!("ephemeral_not_yours", redact(posts[0].clone(), &ids));
+    assert_json_snapshot!(
+        "ephemeral_cannot_reject_after_win",
+        redact(posts[1].clone(), &ids)
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn when_nobody_accepts_the_channel_is_told() {
+    let mut t = team(&["ann"]).await;
+    t.staff().await;
+    t.offers(2).await;
+    t.reject("ann").await;
+    let calls = t.h.next_messages(2).await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("no_worker_accepted", seen(to(&calls, CHANNEL), &ids));
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_to_review() {
+    let mut t = TeamSpec::new()
+        .worker("wri", 0)
+        .worker("rev", 0)
+        .auto_review()
+        .start()
+        .await;
+    worker("rae").reviews("writer").add(t.h.db()).await;
+    t.h.fake.add_user("U0RAE", "rae");
+    t.assign("wri").await;
+    submit(t.h.db(), t.task, "wri", SubmitKind::RequestedReview).await;
+    t.h.next_post(CHANNEL).await; // "Got it!"
+    let calls = t.offers(2).await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("offer_dm_review", seen(to(&calls, "U0RAE"), &ids));
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_with_a_long_description() {
+    let long = format!("{} end", "word ".repeat(900));
+    let mut t = TeamSpec::new()
+        .workers(&["ann"])
+        .described(&long)
+        .start()
+        .await;
+    let calls = t.staffed(2).await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("offer_dm_long_description", seen(to(&calls, "U0ANN"), &ids));
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_no_longer_available() {
+    let mut t = team(&["ann"]).await;
+    t.staffed(2).await;
+    staffbot::workflow::lifecycle::abort_project(t.h.db(), t.project, Utc::now())
+        .await
+        .expect("abort");
+    t.accept("ann").await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!(
+        "offer_no_longer_available",
+        seen(&t.h.next_message().await, &ids)
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_offer_slack_refuses_is_reported() {
+    let mut t = TeamSpec::new()
+        .workers(&["ann"])
+        .staffing_channel(STAFFING)
+        .start()
+        .await;
+    t.staff().await;
+    t.h.fake.fail_next(
+        "chat.postMessage",
+        fake_slack::Fault::ApiError("invalid_blocks".into()),
+        1,
+    );
+    let calls = t.offers(2).await;
+    assert_json_snapshot!("offer_undeliverable", seen(to(&calls, STAFFING), &[t.task]));
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn reminders_of_one_and_of_several_offers() {
+    let mut h = Harness::new().await;
+    let steps = vec![
+        step("one", "a").described("First thing"),
+        step("two", "a").described("Second thing"),
+    ];
+    flow(&["a"], steps)
+        .project(h.db(), "Story", Some(CHANNEL))
+        .await;
+    worker("ann").writes("a").add(h.db()).await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    h.hold_loop_leases().await;
+    h.start().await;
+    // In the past, so that what the loops queue is due now.
+    let now = Utc::now() - chrono::Duration::days(5);
+    let tasks = crate::common::tasks(h.db()).await;
+    for task in &tasks {
+        crate::common::staff_at(h.db(), task.id, now).await;
+    }
+    h.next_messages(2).await; // "Got it!" twice
+    h.tick(now, 1).await;
+    h.next_messages(4).await; // two offers, two "all sent"
+    let (lease, db) = (h.lease("reminders").await, h.db().clone());
+    let (lease, db, day) = (&lease, &db, std::time::Duration::from_secs(86400));
+    let remind = |days| async move {
+        let at = now + chrono::Duration::days(days);
+        let sent = staffbot::staffing::reminders::run_once(db, lease, day, at).await;
+        sent.expect("reminders")
+    };
+    assert_eq!(remind(1).await, 1);
+    let ids = ids(h.db()).await;
+    let reminder = seen(&h.next_message().await, &ids);
+    assert_json_snapshot!("reminder_several_offers", reminder);
+
+    let offers = crate::common::all::<staffing_inquiry::Entity>(h.db()).await;
+    h.click("ann", "offer_reject", &offers[0]).await;
+    h.next_messages(2).await; // "Thanks for responding!" and "No worker has accepted"
+    assert_eq!(remind(3).await, 1);
+    assert_json_snapshot!("reminder_one_offer", seen(&h.next_message().await, &ids));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_unstaffed_task_warning() {
+    let mut t = TeamSpec::new().staffing_channel(STAFFING).start().await;
+    // An hour ago, so that what the loops queue is due now.
+    let ago = Utc::now() - chrono::Duration::hours(1);
+    crate::common::staff_at(t.h.db(), t.task, ago).await;
+    t.h.next_post(CHANNEL).await; // "Got it!"
+    t.h.tick(ago, 1).await;
+    t.h.next_post(CHANNEL).await; // nobody to ask: the pool's end
+    let lease = t.h.lease("warnings").await;
+    let min = std::time::Duration::from_secs(1800);
+    let at = Utc::now();
+    let warned = staffbot::staffing::warnings::run_once(t.h.db(), &lease, Some(STAFFING), min, at);
+    assert_eq!(warned.await.expect("warnings"), 1);
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!(
+        "unstaffed_task_warning",
+        seen(&t.h.next_message().await, &ids)
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn restaff_notices() {
+    let mut t = team(&["bob", "carl"]).await;
+    worker("erin").admin().add(t.h.db()).await;
+    t.assign("bob").await;
+    let ack =
+        t.h.reply("U0ERIN", &format!("restaff {} bob", t.task))
+            .await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("slash_restaff", redact(ack, &ids));
+    assert_json_snapshot!("restaff_got_it", seen(&t.h.next_message().await, &ids));
+    t.offers(2).await;
+    t.accept("carl").await;
+    let calls = t.h.next_messages(3).await;
+    assert_json_snapshot!("restaff_removed_from_task", seen(to(&calls, "U0BOB"), &ids));
+    t.h.finish().await;
+}
+
+/// `/staffbot <text>` as `user`: the ephemeral reply, with `ids` redacted.
+async fn reply(h: &Harness, user: &str, text: &str, ids: &[i64]) -> Value {
+    redact(h.reply(user, text).await, ids)
+}
+
+#[tokio::test]
+async fn slash_command_replies() {
+    let mut t = team(&["bob"]).await;
+    worker("erin").admin().add(t.h.db()).await;
+    let ids = ids(t.h.db()).await;
+    let (h, task) = (&t.h, t.task);
+    let staff = format!("staff {task}");
+    assert_json_snapshot!("slash_help", reply(h, "U0ERIN", "help", &ids).await);
+    assert_json_snapshot!(
+        "slash_unknown_command",
+        reply(h, "U0ERIN", "dance <&>", &ids).await
+    );
+    assert_json_snapshot!("slash_staff", reply(h, "U0ERIN", &staff, &ids).await);
+    assert_json_snapshot!(
+        "slash_staff_unknown_task",
+        reply(h, "U0ERIN", "staff 999", &ids).await
+    );
+    let zed = format!("restaff {task} zed");
+    assert_json_snapshot!(
+        "slash_restaff_unknown_worker",
+        reply(h, "U0ERIN", &zed, &ids).await
+    );
+    let bob = format!("restaff {task} bob");
+    assert_json_snapshot!(
+        "slash_restaff_not_assigned",
+        reply(h, "U0ERIN", &bob, &ids).await
+    );
+    assert_json_snapshot!(
+        "slash_not_authorized",
+        reply(h, "U0BOB", "help", &ids).await
+    );
+    let id = h
+        .fake
+        .send_envelope(json!({"envelope_id": "e-bad", "type": "slash_commands",
+        "accepts_response_payload": true, "payload": "garbage"}))
+        .await;
+    assert_json_snapshot!("slash_unreadable", h.ack(&id).await.payload);
+    t.h.next_post(CHANNEL).await; // "Got it!"
+    t.assign("bob").await;
+    let wrong_status = reply(&t.h, "U0ERIN", &staff, &ids).await;
+    assert_json_snapshot!("slash_staff_wrong_status", wrong_status);
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_sanity_check_alert() {
+    let mut h = Harness::new().await;
+    let handler = json!({"handlers": [{"type": "slack_project_channel", "message": "Draft is late", "steps": ["draft"]}]});
+    let checks = json!({
+        "sanity_check_function": {"path": "staffbot.sanity.always", "kwargs": {"checks": ["late"]}},
+        "check_configurations": {"late": handler}});
+    let wf = flow(&["writer"], vec![step("draft", "writer")]).with("sanity_checks", checks);
+    wf.project(h.db(), "Story", Some(CHANNEL)).await;
+    worker("zed").writes("writer").add(h.db()).await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    assign(h.db(), first_task(h.db()).await, "zed").await;
+    h.hold_loop_leases().await;
+    h.start().await;
+    h.next_post(CHANNEL).await; // the welcome
+    let lease = h.lease("sanity").await;
+    let report = staffbot::sanity::run::run_once(h.db(), &lease, Utc::now())
+        .await
+        .expect("run");
+    assert_eq!(report.messages, 1);
+    assert_json_snapshot!("sanity_alert", seen(&h.next_message().await, &[]));
+    h.finish().await;
+}
+
+/// The subcommands a help text lists under `Commands:` (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+fn help(args: &[&str]) -> String {
+    let out = assert_cmd::Command::cargo_bin("staffbot")
+        .expect("binary built")
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{args:?} --help: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `staffbot --help` and every subcommand's, found by walking the help texts themselves.
+#[test]
+fn command_line_help_texts() {
+    let mut todo: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen_commands = 0;
+    while let Some(path) = todo.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let text = help(&args);
+        for sub in subcommands(&text) {
+            let mut next = path.clone();
+            next.push(sub);
+            todo.push(next);
+        }
+        let name = std::iter::once("help")
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join("_");
+        assert_snapshot!(format!("cli_{name}"), text);
+        seen_commands += 1;
+    }
+    assert!(seen_commands >= 20, "only {seen_commands} help texts");
+}
