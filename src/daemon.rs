@@ -82,7 +82,7 @@ async fn periodic(
             _ = cancel.cancelled() => break,
             tick = interval.tick() => tick,
         };
-        let lease = match crate::loops::try_lease(&db, name, &holder, ttl).await {
+        let lease = match crate::lease::try_lease(&db, name, &holder, ttl).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
                 last_run = None;
@@ -108,7 +108,7 @@ async fn periodic(
                 wake.notify_one();
             }
             Ok(_) => {}
-            Err(e) if crate::loops::is_lease_lost(&e) => {
+            Err(e) if crate::lease::is_lease_lost(&e) => {
                 tracing::warn!(
                     loop_name = name,
                     "the lease passed to another process during this run; its last writes were rolled back"
@@ -118,7 +118,7 @@ async fn periodic(
             Err(e) => tracing::error!(loop_name = name, "run failed: {e}"),
         }
     }
-    if let Err(e) = crate::loops::release(&db, name, &holder).await {
+    if let Err(e) = crate::lease::release(&db, name, &holder).await {
         tracing::warn!(loop_name = name, "could not release the lease: {e}");
     }
 }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod lease;
+pub mod lifecycle;
 pub mod loops;
 pub mod machine;
 pub mod messages;

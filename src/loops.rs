@@ -4,11 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-pub use crate::lease::LeaseProof;
-
-// TEMPORARY (until the parallel branches of issue 11 are merged): the old paths.
-pub use crate::db::{db_now, db_now_plus, duration_param};
-pub use crate::lease::{LEASE_LOST, is_lease_lost, release, try_lease};
+use crate::lease::LeaseProof;
 
 /// The periodic loops, by lease name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,91 +56,120 @@ pub async fn run_loop_once<C: sea_orm::TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
     rng: &mut impl rand::Rng,
 ) -> Result<LoopOutcome, DbErr> {
-    Ok(match which {
-        Loop::Staffing => {
-            let settings = crate::staffing::batch::BatchSettings {
-                batch_size: config.staffbot.worker_batch_size,
-                frequency: config.staffbot.batch_frequency,
-            };
-            let r = crate::staffing::batch::run_once(db, lease, settings, now, rng).await?;
-            LoopOutcome {
-                summary: format!(
-                    "{} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",
-                    r.requests, r.offers, r.exhausted
-                ),
-                queued: r.offers > 0 || r.exhausted > 0,
-            }
-        }
-        Loop::Reminders => {
-            let n = crate::staffing::reminders::run_once(
-                db,
-                lease,
-                config.staffbot.reminder_interval,
-                now,
-            )
-            .await?;
-            LoopOutcome {
-                summary: format!("{n} worker(s) reminded"),
-                queued: n > 0,
-            }
-        }
-        Loop::Warnings => {
-            let n = crate::staffing::warnings::run_once(
-                db,
-                lease,
-                config.staffbot.staffing_group_id.as_deref(),
-                config.staffbot.staffing_min_time,
-                now,
-            )
-            .await?;
-            let summary = if config.staffbot.staffing_group_id.is_none() {
-                "off (staffbot.staffing_group_id is not set)".to_string()
-            } else {
-                format!("{n} unstaffed task(s) reported")
-            };
-            LoopOutcome {
-                summary,
-                queued: n > 0,
-            }
-        }
-        Loop::Sanity => {
-            let r = crate::sanity::run::run_once(db, lease, now).await?;
-            LoopOutcome {
-                summary: format!(
-                    "{} project(s) checked, {} check(s) fired, {} message(s) queued{}",
-                    r.projects,
-                    r.checks,
-                    r.messages,
-                    if r.failed_projects > 0 {
-                        format!(", {} project(s) failed (see the log)", r.failed_projects)
-                    } else {
-                        String::new()
-                    }
-                ),
-                queued: r.messages > 0,
-            }
-        }
-        Loop::Machine => {
-            let r = crate::machine::run_once(db, lease, &config.machine, now).await?;
-            LoopOutcome {
-                summary: format!(
-                    "{} machine task(s) completed, {} failed (will retry), {} waiting for `task complete`",
-                    r.completed, r.failed, r.external
-                ),
-                queued: r.completed > 0,
-            }
-        }
-        Loop::Retention => {
-            let r = crate::retention::run_once(db, lease, &config.retention, now).await?;
-            LoopOutcome {
-                summary: format!(
-                    "{} handled envelope(s) and {} sent or failed outbox row(s) deleted{}",
-                    r.envelopes,
-                    r.outbox,
-                    if r.more { ", more in the next run" } else { "" }
-                ),
-                queued: false,
-            }
-        }
+    match which {
+        Loop::Staffing => staffing(db, lease, config, now, rng).await,
+        Loop::Reminders => reminders(db, lease, config, now).await,
+        Loop::Warnings => warnings(db, lease, config, now).await,
+        Loop::Sanity => sanity(db, lease, now).await,
+        Loop::Machine => machine(db, lease, config, now).await,
+        Loop::Retention => retention(db, lease, config, now).await,
+    }
+}
+
+async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+    rng: &mut impl rand::Rng,
+) -> Result<LoopOutcome, DbErr> {
+    let settings = crate::staffing::batch::BatchSettings {
+        batch_size: config.staffbot.worker_batch_size,
+        frequency: config.staffbot.batch_frequency,
+    };
+    let r = crate::staffing::batch::run_once(db, lease, settings, now, rng).await?;
+    Ok(LoopOutcome {
+        summary: format!(
+            "{} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",
+            r.requests, r.offers, r.exhausted
+        ),
+        queued: r.offers > 0 || r.exhausted > 0,
+    })
+}
+
+async fn reminders<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<LoopOutcome, DbErr> {
+    let interval = config.staffbot.reminder_interval;
+    let n = crate::staffing::reminders::run_once(db, lease, interval, now).await?;
+    Ok(LoopOutcome {
+        summary: format!("{n} worker(s) reminded"),
+        queued: n > 0,
+    })
+}
+
+async fn warnings<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<LoopOutcome, DbErr> {
+    let channel = config.staffbot.staffing_group_id.as_deref();
+    let min_time = config.staffbot.staffing_min_time;
+    let n = crate::staffing::warnings::run_once(db, lease, channel, min_time, now).await?;
+    let summary = if channel.is_none() {
+        "off (staffbot.staffing_group_id is not set)".to_string()
+    } else {
+        format!("{n} unstaffed task(s) reported")
+    };
+    Ok(LoopOutcome {
+        summary,
+        queued: n > 0,
+    })
+}
+
+async fn sanity<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    now: DateTime<Utc>,
+) -> Result<LoopOutcome, DbErr> {
+    let r = crate::sanity::run_once(db, lease, now).await?;
+    let failed = if r.failed_projects > 0 {
+        format!(", {} project(s) failed (see the log)", r.failed_projects)
+    } else {
+        String::new()
+    };
+    Ok(LoopOutcome {
+        summary: format!(
+            "{} project(s) checked, {} check(s) fired, {} message(s) queued{failed}",
+            r.projects, r.checks, r.messages,
+        ),
+        queued: r.messages > 0,
+    })
+}
+
+async fn machine<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<LoopOutcome, DbErr> {
+    let r = crate::machine::run_once(db, lease, &config.machine, now).await?;
+    Ok(LoopOutcome {
+        summary: format!(
+            "{} machine task(s) completed, {} failed (will retry), {} waiting for `task complete`",
+            r.completed, r.failed, r.external
+        ),
+        queued: r.completed > 0,
+    })
+}
+
+async fn retention<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<LoopOutcome, DbErr> {
+    let r = crate::retention::run_once(db, lease, &config.retention, now).await?;
+    let more = if r.more { ", more in the next run" } else { "" };
+    Ok(LoopOutcome {
+        summary: format!(
+            "{} handled envelope(s) and {} sent or failed outbox row(s) deleted{more}",
+            r.envelopes, r.outbox,
+        ),
+        queued: false,
     })
 }

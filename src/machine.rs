@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{MachineConfig, MachineFunction};
 use crate::error::Error;
-use crate::loops::LeaseProof;
+use crate::lease::LeaseProof;
 
 /// The most a command may print on stdout (its output is stored in the database).
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -108,8 +108,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                     continue;
                 }
                 runs += 1;
-                let input = match crate::workflow::lifecycle::machine_input(db, task.task_id).await
-                {
+                let input = match crate::lifecycle::machine_input(db, task.task_id).await {
                     Ok(input) => input,
                     Err(Error::Db(e)) => return Err(e),
                     Err(Error::User(e)) => {
@@ -165,7 +164,7 @@ async fn record_output<C: TransactionTrait + ConnectionTrait>(
     let tx = crate::db::begin_write(db).await?;
     let done: Result<(), Error> = async {
         lease.fence(&tx).await?;
-        crate::workflow::lifecycle::complete_machine_task(&tx, task.task_id, output, now).await
+        crate::lifecycle::complete_machine_task(&tx, task.task_id, output, now).await
     }
     .await;
     match crate::db::settle(tx, done).await {

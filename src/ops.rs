@@ -96,7 +96,7 @@ struct Probe {
 /// per loop), and so the database's health.
 async fn look(db: &DatabaseConnection, holder: &str) -> Result<Found, sea_orm::DbErr> {
     let names = crate::loops::Loop::ALL.map(|which| which.name());
-    let now = crate::loops::db_now(db.get_database_backend());
+    let now = crate::db::db_now(db.get_database_backend());
     let probed = crate::db::health::probe(db, holder, &names, now).await?;
     let mut held = [false; crate::loops::Loop::ALL.len()];
     for (h, p) in held.iter_mut().zip(probed.held) {

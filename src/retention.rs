@@ -15,7 +15,7 @@ use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use crate::config::RetentionConfig;
 use crate::db::retention as queries;
-use crate::loops::LeaseProof;
+use crate::lease::LeaseProof;
 
 /// Rows one statement deletes at most.
 pub const BATCH_ROWS: u64 = 1000;

@@ -5,7 +5,7 @@
 //!
 //! Rows go in with multi-row INSERTs, one transaction per table. [`verify_against_library`]
 //! checks that they are the rows staffbot's own functions (`workers::add`, `workers::certify`,
-//! `lifecycle::create_project`, `staffing::staff_task`) would have written.
+//! `lifecycle::create_project`, `requests::staff_task`) would have written.
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,9 +21,10 @@ use staffbot::db::entities::{
     outbox, project, staffing_request, step, task, worker, worker_certification, workflow_version,
 };
 use staffbot::db::{ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus};
+use staffbot::lifecycle;
 use staffbot::messages::{Message, Outgoing};
 use staffbot::workers::{self, Certify, NewWorker};
-use staffbot::workflow::{definition, lifecycle, load};
+use staffbot::workflow::{definition, load};
 
 pub const CERTIFICATION: &str = "writer";
 pub const ADMIN_SLACK_ID: &str = "U0ADMIN";
@@ -335,7 +336,7 @@ async fn build_with_library(db: &DatabaseConnection, shape: Shape) -> Result<()>
     }
     let task_ids = ids::<task::Entity>(db, task::Column::Id).await?;
     for &task_id in task_ids.iter().take(shape.requests) {
-        staffbot::staffing::staff_task(db, task_id, RequestCause::User, now).await?;
+        staffbot::requests::staff_task(db, task_id, RequestCause::User, now).await?;
     }
     Ok(())
 }

@@ -146,7 +146,7 @@ pub async fn tick(
     timeout: Duration,
 ) -> Result<Phase> {
     let now = tick_time();
-    let lease = staffbot::loops::try_lease(&c.db, "staffing", "bench", Duration::from_secs(3600))
+    let lease = staffbot::lease::try_lease(&c.db, "staffing", "bench", Duration::from_secs(3600))
         .await?
         .context("the staffing lease is free")?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
@@ -429,7 +429,7 @@ pub async fn after_tick(c: &Counted, built: &data::Built, samples: usize) -> Res
     phases.push(rec.finish("staff"));
 
     let now = loops_time();
-    let lease = staffbot::loops::try_lease(&c.db, "reminders", "bench", Duration::from_secs(3600))
+    let lease = staffbot::lease::try_lease(&c.db, "reminders", "bench", Duration::from_secs(3600))
         .await?
         .context("the reminders lease is free")?;
     let (reminded, total, before, peak) = measure(
@@ -450,7 +450,7 @@ pub async fn after_tick(c: &Counted, built: &data::Built, samples: usize) -> Res
         },
     });
 
-    let lease = staffbot::loops::try_lease(&c.db, "warnings", "bench", Duration::from_secs(3600))
+    let lease = staffbot::lease::try_lease(&c.db, "warnings", "bench", Duration::from_secs(3600))
         .await?
         .context("the warnings lease is free")?;
     let (warned, total, before, peak) = measure(

@@ -201,7 +201,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
     // One staffing round now (two offers per request), as the daemon would have done; its DMs
     // are taken as delivered so the daemon starts idle.
     let now = chrono::Utc::now();
-    let lease = staffbot::loops::try_lease(&db, "staffing", "bench", Duration::from_secs(60))
+    let lease = staffbot::lease::try_lease(&db, "staffing", "bench", Duration::from_secs(60))
         .await?
         .context("the staffing lease")?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -216,7 +216,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
         &mut rng,
     )
     .await?;
-    staffbot::loops::release(&db, "staffing", "bench").await?;
+    staffbot::lease::release(&db, "staffing", "bench").await?;
     db.execute_unprepared("DELETE FROM outbox").await?;
     let clicks = clicks(&db).await?;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{App, print_json, print_table};
 use crate::db::{ProjectStatus, projects, tasks, workflows};
 use crate::error::UserError;
-use crate::workflow::lifecycle;
+use crate::lifecycle;
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {

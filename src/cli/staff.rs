@@ -7,7 +7,7 @@ use clap::Args;
 use super::App;
 use crate::db::RequestCause;
 use crate::error::{Error, UserError};
-use crate::staffing;
+use crate::requests;
 
 #[derive(Debug, Args)]
 pub struct StaffArgs {
@@ -23,14 +23,14 @@ pub struct RestaffArgs {
 
 fn user_facing(task: i64, e: Error) -> anyhow::Error {
     match e {
-        Error::User(u) => anyhow!(staffing::staff_error_text(&task.to_string(), &u)),
+        Error::User(u) => anyhow!(requests::staff_error_text(&task.to_string(), &u)),
         other => other.into(),
     }
 }
 
 pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
     let tx = crate::db::begin_write(&app.db).await?;
-    staffing::staff_task(&tx, args.task, RequestCause::User, app.clock.now())
+    requests::staff_task(&tx, args.task, RequestCause::User, app.clock.now())
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;
@@ -40,10 +40,10 @@ pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
 
 pub async fn run_restaff(app: &App, args: RestaffArgs) -> anyhow::Result<()> {
     let tx = crate::db::begin_write(&app.db).await?;
-    let worker = staffing::find_worker_by_name(&tx, &args.username)
+    let worker = requests::find_worker_by_name(&tx, &args.username)
         .await?
         .ok_or_else(|| anyhow!(UserError::WorkerNotFound(args.username.clone())))?;
-    staffing::restaff_task(&tx, args.task, &worker, &args.username, app.clock.now())
+    requests::restaff_task(&tx, args.task, &worker, &args.username, app.clock.now())
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{App, print_json, print_table};
 use crate::db::entities::step;
 use crate::db::{AssignmentStatus, TaskStatus, tasks, workers, workflows};
-use crate::workflow::lifecycle::{self, find_worker};
+use crate::lifecycle::{self, find_worker};
 use crate::workflow::rules::SubmitKind;
 
 #[derive(Debug, Subcommand)]

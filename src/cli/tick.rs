@@ -10,7 +10,8 @@ use secrecy::ExposeSecret;
 use slack_morphism::prelude::SlackApiToken;
 
 use super::App;
-use crate::loops::{Loop, run_loop_once, try_lease};
+use crate::lease::try_lease;
+use crate::loops::{Loop, run_loop_once};
 use crate::slack::sender::Sender;
 use crate::slack::web::{self, MorphismWeb};
 
@@ -59,7 +60,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
                     &mut rng,
                 )
                 .await;
-                crate::loops::release(&app.db, name, &holder).await?;
+                crate::lease::release(&app.db, name, &holder).await?;
                 println!("{name}: {}", outcome?.summary);
             }
         }

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{App, print_json, print_table};
 use crate::db::{Role, workers as store, workflows};
+use crate::lifecycle::find_worker;
 use crate::workers::{self, Certify, NewWorker};
-use crate::workflow::lifecycle::find_worker;
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {

@@ -107,28 +107,32 @@ pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
             let (text, blocks) = reminder(items, *more);
             (text, Some(blocks))
         }
-        Message::StaffingStarted { task_id, restaff } => (
+        notice => (notice_text(notice), None),
+    }
+}
+
+/// The text of a message that is only text (a notice in a channel or a DM).
+fn notice_text(message: &Message) -> Mrkdwn {
+    match message {
+        Message::StaffingStarted { task_id, restaff } => {
             if *restaff {
                 mrkdwn!("Got it! I will start restaffing task {}!", task_id)
             } else {
                 mrkdwn!("Got it! I will start staffing task {}!", task_id)
-            },
-            None,
-        ),
-        Message::PoolExhausted { task } => (
-            mrkdwn!("All staffing requests for task {} have been sent!", task),
-            None,
-        ),
-        Message::NobodyAccepted { task } => (
-            mrkdwn!("No worker has accepted to work on task {}", task),
-            None,
-        ),
+            }
+        }
+        Message::PoolExhausted { task } => {
+            mrkdwn!("All staffing requests for task {} have been sent!", task)
+        }
+        Message::NobodyAccepted { task } => {
+            mrkdwn!("No worker has accepted to work on task {}", task)
+        }
         Message::OfferUndeliverable {
             task,
             worker,
             error,
             again,
-        } => (
+        } => {
             mrkdwn!(
                 "Could not deliver the offer of task {} to {}: Slack answered `{}`. {}",
                 task,
@@ -139,26 +143,29 @@ pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
                 } else {
                     "They will not be asked again for this task."
                 }
-            ),
-            None,
-        ),
-        Message::Unstaffed { lines } => (Mrkdwn::lines(lines.iter().map(unstaffed_line)), None),
-        Message::Welcome { user } => (
+            )
+        }
+        Message::Unstaffed { lines } => Mrkdwn::lines(lines.iter().map(unstaffed_line)),
+        Message::Welcome { user } => {
             mrkdwn!(
                 "{} has been added to the team. Welcome aboard!",
                 Mention(user)
-            ),
-            None,
-        ),
-        Message::HandedOver { task_id, task } => (
+            )
+        }
+        Message::HandedOver { task_id, task } => {
             mrkdwn!(
                 "Task {} ({}) has been handed to another expert, so you are no longer assigned to it. Thank you for your work on it!",
                 task_id,
                 task
-            ),
-            None,
-        ),
-        Message::SanityAlert { mentions, message } => (sanity_text(mentions, message), None),
+            )
+        }
+        Message::SanityAlert { mentions, message } => sanity_text(mentions, message),
+        // Not notices: their text is [`message_parts`]'s.
+        other @ (Message::Offer { .. }
+        | Message::OfferDecided { .. }
+        | Message::ClickReply { .. }
+        | Message::ClickRefused { .. }
+        | Message::Reminder { .. }) => message_parts(other).0,
     }
 }
 

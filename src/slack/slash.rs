@@ -13,7 +13,7 @@ use crate::config::AllowedConfig;
 use crate::db::entities::worker;
 use crate::db::{RequestCause, workers};
 use crate::error::Error;
-use crate::staffing;
+use crate::requests;
 
 pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
 pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
@@ -163,9 +163,9 @@ pub async fn handle<C: ConnectionTrait>(
             let header = format!("staff {task}");
             let result = match task_id(&task) {
                 Err(msg) => Err(msg),
-                Ok(id) => match staffing::staff_task(conn, id, RequestCause::User, now).await {
+                Ok(id) => match requests::staff_task(conn, id, RequestCause::User, now).await {
                     Ok(_) => Ok(format!("Got it! I will start staffing task {task}!")),
-                    Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
+                    Err(Error::User(e)) => Err(requests::staff_error_text(&task, &e)),
                     Err(e) => return Err(e),
                 },
             };
@@ -175,16 +175,16 @@ pub async fn handle<C: ConnectionTrait>(
             let shown = worker.display().to_string();
             let header = format!("restaff {task} {shown}");
             let found = match &worker {
-                WorkerRef::Name(name) => staffing::find_worker_by_name(conn, name).await?,
+                WorkerRef::Name(name) => requests::find_worker_by_name(conn, name).await?,
                 WorkerRef::Mention { user_id, .. } => workers::by_slack_id(conn, user_id).await?,
             };
             let result = match (found, task_id(&task)) {
                 (None, _) => Err(format!("Worker with username {shown} does not exist")),
                 (Some(_), Err(msg)) => Err(msg),
                 (Some(w), Ok(id)) => {
-                    match staffing::restaff_task(conn, id, &w, &shown, now).await {
+                    match requests::restaff_task(conn, id, &w, &shown, now).await {
                         Ok(_) => Ok(format!("Got it! I will start restaffing task {task}!")),
-                        Err(Error::User(e)) => Err(staffing::staff_error_text(&task, &e)),
+                        Err(Error::User(e)) => Err(requests::staff_error_text(&task, &e)),
                         Err(e) => return Err(e),
                     }
                 }

@@ -16,12 +16,6 @@ use crate::lease::LeaseProof;
 use crate::messages::Outgoing;
 use crate::outbox;
 
-// TEMPORARY (until the parallel branches of issue 11 are merged): the old paths.
-pub use crate::requests::{
-    close_open_requests, close_restaff_of, find_worker_by_name, record_assignment_win,
-    restaff_task, staff_error_text, staff_task,
-};
-
 /// A loop's messages in one transaction fenced by its lease: `messages` are queued, and the
 /// rows it reported are stamped with `now` (so they are not reported again too soon).
 pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTrait>(

@@ -9,10 +9,10 @@ use crate::db::offers::{Click, OfferKey};
 use crate::db::requests::RequestContext;
 use crate::db::{self, AssignmentStatus, RequestStatus};
 use crate::error::Result;
+use crate::lifecycle;
 use crate::messages::{ClickReply, Message, OfferOutcome, Outgoing};
 use crate::outbox;
 use crate::requests::{OfferDm, final_message};
-use crate::workflow::lifecycle;
 
 /// What a click did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::functions::{
     DescriptionFunction, ReviewPolicy, StepAssignmentPolicies, check_creation_policy,
     parse_assignment_policy, parse_description_function, parse_review_policy,
 };
-use crate::sanity::SanityConfig;
+use crate::workflow::sanity::SanityConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -1,10 +1,10 @@
-//! Workflows: loading Orchestra's `workflow.json` / `version.json`, and the task lifecycle
-//! (creating tasks, role counters, assign, submit, review, completion, abort, assignment
-//! policies).
+//! Workflows: Orchestra's `workflow.json` / `version.json` loaded and stored, with what they
+//! define (steps, their rules and functions, description templates, SanityBot's checks). The task
+//! lifecycle that runs them is [`crate::lifecycle`].
 
 pub mod definition;
 pub mod functions;
-pub mod lifecycle;
 pub mod load;
 pub mod rules;
+pub mod sanity;
 pub mod template;

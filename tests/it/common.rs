@@ -367,7 +367,7 @@ impl Flow {
         at: DateTime<Utc>,
     ) -> i64 {
         let version = self.load(db).await;
-        staffbot::workflow::lifecycle::create_project(
+        staffbot::lifecycle::create_project(
             db,
             &version,
             description,
@@ -387,7 +387,7 @@ pub async fn create_project(
     description: &str,
     channel: Option<&str>,
 ) -> i64 {
-    staffbot::workflow::lifecycle::create_project(
+    staffbot::lifecycle::create_project(
         db,
         version,
         description,
@@ -511,7 +511,7 @@ pub async fn find_worker(
     db: &DatabaseConnection,
     name: &str,
 ) -> staffbot::db::entities::worker::Model {
-    staffbot::workflow::lifecycle::find_worker(db, name)
+    staffbot::lifecycle::find_worker(db, name)
         .await
         .expect("worker")
 }
@@ -519,7 +519,7 @@ pub async fn find_worker(
 /// Assigns `task` to the worker named `name` (`task assign`).
 pub async fn assign(db: &DatabaseConnection, task: i64, name: &str) {
     let w = find_worker(db, name).await;
-    staffbot::workflow::lifecycle::assign_task(db, task, &w, Utc::now())
+    staffbot::lifecycle::assign_task(db, task, &w, Utc::now())
         .await
         .expect("assigned");
 }
@@ -534,7 +534,7 @@ pub async fn submit(
     use rand::SeedableRng;
     let w = find_worker(db, name).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    staffbot::workflow::lifecycle::submit(db, task, &w, kind, Utc::now(), &mut rng)
+    staffbot::lifecycle::submit(db, task, &w, kind, Utc::now(), &mut rng)
         .await
         .expect("submitted")
 }
@@ -553,7 +553,7 @@ pub async fn staff_at(
     task: i64,
     at: DateTime<Utc>,
 ) -> staffbot::db::entities::staffing_request::Model {
-    staffbot::staffing::staff_task(db, task, staffbot::db::RequestCause::User, at)
+    staffbot::requests::staff_task(db, task, staffbot::db::RequestCause::User, at)
         .await
         .expect("staffing request")
 }

@@ -5,8 +5,9 @@ use fake_slack::Fault;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use staffbot::db::AssignmentStatus;
 use staffbot::db::entities::{outbox, staffing_inquiry, task_assignment};
-use staffbot::staffing::{self, respond};
-use staffbot::workflow::lifecycle;
+use staffbot::lifecycle;
+use staffbot::requests;
+use staffbot::staffing::respond;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{all, count, submit};
@@ -28,7 +29,7 @@ async fn team(description: &str, workers: &[&str]) -> Team {
 async fn a_submission_ends_the_restaff_of_the_submitted_work() {
     let mut t = team("Mayor race", &["bob", "carl"]).await;
     let bob = t.assign("bob").await;
-    staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+    requests::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect("restaff");
     t.h.next_post(CHANNEL).await;
@@ -57,7 +58,7 @@ async fn a_submission_ends_the_restaff_of_the_submitted_work() {
     assert_eq!(t.h.fake.channel_members(CHANNEL), ["U0BOB"]);
 
     // And restaffing work that is no longer in progress is refused, clearly.
-    let err = staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+    let err = requests::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect_err("nothing in progress to restaff");
     assert_eq!(
@@ -77,7 +78,7 @@ async fn restaffing_a_finished_task_says_so() {
     lifecycle::abort_project(t.h.db(), t.project, Utc::now())
         .await
         .expect("abort");
-    let err = staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+    let err = requests::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect_err("finished");
     assert_eq!(

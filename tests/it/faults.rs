@@ -18,8 +18,8 @@ use sea_orm::{
 use serde_json::{Value, json};
 use staffbot::db::entities::{outbox, staffing_inquiry, task, worker};
 use staffbot::db::{OutboxStatus, Role};
+use staffbot::lifecycle;
 use staffbot::workers::{self, Certify};
-use staffbot::workflow::lifecycle;
 
 use crate::common::{TestDb, add_worker, load_workflow, pg_url, write_workflow};
 use crate::harness::{Harness, WAIT};
@@ -896,7 +896,7 @@ async fn a_flood_of_a_thousand_envelopes_is_acked_within_three_seconds() {
 /// The replica holding a loop's lease, if any holds it now (on the database's clock).
 async fn lease_holder(db: &DatabaseConnection, name: &str) -> Option<String> {
     use sea_orm::ConnectionTrait;
-    let now = staffbot::loops::db_now(db.get_database_backend());
+    let now = staffbot::db::db_now(db.get_database_backend());
     db.query_one_raw(staffbot::db::statement(
         db.get_database_backend(),
         &format!("SELECT holder FROM leases WHERE name = $1 AND expires_at > {now}"),

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use staffbot::clock::Clock;
 use staffbot::db::entities::{lease, staffing_inquiry};
 use staffbot::db::statement;
-use staffbot::loops::{is_lease_lost, try_lease};
+use staffbot::lease::{is_lease_lost, try_lease};
 use staffbot::messages::Outgoing;
 use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
@@ -65,7 +65,7 @@ async fn two_senders_against_a_slack_slower_than_the_claims_send_everything_once
     let a = sender(&h, "a", Duration::from_millis(300));
     let a_round = tokio::spawn(async move { a.run_once().await });
     assert!(h.fake.wait_for_held("conversations.invite", 1, WAIT).await);
-    let db_now = staffbot::loops::db_now(h.db().get_database_backend());
+    let db_now = staffbot::db::db_now(h.db().get_database_backend());
     wait_for_count(
         h.db(),
         "A's claims on the messages lapse",

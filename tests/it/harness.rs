@@ -201,7 +201,7 @@ impl Harness {
     /// with [`Harness::tick`] and the loops' `run_once`.
     pub async fn hold_loop_leases(&self) {
         for which in staffbot::loops::Loop::ALL {
-            staffbot::loops::try_lease(self.db(), which.name(), "test", Duration::from_secs(3600))
+            staffbot::lease::try_lease(self.db(), which.name(), "test", Duration::from_secs(3600))
                 .await
                 .expect("lease")
                 .expect("the test holds the loop's lease");
@@ -216,7 +216,7 @@ impl Harness {
     ) -> staffbot::staffing::batch::BatchReport {
         use rand::SeedableRng;
         let lease =
-            staffbot::loops::try_lease(self.db(), "staffing", "test", Duration::from_secs(3600))
+            staffbot::lease::try_lease(self.db(), "staffing", "test", Duration::from_secs(3600))
                 .await
                 .expect("lease")
                 .expect("held by the test");
@@ -597,8 +597,8 @@ impl Team {
 
 impl Harness {
     /// The lease of loop `name`, held by the test (the daemons' own loops then skip it).
-    pub async fn lease(&self, name: &str) -> staffbot::loops::LeaseProof {
-        staffbot::loops::try_lease(self.db(), name, "test", Duration::from_secs(3600))
+    pub async fn lease(&self, name: &str) -> staffbot::lease::LeaseProof {
+        staffbot::lease::try_lease(self.db(), name, "test", Duration::from_secs(3600))
             .await
             .expect("lease")
             .expect("held by the test")

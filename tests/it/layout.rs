@@ -115,18 +115,31 @@ fn every_module_is_in_the_readmes_layers_and_imports_only_from_below() {
     let layers = layers();
     let graph = graph();
     let missing: Vec<&String> = graph.keys().filter(|m| !layers.contains_key(*m)).collect();
-    assert!(missing.is_empty(), "not in README's Code layout: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in README's Code layout: {missing:?}"
+    );
     let gone: Vec<&String> = layers.keys().filter(|m| !graph.contains_key(*m)).collect();
-    assert!(gone.is_empty(), "in README's Code layout but not in src/: {gone:?}");
+    assert!(
+        gone.is_empty(),
+        "in README's Code layout but not in src/: {gone:?}"
+    );
     let mut wrong = Vec::new();
     for (module, deps) in &graph {
         for dep in deps {
             if layers[dep] > layers[module] {
-                wrong.push(format!("{module} (layer {}) imports {dep} (layer {})", layers[module], layers[dep]));
+                wrong.push(format!(
+                    "{module} (layer {}) imports {dep} (layer {})",
+                    layers[module], layers[dep]
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "imports from a higher layer:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports from a higher layer:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -152,9 +165,19 @@ fn slack_and_staffing_hold_no_sql() {
         files(&src().join(dir), &mut paths);
     }
     let markers = [
-        "SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "Entity::find", "Entity::insert",
-        "Entity::update", "Entity::delete", "execute_raw", "query_all_raw", "query_one_raw",
-        "find_by_statement", "execute_unprepared",
+        "SELECT ",
+        "INSERT INTO",
+        "UPDATE ",
+        "DELETE FROM",
+        "Entity::find",
+        "Entity::insert",
+        "Entity::update",
+        "Entity::delete",
+        "execute_raw",
+        "query_all_raw",
+        "query_one_raw",
+        "find_by_statement",
+        "execute_unprepared",
     ];
     let mut found = Vec::new();
     for path in &paths {
@@ -165,5 +188,9 @@ fn slack_and_staffing_hold_no_sql() {
             }
         }
     }
-    assert!(found.is_empty(), "SQL outside src/db:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "SQL outside src/db:\n{}",
+        found.join("\n")
+    );
 }

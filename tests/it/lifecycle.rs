@@ -16,9 +16,9 @@ use staffbot::db::{
     AssignmentStatus, InquiryMethod, ProjectStatus, RequestCause, RequestStatus, Role, TaskStatus,
 };
 use staffbot::error::{Error, UserError};
+use staffbot::lifecycle;
+use staffbot::requests;
 use staffbot::slack::write::SlackWrite;
-use staffbot::staffing;
-use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{
@@ -489,7 +489,7 @@ async fn role_counter_gaps_are_filled_and_staffed_consistently() {
         .expect("delete");
 
     // staff asks for counter 1, and the assignment that wins it IS counter 1 (W-9 fixed).
-    let request = staffing::staff_task(w.db(), draft, RequestCause::User, t0())
+    let request = requests::staff_task(w.db(), draft, RequestCause::User, t0())
         .await
         .expect("staff");
     assert_eq!(request.required_role_counter, 1);
@@ -708,14 +708,14 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
     let draft = w.tasks().await[0].id;
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     assert_eq!(
-        user_err(staffing::restaff_task(w.db(), draft, &a, "a", t0()).await),
+        user_err(requests::restaff_task(w.db(), draft, &a, "a", t0()).await),
         UserError::AssignmentNotFound {
             username: "a".into(),
             task: draft.to_string()
         }
     );
     w.assign(draft, &a).await;
-    let request = staffing::restaff_task(w.db(), draft, &a, "a", t0())
+    let request = requests::restaff_task(w.db(), draft, &a, "a", t0())
         .await
         .expect("restaff");
     assert_eq!(
@@ -723,9 +723,9 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
         (RequestCause::Restaff, 0)
     );
     // staff on a task in progress: Orchestra's wrapped error text.
-    let err = user_err(staffing::staff_task(w.db(), draft, RequestCause::User, t0()).await);
+    let err = user_err(requests::staff_task(w.db(), draft, RequestCause::User, t0()).await);
     assert_eq!(
-        staffing::staff_error_text(&draft.to_string(), &err),
+        requests::staff_error_text(&draft.to_string(), &err),
         format!("Task {draft} got an error: \"Status incompatible with new assignment\"")
     );
     lifecycle::abort_project(w.db(), w.project, t0())

@@ -98,7 +98,7 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
     }
     let l = h.lease("sanity").await;
     let db = h.db().clone();
-    let run = || async { staffbot::sanity::run::run_once(&db, &l, Utc::now()).await };
+    let run = || async { staffbot::sanity::run_once(&db, &l, Utc::now()).await };
 
     let r = run().await.expect("run");
     assert_eq!((r.checks, r.messages, r.failed_projects), (3, 3, 1));

@@ -11,9 +11,9 @@ use staffbot::config::{MachineConfig, MachineFunction};
 use staffbot::db::entities::{project, step, task};
 use staffbot::db::{ProjectStatus, RequestCause, TaskStatus};
 use staffbot::error::{Error, UserError};
-use staffbot::loops::{LeaseProof, try_lease};
+use staffbot::lease::{LeaseProof, try_lease};
+use staffbot::lifecycle;
 use staffbot::machine::{self, MachineReport};
-use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{
@@ -110,7 +110,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     assert_eq!(setup.status, TaskStatus::AwaitingProcessing);
 
     // Never staffed, never assigned.
-    let err = staffbot::staffing::staff_task(db, setup.id, RequestCause::User, t0())
+    let err = staffbot::requests::staff_task(db, setup.id, RequestCause::User, t0())
         .await
         .expect_err("machine task");
     assert_eq!(

@@ -11,8 +11,8 @@ use staffbot::db::entities::{
 use staffbot::db::{
     AssignmentStatus, InquiryMethod, OutboxStatus, RequestCause, RequestStatus, is_unique_violation,
 };
+use staffbot::lifecycle;
 use staffbot::outbox::enqueue;
-use staffbot::workflow::lifecycle;
 
 use crate::common::{TestDb, add_worker, example_dir, load_workflow, t0};
 

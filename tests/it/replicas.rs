@@ -12,8 +12,8 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 use staffbot::db::Role;
 use staffbot::db::entities::{staffing_inquiry, task_assignment};
+use staffbot::lifecycle;
 use staffbot::workers::{self, Certify};
-use staffbot::workflow::lifecycle;
 
 use crate::common::{TestDb, add_worker, load_workflow, write_workflow};
 

@@ -5,7 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use staffbot::config::Config;
 use staffbot::db::statement;
-use staffbot::loops::{Loop, run_loop_once, try_lease};
+use staffbot::lease::try_lease;
+use staffbot::loops::{Loop, run_loop_once};
 use staffbot::outbox::enqueue;
 
 use crate::common::TestDb;

@@ -256,7 +256,7 @@ async fn an_offer_with_a_long_description() {
 async fn an_offer_no_longer_available() {
     let mut t = team(&["ann"]).await;
     t.staffed(2).await;
-    staffbot::workflow::lifecycle::abort_project(t.h.db(), t.project, Utc::now())
+    staffbot::lifecycle::abort_project(t.h.db(), t.project, Utc::now())
         .await
         .expect("abort");
     t.accept("ann").await;
@@ -434,7 +434,7 @@ async fn a_sanity_check_alert() {
     h.start().await;
     h.next_post(CHANNEL).await; // the welcome
     let lease = h.lease("sanity").await;
-    let report = staffbot::sanity::run::run_once(h.db(), &lease, Utc::now())
+    let report = staffbot::sanity::run_once(h.db(), &lease, Utc::now())
         .await
         .expect("run");
     assert_eq!(report.messages, 1);

@@ -8,10 +8,10 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 use staffbot::db::entities::{outbox, staffing_request};
 use staffbot::db::{OutboxStatus, RequestCause, RequestStatus};
+use staffbot::lifecycle;
 use staffbot::messages::Outgoing;
 use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
-use staffbot::workflow::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{all, assign, count, first_task, flow, step, submit, t0, welcome, worker};

@@ -13,7 +13,7 @@ use staffbot::db::entities::{
     staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };
 use staffbot::db::{RequestCause, RequestStatus, Role, TaskStatus};
-use staffbot::workflow::lifecycle;
+use staffbot::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{
@@ -125,7 +125,7 @@ async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) ->
     use rand::SeedableRng;
     let request = staff(db, task).await;
     let lease =
-        staffbot::loops::try_lease(db, "staffing", "test", std::time::Duration::from_secs(60))
+        staffbot::lease::try_lease(db, "staffing", "test", std::time::Duration::from_secs(60))
             .await
             .expect("lease")
             .expect("held");
@@ -298,7 +298,7 @@ async fn restaff_moves_the_work_and_tells_everyone() {
         .start()
         .await;
     let bob = t.assign("bob").await;
-    let r = staffbot::staffing::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
+    let r = staffbot::requests::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect("restaff");
     assert_eq!(
@@ -564,7 +564,7 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     counted.set_metric_callback(move |_| {
         seen.fetch_add(1, Ordering::SeqCst);
     });
-    let lease = staffbot::loops::try_lease(
+    let lease = staffbot::lease::try_lease(
         &counted,
         "staffing",
         "test",

@@ -1,7 +1,6 @@
-//! SanityBot: configuration (validated when a workflow is loaded), the built-in check
-//! functions and the `slack_project_channel` handler ([`run`]).
-
-pub mod run;
+//! SanityBot's configuration in a workflow version (`sanity_checks`), validated when the
+//! workflow is loaded: the built-in check function and the handlers of each check. Running the
+//! checks is [`crate::sanity`]'s.
 
 use std::time::Duration;
 

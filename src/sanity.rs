@@ -8,14 +8,14 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
-use super::{SanityConfig, SanityFunction};
 use crate::db::entities::task;
 use crate::db::sanity::{self as store, CheckedProject};
 use crate::db::{TaskStatus, tasks, workers, workflows};
 use crate::error::{Error, StoredDataInvalid};
-use crate::loops::LeaseProof;
+use crate::lease::LeaseProof;
 use crate::messages::{Message, Outgoing};
 use crate::outbox;
+use crate::workflow::sanity::{SanityConfig, SanityFunction};
 
 impl SanityFunction {
     /// The slugs this function emits for a project whose tasks are `(status, since)`.
@@ -100,7 +100,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 report.messages += messages;
             }
             // The lease passed to another process: stop here, write nothing more.
-            Err(Error::Db(e)) if crate::loops::is_lease_lost(&e) => return Err(e),
+            Err(Error::Db(e)) if crate::lease::is_lease_lost(&e) => return Err(e),
             Err(e) => {
                 report.failed_projects += 1;
                 tracing::error!(project_id = p.id, "SanityBot failed for this project: {e}");

@@ -9,8 +9,6 @@ use rand::Rng;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use super::functions::{AssignmentPolicy, ReviewPolicy, StepAssignmentPolicies};
-use super::rules::{self, SubmitKind};
 use crate::db::entities::{
     project, step, step_dependency, task, task_assignment, worker, workflow_version,
 };
@@ -22,7 +20,9 @@ use crate::db::{
 use crate::error::{Error, Result, StoredDataInvalid, UserError};
 use crate::messages::{Message, Outgoing};
 use crate::outbox;
-use crate::staffing;
+use crate::requests;
+use crate::workflow::functions::{AssignmentPolicy, ReviewPolicy, StepAssignmentPolicies};
+use crate::workflow::rules::{self, SubmitKind};
 
 /// Which assignment policy of a step to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +185,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
     if (ended || all_done) && !project.status.is_finished() {
         projects::set_status(conn, project, ProjectStatus::Completed, now).await?;
         for t in &tasks {
-            staffing::close_open_requests(conn, t.id, now).await?;
+            requests::close_open_requests(conn, t.id, now).await?;
         }
     }
     Ok(created)
@@ -211,7 +211,7 @@ pub async fn apply_policy<C: ConnectionTrait>(
     match policy {
         AssignmentPolicy::AnyoneCertified => Ok(()),
         AssignmentPolicy::StaffbotAutoassign => {
-            match staffing::staff_task(conn, task.id, RequestCause::TaskPolicy, now).await {
+            match requests::staff_task(conn, task.id, RequestCause::TaskPolicy, now).await {
                 Ok(request) => {
                     tracing::info!(
                         task_id = task.id,
@@ -437,7 +437,7 @@ pub async fn assign_task<C: ConnectionTrait>(
     let assignment = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
     let project = find_project(conn, task.project_id).await?;
     queue_welcome(conn, &project, &assignment, worker, now).await?;
-    staffing::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
+    requests::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
         .await?;
     Ok(assignment)
 }
@@ -497,7 +497,7 @@ pub async fn reassign<C: ConnectionTrait>(
         };
         queue_farewell(conn, handed, now).await?;
     }
-    staffing::record_assignment_win(
+    requests::record_assignment_win(
         conn,
         task.id,
         assignment.assignment_counter,
@@ -683,7 +683,7 @@ pub async fn submit<C: ConnectionTrait>(
         _ => return Err(UserError::NotSubmittable.into()),
     };
     // The submitted work is no longer in progress: a restaff of it has nothing to hand over.
-    staffing::close_restaff_of(conn, task_id, mine.assignment_counter, now).await?;
+    requests::close_restaff_of(conn, task_id, mine.assignment_counter, now).await?;
     Ok(next)
 }
 
@@ -721,7 +721,7 @@ async fn complete_task<C: ConnectionTrait>(
         .map(|a| a.in_progress_task_data)
         .unwrap_or_else(|| json!({}));
     tasks::complete(conn, task, output, now).await?;
-    staffing::close_open_requests(conn, task.id, now).await?;
+    requests::close_open_requests(conn, task.id, now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
 }
@@ -859,7 +859,7 @@ pub async fn abort_project<C: ConnectionTrait>(
     }
     projects::set_status(conn, project, ProjectStatus::Aborted, now).await?;
     for t in &tasks::of_project(conn, project_id).await? {
-        staffing::close_open_requests(conn, t.id, now).await?;
+        requests::close_open_requests(conn, t.id, now).await?;
     }
     tasks::abort_unfinished(conn, project_id, now).await?;
     Ok(())
