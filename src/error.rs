@@ -104,12 +104,23 @@ pub struct StoredDataInvalid {
     pub detail: String,
 }
 
+/// A write refused because the lease it runs under passed to another holder or lapsed: the
+/// caller's transaction must roll back (see `lease::LeaseProof::fence`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the lease is no longer held by this process (lease {lease}, token {token})")]
+pub struct LeaseLost {
+    pub lease: String,
+    pub token: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     User(#[from] UserError),
     #[error(transparent)]
     StoredDataInvalid(#[from] StoredDataInvalid),
+    #[error(transparent)]
+    LeaseLost(#[from] LeaseLost),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
 }
@@ -118,7 +129,7 @@ impl Error {
     pub fn user(&self) -> Option<&UserError> {
         match self {
             Error::User(e) => Some(e),
-            Error::StoredDataInvalid(_) | Error::Db(_) => None,
+            Error::StoredDataInvalid(_) | Error::LeaseLost(_) | Error::Db(_) => None,
         }
     }
 }

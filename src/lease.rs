@@ -7,6 +7,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::db;
+use crate::error::{Error, LeaseLost};
 
 /// Proof that the caller held a lease: only [`try_lease`] makes one. Work that must not run
 /// twice at once demands it, and every transaction that writes under the lease calls
@@ -22,12 +23,9 @@ pub struct LeaseProof {
     ttl: Duration,
 }
 
-/// The error a write under a lost lease fails with (see [`is_lease_lost`]).
-pub const LEASE_LOST: &str = "the lease is no longer held by this process";
-
 /// True when `err` is a write refused because its lease was lost.
-pub fn is_lease_lost(err: &DbErr) -> bool {
-    matches!(err, DbErr::Custom(m) if m.starts_with(LEASE_LOST))
+pub fn is_lease_lost(err: &Error) -> bool {
+    matches!(err, Error::LeaseLost(_))
 }
 
 /// Takes or renews the lease `name` for `holder` until the database's now + `ttl`. `None` when
@@ -58,15 +56,16 @@ impl LeaseProof {
     /// Inside a transaction that writes under this lease: checks that the lease is still held
     /// with this token and has not lapsed, and extends it by its time to live. The lease's row
     /// stays locked until the transaction ends, so nobody takes the lease over in between.
-    /// Fails with [`LEASE_LOST`] otherwise: the caller's transaction must roll back.
-    pub async fn fence<C: ConnectionTrait>(&self, conn: &C) -> Result<(), DbErr> {
+    /// Fails with [`LeaseLost`] otherwise: the caller's transaction must roll back.
+    pub async fn fence<C: ConnectionTrait>(&self, conn: &C) -> Result<(), Error> {
         if db::leases::renew_fenced(conn, &self.name, &self.holder, self.token, self.ttl).await? {
             Ok(())
         } else {
-            Err(DbErr::Custom(format!(
-                "{LEASE_LOST} (lease {}, token {})",
-                self.name, self.token
-            )))
+            Err(LeaseLost {
+                lease: self.name.clone(),
+                token: self.token,
+            }
+            .into())
         }
     }
 }

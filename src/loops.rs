@@ -2,7 +2,7 @@
 //! [`crate::lease`]); the daemon schedules them.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::ConnectionTrait;
 
 use crate::lease::LeaseProof;
 
@@ -55,7 +55,7 @@ pub async fn run_loop_once<C: sea_orm::TransactionTrait + ConnectionTrait>(
     config: &crate::config::Config,
     now: DateTime<Utc>,
     rng: &mut impl rand::Rng,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     match which {
         Loop::Staffing => staffing(db, lease, config, now, rng).await,
         Loop::Reminders => reminders(db, lease, config, now).await,
@@ -72,7 +72,7 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
     config: &crate::config::Config,
     now: DateTime<Utc>,
     rng: &mut impl rand::Rng,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let settings = crate::staffing::batch::BatchSettings {
         batch_size: config.staffbot.worker_batch_size,
         frequency: config.staffbot.batch_frequency,
@@ -92,7 +92,7 @@ async fn reminders<C: sea_orm::TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     config: &crate::config::Config,
     now: DateTime<Utc>,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let interval = config.staffbot.reminder_interval;
     let n = crate::staffing::reminders::run_once(db, lease, interval, now).await?;
     Ok(LoopOutcome {
@@ -106,7 +106,7 @@ async fn warnings<C: sea_orm::TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     config: &crate::config::Config,
     now: DateTime<Utc>,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let channel = config.staffbot.staffing_group_id.as_deref();
     let min_time = config.staffbot.staffing_min_time;
     let n = crate::staffing::warnings::run_once(db, lease, channel, min_time, now).await?;
@@ -125,7 +125,7 @@ async fn sanity<C: sea_orm::TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     now: DateTime<Utc>,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let r = crate::sanity::run_once(db, lease, now).await?;
     let failed = if r.failed_projects > 0 {
         format!(", {} project(s) failed (see the log)", r.failed_projects)
@@ -146,7 +146,7 @@ async fn machine<C: sea_orm::TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     config: &crate::config::Config,
     now: DateTime<Utc>,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let r = crate::machine::run_once(db, lease, &config.machine, now).await?;
     Ok(LoopOutcome {
         summary: format!(
@@ -162,7 +162,7 @@ async fn retention<C: sea_orm::TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     config: &crate::config::Config,
     now: DateTime<Utc>,
-) -> Result<LoopOutcome, DbErr> {
+) -> Result<LoopOutcome, crate::error::Error> {
     let r = crate::retention::run_once(db, lease, &config.retention, now).await?;
     let more = if r.more { ", more in the next run" } else { "" };
     Ok(LoopOutcome {

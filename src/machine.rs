@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -91,7 +91,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     config: &MachineConfig,
     now: DateTime<Utc>,
-) -> Result<MachineReport, DbErr> {
+) -> Result<MachineReport, crate::error::Error> {
     let due = crate::db::machine::due(db, now).await?;
     let mut report = MachineReport::default();
     let mut runs = 0;
@@ -110,7 +110,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 runs += 1;
                 let input = match crate::lifecycle::machine_input(db, task.task_id).await {
                     Ok(input) => input,
-                    Err(Error::Db(e)) => return Err(e),
+                    Err(e @ (Error::Db(_) | Error::LeaseLost(_))) => return Err(e),
                     Err(Error::User(e)) => {
                         tracing::warn!(task_id = task.task_id, "machine task vanished: {e}");
                         continue;
@@ -160,7 +160,7 @@ async fn record_output<C: TransactionTrait + ConnectionTrait>(
     task: &Due,
     output: Value,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+) -> Result<bool, crate::error::Error> {
     let tx = crate::db::begin_write(db).await?;
     let done: Result<(), Error> = async {
         lease.fence(&tx).await?;
@@ -178,7 +178,7 @@ async fn record_output<C: TransactionTrait + ConnectionTrait>(
             tracing::error!(task_id = task.task_id, "machine result not recorded: {e}");
             Ok(false)
         }
-        Err(Error::Db(e)) => Err(e),
+        Err(e @ (Error::Db(_) | Error::LeaseLost(_))) => Err(e),
     }
 }
 
@@ -189,13 +189,15 @@ async fn record_failure<C: TransactionTrait + ConnectionTrait>(
     task: &Due,
     error: &str,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<(), crate::error::Error> {
     let attempts = task.machine_attempts + 1;
     let next = now + chrono::Duration::from_std(backoff(attempts)).unwrap_or_default();
     let tx = crate::db::begin_write(db).await?;
     let written = async {
         lease.fence(&tx).await?;
-        crate::db::machine::record_failure(&tx, task.task_id, attempts, error, next).await
+        Ok::<_, Error>(
+            crate::db::machine::record_failure(&tx, task.task_id, attempts, error, next).await?,
+        )
     }
     .await;
     crate::db::settle(tx, written).await?;

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::config::RetentionConfig;
 use crate::db::retention as queries;
@@ -39,7 +39,7 @@ pub async fn run_once<C: ConnectionTrait + TransactionTrait>(
     lease: &LeaseProof,
     settings: &RetentionConfig,
     now: DateTime<Utc>,
-) -> Result<RetentionReport, DbErr> {
+) -> Result<RetentionReport, crate::error::Error> {
     let mut report = RetentionReport::default();
     if let Some(cutoff) = cutoff(now, settings.envelopes) {
         let (n, more) = in_batches(|| delete_batch(conn, lease, Table::Envelopes, cutoff)).await?;
@@ -66,16 +66,18 @@ async fn delete_batch<C: ConnectionTrait + TransactionTrait>(
     lease: &LeaseProof,
     table: Table,
     cutoff: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<u64, crate::error::Error> {
     let tx = crate::db::begin_write(conn).await?;
     let deleted = async {
         lease.fence(&tx).await?;
-        match table {
+        Ok::<_, crate::error::Error>(match table {
             Table::Envelopes => {
-                queries::delete_handled_envelopes_before(&tx, cutoff, BATCH_ROWS).await
+                queries::delete_handled_envelopes_before(&tx, cutoff, BATCH_ROWS).await?
             }
-            Table::Outbox => queries::delete_finished_outbox_before(&tx, cutoff, BATCH_ROWS).await,
-        }
+            Table::Outbox => {
+                queries::delete_finished_outbox_before(&tx, cutoff, BATCH_ROWS).await?
+            }
+        })
     }
     .await;
     crate::db::settle(tx, deleted).await
@@ -90,10 +92,10 @@ fn cutoff(now: DateTime<Utc>, keep: Duration) -> Option<DateTime<Utc>> {
 
 /// Runs `batch` until it deletes less than a full batch or [`MAX_BATCHES`] ran; yields between
 /// batches so other work gets the connection. Returns the total and whether rows may be left.
-async fn in_batches<F, Fut>(mut batch: F) -> Result<(u64, bool), DbErr>
+async fn in_batches<F, Fut>(mut batch: F) -> Result<(u64, bool), crate::error::Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, DbErr>>,
+    Fut: std::future::Future<Output = Result<u64, crate::error::Error>>,
 {
     let mut total = 0;
     for _ in 0..MAX_BATCHES {

@@ -89,7 +89,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     now: DateTime<Utc>,
-) -> Result<SanityReport, DbErr> {
+) -> Result<SanityReport, crate::error::Error> {
     let projects = store::projects_with_checks(db).await?;
     let mut report = SanityReport::default();
     for p in projects {
@@ -100,7 +100,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                 report.messages += messages;
             }
             // The lease passed to another process: stop here, write nothing more.
-            Err(Error::Db(e)) if crate::lease::is_lease_lost(&e) => return Err(e),
+            Err(e @ Error::LeaseLost(_)) => return Err(e),
             Err(e) => {
                 report.failed_projects += 1;
                 tracing::error!(project_id = p.id, "SanityBot failed for this project: {e}");
@@ -144,7 +144,7 @@ async fn check_project<C: TransactionTrait + ConnectionTrait>(
     }
     let tx = crate::db::begin_write(db).await?;
     let written = write_checks(&tx, lease, p, &config, &tasks, slugs, &latest, now).await;
-    Ok(crate::db::settle(tx, written).await?)
+    crate::db::settle(tx, written).await
 }
 
 /// The writes of one project's round: its posts and the checks fired, fenced by the lease.
@@ -158,7 +158,7 @@ async fn write_checks<C: ConnectionTrait>(
     slugs: Vec<String>,
     latest: &HashMap<String, DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<(usize, usize), DbErr> {
+) -> Result<(usize, usize), crate::error::Error> {
     lease.fence(tx).await?;
     let mut checks = 0;
     let mut messages = 0;

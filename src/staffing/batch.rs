@@ -145,7 +145,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     settings: BatchSettings,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
-) -> Result<BatchReport, DbErr> {
+) -> Result<BatchReport, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
     let due = db::requests::due_a_batch(db, cutoff).await?;
     let mut report = BatchReport::default();
@@ -199,7 +199,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         let tx = db::begin_write(db).await?;
         let written = async {
             lease.fence(&tx).await?;
-            write_batches(&tx, &plans, now).await
+            Ok::<_, crate::error::Error>(write_batches(&tx, &plans, now).await?)
         }
         .await;
         db::settle(tx, written).await?;

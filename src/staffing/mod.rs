@@ -8,7 +8,7 @@ pub mod respond;
 pub mod warnings;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::ConnectionTrait;
 
 use crate::db;
 use crate::db::requests::Stamp;
@@ -24,7 +24,7 @@ pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTra
     messages: Vec<(String, Outgoing)>,
     stamps: &[(Stamp, Vec<i64>)],
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<(), crate::error::Error> {
     let tx = db::begin_write(conn).await?;
     let written = async {
         lease.fence(&tx).await?;
@@ -32,7 +32,7 @@ pub(crate) async fn queue_and_stamp<C: sea_orm::TransactionTrait + ConnectionTra
         for (which, ids) in stamps {
             db::requests::stamp(&tx, *which, ids, now).await?;
         }
-        Ok::<(), DbErr>(())
+        Ok::<(), crate::error::Error>(())
     }
     .await;
     db::settle(tx, written).await

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::db;
 use crate::db::offers::DueReminder;
@@ -42,7 +42,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     interval: std::time::Duration,
     now: DateTime<Utc>,
-) -> Result<usize, DbErr> {
+) -> Result<usize, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
     let rows = db::offers::due_reminders(db, cutoff).await?;
     let mut by_worker: BTreeMap<i64, Vec<&DueReminder>> = BTreeMap::new();

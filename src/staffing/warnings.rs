@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use crate::db;
 use crate::db::requests::Stamp;
@@ -86,7 +86,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     staffing_channel: Option<&str>,
     min_time: std::time::Duration,
     now: DateTime<Utc>,
-) -> Result<usize, DbErr> {
+) -> Result<usize, crate::error::Error> {
     let Some(channel) = staffing_channel else {
         return Ok(0);
     };
