@@ -1,5 +1,5 @@
-//! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the Web
-//! API client and the outbox sender.
+//! Slack: the Socket Mode connections, listener and dispatcher, the `/staffbot` grammar and
+//! replies, the Web API client and the outbox sender.
 
 pub mod blocks;
 pub mod command;
@@ -9,4 +9,5 @@ pub mod listener;
 pub mod mrkdwn;
 pub mod sender;
 pub mod slash;
+pub mod socket;
 pub mod web;

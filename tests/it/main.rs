@@ -18,6 +18,7 @@ mod properties;
 mod replicas;
 mod retention;
 mod slack;
+mod socket;
 mod staffing;
 mod whitelists;
 mod workflow_load;
