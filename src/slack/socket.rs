@@ -21,8 +21,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
@@ -332,6 +332,91 @@ impl Drop for OpenGuard {
     }
 }
 
+/// One open connection's writing half and what it remembers.
+struct Live {
+    shared: Arc<Shared>,
+    id: u64,
+    sink: futures_util::stream::SplitSink<Ws, Message>,
+    /// Fired when Slack asks for a replacement (once).
+    refresh: Option<oneshot::Sender<()>>,
+    /// After a refresh: when we close it ourselves if Slack has not.
+    retire_at: Option<Instant>,
+}
+
+impl Live {
+    /// A ping, unless the connection has been silent too long.
+    async fn ping(&mut self, last_seen: Instant) -> Option<End> {
+        let dead_after = self.shared.settings.dead_after;
+        if last_seen.elapsed() >= dead_after {
+            tracing::warn!(
+                connection = self.id,
+                "no answer from Slack for {dead_after:?}; reconnecting"
+            );
+            return Some(End::Lost);
+        }
+        let payload = rand::random::<[u8; 8]>().to_vec();
+        if let Err(e) = self.sink.send(Message::Ping(payload.into())).await {
+            tracing::warn!(
+                connection = self.id,
+                "Socket Mode ping failed: {e}; reconnecting"
+            );
+            return Some(End::Lost);
+        }
+        None
+    }
+
+    /// How a connection that stopped by itself ended.
+    fn gone(&self) -> End {
+        if self.retire_at.is_some() {
+            End::Retired
+        } else {
+            End::Lost
+        }
+    }
+
+    /// One frame (or the end of the stream) from Slack.
+    async fn frame(&mut self, frame: Option<Result<Message, WsError>>) -> Option<End> {
+        let id = self.id;
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            // Pings are answered by tungstenite itself; pongs and pings only show liveness.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return None,
+            Some(Ok(Message::Binary(_))) => {
+                tracing::warn!(
+                    connection = id,
+                    "unexpected binary frame from Slack ignored"
+                );
+                return None;
+            }
+            Some(Ok(Message::Close(_))) | None => return Some(self.gone()),
+            Some(Err(e)) => {
+                tracing::warn!(connection = id, "Socket Mode connection lost: {e}");
+                return Some(self.gone());
+            }
+        };
+        match self.shared.listener.on_text(id, text.as_str()).await {
+            Reaction::Nothing => None,
+            Reaction::Reply(frame) => match self.sink.send(Message::Text(frame.into())).await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(connection = id, "cannot write an ack: {e}; reconnecting");
+                    Some(End::Lost)
+                }
+            },
+            Reaction::Disconnect(reason)
+                if reason == "warning" || reason == "refresh_requested" =>
+            {
+                if let Some(refresh) = self.refresh.take() {
+                    let _ = refresh.send(());
+                    self.retire_at = Some(Instant::now() + self.shared.settings.refresh_grace);
+                }
+                None
+            }
+            Reaction::Disconnect(_) => Some(End::Disconnected),
+        }
+    }
+}
+
 /// Serves one connection until it ends. `refresh` is fired when Slack asks for a replacement;
 /// the connection then keeps serving until Slack closes it or `refresh_grace` passes.
 async fn serve(
@@ -341,95 +426,47 @@ async fn serve(
     refresh: oneshot::Sender<()>,
     stop: CancellationToken,
 ) -> End {
+    let state = shared.listener.state.clone();
     let _guard = OpenGuard {
-        state: shared.listener.state.clone(),
+        state: state.clone(),
         id,
     };
-    let settings = &shared.settings;
-    let (mut sink, mut stream) = ws.split();
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + settings.ping_interval,
-        settings.ping_interval,
-    );
+    let every = shared.settings.ping_interval;
+    let (sink, mut stream) = ws.split();
+    let mut live = Live {
+        shared,
+        id,
+        sink,
+        refresh: Some(refresh),
+        retire_at: None,
+    };
+    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
-    let mut refresh = Some(refresh);
-    let mut retire_at: Option<Instant> = None;
     let end = loop {
-        let frame = tokio::select! {
+        let step = tokio::select! {
             biased;
-            _ = stop.cancelled() => break End::Stopped,
-            _ = sleep_until(retire_at) => {
+            _ = stop.cancelled() => Some(End::Stopped),
+            _ = sleep_until(live.retire_at) => {
                 tracing::info!(connection = id, "closing the refreshed Socket Mode connection");
-                break End::Retired;
+                Some(End::Retired)
             }
-            _ = ping.tick() => {
-                if last_seen.elapsed() >= settings.dead_after {
-                    tracing::warn!(connection = id, "no answer from Slack for {:?}; reconnecting", settings.dead_after);
-                    break End::Lost;
-                }
-                let payload = rand::random::<[u8; 8]>().to_vec();
-                if let Err(e) = sink.send(Message::Ping(payload.into())).await {
-                    tracing::warn!(connection = id, "Socket Mode ping failed: {e}; reconnecting");
-                    break End::Lost;
-                }
-                continue;
-            }
-            frame = stream.next() => frame,
-        };
-        last_seen = Instant::now();
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            // Pings are answered by tungstenite itself; pongs and pings only show liveness.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Binary(_))) => {
-                tracing::warn!(
-                    connection = id,
-                    "unexpected binary frame from Slack ignored"
-                );
-                continue;
-            }
-            Some(Ok(Message::Close(_))) | None => {
-                break if retire_at.is_some() {
-                    End::Retired
-                } else {
-                    End::Lost
-                };
-            }
-            Some(Err(e)) => {
-                tracing::warn!(connection = id, "Socket Mode connection lost: {e}");
-                break if retire_at.is_some() {
-                    End::Retired
-                } else {
-                    End::Lost
-                };
+            _ = ping.tick() => live.ping(last_seen).await,
+            frame = stream.next() => {
+                let step = live.frame(frame).await;
+                // Time spent handling an envelope is not silence on the connection.
+                last_seen = Instant::now();
+                step
             }
         };
-        match shared.listener.on_text(id, text.as_str()).await {
-            Reaction::Nothing => {}
-            Reaction::Reply(frame) => {
-                if let Err(e) = sink.send(Message::Text(frame.into())).await {
-                    tracing::warn!(connection = id, "cannot write an ack: {e}; reconnecting");
-                    break End::Lost;
-                }
-            }
-            Reaction::Disconnect(reason)
-                if reason == "warning" || reason == "refresh_requested" =>
-            {
-                if let Some(refresh) = refresh.take() {
-                    let _ = refresh.send(());
-                    retire_at = Some(Instant::now() + settings.refresh_grace);
-                }
-            }
-            Reaction::Disconnect(_) => break End::Disconnected,
+        if let Some(end) = step {
+            break end;
         }
-        // Time spent handling an envelope is not silence on the connection.
-        last_seen = Instant::now();
     };
-    shared.listener.state.closed(id);
+    state.closed(id);
     if !matches!(end, End::Lost) {
         // A polite Close; a connection that is already gone fails fast or times out.
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), live.sink.close()).await;
     }
     tracing::debug!(connection = id, "Socket Mode connection ended: {end:?}");
     end
