@@ -247,24 +247,15 @@ async fn slot(shared: Arc<Shared>, wait: Duration, stop: CancellationToken) {
         if !pause(wait, &stop).await {
             break;
         }
-        let (ws, host) = match shared.opener.open().await {
+        let opened = tokio::select! {
+            _ = stop.cancelled() => break,
+            opened = shared.opener.open() => opened,
+        };
+        let (ws, host) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 failures += 1;
-                wait = settings.backoff(failures);
-                if let OpenError::RateLimited(Some(after)) = &e {
-                    wait = wait.max(*after);
-                }
-                match &e {
-                    OpenError::Refused(code) if code == "invalid_auth" || code == "not_authed" => {
-                        tracing::error!(
-                            "cannot open a Socket Mode connection: {e} (check SLACK_APP_TOKEN); retrying in {wait:.1?}"
-                        )
-                    }
-                    _ => tracing::warn!(
-                        "cannot open a Socket Mode connection: {e}; retrying in {wait:.1?}"
-                    ),
-                }
+                wait = retry_wait(settings, failures, &e);
                 continue;
             }
         };
@@ -307,6 +298,24 @@ async fn slot(shared: Arc<Shared>, wait: Duration, stop: CancellationToken) {
         wait = settings.backoff(failures);
     }
     futures_util::future::join_all(retiring).await;
+}
+
+/// The wait before the next attempt after a failed open (logged): the backoff, or Slack's
+/// `Retry-After` if longer.
+fn retry_wait(settings: &SocketSettings, failures: u32, e: &OpenError) -> Duration {
+    let mut wait = settings.backoff(failures);
+    if let OpenError::RateLimited(Some(after)) = e {
+        wait = wait.max(*after);
+    }
+    match e {
+        OpenError::Refused(code) if code == "invalid_auth" || code == "not_authed" => {
+            tracing::error!(
+                "cannot open a Socket Mode connection: {e} (check SLACK_APP_TOKEN); retrying in {wait:.1?}"
+            )
+        }
+        _ => tracing::warn!("cannot open a Socket Mode connection: {e}; retrying in {wait:.1?}"),
+    }
+    wait
 }
 
 /// Sleeps for `wait`; `false` if stopped meanwhile.
