@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, instance_name};
 use crate::config::Config;
 use crate::slack::dispatch::Dispatcher;
-use crate::slack::listener::{SocketMode, SocketState};
+use crate::slack::listener::{Listener, SocketState};
 use crate::slack::sender::Sender;
 use crate::slack::slash::SlashSettings;
+use crate::slack::socket::{SocketMode, SocketSettings};
 use crate::slack::web::{self, MorphismWeb, TokenError};
 
 /// How long shutdown waits for envelopes being handled.
@@ -161,6 +162,202 @@ where
     }
 }
 
+/// The Web API client and both tokens, checked with Slack.
+struct SlackAccess {
+    client: Arc<SlackHyperClient>,
+    bot_token: SlackApiToken,
+    app_token: SlackApiToken,
+}
+
+/// Checks both tokens (`auth.test`, `apps.connections.open`), retrying while Slack cannot be
+/// reached.
+async fn check_tokens(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<SlackAccess, StartError> {
+    let bot_token = config
+        .slack
+        .bot_token
+        .as_ref()
+        .ok_or(StartError::MissingToken("SLACK_BOT_TOKEN", "bot_token"))?;
+    let app_token = config
+        .slack
+        .app_token
+        .as_ref()
+        .ok_or(StartError::MissingToken("SLACK_APP_TOKEN", "app_token"))?;
+    let bot_token = SlackApiToken::new(bot_token.expose_secret().to_string().into());
+    let app_token = SlackApiToken::new(app_token.expose_secret().to_string().into());
+    let api_url = config.slack.api_url.clone();
+    let client = web::build_client(&api_url)?;
+
+    let identity = check_with_retry(cancel, "checking SLACK_BOT_TOKEN", || {
+        web::check_bot_token(&client, &bot_token, &api_url)
+    })
+    .await?;
+    tracing::info!(team = %identity.team, team_id = %identity.team_id, bot = %identity.user_id, "bot token accepted");
+    check_with_retry(cancel, "checking SLACK_APP_TOKEN", || {
+        web::check_app_token(&client, &app_token, &api_url)
+    })
+    .await?;
+    Ok(SlackAccess {
+        client,
+        bot_token,
+        app_token,
+    })
+}
+
+/// The envelope dispatcher behind the Socket Mode connections (not connected yet).
+fn socket_mode(
+    config: &Config,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    slack: &SlackAccess,
+    outbox_wake: &Arc<Notify>,
+    settings: SocketSettings,
+) -> SocketMode {
+    let dispatcher = Arc::new(Dispatcher {
+        db: db.clone(),
+        clock: clock.clone(),
+        slash: SlashSettings {
+            verification_token: config.slack.verification_token.clone(),
+            allowed: config.staffbot.allowed.clone(),
+        },
+        outbox_wake: outbox_wake.clone(),
+    });
+    SocketMode::new(
+        slack.client.clone(),
+        slack.app_token.clone(),
+        Arc::new(Listener::new(dispatcher)),
+        settings,
+    )
+}
+
+/// `/metrics` and `/healthz`, when `metrics.listen` is set.
+async fn serve_metrics(
+    config: &Config,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    socket: Arc<SocketState>,
+    holder: &str,
+    cancel: &CancellationToken,
+) -> Result<Option<std::net::SocketAddr>, StartError> {
+    let Some(listen) = &config.metrics.listen else {
+        return Ok(None);
+    };
+    let sources = crate::ops::Sources {
+        db: db.clone(),
+        socket,
+        clock: clock.clone(),
+        holder: holder.to_string(),
+    };
+    Ok(Some(
+        crate::ops::serve(listen, sources, cancel.child_token()).await?,
+    ))
+}
+
+/// SQLite only: WAL checkpoints on a connection of their own.
+fn spawn_checkpointer(
+    config: &Config,
+    db: &DatabaseConnection,
+    cancel: &CancellationToken,
+) -> Option<JoinHandle<()>> {
+    (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
+        tokio::spawn(crate::db::run_checkpointer(
+            config.database_url.expose().to_string(),
+            crate::db::SQLITE_CHECKPOINT_EVERY,
+            cancel.child_token(),
+        ))
+    })
+}
+
+/// Every periodic loop, each in its own task.
+fn spawn_loops(
+    config: &Config,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    holder: &str,
+    outbox_wake: &Arc<Notify>,
+    cancel: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    crate::loops::Loop::ALL
+        .into_iter()
+        .map(|which| {
+            tokio::spawn(periodic(
+                which,
+                db.clone(),
+                clock.clone(),
+                config.clone(),
+                holder.to_string(),
+                outbox_wake.clone(),
+                cancel.child_token(),
+            ))
+        })
+        .collect()
+}
+
+/// The outbox sender, woken by `outbox_wake` and every [`SENDER_IDLE`].
+fn spawn_sender(
+    config: &Config,
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    slack: SlackAccess,
+    holder: &str,
+    outbox_wake: &Arc<Notify>,
+    cancel: &CancellationToken,
+) -> JoinHandle<()> {
+    let call_timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
+    let web = MorphismWeb {
+        client: slack.client,
+        bot_token: slack.bot_token,
+        timeout: call_timeout,
+    };
+    let sender = Sender::new(
+        db,
+        Arc::new(web),
+        clock,
+        config.loops.lease_ttl,
+        holder.to_string(),
+    )
+    .with_call_timeout(call_timeout)
+    .with_staffing_channel(config.staffbot.staffing_group_id.clone());
+    let cancel = cancel.child_token();
+    let wake = outbox_wake.clone();
+    tokio::spawn(async move { sender.run(cancel, wake, SENDER_IDLE).await })
+}
+
+/// What an orderly shutdown stops, in order.
+struct Running {
+    socket: SocketMode,
+    loops: Vec<JoinHandle<()>>,
+    outbox_wake: Arc<Notify>,
+    sender: JoinHandle<()>,
+    checkpointer: Option<JoinHandle<()>>,
+}
+
+/// Waits for `cancel`, then: no new envelopes, the ones in hand finished (up to
+/// [`DRAIN_DEADLINE`]), the connections closed, the loops stopped, the outbox sender's last round
+/// done, the SQLite checkpointer stopped.
+async fn shutdown(cancel: CancellationToken, running: Running) {
+    cancel.cancelled().await;
+    tracing::info!("shutting down: no new envelopes; finishing the ones in hand");
+    running.socket.shutdown(DRAIN_DEADLINE).await;
+    for task in running.loops {
+        if let Err(e) = task.await {
+            tracing::error!("a loop ended badly: {e}");
+        }
+    }
+    running.outbox_wake.notify_one();
+    if let Err(e) = running.sender.await {
+        tracing::error!("outbox sender ended badly: {e}");
+    }
+    if let Some(task) = running.checkpointer
+        && let Err(e) = task.await
+    {
+        tracing::error!("SQLite checkpointer ended badly: {e}");
+    }
+    tracing::info!("stopped");
+}
+
 impl Daemon {
     /// Checks both tokens, connects to Slack and starts the sender. Returns once started; the
     /// daemon runs until `cancel` is cancelled (which also interrupts the start-up checks).
@@ -170,137 +367,42 @@ impl Daemon {
         clock: Arc<dyn Clock>,
         cancel: CancellationToken,
     ) -> Result<Daemon, StartError> {
-        let bot_token = config
-            .slack
-            .bot_token
-            .as_ref()
-            .ok_or(StartError::MissingToken("SLACK_BOT_TOKEN", "bot_token"))?;
-        let app_token = config
-            .slack
-            .app_token
-            .as_ref()
-            .ok_or(StartError::MissingToken("SLACK_APP_TOKEN", "app_token"))?;
-        let bot_token = SlackApiToken::new(bot_token.expose_secret().to_string().into());
-        let app_token = SlackApiToken::new(app_token.expose_secret().to_string().into());
-        let api_url = config.slack.api_url.clone();
-        let client = web::build_client(&api_url)?;
+        let settings = SocketSettings::new(config.slack.socket_connections);
+        Daemon::start_with(config, db, clock, cancel, settings).await
+    }
 
-        let identity = check_with_retry(&cancel, "checking SLACK_BOT_TOKEN", || {
-            web::check_bot_token(&client, &bot_token, &api_url)
-        })
-        .await?;
-        tracing::info!(team = %identity.team, team_id = %identity.team_id, bot = %identity.user_id, "bot token accepted");
-        check_with_retry(&cancel, "checking SLACK_APP_TOKEN", || {
-            web::check_app_token(&client, &app_token, &api_url)
-        })
-        .await?;
-
+    /// [`Daemon::start`] with the Socket Mode connections' timings given (tests shorten them).
+    pub async fn start_with(
+        config: &Config,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        cancel: CancellationToken,
+        settings: SocketSettings,
+    ) -> Result<Daemon, StartError> {
+        let slack = check_tokens(config, &cancel).await?;
         let outbox_wake = Arc::new(Notify::new());
-        let dispatcher = Arc::new(Dispatcher {
-            db: db.clone(),
-            clock: clock.clone(),
-            slash: SlashSettings {
-                verification_token: config.slack.verification_token.clone(),
-                allowed: config.staffbot.allowed.clone(),
-            },
-            outbox_wake: outbox_wake.clone(),
-        });
-        let socket_config = SlackClientSocketModeConfig::new()
-            .with_max_connections_count(config.slack.socket_connections)
-            .with_initial_backoff_in_seconds(1)
-            .with_reconnect_timeout_in_seconds(3)
-            .with_ping_interval_in_seconds(10)
-            .with_ping_failure_threshold_times(3);
-        let socket = SocketMode::new(client.clone(), app_token, dispatcher, socket_config).await?;
+        let socket = socket_mode(config, &db, &clock, &slack, &outbox_wake, settings);
         let state = socket.state();
         let name = instance_name();
-        let metrics_addr = match &config.metrics.listen {
-            Some(listen) => Some(
-                crate::ops::serve(
-                    listen,
-                    crate::ops::Sources {
-                        db: db.clone(),
-                        socket: state.clone(),
-                        clock: clock.clone(),
-                        holder: name.clone(),
-                    },
-                    cancel.child_token(),
-                )
-                .await?,
-            ),
-            None => None,
-        };
-        socket.start().await;
+        let metrics_addr =
+            serve_metrics(config, &db, &clock, state.clone(), &name, &cancel).await?;
+        socket.start();
 
-        let checkpointer =
-            (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(|| {
-                tokio::spawn(crate::db::run_checkpointer(
-                    config.database_url.expose().to_string(),
-                    crate::db::SQLITE_CHECKPOINT_EVERY,
-                    cancel.child_token(),
-                ))
-            });
+        let checkpointer = spawn_checkpointer(config, &db, &cancel);
         tracing::info!(instance = %name, "leases and outbox claims are held under this name");
         // Registered up front, so it is scraped (as 0) before the first refusal.
         metrics::counter!("staffbot_offers_undeliverable_total").increment(0);
         metrics::counter!("staffbot_outbox_claims_lost_total").increment(0);
-        let loop_tasks: Vec<JoinHandle<()>> = crate::loops::Loop::ALL
-            .into_iter()
-            .map(|which| {
-                tokio::spawn(periodic(
-                    which,
-                    db.clone(),
-                    clock.clone(),
-                    config.clone(),
-                    name.clone(),
-                    outbox_wake.clone(),
-                    cancel.child_token(),
-                ))
-            })
-            .collect();
-        let call_timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
-        let sender = Sender::new(
-            db,
-            Arc::new(MorphismWeb {
-                client,
-                bot_token,
-                timeout: call_timeout,
-            }),
-            clock,
-            config.loops.lease_ttl,
-            name.clone(),
-        )
-        .with_call_timeout(call_timeout)
-        .with_staffing_channel(config.staffbot.staffing_group_id.clone());
-        let sender_cancel = cancel.child_token();
-        let sender_task = tokio::spawn({
-            let wake = outbox_wake.clone();
-            async move { sender.run(sender_cancel, wake, SENDER_IDLE).await }
-        });
-
-        let task = tokio::spawn({
-            let cancel = cancel.clone();
-            async move {
-                cancel.cancelled().await;
-                tracing::info!("shutting down: no new envelopes; finishing the ones in hand");
-                socket.shutdown(DRAIN_DEADLINE).await;
-                for task in loop_tasks {
-                    if let Err(e) = task.await {
-                        tracing::error!("a loop ended badly: {e}");
-                    }
-                }
-                outbox_wake.notify_one();
-                if let Err(e) = sender_task.await {
-                    tracing::error!("outbox sender ended badly: {e}");
-                }
-                if let Some(task) = checkpointer
-                    && let Err(e) = task.await
-                {
-                    tracing::error!("SQLite checkpointer ended badly: {e}");
-                }
-                tracing::info!("stopped");
-            }
-        });
+        let loops = spawn_loops(config, &db, &clock, &name, &outbox_wake, &cancel);
+        let sender = spawn_sender(config, db, clock, slack, &name, &outbox_wake, &cancel);
+        let running = Running {
+            socket,
+            loops,
+            outbox_wake,
+            sender,
+            checkpointer,
+        };
+        let task = tokio::spawn(shutdown(cancel.clone(), running));
         Ok(Daemon {
             cancel,
             socket: state,

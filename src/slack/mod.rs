@@ -1,5 +1,6 @@
-//! Slack: the Socket Mode listener and dispatcher, the `/staffbot` grammar and replies, the
-//! rendering of every message into Block Kit, the Web API client and the outbox sender.
+//! Slack: the Socket Mode connections, listener and dispatcher, the `/staffbot` grammar and
+//! replies, the rendering of every message into Block Kit, the Web API client and the outbox
+//! sender.
 
 pub mod blocks;
 pub mod command;
@@ -11,5 +12,6 @@ pub mod pacer;
 pub mod render;
 pub mod sender;
 pub mod slash;
+pub mod socket;
 pub mod web;
 pub mod write;

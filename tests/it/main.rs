@@ -20,6 +20,7 @@ mod replicas;
 mod retention;
 mod seen;
 mod slack;
+mod socket;
 mod staffing;
 mod whitelists;
 mod workflow_load;

@@ -13,7 +13,10 @@
 //!   waiting up to 10 s for one to exist. Every text frame the client sends back is parsed as an
 //!   ack `{"envelope_id":…,"payload":…?}` and recorded with its latency from the send.
 //! - **Teardown.** [`FakeSlack::disconnect`] sends a `disconnect` frame and closes the sockets
-//!   100 ms later; [`FakeSlack::drop_sockets`] ends the TCP streams without a Close frame.
+//!   100 ms later; [`FakeSlack::send_disconnect_frame`] sends the frame only (Slack's `warning`
+//!   comes about 10 s before the close); [`FakeSlack::drop_sockets`] ends the TCP streams without
+//!   a Close frame; [`FakeSlack::stall_sockets`] leaves them half-open (nothing read or written,
+//!   so client pings go unanswered).
 //! - **Web API.** `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
 //!   `conversations.open`, `conversations.invite`, `conversations.kick`, `conversations.info`,
 //!   `conversations.history`, `users.info` and `views.publish`, over a small in-memory workspace
@@ -61,7 +64,8 @@
 //!   timeout. `retry_attempt`/`retry_reason` appear only if a test puts them into an envelope.
 //! - `response_url` posts are recorded but do not change stored messages (`replace_original`,
 //!   `delete_original` and `response_type` are not applied); they are never limited to 5 uses.
-//! - The server never pings the client and has no way to stop answering pings.
+//! - The server never pings the client. It stops answering pings only on a stalled connection
+//!   ([`FakeSlack::stall_sockets`]), which it then neither reads nor closes.
 //! - The server task lives as long as the Tokio runtime that called [`FakeSlack::start`].
 
 use std::net::SocketAddr;
@@ -651,6 +655,50 @@ impl FakeSlack {
         }
         let ids: Vec<u64> = targets.iter().map(|(id, _)| *id).collect();
         self.wait_gone(&ids).await;
+    }
+
+    /// Sends `{"type":"disconnect","reason":reason,…}` on every open connection and leaves them
+    /// open and deliverable, as Slack's `warning` comes about 10 s before the connection is
+    /// closed. Waits until the frames are written.
+    pub async fn send_disconnect_frame(&self, reason: &str) {
+        let targets: Vec<_> = self
+            .inner
+            .read(|s| s.conns.values().map(|c| c.tx.clone()).collect());
+        let mut frame = fixtures::load(fixtures::DISCONNECT);
+        frame["reason"] = json!(reason);
+        let frame = frame.to_string();
+        for tx in targets {
+            let (done, written) = oneshot::channel();
+            if tx
+                .send(Outgoing::Text {
+                    text: frame.clone(),
+                    envelope_id: None,
+                    done,
+                })
+                .is_ok()
+            {
+                let _ = written.await;
+            }
+        }
+    }
+
+    /// Makes every open connection half-open: the fake stops reading it (client pings go
+    /// unanswered, acks are not read) and sends nothing more on it, and no envelope goes to it;
+    /// the TCP connection stays up, as when the peer vanished without a FIN. A stalled
+    /// connection still counts in [`FakeSlack::connections`] until the fake closes it (never,
+    /// unless [`FakeSlack::disconnect`] or [`FakeSlack::drop_sockets`] is called).
+    pub fn stall_sockets(&self) {
+        self.inner.update(|s| {
+            for c in s.conns.values_mut() {
+                c.closing = true;
+                let _ = c.tx.send(Outgoing::Stall);
+            }
+        });
+    }
+
+    /// Waits until at most `n` connections are open; `false` on timeout.
+    pub async fn wait_for_connections_at_most(&self, n: usize, timeout: Duration) -> bool {
+        self.inner.wait_until(timeout, |s| s.conns.len() <= n).await
     }
 
     /// Drops every open socket abruptly (no Close frame; the TCP stream just ends) and waits

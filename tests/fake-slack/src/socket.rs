@@ -137,6 +137,10 @@ async fn run(
                         break;
                     }
                 }
+                Some(Outgoing::Stall) => {
+                    stall(&mut rx).await;
+                    break;
+                }
                 Some(Outgoing::Close) => {
                     let close = Message::Close(Some(CloseFrame {
                         code: close_code::NORMAL,
@@ -166,4 +170,18 @@ async fn run(
         }
     }
     drop(guard);
+}
+
+/// A half-open connection: nothing is read (so the client's pings go unanswered) and nothing is
+/// written, until the fake closes it or the client side of the channel goes away.
+async fn stall(rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Outgoing::Text { done, .. } => {
+                let _ = done.send(false);
+            }
+            Outgoing::Close => return,
+            Outgoing::Stall => {}
+        }
+    }
 }

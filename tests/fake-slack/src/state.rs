@@ -26,6 +26,8 @@ pub(crate) enum Outgoing {
     },
     /// Send a Close frame and end the connection.
     Close,
+    /// Stop reading and writing (so pings go unanswered) until `Close` or the end.
+    Stall,
 }
 
 pub(crate) struct Conn {
