@@ -397,7 +397,7 @@ pub enum Stamp {
 }
 
 /// Ids one stamping statement binds at most (far under every backend's parameter limit).
-const IDS_PER_STAMP: usize = 5000;
+const IDS_PER_STAMP: usize = 30_000;
 
 /// Sets the [`Stamp`]'s column of rows `ids` to `now`.
 pub async fn stamp<C: ConnectionTrait>(

@@ -9,10 +9,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::db::entities::{project, staffing_request, task, worker};
-use crate::db::requests::RequestContext;
 use crate::db::{self, AssignmentStatus, RequestCause};
 use crate::error::{Error, UserError};
-use crate::messages::{Message, OfferOutcome, Outgoing};
+use crate::messages::{Message, OfferContent, OfferOutcome, Outgoing};
 use crate::outbox;
 use crate::workflow::rules;
 
@@ -26,10 +25,11 @@ pub struct OfferDm {
 
 /// The final state of an offer DM (once per offer: the first outcome wins, by the outbox's
 /// dedupe key). Offers not delivered yet get theirs when they are (see
-/// [`crate::staffing::respond::on_offer_delivered`]).
+/// [`crate::staffing::respond::on_offer_delivered`]). `offer` is what the request's offers show
+/// ([`crate::db::requests::RequestContext::offer_content`], rendered once for all of a request's offers).
 pub fn final_message(
     dm: &OfferDm,
-    context: &RequestContext,
+    offer: &OfferContent,
     first_name: &str,
     outcome: OfferOutcome,
 ) -> Option<(String, Outgoing)> {
@@ -43,7 +43,7 @@ pub fn final_message(
             ts: ts.clone(),
             message: Message::OfferDecided {
                 first_name: first_name.to_string(),
-                offer: context.offer_content(),
+                offer: offer.clone(),
                 outcome,
             },
         },
@@ -283,6 +283,7 @@ pub async fn finalise_open_offers<C: ConnectionTrait>(
     let Some(context) = db::requests::context(conn, request_id).await? else {
         return Ok(());
     };
+    let offer = context.offer_content();
     let messages: Vec<(String, Outgoing)> = offers
         .into_iter()
         .filter_map(|o| {
@@ -291,7 +292,7 @@ pub async fn finalise_open_offers<C: ConnectionTrait>(
                 channel: o.dm_channel,
                 ts: o.dm_ts,
             };
-            final_message(&dm, &context, &o.first_name, outcome.clone())
+            final_message(&dm, &offer, &o.first_name, outcome.clone())
         })
         .collect();
     outbox::enqueue_all(conn, messages, now).await

@@ -40,7 +40,8 @@ async fn queue_final<C: ConnectionTrait>(
     outcome: OfferOutcome,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if let Some((key, outgoing)) = final_message(dm, context, first_name, outcome) {
+    let offer = context.offer_content();
+    if let Some((key, outgoing)) = final_message(dm, &offer, first_name, outcome) {
         outbox::enqueue(conn, &key, outgoing, now).await?;
     }
     Ok(())
@@ -182,9 +183,11 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
         task_id: context.task_id,
         channel: context.slack_channel_id.clone(),
     };
+    // What the request's offers show, rendered once for all of them.
+    let offer = context.offer_content();
     messages.extend(final_message(
         &click.dm(),
-        context,
+        &offer,
         &click.clicker_first_name,
         won,
     ));
@@ -200,7 +203,7 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
         };
         messages.extend(final_message(
             &dm,
-            context,
+            &offer,
             &other.first_name,
             OfferOutcome::Taken,
         ));
