@@ -422,7 +422,7 @@ pub async fn assign_task<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<task_assignment::Model> {
     let task = find_task(conn, task_id).await?;
-    refuse_machine_task(conn, &task).await?;
+    requests::refuse_machine_task(conn, &task).await?;
     let role = rules::required_role(task.status)?;
     let existing = assignments_of(conn, task_id).await?;
     let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
@@ -585,7 +585,7 @@ pub async fn assign_or_reassign<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(task_assignment::Model, bool)> {
     let task = find_task(conn, task_id).await?;
-    refuse_machine_task(conn, &task).await?;
+    requests::refuse_machine_task(conn, &task).await?;
     match task.status {
         TaskStatus::AwaitingProcessing | TaskStatus::PendingReview => {
             Ok((assign_task(conn, task_id, worker, now).await?, false))
@@ -724,21 +724,6 @@ async fn complete_task<C: ConnectionTrait>(
     requests::close_open_requests(conn, task.id, now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
-}
-
-/// Fails with [`UserError::MachineTask`] when `task` belongs to a machine step: nobody is
-/// assigned to, staffed for or submits a machine task.
-pub async fn refuse_machine_task<C: ConnectionTrait>(conn: &C, task: &task::Model) -> Result<()> {
-    let step = find_step(conn, task.step_id).await?;
-    if step.is_human {
-        Ok(())
-    } else {
-        Err(UserError::MachineTask {
-            task: task.id,
-            step: step.slug,
-        }
-        .into())
-    }
 }
 
 /// Completes a machine task with `output` (its automation's result): the task becomes

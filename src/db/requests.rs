@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::entities::{project, staffing_request, step, task, task_assignment, worker};
+use super::entities::{project, staffing_request, task, task_assignment, worker};
 use super::{RequestCause, RequestStatus, Role, sql, statement};
 
 /// What offers and channel messages show about a request: the request, its task, project,
@@ -329,14 +329,6 @@ pub async fn task<C: ConnectionTrait>(
     task_id: i64,
 ) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find_by_id(task_id).one(conn).await
-}
-
-/// A step.
-pub async fn step<C: ConnectionTrait>(
-    conn: &C,
-    step_id: i64,
-) -> Result<Option<step::Model>, DbErr> {
-    step::Entity::find_by_id(step_id).one(conn).await
 }
 
 /// A project.

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::db::entities::{project, staffing_request, task, worker};
 use crate::db::{self, AssignmentStatus, RequestCause};
-use crate::error::{Error, UserError};
+use crate::error::{Error, StoredDataInvalid, UserError};
 use crate::messages::{Message, OfferContent, OfferOutcome, Outgoing};
 use crate::outbox;
 use crate::workflow::rules;
@@ -151,17 +151,7 @@ pub async fn staff_task<C: ConnectionTrait>(
         .collect();
     let counter = rules::required_role_counter(task.status, &counters)?;
     let request = open_request(conn, task_id, counter, cause, now).await?;
-    post_to_project(
-        conn,
-        &project,
-        &format!("got-it:request:{}", request.id),
-        Message::StaffingStarted {
-            task_id,
-            restaff: false,
-        },
-        now,
-    )
-    .await?;
+    announce(conn, &project, &request, false, now).await?;
     tracing::info!(
         request_id = request.id,
         role_counter = counter,
@@ -221,17 +211,7 @@ pub async fn restaff_task<C: ConnectionTrait>(
         now,
     )
     .await?;
-    post_to_project(
-        conn,
-        &project,
-        &format!("got-it:request:{}", request.id),
-        Message::StaffingStarted {
-            task_id,
-            restaff: true,
-        },
-        now,
-    )
-    .await?;
+    announce(conn, &project, &request, true, now).await?;
     Ok(request)
 }
 
@@ -298,14 +278,34 @@ pub async fn finalise_open_offers<C: ConnectionTrait>(
     outbox::enqueue_all(conn, messages, now).await
 }
 
-/// A machine step's task is never staffed (design.md: machine steps).
-async fn refuse_machine_task<C: ConnectionTrait>(
+/// `Got it! I will start (re)staffing task N!` in the project's channel, once per request.
+async fn announce<C: ConnectionTrait>(
+    conn: &C,
+    project: &project::Model,
+    request: &staffing_request::Model,
+    restaff: bool,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let message = Message::StaffingStarted {
+        task_id: request.task_id,
+        restaff,
+    };
+    let key = format!("got-it:request:{}", request.id);
+    post_to_project(conn, project, &key, message, now).await
+}
+
+/// A machine step's task is never staffed, assigned or submitted by a person (design.md:
+/// machine steps): [`UserError::MachineTask`] for one.
+pub async fn refuse_machine_task<C: ConnectionTrait>(
     conn: &C,
     task: &task::Model,
 ) -> Result<(), Error> {
-    let step = db::requests::step(conn, task.step_id)
+    let step = db::workflows::step_by_id(conn, task.step_id)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("step {}", task.step_id)))?;
+        .ok_or_else(|| StoredDataInvalid {
+            what: format!("step {}", task.step_id),
+            detail: "a task refers to it, but it does not exist".into(),
+        })?;
     if step.is_human {
         Ok(())
     } else {
