@@ -38,8 +38,11 @@ async fn metrics_and_health() {
     assert!(documented.len() >= 10, "{documented:?}");
     let mut h = Harness::new().await;
     h.config.metrics.listen = Some("127.0.0.1:0".into());
-    // The daemon's loops tick once, at start, while the test holds their leases.
+    // The daemon's loops tick once, at start, while the test holds their leases, and do not
+    // wake again during the test (a loop wakes at least every third of the lease's time to
+    // live to renew it: it would take back the lease the test expires below).
     h.config.loops.tick_interval = std::time::Duration::from_secs(3600);
+    h.config.loops.lease_ttl = std::time::Duration::from_secs(3600);
     h.hold_loop_leases().await;
     // A delivery Slack refuses, then one it takes: once the second arrives, the first is counted.
     let now = chrono::Utc::now();
