@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::entities::{project, staffing_request, task, task_assignment, worker};
+use super::entities::{staffing_request, task, worker};
 use super::{RequestCause, RequestStatus, Role, sql, statement};
 
 /// What offers and channel messages show about a request: the request, its task, project,
@@ -211,17 +211,7 @@ pub async fn close_for_winner<C: ConnectionTrait>(
     request_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let closed = staffing_request::Entity::update_many()
-        .col_expr(
-            staffing_request::Column::Status,
-            Expr::value(RequestStatus::Closed.as_str()),
-        )
-        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
-        .filter(staffing_request::Column::Id.eq(request_id))
-        .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(closed.rows_affected == 1)
+    change_status(conn, request_id, None, RequestStatus::Closed, now).await
 }
 
 /// Closes the request if its pool was exhausted (`done_sending`); true when it did.
@@ -230,31 +220,42 @@ pub async fn close_if_done_sending<C: ConnectionTrait>(
     request_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let closed = staffing_request::Entity::update_many()
-        .col_expr(
-            staffing_request::Column::Status,
-            Expr::value(RequestStatus::Closed.as_str()),
-        )
-        .col_expr(staffing_request::Column::ClosedAt, Expr::value(now))
-        .filter(staffing_request::Column::Id.eq(request_id))
-        .filter(staffing_request::Column::Status.eq(RequestStatus::DoneSending.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(closed.rows_affected == 1)
+    let from = Some(RequestStatus::DoneSending);
+    change_status(conn, request_id, from, RequestStatus::Closed, now).await
 }
 
 /// A request whose pool seemed exhausted sends again.
-pub async fn send_again<C: ConnectionTrait>(conn: &C, request_id: i64) -> Result<(), DbErr> {
-    staffing_request::Entity::update_many()
-        .col_expr(
-            staffing_request::Column::Status,
-            Expr::value(RequestStatus::Sending.as_str()),
-        )
-        .filter(staffing_request::Column::Id.eq(request_id))
-        .filter(staffing_request::Column::Status.eq(RequestStatus::DoneSending.as_str()))
-        .exec(conn)
-        .await?;
+pub async fn send_again<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let from = Some(RequestStatus::DoneSending);
+    change_status(conn, request_id, from, RequestStatus::Sending, now).await?;
     Ok(())
+}
+
+/// Moves request `request_id` to status `to` (stamping `closed_at` when it closes) if its
+/// status is `from` (`None`: any status but `to`); true when it changed.
+async fn change_status<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    from: Option<RequestStatus>,
+    to: RequestStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    use staffing_request::Column;
+    let mut update = staffing_request::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(to.as_str()))
+        .filter(Column::Id.eq(request_id));
+    if to == RequestStatus::Closed {
+        update = update.col_expr(Column::ClosedAt, Expr::value(now));
+    }
+    update = match from {
+        Some(from) => update.filter(Column::Status.eq(from.as_str())),
+        None => update.filter(Column::Status.ne(to.as_str())),
+    };
+    Ok(update.exec(conn).await?.rows_affected == 1)
 }
 
 /// Closes the task's open requests (only the one for role counter `counter`, if given);
@@ -319,59 +320,6 @@ pub async fn open_for_counter<C: ConnectionTrait>(
         .filter(staffing_request::Column::TaskId.eq(task_id))
         .filter(staffing_request::Column::RequiredRoleCounter.eq(counter))
         .filter(staffing_request::Column::Status.ne(RequestStatus::Closed.as_str()))
-        .one(conn)
-        .await
-}
-
-/// A task.
-pub async fn task<C: ConnectionTrait>(
-    conn: &C,
-    task_id: i64,
-) -> Result<Option<task::Model>, DbErr> {
-    task::Entity::find_by_id(task_id).one(conn).await
-}
-
-/// A project.
-pub async fn project<C: ConnectionTrait>(
-    conn: &C,
-    project_id: i64,
-) -> Result<Option<project::Model>, DbErr> {
-    project::Entity::find_by_id(project_id).one(conn).await
-}
-
-/// The task's assignments.
-pub async fn assignments<C: ConnectionTrait>(
-    conn: &C,
-    task_id: i64,
-) -> Result<Vec<task_assignment::Model>, DbErr> {
-    task_assignment::Entity::find()
-        .filter(task_assignment::Column::TaskId.eq(task_id))
-        .all(conn)
-        .await
-}
-
-/// One worker.
-pub async fn worker<C: ConnectionTrait>(
-    conn: &C,
-    worker_id: i64,
-) -> Result<Option<worker::Model>, DbErr> {
-    worker::Entity::find_by_id(worker_id).one(conn).await
-}
-
-/// Finds a worker by staffbot username, else by Slack username (the `restaff` argument).
-pub async fn worker_by_name<C: ConnectionTrait>(
-    conn: &C,
-    name: &str,
-) -> Result<Option<worker::Model>, DbErr> {
-    if let Some(w) = worker::Entity::find()
-        .filter(worker::Column::Username.eq(name))
-        .one(conn)
-        .await?
-    {
-        return Ok(Some(w));
-    }
-    worker::Entity::find()
-        .filter(worker::Column::SlackUsername.eq(name))
         .one(conn)
         .await
 }

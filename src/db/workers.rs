@@ -160,3 +160,21 @@ pub async fn count_held<C: ConnectionTrait>(
         .count(conn)
         .await
 }
+
+/// Finds a worker by staffbot username, else by Slack username (the `restaff` argument).
+pub async fn by_name<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    if let Some(w) = worker::Entity::find()
+        .filter(worker::Column::Username.eq(name))
+        .one(conn)
+        .await?
+    {
+        return Ok(Some(w));
+    }
+    worker::Entity::find()
+        .filter(worker::Column::SlackUsername.eq(name))
+        .one(conn)
+        .await
+}

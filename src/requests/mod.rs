@@ -125,10 +125,10 @@ async fn load_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
 ) -> Result<(task::Model, project::Model), Error> {
-    let task = db::requests::task(conn, task_id)
+    let task = db::tasks::by_id(conn, task_id)
         .await?
         .ok_or(UserError::TaskNotFound(task_id))?;
-    let project = db::requests::project(conn, task.project_id)
+    let project = db::projects::by_id(conn, task.project_id)
         .await?
         .ok_or(UserError::ProjectNotFound(task.project_id))?;
     Ok((task, project))
@@ -144,7 +144,7 @@ pub async fn staff_task<C: ConnectionTrait>(
 ) -> Result<staffing_request::Model, Error> {
     let (task, project) = load_task(conn, task_id).await?;
     refuse_machine_task(conn, &task).await?;
-    let counters: Vec<i32> = db::requests::assignments(conn, task_id)
+    let counters: Vec<i32> = db::tasks::assignments_of(conn, task_id)
         .await?
         .into_iter()
         .map(|a| a.assignment_counter)
@@ -165,7 +165,7 @@ pub async fn find_worker_by_name<C: ConnectionTrait>(
     conn: &C,
     name: &str,
 ) -> Result<Option<worker::Model>, DbErr> {
-    db::requests::worker_by_name(conn, name).await
+    db::workers::by_name(conn, name).await
 }
 
 /// `restaff <task> <worker>`: open a request for that worker's assignment counter. The worker
@@ -180,7 +180,7 @@ pub async fn restaff_task<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, Error> {
     let (task, project) = load_task(conn, task_id).await?;
-    let assignment = db::requests::assignments(conn, task_id)
+    let assignment = db::tasks::assignments_of(conn, task_id)
         .await?
         .into_iter()
         .find(|a| a.worker_id == worker.id)

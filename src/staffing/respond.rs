@@ -141,8 +141,7 @@ async fn reject<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>)
 /// a restaff), the welcome, the winner's DM and every other open offer of the request.
 async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) -> Result<()> {
     let context = &click.context;
-    let mut existing = db::requests::assignments(conn, context.task_id).await?;
-    existing.sort_by_key(|a| a.assignment_counter);
+    let existing = db::tasks::assignments_of(conn, context.task_id).await?;
     db::offers::insert_response(conn, click.key(), true, true, now).await?;
     let mut messages = Vec::new();
     match existing
@@ -151,7 +150,7 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
     {
         Some(current) => {
             // A restaff: the assignment changes hands (the previous worker is told).
-            let me = db::requests::worker(conn, click.worker_id)
+            let me = db::workers::by_id(conn, click.worker_id)
                 .await?
                 .ok_or_else(|| DbErr::RecordNotFound(format!("worker {}", click.worker_id)))?;
             lifecycle::reassign(conn, current, &me, now).await?;
@@ -310,12 +309,12 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
         db::offers::record_failure(conn, inquiry.request_id, inquiry.worker_id, error, now).await?;
     let again = failures < MAX_OFFER_FAILURES;
     if again {
-        db::requests::send_again(conn, inquiry.request_id).await?;
+        db::requests::send_again(conn, inquiry.request_id, now).await?;
     } else {
         close_if_everyone_declined(conn, inquiry.request_id, now).await?;
     }
     metrics::counter!("staffbot_offers_undeliverable_total").increment(1);
-    let username = db::requests::worker(conn, inquiry.worker_id)
+    let username = db::workers::by_id(conn, inquiry.worker_id)
         .await?
         .map(|w| w.username)
         .unwrap_or_default();
