@@ -173,3 +173,132 @@ async fn failing_connection_opens_are_retried_with_backoff() {
     acked_once_each(&fake, &ids).await;
     daemon.stop().await;
 }
+
+/// The fake's App Home and modal surface through staffbot's own Web client and slack-morphism's
+/// models: `views.publish`/`views.open` answers (and refusals) classify as the outbox expects,
+/// and the `app_home_opened`, Home click and `view_submission` payloads parse as Slack's.
+#[tokio::test]
+async fn home_and_modal_payloads_fit_the_client_models() {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use slack_morphism::prelude::*;
+    use staffbot::slack::web::{Delivery, MorphismWeb, SlackWeb, build_client};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let web = MorphismWeb {
+        client: build_client(&fake.api_url()).expect("client"),
+        bot_token: SlackApiToken::new("xoxb-test".into()),
+        timeout: WAIT,
+    };
+    let plain = |t: &str| json!({"type": "plain_text", "text": t});
+    let home = json!({"type": "home", "blocks": [
+        {"type": "actions", "block_id": "offer-1", "elements": [
+            {"type": "button", "action_id": "offer_accept", "value": "1", "style": "primary",
+             "text": plain("Accept"),
+             "confirm": {"title": plain("Accept?"), "text": plain("Take task 1?"),
+                         "confirm": plain("Accept"), "deny": plain("Cancel")}}]}]});
+    let published = web
+        .call("views.publish", &json!({"user_id": "U1", "view": home}))
+        .await;
+    assert!(matches!(&published, Delivery::Sent(v) if v["view"]["type"] == "home"));
+    let too_many = json!({"type": "home", "blocks": vec![json!({"type": "divider"}); 101]});
+    assert_eq!(
+        web.call("views.publish", &json!({"user_id": "U1", "view": too_many}))
+            .await,
+        Delivery::Permanent("invalid_arguments".into())
+    );
+
+    // A plain WebSocket client reads what the fake sends.
+    let app_token = SlackApiToken::new("xapp-test".into());
+    let open: Value = web
+        .client
+        .open_session(&app_token)
+        .http_session_api
+        .http_post("apps.connections.open", &json!({}), None)
+        .await
+        .expect("apps.connections.open");
+    let url = open["url"].as_str().expect("url").to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+    let mut next = async || loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).expect("json");
+            if v["type"] != "hello" {
+                return v;
+            }
+        }
+    };
+
+    fake.send_app_home_opened("U1").await;
+    let event: SlackPushEvent =
+        serde_json::from_value(next().await["payload"].take()).expect("app_home_opened parses");
+    let SlackPushEvent::EventCallback(callback) = event else {
+        panic!("not an event callback: {event:?}");
+    };
+    assert!(matches!(
+        callback.event,
+        SlackEventCallbackBody::AppHomeOpened(SlackAppHomeOpenedEvent { view: Some(_), .. })
+    ));
+
+    fake.click_home("U1", "offer_accept", "1").await;
+    let click: SlackInteractionEvent =
+        serde_json::from_value(next().await["payload"].take()).expect("home click parses");
+    let SlackInteractionEvent::BlockActions(click) = click else {
+        panic!("not block_actions: {click:?}");
+    };
+    assert!(matches!(
+        click.container,
+        SlackInteractionActionContainer::View(_)
+    ));
+    assert!(click.response_url.is_none());
+
+    let modal = json!({"type": "modal", "title": plain("Restaff"), "submit": plain("Restaff"),
+        "blocks": [{"type": "input", "block_id": "worker", "label": plain("Worker"),
+                    "element": {"type": "users_select", "action_id": "pick"}}]});
+    let opened = web
+        .call(
+            "views.open",
+            &json!({"trigger_id": click.trigger_id.to_string(), "view": modal}),
+        )
+        .await;
+    assert!(matches!(&opened, Delivery::Sent(v) if v["view"]["type"] == "modal"));
+    assert_eq!(
+        web.call(
+            "views.open",
+            &json!({"trigger_id": click.trigger_id.to_string(), "view": modal})
+        )
+        .await,
+        Delivery::Permanent("exchanged_trigger_id".into())
+    );
+
+    let values = json!({"worker": {"pick": {"type": "users_select", "selected_user": "U2"}}});
+    let submitting = tokio::spawn({
+        let fake = fake.clone();
+        async move { fake.submit_modal("U1", values).await }
+    });
+    let mut envelope = next().await;
+    let submission: SlackInteractionEvent =
+        serde_json::from_value(envelope["payload"].take()).expect("view_submission parses");
+    assert!(matches!(
+        submission,
+        SlackInteractionEvent::ViewSubmission(_)
+    ));
+    let errors = SlackViewSubmissionResponse::Errors(SlackViewSubmissionErrorsResponse::new(
+        [("worker".to_string(), "Not a worker".to_string())].into(),
+    ));
+    let ack = json!({"envelope_id": envelope["envelope_id"], "payload": errors});
+    ws.send(Message::Text(ack.to_string().into()))
+        .await
+        .expect("ack");
+    submitting.await.expect("submitted");
+    assert_eq!(
+        fake.modal_errors("U1"),
+        Some(json!({"worker": "Not a worker"}))
+    );
+    assert!(fake.protocol_errors().is_empty());
+}

@@ -43,6 +43,14 @@ pub(crate) const VIEWS_PUBLISH: &str =
     include_str!("../fixtures/web-api/views.publish.success.json");
 pub(crate) const VIEWS_PUBLISH_ERROR: &str =
     include_str!("../fixtures/web-api/views.publish.error.json");
+pub(crate) const VIEWS_OPEN: &str = include_str!("../fixtures/web-api/views.open.success.json");
+pub(crate) const VIEWS_OPEN_ERROR: &str = include_str!("../fixtures/web-api/views.open.error.json");
+pub(crate) const VIEW_SUBMISSION_PAYLOAD: &str =
+    include_str!("../fixtures/payloads/view_submission.bolt-python.json");
+pub(crate) const HOME_BLOCK_ACTIONS_PAYLOAD: &str =
+    include_str!("../fixtures/payloads/block_actions.home_tab.docs.json");
+pub(crate) const EVENTS_API_ENVELOPE: &str =
+    include_str!("../fixtures/socket-mode/envelope.events_api.app_mention.python-slack-sdk.json");
 pub(crate) const RATELIMITED: &str =
     include_str!("../fixtures/web-api/ratelimited.http429.python-slack-sdk.json");
 
@@ -101,6 +109,11 @@ mod tests {
             USERS_INFO,
             VIEWS_PUBLISH,
             VIEWS_PUBLISH_ERROR,
+            VIEWS_OPEN,
+            VIEWS_OPEN_ERROR,
+            VIEW_SUBMISSION_PAYLOAD,
+            HOME_BLOCK_ACTIONS_PAYLOAD,
+            EVENTS_API_ENVELOPE,
             RATELIMITED,
         ] {
             assert!(load(text).is_object());

@@ -2,7 +2,7 @@
 //! the logs the tests read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -45,9 +45,42 @@ pub(crate) struct Channel {
     pub is_im: bool,
 }
 
+/// How long a `trigger_id` may be exchanged after it was issued, as Slack documents it.
+pub(crate) const TRIGGER_LIFETIME: Duration = Duration::from_secs(3);
+
+/// A user's published Home tab.
 pub(crate) struct HomeView {
-    pub id: String,
-    pub hash: String,
+    /// The view as Slack stores it (the `view` of the `views.publish` answer).
+    pub view: serde_json::Value,
+    /// Successful `views.publish` calls for this user.
+    pub publishes: usize,
+}
+
+impl HomeView {
+    pub fn id(&self) -> &str {
+        self.view["id"].as_str().unwrap_or_default()
+    }
+
+    pub fn hash(&self) -> &str {
+        self.view["hash"].as_str().unwrap_or_default()
+    }
+}
+
+/// A `trigger_id` the fake sent in a payload.
+pub(crate) struct Trigger {
+    /// The user whose action issued it (a modal it opens is theirs).
+    pub user: String,
+    pub issued: Instant,
+    /// Exchanged by a successful `views.open`.
+    pub exchanged: bool,
+}
+
+/// A user's open modal: a stack of views (the root first), and the errors the last
+/// submission's ack showed on it.
+#[derive(Default)]
+pub(crate) struct ModalStack {
+    pub views: Vec<serde_json::Value>,
+    pub errors: Option<serde_json::Value>,
 }
 
 #[derive(Default)]
@@ -57,6 +90,16 @@ pub(crate) struct State {
     pub channels: BTreeMap<String, Channel>,
     pub messages: Vec<Message>,
     pub home_views: HashMap<String, HomeView>,
+    /// Open modals, by user; a user without an entry (or with an empty stack) has none.
+    pub modals: HashMap<String, ModalStack>,
+    /// Every `trigger_id` issued, by id.
+    pub triggers: HashMap<String, Trigger>,
+    /// The `trigger_id` lifetime when a test changed it ([`TRIGGER_LIFETIME`] otherwise).
+    pub trigger_lifetime: Option<Duration>,
+    /// `confirm` objects of the buttons users clicked (and so confirmed), with the user.
+    pub confirmations: Vec<(String, serde_json::Value)>,
+    /// Things the client did that Slack would refuse or ignore, outside a Web API answer.
+    pub protocol_errors: Vec<String>,
 
     // --- Socket Mode ---
     pub tickets: HashSet<String>,
@@ -155,6 +198,23 @@ impl State {
             is_im: true,
         });
         id
+    }
+
+    /// Registers a fresh `trigger_id` issued now for `user`.
+    pub fn issue_trigger(&mut self, trigger_id: &str, user: &str) {
+        self.triggers.insert(
+            trigger_id.to_string(),
+            Trigger {
+                user: user.to_string(),
+                issued: Instant::now(),
+                exchanged: false,
+            },
+        );
+    }
+
+    /// The `trigger_id` lifetime in force.
+    pub fn trigger_lifetime(&self) -> Duration {
+        self.trigger_lifetime.unwrap_or(TRIGGER_LIFETIME)
     }
 
     /// Ids of connections envelopes may go to (open and not told to disconnect).

@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::fixtures::{self, load};
 use crate::render;
-use crate::state::{self, BOT_ID, BOT_USER_ID, BOT_USER_NAME, HomeView, State};
+use crate::state::{self, BOT_ID, BOT_USER_ID, BOT_USER_NAME, HomeView, ModalStack, State};
+use crate::views;
 use crate::{ApiCall, FakeSlackConfig, Fault, Inner, Message};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
@@ -96,6 +97,7 @@ const METHODS: &[&str] = &[
     "conversations.history",
     "users.info",
     "views.publish",
+    "views.open",
 ];
 
 /// `GET|POST /api/{method}`.
@@ -284,6 +286,7 @@ fn dispatch(ctx: &Ctx<'_>, s: &mut State, method: &str, f: &Map<String, Value>) 
         "conversations.history" => conversations_history(s, f),
         "users.info" => users_info(ctx, s, f),
         "views.publish" => views_publish(ctx, s, f),
+        "views.open" => views_open(ctx, s, f),
         _ => Err(Reply::err("unknown_method")),
     };
     result.unwrap_or_else(|e| e)
@@ -836,55 +839,49 @@ fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodRes
     Ok(Reply::ok(body))
 }
 
-fn views_publish(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
-    let invalid = |msg: &str| {
-        let mut body = load(fixtures::VIEWS_PUBLISH_ERROR);
-        body["response_metadata"]["messages"] = json!([msg]);
-        Reply::ok(body)
-    };
-    let user = str_field(f, "user_id")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| invalid("invalid `user_id`"))?;
+/// `invalid_arguments` with Slack's `response_metadata.messages`.
+fn invalid_arguments(messages: Vec<String>) -> Reply {
+    let mut body = load(fixtures::VIEWS_PUBLISH_ERROR);
+    body["response_metadata"]["messages"] = json!(messages);
+    Reply::ok(body)
+}
+
+/// The `view` argument: a JSON object (a form carries it as a JSON string), checked as Slack
+/// checks a view for `surface`, and no larger than Slack's 250 kB.
+fn view_field(f: &Map<String, Value>, surface: views::Surface) -> Result<Value, Reply> {
     let view = match json_field(f, "view") {
         Ok(Some(v)) if v.is_object() => v,
-        _ => return Err(invalid("invalid `view`")),
+        _ => return Err(invalid_arguments(vec!["invalid `view`".into()])),
     };
-    let view_type = view.get("type").and_then(Value::as_str).unwrap_or("home");
-    if view_type != "home" {
-        return Err(invalid("invalid `view.type`"));
+    if view.to_string().len() > views::MAX_VIEW_BYTES {
+        return Err(Reply::err("view_too_large"));
     }
-    if let Some(blocks) = view.get("blocks")
-        && let Err(why) = render::check_blocks(blocks, render::MAX_HOME_BLOCKS)
-    {
-        return Err(invalid(&why));
-    }
-    if let (Some(hash), Some(current)) = (str_field(f, "hash"), s.home_views.get(&user))
-        && !hash.is_empty()
-        && hash != current.hash
-    {
-        return Err(Reply::err("hash_conflict"));
-    }
-    let n = s.next_id();
-    let hash = format!("{}.{:08x}", 1_700_000_000 + n, ctx.nonce ^ n as u32);
-    let id = s
-        .home_views
-        .get(&user)
-        .map(|v| v.id.clone())
-        .unwrap_or_else(|| format!("V0HOME{n:04}"));
-    s.home_views.insert(
-        user,
-        HomeView {
-            id: id.clone(),
-            hash: hash.clone(),
-        },
-    );
+    views::check_view(&view, surface).map_err(invalid_arguments)?;
+    Ok(view)
+}
 
+/// The view as Slack stores and returns it: the fields given, ids stamped where missing, and
+/// Slack's own fields (`id`, `hash`, `state`, `root_view_id`, …) filled in.
+pub(crate) fn stored_view(
+    config: &FakeSlackConfig,
+    nonce: u32,
+    s: &mut State,
+    mut view: Value,
+    id: Option<String>,
+    fixture: &str,
+) -> Value {
+    views::stamp_ids(&mut view, || {
+        let n = s.next_id();
+        format!("fk{n:04x}")
+    });
+    let n = s.next_id();
+    let hash = format!("{}.{:08x}", 1_700_000_000 + n, nonce ^ n as u32);
+    let id = id.unwrap_or_else(|| format!("V0FAKE{n:05}"));
     let get = |key: &str, default: Value| view.get(key).cloned().unwrap_or(default);
-    let mut body = load(fixtures::VIEWS_PUBLISH);
-    let v = &mut body["view"];
+    let mut v = load(fixture)["view"].take();
     v["id"] = json!(id);
-    v["team_id"] = json!(ctx.config.team_id);
-    v["type"] = json!("home");
+    v["team_id"] = json!(config.team_id);
+    v["type"] = get("type", json!("home"));
     v["blocks"] = get("blocks", json!([]));
     v["private_metadata"] = get("private_metadata", json!(""));
     v["callback_id"] = get("callback_id", json!(""));
@@ -898,8 +895,71 @@ fn views_publish(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> Method
     v["notify_on_close"] = get("notify_on_close", json!(false));
     v["previous_view_id"] = Value::Null;
     v["root_view_id"] = json!(id);
-    v["app_id"] = json!(ctx.config.app_id);
-    v["app_installed_team_id"] = json!(ctx.config.team_id);
+    v["app_id"] = json!(config.app_id);
+    v["app_installed_team_id"] = json!(config.team_id);
     v["bot_id"] = json!(BOT_ID);
+    v
+}
+
+/// `views.publish`: a Home tab view, checked as Slack checks it, stored per user.
+fn views_publish(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let user = str_field(f, "user_id")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| invalid_arguments(vec!["invalid `user_id`".into()]))?;
+    let view = view_field(f, views::Surface::Home)?;
+    if let (Some(hash), Some(current)) = (str_field(f, "hash"), s.home_views.get(&user))
+        && !hash.is_empty()
+        && hash != current.hash()
+    {
+        return Err(Reply::err("hash_conflict"));
+    }
+    let id = s.home_views.get(&user).map(|v| v.id().to_string());
+    let stored = stored_view(ctx.config, ctx.nonce, s, view, id, fixtures::VIEWS_PUBLISH);
+    let home = s.home_views.entry(user).or_insert_with(|| HomeView {
+        view: Value::Null,
+        publishes: 0,
+    });
+    home.view = stored.clone();
+    home.publishes += 1;
+    let mut body = load(fixtures::VIEWS_PUBLISH);
+    body["view"] = stored;
+    Ok(Reply::ok(body))
+}
+
+/// `views.open`: a modal for the user whose action issued `trigger_id`, which must be one the
+/// fake issued, not exchanged before, and younger than the trigger lifetime (3 s).
+fn views_open(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodResult {
+    let trigger_id = str_field(f, "trigger_id")
+        .or_else(|| str_field(f, "interactivity_pointer"))
+        .filter(|t| !t.is_empty())
+        // Slack's own example of this answer, unchanged.
+        .ok_or_else(|| Reply::ok(load(fixtures::VIEWS_OPEN_ERROR)))?;
+    let lifetime = s.trigger_lifetime();
+    let trigger = s
+        .triggers
+        .get(&trigger_id)
+        .ok_or_else(|| Reply::err("invalid_trigger_id"))?;
+    if trigger.issued.elapsed() >= lifetime {
+        return Err(Reply::err("expired_trigger_id"));
+    }
+    if trigger.exchanged {
+        return Err(Reply::err("exchanged_trigger_id"));
+    }
+    let user = trigger.user.clone();
+    let view = view_field(f, views::Surface::Modal)?;
+    if let Some(t) = s.triggers.get_mut(&trigger_id) {
+        t.exchanged = true;
+    }
+    let stored = stored_view(ctx.config, ctx.nonce, s, view, None, fixtures::VIEWS_OPEN);
+    // A new modal replaces whatever modal the user had open.
+    s.modals.insert(
+        user,
+        ModalStack {
+            views: vec![stored.clone()],
+            errors: None,
+        },
+    );
+    let mut body = load(fixtures::VIEWS_OPEN);
+    body["view"] = stored;
     Ok(Reply::ok(body))
 }

@@ -547,3 +547,482 @@ async fn held_responses_take_effect_first_and_lasting_faults_last_until_cleared(
         200
     );
 }
+
+// --- App Home, modals and view actions ---
+
+/// A connected client that has read its hello.
+async fn connected(fake: &FakeSlack) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(open_url(fake).await)
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "hello");
+    ws
+}
+
+async fn ack(ws: &mut Ws, envelope_id: &Value, payload: Option<Value>) {
+    let mut frame = json!({"envelope_id": envelope_id});
+    if let Some(p) = payload {
+        frame["payload"] = p;
+    }
+    ws.send(WsMessage::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+fn plain(text: &str) -> Value {
+    json!({"type": "plain_text", "text": text})
+}
+
+fn home_view() -> Value {
+    json!({"type": "home", "blocks": [
+        {"type": "header", "text": plain("Your tasks")},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*proj* · write"},
+         "accessory": {"type": "button", "action_id": "task_open", "value": "7",
+                       "text": plain("Open")}},
+        {"type": "actions", "block_id": "task-7", "elements": [
+            {"type": "button", "action_id": "task_submit", "value": "7", "style": "primary",
+             "text": plain("Submit"),
+             "confirm": {"title": plain("Submit?"), "text": plain("Submit task 7?"),
+                         "confirm": plain("Submit"), "deny": plain("Cancel")}},
+        ]},
+    ]})
+}
+
+fn restaff_modal() -> Value {
+    json!({"type": "modal", "callback_id": "restaff", "private_metadata": "7",
+           "title": plain("Restaff task 7"), "submit": plain("Restaff"),
+           "close": plain("Cancel"), "blocks": [
+        {"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": "Who?"}},
+        {"type": "input", "block_id": "worker", "label": plain("New worker"),
+         "element": {"type": "users_select", "action_id": "pick"}},
+    ]})
+}
+
+#[tokio::test]
+async fn home_views_are_checked_stored_opened_and_clicked() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.add_user("U1", "alice");
+    let mut ws = connected(&fake).await;
+
+    // Refused as Slack refuses it: invalid_arguments naming every problem; nothing stored.
+    let mut bad = home_view();
+    bad["blocks"][2]["elements"][0]["confirm"]["title"] = plain(&"t".repeat(101));
+    bad["blocks"][0]["text"]["text"] = json!("h".repeat(151));
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": bad}),
+    )
+    .await;
+    assert_eq!(reply.body["ok"], false);
+    assert_eq!(reply.body["error"], "invalid_arguments");
+    assert_eq!(
+        reply.body["response_metadata"]["messages"],
+        json!([
+            "[ERROR] must be less than 151 characters [json-pointer:/view/blocks/0/text/text]",
+            "[ERROR] must be less than 101 characters \
+             [json-pointer:/view/blocks/2/elements/0/confirm/title/text]",
+        ])
+    );
+    let many = json!({"type": "home", "blocks": vec![json!({"type": "divider"}); 101]});
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": many}),
+    )
+    .await;
+    assert_eq!(
+        reply.body["response_metadata"]["messages"],
+        json!(["[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]"])
+    );
+    assert_eq!(fake.home_publishes("U1"), 0);
+    assert_eq!(fake.home_view("U1"), None);
+
+    // Opening the Home tab before anything was published: no view in the event.
+    let id = fake.send_app_home_opened("U1").await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["envelope_id"], id);
+    assert_eq!(envelope["type"], "events_api");
+    assert_eq!(envelope["accepts_response_payload"], false);
+    assert_eq!(envelope["retry_attempt"], 0);
+    assert_eq!(envelope["retry_reason"], "");
+    let p = &envelope["payload"];
+    assert_eq!(p["type"], "event_callback");
+    assert_eq!(p["team_id"], "T0TEAM");
+    assert_eq!(p["api_app_id"], "A0STAFFBOT");
+    assert_eq!(p["token"], "verification_token");
+    assert!(p["event_id"].as_str().unwrap().starts_with("Ev"));
+    assert!(p["event_time"].as_u64().unwrap() > 1_700_000_000);
+    let event = &p["event"];
+    assert_eq!(event["type"], "app_home_opened");
+    assert_eq!(event["user"], "U1");
+    assert_eq!(event["channel"], "DU1");
+    assert_eq!(event["tab"], "home");
+    assert!(event["event_ts"].is_string());
+    assert!(event.get("view").is_none());
+    ack(&mut ws, &envelope["envelope_id"], None).await;
+
+    // Published: stored as Slack stores it, block ids filled in.
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": home_view()}),
+    )
+    .await;
+    assert_eq!(reply.body["ok"], true, "{}", reply.body);
+    let stored = fake.home_view("U1").expect("stored");
+    assert_eq!(stored, reply.body["view"]);
+    assert_eq!(stored["type"], "home");
+    assert_eq!(stored["blocks"][2]["block_id"], "task-7");
+    assert!(stored["blocks"][1]["block_id"].is_string());
+    assert_eq!(fake.home_publishes("U1"), 1);
+    // A second publish keeps the view id, changes the hash; a stale hash is refused.
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": home_view(), "hash": stored["hash"]}),
+    )
+    .await;
+    assert_eq!(reply.body["view"]["id"], stored["id"]);
+    assert_ne!(reply.body["view"]["hash"], stored["hash"]);
+    let stale = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": home_view(), "hash": stored["hash"]}),
+    )
+    .await;
+    assert_eq!(stale.body, json!({"ok": false, "error": "hash_conflict"}));
+    assert!(
+        fake.wait_for_home_publishes("U1", 2, WAIT).await,
+        "two publishes"
+    );
+    let stored = fake.home_view("U1").unwrap();
+    // Slack makes up a block id for a block without one, anew on every publish.
+    let generated = stored["blocks"][1]["block_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Now the event carries the view.
+    fake.send_app_home_opened("U1").await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["payload"]["event"]["view"], stored);
+
+    // A click on a rendered button: the view container, the button as rendered.
+    let id = fake.click_home("U1", "task_submit", "7").await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["envelope_id"], id);
+    assert_eq!(envelope["type"], "interactive");
+    let p = &envelope["payload"];
+    assert_eq!(p["type"], "block_actions");
+    assert_eq!(
+        p["container"],
+        json!({"type": "view", "view_id": stored["id"]})
+    );
+    assert_eq!(p["view"], stored);
+    assert_eq!(p["user"]["id"], "U1");
+    assert_eq!(p["user"]["name"], "alice");
+    assert_eq!(p["team"]["id"], "T0TEAM");
+    assert_eq!(p["api_app_id"], "A0STAFFBOT");
+    assert_eq!(p["token"], "verification_token");
+    assert!(p["trigger_id"].is_string());
+    for absent in ["response_url", "channel", "message"] {
+        assert!(p.get(absent).is_none(), "{absent} in a Home tab click");
+    }
+    let action = &p["actions"][0];
+    assert_eq!(action["action_id"], "task_submit");
+    assert_eq!(action["value"], "7");
+    assert_eq!(action["block_id"], "task-7");
+    assert_eq!(action["style"], "primary");
+    assert_eq!(action["text"], plain("Submit"));
+    assert!(action["action_ts"].is_string());
+    assert_eq!(
+        fake.confirmations("U1"),
+        vec![stored["blocks"][2]["elements"][0]["confirm"].clone()]
+    );
+    // An accessory button is found in its section, under the generated block id.
+    fake.click_home("U1", "task_open", "7").await;
+    let envelope = next_json(&mut ws).await;
+    assert_eq!(envelope["payload"]["actions"][0]["block_id"], generated);
+    assert_eq!(fake.confirmations("U1").len(), 1);
+
+    // A forged click: any action, overrides merged over the payload.
+    fake.send_view_action_with("U2", "admin_staff", "9", json!({"token": null, "x": 1}))
+        .await;
+    let envelope = next_json(&mut ws).await;
+    let p = &envelope["payload"];
+    assert_eq!(
+        p["container"],
+        json!({"type": "view", "view_id": "V0NOVIEW"})
+    );
+    assert!(p.get("token").is_none());
+    assert_eq!(p["x"], 1);
+    assert_eq!(p["actions"][0]["action_id"], "admin_staff");
+    assert_eq!(p["actions"][0]["value"], "9");
+    assert_eq!(p["actions"][0]["block_id"], "forged");
+
+    // Views are not messages.
+    assert!(fake.messages("U1").is_empty());
+}
+
+#[tokio::test]
+#[should_panic(expected = "its buttons: \n  block_id=")]
+async fn clicking_a_button_that_was_not_rendered_panics() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U1", "view": home_view()}),
+    )
+    .await;
+    assert_eq!(reply.body["ok"], true);
+    fake.click_home("U1", "task_submit", "8").await;
+}
+
+/// A trigger id from a fresh slash command of U1.
+async fn trigger(fake: &FakeSlack, ws: &mut Ws) -> String {
+    fake.send_slash("U1", "alice", "restaff").await;
+    let envelope = next_json(ws).await;
+    ack(ws, &envelope["envelope_id"], None).await;
+    envelope["payload"]["trigger_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn views_open_checks_the_trigger_and_the_modal() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let mut ws = connected(&fake).await;
+    let open = |trigger_id: Value, view: Value| {
+        let fake = fake.clone();
+        async move {
+            api(
+                &fake,
+                "views.open",
+                "xoxb-test",
+                json!({"trigger_id": trigger_id, "view": view}),
+            )
+            .await
+            .body
+        }
+    };
+
+    assert_eq!(
+        open(json!("1.2.nope"), restaff_modal()).await,
+        json!({"ok": false, "error": "invalid_trigger_id"})
+    );
+    let missing = open(Value::Null, restaff_modal()).await;
+    assert_eq!(missing["error"], "invalid_arguments");
+    assert_eq!(
+        missing["response_metadata"]["messages"],
+        json!(["invalid `trigger_id`"])
+    );
+
+    // An invalid modal is refused without using up the trigger.
+    let t = trigger(&fake, &mut ws).await;
+    let mut bad = restaff_modal();
+    bad["title"] = plain("A title far too long for Slack");
+    let reply = open(json!(t), bad).await;
+    assert_eq!(reply["error"], "invalid_arguments");
+    assert_eq!(
+        reply["response_metadata"]["messages"],
+        json!(["[ERROR] must be less than 25 characters [json-pointer:/view/title/text]"])
+    );
+    assert_eq!(fake.open_modal("U1"), None);
+
+    let reply = open(json!(t), restaff_modal()).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let view = &reply["view"];
+    for (key, want) in [
+        ("type", json!("modal")),
+        ("team_id", json!("T0TEAM")),
+        ("title", plain("Restaff task 7")),
+        ("callback_id", json!("restaff")),
+        ("private_metadata", json!("7")),
+        ("state", json!({"values": {}})),
+        ("app_id", json!("A0STAFFBOT")),
+    ] {
+        assert_eq!(view[key], want, "view.{key}");
+    }
+    assert!(view["id"].is_string() && view["hash"].is_string());
+    assert_eq!(view["root_view_id"], view["id"]);
+    assert_eq!(fake.open_modal("U1").as_ref(), Some(view));
+    assert!(fake.wait_for_modal("U1", WAIT).await);
+
+    // Used once; after its lifetime, expired.
+    assert_eq!(
+        open(json!(t), restaff_modal()).await,
+        json!({"ok": false, "error": "exchanged_trigger_id"})
+    );
+    fake.set_trigger_lifetime(Duration::ZERO);
+    let t = trigger(&fake, &mut ws).await;
+    assert_eq!(
+        open(json!(t), restaff_modal()).await,
+        json!({"ok": false, "error": "expired_trigger_id"})
+    );
+    fake.set_trigger_lifetime(Duration::from_secs(3));
+    let reply = open(json!(trigger(&fake, &mut ws).await), restaff_modal()).await;
+    assert_eq!(reply["ok"], true);
+    // Home clicks issue triggers too, for the user who clicked: the modal is theirs.
+    let reply = api(
+        &fake,
+        "views.publish",
+        "xoxb-test",
+        json!({"user_id": "U3", "view": home_view()}),
+    )
+    .await;
+    assert_eq!(reply.body["ok"], true);
+    fake.click_home("U3", "task_submit", "7").await;
+    let click = next_json(&mut ws).await;
+    let reply = open(click["payload"]["trigger_id"].clone(), restaff_modal()).await;
+    assert_eq!(reply["ok"], true);
+    assert_eq!(fake.open_modal("U3").unwrap()["id"], reply["view"]["id"]);
+    assert!(fake.protocol_errors().is_empty());
+}
+
+#[tokio::test]
+async fn modal_submissions_are_acked_like_slack() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.add_user("U1", "alice");
+    let mut ws = connected(&fake).await;
+    let t = trigger(&fake, &mut ws).await;
+    let reply = api(
+        &fake,
+        "views.open",
+        "xoxb-test",
+        json!({"trigger_id": t, "view": restaff_modal()}),
+    )
+    .await;
+    let view_id = reply.body["view"]["id"].clone();
+    let values = json!({"worker": {"pick": {"type": "users_select", "selected_user": "U2"}}});
+
+    // Submits, and answers the envelope with `answer`; returns the envelope.
+    async fn submit(fake: &FakeSlack, ws: &mut Ws, values: &Value, answer: Option<Value>) -> Value {
+        let submitting = tokio::spawn({
+            let fake = fake.clone();
+            let values = values.clone();
+            async move { fake.submit_modal("U1", values).await }
+        });
+        let envelope = next_json(ws).await;
+        ack(ws, &envelope["envelope_id"], answer).await;
+        assert_eq!(submitting.await.unwrap(), envelope["envelope_id"]);
+        envelope
+    }
+
+    // Errors keyed by a block that is not an input block: a protocol error, modal unchanged.
+    let envelope = submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "errors", "errors": {"intro": "No."}})),
+    )
+    .await;
+    assert_eq!(envelope["type"], "interactive");
+    assert_eq!(envelope["accepts_response_payload"], true);
+    let p = &envelope["payload"];
+    assert_eq!(p["type"], "view_submission");
+    assert_eq!(p["user"]["id"], "U1");
+    assert_eq!(p["team"]["id"], "T0TEAM");
+    assert_eq!(p["api_app_id"], "A0STAFFBOT");
+    assert_eq!(p["token"], "verification_token");
+    assert!(p["trigger_id"].is_string());
+    assert_eq!(p["response_urls"], json!([]));
+    assert_eq!(p["view"]["id"], view_id);
+    assert_eq!(p["view"]["callback_id"], "restaff");
+    assert_eq!(p["view"]["private_metadata"], "7");
+    assert_eq!(p["view"]["state"]["values"], values);
+    let errors = fake.protocol_errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("[\"intro\"]"), "{}", errors[0]);
+    assert_eq!(fake.modal_errors("U1"), None);
+    assert!(fake.open_modal("U1").is_some());
+
+    // Errors keyed by the input block: shown, the modal stays open.
+    let shown = json!({"worker": "U2 is already on this task"});
+    submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "errors", "errors": shown})),
+    )
+    .await;
+    assert_eq!(fake.modal_errors("U1"), Some(shown));
+    assert_eq!(fake.open_modal("U1").unwrap()["id"], view_id);
+
+    // update: the view is replaced (same id), and the errors are gone.
+    let mut next = restaff_modal();
+    next["title"] = plain("Restaff task 8");
+    submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "update", "view": next})),
+    )
+    .await;
+    let modal = fake.open_modal("U1").unwrap();
+    assert_eq!(modal["id"], view_id);
+    assert_eq!(modal["title"], plain("Restaff task 8"));
+    assert_eq!(fake.modal_errors("U1"), None);
+
+    // An update with an invalid view is a protocol error.
+    let mut invalid = restaff_modal();
+    invalid["submit"] = Value::Null;
+    submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "update", "view": invalid})),
+    )
+    .await;
+    assert_eq!(fake.protocol_errors().len(), 2);
+    assert!(fake.protocol_errors()[1].contains("missing required field: submit"));
+
+    // push stacks a view; a bare ack closes it, back to the first; clear closes everything.
+    submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "push", "view": restaff_modal()})),
+    )
+    .await;
+    let pushed = fake.open_modal("U1").unwrap();
+    assert_ne!(pushed["id"], view_id);
+    assert_eq!(pushed["previous_view_id"], view_id);
+    assert_eq!(pushed["root_view_id"], view_id);
+    submit(&fake, &mut ws, &values, None).await;
+    assert_eq!(fake.open_modal("U1").unwrap()["id"], view_id);
+    submit(&fake, &mut ws, &values, Some(json!({}))).await;
+    assert_eq!(fake.open_modal("U1"), None);
+
+    let t = trigger(&fake, &mut ws).await;
+    api(
+        &fake,
+        "views.open",
+        "xoxb-test",
+        json!({"trigger_id": t, "view": restaff_modal()}),
+    )
+    .await;
+    submit(
+        &fake,
+        &mut ws,
+        &values,
+        Some(json!({"response_action": "clear"})),
+    )
+    .await;
+    assert_eq!(fake.open_modal("U1"), None);
+    assert_eq!(fake.protocol_errors().len(), 2);
+}
+
+#[tokio::test]
+#[should_panic(expected = "U1 has no open modal to submit")]
+async fn submitting_without_an_open_modal_panics() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.submit_modal("U1", json!({})).await;
+}
