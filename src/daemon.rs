@@ -221,6 +221,7 @@ fn socket_mode(
         slash: SlashSettings {
             verification_token: config.slack.verification_token.clone(),
             allowed: config.staffbot.allowed.clone(),
+            random_seed: config.staffbot.random_seed,
         },
         outbox_wake: outbox_wake.clone(),
     });

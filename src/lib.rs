@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod error;
+pub mod home;
 pub mod lease;
 pub mod lifecycle;
 pub mod loops;

@@ -100,7 +100,9 @@ async fn set_task_status<C: ConnectionTrait>(
     status: TaskStatus,
     now: DateTime<Utc>,
 ) -> Result<task::Model> {
-    Ok(tasks::set_status(conn, task, status, now).await?)
+    let task = tasks::set_status(conn, task, status, now).await?;
+    outbox::refresh_homes(conn, &[task.id], now).await?;
+    Ok(task)
 }
 
 async fn set_assignment_status<C: ConnectionTrait>(
@@ -163,6 +165,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
             continue;
         }
         let t = tasks::insert_awaiting(conn, project_id, s.id, now).await?;
+        outbox::refresh_homes(conn, &[t.id], now).await?;
         created.push(t.id);
         if s.is_human {
             apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
@@ -435,6 +438,7 @@ pub async fn assign_task<C: ConnectionTrait>(
         project_id: task.project_id,
     };
     let assignment = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
+    outbox::refresh_homes(conn, &[task_id], now).await?;
     let project = find_project(conn, task.project_id).await?;
     queue_welcome(conn, &project, &assignment, worker, now).await?;
     requests::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
@@ -476,6 +480,10 @@ pub async fn reassign<C: ConnectionTrait>(
     if !tasks::hand_over(conn, assignment, new_worker.id, now).await? {
         return Err(UserError::AssignmentChanged { task: task.id }.into());
     }
+    // The Homes that show the task, the previous worker's too (it is no longer theirs).
+    let was = previous.as_ref().and_then(|p| p.slack_user_id.clone());
+    let (key, refresh) = outbox::refresh_row(&[task.id], was.into_iter().collect());
+    outbox::enqueue(conn, &key, refresh, now).await?;
     let updated = task_assignment::Model {
         worker_id: new_worker.id,
         handovers: assignment.handovers + 1,
@@ -721,6 +729,7 @@ async fn complete_task<C: ConnectionTrait>(
         .map(|a| a.in_progress_task_data)
         .unwrap_or_else(|| json!({}));
     tasks::complete(conn, task, output, now).await?;
+    outbox::refresh_homes(conn, &[task.id], now).await?;
     requests::close_open_requests(conn, task.id, now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
@@ -754,6 +763,7 @@ pub async fn complete_machine_task<C: ConnectionTrait>(
         return Err(not_waiting(task.status.to_string()).into());
     }
     tracing::info!(task_id, step = %step.slug, "machine task complete");
+    outbox::refresh_homes(conn, &[task_id], now).await?;
     create_subsequent_tasks(conn, task.project_id, now).await?;
     Ok(())
 }
@@ -847,5 +857,11 @@ pub async fn abort_project<C: ConnectionTrait>(
         requests::close_open_requests(conn, t.id, now).await?;
     }
     tasks::abort_unfinished(conn, project_id, now).await?;
+    let ids: Vec<i64> = tasks::of_project(conn, project_id)
+        .await?
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    outbox::refresh_homes(conn, &ids, now).await?;
     Ok(())
 }

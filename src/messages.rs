@@ -27,6 +27,30 @@ pub enum Outgoing {
     Invite { channel: String, user: String },
     /// Removes a user from a channel.
     Kick { channel: String, user: String },
+    /// The user's App Home, published as it is when delivered (so rows queued by several
+    /// changes show the latest state once).
+    Home { user: String },
+    /// Not a Slack call: "what these tasks show changed". When the sender reaches it, it queues
+    /// a [`Outgoing::Home`] for everyone whose Home shows one of `tasks` (and for `users`, who
+    /// saw them before the change), if they have opened their Home. One row in the change's
+    /// own insert, whoever is looking.
+    RefreshHomes { tasks: Vec<i64>, users: Vec<String> },
+    /// A modal opened in answer to a click (`trigger_id` is the click's; Slack accepts it for
+    /// three seconds).
+    OpenModal { trigger_id: String, modal: Modal },
+}
+
+/// The modals staffbot opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "modal", rename_all = "snake_case")]
+pub enum Modal {
+    /// An admin picks which worker of a task to replace (`/staffbot restaff`): `task` as
+    /// displayed, `workers` the usernames of those working on it now (the first is chosen).
+    Restaff {
+        task_id: i64,
+        task: String,
+        workers: Vec<String>,
+    },
 }
 
 impl Outgoing {
@@ -47,6 +71,9 @@ impl Outgoing {
             Outgoing::Reply { .. } => "response_url",
             Outgoing::Invite { .. } => "conversations.invite",
             Outgoing::Kick { .. } => "conversations.kick",
+            Outgoing::Home { .. } => "views.publish",
+            Outgoing::OpenModal { .. } => "views.open",
+            Outgoing::RefreshHomes { .. } => "homes.refresh",
         }
     }
 

@@ -250,6 +250,7 @@ impl Envelopes {
                 slash: SlashSettings {
                     verification_token: None,
                     allowed: Default::default(),
+                    random_seed: None,
                 },
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
             },

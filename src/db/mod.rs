@@ -7,6 +7,7 @@ pub mod entities;
 pub mod enums;
 pub mod envelopes;
 pub mod health;
+pub mod home;
 pub mod leases;
 pub mod machine;
 pub mod offers;

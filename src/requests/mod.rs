@@ -94,6 +94,9 @@ pub async fn close_requests<C: ConnectionTrait>(
     for &request_id in &closed {
         finalise_open_offers(conn, request_id, outcome.clone(), now).await?;
     }
+    if !closed.is_empty() {
+        outbox::refresh_homes(conn, &[task_id], now).await?;
+    }
     Ok(closed.len() as u64)
 }
 
@@ -118,7 +121,9 @@ pub async fn open_request<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<staffing_request::Model, DbErr> {
     close_open_requests(conn, task_id, now).await?;
-    db::requests::insert(conn, task_id, counter, cause, now).await
+    let request = db::requests::insert(conn, task_id, counter, cause, now).await?;
+    outbox::refresh_homes(conn, &[task_id], now).await?;
+    Ok(request)
 }
 
 async fn load_task<C: ConnectionTrait>(

@@ -61,6 +61,17 @@ pub fn message_blocks(mut blocks: Vec<Value>) -> Value {
 pub const ACCEPT: &str = "offer_accept";
 pub const REJECT: &str = "offer_reject";
 
+/// The action ids of the App Home's buttons (their values are task ids).
+pub const SUBMIT: &str = "task_submit";
+pub const APPROVE: &str = "task_approve";
+pub const SEND_BACK: &str = "task_send_back";
+pub const STAFF: &str = "admin_staff";
+pub const RESTAFF: &str = "admin_restaff";
+/// The restaff modal: its `callback_id`, its input block and the select in it.
+pub const RESTAFF_CALLBACK: &str = "restaff_task";
+pub const RESTAFF_INPUT: &str = "restaff_worker";
+pub const RESTAFF_SELECT: &str = "worker";
+
 #[cfg(test)]
 mod tests {
     use super::*;

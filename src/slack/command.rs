@@ -5,6 +5,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
+    /// `tasks`: the caller's tasks and open offers.
+    Tasks,
     /// `staff <task-id>`; the id is kept as the literal digits typed (used in replies).
     Staff {
         task: String,
@@ -105,6 +107,9 @@ pub fn parse(text: &str) -> Option<Command> {
     }
     if strip_word(text, "help").is_some() {
         return Some(Command::Help);
+    }
+    if strip_word(text, "tasks").is_some() {
+        return Some(Command::Tasks);
     }
     None
 }

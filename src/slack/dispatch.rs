@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use super::actions::{Clicked, HomeAction};
 use super::blocks;
 use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
 use super::mrkdwn::Mrkdwn;
@@ -67,7 +68,7 @@ impl Dispatcher {
             "slash_commands" => self.slash_command(envelope, now).await,
             "interactive" | "events_api" if !self.token_ok(envelope) => Ok(Ack::Bare),
             "interactive" => self.interactive(envelope, now).await,
-            "events_api" => Ok(Ack::Bare),
+            "events_api" => self.home_opened(envelope, now).await,
             other => {
                 tracing::warn!("unknown envelope type {other:?}; acked and ignored");
                 Ok(Ack::Bare)
@@ -136,7 +137,7 @@ impl Dispatcher {
             .map(|response| response.map_or(Ack::Bare, Ack::WithPayload)))
     }
 
-    async fn remember<C: sea_orm::ConnectionTrait>(
+    pub(super) async fn remember<C: sea_orm::ConnectionTrait>(
         conn: &C,
         envelope_id: &str,
         ack: &Ack,
@@ -190,8 +191,13 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
         let Some(url) = &actions.response_url else {
-            tracing::warn!("no response_url to answer {message:?}");
-            return Ok(());
+            // A button in a view (the App Home): the answer goes on top of the clicker's Home.
+            let Some(user) = actions.user.id.as_deref() else {
+                tracing::warn!("no response_url and no user to answer {message:?}");
+                return Ok(());
+            };
+            let text = super::render::plain_text(&message);
+            return crate::outbox::publish_home(conn, user, Some(text), now).await;
         };
         crate::outbox::enqueue(
             conn,
@@ -212,6 +218,9 @@ impl Dispatcher {
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("");
+        if kind == "view_submission" {
+            return self.view_submission(envelope, now).await;
+        }
         if kind != "block_actions" {
             tracing::info!("interactive payload of type {kind:?} ignored");
             return Ok(Ack::Bare);
@@ -224,6 +233,15 @@ impl Dispatcher {
             }
         };
         let clicker = actions.user.id.clone().unwrap_or_default();
+        if let Some(action) = HomeAction::of(&actions) {
+            let click = Clicked {
+                envelope,
+                actions: &actions,
+                clicker: &clicker,
+            };
+            self.home_action(click, action, now).await?;
+            return Ok(Ack::Bare);
+        }
         let Some((accept, inquiry)) = offer_action(&actions) else {
             for action in &actions.actions {
                 tracing::info!(
@@ -278,7 +296,10 @@ impl Dispatcher {
                         offer_span.in_scope(|| {
                             tracing::info!(?outcome, accept, user = %clicker, "offer answered");
                         });
-                        respond::click_reply(outcome).map(|reply| Message::ClickReply { reply })
+                        let from_home = actions.response_url.is_none();
+                        respond::click_reply(outcome)
+                            .map(|reply| Message::ClickReply { reply })
+                            .or_else(|| from_home.then(|| home_answer(outcome)).flatten())
                     }
                     Err(e) => return Err(e),
                 },
@@ -320,6 +341,20 @@ impl Dispatcher {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What an answer from the App Home says on top of it (a DM's answer shows in the DM itself).
+fn home_answer(outcome: respond::ClickOutcome) -> Option<Message> {
+    use respond::ClickOutcome as O;
+    let reason = match outcome {
+        O::Won => "You got the task! It is under Your tasks now.",
+        O::Rejected => super::render::THANKS,
+        O::Late => super::render::GONE,
+        O::NotYours | O::CannotRejectAfterWin | O::AlreadyDecided => return None,
+    };
+    Some(Message::ClickRefused {
+        reason: reason.to_string(),
+    })
 }
 
 /// An Accept or Reject click on an offer.

@@ -2,6 +2,7 @@
 //! replies, the rendering of every message into Block Kit, the Web API client and the outbox
 //! sender.
 
+mod actions;
 pub mod blocks;
 pub mod command;
 pub mod dispatch;

@@ -14,6 +14,8 @@ use crate::messages::{
 };
 use crate::mrkdwn;
 
+pub mod home;
+
 pub const TAKEN: &str = "This task has been taken by another expert.";
 pub const THANKS: &str = "Thanks for responding!";
 pub const GONE: &str = "Sorry, this task is no longer available.";
@@ -49,6 +51,22 @@ pub fn render(outgoing: Outgoing) -> SlackWrite {
             users: user,
         },
         Outgoing::Kick { channel, user } => SlackWrite::Kick { channel, user },
+        Outgoing::Home { user } => SlackWrite::PublishHome { user_id: user },
+        Outgoing::RefreshHomes { tasks, users } => SlackWrite::RefreshHomes { tasks, users },
+        Outgoing::OpenModal { trigger_id, modal } => SlackWrite::OpenView {
+            trigger_id,
+            view: home::modal_view(&modal),
+        },
+    }
+}
+
+pub use home::tasks_message;
+
+/// The `views.publish` of `user`'s Home showing `data`.
+pub fn home_publish(user: &str, data: &crate::home::HomeData) -> SlackWrite {
+    SlackWrite::PublishView {
+        user_id: user.to_string(),
+        view: home::home_view(data),
     }
 }
 
@@ -108,6 +126,15 @@ pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
             (text, Some(blocks))
         }
         notice => (notice_text(notice), None),
+    }
+}
+
+/// A short answer's text as plain text (not markup), for a notice on top of the App Home.
+pub fn plain_text(message: &Message) -> String {
+    match message {
+        Message::ClickReply { reply } => click_reply_text(*reply).to_string(),
+        Message::ClickRefused { reason } => reason.clone(),
+        other => message_parts(other).0.into_string(),
     }
 }
 

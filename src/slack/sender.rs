@@ -190,10 +190,54 @@ impl Sender {
             if rows.is_empty() {
                 return Ok(report);
             }
+            let rows = self.coalesce_homes(&token, rows, &mut report).await?;
             for row in rows {
                 self.deliver(&token, row, &mut report).await?;
             }
         }
+    }
+
+    /// Several claimed Home publishes for one user are one publish (it shows the Home as it is
+    /// then): the newest row is delivered, the others are recorded as sent with it.
+    async fn coalesce_homes(
+        &self,
+        token: &str,
+        rows: Vec<Row>,
+        report: &mut SendReport,
+    ) -> Result<Vec<Row>, DbErr> {
+        let home_user = |row: &Row| -> Option<String> {
+            let payload = &row.payload;
+            if payload.get("delivery").and_then(Value::as_str) != Some("home") {
+                return None;
+            }
+            payload
+                .get("user")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let mut newest: std::collections::HashMap<String, i64> = Default::default();
+        for row in &rows {
+            if let Some(user) = home_user(row) {
+                let id = newest.entry(user).or_insert(row.id);
+                *id = (*id).max(row.id);
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            match home_user(&row).and_then(|user| newest.get(&user).copied()) {
+                Some(kept) if kept != row.id => {
+                    let done = Finish::Sent {
+                        attempts: row.attempts,
+                        at: self.clock.now(),
+                        response: serde_json::json!({ "coalesced_into": kept }),
+                    };
+                    db::outbox::finish(&self.db, row.id, token, done).await?;
+                    report.sent += 1;
+                }
+                _ => out.push(row),
+            }
+        }
+        Ok(out)
     }
 
     /// Right before a call for a claimed row: checks that the claim still holds and extends it
@@ -225,6 +269,24 @@ impl Sender {
         report: &mut SendReport,
     ) -> Result<Option<Claimed>, DbErr> {
         match render::stored(row.payload.clone(), &row.dedupe_key) {
+            Ok((SlackWrite::PublishHome { user_id }, _)) => {
+                // A Home shows what is true when it is published.
+                let data = crate::home::load(&self.db, &user_id, self.clock.now()).await?;
+                let write = render::home_publish(&user_id, &data);
+                let body = request_body(write, &row.dedupe_key)
+                    .map_err(|e| DbErr::Json(format!("outbox row {}: {e}", row.id)))?;
+                Ok(Some(Claimed {
+                    row,
+                    method: "views.publish",
+                    body,
+                    follow_up: None,
+                }))
+            }
+            Ok((SlackWrite::RefreshHomes { tasks, users }, _)) => {
+                self.expand_refresh(token, &row, &tasks, &users, report)
+                    .await?;
+                Ok(None)
+            }
             Ok((write, follow_up)) => {
                 let method = write.method();
                 let body = request_body(write, &row.dedupe_key)
@@ -247,6 +309,45 @@ impl Sender {
                 Ok(None)
             }
         }
+    }
+
+    /// A "these tasks changed" row: queues the Home publishes it stands for and is done, in one
+    /// transaction (nothing is queued if the claim was lost meanwhile).
+    async fn expand_refresh(
+        &self,
+        token: &str,
+        row: &Row,
+        tasks: &[i64],
+        users: &[String],
+        report: &mut SendReport,
+    ) -> Result<(), DbErr> {
+        let now = self.clock.now();
+        let tx = db::begin_write(&self.db).await?;
+        let expanded = async {
+            let n = crate::outbox::queue_home_publishes(&tx, tasks, users, now).await?;
+            let done = Finish::Sent {
+                attempts: row.attempts + 1,
+                at: now,
+                response: serde_json::json!({ "home_publishes": n }),
+            };
+            if !db::outbox::finish(&tx, row.id, token, done).await? {
+                return Err(DbErr::Custom("claim lost".into()));
+            }
+            Ok(n)
+        }
+        .await;
+        match expanded {
+            Ok(_) => {
+                tx.commit().await?;
+                report.sent += 1;
+            }
+            Err(DbErr::Custom(lost)) if lost == "claim lost" => tx.rollback().await?,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn deliver(&self, token: &str, row: Row, report: &mut SendReport) -> Result<(), DbErr> {

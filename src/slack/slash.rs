@@ -23,6 +23,8 @@ pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
 pub struct SlashSettings {
     pub verification_token: Option<SecretString>,
     pub allowed: AllowedConfig,
+    /// `staffbot.random_seed`, for the review sampling of tasks submitted from the App Home.
+    pub random_seed: Option<u64>,
 }
 
 /// An ephemeral reply with optional attachments.
@@ -66,6 +68,10 @@ pub fn help_reply() -> Value {
             attachment(
                 "`/staffbot restaff <task-id> <username>`",
                 "Remove the given `<username>` from the task and find another qualified expert"
+            ),
+            attachment(
+                "`/staffbot tasks`",
+                "List your tasks and open offers (only you see the answer; any worker may ask)"
             ),
         ])),
     )
@@ -126,11 +132,9 @@ async fn authorize<C: ConnectionTrait>(
     let Some(user_id) = cmd.user_id.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Err(NOT_AUTHORIZED.to_string()));
     };
-    let caller = workers::by_slack_id(conn, user_id).await?;
-    Ok(match caller {
-        Some(w) if w.is_admin => Ok(w),
-        _ => Err(NOT_AUTHORIZED.to_string()),
-    })
+    Ok(workers::by_slack_id(conn, user_id)
+        .await?
+        .ok_or_else(|| NOT_AUTHORIZED.to_string()))
 }
 
 fn task_id(text: &str) -> Result<i64, String> {
@@ -147,10 +151,23 @@ pub async fn handle<C: ConnectionTrait>(
     cmd: &SlashCommand,
     now: DateTime<Utc>,
 ) -> Result<Value, Error> {
-    if let Err(refusal) = authorize(conn, settings, cmd).await? {
-        return Ok(reply(&Mrkdwn::text(&refusal), None));
-    }
+    let caller = match authorize(conn, settings, cmd).await? {
+        Ok(caller) => caller,
+        Err(refusal) => return Ok(reply(&Mrkdwn::text(&refusal), None)),
+    };
     let text = cmd.text.as_deref().unwrap_or("");
+    // Any worker may list their own tasks; everything else is for admins.
+    if command::parse(text) == Some(Command::Tasks) {
+        let user = caller.slack_user_id.as_deref().unwrap_or_default();
+        let home = crate::home::load(conn, user, now).await?;
+        let (text, blocks) = super::render::tasks_message(&home);
+        let mut answer = reply(&text, None);
+        answer["blocks"] = blocks;
+        return Ok(answer);
+    }
+    if !caller.is_admin {
+        return Ok(reply(&Mrkdwn::text(NOT_AUTHORIZED), None));
+    }
     let Some(parsed) = command::parse(text) else {
         return Ok(reply(
             &crate::mrkdwn!("Sorry! We couldn't process your command: {}", text),
@@ -161,36 +178,60 @@ pub async fn handle<C: ConnectionTrait>(
         Command::Help => Ok(help_reply()),
         Command::Staff { task } => {
             let header = format!("staff {task}");
-            let result = match task_id(&task) {
-                Err(msg) => Err(msg),
-                Ok(id) => match requests::staff_task(conn, id, RequestCause::User, now).await {
-                    Ok(_) => Ok(format!("Got it! I will start staffing task {task}!")),
-                    Err(Error::User(e)) => Err(requests::staff_error_text(&task, &e)),
-                    Err(e) => return Err(e),
-                },
-            };
-            Ok(outcome(&header, result))
+            Ok(outcome(&header, staff(conn, &task, now).await?))
         }
         Command::Restaff { task, worker } => {
             let shown = worker.display().to_string();
             let header = format!("restaff {task} {shown}");
-            let found = match &worker {
-                WorkerRef::Name(name) => requests::find_worker_by_name(conn, name).await?,
-                WorkerRef::Mention { user_id, .. } => workers::by_slack_id(conn, user_id).await?,
-            };
-            let result = match (found, task_id(&task)) {
-                (None, _) => Err(format!("Worker with username {shown} does not exist")),
-                (Some(_), Err(msg)) => Err(msg),
-                (Some(w), Ok(id)) => {
-                    match requests::restaff_task(conn, id, &w, &shown, now).await {
-                        Ok(_) => Ok(format!("Got it! I will start restaffing task {task}!")),
-                        Err(Error::User(e)) => Err(requests::staff_error_text(&task, &e)),
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            Ok(outcome(&header, result))
+            Ok(outcome(&header, restaff(conn, &task, &worker, now).await?))
         }
+        // Answered above, for every worker.
+        Command::Tasks => Ok(help_reply()),
+    }
+}
+
+/// `staff <task>`: starts staffing; the success or refusal text (the slash command's and the
+/// App Home's).
+pub async fn staff<C: ConnectionTrait>(
+    conn: &C,
+    task: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<String, String>, Error> {
+    let id = match task_id(task) {
+        Ok(id) => id,
+        Err(msg) => return Ok(Err(msg)),
+    };
+    match requests::staff_task(conn, id, RequestCause::User, now).await {
+        Ok(_) => Ok(Ok(format!("Got it! I will start staffing task {task}!"))),
+        Err(Error::User(e)) => Ok(Err(requests::staff_error_text(task, &e))),
+        Err(e) => Err(e),
+    }
+}
+
+/// `restaff <task> <worker>`: starts looking for someone to replace the worker; the success or
+/// refusal text (the slash command's and the App Home's).
+pub async fn restaff<C: ConnectionTrait>(
+    conn: &C,
+    task: &str,
+    worker: &WorkerRef,
+    now: DateTime<Utc>,
+) -> Result<Result<String, String>, Error> {
+    let shown = worker.display();
+    let found = match worker {
+        WorkerRef::Name(name) => requests::find_worker_by_name(conn, name).await?,
+        WorkerRef::Mention { user_id, .. } => workers::by_slack_id(conn, user_id).await?,
+    };
+    let Some(w) = found else {
+        return Ok(Err(format!("Worker with username {shown} does not exist")));
+    };
+    let id = match task_id(task) {
+        Ok(id) => id,
+        Err(msg) => return Ok(Err(msg)),
+    };
+    match requests::restaff_task(conn, id, &w, shown, now).await {
+        Ok(_) => Ok(Ok(format!("Got it! I will start restaffing task {task}!"))),
+        Err(Error::User(e)) => Ok(Err(requests::staff_error_text(task, &e))),
+        Err(e) => Err(e),
     }
 }
 

@@ -41,6 +41,20 @@ pub enum SlackWrite {
     /// An ephemeral reply through an interaction's `response_url` (not a Web API method).
     #[serde(rename = "response_url")]
     Respond { response_url: String, text: String },
+    /// `views.publish` of a user's App Home.
+    #[serde(rename = "views.publish")]
+    PublishView { user_id: String, view: Value },
+    /// A user's App Home to publish, as it is when it is delivered: the sender loads what it
+    /// shows and turns this into [`SlackWrite::PublishView`].
+    #[serde(rename = "home")]
+    PublishHome { user_id: String },
+    /// Not a Web API call: the sender queues the Home publishes of those who see these tasks
+    /// ([`crate::messages::Outgoing::RefreshHomes`]).
+    #[serde(rename = "homes.refresh")]
+    RefreshHomes { tasks: Vec<i64>, users: Vec<String> },
+    /// `views.open` of a modal, in answer to the click that gave `trigger_id`.
+    #[serde(rename = "views.open")]
+    OpenView { trigger_id: String, view: Value },
 }
 
 impl SlackWrite {
@@ -52,6 +66,9 @@ impl SlackWrite {
             SlackWrite::Invite { .. } => "conversations.invite",
             SlackWrite::Kick { .. } => "conversations.kick",
             SlackWrite::Respond { .. } => "response_url",
+            SlackWrite::PublishView { .. } | SlackWrite::PublishHome { .. } => "views.publish",
+            SlackWrite::OpenView { .. } => "views.open",
+            SlackWrite::RefreshHomes { .. } => "homes.refresh",
         }
     }
 

@@ -224,7 +224,11 @@ async fn write_batches<C: ConnectionTrait>(
         .flat_map(|(request, chosen, _)| chosen.iter().map(|c| (request.request_id, c.worker_id)))
         .collect();
     let inquiry_ids = db::offers::insert_many(conn, &pairs, now).await?;
-    let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(pairs.len());
+    let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(pairs.len() + 1);
+    // The Homes that show these tasks (the workers offered them, the admins) are published
+    // again: one more row in the same insert.
+    let tasks: Vec<i64> = plans.iter().map(|(r, _, _)| r.task_id).collect();
+    messages.push(crate::outbox::refresh_row(&tasks, Vec::new()));
     let mut sending: Vec<i64> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
     for (request, chosen, exhausted) in plans {

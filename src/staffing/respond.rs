@@ -41,10 +41,10 @@ async fn queue_final<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let offer = context.offer_content();
-    if let Some((key, outgoing)) = final_message(dm, &offer, first_name, outcome) {
-        outbox::enqueue(conn, &key, outgoing, now).await?;
-    }
-    Ok(())
+    // The DM, and every Home that shows the offer, in one insert.
+    let mut messages = vec![outbox::refresh_row(&[context.task_id], Vec::new())];
+    messages.extend(final_message(dm, &offer, first_name, outcome));
+    outbox::enqueue_all(conn, messages, now).await
 }
 
 impl Click {
@@ -207,6 +207,8 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
             OfferOutcome::Taken,
         ));
     }
+    // Every Home that shows the task (the offers' owners, the admins) is published again.
+    messages.push(outbox::refresh_row(&[context.task_id], Vec::new()));
     outbox::enqueue_all(conn, messages, now).await?;
     Ok(())
 }

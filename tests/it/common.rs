@@ -156,7 +156,8 @@ pub async fn certify(
     .expect("certified");
 }
 
-/// Every queued Slack write, oldest first, with its dedupe key.
+/// Every queued Slack write, oldest first, with its dedupe key (not the App Home refreshes
+/// every change queues: they are no Slack call; see `tests/it/home.rs`).
 pub async fn outbox_rows(db: &DatabaseConnection) -> Vec<(String, SlackWrite)> {
     outbox::Entity::find()
         .order_by_asc(outbox::Column::Id)
@@ -164,6 +165,7 @@ pub async fn outbox_rows(db: &DatabaseConnection) -> Vec<(String, SlackWrite)> {
         .await
         .expect("outbox")
         .into_iter()
+        .filter(|r| r.method != "homes.refresh")
         .map(|r| {
             let write = staffbot::slack::render::stored(r.payload, &r.dedupe_key)
                 .expect("payload parses")

@@ -167,8 +167,10 @@ where
     }
 }
 
+/// The outbox's rows for Slack (not the App Home refreshes every change queues).
 async fn outbox_rows(db: &DatabaseConnection) -> Vec<outbox::Model> {
     outbox::Entity::find()
+        .filter(outbox::Column::Method.ne("homes.refresh"))
         .order_by_asc(outbox::Column::Id)
         .all(db)
         .await

@@ -381,6 +381,8 @@ pub struct TeamSpec {
     description: String,
     batch_size: u32,
     workers: Vec<(String, i32, bool)>,
+    reviewers: Vec<String>,
+    admins: Vec<String>,
     auto_review: bool,
     replica: bool,
     staffing_channel: Option<String>,
@@ -399,6 +401,8 @@ impl TeamSpec {
             description: "Mayor race".into(),
             batch_size: 5,
             workers: Vec::new(),
+            reviewers: Vec::new(),
+            admins: Vec::new(),
             auto_review: false,
             replica: false,
             staffing_channel: None,
@@ -427,6 +431,17 @@ impl TeamSpec {
     /// A certified worker with staffbot turned off.
     pub fn disabled(mut self, name: &str, priority: i32) -> Self {
         self.workers.push((name.into(), priority, false));
+        self
+    }
+    /// A worker certified to review `write` (priority 1; a reviewer must hold the entry-level
+    /// certification too, with staffbot off for it here, so they are offered reviews only).
+    pub fn reviewer(mut self, name: &str) -> Self {
+        self.reviewers.push(name.into());
+        self
+    }
+    /// A staffing admin (`--admin`, no certification).
+    pub fn admin(mut self, name: &str) -> Self {
+        self.admins.push(name.into());
         self
     }
     /// Reviewers are staffed automatically (`staffbot_autoassign` for the reviewer role).
@@ -484,6 +499,17 @@ impl TeamSpec {
                 *enabled,
             );
             w.add(h.db()).await;
+            h.fake.add_user(&crate::common::slack_id(name), name);
+        }
+        for name in &self.reviewers {
+            let w = worker(name)
+                .certified("writer", staffbot::db::Role::EntryLevel, 0, false)
+                .certified("writer", staffbot::db::Role::Reviewer, 1, true);
+            w.add(h.db()).await;
+            h.fake.add_user(&crate::common::slack_id(name), name);
+        }
+        for name in &self.admins {
+            worker(name).admin().add(h.db()).await;
             h.fake.add_user(&crate::common::slack_id(name), name);
         }
         h.fake.add_channel(CHANNEL, "mayor-race", &[]);

@@ -7,6 +7,7 @@ mod correctness;
 mod faults;
 mod fencing;
 mod harness;
+mod home;
 mod layout;
 mod lifecycle;
 mod loops;

@@ -488,3 +488,117 @@ fn command_line_help_texts() {
     }
     assert!(seen_commands >= 20, "only {seen_commands} help texts");
 }
+
+/// The App Home as Slack receives it (`views.publish`'s view): a worker's, an admin's, the
+/// restaff form, and `/staffbot tasks`. Pure renderings of fixed data (the flows that lead to
+/// them are in `tests/it/home.rs`).
+#[test]
+fn the_app_home_and_the_restaff_form() {
+    use staffbot::db::TaskStatus;
+    use staffbot::home::{
+        AdminHome, HomeData, HomeOffer, HomeTask, RequestLine, TaskAction, TaskLine, WorkflowStats,
+    };
+    use staffbot::messages::{Modal, OfferContent};
+    use staffbot::slack::render::{home, tasks_message};
+
+    let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 2, 12, 0, 0).unwrap();
+    let ago = |minutes: i64| now - chrono::Duration::minutes(minutes);
+    let task = |id, step: &str, status, since, action| HomeTask {
+        task_id: id,
+        task: format!("news (Mayor <race>) - {step}"),
+        step_description: format!("{step} the story"),
+        channel: Some("G0PROJ".into()),
+        status,
+        since,
+        action,
+    };
+    let worker = HomeData {
+        now,
+        notice: Some("Task 12 is now waiting for a reviewer.".into()),
+        worker: Some("ann".into()),
+        offers: vec![HomeOffer {
+            inquiry_id: 7,
+            task_id: 14,
+            offered_at: ago(5),
+            offer: OfferContent {
+                workflow_description: "Newsroom".into(),
+                project_description: "Mayor <race>".into(),
+                step_description: "Edit the story".into(),
+                review: true,
+                details: "About 800 words".into(),
+            },
+        }],
+        tasks: vec![
+            task(
+                9,
+                "Write",
+                TaskStatus::Processing,
+                ago(120),
+                Some(TaskAction::Submit),
+            ),
+            task(
+                7,
+                "Edit",
+                TaskStatus::Reviewing,
+                ago(1500),
+                Some(TaskAction::Review),
+            ),
+        ],
+        finished: vec![task(3, "report", TaskStatus::Complete, ago(4400), None)],
+        admin: None,
+    };
+    assert_json_snapshot!("home_worker", home::home_view(&worker));
+    let (text, blocks) = tasks_message(&worker);
+    assert_json_snapshot!(
+        "slash_tasks",
+        json!({"text": text.as_str(), "blocks": blocks})
+    );
+
+    let line = |id, status, since, worker: Option<&str>| TaskLine {
+        task_id: id,
+        task: "news (Budget) - write".into(),
+        status,
+        since,
+        worker: worker.map(str::to_string),
+    };
+    let admin = HomeData {
+        notice: None,
+        worker: Some("ada".into()),
+        offers: Vec::new(),
+        tasks: Vec::new(),
+        finished: Vec::new(),
+        admin: Some(AdminHome {
+            requests: vec![RequestLine {
+                task_id: 18,
+                task: "news (Budget) - write".into(),
+                review: false,
+                opened_at: ago(40),
+                offers: 10,
+                declined: 4,
+                exhausted: true,
+            }],
+            requests_total: 1,
+            waiting: vec![line(21, TaskStatus::AwaitingProcessing, ago(180), None)],
+            waiting_total: 1,
+            in_progress: vec![line(9, TaskStatus::Processing, ago(120), Some("rob"))],
+            in_progress_total: 1,
+            stats: vec![WorkflowStats {
+                workflow: "news".into(),
+                opened: 12,
+                staffed: 10,
+                median_to_staff: Some(std::time::Duration::from_secs(14 * 60)),
+                p90_to_staff: Some(std::time::Duration::from_secs(7500)),
+                offers: 41,
+                accepted: 10,
+            }],
+        }),
+        ..worker
+    };
+    assert_json_snapshot!("home_admin", home::home_view(&admin));
+    let form = Modal::Restaff {
+        task_id: 9,
+        task: "news (Budget) - write".into(),
+        workers: vec!["rob".into()],
+    };
+    assert_json_snapshot!("restaff_form", home::modal_view(&form));
+}

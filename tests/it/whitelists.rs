@@ -52,6 +52,7 @@ async fn reply(db: &TestDb, allowed: AllowedConfig, cmd: &SlashCommand) -> Strin
     let settings = SlashSettings {
         verification_token: None,
         allowed,
+        random_seed: None,
     };
     let reply = handle(&db.db, &settings, cmd, t0()).await.expect("handled");
     reply["text"].as_str().unwrap_or_default().to_string()

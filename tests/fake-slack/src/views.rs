@@ -23,8 +23,8 @@
 //!   3,000, `style` `primary`/`danger`, `confirm`), `static_select` (1–100 `options`, each text
 //!   plain_text 75 and value 150), `users_select`, `plain_text_input` (in `input` blocks only,
 //!   `min_length`/`max_length` 0–3,000) and `image`; of every element, `action_id` (255,
-//!   **unique within the view**, which is stricter than Slack's own rule, unique within the
-//!   block, so that an `action_id` names one kind of button everywhere). Slack's other
+//!   unique within its block, Slack's rule: one kind of button, e.g. Accept, may repeat in
+//!   several blocks with different values). Slack's other
 //!   interactive elements (`overflow`, date pickers, checkboxes, other selects, …) are
 //!   accepted where Slack accepts them with only their `action_id` checked; an element type
 //!   Slack does not know is refused;
@@ -425,13 +425,16 @@ impl Checker {
         self.string(element, "action_id", path, MAX_ID_CHARS);
         if let Some(id) = element["action_id"].as_str() {
             let pointer = format!("{path}/action_id");
-            if let Some(first) = self.action_ids.get(id).cloned() {
+            // Unique within the block: `/view/blocks/N` is the block's path.
+            let block: String = path.split('/').take(4).collect::<Vec<_>>().join("/");
+            let key = format!("{block}#{id}");
+            if let Some(first) = self.action_ids.get(&key).cloned() {
                 self.err(
                     &pointer,
-                    format!("duplicate action_id: {id} (first at {first}; this fake wants action_ids unique within the view)"),
+                    format!("duplicate action_id: {id} (first at {first}; action_ids must be unique within a block)"),
                 );
             } else {
-                self.action_ids.insert(id.to_string(), pointer);
+                self.action_ids.insert(key, pointer);
             }
         }
     }
@@ -799,15 +802,21 @@ mod tests {
 
     #[test]
     fn duplicate_action_ids_and_block_ids_are_refused() {
+        // One kind of button in several blocks is fine; twice in one block is not.
         let view = home(json!([
             {"type": "actions", "block_id": "a", "elements": [button("accept", "1")]},
             {"type": "actions", "block_id": "b", "elements": [button("accept", "2")]},
         ]));
+        assert!(check_view(&view, Surface::Home).is_ok());
+        let view = home(json!([
+            {"type": "actions", "block_id": "a",
+             "elements": [button("accept", "1"), button("accept", "2")]},
+        ]));
         assert_eq!(
             refused(&view, Surface::Home),
             "[ERROR] duplicate action_id: accept (first at /view/blocks/0/elements/0/action_id; \
-             this fake wants action_ids unique within the view) \
-             [json-pointer:/view/blocks/1/elements/0/action_id]"
+             action_ids must be unique within a block) \
+             [json-pointer:/view/blocks/0/elements/1/action_id]"
         );
         let view = home(json!([
             {"type": "divider", "block_id": "same"},

@@ -1,0 +1,364 @@
+//! What one person's App Home shows, as data (issue 12): their open offers, the tasks they are
+//! working on (with what they can do with each), what they finished lately, and for admins
+//! what needs staffing and the last week's staffing figures. Loaded when the Home is published
+//! (`slack::sender`), rendered by `slack::render`. Ordering and figures are pure functions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::db::home::{self as store, AdminTaskRow, RequestStatsRow, TaskRow};
+use crate::db::{AssignmentStatus, RequestStatus, TaskStatus, requests, workers};
+use crate::messages::{OfferContent, task_display};
+
+/// Rows each list is loaded with at most (the view shows fewer and says how many more).
+const LIST_LIMIT: u64 = 50;
+/// "Recently finished" shows this many tasks.
+pub const FINISHED: u64 = 10;
+/// How long the outcome of a click stays on top of the Home.
+pub const NOTICE_FOR: chrono::Duration = chrono::Duration::minutes(10);
+/// The admins' figures cover this many days.
+pub const STATS_DAYS: i64 = 7;
+
+/// Everything one Home view shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeData {
+    pub now: DateTime<Utc>,
+    /// What became of the person's last click on their Home (for [`NOTICE_FOR`]).
+    pub notice: Option<String>,
+    /// `None`: the Slack user is no staffbot worker.
+    pub worker: Option<String>,
+    pub offers: Vec<HomeOffer>,
+    pub tasks: Vec<HomeTask>,
+    pub finished: Vec<HomeTask>,
+    pub admin: Option<AdminHome>,
+}
+
+/// An offer waiting for the worker's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeOffer {
+    pub inquiry_id: i64,
+    pub task_id: i64,
+    pub offered_at: DateTime<Utc>,
+    pub offer: OfferContent,
+}
+
+/// What the worker can do with a task from the Home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAction {
+    /// Entry-level work, or work the reviewer returned: **Submit**.
+    Submit,
+    /// Their review: **Approve** or **Send back**.
+    Review,
+}
+
+/// A task of the worker's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeTask {
+    pub task_id: i64,
+    /// The task as messages name it.
+    pub task: String,
+    pub step_description: String,
+    pub channel: Option<String>,
+    pub status: TaskStatus,
+    /// Since when it has had that status (in progress) or when the worker's part ended.
+    pub since: DateTime<Utc>,
+    pub action: Option<TaskAction>,
+}
+
+/// The admins' part of the Home.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminHome {
+    pub requests: Vec<RequestLine>,
+    pub requests_total: usize,
+    pub waiting: Vec<TaskLine>,
+    pub waiting_total: usize,
+    pub in_progress: Vec<TaskLine>,
+    pub in_progress_total: usize,
+    pub stats: Vec<WorkflowStats>,
+}
+
+/// An open staffing request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestLine {
+    pub task_id: i64,
+    pub task: String,
+    pub review: bool,
+    pub opened_at: DateTime<Utc>,
+    pub offers: i64,
+    pub declined: i64,
+    /// Every certified worker has been asked.
+    pub exhausted: bool,
+}
+
+/// A task waiting with nobody asked, or one in progress (with its worker).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLine {
+    pub task_id: i64,
+    pub task: String,
+    pub status: TaskStatus,
+    pub since: DateTime<Utc>,
+    pub worker: Option<String>,
+}
+
+/// One workflow's staffing over the last [`STATS_DAYS`] days.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowStats {
+    pub workflow: String,
+    /// Requests opened.
+    pub opened: usize,
+    /// Of those, won by someone.
+    pub staffed: usize,
+    /// Time from opening to the winning answer.
+    pub median_to_staff: Option<Duration>,
+    pub p90_to_staff: Option<Duration>,
+    pub offers: i64,
+    pub accepted: i64,
+}
+
+/// Loads `user`'s Home as it is now.
+pub async fn load<C: ConnectionTrait>(
+    conn: &C,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<HomeData, DbErr> {
+    let notice = store::notice(conn, user, now - NOTICE_FOR).await?;
+    let Some(worker) = workers::by_slack_id(conn, user).await? else {
+        return Ok(HomeData {
+            now,
+            notice,
+            worker: None,
+            offers: Vec::new(),
+            tasks: Vec::new(),
+            finished: Vec::new(),
+            admin: None,
+        });
+    };
+    let mut offers = Vec::new();
+    for row in store::open_offers(conn, worker.id).await? {
+        if let Some(context) = requests::context(conn, row.request_id).await? {
+            offers.push(HomeOffer {
+                inquiry_id: row.inquiry_id,
+                task_id: context.task_id,
+                offered_at: row.offered_at,
+                offer: context.offer_content(),
+            });
+        }
+    }
+    let tasks = store::tasks_in_progress(conn, worker.id)
+        .await?
+        .into_iter()
+        .map(|row| home_task(row, true))
+        .collect();
+    let finished = store::recently_finished(conn, worker.id, FINISHED)
+        .await?
+        .into_iter()
+        .map(|row| home_task(row, false))
+        .collect();
+    let admin = if worker.is_admin {
+        Some(load_admin(conn, now).await?)
+    } else {
+        None
+    };
+    Ok(HomeData {
+        now,
+        notice,
+        worker: Some(worker.username),
+        offers,
+        tasks,
+        finished,
+        admin,
+    })
+}
+
+async fn load_admin<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<AdminHome, DbErr> {
+    let requests: Vec<_> = store::open_requests(conn, LIST_LIMIT).await?;
+    let requests_total = requests.first().map_or(0, |r| r.total as usize);
+    let requests = requests
+        .into_iter()
+        .map(|r| RequestLine {
+            task_id: r.task_id,
+            task: task_display(&r.version_slug, &r.project_description, &r.step_slug),
+            review: r.required_role_counter > 0,
+            opened_at: r.created_at,
+            offers: r.offers,
+            declined: r.declined,
+            exhausted: r.status == RequestStatus::DoneSending,
+        })
+        .collect();
+    let (waiting, waiting_total) = task_lines(store::waiting_unrequested(conn, LIST_LIMIT).await?);
+    let (in_progress, in_progress_total) = task_lines(store::in_progress(conn, LIST_LIMIT).await?);
+    let since = now - chrono::Duration::days(STATS_DAYS);
+    let stats = workflow_stats(store::requests_since(conn, since).await?);
+    Ok(AdminHome {
+        requests,
+        requests_total,
+        waiting,
+        waiting_total,
+        in_progress,
+        in_progress_total,
+        stats,
+    })
+}
+
+fn task_lines(rows: Vec<AdminTaskRow>) -> (Vec<TaskLine>, usize) {
+    let total = rows.first().map_or(0, |r| r.total as usize);
+    let lines = rows
+        .into_iter()
+        .map(|r| TaskLine {
+            task_id: r.task_id,
+            task: task_display(&r.version_slug, &r.project_description, &r.step_slug),
+            status: r.task_status,
+            since: r.status_changed_at,
+            worker: r.worker,
+        })
+        .collect();
+    (lines, total)
+}
+
+fn home_task(row: TaskRow, in_progress: bool) -> HomeTask {
+    let action = if in_progress {
+        task_action(
+            row.task_status,
+            row.assignment_status,
+            row.assignment_counter,
+        )
+    } else {
+        None
+    };
+    HomeTask {
+        task_id: row.task_id,
+        task: task_display(&row.version_slug, &row.project_description, &row.step_slug),
+        step_description: row.step_description,
+        channel: row.slack_channel_id,
+        status: row.task_status,
+        since: if in_progress {
+            row.status_changed_at
+        } else {
+            row.assignment_updated_at
+        },
+        action,
+    }
+}
+
+/// What a worker may do with a task from the Home, given the task's status and their
+/// assignment on it (the lifecycle checks again when they click).
+pub fn task_action(
+    task: TaskStatus,
+    assignment: AssignmentStatus,
+    counter: i32,
+) -> Option<TaskAction> {
+    if assignment != AssignmentStatus::Processing {
+        return None;
+    }
+    match task {
+        TaskStatus::Processing | TaskStatus::PostReviewProcessing => Some(TaskAction::Submit),
+        TaskStatus::Reviewing if counter > 0 => Some(TaskAction::Review),
+        _ => None,
+    }
+}
+
+/// Staffing figures per workflow (by slug) from the requests opened in the period.
+pub fn workflow_stats(rows: Vec<RequestStatsRow>) -> Vec<WorkflowStats> {
+    let mut out: Vec<WorkflowStats> = Vec::new();
+    let mut times: Vec<Vec<Duration>> = Vec::new();
+    for row in rows {
+        if out.last().is_none_or(|s| s.workflow != row.workflow_slug) {
+            out.push(WorkflowStats {
+                workflow: row.workflow_slug.clone(),
+                opened: 0,
+                staffed: 0,
+                median_to_staff: None,
+                p90_to_staff: None,
+                offers: 0,
+                accepted: 0,
+            });
+            times.push(Vec::new());
+        }
+        let (Some(stats), Some(t)) = (out.last_mut(), times.last_mut()) else {
+            continue;
+        };
+        stats.opened += 1;
+        stats.offers += row.offers;
+        stats.accepted += row.accepted;
+        if let Some(won) = row.won_at {
+            stats.staffed += 1;
+            t.push((won - row.created_at).to_std().unwrap_or_default());
+        }
+    }
+    for (stats, mut t) in out.iter_mut().zip(times) {
+        t.sort();
+        stats.median_to_staff = percentile(&t, 50);
+        stats.p90_to_staff = percentile(&t, 90);
+    }
+    out
+}
+
+/// The nearest-rank percentile `p` of sorted `values`.
+fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        workflow: &str,
+        minutes_to_win: Option<i64>,
+        offers: i64,
+        accepted: i64,
+    ) -> RequestStatsRow {
+        let created_at = DateTime::<Utc>::UNIX_EPOCH;
+        RequestStatsRow {
+            workflow_slug: workflow.into(),
+            created_at,
+            won_at: minutes_to_win.map(|m| created_at + chrono::Duration::minutes(m)),
+            offers,
+            accepted,
+        }
+    }
+
+    #[test]
+    fn figures_per_workflow_with_nearest_rank_percentiles() {
+        let mut rows: Vec<_> = (1..=10).map(|m| row("a", Some(m), 2, 1)).collect();
+        rows.push(row("a", None, 5, 0));
+        rows.push(row("b", None, 0, 0));
+        let stats = workflow_stats(rows);
+        assert_eq!(stats.len(), 2);
+        let a = &stats[0];
+        assert_eq!(
+            (a.opened, a.staffed, a.offers, a.accepted),
+            (11, 10, 25, 10)
+        );
+        assert_eq!(a.median_to_staff, Some(Duration::from_secs(5 * 60)));
+        assert_eq!(a.p90_to_staff, Some(Duration::from_secs(9 * 60)));
+        let b = &stats[1];
+        assert_eq!((b.opened, b.staffed, b.median_to_staff), (1, 0, None));
+    }
+
+    #[test]
+    fn actions_follow_the_task_and_the_assignment() {
+        use AssignmentStatus as A;
+        use TaskStatus as T;
+        assert_eq!(
+            task_action(T::Processing, A::Processing, 0),
+            Some(TaskAction::Submit)
+        );
+        assert_eq!(
+            task_action(T::PostReviewProcessing, A::Processing, 0),
+            Some(TaskAction::Submit)
+        );
+        assert_eq!(
+            task_action(T::Reviewing, A::Processing, 1),
+            Some(TaskAction::Review)
+        );
+        assert_eq!(task_action(T::Reviewing, A::Submitted, 0), None);
+        assert_eq!(task_action(T::PendingReview, A::Submitted, 0), None);
+    }
+}

@@ -1,0 +1,526 @@
+//! The App Home view and the modals, in Block Kit. A Home is at most
+//! [`MAX_HOME_BLOCKS`] blocks: its lists are filled most urgent first (offers, the worker's
+//! tasks, what needs staffing, work in progress) and each says how many it could not show.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::super::blocks::{
+    APPROVE, MAX_HOME_BLOCKS, MAX_MESSAGE_BLOCKS, RESTAFF, RESTAFF_CALLBACK, RESTAFF_INPUT,
+    RESTAFF_SELECT, SEND_BACK, STAFF, SUBMIT, button, context, section,
+};
+use super::super::mrkdwn::{ChannelLink, Mrkdwn};
+use super::offer_buttons;
+use crate::db::TaskStatus;
+use crate::home::{AdminHome, HomeData, HomeOffer, HomeTask, TaskAction, WorkflowStats};
+use crate::messages::Modal;
+use crate::mrkdwn;
+
+/// Shown to a Slack user who is no staffbot worker.
+pub const NOT_A_WORKER: &str =
+    "You are not a staffbot worker yet. Ask a staffing admin to add you (`staffbot worker add`).";
+
+/// One list of the Home: its heading, its items (each a few blocks), how many there are in all
+/// (loaded or not), and what it says when empty.
+struct List {
+    heading: &'static str,
+    items: Vec<Vec<Value>>,
+    total: usize,
+    empty: &'static str,
+}
+
+/// The Home view of `home`, with its notice (the outcome of the user's last click) on top.
+pub fn home_view(home: &HomeData) -> Value {
+    let mut top = Vec::new();
+    if let Some(notice) = &home.notice {
+        top.push(section(mrkdwn!(":information_source: {}", notice)));
+    }
+    if home.worker.is_none() {
+        top.push(section(Mrkdwn::text(NOT_A_WORKER)));
+        return json!({"type": "home", "blocks": top});
+    }
+    let now = home.now;
+    let mut lists = vec![
+        List {
+            heading: "Open offers",
+            items: home.offers.iter().map(|o| offer_item(o, now)).collect(),
+            total: home.offers.len(),
+            empty: "No open offers.",
+        },
+        List {
+            heading: "Your tasks",
+            items: home.tasks.iter().map(|t| task_item(t, now)).collect(),
+            total: home.tasks.len(),
+            empty: "Nothing in progress.",
+        },
+    ];
+    if let Some(admin) = &home.admin {
+        lists.extend(admin_lists(admin, now));
+    }
+    lists.push(List {
+        heading: "Recently finished",
+        items: finished_item(&home.finished, now).into_iter().collect(),
+        total: usize::from(!home.finished.is_empty()),
+        empty: "Nothing finished yet.",
+    });
+    let tail = home
+        .admin
+        .as_ref()
+        .map(|a| stats_blocks(&a.stats))
+        .unwrap_or_default();
+    let mut blocks = top;
+    let budget = MAX_HOME_BLOCKS - blocks.len() - tail.len();
+    blocks.extend(fill(lists, budget));
+    blocks.extend(tail);
+    debug_assert!(blocks.len() <= MAX_HOME_BLOCKS);
+    json!({"type": "home", "blocks": blocks})
+}
+
+/// `/staffbot tasks`: the worker's open offers and tasks as an ephemeral message (the Home's
+/// first two lists, with the same buttons), and its text fallback.
+pub fn tasks_message(home: &HomeData) -> (Mrkdwn, Value) {
+    if home.worker.is_none() {
+        return (Mrkdwn::text(NOT_A_WORKER), json!([]));
+    }
+    let now = home.now;
+    let lists = vec![
+        List {
+            heading: "Open offers",
+            items: home.offers.iter().map(|o| offer_item(o, now)).collect(),
+            total: home.offers.len(),
+            empty: "No open offers.",
+        },
+        List {
+            heading: "Your tasks",
+            items: home.tasks.iter().map(|t| task_item(t, now)).collect(),
+            total: home.tasks.len(),
+            empty: "Nothing in progress.",
+        },
+    ];
+    let text = mrkdwn!(
+        "You have {} open offer(s) and {} task(s) in progress.",
+        home.offers.len(),
+        home.tasks.len()
+    );
+    (text, Value::Array(fill(lists, MAX_MESSAGE_BLOCKS)))
+}
+
+/// Lays the lists out within `budget` blocks: each list's heading and one line for its
+/// remainder are kept; items go to the lists in order while they fit.
+fn fill(lists: Vec<List>, budget: usize) -> Vec<Value> {
+    // Heading + "none"/"N more" line for every list.
+    let mut left = budget.saturating_sub(2 * lists.len());
+    let mut out = Vec::new();
+    for list in lists {
+        out.push(json!({"type": "header",
+            "text": {"type": "plain_text", "text": list.heading}}));
+        let mut shown = 0;
+        for item in list.items {
+            if item.len() > left {
+                break;
+            }
+            left -= item.len();
+            out.extend(item);
+            shown += 1;
+        }
+        if list.total == 0 {
+            out.push(context(Mrkdwn::text(list.empty)));
+        } else if list.total > shown {
+            out.push(context(mrkdwn!(
+                "… and {} more not shown.",
+                list.total - shown
+            )));
+        }
+    }
+    out
+}
+
+/// How long ago `at` was, briefly (`just now`, `5m`, `3h`, `2d`).
+pub fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    let secs = (now - at).num_seconds().max(0);
+    match secs {
+        0..60 => "just now".to_string(),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86_400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// A task status as the Home says it.
+pub fn status_text(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::AwaitingProcessing => "waiting for a worker",
+        TaskStatus::Processing => "in progress",
+        TaskStatus::PendingReview => "waiting for a reviewer",
+        TaskStatus::Reviewing => "under review",
+        TaskStatus::PostReviewProcessing => "returned by the reviewer",
+        TaskStatus::Complete => "complete",
+        TaskStatus::Aborted => "aborted",
+    }
+}
+
+fn offer_item(o: &HomeOffer, now: DateTime<Utc>) -> Vec<Value> {
+    let c = &o.offer;
+    let mut text = mrkdwn!(
+        "*{}*{} (task {})\nProject: {} · {}\nOffered {}",
+        c.step_description,
+        if c.review { " [Review]" } else { "" },
+        o.task_id,
+        c.project_description,
+        c.workflow_description,
+        ago(now, o.offered_at)
+    );
+    if !c.details.is_empty() {
+        text.push(&mrkdwn!("\nDetails: {}", c.details));
+    }
+    vec![
+        section(text),
+        offer_buttons(o.inquiry_id, format!("home:offer:{}", o.inquiry_id)),
+    ]
+}
+
+fn task_item(t: &HomeTask, now: DateTime<Utc>) -> Vec<Value> {
+    let mut text = mrkdwn!(
+        "*{}* (task {})\n{}, since {}",
+        t.step_description,
+        t.task_id,
+        status_text(t.status),
+        ago(now, t.since)
+    );
+    if let Some(channel) = &t.channel {
+        text.push(&mrkdwn!(" · {}", ChannelLink(channel)));
+    }
+    text.push(&mrkdwn!("\n{}", t.task));
+    let value = t.task_id.to_string();
+    match t.action {
+        Some(TaskAction::Submit) => {
+            let mut block = section(text);
+            block["block_id"] = json!(format!("home:task:{}", t.task_id));
+            block["accessory"] = with_confirm(
+                button(SUBMIT, Mrkdwn::text("Submit"), value, true),
+                "Submit this task?",
+                &format!(
+                    "Task {} goes on to review or is complete. You cannot change it afterwards.",
+                    t.task_id
+                ),
+                "Submit",
+            );
+            vec![block]
+        }
+        Some(TaskAction::Review) => vec![
+            section(text),
+            json!({"type": "actions", "block_id": format!("home:review:{}", t.task_id),
+            "elements": [
+                with_confirm(button(APPROVE, Mrkdwn::text("Approve"), value.clone(), true),
+                    "Approve this task?",
+                    &format!("Task {} passes your review.", t.task_id), "Approve"),
+                with_confirm(danger(button(SEND_BACK, Mrkdwn::text("Send back"), value, false)),
+                    "Send this task back?",
+                    &format!("Task {} goes back to its worker for more work.", t.task_id),
+                    "Send back"),
+            ]}),
+        ],
+        None => vec![section(text)],
+    }
+}
+
+fn finished_item(finished: &[HomeTask], now: DateTime<Utc>) -> Option<Vec<Value>> {
+    if finished.is_empty() {
+        return None;
+    }
+    let lines = finished.iter().map(|t| {
+        mrkdwn!(
+            "• {} (task {}): {}, {}",
+            t.task,
+            t.task_id,
+            status_text(t.status),
+            ago(now, t.since)
+        )
+    });
+    Some(vec![section(Mrkdwn::lines(lines))])
+}
+
+fn admin_lists(admin: &AdminHome, now: DateTime<Utc>) -> Vec<List> {
+    let requests = admin.requests.iter().map(|r| {
+        let mut text = mrkdwn!(
+            "*{}* (task {}){}\nBeing staffed since {}: {} offer(s) sent, {} declined",
+            r.task,
+            r.task_id,
+            if r.review { " [Review]" } else { "" },
+            ago(now, r.opened_at),
+            r.offers,
+            r.declined
+        );
+        if r.exhausted {
+            text.push(&" · everyone certified has been asked");
+        }
+        vec![section(text)]
+    });
+    let waiting = admin.waiting.iter().map(|t| {
+        let mut block = section(mrkdwn!(
+            "*{}* (task {})\n{} since {}, nobody asked",
+            t.task,
+            t.task_id,
+            status_text(t.status),
+            ago(now, t.since)
+        ));
+        block["block_id"] = json!(format!("home:staff:{}", t.task_id));
+        block["accessory"] = with_confirm(
+            button(STAFF, Mrkdwn::text("Staff"), t.task_id.to_string(), true),
+            "Start staffing?",
+            &format!(
+                "Offers for task {} go out to certified workers, a batch at a time.",
+                t.task_id
+            ),
+            "Staff",
+        );
+        vec![block]
+    });
+    let in_progress = admin.in_progress.iter().map(|t| {
+        let mut block = section(mrkdwn!(
+            "*{}* (task {})\n{}: {} since {}",
+            t.task,
+            t.task_id,
+            t.worker.as_deref().unwrap_or("?"),
+            status_text(t.status),
+            ago(now, t.since)
+        ));
+        block["block_id"] = json!(format!("home:restaff:{}", t.task_id));
+        block["accessory"] = button(
+            RESTAFF,
+            Mrkdwn::text("Restaff"),
+            t.task_id.to_string(),
+            false,
+        );
+        vec![block]
+    });
+    vec![
+        List {
+            heading: "Needs staffing",
+            items: waiting.chain(requests).collect(),
+            total: admin.waiting_total + admin.requests_total,
+            empty: "Every task has a worker or is being staffed.",
+        },
+        List {
+            heading: "In progress",
+            items: in_progress.collect(),
+            total: admin.in_progress_total,
+            empty: "Nobody is working on a task.",
+        },
+    ]
+}
+
+/// "Staffing at a glance": a heading and one line per workflow.
+fn stats_blocks(stats: &[WorkflowStats]) -> Vec<Value> {
+    let heading = json!({"type": "header", "text": {"type": "plain_text",
+        "text": format!("Staffing at a glance (last {} days)", crate::home::STATS_DAYS)}});
+    if stats.is_empty() {
+        return vec![heading, context(Mrkdwn::text("No staffing requests."))];
+    }
+    let lines = stats.iter().map(|s| {
+        let minutes = |d: Option<std::time::Duration>| {
+            d.map_or("–".to_string(), |d| duration_text(d.as_secs()))
+        };
+        let rate = if s.offers > 0 {
+            format!("{}%", s.accepted * 100 / s.offers)
+        } else {
+            "–".to_string()
+        };
+        mrkdwn!(
+            "*{}*: {} opened, {} staffed · time to staff: median {}, p90 {} · offers accepted: {} of {} ({})",
+            s.workflow,
+            s.opened,
+            s.staffed,
+            minutes(s.median_to_staff),
+            minutes(s.p90_to_staff),
+            s.accepted,
+            s.offers,
+            rate
+        )
+    });
+    vec![heading, section(Mrkdwn::lines(lines))]
+}
+
+/// `45s`, `12m`, `3h 20m`, `2d 4h`.
+fn duration_text(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+fn danger(mut button: Value) -> Value {
+    button["style"] = json!("danger");
+    button
+}
+
+/// A button that asks before it acts (Block Kit's `confirm` object; plain texts, no user data).
+fn with_confirm(mut button: Value, title: &str, text: &str, confirm: &str) -> Value {
+    button["confirm"] = json!({
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "plain_text", "text": text},
+        "confirm": {"type": "plain_text", "text": confirm},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    });
+    button
+}
+
+/// A modal, as `views.open` takes it.
+pub fn modal_view(modal: &Modal) -> Value {
+    match modal {
+        Modal::Restaff {
+            task_id,
+            task,
+            workers,
+        } => {
+            let option = |w: &String| {
+                json!({"text": {"type": "plain_text", "text": cut(w, 75)},
+                       "value": cut(w, 150)})
+            };
+            let options: Vec<Value> = workers.iter().take(100).map(option).collect();
+            let mut select = json!({"type": "static_select", "action_id": RESTAFF_SELECT,
+                "options": options});
+            if let Some(first) = workers.first() {
+                select["initial_option"] = option(first);
+            }
+            json!({
+                "type": "modal",
+                "callback_id": RESTAFF_CALLBACK,
+                "private_metadata": task_id.to_string(),
+                "title": {"type": "plain_text", "text": "Restaff a task"},
+                "submit": {"type": "plain_text", "text": "Restaff"},
+                "close": {"type": "plain_text", "text": "Cancel"},
+                "blocks": [
+                    section(mrkdwn!("*{}* (task {})", task, task_id)),
+                    {"type": "input", "block_id": RESTAFF_INPUT,
+                     "label": {"type": "plain_text", "text": "Worker to replace"},
+                     "element": select},
+                    context(Mrkdwn::text("They keep the task until another certified worker accepts it; then they are removed from the project channel and told so.")),
+                ],
+            })
+        }
+    }
+}
+
+/// `text` cut to `max` characters (plain texts in views have limits).
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::home::{HomeTask, RequestLine, TaskLine};
+    use crate::messages::OfferContent;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn offer(i: i64) -> HomeOffer {
+        HomeOffer {
+            inquiry_id: i,
+            task_id: 100 + i,
+            offered_at: now() - chrono::Duration::minutes(5),
+            offer: OfferContent {
+                workflow_description: "News".into(),
+                project_description: "Q&A <draft>".into(),
+                step_description: "Write".into(),
+                review: false,
+                details: String::new(),
+            },
+        }
+    }
+
+    fn task(i: i64, action: Option<TaskAction>) -> HomeTask {
+        HomeTask {
+            task_id: i,
+            task: "news (Q&A) - write".into(),
+            step_description: "Write".into(),
+            channel: Some("G0PROJ".into()),
+            status: TaskStatus::Processing,
+            since: now() - chrono::Duration::hours(2),
+            action,
+        }
+    }
+
+    fn line(i: i64) -> TaskLine {
+        TaskLine {
+            task_id: i,
+            task: "news (Q&A) - write".into(),
+            status: TaskStatus::AwaitingProcessing,
+            since: now() - chrono::Duration::days(1),
+            worker: Some("rob".into()),
+        }
+    }
+
+    fn busy_admin_home() -> HomeData {
+        HomeData {
+            now: now(),
+            notice: None,
+            worker: Some("ada".into()),
+            offers: (0..80).map(offer).collect(),
+            tasks: (0..30).map(|i| task(i, Some(TaskAction::Review))).collect(),
+            finished: (0..10).map(|i| task(i, None)).collect(),
+            admin: Some(AdminHome {
+                requests: (0..50)
+                    .map(|i| RequestLine {
+                        task_id: i,
+                        task: "t".into(),
+                        review: false,
+                        opened_at: now(),
+                        offers: 3,
+                        declined: 1,
+                        exhausted: false,
+                    })
+                    .collect(),
+                requests_total: 120,
+                waiting: (0..50).map(line).collect(),
+                waiting_total: 50,
+                in_progress: (0..50).map(line).collect(),
+                in_progress_total: 75,
+                stats: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_busy_home_keeps_to_100_blocks_most_urgent_first_and_says_what_is_left() {
+        let mut home = busy_admin_home();
+        home.notice = Some("Task 3 is now complete.".into());
+        let view = home_view(&home);
+        let blocks = view["blocks"].as_array().expect("blocks");
+        assert!(blocks.len() <= MAX_HOME_BLOCKS, "{}", blocks.len());
+        let text = view.to_string();
+        // Offers come first and get the room they need; later lists say what they left out.
+        assert!(text.contains("Task 3 is now complete."));
+        assert!(text.contains("more not shown"), "{text}");
+        for heading in [
+            "Open offers",
+            "Your tasks",
+            "Needs staffing",
+            "In progress",
+            "Recently finished",
+            "Staffing at a glance",
+        ] {
+            assert!(text.contains(heading), "{heading} missing");
+        }
+        assert!(text.contains("Q&amp;A &lt;draft&gt;"), "escaped");
+    }
+
+    #[test]
+    fn ages_read_briefly() {
+        let n = now();
+        assert_eq!(ago(n, n), "just now");
+        assert_eq!(ago(n, n - chrono::Duration::minutes(5)), "5m ago");
+        assert_eq!(ago(n, n - chrono::Duration::hours(3)), "3h ago");
+        assert_eq!(ago(n, n - chrono::Duration::days(2)), "2d ago");
+        assert_eq!(duration_text(7500), "2h 5m");
+    }
+}
