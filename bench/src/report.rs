@@ -619,7 +619,7 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
         out,
         "\n## Through Socket Mode (SQLite)\n\n\
          The real `staffbot serve` binary (release build) as a child process, against the fake \
-         Slack (`tests/fake-slack`) running in the benchmark process: W=1000 workers, 1,500 open \
+         Slack (`crates/slack-sim`) running in the benchmark process: W=1000 workers, 1,500 open \
          requests with two offers each (one staffing round before the daemon starts; their DMs \
          are marked delivered), 500 spare tasks for `staff`. Ack latency is measured by the fake, \
          from writing the envelope to reading the ack. Default configuration (loops every 10 s, \

@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fake_slack::{FakeSlack, FakeSlackConfig};
 use rand::SeedableRng;
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use serde_json::json;
+use slack_sim::{FakeSlack, FakeSlackConfig};
 use staffbot::db::statement;
 
 use crate::data::{self, ADMIN_SLACK_ID, Shape};

@@ -2,6 +2,7 @@
 //! stdout, logs and errors to stderr; errors are one line and a non-zero exit code.
 
 mod check;
+mod demo;
 mod migrate;
 mod project;
 mod serve;
@@ -63,6 +64,8 @@ pub enum Command {
     Restaff(staff::RestaffArgs),
     /// Run the periodic loops once now and deliver what is due (cron-friendly; safe beside serve)
     Tick(tick::TickArgs),
+    /// Try staffbot with no Slack account: a simulated workspace in your browser, the real daemon
+    Demo(demo::DemoArgs),
 }
 
 /// What every command gets: configuration, a migrated database, the clock, and randomness.
@@ -84,6 +87,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         // Commands that must not apply migrations on their own.
         Command::Migrate(args) => migrate::run(&config, args).await,
         Command::Check => check::run(&config).await,
+        // Its own database and its own Slack.
+        Command::Demo(args) => demo::run(config, args).await,
         command => {
             let db = crate::db::connect_and_migrate(config.database_url.expose()).await?;
             let app = App {
@@ -100,7 +105,9 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Command::Staff(a) => staff::run_staff(&app, a).await,
                 Command::Restaff(a) => staff::run_restaff(&app, a).await,
                 Command::Tick(a) => tick::run(&app, a).await,
-                Command::Migrate(_) | Command::Check => unreachable!("handled above"),
+                Command::Migrate(_) | Command::Check | Command::Demo(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

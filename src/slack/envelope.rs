@@ -173,7 +173,7 @@ pub fn redacted(payload: &Value) -> Value {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake-slack/fixtures");
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/slack-sim/fixtures");
 
     fn fixture(path: &str) -> String {
         std::fs::read_to_string(format!("{FIXTURES}/{path}")).expect("fixture exists")

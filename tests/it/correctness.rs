@@ -1,8 +1,8 @@
 //! Defects found by testing staffbot as a user would (issue 17): each test failed before its fix.
 
 use chrono::Utc;
-use fake_slack::Fault;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use slack_sim::Fault;
 use staffbot::db::AssignmentStatus;
 use staffbot::db::entities::{outbox, staffing_inquiry, task_assignment};
 use staffbot::lifecycle;

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use fake_slack::{FakeSlack, FakeSlackConfig, Fault};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder,
 };
 use serde_json::{Value, json};
+use slack_sim::{FakeSlack, FakeSlackConfig, Fault};
 use staffbot::db::entities::{outbox, staffing_inquiry, task, worker};
 use staffbot::db::{OutboxStatus, Role};
 use staffbot::lifecycle;

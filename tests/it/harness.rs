@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_slack::{Ack, ApiCall, FakeSlack, FakeSlackConfig};
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 use serde_json::Value;
+use slack_sim::{Ack, ApiCall, FakeSlack, FakeSlackConfig};
 use staffbot::clock::SystemClock;
 use staffbot::config::Config;
 use staffbot::daemon::Daemon;

@@ -341,7 +341,7 @@ async fn slash_tasks_lists_a_workers_offers_and_tasks() {
 async fn a_failed_home_publish_is_retried() {
     let mut t = TeamSpec::new().workers(&["alice"]).start().await;
     t.h.fake
-        .fail_next("views.publish", fake_slack::Fault::ServerError, 1);
+        .fail_next("views.publish", slack_sim::Fault::ServerError, 1);
     open_home(&t.h, "alice", "## Open offers").await;
     assert!(
         t.h.fake.calls_to("views.publish").len() >= 2,

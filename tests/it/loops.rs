@@ -2,9 +2,9 @@
 //! throttling, unstaffed-task warnings.
 
 use chrono::{DateTime, Utc};
-use fake_slack::ApiCall;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use serde_json::json;
+use slack_sim::ApiCall;
 use staffbot::db::entities::{sanity_check, staffing_inquiry, workflow_version};
 use staffbot::db::statement;
 use staffbot::workflow::rules::SubmitKind;

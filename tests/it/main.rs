@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod correctness;
+mod demo;
 mod faults;
 mod fencing;
 mod harness;

@@ -4,11 +4,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fake_slack::{FakeSlack, FakeSlackConfig};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
 };
 use serde_json::json;
+use slack_sim::{FakeSlack, FakeSlackConfig};
 use staffbot::db::entities::{handled_envelope, outbox, staffing_request, worker};
 
 use crate::common::{TestDb, add_worker, load_workflow, t0, write_workflow};

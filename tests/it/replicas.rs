@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use fake_slack::{FakeSlack, FakeSlackConfig};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
+use slack_sim::{FakeSlack, FakeSlackConfig};
 use staffbot::db::Role;
 use staffbot::db::entities::{staffing_inquiry, task_assignment};
 use staffbot::lifecycle;

@@ -5,9 +5,9 @@
 //! review`) and commit the `.snap` files with the change.
 
 use chrono::Utc;
-use fake_slack::ApiCall;
 use insta::{assert_json_snapshot, assert_snapshot};
 use serde_json::{Map, Value, json};
+use slack_sim::ApiCall;
 use staffbot::db::entities::staffing_inquiry;
 use staffbot::workflow::rules::SubmitKind;
 
@@ -278,7 +278,7 @@ async fn an_offer_slack_refuses_is_reported() {
     t.staff().await;
     t.h.fake.fail_next(
         "chat.postMessage",
-        fake_slack::Fault::ApiError("invalid_blocks".into()),
+        slack_sim::Fault::ApiError("invalid_blocks".into()),
         1,
     );
     let calls = t.offers(2).await;

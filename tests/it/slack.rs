@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use fake_slack::Fault;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
+use slack_sim::Fault;
 use staffbot::db::entities::{outbox, staffing_request};
 use staffbot::db::{OutboxStatus, RequestCause, RequestStatus};
 use staffbot::lifecycle;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fake_slack::{FakeSlack, FakeSlackConfig, Fault};
+use slack_sim::{FakeSlack, FakeSlackConfig, Fault};
 use staffbot::clock::SystemClock;
 use staffbot::daemon::Daemon;
 use staffbot::slack::socket::SocketSettings;

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use fake_slack::ApiCall;
 use futures_util::future::join_all;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
+use slack_sim::ApiCall;
 use staffbot::db::entities::{
     staffing_inquiry, staffing_request, staffing_response, task, task_assignment, worker,
 };

@@ -100,6 +100,7 @@ mod modal;
 pub mod render;
 mod socket;
 mod state;
+mod ui;
 pub mod views;
 mod web;
 
@@ -226,6 +227,11 @@ impl Inner {
         r
     }
 
+    /// A receiver woken after every state change.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Runs `f` on the state without waking anyone.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.lock())
@@ -264,7 +270,7 @@ impl Inner {
             let available = self.wait_until(left, |s| !s.deliverable().is_empty()).await;
             assert!(
                 available,
-                "fake-slack: no open Socket Mode connection within {DELIVERY_WAIT:?} to deliver {frame}"
+                "slack-sim: no open Socket Mode connection within {DELIVERY_WAIT:?} to deliver {frame}"
             );
             let Some(tx) = self.update(|s| {
                 let ids = s.deliverable();
@@ -300,7 +306,7 @@ impl Inner {
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            tracing::warn!(frame = raw, "fake-slack: client frame is not an ack");
+            tracing::warn!(frame = raw, "slack-sim: client frame is not an ack");
             return;
         };
         let payload = parsed
@@ -315,7 +321,7 @@ impl Inner {
                 .get(&envelope_id)
                 .map(|t| now.saturating_duration_since(*t))
                 .unwrap_or_default();
-            tracing::debug!(%envelope_id, ?latency, "fake-slack: ack");
+            tracing::debug!(%envelope_id, ?latency, "slack-sim: ack");
             s.acks.push(Ack {
                 envelope_id,
                 payload,
@@ -334,13 +340,22 @@ pub struct FakeSlack {
 
 impl FakeSlack {
     /// Binds `127.0.0.1:0` and serves in a spawned task on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// If no loopback port can be bound.
     pub async fn start(config: FakeSlackConfig) -> FakeSlack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        FakeSlack::start_on(config, addr)
             .await
-            .expect("fake-slack: bind 127.0.0.1:0");
-        let addr = listener
-            .local_addr()
-            .expect("fake-slack: local address of the listener");
+            .expect("slack-sim: bind 127.0.0.1:0")
+    }
+
+    /// Binds `addr` (port 0: any free port) and serves there in a spawned task: the Web API
+    /// under `/api`, Socket Mode under `/link`, and the workspace as a web page at `/`.
+    pub async fn start_on(config: FakeSlackConfig, addr: SocketAddr) -> std::io::Result<FakeSlack> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -358,16 +373,16 @@ impl FakeSlack {
         // than waiting for Nagle's algorithm to coalesce them.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
-                tracing::warn!(%err, "fake-slack: cannot set TCP_NODELAY");
+                tracing::warn!(%err, "slack-sim: cannot set TCP_NODELAY");
             }
         });
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(%err, "fake-slack: server stopped");
+                tracing::error!(%err, "slack-sim: server stopped");
             }
         });
-        tracing::debug!(%addr, "fake-slack: listening");
-        FakeSlack { inner }
+        tracing::debug!(%addr, "slack-sim: listening");
+        Ok(FakeSlack { inner })
     }
 
     /// The Web API base URL, `http://127.0.0.1:PORT/api` (no trailing slash).
@@ -467,7 +482,7 @@ impl FakeSlack {
     /// If `overrides` is not a JSON object, or no connection opens within 10 s.
     pub async fn send_slash_with(&self, overrides: Value) -> String {
         let Value::Object(overrides) = overrides else {
-            panic!("fake-slack: send_slash_with needs a JSON object, got {overrides}");
+            panic!("slack-sim: send_slash_with needs a JSON object, got {overrides}");
         };
         let cfg = &self.inner.config;
         let (envelope_id, trigger_id, response_url) = self.fresh_envelope_ids();
@@ -516,10 +531,15 @@ impl FakeSlack {
         overrides: Value,
     ) -> String {
         let Value::Object(overrides) = overrides else {
-            panic!("fake-slack: send_block_action_with needs a JSON object, got {overrides}");
+            panic!("slack-sim: send_block_action_with needs a JSON object, got {overrides}");
         };
         let cfg = &self.inner.config;
         let (envelope_id, trigger_id, response_url) = self.fresh_envelope_ids();
+        if let Some(id) = response_url.rsplit('/').next() {
+            let owner = (user_id.to_string(), channel_id.to_string());
+            self.inner
+                .update(|s| s.response_owners.insert(id.to_string(), owner));
+        }
         let (user_name, action_ts, source) = self.inner.update(|s| {
             let name = s
                 .users
@@ -610,7 +630,7 @@ impl FakeSlack {
         let frame = self
             .inner
             .update(|s| s.frames.get(envelope_id).cloned())
-            .unwrap_or_else(|| panic!("fake-slack: no envelope {envelope_id} to redeliver"));
+            .unwrap_or_else(|| panic!("slack-sim: no envelope {envelope_id} to redeliver"));
         self.inner
             .deliver(frame, Some(envelope_id.to_string()))
             .await;
@@ -736,7 +756,7 @@ impl FakeSlack {
             })
             .await;
         if !gone {
-            tracing::warn!("fake-slack: sockets still open {TEARDOWN_WAIT:?} after teardown");
+            tracing::warn!("slack-sim: sockets still open {TEARDOWN_WAIT:?} after teardown");
         }
     }
 
@@ -857,7 +877,7 @@ impl FakeSlack {
     pub async fn click_home(&self, user: &str, action_id: &str, value: &str) -> String {
         let Some(view) = self.home_view(user) else {
             panic!(
-                "fake-slack: {user} has no published Home view to click {action_id:?} ({value:?}) in"
+                "slack-sim: {user} has no published Home view to click {action_id:?} ({value:?}) in"
             );
         };
         let buttons = modal::buttons(&view);
@@ -867,7 +887,7 @@ impl FakeSlack {
             .cloned()
         else {
             panic!(
-                "fake-slack: {user}'s Home view has no button action_id={action_id:?} \
+                "slack-sim: {user}'s Home view has no button action_id={action_id:?} \
                  value={value:?}; its buttons: {}",
                 modal::describe_buttons(&buttons)
             );
@@ -900,7 +920,7 @@ impl FakeSlack {
         overrides: Value,
     ) -> String {
         let Value::Object(overrides) = overrides else {
-            panic!("fake-slack: send_view_action_with needs a JSON object, got {overrides}");
+            panic!("slack-sim: send_view_action_with needs a JSON object, got {overrides}");
         };
         let view = self.home_view(user);
         let rendered = view.as_ref().and_then(|v| {
@@ -998,6 +1018,14 @@ impl FakeSlack {
             .read(|s| s.modals.get(user).and_then(|m| m.views.last().cloned()))
     }
 
+    /// `user` closes their modal (the × or Cancel): it is gone, as in Slack (staffbot does not
+    /// ask for `view_closed` events).
+    pub fn close_modal(&self, user: &str) {
+        self.inner.update(|s| {
+            s.modals.remove(user);
+        });
+    }
+
     /// Waits until `user` has a modal open; `false` on timeout.
     pub async fn wait_for_modal(&self, user: &str, timeout: Duration) -> bool {
         self.inner
@@ -1046,7 +1074,7 @@ impl FakeSlack {
             Some((view, name))
         });
         let Some((view, name)) = submitted else {
-            panic!("fake-slack: {user} has no open modal to submit");
+            panic!("slack-sim: {user} has no open modal to submit");
         };
         let view_id = view["id"].as_str().unwrap_or_default().to_string();
         let mut payload = fixtures::load(fixtures::VIEW_SUBMISSION_PAYLOAD);
@@ -1065,9 +1093,7 @@ impl FakeSlack {
         });
         let id = self.send_envelope(envelope).await;
         let Some(ack) = self.wait_ack(&id, SUBMIT_ACK_WAIT).await else {
-            panic!(
-                "fake-slack: no ack of {user}'s view_submission {id} within {SUBMIT_ACK_WAIT:?}"
-            );
+            panic!("slack-sim: no ack of {user}'s view_submission {id} within {SUBMIT_ACK_WAIT:?}");
         };
         let nonce = self.inner.nonce;
         self.inner.update(|s| {

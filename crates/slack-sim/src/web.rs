@@ -23,6 +23,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/link/", get(crate::socket::link))
         .route("/link", get(crate::socket::link))
         .route("/response/{id}", post(response_url))
+        .merge(crate::ui::router())
         .with_state(inner)
 }
 
@@ -196,7 +197,7 @@ async fn api(
         dispatch(&ctx, s, &method, fields)
     });
 
-    tracing::debug!(%method, status = reply.status, response = %reply.body, "fake-slack: Web API call");
+    tracing::debug!(%method, status = reply.status, response = %reply.body, "slack-sim: Web API call");
     let response = json_response(reply.status, &reply.body, reply.retry_after);
     inner.update(|s| {
         s.calls.push(ApiCall {
@@ -217,7 +218,7 @@ async fn api(
             inner: inner.clone(),
             method: method.clone(),
         };
-        tracing::debug!(%method, "fake-slack: holding the response");
+        tracing::debug!(%method, "slack-sim: holding the response");
         while !inner
             .wait_until(HOLD_WAIT, |s| {
                 s.releases.get(&method).copied().unwrap_or(0) != generation
@@ -255,8 +256,22 @@ async fn response_url(
 ) -> Response {
     let value = serde_json::from_slice::<Value>(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    tracing::debug!(%id, body = %value, "fake-slack: response_url post");
-    inner.update(|s| s.response_posts.push(value));
+    tracing::debug!(%id, body = %value, "slack-sim: response_url post");
+    inner.update(|s| {
+        if let Some((user, channel)) = s.response_owners.get(&id).cloned() {
+            let seq = s.next_id();
+            let after = s.messages.len();
+            s.ephemerals.push(crate::state::Ephemeral {
+                after,
+                user,
+                channel,
+                text: value["text"].as_str().unwrap_or_default().to_string(),
+                blocks: value.get("blocks").cloned(),
+                seq,
+            });
+        }
+        s.response_posts.push(value)
+    });
     json_response(200, &json!({"ok": true}), None)
 }
 

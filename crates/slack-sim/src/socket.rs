@@ -32,7 +32,7 @@ pub(crate) async fn link(
         .as_ref()
         .is_some_and(|t| inner.read(|s| s.tickets.contains(t)));
     if !valid {
-        tracing::debug!(?ticket, "fake-slack: rejected WebSocket ticket");
+        tracing::debug!(?ticket, "slack-sim: rejected WebSocket ticket");
         return (
             StatusCode::UNAUTHORIZED,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -74,7 +74,7 @@ async fn accept(inner: Arc<Inner>, socket: WebSocket) {
         );
         s.conns.len()
     });
-    tracing::debug!(id, num_connections, "fake-slack: WebSocket connected");
+    tracing::debug!(id, num_connections, "slack-sim: WebSocket connected");
     let _ = start.send(num_connections);
 }
 
@@ -90,7 +90,7 @@ impl Drop for ConnGuard {
         self.inner.update(|s| {
             s.conns.remove(&id);
         });
-        tracing::debug!(id, "fake-slack: WebSocket gone");
+        tracing::debug!(id, "slack-sim: WebSocket gone");
     }
 }
 

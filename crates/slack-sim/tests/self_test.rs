@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use fake_slack::{FakeSlack, FakeSlackConfig, Fault};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use slack_sim::{FakeSlack, FakeSlackConfig, Fault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 

@@ -48,6 +48,20 @@ pub(crate) struct Channel {
 /// How long a `trigger_id` may be exchanged after it was issued, as Slack documents it.
 pub(crate) const TRIGGER_LIFETIME: Duration = Duration::from_secs(3);
 
+/// An answer only one user sees (a slash command's reply, a `response_url` post), as the web
+/// page shows it in a conversation.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ephemeral {
+    pub user: String,
+    pub channel: String,
+    pub text: String,
+    pub blocks: Option<serde_json::Value>,
+    /// How many messages there were when it came (it shows after them).
+    pub after: usize,
+    /// Order among ephemerals (the fake's id counter).
+    pub seq: u64,
+}
+
 /// A user's published Home tab.
 pub(crate) struct HomeView {
     /// The view as Slack stores it (the `view` of the `views.publish` answer).
@@ -115,6 +129,11 @@ pub(crate) struct State {
     // --- Web API ---
     pub calls: Vec<ApiCall>,
     pub response_posts: Vec<serde_json::Value>,
+    /// Who clicked where, by `response_url` id: the web page shows an ephemeral answer posted
+    /// there to that user, in that conversation.
+    pub response_owners: HashMap<String, (String, String)>,
+    /// Ephemeral answers the web page shows: slash command replies and `response_url` posts.
+    pub ephemerals: Vec<Ephemeral>,
     pub faults: HashMap<String, VecDeque<Fault>>,
     /// Faults that answer every call of a method (or of every method, key `*`) until cleared.
     pub lasting_faults: HashMap<String, Fault>,
