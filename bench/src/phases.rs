@@ -252,6 +252,7 @@ impl Envelopes {
                     allowed: Default::default(),
                 },
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
+                notices: Default::default(),
             },
             next: 0,
         }

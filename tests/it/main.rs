@@ -13,6 +13,7 @@ mod loops;
 mod machine;
 mod manifest;
 mod migrations;
+mod notices;
 mod ops;
 mod process;
 mod properties;

@@ -19,7 +19,8 @@
 //!   so client pings go unanswered).
 //! - **Web API.** `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
 //!   `conversations.open`, `conversations.invite`, `conversations.kick`, `conversations.info`,
-//!   `conversations.history`, `users.info` and `views.publish`, over a small in-memory workspace
+//!   `conversations.history`, `users.info`, `bots.info` (the app's bot only) and `views.publish`,
+//!   over a small in-memory workspace
 //!   (users, private channels with members, DMs `D<user id>`, messages). `chat.postMessage`
 //!   stores the message `metadata` (`event_type`, `event_payload`); `conversations.history`
 //!   returns it with `include_all_metadata=true`. Bodies are read as JSON or as urlencoded
