@@ -101,6 +101,10 @@ pub struct StaffbotConfig {
     pub reminder_interval: Duration,
     pub allowed: AllowedConfig,
     pub random_seed: Option<u64>,
+    /// Post a task's status changes (picked up, awaiting review, …) to its project's channel.
+    pub status_notices: bool,
+    /// Where a copy of every status notice goes (Orchestra's internal notification channel).
+    pub notifications_channel: Option<String>,
 }
 
 impl Default for StaffbotConfig {
@@ -113,6 +117,48 @@ impl Default for StaffbotConfig {
             reminder_interval: Duration::from_secs(24 * 3600),
             allowed: AllowedConfig::default(),
             random_seed: None,
+            status_notices: true,
+            notifications_channel: None,
+        }
+    }
+}
+
+/// What the task lifecycle needs to know to post status notices: whether to, and where a copy
+/// of each goes besides the project's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeSettings {
+    /// `staffbot.status_notices`.
+    pub enabled: bool,
+    /// `staffbot.notifications_channel`.
+    pub channel: Option<String>,
+}
+
+impl Default for NoticeSettings {
+    /// Notices on, no notifications channel (the configuration's defaults).
+    fn default() -> Self {
+        NoticeSettings {
+            enabled: true,
+            channel: None,
+        }
+    }
+}
+
+impl NoticeSettings {
+    /// No notices at all.
+    pub fn off() -> Self {
+        NoticeSettings {
+            enabled: false,
+            channel: None,
+        }
+    }
+}
+
+impl StaffbotConfig {
+    /// The status notices' settings.
+    pub fn notices(&self) -> NoticeSettings {
+        NoticeSettings {
+            enabled: self.status_notices,
+            channel: self.notifications_channel.clone(),
         }
     }
 }
@@ -668,6 +714,9 @@ mod tests {
         assert!(c.staffbot.allowed.user_ids.is_none());
         assert_eq!(c.retention.envelopes, Duration::from_secs(7 * 86_400));
         assert_eq!(c.retention.outbox, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.staffbot.notices(), NoticeSettings::default());
+        assert!(c.staffbot.status_notices);
+        assert!(c.staffbot.notifications_channel.is_none());
     }
 
     #[test]
@@ -688,6 +737,8 @@ staffing_min_time = "1h30m"
 staffing_group_id = "C0STAFF"
 reminder_interval = "2d"
 random_seed = 7
+status_notices = false
+notifications_channel = "C0NOTES"
 [staffbot.allowed]
 team_ids = ["T1"]
 team_domains = ["acme"]
@@ -721,6 +772,13 @@ outbox = "90d"
             Duration::from_secs(2 * 86_400)
         );
         assert_eq!(c.staffbot.random_seed, Some(7));
+        assert_eq!(
+            c.staffbot.notices(),
+            NoticeSettings {
+                enabled: false,
+                channel: Some("C0NOTES".into())
+            }
+        );
         assert_eq!(c.staffbot.allowed.commands, Some(vec!["/staffbot".into()]));
         assert_eq!(c.loops.lease_ttl, Duration::from_secs(60));
         assert_eq!(c.log.format, LogFormat::Json);
@@ -807,6 +865,13 @@ command = ["./run"]
             err.to_string().contains("`staffbot.allowed.users`"),
             "{err}"
         );
+        let err = parse("[staffbot]\nstatus_notice = false\n").expect_err("typo");
+        assert!(
+            err.to_string().contains("`staffbot.status_notice`"),
+            "{err}"
+        );
+        let err = parse("[staffbot]\nstatus_notices = \"yes\"\n").expect_err("not a bool");
+        assert!(err.to_string().contains("invalid type"), "{err}");
         let err = parse("colour = 1\n").expect_err("top level");
         assert!(err.to_string().contains("`colour`"), "{err}");
     }

@@ -167,6 +167,8 @@ struct SlackAccess {
     client: Arc<SlackHyperClient>,
     bot_token: SlackApiToken,
     app_token: SlackApiToken,
+    /// What `auth.test` said about the bot.
+    identity: web::BotIdentity,
 }
 
 /// Checks both tokens (`auth.test`, `apps.connections.open`), retrying while Slack cannot be
@@ -203,6 +205,7 @@ async fn check_tokens(
         client,
         bot_token,
         app_token,
+        identity,
     })
 }
 
@@ -224,6 +227,7 @@ fn socket_mode(
             random_seed: config.staffbot.random_seed,
         },
         outbox_wake: outbox_wake.clone(),
+        notices: config.staffbot.notices(),
     });
     SocketMode::new(
         slack.client.clone(),
@@ -296,7 +300,9 @@ fn spawn_loops(
         .collect()
 }
 
-/// The outbox sender, woken by `outbox_wake` and every [`SENDER_IDLE`].
+/// The outbox sender, woken by `outbox_wake` and every [`SENDER_IDLE`]. It first learns the
+/// app's Home tab for reminders' links (`bots.info`, at most [`web::APP_HOME_TIMEOUT`]; without
+/// it, reminders go without the link): start-up does not wait for that.
 fn spawn_sender(
     config: &Config,
     db: DatabaseConnection,
@@ -307,14 +313,13 @@ fn spawn_sender(
     cancel: &CancellationToken,
 ) -> JoinHandle<()> {
     let call_timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
-    let web = MorphismWeb {
-        client: slack.client,
-        bot_token: slack.bot_token,
-        timeout: call_timeout,
-    };
     let sender = Sender::new(
         db,
-        Arc::new(web),
+        Arc::new(MorphismWeb {
+            client: slack.client.clone(),
+            bot_token: slack.bot_token.clone(),
+            timeout: call_timeout,
+        }),
         clock,
         config.loops.lease_ttl,
         holder.to_string(),
@@ -323,7 +328,16 @@ fn spawn_sender(
     .with_staffing_channel(config.staffbot.staffing_group_id.clone());
     let cancel = cancel.child_token();
     let wake = outbox_wake.clone();
-    tokio::spawn(async move { sender.run(cancel, wake, SENDER_IDLE).await })
+    tokio::spawn(async move {
+        let render = tokio::select! {
+            _ = cancel.cancelled() => Default::default(),
+            ctx = web::render_context(&slack.client, &slack.bot_token, &slack.identity) => ctx,
+        };
+        sender
+            .with_render_context(render)
+            .run(cancel, wake, SENDER_IDLE)
+            .await
+    })
 }
 
 /// What an orderly shutdown stops, in order.

@@ -9,6 +9,7 @@ use rand::Rng;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
+use crate::config::NoticeSettings;
 use crate::db::entities::{
     project, step, step_dependency, task, task_assignment, worker, workflow_version,
 };
@@ -18,7 +19,7 @@ use crate::db::{
     tasks, workers, workflows,
 };
 use crate::error::{Error, Result, StoredDataInvalid, UserError};
-use crate::messages::{Message, Outgoing};
+use crate::messages::{Message, NoticeStatus, Outgoing};
 use crate::outbox;
 use crate::requests;
 use crate::workflow::functions::{AssignmentPolicy, ReviewPolicy, StepAssignmentPolicies};
@@ -121,6 +122,7 @@ pub async fn create_project<C: ConnectionTrait>(
     short_description: &str,
     priority: i32,
     slack_channel_id: Option<String>,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<i64> {
     let project = projects::insert(
@@ -134,7 +136,7 @@ pub async fn create_project<C: ConnectionTrait>(
         now,
     )
     .await?;
-    create_subsequent_tasks(conn, project.id, now).await?;
+    create_subsequent_tasks(conn, project.id, notices, now).await?;
     Ok(project.id)
 }
 
@@ -143,6 +145,7 @@ pub async fn create_project<C: ConnectionTrait>(
 pub async fn create_subsequent_tasks<C: ConnectionTrait>(
     conn: &C,
     project_id: i64,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
     let project = find_project(conn, project_id).await?;
@@ -168,7 +171,7 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
         outbox::refresh_homes(conn, &[t.id], now).await?;
         created.push(t.id);
         if s.is_human {
-            apply_policy(conn, &t, s, PolicyKind::EntryLevel, now).await?;
+            apply_policy(conn, &t, s, PolicyKind::EntryLevel, notices, now).await?;
         } else {
             tracing::info!(task_id = t.id, step = %s.slug, "machine task created; waiting for its automation");
         }
@@ -200,6 +203,7 @@ pub async fn apply_policy<C: ConnectionTrait>(
     task: &task::Model,
     step: &step::Model,
     kind: PolicyKind,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let policies = assignment_policies(step)?;
@@ -238,7 +242,7 @@ pub async fn apply_policy<C: ConnectionTrait>(
                 Error::User(u) => Error::User(failed(u.to_string())),
                 other => other,
             })?;
-            match assign_task(conn, task.id, &worker, now).await {
+            match assign_task_by(conn, task.id, &worker, AssignedBy::Policy, notices, now).await {
                 Ok(_) => Ok(()),
                 Err(Error::User(u)) => Err(failed(u.to_string()).into()),
                 Err(e) => Err(e),
@@ -262,7 +266,8 @@ pub async fn apply_policy<C: ConnectionTrait>(
                 };
                 // Re-read: an earlier candidate may have been assigned already.
                 let current = find_task(conn, task.id).await?;
-                match assign_task(conn, current.id, &worker, now).await {
+                let by = AssignedBy::Policy;
+                match assign_task_by(conn, current.id, &worker, by, notices, now).await {
                     Ok(_) => return Ok(()),
                     Err(Error::User(e)) => {
                         tracing::info!(task_id = task.id, worker = %worker.username, "previously_completed_steps: {e}");
@@ -369,10 +374,40 @@ pub struct TaskFacts {
     pub project_id: i64,
 }
 
+/// A new assignment and the status change it made.
+#[derive(Debug, Clone)]
+pub struct Assigned {
+    pub assignment: task_assignment::Model,
+    /// The task's new status: `processing` or `reviewing`.
+    pub status: TaskStatus,
+    /// The task's count of status changes, this one included (its notices' key).
+    pub status_changes: i32,
+}
+
+/// Who made an assignment: a person (an offer won, `task assign`) or a step's assignment
+/// policy. The status notice says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignedBy {
+    Person,
+    Policy,
+}
+
+impl Assigned {
+    /// What the status notice of this assignment says.
+    pub fn notice(&self, by: AssignedBy) -> NoticeStatus {
+        match (self.status, by) {
+            (TaskStatus::Reviewing, _) => NoticeStatus::UnderReview,
+            (_, AssignedBy::Policy) => NoticeStatus::AutoStaffed,
+            (_, AssignedBy::Person) => NoticeStatus::PickedUp,
+        }
+    }
+}
+
 /// Assigns `worker_id` to a task from facts the caller already loaded (the task, its
 /// assignments ordered by counter, whether the worker holds the step's certifications at the
 /// role the task's status needs): the rules of `assign_task` in two statements, the new
-/// assignment and the task's status. Slack messages and staffing requests are the caller's.
+/// assignment and the task's status. Slack messages (the welcome, the status notices) and
+/// staffing requests are the caller's.
 pub async fn assign_prepared<C: ConnectionTrait>(
     conn: &C,
     task: TaskFacts,
@@ -380,7 +415,7 @@ pub async fn assign_prepared<C: ConnectionTrait>(
     worker_id: i64,
     certified: bool,
     now: DateTime<Utc>,
-) -> Result<task_assignment::Model> {
+) -> Result<Assigned> {
     rules::required_role(task.status)?;
     let counters: Vec<i32> = existing.iter().map(|a| a.assignment_counter).collect();
     let counter = rules::required_role_counter(task.status, &counters)?;
@@ -412,8 +447,12 @@ pub async fn assign_prepared<C: ConnectionTrait>(
         TaskStatus::AwaitingProcessing => TaskStatus::Processing,
         _ => TaskStatus::Reviewing,
     };
-    tasks::set_status_by_id(conn, task.id, next, now).await?;
-    Ok(assignment)
+    let status_changes = tasks::set_status_by_id(conn, task.id, next, now).await?;
+    Ok(Assigned {
+        assignment,
+        status: next,
+        status_changes,
+    })
 }
 
 /// Assigns a worker to a task waiting for one (behaviour §4.5 `assign_task`, with W-9 fixed:
@@ -422,6 +461,19 @@ pub async fn assign_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     worker: &worker::Model,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+) -> Result<task_assignment::Model> {
+    assign_task_by(conn, task_id, worker, AssignedBy::Person, notices, now).await
+}
+
+/// [`assign_task`], by a person or an assignment policy.
+async fn assign_task_by<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    by: AssignedBy,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<task_assignment::Model> {
     let task = find_task(conn, task_id).await?;
@@ -437,13 +489,152 @@ pub async fn assign_task<C: ConnectionTrait>(
         step_id: task.step_id,
         project_id: task.project_id,
     };
-    let assignment = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
+    let assigned = assign_prepared(conn, facts, &existing, worker.id, certified, now).await?;
+    let assignment = &assigned.assignment;
     outbox::refresh_homes(conn, &[task_id], now).await?;
     let project = find_project(conn, task.project_id).await?;
-    queue_welcome(conn, &project, &assignment, worker, now).await?;
+    queue_welcome(conn, &project, assignment, worker, now).await?;
+    let change = Change {
+        task: &task,
+        project: Some(&project),
+        status: assigned.notice(by),
+        count: assigned.status_changes,
+        worker_id: worker.id,
+    };
+    queue_notices(conn, notices, change, now).await?;
     requests::record_assignment_win(conn, task_id, assignment.assignment_counter, worker.id, now)
         .await?;
-    Ok(assignment)
+    Ok(assigned.assignment)
+}
+
+// ---- status notices (behaviour §10.4) ----
+
+/// What a status notice says about its task, besides the status and the worker.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeFacts<'a> {
+    pub task_id: i64,
+    pub version_slug: &'a str,
+    pub project_description: &'a str,
+    pub step_slug: &'a str,
+    /// The project's channel, if it has one.
+    pub channel: Option<&'a str>,
+}
+
+/// The outbox key of a task's status notice: one per status change (`count`: the task's
+/// `status_changes` once changed) and destination (`channel` or `notifications`). A task
+/// returned twice gets a notice each time; a retried transaction (which rolls the count back
+/// with everything else) queues it once.
+pub fn notice_key(task_id: i64, count: i32, destination: &str) -> String {
+    format!("notice:task:{task_id}:change:{count}:{destination}")
+}
+
+/// The status notices of one status change of a task whose current worker is `worker`
+/// (`username` and Slack id): one to the project's channel (mentioning the worker), when it
+/// has one, and a copy to the notifications channel (linking the project's channel), when
+/// one is set. Nothing when notices are off.
+pub fn status_notices(
+    settings: &NoticeSettings,
+    facts: NoticeFacts<'_>,
+    worker: (&str, Option<&str>),
+    status: NoticeStatus,
+    count: i32,
+) -> Vec<(String, Outgoing)> {
+    if !settings.enabled {
+        return Vec::new();
+    }
+    let (username, slack_id) = worker;
+    let message = |mention: Option<&str>, project_channel: Option<&str>| Message::StatusNotice {
+        status,
+        task_id: facts.task_id,
+        version: facts.version_slug.to_string(),
+        project_description: facts.project_description.to_string(),
+        step: facts.step_slug.to_string(),
+        worker: username.to_string(),
+        mention: mention.map(str::to_string),
+        project_channel: project_channel.map(str::to_string),
+    };
+    let mut out = Vec::with_capacity(2);
+    if let Some(channel) = facts.channel {
+        out.push((
+            notice_key(facts.task_id, count, "channel"),
+            Outgoing::post(channel, message(slack_id, None)),
+        ));
+    }
+    if let Some(notifications) = &settings.channel {
+        out.push((
+            notice_key(facts.task_id, count, "notifications"),
+            Outgoing::post(notifications, message(None, facts.channel)),
+        ));
+    }
+    out
+}
+
+/// One status change of a task, for [`queue_notices`].
+struct Change<'a> {
+    /// The task (its id, project and step).
+    task: &'a task::Model,
+    /// Its project, when the caller has it loaded.
+    project: Option<&'a project::Model>,
+    status: NoticeStatus,
+    /// The task's `status_changes` once changed.
+    count: i32,
+    /// The task's current worker.
+    worker_id: i64,
+}
+
+/// True when a status change is announced anywhere: notices are on, and the project has a
+/// channel or a notifications channel is set.
+fn announced(settings: &NoticeSettings, project: &project::Model) -> bool {
+    settings.enabled && (project.slack_channel_id.is_some() || settings.channel.is_some())
+}
+
+/// Queues [`status_notices`] for a status change, loading what they say.
+async fn queue_notices<C: ConnectionTrait>(
+    conn: &C,
+    settings: &NoticeSettings,
+    change: Change<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if !settings.enabled {
+        return Ok(());
+    }
+    let loaded;
+    let project = match change.project {
+        Some(p) => p,
+        None => {
+            loaded = find_project(conn, change.task.project_id).await?;
+            &loaded
+        }
+    };
+    if !announced(settings, project) {
+        return Ok(());
+    }
+    let version = workflows::version_by_id(conn, project.workflow_version_id).await?;
+    let step = find_step(conn, change.task.step_id).await?;
+    let Some(worker) = workers::by_id(conn, change.worker_id).await? else {
+        return Ok(());
+    };
+    let facts = NoticeFacts {
+        task_id: change.task.id,
+        version_slug: version.as_ref().map(|v| v.slug.as_str()).unwrap_or(""),
+        project_description: &project.short_description,
+        step_slug: &step.slug,
+        channel: project.slack_channel_id.as_deref(),
+    };
+    let worker = (worker.username.as_str(), worker.slack_user_id.as_deref());
+    let messages = status_notices(settings, facts, worker, change.status, change.count);
+    outbox::enqueue_all(conn, messages, now).await?;
+    Ok(())
+}
+
+/// A task's current worker (behaviour §10.4): the worker of its assignment in progress, else
+/// of its last one (highest counter); `None` when nobody was ever assigned.
+fn current_worker(assignments: &[task_assignment::Model]) -> Option<i64> {
+    assignments
+        .iter()
+        .find(|a| a.status == AssignmentStatus::Processing)
+        .or_else(|| assignments.iter().max_by_key(|a| a.assignment_counter))
+        .map(|a| a.worker_id)
 }
 
 /// True when `worker_id` still has work in some project using `channel`: an assignment (not
@@ -590,13 +781,15 @@ pub async fn assign_or_reassign<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     worker: &worker::Model,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<(task_assignment::Model, bool)> {
     let task = find_task(conn, task_id).await?;
     requests::refuse_machine_task(conn, &task).await?;
     match task.status {
         TaskStatus::AwaitingProcessing | TaskStatus::PendingReview => {
-            Ok((assign_task(conn, task_id, worker, now).await?, false))
+            let assignment = assign_task(conn, task_id, worker, notices, now).await?;
+            Ok((assignment, false))
         }
         TaskStatus::Complete | TaskStatus::Aborted => Err(UserError::TaskFinished {
             task: task_id,
@@ -621,6 +814,7 @@ pub async fn submit<C: ConnectionTrait>(
     task_id: i64,
     worker: &worker::Model,
     kind: SubmitKind,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<TaskStatus> {
@@ -660,32 +854,53 @@ pub async fn submit<C: ConnectionTrait>(
 
     let step = find_step(conn, task.step_id).await?;
     let by_counter = |c: i32| assignments.iter().find(|a| a.assignment_counter == c);
+    // Who the task's notice names: the submitter, or the worker it goes to next.
+    let notice = |changed: &task::Model, status: NoticeStatus, worker_id: i64| Change {
+        task: &task,
+        project: None,
+        status,
+        count: changed.status_changes,
+        worker_id,
+    };
     let next = match (task.status, kind) {
         (TaskStatus::Processing | TaskStatus::Reviewing, SubmitKind::RequestedReview) => {
             let policy = review_policy(&step)?;
             set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
             if rules::needs_review(&policy, assignments.len(), rng) {
-                let task = set_task_status(conn, &task, TaskStatus::PendingReview, now).await?;
-                apply_policy(conn, &task, &step, PolicyKind::Reviewer, now).await?;
+                let changed = set_task_status(conn, &task, TaskStatus::PendingReview, now).await?;
+                let change = notice(&changed, NoticeStatus::AwaitingReview, worker.id);
+                queue_notices(conn, notices, change, now).await?;
+                apply_policy(conn, &changed, &step, PolicyKind::Reviewer, notices, now).await?;
             } else {
-                complete_task(conn, &task, now).await?;
+                complete_task(conn, &task, worker.id, notices, now).await?;
             }
             find_task(conn, task_id).await?.status
         }
         (TaskStatus::PostReviewProcessing, SubmitKind::RequestedReview) => {
             set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
-            if let Some(reviewer) = by_counter(mine.assignment_counter + 1) {
+            let reviewer = by_counter(mine.assignment_counter + 1);
+            if let Some(reviewer) = reviewer {
                 set_assignment_status(conn, reviewer, AssignmentStatus::Processing, now).await?;
             }
-            set_task_status(conn, &task, TaskStatus::Reviewing, now).await?;
+            let changed = set_task_status(conn, &task, TaskStatus::Reviewing, now).await?;
+            if let Some(reviewer) = reviewer {
+                let change = notice(&changed, NoticeStatus::UnderReview, reviewer.worker_id);
+                queue_notices(conn, notices, change, now).await?;
+            }
             TaskStatus::Reviewing
         }
         (TaskStatus::Reviewing, SubmitKind::ProvidedReview) => {
             set_assignment_status(conn, mine, AssignmentStatus::Submitted, now).await?;
-            if let Some(previous) = by_counter(mine.assignment_counter - 1) {
+            let previous = by_counter(mine.assignment_counter - 1);
+            if let Some(previous) = previous {
                 set_assignment_status(conn, previous, AssignmentStatus::Processing, now).await?;
             }
-            set_task_status(conn, &task, TaskStatus::PostReviewProcessing, now).await?;
+            let changed =
+                set_task_status(conn, &task, TaskStatus::PostReviewProcessing, now).await?;
+            if let Some(previous) = previous {
+                let change = notice(&changed, NoticeStatus::Returned, previous.worker_id);
+                queue_notices(conn, notices, change, now).await?;
+            }
             TaskStatus::PostReviewProcessing
         }
         _ => return Err(UserError::NotSubmittable.into()),
@@ -701,6 +916,7 @@ pub async fn review<C: ConnectionTrait>(
     task_id: i64,
     worker: &worker::Model,
     approve: bool,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<TaskStatus> {
@@ -713,12 +929,16 @@ pub async fn review<C: ConnectionTrait>(
     } else {
         SubmitKind::ProvidedReview
     };
-    submit(conn, task_id, worker, kind, now, rng).await
+    submit(conn, task_id, worker, kind, notices, now, rng).await
 }
 
+/// Completes a human task submitted by `worker_id` (its last worker), with its notices, and
+/// creates what follows it.
 async fn complete_task<C: ConnectionTrait>(
     conn: &C,
     task: &task::Model,
+    worker_id: i64,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
     // A human task's output is its last assignment's data (Orchestra's prerequisites).
@@ -728,10 +948,18 @@ async fn complete_task<C: ConnectionTrait>(
         .max_by_key(|a| a.assignment_counter)
         .map(|a| a.in_progress_task_data)
         .unwrap_or_else(|| json!({}));
-    tasks::complete(conn, task, output, now).await?;
+    let changed = tasks::complete(conn, task, output, now).await?;
     outbox::refresh_homes(conn, &[task.id], now).await?;
+    let change = Change {
+        task,
+        project: None,
+        status: NoticeStatus::Completed,
+        count: changed.status_changes,
+        worker_id,
+    };
+    queue_notices(conn, notices, change, now).await?;
     requests::close_open_requests(conn, task.id, now).await?;
-    create_subsequent_tasks(conn, task.project_id, now).await?;
+    create_subsequent_tasks(conn, task.project_id, notices, now).await?;
     Ok(())
 }
 
@@ -739,11 +967,13 @@ async fn complete_task<C: ConnectionTrait>(
 /// `complete`, its dependants are created, the project completes if that was the end. Only a
 /// task still waiting (`awaiting_processing`) completes; the update is conditional on that, so
 /// of two completions (a command and `task complete`, two replicas) one wins and the other
-/// gets [`UserError::MachineTaskNotWaiting`].
+/// gets [`UserError::MachineTaskNotWaiting`]. A machine task has no worker, so its completion
+/// has no status notice (the tasks it lets start may have theirs).
 pub async fn complete_machine_task<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     output: serde_json::Value,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let task = find_task(conn, task_id).await?;
@@ -764,7 +994,7 @@ pub async fn complete_machine_task<C: ConnectionTrait>(
     }
     tracing::info!(task_id, step = %step.slug, "machine task complete");
     outbox::refresh_homes(conn, &[task_id], now).await?;
-    create_subsequent_tasks(conn, task.project_id, now).await?;
+    create_subsequent_tasks(conn, task.project_id, notices, now).await?;
     Ok(())
 }
 
@@ -838,10 +1068,12 @@ pub async fn machine_input<C: ConnectionTrait>(
     }))
 }
 
-/// Ends a project: it and its unfinished tasks become aborted; open requests close.
+/// Ends a project: it and its unfinished tasks become aborted; open requests close. Every
+/// aborted task somebody worked on gets its status notice (naming its current worker).
 pub async fn abort_project<C: ConnectionTrait>(
     conn: &C,
     project_id: i64,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let project = find_project(conn, project_id).await?;
@@ -852,16 +1084,77 @@ pub async fn abort_project<C: ConnectionTrait>(
         }
         .into());
     }
-    projects::set_status(conn, project, ProjectStatus::Aborted, now).await?;
+    let announce = announced(notices, &project);
+    projects::set_status(conn, project.clone(), ProjectStatus::Aborted, now).await?;
     for t in &tasks::of_project(conn, project_id).await? {
         requests::close_open_requests(conn, t.id, now).await?;
     }
-    tasks::abort_unfinished(conn, project_id, now).await?;
-    let ids: Vec<i64> = tasks::of_project(conn, project_id)
-        .await?
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let aborted = tasks::abort_unfinished(conn, project_id, now).await?;
+    let ids: Vec<i64> = aborted.iter().map(|t| t.id).collect();
     outbox::refresh_homes(conn, &ids, now).await?;
+    if announce && !aborted.is_empty() {
+        queue_abort_notices(conn, notices, &project, &aborted, now).await?;
+    }
+    Ok(())
+}
+
+/// The status notices of a project's aborted tasks (those somebody worked on).
+async fn queue_abort_notices<C: ConnectionTrait>(
+    conn: &C,
+    notices: &NoticeSettings,
+    project: &project::Model,
+    aborted: &[task::Model],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let assignments =
+        tasks::assignments_of_tasks(conn, aborted.iter().map(|t| t.id).collect()).await?;
+    let current: HashMap<i64, i64> = aborted
+        .iter()
+        .filter_map(|t| {
+            let of_task: Vec<task_assignment::Model> = assignments
+                .iter()
+                .filter(|a| a.task_id == t.id)
+                .cloned()
+                .collect();
+            current_worker(&of_task).map(|w| (t.id, w))
+        })
+        .collect();
+    if current.is_empty() {
+        return Ok(());
+    }
+    let workers: HashMap<i64, worker::Model> = workers::by_ids(conn, current.values().copied())
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w))
+        .collect();
+    let steps: HashMap<i64, step::Model> =
+        workflows::steps_by_ids(conn, aborted.iter().map(|t| t.step_id))
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+    let version = workflows::version_by_id(conn, project.workflow_version_id).await?;
+    let mut messages = Vec::new();
+    for t in aborted {
+        let Some(worker) = current.get(&t.id).and_then(|id| workers.get(id)) else {
+            continue;
+        };
+        let facts = NoticeFacts {
+            task_id: t.id,
+            version_slug: version.as_ref().map(|v| v.slug.as_str()).unwrap_or(""),
+            project_description: &project.short_description,
+            step_slug: steps.get(&t.step_id).map(|s| s.slug.as_str()).unwrap_or(""),
+            channel: project.slack_channel_id.as_deref(),
+        };
+        let who = (worker.username.as_str(), worker.slack_user_id.as_deref());
+        messages.extend(status_notices(
+            notices,
+            facts,
+            who,
+            NoticeStatus::Aborted,
+            t.status_changes,
+        ));
+    }
+    outbox::enqueue_all(conn, messages, now).await?;
     Ok(())
 }

@@ -147,7 +147,8 @@ async fn machine<C: sea_orm::TransactionTrait + ConnectionTrait>(
     config: &crate::config::Config,
     now: DateTime<Utc>,
 ) -> Result<LoopOutcome, crate::error::Error> {
-    let r = crate::machine::run_once(db, lease, &config.machine, now).await?;
+    let notices = config.staffbot.notices();
+    let r = crate::machine::run_once(db, lease, &config.machine, &notices, now).await?;
     Ok(LoopOutcome {
         summary: format!(
             "{} machine task(s) completed, {} failed (will retry), {} waiting for `task complete`",

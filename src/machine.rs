@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{MachineConfig, MachineFunction};
+use crate::config::{MachineConfig, MachineFunction, NoticeSettings};
 use crate::error::Error;
 use crate::lease::LeaseProof;
 
@@ -90,6 +90,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     config: &MachineConfig,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<MachineReport, crate::error::Error> {
     let due = crate::db::machine::due(db, now).await?;
@@ -99,7 +100,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         match config.functions.get(path(&task)) {
             None => report.external += 1,
             Some(MachineFunction::Complete) => {
-                if record_output(db, lease, &task, Value::Object(Default::default()), now).await? {
+                let output = Value::Object(Default::default());
+                if record_output(db, lease, &task, output, notices, now).await? {
                     report.completed += 1;
                 }
             }
@@ -129,7 +131,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "machine command succeeded"
                         );
-                        if record_output(db, lease, &task, output, now).await? {
+                        if record_output(db, lease, &task, output, notices, now).await? {
                             report.completed += 1;
                         }
                     }
@@ -159,12 +161,13 @@ async fn record_output<C: TransactionTrait + ConnectionTrait>(
     lease: &LeaseProof,
     task: &Due,
     output: Value,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<bool, crate::error::Error> {
     let tx = crate::db::begin_write(db).await?;
     let done: Result<(), Error> = async {
         lease.fence(&tx).await?;
-        crate::lifecycle::complete_machine_task(&tx, task.task_id, output, now).await
+        crate::lifecycle::complete_machine_task(&tx, task.task_id, output, notices, now).await
     }
     .await;
     match crate::db::settle(tx, done).await {

@@ -165,6 +165,25 @@ pub enum UnstaffedLine {
     },
 }
 
+/// Which change of a task's status a [`Message::StatusNotice`] announces (behaviour §10.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeStatus {
+    /// A person took the task (an offer won, `task assign`): `processing`.
+    PickedUp,
+    /// An assignment policy assigned it: `processing`.
+    AutoStaffed,
+    /// Submitted for review: `pending_review`.
+    AwaitingReview,
+    /// A reviewer has it: `reviewing` (also when returned work comes back for re-review).
+    UnderReview,
+    /// The reviewer sent it back: `post_review_processing`.
+    Returned,
+    Completed,
+    /// Its project was aborted.
+    Aborted,
+}
+
 /// Every kind of message staffbot sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -216,6 +235,21 @@ pub enum Message {
     SanityAlert {
         mentions: Vec<String>,
         message: String,
+    },
+    /// A task's status changed (Orchestra's status line and task information).
+    StatusNotice {
+        status: NoticeStatus,
+        task_id: i64,
+        /// The project's workflow version (slug) and description, the task's step (slug).
+        version: String,
+        project_description: String,
+        step: String,
+        /// The task's current worker (username).
+        worker: String,
+        /// The worker's Slack id, mentioned after the username (the project channel's copy).
+        mention: Option<String>,
+        /// The project's channel, linked at the end (the notifications channel's copy).
+        project_channel: Option<String>,
     },
 }
 

@@ -330,6 +330,7 @@ async fn build_with_library(db: &DatabaseConnection, shape: Shape) -> Result<()>
             &format!("Story {i}"),
             0,
             Some(channel_id(i)),
+            &Default::default(),
             now,
         )
         .await?;

@@ -253,6 +253,7 @@ impl Envelopes {
                     random_seed: None,
                 },
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
+                notices: Default::default(),
             },
             next: 0,
         }

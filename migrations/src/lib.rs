@@ -17,6 +17,7 @@ mod m20261127_000004_assignment_handovers;
 mod m20261202_000004_offer_failures;
 mod m20261202_000005_lease_tokens;
 mod m20261203_000006_machine_steps;
+mod m20261203_000007_task_status_changes;
 mod m20261204_000008_home_tabs;
 
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_offer_failures::Migration),
             Box::new(m20261202_000005_lease_tokens::Migration),
             Box::new(m20261203_000006_machine_steps::Migration),
+            Box::new(m20261203_000007_task_status_changes::Migration),
             Box::new(m20261204_000008_home_tabs::Migration),
         ]
     }

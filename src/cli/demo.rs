@@ -17,7 +17,7 @@ use slack_sim::{FakeSlack, FakeSlackConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, SecretUrl};
+use crate::config::{Config, NoticeSettings, SecretUrl};
 use crate::daemon::{Daemon, StartError};
 use crate::db::{self, Role, workflows};
 use crate::workers::{self, Certify, NewWorker};
@@ -119,7 +119,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     };
     let db = db::connect_and_migrate(&url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let seeded = seed(&db, clock.now()).await?;
+    let seeded = seed(&db, &config.staffbot.notices(), clock.now()).await?;
 
     let sim_config = FakeSlackConfig {
         bot_token: "xoxb-staffbot-demo".into(),
@@ -209,6 +209,7 @@ async fn workspace(sim: &FakeSlack, db: &DatabaseConnection) -> anyhow::Result<(
 /// A database seeded before is left as it is.
 async fn seed(
     db: &DatabaseConnection,
+    notices: &NoticeSettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Seeded> {
     if !workflows::all(db).await?.is_empty() {
@@ -262,13 +263,14 @@ async fn seed(
             description,
             *priority,
             Some(channel.to_string()),
+            notices,
             now,
         )
         .await?;
         first.get_or_insert(id);
     }
     let photography_task = match first {
-        Some(project) => Some(plan_first_project(&tx, project, now).await?),
+        Some(project) => Some(plan_first_project(&tx, project, notices, now).await?),
         None => None,
     };
     tx.commit().await?;
@@ -281,6 +283,7 @@ async fn seed(
 async fn plan_first_project<C: sea_orm::ConnectionTrait>(
     conn: &C,
     project: i64,
+    notices: &NoticeSettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<i64> {
     let tasks = db::tasks::of_project(conn, project).await?;
@@ -288,13 +291,14 @@ async fn plan_first_project<C: sea_orm::ConnectionTrait>(
     let ed = db::workers::by_username(conn, "ed")
         .await?
         .context("ed was added")?;
-    crate::lifecycle::assign_task(conn, planning.id, &ed, now).await?;
+    crate::lifecycle::assign_task(conn, planning.id, &ed, notices, now).await?;
     let mut rng = crate::clock::rng_for(Some(1));
     crate::lifecycle::submit(
         conn,
         planning.id,
         &ed,
         SubmitKind::RequestedReview,
+        notices,
         now,
         &mut rng,
     )

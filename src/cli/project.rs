@@ -58,6 +58,7 @@ struct ProjectJson {
 
 pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
+    let notices = app.config.staffbot.notices();
     match command {
         ProjectCommand::Create {
             workflow: workflow_slug,
@@ -80,7 +81,8 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
                     },
                 })?;
             let id =
-                lifecycle::create_project(&tx, &v, &description, priority, channel, now).await?;
+                lifecycle::create_project(&tx, &v, &description, priority, channel, &notices, now)
+                    .await?;
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({ "id": id }))?;
@@ -122,7 +124,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
         }
         ProjectCommand::Abort { id } => {
             let tx = crate::db::begin_write(&app.db).await?;
-            lifecycle::abort_project(&tx, id, now).await?;
+            lifecycle::abort_project(&tx, id, &notices, now).await?;
             tx.commit().await?;
             println!("project {id} aborted");
         }

@@ -109,6 +109,7 @@ pub struct AssignmentJson {
 
 pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
+    let notices = app.config.staffbot.notices();
     match command {
         TaskCommand::List {
             project,
@@ -125,7 +126,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &username).await?;
             let (assignment, reassigned) =
-                lifecycle::assign_or_reassign(&tx, task, &w, now).await?;
+                lifecycle::assign_or_reassign(&tx, task, &w, &notices, now).await?;
             tx.commit().await?;
             if reassigned {
                 println!(
@@ -143,9 +144,8 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             let mut rng = app.rng();
             let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &worker).await?;
-            let status =
-                lifecycle::submit(&tx, task, &w, SubmitKind::RequestedReview, now, &mut rng)
-                    .await?;
+            let kind = SubmitKind::RequestedReview;
+            let status = lifecycle::submit(&tx, task, &w, kind, &notices, now, &mut rng).await?;
             tx.commit().await?;
             println!("task {task}: {status}");
         }
@@ -158,14 +158,14 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             let mut rng = app.rng();
             let tx = crate::db::begin_write(&app.db).await?;
             let w = find_worker(&tx, &worker).await?;
-            let status = lifecycle::review(&tx, task, &w, approve, now, &mut rng).await?;
+            let status = lifecycle::review(&tx, task, &w, approve, &notices, now, &mut rng).await?;
             tx.commit().await?;
             println!("task {task}: {status}");
         }
         TaskCommand::Complete { task, output } => {
             let output = read_output(output.as_deref())?;
             let tx = crate::db::begin_write(&app.db).await?;
-            let done = lifecycle::complete_machine_task(&tx, task, output, now).await;
+            let done = lifecycle::complete_machine_task(&tx, task, output, &notices, now).await;
             crate::db::settle(tx, done).await?;
             println!("task {task}: complete");
         }

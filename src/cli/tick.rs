@@ -12,6 +12,7 @@ use slack_morphism::prelude::SlackApiToken;
 use super::App;
 use crate::lease::try_lease;
 use crate::loops::{Loop, run_loop_once};
+use crate::slack::render::RenderContext;
 use crate::slack::sender::Sender;
 use crate::slack::web::{self, MorphismWeb};
 
@@ -76,11 +77,22 @@ async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         println!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
         return Ok(());
     };
+    let api_url = &app.config.slack.api_url;
+    let client = web::build_client(api_url)?;
+    let bot_token = SlackApiToken::new(token.expose_secret().to_string().into());
+    // Reminders link the app's Home tab when Slack says which app this is.
+    let render = match web::check_bot_token(&client, &bot_token, api_url).await {
+        Ok(identity) => web::render_context(&client, &bot_token, &identity).await,
+        Err(e) => {
+            tracing::warn!("auth.test: {e}; reminders go without the Home tab's link");
+            RenderContext::default()
+        }
+    };
     let sender = Sender::new(
         app.db.clone(),
         Arc::new(MorphismWeb {
-            client: web::build_client(&app.config.slack.api_url)?,
-            bot_token: SlackApiToken::new(token.expose_secret().to_string().into()),
+            client,
+            bot_token,
             timeout: CALL_TIMEOUT,
         }),
         Arc::clone(&app.clock),
@@ -88,7 +100,8 @@ async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         holder.to_string(),
     )
     .with_call_timeout(CALL_TIMEOUT)
-    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone());
+    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
+    .with_render_context(render);
     let r = sender.drain(Duration::from_secs(5)).await?;
     println!(
         "outbox: {} sent, {} to retry, {} failed, {} waiting for Slack's rate limits",

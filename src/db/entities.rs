@@ -279,6 +279,8 @@ pub mod task {
         pub machine_last_error: Option<String>,
         /// When the warning loop last reported this machine task as waiting.
         pub machine_warned_at: Option<DateTimeUtc>,
+        /// How many times the status changed (status notices are keyed on it).
+        pub status_changes: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

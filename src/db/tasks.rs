@@ -108,48 +108,75 @@ pub async fn insert_awaiting<C: ConnectionTrait>(
     .await
 }
 
-/// Writes `task` with a new status (and returns it as stored).
+/// The count of a task's status changes, one more (see `task::Model::status_changes`).
+fn one_more_change() -> sea_orm::sea_query::SimpleExpr {
+    Expr::col(task::Column::StatusChanges).add(1)
+}
+
+/// The one row an update of task `task_id` returned.
+fn updated_row(task_id: i64, rows: Vec<task::Model>) -> Result<task::Model, DbErr> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {task_id}")))
+}
+
+/// Writes `task` with a new status (and returns it as stored, its status changes counted).
 pub async fn set_status<C: ConnectionTrait>(
     conn: &C,
     task: &task::Model,
     status: TaskStatus,
     now: DateTime<Utc>,
 ) -> Result<task::Model, DbErr> {
-    let mut am: task::ActiveModel = task.clone().into();
-    am.status = Set(status);
-    am.status_changed_at = Set(now);
-    am.update(conn).await
+    let rows = task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(status.as_str()))
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::StatusChanges, one_more_change())
+        .filter(task::Column::Id.eq(task.id))
+        .exec_with_returning(conn)
+        .await?;
+    updated_row(task.id, rows)
 }
 
-/// Sets task `task_id`'s status without reading it first.
+/// Sets task `task_id`'s status without reading it first; returns its count of status changes
+/// (this one included).
 pub async fn set_status_by_id<C: ConnectionTrait>(
     conn: &C,
     task_id: i64,
     status: TaskStatus,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(status.as_str()))
-        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
-        .filter(task::Column::Id.eq(task_id))
-        .exec(conn)
-        .await?;
-    Ok(())
+) -> Result<i32, DbErr> {
+    let row = conn
+        .query_one_raw(statement(
+            conn.get_database_backend(),
+            "UPDATE tasks SET status = $1, status_changed_at = $2,
+                 status_changes = status_changes + 1
+             WHERE id = $3 RETURNING status_changes",
+            vec![status.as_str().into(), now.into(), task_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("task {task_id}")))?;
+    row.try_get::<i32>("", "status_changes")
 }
 
-/// Completes `task` with `output`.
+/// Completes `task` with `output`; returns the task as stored.
 pub async fn complete<C: ConnectionTrait>(
     conn: &C,
     task: &task::Model,
     output: Value,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let mut am: task::ActiveModel = task.clone().into();
-    am.status = Set(TaskStatus::Complete);
-    am.status_changed_at = Set(now);
-    am.output = Set(Some(output));
-    am.update(conn).await?;
-    Ok(())
+) -> Result<task::Model, DbErr> {
+    let rows = task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::Complete.as_str()),
+        )
+        .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::StatusChanges, one_more_change())
+        .col_expr(task::Column::Output, Expr::value(output))
+        .filter(task::Column::Id.eq(task.id))
+        .exec_with_returning(conn)
+        .await?;
+    updated_row(task.id, rows)
 }
 
 /// Completes task `task_id` with `output` if it still awaits processing (a machine task
@@ -166,6 +193,7 @@ pub async fn complete_if_awaiting<C: ConnectionTrait>(
             Expr::value(TaskStatus::Complete.as_str()),
         )
         .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::StatusChanges, one_more_change())
         .col_expr(task::Column::Output, Expr::value(output))
         .col_expr(
             task::Column::MachineNextAttemptAt,
@@ -178,23 +206,27 @@ pub async fn complete_if_awaiting<C: ConnectionTrait>(
     Ok(done.rows_affected == 1)
 }
 
-/// Aborts every task of the project that is not complete.
+/// Aborts every task of the project that is not complete (or aborted already); returns them
+/// as stored.
 pub async fn abort_unfinished<C: ConnectionTrait>(
     conn: &C,
     project_id: i64,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Vec<task::Model>, DbErr> {
     task::Entity::update_many()
         .col_expr(
             task::Column::Status,
             Expr::value(TaskStatus::Aborted.as_str()),
         )
         .col_expr(task::Column::StatusChangedAt, Expr::value(now))
+        .col_expr(task::Column::StatusChanges, one_more_change())
         .filter(task::Column::ProjectId.eq(project_id))
-        .filter(task::Column::Status.ne(TaskStatus::Complete.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(())
+        .filter(
+            task::Column::Status
+                .is_not_in([TaskStatus::Complete.as_str(), TaskStatus::Aborted.as_str()]),
+        )
+        .exec_with_returning(conn)
+        .await
 }
 
 // ---- assignments ----

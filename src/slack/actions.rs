@@ -173,12 +173,16 @@ impl Dispatcher {
         let (task, status) = match action {
             HomeAction::Submit(task) => {
                 let kind = SubmitKind::RequestedReview;
-                let status = lifecycle::submit(conn, task, &worker, kind, now, &mut rng).await?;
+                let status =
+                    lifecycle::submit(conn, task, &worker, kind, &self.notices, now, &mut rng)
+                        .await?;
                 (task, status)
             }
             HomeAction::Approve(task) | HomeAction::SendBack(task) => {
                 let approve = matches!(action, HomeAction::Approve(_));
-                let status = lifecycle::review(conn, task, &worker, approve, now, &mut rng).await?;
+                let status =
+                    lifecycle::review(conn, task, &worker, approve, &self.notices, now, &mut rng)
+                        .await?;
                 (task, status)
             }
             HomeAction::Staff(task) => {

@@ -16,6 +16,7 @@ use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
 use super::mrkdwn::Mrkdwn;
 use super::slash::{self, SlashSettings};
 use crate::clock::Clock;
+use crate::config::NoticeSettings;
 use crate::db::envelopes;
 use crate::error::Error;
 use crate::messages::{ClickReply, Message, Outgoing};
@@ -45,6 +46,8 @@ pub struct Dispatcher {
     pub slash: SlashSettings,
     /// Woken after a handler queued Slack messages, so the sender goes at once.
     pub outbox_wake: Arc<Notify>,
+    /// Status notices of the task changes envelopes make (an offer won).
+    pub notices: NoticeSettings,
 }
 
 const SORRY: &str = "Sorry, something went wrong on our side. Please try again in a minute.";
@@ -288,7 +291,7 @@ impl Dispatcher {
                 None => Some(Message::ClickReply {
                     reply: ClickReply::NotYours,
                 }),
-                Some(id) => match respond::respond(&tx, id, clicker, accept, now)
+                Some(id) => match respond::respond(&tx, id, clicker, accept, &self.notices, now)
                     .instrument(offer_span.clone())
                     .await
                 {

@@ -115,6 +115,41 @@ impl Piece for ChannelLink<'_> {
     }
 }
 
+/// `>>>`: the rest of the message is a block quote.
+#[derive(Debug, Clone, Copy)]
+pub struct QuoteRest;
+
+impl Piece for QuoteRest {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(">>>");
+    }
+}
+
+/// `<slack://app?team=T…&id=A…&tab=home|label>`: a link that opens an app's Home tab (nothing
+/// but the escaped label if the team or app id is not an id).
+#[derive(Debug, Clone, Copy)]
+pub struct AppHomeLink<'a> {
+    pub team_id: &'a str,
+    pub app_id: &'a str,
+    pub label: &'a str,
+}
+
+impl Piece for AppHomeLink<'_> {
+    fn push_to(&self, out: &mut String) {
+        if !is_slack_id(self.team_id) || !is_slack_id(self.app_id) {
+            escape_into(self.label, out);
+            return;
+        }
+        out.push_str("<slack://app?team=");
+        out.push_str(self.team_id);
+        out.push_str("&id=");
+        out.push_str(self.app_id);
+        out.push_str("&tab=home|");
+        escape_into(self.label, out);
+        out.push('>');
+    }
+}
+
 impl Mrkdwn {
     /// Plain text (escaped).
     pub fn text(text: &str) -> Mrkdwn {
@@ -266,6 +301,26 @@ mod tests {
             crate::mrkdwn!("{}", Mention("x> <!channel")).as_str(),
             "x&gt; &lt;!channel"
         );
+    }
+
+    #[test]
+    fn quotes_and_home_links_are_the_only_markup_they_add() {
+        let m = crate::mrkdwn!("*{}*\n{}a > b", "Done", QuoteRest);
+        assert_eq!(m.as_str(), "*Done*\n>>>a &gt; b");
+        let home = AppHomeLink {
+            team_id: "T1",
+            app_id: "A2",
+            label: "Open <it>",
+        };
+        assert_eq!(
+            crate::mrkdwn!("{}", home).as_str(),
+            "<slack://app?team=T1&id=A2&tab=home|Open &lt;it&gt;>"
+        );
+        let forged = AppHomeLink {
+            team_id: "T1&id=X",
+            ..home
+        };
+        assert_eq!(crate::mrkdwn!("{}", forged).as_str(), "Open &lt;it&gt;");
     }
 
     #[test]

@@ -6,11 +6,11 @@
 use serde_json::Value;
 
 use super::blocks::{ACCEPT, MAX_MESSAGE_BLOCKS, REJECT, button, context, message_blocks, section};
-use super::mrkdwn::{ChannelLink, Mention, Mrkdwn};
+use super::mrkdwn::{AppHomeLink, ChannelLink, Mention, Mrkdwn, QuoteRest};
 use super::write::SlackWrite;
 use crate::messages::{
-    ClickReply, FollowUp, MAX_REMINDER_ITEMS, Message, NOBODY_ASKED, OfferContent, OfferOutcome,
-    Outgoing, ReminderItem, UnstaffedLine,
+    ClickReply, FollowUp, MAX_REMINDER_ITEMS, Message, NOBODY_ASKED, NoticeStatus, OfferContent,
+    OfferOutcome, Outgoing, ReminderItem, UnstaffedLine,
 };
 use crate::mrkdwn;
 
@@ -22,12 +22,50 @@ pub const GONE: &str = "Sorry, this task is no longer available.";
 pub const NOT_YOURS: &str = "This offer was not sent to you.";
 pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
 pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on, if you'd like!";
+/// The label of the link to staffbot's Home tab (Orchestra's "View Tasks").
+pub const HOME_LINK_LABEL: &str = "Open your staffbot Home";
 
-/// The Web API call that delivers `outgoing`.
+/// What rendering may know besides the message: who staffbot is in this Slack workspace (for
+/// links to its Home tab). It belongs to the delivering process, not to the outbox row: a row
+/// renders the same everywhere, with the link wherever the identity is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderContext {
+    /// The app's Home tab, when the workspace and app ids are known.
+    pub app_home: Option<AppHome>,
+}
+
+/// The ids a link to the app's Home tab needs (`auth.test`'s `team_id`, `bots.info`'s
+/// `app_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHome {
+    pub team_id: String,
+    pub app_id: String,
+}
+
+impl AppHome {
+    /// `<slack://app?team=…&id=…&tab=home|Open your staffbot Home>`.
+    pub fn link(&self) -> Mrkdwn {
+        crate::mrkdwn!(
+            "{}",
+            AppHomeLink {
+                team_id: &self.team_id,
+                app_id: &self.app_id,
+                label: HOME_LINK_LABEL,
+            }
+        )
+    }
+}
+
+/// The Web API call that delivers `outgoing` (rendered without a [`RenderContext`]).
 pub fn render(outgoing: Outgoing) -> SlackWrite {
+    render_in(outgoing, &RenderContext::default())
+}
+
+/// The Web API call that delivers `outgoing`, rendered in `ctx`.
+pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> SlackWrite {
     match outgoing {
         Outgoing::Post { channel, message } => {
-            let (text, blocks) = message_parts(&message);
+            let (text, blocks) = message_parts_in(&message, ctx);
             match blocks {
                 Some(blocks) => SlackWrite::message(&channel, text, blocks),
                 None => SlackWrite::post(&channel, text),
@@ -38,14 +76,14 @@ pub fn render(outgoing: Outgoing) -> SlackWrite {
             ts,
             message,
         } => {
-            let (text, blocks) = message_parts(&message);
+            let (text, blocks) = message_parts_in(&message, ctx);
             let blocks = blocks.unwrap_or_else(|| message_blocks(vec![section(text.clone())]));
             SlackWrite::update(&channel, &ts, text, blocks)
         }
         Outgoing::Reply {
             response_url,
             message,
-        } => SlackWrite::respond(&response_url, message_parts(&message).0),
+        } => SlackWrite::respond(&response_url, message_parts_in(&message, ctx).0),
         Outgoing::Invite { channel, user } => SlackWrite::Invite {
             channel,
             users: user,
@@ -74,11 +112,20 @@ pub fn home_publish(user: &str, data: &crate::home::HomeData) -> SlackWrite {
 /// Rows queued before messages were typed hold the call itself (and an offer's follow-up is
 /// known from its dedupe key, `offer:<inquiry id>`, as those versions wrote it).
 pub fn stored(payload: Value, dedupe_key: &str) -> Result<(SlackWrite, Option<FollowUp>), String> {
+    stored_in(payload, dedupe_key, &RenderContext::default())
+}
+
+/// [`stored`], rendered in `ctx`.
+pub fn stored_in(
+    payload: Value,
+    dedupe_key: &str,
+    ctx: &RenderContext,
+) -> Result<(SlackWrite, Option<FollowUp>), String> {
     if payload.get("delivery").is_some() {
         let outgoing: Outgoing =
             serde_json::from_value(payload).map_err(|e| format!("unreadable message: {e}"))?;
         let follow_up = outgoing.follow_up();
-        return Ok((render(outgoing), follow_up));
+        return Ok((render_in(outgoing, ctx), follow_up));
     }
     let write: SlackWrite =
         serde_json::from_value(payload).map_err(|e| format!("unreadable Slack call: {e}"))?;
@@ -92,8 +139,14 @@ pub fn stored(payload: Value, dedupe_key: &str) -> Result<(SlackWrite, Option<Fo
     Ok((write, follow_up))
 }
 
-/// A message's text (also the notification fallback) and its blocks, if it has any.
+/// A message's text (also the notification fallback) and its blocks, if it has any (rendered
+/// without a [`RenderContext`]).
 pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
+    message_parts_in(message, &RenderContext::default())
+}
+
+/// [`message_parts`], rendered in `ctx`.
+pub fn message_parts_in(message: &Message, ctx: &RenderContext) -> (Mrkdwn, Option<Value>) {
     match message {
         Message::Offer {
             inquiry_id,
@@ -122,7 +175,7 @@ pub fn message_parts(message: &Message) -> (Mrkdwn, Option<Value>) {
         Message::ClickReply { reply } => (Mrkdwn::text(click_reply_text(*reply)), None),
         Message::ClickRefused { reason } => (Mrkdwn::text(reason), None),
         Message::Reminder { items, more } => {
-            let (text, blocks) = reminder(items, *more);
+            let (text, blocks) = reminder(items, *more, ctx.app_home.as_ref());
             (text, Some(blocks))
         }
         notice => (notice_text(notice), None),
@@ -187,12 +240,56 @@ fn notice_text(message: &Message) -> Mrkdwn {
             )
         }
         Message::SanityAlert { mentions, message } => sanity_text(mentions, message),
+        Message::StatusNotice {
+            status,
+            task_id,
+            version,
+            project_description,
+            step,
+            worker,
+            mention,
+            project_channel,
+        } => {
+            let mut text = mrkdwn!(
+                "*{}*\n{}Current worker: {}",
+                status_line(*status),
+                QuoteRest,
+                worker
+            );
+            if let Some(id) = mention {
+                text.push(&mrkdwn!(" ({})", Mention(id)));
+            }
+            text.push(&mrkdwn!(
+                "\n\nProject: {} | {}\nTask: {} {}",
+                version,
+                project_description,
+                step,
+                task_id
+            ));
+            if let Some(channel) = project_channel {
+                text.push(&mrkdwn!("\n\nView Slack channel: {}", ChannelLink(channel)));
+            }
+            text
+        }
         // Not notices: their text is [`message_parts`]'s.
         other @ (Message::Offer { .. }
         | Message::OfferDecided { .. }
         | Message::ClickReply { .. }
         | Message::ClickRefused { .. }
         | Message::Reminder { .. }) => message_parts(other).0,
+    }
+}
+
+/// Orchestra's status line of a status notice (behaviour §10.4).
+pub fn status_line(status: NoticeStatus) -> &'static str {
+    match status {
+        NoticeStatus::PickedUp => "Task has been picked up by a worker.",
+        NoticeStatus::AutoStaffed => "Task has been auto-staffed to a worker.",
+        NoticeStatus::AwaitingReview => "Task is awaiting review.",
+        NoticeStatus::UnderReview => "Task is under review.",
+        NoticeStatus::Returned => "Task was returned by reviewer.",
+        NoticeStatus::Completed => "Task has been completed.",
+        NoticeStatus::Aborted => "Task has been aborted.",
     }
 }
 
@@ -254,8 +351,9 @@ pub fn offer_buttons(inquiry_id: i64, block_id: String) -> Value {
     })
 }
 
-/// The reminder DM: a header, a line per offer with its buttons, and how many more there are.
-fn reminder(items: &[ReminderItem], more: usize) -> (Mrkdwn, Value) {
+/// The reminder DM: a header, a line per offer with its buttons, how many more there are, and
+/// the link to the app's Home tab when it is known.
+fn reminder(items: &[ReminderItem], more: usize, home: Option<&AppHome>) -> (Mrkdwn, Value) {
     let header = Mrkdwn::text(REMINDER_HEADER);
     let mut text = header.clone();
     let mut blocks = vec![section(header)];
@@ -279,6 +377,11 @@ fn reminder(items: &[ReminderItem], more: usize) -> (Mrkdwn, Value) {
         let note = mrkdwn!("… and {} more: see the offers above.", more);
         blocks.push(context(note.clone()));
         text.push_line(&note);
+    }
+    if let Some(home) = home {
+        let link = home.link();
+        blocks.push(section(link.clone()));
+        text.push_line(&link);
     }
     debug_assert!(blocks.len() <= MAX_MESSAGE_BLOCKS);
     (text, message_blocks(blocks))
@@ -508,6 +611,66 @@ mod tests {
         );
         assert_eq!(follow_up, None);
         assert!(stored(serde_json::json!({"delivery": "nope"}), "k").is_err());
+    }
+
+    fn notice(mention: Option<&str>, project_channel: Option<&str>) -> Message {
+        Message::StatusNotice {
+            status: NoticeStatus::Returned,
+            task_id: 7,
+            version: "v1".into(),
+            project_description: "Mayor <race> & co".into(),
+            step: "write".into(),
+            worker: "rob*".into(),
+            mention: mention.map(str::to_string),
+            project_channel: project_channel.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn status_notices_are_orchestras_with_escaping() {
+        assert_eq!(
+            text_of(&post(notice(Some("U0ROB"), None))),
+            "*Task was returned by reviewer.*\n>>>Current worker: rob* (<@U0ROB>)\n\nProject: v1 | Mayor &lt;race&gt; &amp; co\nTask: write 7"
+        );
+        assert_eq!(
+            text_of(&post(notice(None, Some("C0MAYOR")))),
+            "*Task was returned by reviewer.*\n>>>Current worker: rob*\n\nProject: v1 | Mayor &lt;race&gt; &amp; co\nTask: write 7\n\nView Slack channel: <#C0MAYOR>"
+        );
+        // A stored id that is not one is shown as text, never as markup.
+        let t = text_of(&post(notice(Some("<!channel>"), None)));
+        assert!(t.contains("(&lt;!channel&gt;)"), "{t}");
+        assert!(blocks_of(&post(notice(None, None))).is_null());
+    }
+
+    #[test]
+    fn reminders_link_the_home_tab_when_known() {
+        let items = vec![ReminderItem {
+            inquiry_id: 1,
+            task_id: 2,
+            step_description: "Write".into(),
+            project_description: "p".into(),
+            review: false,
+        }];
+        let message = Message::Reminder { items, more: 0 };
+        let ctx = RenderContext {
+            app_home: Some(AppHome {
+                team_id: "T0TEAM".into(),
+                app_id: "A0APP".into(),
+            }),
+        };
+        let link = "<slack://app?team=T0TEAM&id=A0APP&tab=home|Open your staffbot Home>";
+        let w = render_in(Outgoing::post("U1", message.clone()), &ctx);
+        assert!(
+            text_of(&w).ends_with(&format!("\n{link}")),
+            "{}",
+            text_of(&w)
+        );
+        let blocks = blocks_of(&w);
+        let last = blocks.as_array().and_then(|b| b.last()).cloned();
+        assert_eq!(last.map(|b| b["text"]["text"].clone()), Some(link.into()));
+        let plain = post(message);
+        assert!(!text_of(&plain).contains("slack://"));
+        assert_eq!(blocks_of(&plain).as_array().map(Vec::len), Some(3));
     }
 
     #[test]

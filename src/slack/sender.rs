@@ -83,6 +83,8 @@ pub struct Sender {
     staffing_channel: Option<String>,
     /// The longest one Web API call takes (the client's timeout).
     call_timeout: Duration,
+    /// What messages are rendered with (the link to the app's Home tab).
+    render: render::RenderContext,
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -155,7 +157,14 @@ impl Sender {
             round: std::sync::atomic::AtomicU64::new(0),
             staffing_channel: None,
             call_timeout: claim_ttl / 2,
+            render: render::RenderContext::default(),
         }
+    }
+
+    /// Renders messages with `ctx` (e.g. reminders link the app's Home tab).
+    pub fn with_render_context(mut self, ctx: render::RenderContext) -> Sender {
+        self.render = ctx;
+        self
     }
 
     /// Reports offers Slack refused for good to `channel` (the staffing channel).
@@ -268,7 +277,7 @@ impl Sender {
         row: Row,
         report: &mut SendReport,
     ) -> Result<Option<Claimed>, DbErr> {
-        match render::stored(row.payload.clone(), &row.dedupe_key) {
+        match render::stored_in(row.payload.clone(), &row.dedupe_key, &self.render) {
             Ok((SlackWrite::PublishHome { user_id }, _)) => {
                 // A Home shows what is true when it is published.
                 let data = crate::home::load(&self.db, &user_id, self.clock.now()).await?;

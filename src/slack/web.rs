@@ -206,6 +206,8 @@ pub struct BotIdentity {
     pub user_id: String,
     pub team_id: String,
     pub team: String,
+    /// The bot's id (`B…`), which `bots.info` turns into the app's id.
+    pub bot_id: Option<String>,
 }
 
 fn token_error(which: &'static str, url: &str, e: SlackClientError) -> TokenError {
@@ -236,7 +238,66 @@ pub async fn check_bot_token(
         user_id: response.user_id.to_string(),
         team_id: response.team_id.to_string(),
         team: response.team.clone(),
+        bot_id: response.bot_id.map(|b| b.to_string()),
     })
+}
+
+/// How long the Home tab's look-up may take at start-up.
+pub const APP_HOME_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The ids of a link to the app's Home tab: the workspace from `auth.test` (`identity`) and
+/// the app from `bots.info?bot=<bot id>` (scope `users:read`). An error says why they are not
+/// known; nothing retries (reminders then go without the link).
+pub async fn app_home(
+    client: &SlackHyperClient,
+    token: &SlackApiToken,
+    identity: &BotIdentity,
+) -> Result<super::render::AppHome, String> {
+    let bot = identity
+        .bot_id
+        .clone()
+        .ok_or_else(|| "auth.test named no bot_id".to_string())?;
+    let session = client.open_session(token);
+    let params = vec![("bot", Some(bot))];
+    let call = session
+        .http_session_api
+        .http_get::<Value, _, String>("bots.info", &params, None);
+    let answer = match tokio::time::timeout(APP_HOME_TIMEOUT, call).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(SlackClientError::ApiError(e))) => return Err(format!("bots.info: {}", e.code)),
+        Ok(Err(e)) => return Err(format!("bots.info: {e}")),
+        Err(_) => return Err(format!("bots.info: no answer within {APP_HOME_TIMEOUT:?}")),
+    };
+    let app_id = answer
+        .pointer("/bot/app_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| "bots.info named no app_id".to_string())?;
+    Ok(super::render::AppHome {
+        team_id: identity.team_id.clone(),
+        app_id: app_id.to_string(),
+    })
+}
+
+/// [`app_home`] as a [`super::render::RenderContext`]; when it fails, a warning and a context
+/// without the link.
+pub async fn render_context(
+    client: &SlackHyperClient,
+    token: &SlackApiToken,
+    identity: &BotIdentity,
+) -> super::render::RenderContext {
+    match app_home(client, token, identity).await {
+        Ok(home) => {
+            tracing::info!(team_id = %home.team_id, app_id = %home.app_id, "reminders link the app's Home tab");
+            super::render::RenderContext {
+                app_home: Some(home),
+            }
+        }
+        Err(e) => {
+            tracing::warn!("the app's Home tab is unknown ({e}); reminders go without its link");
+            super::render::RenderContext::default()
+        }
+    }
 }
 
 /// `apps.connections.open` with the app-level token (the URL it returns is not used).

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
+use crate::config::NoticeSettings;
 use crate::db::offers::{Click, OfferKey};
 use crate::db::requests::RequestContext;
 use crate::db::{self, AssignmentStatus, RequestStatus};
@@ -82,12 +83,14 @@ impl Click {
 ///
 /// A winning accept costs eight statements: the click, the compare-and-set on the request, the
 /// task's assignments, the response, the assignment, the task's status, the open offers, and
-/// one multi-row insert of every Slack message (the DM updates, the invite, the welcome).
+/// one multi-row insert of every Slack message (the DM updates, the invite, the welcome, the
+/// status notices of `notices`).
 pub async fn respond<C: ConnectionTrait>(
     conn: &C,
     inquiry_id: i64,
     clicker: &str,
     accept: bool,
+    notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<ClickOutcome> {
     let Some(click) = db::offers::click(conn, inquiry_id).await? else {
@@ -118,7 +121,7 @@ pub async fn respond<C: ConnectionTrait>(
         queue_final(conn, &click.dm(), context, name, OfferOutcome::Gone, now).await?;
         return Ok(ClickOutcome::Late);
     }
-    win(conn, &click, now).await?;
+    win(conn, &click, notices, now).await?;
     Ok(ClickOutcome::Won)
 }
 
@@ -138,8 +141,14 @@ async fn reject<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>)
 }
 
 /// The winning accept (the request is closed already): the assignment (new, or handed over on
-/// a restaff), the welcome, the winner's DM and every other open offer of the request.
-async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) -> Result<()> {
+/// a restaff), the welcome and the status notices (not on a hand-over), the winner's DM and
+/// every other open offer of the request.
+async fn win<C: ConnectionTrait>(
+    conn: &C,
+    click: &Click,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let context = &click.context;
     let existing = db::tasks::assignments_of(conn, context.task_id).await?;
     db::offers::insert_response(conn, click.key(), true, true, now).await?;
@@ -164,9 +173,10 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
             };
             let certified =
                 context.required_count == 0 || click.held_count == context.required_count;
-            let assignment =
+            let assigned =
                 lifecycle::assign_prepared(conn, facts, &existing, click.worker_id, certified, now)
                     .await?;
+            let assignment = &assigned.assignment;
             messages.extend(lifecycle::welcome_messages(
                 context.slack_channel_id.as_deref(),
                 context.project_id,
@@ -175,6 +185,24 @@ async fn win<C: ConnectionTrait>(conn: &C, click: &Click, now: DateTime<Utc>) ->
                 click.worker_id,
                 &click.clicker_username,
                 click.clicker_slack_id.as_deref(),
+            ));
+            let facts = lifecycle::NoticeFacts {
+                task_id: context.task_id,
+                version_slug: &context.version_slug,
+                project_description: &context.short_description,
+                step_slug: &context.step_slug,
+                channel: context.slack_channel_id.as_deref(),
+            };
+            let worker = (
+                click.clicker_username.as_str(),
+                click.clicker_slack_id.as_deref(),
+            );
+            messages.extend(lifecycle::status_notices(
+                notices,
+                facts,
+                worker,
+                assigned.notice(lifecycle::AssignedBy::Person),
+                assigned.status_changes,
             ));
         }
     }

@@ -472,7 +472,12 @@ fn alternatives(element: &str) -> Vec<Vec<String>> {
             None => (None, inner),
         };
         let values: Vec<&str> = if is_metavar(value) {
-            vec!["1"]
+            // A value of the metavariable's kind (a number fits most).
+            vec![if value == "ADDR" {
+                "127.0.0.1:8080"
+            } else {
+                "1"
+            }]
         } else {
             value.split('|').collect()
         };

@@ -375,6 +375,7 @@ impl Flow {
             description,
             0,
             channel.map(str::to_string),
+            &Default::default(),
             at,
         )
         .await
@@ -395,6 +396,7 @@ pub async fn create_project(
         description,
         0,
         channel.map(str::to_string),
+        &Default::default(),
         Utc::now(),
     )
     .await
@@ -521,7 +523,7 @@ pub async fn find_worker(
 /// Assigns `task` to the worker named `name` (`task assign`).
 pub async fn assign(db: &DatabaseConnection, task: i64, name: &str) {
     let w = find_worker(db, name).await;
-    staffbot::lifecycle::assign_task(db, task, &w, Utc::now())
+    staffbot::lifecycle::assign_task(db, task, &w, &Default::default(), Utc::now())
         .await
         .expect("assigned");
 }
@@ -536,9 +538,17 @@ pub async fn submit(
     use rand::SeedableRng;
     let w = find_worker(db, name).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    staffbot::lifecycle::submit(db, task, &w, kind, Utc::now(), &mut rng)
-        .await
-        .expect("submitted")
+    staffbot::lifecycle::submit(
+        db,
+        task,
+        &w,
+        kind,
+        &Default::default(),
+        Utc::now(),
+        &mut rng,
+    )
+    .await
+    .expect("submitted")
 }
 
 /// Opens a staffing request for `task` as `/staffbot staff` does.
@@ -589,4 +599,23 @@ pub async fn assignments(db: &DatabaseConnection) -> Vec<(i64, i32)> {
 /// The channel welcome of a worker with Slack id `slack`.
 pub fn welcome(slack: &str) -> String {
     format!("<@{slack}> has been added to the team. Welcome aboard!")
+}
+
+/// Orchestra's status lines of status notices.
+pub const PICKED_UP: &str = "Task has been picked up by a worker.";
+pub const AUTO_STAFFED: &str = "Task has been auto-staffed to a worker.";
+pub const AWAITING_REVIEW: &str = "Task is awaiting review.";
+pub const UNDER_REVIEW: &str = "Task is under review.";
+pub const RETURNED: &str = "Task was returned by reviewer.";
+pub const COMPLETED: &str = "Task has been completed.";
+pub const ABORTED: &str = "Task has been aborted.";
+
+/// The project channel's status notice of task `task` (step `step`) of a project described
+/// `project` on version `v1`: status line `line`, naming the worker `name` added by
+/// [`worker`] (and mentioning their Slack id).
+pub fn notice(line: &str, name: &str, project: &str, step: &str, task: i64) -> String {
+    format!(
+        "*{line}*\n>>>Current worker: {name} (<@{}>)\n\nProject: v1 | {project}\nTask: {step} {task}",
+        slack_id(name)
+    )
 }

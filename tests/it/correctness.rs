@@ -10,8 +10,8 @@ use staffbot::requests;
 use staffbot::staffing::respond;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{all, count, submit};
-use crate::harness::{CHANNEL, Team, TeamSpec, text, update_text};
+use crate::common::{ABORTED, AWAITING_REVIEW, all, count, submit};
+use crate::harness::{CHANNEL, Team, TeamSpec, per_channel, text, texts_of, update_text};
 
 const STAFFING: &str = "G0STAFF";
 
@@ -46,7 +46,12 @@ async fn a_submission_ends_the_restaff_of_the_submitted_work() {
         "DU0CARL".into(),
         "Sorry, this task is no longer available.".into(),
     );
-    assert_eq!(update_text(&t.h.next_message().await), gone);
+    let calls = per_channel(t.h.next_messages(2).await);
+    assert_eq!(update_text(&calls["DU0CARL"][0]), gone);
+    assert_eq!(
+        texts_of(&calls[CHANNEL]),
+        [t.notice(AWAITING_REVIEW, "bob")]
+    );
 
     // A late Accept changes nothing: bob keeps his submitted work and his channel.
     t.accept("carl").await;
@@ -75,9 +80,11 @@ async fn a_submission_ends_the_restaff_of_the_submitted_work() {
 async fn restaffing_a_finished_task_says_so() {
     let mut t = team("Mayor race", &["bob"]).await;
     let bob = t.assign("bob").await;
-    lifecycle::abort_project(t.h.db(), t.project, Utc::now())
+    lifecycle::abort_project(t.h.db(), t.project, &Default::default(), Utc::now())
         .await
         .expect("abort");
+    let aborted = t.notice(ABORTED, "bob");
+    assert_eq!(t.h.next_post(CHANNEL).await, aborted);
     let err = requests::restaff_task(t.h.db(), t.task, &bob, "bob", Utc::now())
         .await
         .expect_err("finished");
@@ -105,7 +112,8 @@ async fn an_offer_answered_while_its_dm_is_being_recorded_loses_its_buttons() {
     );
     t.accept("carl").await;
     t.h.fake.release("chat.postMessage");
-    let calls = t.h.next_messages(4).await;
+    // The offer, the exhausted pool, the welcome and the status notice, the DM's update.
+    let calls = t.h.next_messages(5).await;
     let update = calls
         .iter()
         .find(|c| c.method == "chat.update")
@@ -130,9 +138,16 @@ async fn answer_and_delivery_in_flight_together_update_the_dm_in_either_order() 
         let db = t.h.db().clone();
         let other = staffbot::db::connect(&t.h.t.url).await.expect("connect");
         let answer = move |conn: sea_orm::DatabaseTransaction| async move {
-            respond::respond(&conn, inquiry, "U0CARL", true, Utc::now())
-                .await
-                .expect("respond");
+            respond::respond(
+                &conn,
+                inquiry,
+                "U0CARL",
+                true,
+                &Default::default(),
+                Utc::now(),
+            )
+            .await
+            .expect("respond");
             conn
         };
         let deliver = move |conn: sea_orm::DatabaseTransaction| async move {

@@ -94,6 +94,7 @@ async fn world(
             &format!("P{p}"),
             0,
             Some(CHANNEL.into()),
+            &Default::default(),
             Utc::now(),
         )
         .await

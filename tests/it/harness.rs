@@ -354,6 +354,22 @@ pub fn by_channel(calls: Vec<ApiCall>) -> std::collections::HashMap<String, ApiC
     map
 }
 
+/// Messages by the channel they went to, each channel's in the order they were posted (the order
+/// across channels depends on pacing).
+pub fn per_channel(calls: Vec<ApiCall>) -> std::collections::HashMap<String, Vec<ApiCall>> {
+    let mut map: std::collections::HashMap<String, Vec<ApiCall>> = Default::default();
+    for c in calls {
+        let channel = c.body["channel"].as_str().unwrap_or_default().to_string();
+        map.entry(channel).or_default().push(c);
+    }
+    map
+}
+
+/// The texts of messages.
+pub fn texts_of(calls: &[ApiCall]) -> Vec<&str> {
+    calls.iter().map(text).collect()
+}
+
 /// The text of a message.
 pub fn text(call: &ApiCall) -> &str {
     call.body["text"].as_str().unwrap_or_default()
@@ -370,6 +386,8 @@ pub struct Team {
     pub h: Harness,
     pub project: i64,
     pub task: i64,
+    /// The project's description.
+    pub description: String,
 }
 
 /// A change to the daemon's configuration before it starts.
@@ -386,6 +404,7 @@ pub struct TeamSpec {
     auto_review: bool,
     replica: bool,
     staffing_channel: Option<String>,
+    notifications_channel: Option<String>,
     configure: Vec<Configure>,
 }
 
@@ -406,6 +425,7 @@ impl TeamSpec {
             auto_review: false,
             replica: false,
             staffing_channel: None,
+            notifications_channel: None,
             configure: Vec::new(),
         }
     }
@@ -459,6 +479,11 @@ impl TeamSpec {
         self.staffing_channel = Some(id.into());
         self
     }
+    /// A copy of every status notice goes to channel `id` (`staffbot.notifications_channel`).
+    pub fn notifications_channel(mut self, id: &str) -> Self {
+        self.notifications_channel = Some(id.into());
+        self
+    }
     pub fn config(mut self, f: impl FnOnce(&mut Config) + 'static) -> Self {
         self.configure.push(Box::new(f));
         self
@@ -471,6 +496,10 @@ impl TeamSpec {
         if let Some(id) = &self.staffing_channel {
             h.config.staffbot.staffing_group_id = Some(id.clone());
             h.fake.add_channel(id, "staffing", &[]);
+        }
+        if let Some(id) = &self.notifications_channel {
+            h.config.staffbot.notifications_channel = Some(id.clone());
+            h.fake.add_channel(id, "notifications", &[]);
         }
         for f in self.configure {
             f(&mut h.config);
@@ -519,7 +548,12 @@ impl TeamSpec {
             h.start_replica().await;
         }
         let task = crate::common::first_task(h.db()).await;
-        Team { h, project, task }
+        Team {
+            h,
+            project,
+            task,
+            description: self.description,
+        }
     }
 }
 
@@ -550,17 +584,21 @@ impl Team {
         crate::common::find_worker(self.h.db(), name).await
     }
 
-    /// `task assign` to `name`; reads the channel's welcome.
+    /// `task assign` to `name`; reads the channel's welcome and status notice.
     pub async fn assign(&mut self, name: &str) -> staffbot::db::entities::worker::Model {
         crate::common::assign(self.h.db(), self.task, name).await;
         assert_eq!(
             self.h.next_post(CHANNEL).await,
-            format!(
-                "<@{}> has been added to the team. Welcome aboard!",
-                crate::common::slack_id(name)
-            )
+            crate::common::welcome(&crate::common::slack_id(name))
         );
+        let picked_up = self.notice(crate::common::PICKED_UP, name);
+        assert_eq!(self.h.next_post(CHANNEL).await, picked_up);
         self.worker(name).await
+    }
+
+    /// The channel's status notice of the team's task: status line `line`, naming `name`.
+    pub fn notice(&self, line: &str, name: &str) -> String {
+        crate::common::notice(line, name, &self.description, "write", self.task)
     }
 
     /// The latest offer made to `name`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{self, slack_id};
-use crate::harness::{CHANNEL, Harness, Team, TeamSpec, text, update_text};
+use crate::harness::{CHANNEL, Harness, Team, TeamSpec, update_text};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -102,14 +102,19 @@ async fn a_worker_accepts_from_the_home_tab_and_the_dm_follows() {
 
     let offer = t.inquiry_of("alice").await;
     click_home(&t.h, "alice", "offer_accept", offer.id).await;
-    let updates = crate::harness::by_channel(t.h.next_messages(3).await);
+    let updates = crate::harness::per_channel(t.h.next_messages(4).await);
     let dm = offer.dm_channel.clone().expect("delivered");
     assert!(
-        update_text(&updates[&dm])
+        update_text(&updates[&dm][0])
             .1
             .starts_with("You got the task!")
     );
-    assert!(text(&updates[CHANNEL]).contains("Welcome aboard!"));
+    let channel = crate::harness::texts_of(&updates[CHANNEL]);
+    assert!(channel[0].contains("Welcome aboard!"), "{channel:?}");
+    assert!(
+        channel[1].starts_with("*Task has been picked up by a worker.*"),
+        "{channel:?}"
+    );
     let home = home_showing(
         &t.h,
         "alice",
@@ -128,7 +133,7 @@ async fn a_dm_answer_updates_the_home_and_a_forged_admin_click_is_refused() {
     t.staffed(3).await; // two offers, and everyone has been asked
     open_home(&t.h, "bob", "[Accept] [Reject]").await;
     t.accept("alice").await;
-    t.h.next_messages(3).await;
+    t.h.next_messages(4).await; // two DMs updated; the welcome and the status notice
     let home = home_showing(&t.h, "bob", "No open offers.").await;
     assert!(
         !home.contains("Needs staffing"),
@@ -168,6 +173,11 @@ async fn review_team() -> Team {
 async fn submit_and_review_from_the_home_tab() {
     let mut t = review_team().await;
     click_home(&t.h, "alice", "task_submit", t.task).await;
+    assert!(
+        t.h.next_post(CHANNEL)
+            .await
+            .starts_with("*Task is awaiting review.*")
+    );
     let home = home_showing(&t.h, "alice", "is now waiting for a reviewer.").await;
     assert!(
         home.contains("## Your tasks\nNothing in progress."),
@@ -182,20 +192,28 @@ async fn submit_and_review_from_the_home_tab() {
         t.h.next_post(CHANNEL).await,
         format!("Got it! I will start staffing task {}!", t.task)
     );
-    t.offers(1).await;
+    t.offers(2).await; // rita's offer, and everyone has been asked
     let home = home_showing(&t.h, "rita", "[Review]").await;
     assert!(home.contains("[Accept] [Reject]"), "{home}");
     let offer = t.inquiry_of("rita").await;
     click_home(&t.h, "rita", "offer_accept", offer.id).await;
-    t.h.next_messages(2).await; // her DM: you got it; the channel: welcome
+    t.h.next_messages(3).await; // her DM: you got it; the channel: welcome, under review
     home_showing(&t.h, "rita", "[Approve] [Send back]").await;
 
+    // Each change is the lifecycle's: its status notice in the channel, and both Homes.
+    async fn notice(h: &mut Harness, line: &str) {
+        let posted = h.next_post(CHANNEL).await;
+        assert!(posted.starts_with(&format!("*Task {line}*")), "{posted}");
+    }
     click_home(&t.h, "rita", "task_send_back", t.task).await;
+    notice(&mut t.h, "was returned by reviewer.").await;
     home_showing(&t.h, "rita", "is now returned by the reviewer.").await;
     home_showing(&t.h, "alice", "returned by the reviewer, since").await;
     click_home(&t.h, "alice", "task_submit", t.task).await;
+    notice(&mut t.h, "is under review.").await;
     home_showing(&t.h, "rita", "under review, since").await;
     click_home(&t.h, "rita", "task_approve", t.task).await;
+    notice(&mut t.h, "has been completed.").await;
     home_showing(&t.h, "rita", "is now complete.").await;
     let home = home_showing(&t.h, "alice", "complete,").await;
     assert!(
@@ -217,9 +235,15 @@ async fn a_stale_submit_is_refused_with_the_lifecycles_reason() {
     open_home(&t.h, "alice", "[Submit]").await;
     // The task is handed to bob meanwhile; alice's click arrives from the old view.
     let bob = common::find_worker(t.h.db(), "bob").await;
-    staffbot::lifecycle::assign_or_reassign(t.h.db(), t.task, &bob, chrono::Utc::now())
-        .await
-        .expect("handed over");
+    staffbot::lifecycle::assign_or_reassign(
+        t.h.db(),
+        t.task,
+        &bob,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("handed over");
     t.h.next_messages(2).await; // bob's welcome, alice told
     let id =
         t.h.fake
@@ -269,7 +293,7 @@ async fn an_admin_staffs_and_restaffs_from_the_home_tab() {
     );
     t.offers(3).await;
     t.accept("alice").await;
-    t.h.next_messages(3).await;
+    t.h.next_messages(4).await; // two DMs updated; the welcome and the status notice
     let home = home_showing(&t.h, "ada", "alice: in progress since").await;
     assert!(home.contains("[Restaff]"), "{home}");
     assert!(home.contains("*news*: 1 opened, 1 staffed"), "{home}");

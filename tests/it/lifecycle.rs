@@ -55,6 +55,7 @@ impl World {
             "Story",
             3,
             channel.map(str::to_string),
+            &Default::default(),
             t0(),
         )
         .await
@@ -109,7 +110,7 @@ impl World {
     }
 
     async fn assign(&self, task_id: i64, w: &worker::Model) -> task_assignment::Model {
-        lifecycle::assign_task(self.db(), task_id, w, t0())
+        lifecycle::assign_task(self.db(), task_id, w, &Default::default(), t0())
             .await
             .expect("assigned")
     }
@@ -117,7 +118,7 @@ impl World {
     /// `task assign` on a task that may be in progress: the assignment, and whether it was
     /// handed over from someone else.
     async fn hand_over(&self, task_id: i64, w: &worker::Model) -> (task_assignment::Model, bool) {
-        lifecycle::assign_or_reassign(self.db(), task_id, w, t0())
+        lifecycle::assign_or_reassign(self.db(), task_id, w, &Default::default(), t0())
             .await
             .expect("assigned")
     }
@@ -158,7 +159,16 @@ impl World {
         kind: SubmitKind,
     ) -> Result<TaskStatus, Error> {
         let mut rng = StdRng::seed_from_u64(7);
-        lifecycle::submit(self.db(), task_id, w, kind, t0(), &mut rng).await
+        lifecycle::submit(
+            self.db(),
+            task_id,
+            w,
+            kind,
+            &Default::default(),
+            t0(),
+            &mut rng,
+        )
+        .await
     }
 
     async fn requests(&self, task_id: i64) -> Vec<staffing_request::Model> {
@@ -218,7 +228,11 @@ async fn an_assignment_starts_the_work_and_brings_the_worker_in() {
         users: "U_ALICE".into(),
     };
     let welcome = crate::common::post("C_STORY", crate::common::welcome("U_ALICE"));
-    assert_eq!(w.writes().await, vec![invite, welcome]);
+    let picked_up = crate::common::post(
+        "C_STORY",
+        "*Task has been picked up by a worker.*\n>>>Current worker: alice (<@U_ALICE>)\n\nProject: v1 | Story\nTask: draft 1",
+    );
+    assert_eq!(w.writes().await, vec![invite, welcome, picked_up]);
 }
 
 #[tokio::test]
@@ -233,7 +247,7 @@ async fn submitted_work_waits_for_a_certified_reviewer() {
     assert_eq!(w.assignments(draft).await, vec![(0, alice.id, Submitted)]);
     // PENDING_REVIEW → REVIEWING, counter 1, reviewer role needed
     let bob = w.worker("bob", &[("writer", Role::EntryLevel)]).await;
-    let refused = lifecycle::assign_task(w.db(), draft, &bob, t0()).await;
+    let refused = lifecycle::assign_task(w.db(), draft, &bob, &Default::default(), t0()).await;
     assert_eq!(user_err(refused), UserError::NotCertifiedForTask);
     w.assign(draft, &rita).await;
     assert_eq!(w.task(draft).await.status, TaskStatus::Reviewing);
@@ -263,7 +277,16 @@ async fn approvals_complete_the_task_and_the_last_task_the_project() {
     under_review(&w, draft, &alice, &rita).await;
     // REVIEWING → COMPLETE (approve, max_reviews 1); the follow-on task appears
     let mut rng = StdRng::seed_from_u64(1);
-    let approved = lifecycle::review(w.db(), draft, &rita, true, t0(), &mut rng).await;
+    let approved = lifecycle::review(
+        w.db(),
+        draft,
+        &rita,
+        true,
+        &Default::default(),
+        t0(),
+        &mut rng,
+    )
+    .await;
     assert_eq!(approved.expect("approve"), TaskStatus::Complete);
     let tasks = w.tasks().await;
     assert_eq!(tasks.len(), 2);
@@ -372,11 +395,13 @@ async fn submit_errors_in_orchestras_order() {
     w.assign(draft, &b).await;
     let mut rng = StdRng::seed_from_u64(1);
     assert_eq!(
-        user_err(lifecycle::review(w.db(), draft, &b, true, t0(), &mut rng).await),
+        user_err(
+            lifecycle::review(w.db(), draft, &b, true, &Default::default(), t0(), &mut rng).await
+        ),
         UserError::NotUnderReview(draft)
     );
     // Aborted tasks cannot be submitted.
-    lifecycle::abort_project(w.db(), w.project, t0())
+    lifecycle::abort_project(w.db(), w.project, &Default::default(), t0())
         .await
         .expect("abort");
     assert_eq!(
@@ -384,7 +409,7 @@ async fn submit_errors_in_orchestras_order() {
         UserError::NotSubmittable
     );
     assert_eq!(
-        user_err(lifecycle::abort_project(w.db(), w.project, t0()).await),
+        user_err(lifecycle::abort_project(w.db(), w.project, &Default::default(), t0()).await),
         UserError::ProjectFinished {
             id: w.project,
             status: "aborted".into()
@@ -399,30 +424,30 @@ async fn assignment_errors() {
     let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
     let e = w.worker("e", &[("editor", Role::EntryLevel)]).await;
     assert_eq!(
-        user_err(lifecycle::assign_task(w.db(), draft, &e, t0()).await),
+        user_err(lifecycle::assign_task(w.db(), draft, &e, &Default::default(), t0()).await),
         UserError::NotCertifiedForTask
     );
     assert_eq!(
-        user_err(lifecycle::assign_task(w.db(), 999, &a, t0()).await),
+        user_err(lifecycle::assign_task(w.db(), 999, &a, &Default::default(), t0()).await),
         UserError::TaskNotFound(999)
     );
     w.assign(draft, &a).await;
     assert_eq!(
-        user_err(lifecycle::assign_task(w.db(), draft, &a, t0()).await),
+        user_err(lifecycle::assign_task(w.db(), draft, &a, &Default::default(), t0()).await),
         UserError::StatusIncompatibleWithNewAssignment
     );
     // `task assign` on a task in progress hands it over; certification is checked for the role.
     assert_eq!(
-        user_err(lifecycle::assign_or_reassign(w.db(), draft, &e, t0()).await),
+        user_err(lifecycle::assign_or_reassign(w.db(), draft, &e, &Default::default(), t0()).await),
         UserError::NotCertifiedForAssignment
     );
     assert_eq!(
-        user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
+        user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, &Default::default(), t0()).await),
         UserError::AlreadyAssigned
     );
     w.submits(draft, &a, SUBMIT).await;
     assert_eq!(
-        user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, t0()).await),
+        user_err(lifecycle::assign_or_reassign(w.db(), draft, &a, &Default::default(), t0()).await),
         UserError::TaskFinished {
             task: draft,
             status: "complete".into()
@@ -524,7 +549,16 @@ async fn assignment_policies_run_on_creation_and_review() {
     let version = load_workflow(&t.db, dir.path()).await;
     // specified_worker fails clearly while alice does not exist.
     let err = user_err(
-        lifecycle::create_project(&t.db, &version, "Story", 0, Some("C9".into()), t0()).await,
+        lifecycle::create_project(
+            &t.db,
+            &version,
+            "Story",
+            0,
+            Some("C9".into()),
+            &Default::default(),
+            t0(),
+        )
+        .await,
     );
     assert_eq!(
         err.to_string(),
@@ -532,9 +566,17 @@ async fn assignment_policies_run_on_creation_and_review() {
     );
     let w = World { t, project: 0 };
     let alice = w.worker("alice", &[("writer", Role::EntryLevel)]).await;
-    let project = lifecycle::create_project(w.db(), &version, "Story", 0, Some("C9".into()), t0())
-        .await
-        .expect("project");
+    let project = lifecycle::create_project(
+        w.db(),
+        &version,
+        "Story",
+        0,
+        Some("C9".into()),
+        &Default::default(),
+        t0(),
+    )
+    .await
+    .expect("project");
     let w = World { project, ..w };
     let tasks = w.tasks().await;
     assert_eq!(
@@ -596,9 +638,17 @@ async fn assignment_policies_run_on_creation_and_review() {
 
     // Approving completes rewrite; edit is created and autoassign opens its request.
     let mut rng = StdRng::seed_from_u64(1);
-    lifecycle::review(w.db(), rewrite, &rita, true, t0(), &mut rng)
-        .await
-        .expect("approve");
+    lifecycle::review(
+        w.db(),
+        rewrite,
+        &rita,
+        true,
+        &Default::default(),
+        t0(),
+        &mut rng,
+    )
+    .await
+    .expect("approve");
     let edit = w.tasks().await[2].id;
     let requests = w.requests(edit).await;
     assert_eq!(
@@ -618,7 +668,8 @@ async fn reassigning_moves_the_work_and_tells_the_previous_worker() {
     assert!(reassigned);
     assert_eq!(moved.assignment_counter, 0);
     assert_eq!(w.assignments(draft).await, vec![(0, b.id, Processing)]);
-    let writes: Vec<SlackWrite> = w.writes().await.into_iter().skip(2).collect();
+    // a's invite, welcome and status notice; then the hand-over, which has no status notice.
+    let writes: Vec<SlackWrite> = w.writes().await.into_iter().skip(3).collect();
     assert_eq!(
         writes[0],
         SlackWrite::Invite {
@@ -728,7 +779,7 @@ async fn aborting_closes_requests_and_restaff_needs_an_assignment() {
         requests::staff_error_text(&draft.to_string(), &err),
         format!("Task {draft} got an error: \"Status incompatible with new assignment\"")
     );
-    lifecycle::abort_project(w.db(), w.project, t0())
+    lifecycle::abort_project(w.db(), w.project, &Default::default(), t0())
         .await
         .expect("abort");
     assert!(
@@ -763,4 +814,42 @@ async fn completion_ends_project() {
         ProjectStatus::Completed,
         "pitch ends the project though notes is open"
     );
+}
+
+/// Status notices are keyed per status change: a task's abort is told once for the task a
+/// worker had (naming them), and not for the one nobody worked on.
+#[tokio::test]
+async fn an_abort_is_told_for_the_tasks_somebody_worked_on() {
+    let steps = json!([
+        {"slug": "pitch", "name": "Pitch", "required_certifications": ["writer"], "review_policy": {"policy": "no_review"}},
+        {"slug": "notes", "name": "Notes", "required_certifications": ["writer"], "review_policy": {"policy": "no_review"}}
+    ]);
+    let w = World::new(steps, Some("C_STORY")).await;
+    let tasks = w.tasks().await;
+    let a = w.worker("a", &[("writer", Role::EntryLevel)]).await;
+    w.assign(tasks[0].id, &a).await;
+    lifecycle::abort_project(w.db(), w.project, &Default::default(), t0())
+        .await
+        .expect("abort");
+    let notices: Vec<(String, SlackWrite)> = outbox_rows(w.db())
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("notice:"))
+        .collect();
+    let pitch = tasks[0].id;
+    let keys: Vec<&str> = notices.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            format!("notice:task:{pitch}:change:1:channel"),
+            format!("notice:task:{pitch}:change:2:channel")
+        ]
+    );
+    let aborted = crate::common::post(
+        "C_STORY",
+        format!(
+            "*Task has been aborted.*\n>>>Current worker: a (<@U_A>)\n\nProject: v1 | Story\nTask: pitch {pitch}"
+        ),
+    );
+    assert_eq!(notices[1].1, aborted);
 }

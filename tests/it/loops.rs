@@ -90,12 +90,18 @@ async fn sanitybot_repeats_checks_by_orchestras_rule() {
     broken_project(&h, &version).await;
     h.hold_loop_leases().await;
     h.start().await;
-    for _ in 0..4 {
-        h.next_message().await; // welcomes for the two assignments (invites are not messages)
-        if h.fake.calls_to("chat.postMessage").len() >= 2 {
-            break;
-        }
-    }
+    // The two assignments' welcomes (invites are not messages) and the draft's status notices.
+    let task = first_task(h.db()).await;
+    let notice = |line: &str, name: &str| crate::common::notice(line, name, "P", "draft", task);
+    let mut before = vec![
+        crate::common::welcome("U0ZED"),
+        notice(crate::common::PICKED_UP, "zed"),
+        notice(crate::common::AWAITING_REVIEW, "zed"),
+        crate::common::welcome("U0AMY"),
+        notice(crate::common::UNDER_REVIEW, "amy"),
+    ];
+    before.sort();
+    assert_eq!(h.texts(5).await, before);
     let l = h.lease("sanity").await;
     let db = h.db().clone();
     let run = || async { staffbot::sanity::run_once(&db, &l, Utc::now()).await };
@@ -195,16 +201,19 @@ async fn reminders_are_throttled_per_worker() {
     let calls = h.next_messages(2).await;
     for c in &calls {
         let text = c.body["text"].as_str().unwrap_or_default();
+        // Ending with the link to staffbot's Home tab (the fake's team and app).
+        let home = "<slack://app?team=T0TEAM&id=A0STAFFBOT&tab=home|Open your staffbot Home>";
         assert_eq!(
             text,
             format!(
-                "Tasks are still available for you to work on, if you'd like!\n• First thing (Story), task {one}"
+                "Tasks are still available for you to work on, if you'd like!\n• First thing (Story), task {one}\n{home}"
             )
         );
         assert_eq!(
             c.body["blocks"][2]["elements"][0]["action_id"],
             "offer_accept"
         );
+        assert_eq!(c.body["blocks"][3]["text"]["text"], home);
     }
     // At most once per interval.
     assert_eq!(remind(base + day + minutes(1)).await, 0);
@@ -213,15 +222,49 @@ async fn reminders_are_throttled_per_worker() {
     // An answered offer is no longer listed: w1 declines, only w2 is reminded.
     let inquiry = offer_of(&h, "w1").await;
     let tx = staffbot::db::begin_write(h.db()).await.expect("tx");
-    staffbot::staffing::respond::respond(&tx, inquiry.id, "U0W1", false, Utc::now())
-        .await
-        .expect("decline");
+    staffbot::staffing::respond::respond(
+        &tx,
+        inquiry.id,
+        "U0W1",
+        false,
+        &Default::default(),
+        Utc::now(),
+    )
+    .await
+    .expect("decline");
     sea_orm::TransactionSession::commit(tx)
         .await
         .expect("commit");
     h.next_message().await; // "Thanks for responding!"
     assert_eq!(remind(base + day * 4).await, 1);
     assert_eq!(h.next_message().await.body["channel"], "U0W2");
+    h.finish().await;
+}
+
+/// When Slack does not say which app staffbot is (`bots.info` fails), reminders still go, without
+/// the link to the Home tab.
+#[tokio::test]
+async fn reminders_go_without_the_home_link_when_the_app_is_unknown() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "p", &[]);
+    let refused = slack_sim::Fault::ApiError("missing_scope".into());
+    h.fake.fail_until_cleared("bots.info", refused);
+    let base = Utc::now() - chrono::Duration::days(5);
+    let (one, _) = first_round(&mut h, base).await;
+    assert!(!h.fake.calls_to("bots.info").is_empty(), "the daemon asked");
+    let lease = h.lease("reminders").await;
+    let day = std::time::Duration::from_secs(86400);
+    let at = base + chrono::Duration::days(1);
+    let sent = staffbot::staffing::reminders::run_once(h.db(), &lease, day, at).await;
+    assert_eq!(sent.expect("reminders"), 2);
+    for c in h.next_messages(2).await {
+        assert_eq!(
+            c.body["text"],
+            format!(
+                "Tasks are still available for you to work on, if you'd like!\n• First thing (Story), task {one}"
+            )
+        );
+    }
     h.finish().await;
 }
 
@@ -265,7 +308,8 @@ async fn unstaffed_tasks_are_reported_by_step_and_not_repeated() {
     // A task with a winner is not reported.
     h.click("w1", "offer_accept", &offer_of(&h, "w1").await)
         .await;
-    h.next_messages(3).await; // welcome, "you got it", the other offer "taken"
+    // The welcome and the status notice, "you got it", the other offer "taken".
+    h.next_messages(4).await;
     assert_eq!(warn(base + minutes(200)).await, 1);
     assert!(
         h.next_message().await.body["text"]

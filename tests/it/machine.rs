@@ -94,9 +94,17 @@ async fn create(db: &DatabaseConnection, channel: Option<&str>) -> i64 {
     let (w, v) = press();
     let dir = write_workflow(&w, &[("v1", v)]);
     let version = load_workflow(db, dir.path()).await;
-    lifecycle::create_project(db, &version, "Mayor race", 1, channel.map(Into::into), t0())
-        .await
-        .expect("project")
+    lifecycle::create_project(
+        db,
+        &version,
+        "Mayor race",
+        1,
+        channel.map(Into::into),
+        &Default::default(),
+        t0(),
+    )
+    .await
+    .expect("project")
 }
 
 #[tokio::test]
@@ -122,7 +130,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     );
     let ann = worker("ann").no_slack().writes("writer").add(db).await;
     assert!(matches!(
-        lifecycle::assign_task(db, setup.id, &ann, t0()).await,
+        lifecycle::assign_task(db, setup.id, &ann, &Default::default(), t0()).await,
         Err(Error::User(UserError::MachineTask { .. }))
     ));
 
@@ -138,7 +146,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
         ("press.tidy", MachineFunction::Complete),
     ]);
     let lease = machine_lease(db).await;
-    let r = machine::run_once(db, &lease, &config, t0())
+    let r = machine::run_once(db, &lease, &config, &Default::default(), t0())
         .await
         .expect("run");
     assert_eq!(
@@ -169,7 +177,7 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     submit(db, write.id, "ann", SubmitKind::RequestedReview).await;
 
     // A command in the middle gets every earlier output; `complete = true` completes at once.
-    let r = machine::run_once(db, &lease, &config, t0())
+    let r = machine::run_once(db, &lease, &config, &Default::default(), t0())
         .await
         .expect("run");
     assert_eq!(r.completed, 2);
@@ -187,19 +195,25 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     submit(db, edit.id, "eve", SubmitKind::RequestedReview).await;
 
     // An unmapped path waits for `task complete`.
-    let r = machine::run_once(db, &lease, &config, t0())
+    let r = machine::run_once(db, &lease, &config, &Default::default(), t0())
         .await
         .expect("run");
     assert_eq!(r.external, 1);
     let publish = task_of(db, project, "publish").await;
     assert_eq!(publish.status, TaskStatus::AwaitingProcessing);
     assert!(matches!(
-        lifecycle::complete_machine_task(db, edit.id, json!({}), t0()).await,
+        lifecycle::complete_machine_task(db, edit.id, json!({}), &Default::default(), t0()).await,
         Err(Error::User(UserError::NotAMachineTask { .. }))
     ));
-    lifecycle::complete_machine_task(db, publish.id, json!({"url": "https://x"}), t0())
-        .await
-        .expect("complete");
+    lifecycle::complete_machine_task(
+        db,
+        publish.id,
+        json!({"url": "https://x"}),
+        &Default::default(),
+        t0(),
+    )
+    .await
+    .expect("complete");
     assert_eq!(
         task_of(db, project, "publish").await.output,
         Some(json!({"url": "https://x"}))
@@ -207,7 +221,8 @@ async fn machine_tasks_complete_by_command_by_config_and_by_task_complete() {
     let p = by_id::<project::Entity>(db, project).await;
     assert_eq!(p.status, ProjectStatus::Completed);
     assert!(matches!(
-        lifecycle::complete_machine_task(db, publish.id, json!({}), t0()).await,
+        lifecycle::complete_machine_task(db, publish.id, json!({}), &Default::default(), t0())
+            .await,
         Err(Error::User(UserError::MachineTaskNotWaiting { .. }))
     ));
 }
@@ -227,7 +242,7 @@ async fn a_failing_command_waits_retries_with_backoff_is_reported_and_recovers()
         )),
     )]);
     let lease = machine_lease(db).await;
-    let r = machine::run_once(db, &lease, &config, t0())
+    let r = machine::run_once(db, &lease, &config, &Default::default(), t0())
         .await
         .expect("run");
     assert_eq!(r.failed, 1);
@@ -243,15 +258,27 @@ async fn a_failing_command_waits_retries_with_backoff_is_reported_and_recovers()
         Some(t0() + chrono::Duration::seconds(30))
     );
     // Not due before its backoff.
-    let r = machine::run_once(db, &lease, &config, t0() + chrono::Duration::seconds(29))
-        .await
-        .expect("run");
+    let r = machine::run_once(
+        db,
+        &lease,
+        &config,
+        &Default::default(),
+        t0() + chrono::Duration::seconds(29),
+    )
+    .await
+    .expect("run");
     assert_eq!(r, MachineReport::default());
     // Bad JSON is a failure too; the backoff doubles.
     std::fs::write(&ok, "not json").expect("write");
-    let r = machine::run_once(db, &lease, &config, t0() + chrono::Duration::seconds(30))
-        .await
-        .expect("run");
+    let r = machine::run_once(
+        db,
+        &lease,
+        &config,
+        &Default::default(),
+        t0() + chrono::Duration::seconds(30),
+    )
+    .await
+    .expect("run");
     assert_eq!(r.failed, 1);
     let setup = task_of(db, project, "setup").await;
     assert!(
@@ -297,7 +324,7 @@ async fn a_failing_command_waits_retries_with_backoff_is_reported_and_recovers()
     );
 
     std::fs::write(&ok, "{\"folder\": \"F2\"}").expect("write");
-    let r = machine::run_once(db, &lease, &config, later)
+    let r = machine::run_once(db, &lease, &config, &Default::default(), later)
         .await
         .expect("run");
     assert_eq!(r.completed, 1);
@@ -337,7 +364,7 @@ async fn a_command_past_its_timeout_is_killed_with_its_process_group() {
         },
     )]);
     let lease = machine_lease(db).await;
-    let r = machine::run_once(db, &lease, &config, t0())
+    let r = machine::run_once(db, &lease, &config, &Default::default(), t0())
         .await
         .expect("run");
     assert_eq!(r.failed, 1);
@@ -383,7 +410,7 @@ async fn a_project_runs_through_machine_steps_and_slack_staffing() {
     let lease = machine_lease(&db).await;
 
     for (slug, worker, machine_runs) in [("write", "wes", 1), ("edit", "eda", 2)] {
-        let r = machine::run_once(&db, &lease, &config, Utc::now())
+        let r = machine::run_once(&db, &lease, &config, &Default::default(), Utc::now())
             .await
             .expect("run");
         assert_eq!(r.completed, machine_runs, "before {slug}");
@@ -407,12 +434,18 @@ async fn a_project_runs_through_machine_steps_and_slack_staffing() {
             .expect("q")
             .expect("inquiry");
         h.click(worker, "offer_accept", &inquiry).await;
-        let texts = h.texts(2).await;
+        let notice = |line| crate::common::notice(line, worker, "Mayor race", slug, task.id);
+        let texts = h.texts(3).await;
         assert!(texts.contains(&welcome(&slack_id(worker))), "{texts:?}");
+        assert!(
+            texts.contains(&notice(crate::common::PICKED_UP)),
+            "{texts:?}"
+        );
         let status = submit(&db, task.id, worker, SubmitKind::RequestedReview).await;
         assert_eq!(status, TaskStatus::Complete);
+        assert_eq!(h.next_post(CHANNEL).await, notice(crate::common::COMPLETED));
     }
-    let r = machine::run_once(&db, &lease, &config, Utc::now())
+    let r = machine::run_once(&db, &lease, &config, &Default::default(), Utc::now())
         .await
         .expect("run");
     assert_eq!(r.completed, 1);

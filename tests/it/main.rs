@@ -15,6 +15,7 @@ mod loops;
 mod machine;
 mod manifest;
 mod migrations;
+mod notices;
 mod ops;
 mod process;
 mod properties;

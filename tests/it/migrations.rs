@@ -48,7 +48,7 @@ async fn up_down_up_on_an_empty_database() {
 
     // Seed data survives nothing across a full rollback, and the schema comes back whole.
     let version = load_workflow(&t.db, &example_dir()).await;
-    lifecycle::create_project(&t.db, &version, "seed", 0, None, t0())
+    lifecycle::create_project(&t.db, &version, "seed", 0, None, &Default::default(), t0())
         .await
         .expect("project");
 
@@ -57,9 +57,10 @@ async fn up_down_up_on_an_empty_database() {
     Migrator::up(&t.db, None).await.expect("up again");
     assert_eq!(table_count(&t.db).await, 21);
     let version = load_workflow(&t.db, &example_dir()).await;
-    let project = lifecycle::create_project(&t.db, &version, "again", 0, None, t0())
-        .await
-        .expect("project after re-up");
+    let project =
+        lifecycle::create_project(&t.db, &version, "again", 0, None, &Default::default(), t0())
+            .await
+            .expect("project after re-up");
     assert_eq!(project, 1, "ids restart on a fresh schema");
 }
 
@@ -96,7 +97,7 @@ async fn the_database_enforces_the_integrity_rules() {
     let t = TestDb::new().await;
     let db = &t.db;
     let version = load_workflow(db, &example_dir()).await;
-    let project = lifecycle::create_project(db, &version, "p", 0, None, t0())
+    let project = lifecycle::create_project(db, &version, "p", 0, None, &Default::default(), t0())
         .await
         .expect("project");
     let first_task = task::Entity::find()

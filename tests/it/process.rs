@@ -143,9 +143,17 @@ async fn sigterm_during_work_exits_cleanly_with_nothing_half_written() {
         )],
     );
     let version = load_workflow(&t.db, dir.path()).await;
-    staffbot::lifecycle::create_project(&t.db, &version, "P", 0, Some("G0PROJ".into()), t0())
-        .await
-        .expect("project");
+    staffbot::lifecycle::create_project(
+        &t.db,
+        &version,
+        "P",
+        0,
+        Some("G0PROJ".into()),
+        &Default::default(),
+        t0(),
+    )
+    .await
+    .expect("project");
     let admin = add_worker(&t.db, "erin", Some("U0ADMIN")).await;
     let mut am: worker::ActiveModel = admin.into();
     am.is_admin = Set(true);
@@ -228,10 +236,17 @@ async fn json_logs_carry_the_envelope_and_the_task() {
         )],
     );
     let version = load_workflow(&t.db, dir.path()).await;
-    let project_id =
-        staffbot::lifecycle::create_project(&t.db, &version, "P", 0, Some("G0PROJ".into()), t0())
-            .await
-            .expect("project");
+    let project_id = staffbot::lifecycle::create_project(
+        &t.db,
+        &version,
+        "P",
+        0,
+        Some("G0PROJ".into()),
+        &Default::default(),
+        t0(),
+    )
+    .await
+    .expect("project");
     let task = staffbot::db::entities::task::Entity::find()
         .filter(staffbot::db::entities::task::Column::ProjectId.eq(project_id))
         .one(&t.db)

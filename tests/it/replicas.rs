@@ -128,6 +128,7 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
             &format!("P{p}"),
             0,
             Some(CHANNEL.into()),
+            &Default::default(),
             Utc::now(),
         )
         .await

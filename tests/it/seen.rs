@@ -12,7 +12,7 @@ use staffbot::db::entities::staffing_inquiry;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{assign, first_task, flow, step, submit, worker};
-use crate::harness::{CHANNEL, Harness, TeamSpec, team};
+use crate::harness::{CHANNEL, Harness, TeamSpec, per_channel, team};
 
 const STAFFING: &str = "G0STAFF";
 
@@ -188,8 +188,15 @@ async fn an_offer_its_answers_and_their_outcomes() {
     assert_json_snapshot!("offer_after_reject", seen(&t.h.next_message().await, &ids));
     t.click("cy", "offer_accept", "ann").await;
     t.accept("ann").await;
-    let calls = t.h.next_messages(3).await;
-    assert_json_snapshot!("channel_welcome", seen(to(&calls, CHANNEL), &ids));
+    let calls = t.h.next_messages(4).await;
+    let in_channel = &per_channel(calls.clone())[CHANNEL];
+    assert_json_snapshot!("channel_welcome", seen(&in_channel[0], &ids));
+    let picked_up = t.notice(crate::common::PICKED_UP, "ann");
+    assert_eq!(crate::harness::text(&in_channel[1]), picked_up);
+    let calls: Vec<ApiCall> = calls
+        .into_iter()
+        .filter(|c| c.body["channel"] != CHANNEL)
+        .collect();
     assert_json_snapshot!(
         "offer_after_accept_winner",
         seen(to(&calls, "DU0ANN"), &ids)
@@ -231,6 +238,7 @@ async fn an_offer_to_review() {
     t.h.fake.add_user("U0RAE", "rae");
     t.assign("wri").await;
     submit(t.h.db(), t.task, "wri", SubmitKind::RequestedReview).await;
+    t.h.next_post(CHANNEL).await; // "Task is awaiting review."
     t.h.next_post(CHANNEL).await; // "Got it!"
     let calls = t.offers(2).await;
     let ids = ids(t.h.db()).await;
@@ -256,7 +264,7 @@ async fn an_offer_with_a_long_description() {
 async fn an_offer_no_longer_available() {
     let mut t = team(&["ann"]).await;
     t.staffed(2).await;
-    staffbot::lifecycle::abort_project(t.h.db(), t.project, Utc::now())
+    staffbot::lifecycle::abort_project(t.h.db(), t.project, &Default::default(), Utc::now())
         .await
         .expect("abort");
     t.accept("ann").await;
@@ -369,6 +377,29 @@ async fn restaff_notices() {
     t.h.finish().await;
 }
 
+/// A status notice as the project channel shows it (mentioning the worker) and its copy in the
+/// notifications channel (linking the project channel).
+#[tokio::test]
+async fn a_status_notice_and_its_copy() {
+    const NOTES: &str = "G0NOTES";
+    let mut t = TeamSpec::new()
+        .workers(&["bob"])
+        .described("Mayor <race> & co")
+        .notifications_channel(NOTES)
+        .start()
+        .await;
+    let bob = t.worker("bob").await;
+    let notices = t.h.config.staffbot.notices();
+    staffbot::lifecycle::assign_task(t.h.db(), t.task, &bob, &notices, Utc::now())
+        .await
+        .expect("assigned");
+    let calls = per_channel(t.h.next_messages(3).await);
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("status_notice", seen(&calls[CHANNEL][1], &ids));
+    assert_json_snapshot!("status_notice_copy", seen(&calls[NOTES][0], &ids));
+    t.h.finish().await;
+}
+
 /// `/staffbot <text>` as `user`: the ephemeral reply, with `ids` redacted.
 async fn reply(h: &Harness, user: &str, text: &str, ids: &[i64]) -> Value {
     redact(h.reply(user, text).await, ids)
@@ -433,6 +464,7 @@ async fn a_sanity_check_alert() {
     h.hold_loop_leases().await;
     h.start().await;
     h.next_post(CHANNEL).await; // the welcome
+    h.next_post(CHANNEL).await; // the status notice
     let lease = h.lease("sanity").await;
     let report = staffbot::sanity::run_once(h.db(), &lease, Utc::now())
         .await

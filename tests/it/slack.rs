@@ -14,7 +14,10 @@ use staffbot::outbox::enqueue;
 use staffbot::slack::sender::Sender;
 use staffbot::workflow::rules::SubmitKind;
 
-use crate::common::{all, assign, count, first_task, flow, step, submit, t0, welcome, worker};
+use crate::common::{
+    AWAITING_REVIEW, PICKED_UP, all, assign, count, first_task, flow, notice, step, submit, t0,
+    welcome, worker,
+};
 use crate::harness::{Harness, WAIT};
 
 const CHANNEL: &str = "G0PROJ";
@@ -123,6 +126,8 @@ async fn staff_on_work_in_progress_is_refused_and_on_submitted_work_finds_a_revi
     // processing: Orchestra's wrapped error, nothing posted.
     assign(h.db(), task, "bob").await;
     assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
+    let picked_up = notice(PICKED_UP, "bob", "Story", "draft", task);
+    assert_eq!(h.next_post(CHANNEL).await, picked_up);
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(
         attachment(&r),
@@ -130,6 +135,8 @@ async fn staff_on_work_in_progress_is_refused_and_on_submitted_work_finds_a_revi
     );
     // pending_review: staffs the reviewer counter.
     submit(h.db(), task, "bob", SubmitKind::RequestedReview).await;
+    let awaiting = notice(AWAITING_REVIEW, "bob", "Story", "draft", task);
+    assert_eq!(h.next_post(CHANNEL).await, awaiting);
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
     assert_eq!(attachment(&r).0, "good");
     assert_eq!(h.next_post(CHANNEL).await, got_it(task));
@@ -143,7 +150,7 @@ async fn staff_on_work_in_progress_is_refused_and_on_submitted_work_finds_a_revi
 async fn staff_on_aborted_and_unknown_tasks_is_refused() {
     let (h, task) = setup().await;
     let project = crate::common::task(h.db(), task).await.project_id;
-    lifecycle::abort_project(h.db(), project, t0())
+    lifecycle::abort_project(h.db(), project, &Default::default(), t0())
         .await
         .expect("abort");
     let r = h.reply(ADMIN, &format!("staff {task}")).await;
@@ -173,6 +180,8 @@ async fn restaff_replies_and_errors() {
     );
     assign(h.db(), task, "bob").await;
     assert_eq!(h.next_post(CHANNEL).await, welcome("U0BOB"));
+    let picked_up = notice(PICKED_UP, "bob", "Story", "draft", task);
+    assert_eq!(h.next_post(CHANNEL).await, picked_up);
     // A mention works as well as a username.
     let r = h
         .reply(ADMIN, &format!("restaff {task} <@U0BOB|bob>"))

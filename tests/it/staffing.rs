@@ -17,10 +17,12 @@ use staffbot::lifecycle;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{
-    TestDb, assignments, by_id, certify, count, first_task, flow, slack_id, staff, step, submit,
-    welcome, worker,
+    AWAITING_REVIEW, PICKED_UP, TestDb, UNDER_REVIEW, assignments, by_id, certify, count,
+    first_task, flow, slack_id, staff, step, submit, welcome, worker,
 };
-use crate::harness::{CHANNEL, Harness, Team, TeamSpec, by_channel, team, text, update_text};
+use crate::harness::{
+    CHANNEL, Harness, Team, TeamSpec, by_channel, per_channel, team, text, texts_of, update_text,
+};
 
 fn minutes(n: i64) -> chrono::Duration {
     chrono::Duration::minutes(n)
@@ -207,8 +209,14 @@ async fn a_click_on_someone_elses_offer_is_refused_and_changes_nothing() {
 async fn an_accept_assigns_invites_welcomes_and_tells_the_others_it_is_taken() {
     let mut t = three_offers().await;
     t.accept("a").await;
-    let calls = by_channel(t.h.next_messages(4).await);
-    assert_eq!(text(&calls[CHANNEL]), welcome("U0A"));
+    let mut calls = per_channel(t.h.next_messages(5).await);
+    // The welcome, then the status notice naming the winner.
+    let channel = calls.remove(CHANNEL).unwrap_or_default();
+    assert_eq!(
+        texts_of(&channel),
+        [welcome("U0A"), t.notice(PICKED_UP, "a")]
+    );
+    let calls = by_channel(calls.into_values().flatten().collect());
     let won = update_text(&calls["DU0A"]).1;
     assert!(
         won.starts_with("You got the task!") && won.contains("<#G0PROJ>"),
@@ -227,7 +235,7 @@ async fn an_accept_assigns_invites_welcomes_and_tells_the_others_it_is_taken() {
 async fn after_the_win_late_accepts_rejects_and_second_clicks_change_nothing() {
     let mut t = three_offers().await;
     t.accept("a").await;
-    t.h.next_messages(4).await; // the welcome, won, taken, taken
+    t.h.next_messages(5).await; // the welcome and the notice, won, taken, taken
     // c accepts late: recorded, nothing else changes (its DM already says taken).
     t.accept("c").await;
     // a tries to reject after winning; a clicks again: nothing changes.
@@ -274,8 +282,12 @@ async fn fifty_simultaneous_accepts_on_two_replicas_make_one_winner() {
     assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
     assert_eq!(winners(t.h.db()).await, 1);
     assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 50);
-    let (mut taken, mut won) = (0, 0);
-    for c in &t.h.next_messages(51).await {
+    let (mut taken, mut won, mut notices) = (0, 0, 0);
+    for c in &t.h.next_messages(52).await {
+        if c.method == "chat.postMessage" && text(c).starts_with(&format!("*{PICKED_UP}*")) {
+            notices += 1;
+            continue;
+        }
         if c.method == "chat.postMessage" {
             assert!(text(c).ends_with("has been added to the team. Welcome aboard!"));
             continue;
@@ -286,7 +298,7 @@ async fn fifty_simultaneous_accepts_on_two_replicas_make_one_winner() {
             outcome => panic!("unexpected update {outcome}"),
         }
     }
-    assert_eq!((won, taken), (1, 49));
+    assert_eq!((won, taken, notices), (1, 49, 1));
     t.h.finish().await;
 }
 
@@ -314,6 +326,7 @@ async fn restaff_moves_the_work_and_tells_everyone() {
         "bob, already on the task, is not asked"
     );
     t.accept("carl").await;
+    // A hand-over: the welcome, but no status notice (the task's status stays).
     let calls = by_channel(t.h.next_messages(3).await);
     assert_eq!(text(&calls[CHANNEL]), welcome("U0CARL"));
     assert!(
@@ -347,9 +360,10 @@ async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
     let (erin, ed) = (t.assign("erin").await, t.worker("ed").await);
     for (to, from) in [(&ed, &erin), (&erin, &ed), (&ed, &erin), (&erin, &ed)] {
         let (to_id, from_id) = (slack_id(&to.username), slack_id(&from.username));
-        let (_, reassigned) = lifecycle::assign_or_reassign(t.h.db(), t.task, to, Utc::now())
-            .await
-            .expect("hand over");
+        let (_, reassigned) =
+            lifecycle::assign_or_reassign(t.h.db(), t.task, to, &Default::default(), Utc::now())
+                .await
+                .expect("hand over");
         assert!(reassigned);
         // The welcome (after the invite) and the DM (after the kick), in either order.
         let calls = by_channel(t.h.next_messages(2).await);
@@ -402,13 +416,16 @@ async fn clicks_need_the_verification_token() {
 
     click(json!("vtok-right")).await;
     assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
-    let calls = by_channel(t.h.next_messages(2).await);
+    let calls = per_channel(t.h.next_messages(3).await);
     assert!(
-        update_text(&calls["DU0A"])
+        update_text(&calls["DU0A"][0])
             .1
             .starts_with("You got the task!")
     );
-    assert_eq!(text(&calls[CHANNEL]), welcome("U0A"));
+    assert_eq!(
+        texts_of(&calls[CHANNEL]),
+        [welcome("U0A"), t.notice(PICKED_UP, "a")]
+    );
     t.h.finish().await;
 }
 
@@ -424,6 +441,8 @@ async fn reviewers_are_staffed_automatically_after_submit() {
     certify(t.h.db(), &rev, "writer", Role::Reviewer).await;
     t.assign("wri").await;
     submit(t.h.db(), t.task, "wri", SubmitKind::RequestedReview).await;
+    let awaiting = t.notice(AWAITING_REVIEW, "wri");
+    assert_eq!(t.h.next_post(CHANNEL).await, awaiting);
     let got_it = format!("Got it! I will start staffing task {}!", t.task);
     assert_eq!(t.h.next_post(CHANNEL).await, got_it);
     let request = crate::common::all::<staffing_request::Entity>(t.h.db()).await;
@@ -437,7 +456,11 @@ async fn reviewers_are_staffed_automatically_after_submit() {
     );
     assert!(text(&calls[0]).contains("Task: Write the story [Review]"));
     t.accept("rev").await;
-    t.h.next_messages(2).await;
+    let calls = per_channel(t.h.next_messages(3).await);
+    assert_eq!(
+        texts_of(&calls[CHANNEL]),
+        [welcome("U0REV"), t.notice(UNDER_REVIEW, "rev")]
+    );
     let task = by_id::<task::Entity>(t.h.db(), t.task).await;
     assert_eq!(task.status, TaskStatus::Reviewing);
     assert_eq!(assignments(t.h.db()).await[1], (rev.id, 1));
@@ -467,7 +490,7 @@ async fn autoassign_on_creation_and_closing_on_abort() {
     assert_eq!(h.next_post(CHANNEL).await, got_it);
     h.tick(Utc::now(), 1).await;
     h.next_messages(2).await;
-    lifecycle::abort_project(h.db(), project, Utc::now())
+    lifecycle::abort_project(h.db(), project, &Default::default(), Utc::now())
         .await
         .expect("abort");
     assert_eq!(request().await[0].status, RequestStatus::Closed);
@@ -649,9 +672,16 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     let before = crate::common::outbox_rows(&t.db).await.len();
     statements.store(0, Ordering::SeqCst);
     let tx = staffbot::db::begin_write(&counted).await.expect("begin");
-    let outcome = staffbot::staffing::respond::respond(&tx, first.id, &clicker, true, now)
-        .await
-        .expect("accept");
+    let outcome = staffbot::staffing::respond::respond(
+        &tx,
+        first.id,
+        &clicker,
+        true,
+        &Default::default(),
+        now,
+    )
+    .await
+    .expect("accept");
     tx.commit().await.expect("commit");
     assert_eq!(outcome, staffbot::staffing::respond::ClickOutcome::Won);
     let n = statements.load(Ordering::SeqCst);
@@ -691,7 +721,8 @@ async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
         .await;
     t.staffed(3).await; // two offers and the exhausted-pool note
     let accept = t.accept("a").await;
-    t.h.next_messages(3).await; // welcome, a's offer says won, b's says taken
+    // The welcome and the notice, a's offer says won, b's says taken.
+    t.h.next_messages(4).await;
     let reject = t.reject("a").await;
 
     // Slack sends both again (it did not see the acks in time).
@@ -702,6 +733,12 @@ async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
 
     assert_eq!(count::<staffing_response::Entity>(t.h.db()).await, 1);
     assert_eq!(count::<task_assignment::Entity>(t.h.db()).await, 1);
+    let notices = crate::common::outbox_rows(t.h.db())
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("notice:"))
+        .count();
+    assert_eq!(notices, 1, "the status changed once: one notice");
     // One refusal queued (not one per delivery), and it reaches the worker.
     let refusals: Vec<String> = crate::common::outbox_rows(t.h.db())
         .await

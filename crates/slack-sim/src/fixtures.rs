@@ -38,6 +38,8 @@ pub(crate) const CONVERSATIONS_KICK: &str =
     include_str!("../fixtures/web-api/conversations.kick.success.json");
 pub(crate) const CONVERSATIONS_HISTORY: &str =
     include_str!("../fixtures/web-api/conversations.history.success.json");
+pub(crate) const BOTS_INFO: &str = include_str!("../fixtures/web-api/bots.info.success.json");
+pub(crate) const BOTS_INFO_ERROR: &str = include_str!("../fixtures/web-api/bots.info.error.json");
 pub(crate) const USERS_INFO: &str = include_str!("../fixtures/web-api/users.info.success.json");
 pub(crate) const VIEWS_PUBLISH: &str =
     include_str!("../fixtures/web-api/views.publish.success.json");
@@ -107,6 +109,8 @@ mod tests {
             CONVERSATIONS_KICK,
             CONVERSATIONS_HISTORY,
             USERS_INFO,
+            BOTS_INFO,
+            BOTS_INFO_ERROR,
             VIEWS_PUBLISH,
             VIEWS_PUBLISH_ERROR,
             VIEWS_OPEN,

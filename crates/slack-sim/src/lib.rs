@@ -19,9 +19,9 @@
 //!   so client pings go unanswered).
 //! - **Web API.** `auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
 //!   `conversations.open`, `conversations.invite`, `conversations.kick`, `conversations.info`,
-//!   `conversations.history`, `users.info`, `views.publish` and `views.open`, over a small
-//!   in-memory workspace (users, private channels with members, DMs `D<user id>`, messages,
-//!   Home views, modals). `chat.postMessage`
+//!   `conversations.history`, `users.info`, `bots.info` (the app's bot only), `views.publish`
+//!   and `views.open`, over a small in-memory workspace (users, private channels with members,
+//!   DMs `D<user id>`, messages, Home views, modals). `chat.postMessage`
 //!   stores the message `metadata` (`event_type`, `event_payload`); `conversations.history`
 //!   returns it with `include_all_metadata=true`. Bodies are read as JSON or as urlencoded
 //!   forms, GET queries too; the bot token comes from `Authorization: Bearer` or a `token`

@@ -97,6 +97,7 @@ const METHODS: &[&str] = &[
     "conversations.info",
     "conversations.history",
     "users.info",
+    "bots.info",
     "views.publish",
     "views.open",
 ];
@@ -300,6 +301,7 @@ fn dispatch(ctx: &Ctx<'_>, s: &mut State, method: &str, f: &Map<String, Value>) 
         "conversations.info" => conversations_info(s, f),
         "conversations.history" => conversations_history(s, f),
         "users.info" => users_info(ctx, s, f),
+        "bots.info" => bots_info(ctx, f),
         "views.publish" => views_publish(ctx, s, f),
         "views.open" => views_open(ctx, s, f),
         _ => Err(Reply::err("unknown_method")),
@@ -851,6 +853,21 @@ fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodRes
     p["display_name_normalized"] = json!(name);
     p["email"] = json!(format!("{name}@example.com"));
     p["team"] = json!(ctx.config.team_id);
+    Ok(Reply::ok(body))
+}
+
+/// `bots.info?bot=B…`: the workspace's one bot (the app's) with the configured `app_id`;
+/// `bot_not_found` for any other id.
+fn bots_info(ctx: &Ctx<'_>, f: &Map<String, Value>) -> MethodResult {
+    if str_field(f, "bot").as_deref() != Some(BOT_ID) {
+        return Err(Reply::ok(load(fixtures::BOTS_INFO_ERROR)));
+    }
+    let mut body = load(fixtures::BOTS_INFO);
+    let b = &mut body["bot"];
+    b["id"] = json!(BOT_ID);
+    b["name"] = json!(BOT_USER_NAME);
+    b["app_id"] = json!(ctx.config.app_id);
+    b["user_id"] = json!(BOT_USER_ID);
     Ok(Reply::ok(body))
 }
 

@@ -362,6 +362,26 @@ async fn workspace_rules_for_invite_kick_and_users() {
     assert_eq!(info.body["user"]["id"], "U1");
     assert_eq!(info.body["user"]["name"], "alice");
 
+    // bots.info: the app's bot (auth.test's bot_id) names the app; any other bot is unknown.
+    let me = api(&fake, "auth.test", "xoxb-test", json!({})).await;
+    let bot = me.body["bot_id"].as_str().unwrap().to_string();
+    let auth = [("Authorization", "Bearer xoxb-test")];
+    let info = http(
+        &fake,
+        "GET",
+        &format!("/api/bots.info?bot={bot}"),
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(info.body["ok"], true, "{}", info.body);
+    assert_eq!(info.body["bot"]["id"], bot.as_str());
+    assert_eq!(info.body["bot"]["app_id"], "A0STAFFBOT");
+    assert_eq!(info.body["bot"]["deleted"], false);
+    assert!(info.body["bot"]["icons"].is_object());
+    let unknown = http(&fake, "GET", "/api/bots.info?bot=B0NOBODY", &auth, "").await;
+    assert_eq!(unknown.body, json!({"ok": false, "error": "bot_not_found"}));
+
     let view = api(
         &fake,
         "views.publish",
