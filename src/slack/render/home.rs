@@ -40,20 +40,7 @@ pub fn home_view(home: &HomeData) -> Value {
         return json!({"type": "home", "blocks": top});
     }
     let now = home.now;
-    let mut lists = vec![
-        List {
-            heading: "Open offers",
-            items: home.offers.iter().map(|o| offer_item(o, now)).collect(),
-            total: home.offers.len(),
-            empty: "No open offers.",
-        },
-        List {
-            heading: "Your tasks",
-            items: home.tasks.iter().map(|t| task_item(t, now)).collect(),
-            total: home.tasks.len(),
-            empty: "Nothing in progress.",
-        },
-    ];
+    let mut lists = worker_lists(home);
     if let Some(admin) = &home.admin {
         lists.extend(admin_lists(admin, now));
     }
@@ -82,8 +69,19 @@ pub fn tasks_message(home: &HomeData) -> (Mrkdwn, Value) {
     if home.worker.is_none() {
         return (Mrkdwn::text(NOT_A_WORKER), json!([]));
     }
+    let lists = worker_lists(home);
+    let text = mrkdwn!(
+        "You have {} open offer(s) and {} task(s) in progress.",
+        home.offers.len(),
+        home.tasks.len()
+    );
+    (text, Value::Array(fill(lists, MAX_MESSAGE_BLOCKS)))
+}
+
+/// A worker's open offers and tasks in progress, with their buttons.
+fn worker_lists(home: &HomeData) -> Vec<List> {
     let now = home.now;
-    let lists = vec![
+    vec![
         List {
             heading: "Open offers",
             items: home.offers.iter().map(|o| offer_item(o, now)).collect(),
@@ -96,13 +94,7 @@ pub fn tasks_message(home: &HomeData) -> (Mrkdwn, Value) {
             total: home.tasks.len(),
             empty: "Nothing in progress.",
         },
-    ];
-    let text = mrkdwn!(
-        "You have {} open offer(s) and {} task(s) in progress.",
-        home.offers.len(),
-        home.tasks.len()
-    );
-    (text, Value::Array(fill(lists, MAX_MESSAGE_BLOCKS)))
+    ]
 }
 
 /// Lays the lists out within `budget` blocks: each list's heading and one line for its
