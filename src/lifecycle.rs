@@ -123,6 +123,29 @@ pub async fn create_project<C: ConnectionTrait>(
     slack_channel_id: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<i64> {
+    create_project_with_data(
+        conn,
+        version,
+        short_description,
+        priority,
+        slack_channel_id,
+        json!({}),
+        now,
+    )
+    .await
+}
+
+/// [`create_project`] with the project's data (Orchestra's `project_data`, a JSON object that
+/// descriptions, scripts and machine steps see).
+pub async fn create_project_with_data<C: ConnectionTrait>(
+    conn: &C,
+    version: &workflow_version::Model,
+    short_description: &str,
+    priority: i32,
+    slack_channel_id: Option<String>,
+    project_data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<i64> {
     let project = projects::insert(
         conn,
         projects::NewProject {
@@ -130,6 +153,7 @@ pub async fn create_project<C: ConnectionTrait>(
             short_description,
             priority,
             slack_channel_id,
+            project_data,
         },
         now,
     )

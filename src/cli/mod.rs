@@ -106,6 +106,19 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a JSON option's value: JSON text, `@file`, or `@-` (stdin). `what` names it in
+/// errors ("the output"), `option` too ("--output").
+pub fn read_json_arg(arg: &str, option: &str, what: &str) -> anyhow::Result<serde_json::Value> {
+    let text = match arg.strip_prefix('@') {
+        Some("-") => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| anyhow::anyhow!("cannot read {what} from stdin: {e}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {what} from {path}: {e}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{option} is not valid JSON: {e}"))
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
