@@ -4,6 +4,7 @@
 mod check;
 mod migrate;
 mod project;
+mod sanity;
 mod serve;
 mod staff;
 mod task;
@@ -63,6 +64,9 @@ pub enum Command {
     Restaff(staff::RestaffArgs),
     /// Run the periodic loops once now and deliver what is due (cron-friendly; safe beside serve)
     Tick(tick::TickArgs),
+    /// Run SanityBot's checks for one project now, or see what they would do (--dry-run)
+    #[command(subcommand)]
+    Sanity(sanity::SanityCommand),
 }
 
 /// What every command gets: configuration, a migrated database, the clock, and randomness.
@@ -100,6 +104,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Command::Staff(a) => staff::run_staff(&app, a).await,
                 Command::Restaff(a) => staff::run_restaff(&app, a).await,
                 Command::Tick(a) => tick::run(&app, a).await,
+                Command::Sanity(c) => sanity::run(&app, c).await,
                 Command::Migrate(_) | Command::Check => unreachable!("handled above"),
             }
         }

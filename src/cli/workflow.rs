@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::{App, print_json, print_table};
 use crate::db::workflows;
+use crate::error::UserError;
+use crate::workflow::functions::describe;
 use crate::workflow::definition;
 use crate::workflow::load::{self, StoreError, VersionOutcome};
 
@@ -25,6 +27,8 @@ pub enum WorkflowCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a task's detailed description as its offers show it
+    RenderDescription { task: i64 },
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +69,19 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
                     VersionOutcome::Unchanged => "unchanged",
                 };
                 println!("workflow {} version {version}: {what}", summary.workflow);
+            }
+            Ok(())
+        }
+        WorkflowCommand::RenderDescription { task } => {
+            let source = crate::db::tasks::description_source(&app.db, task)
+                .await?
+                .ok_or(UserError::TaskNotFound(task))?;
+            let details = describe(&source.detailed_description_function, &source.input())
+                .map_err(|e| anyhow::anyhow!("task {task}: {e}"))?;
+            if details.is_empty() {
+                eprintln!("task {task}: step {} has no detailed description", source.step_slug);
+            } else {
+                println!("{}", details.as_written());
             }
             Ok(())
         }

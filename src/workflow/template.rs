@@ -87,6 +87,37 @@ pub struct WorkflowInfo {
     pub version: String,
 }
 
+impl crate::db::tasks::DescriptionSource {
+    /// What the task's detailed description is rendered from.
+    pub fn input(&self) -> DescriptionInput {
+        DescriptionInput {
+            task: TaskInfo {
+                id: self.task_id,
+                step: self.step_slug.clone(),
+            },
+            step: StepInfo {
+                slug: self.step_slug.clone(),
+                name: self.step_name.clone(),
+                description: self.step_description.clone(),
+            },
+            project: ProjectInfo {
+                id: self.project_id,
+                description: self.short_description.clone(),
+                priority: self.priority,
+                status: self.project_status.to_string(),
+                created_at: self.project_created_at.timestamp(),
+                data: self.project_data.clone(),
+            },
+            workflow: WorkflowInfo {
+                slug: self.workflow_slug.clone(),
+                name: self.workflow_name.clone(),
+                description: self.workflow_description.clone(),
+                version: self.version_slug.clone(),
+            },
+        }
+    }
+}
+
 fn strip_marks(text: &str) -> String {
     text.chars()
         .filter(|c| *c != MARKUP_OPEN && *c != MARKUP_CLOSE)
