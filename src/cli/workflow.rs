@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::{App, print_json, print_table};
 use crate::db::workflows;
 use crate::error::UserError;
-use crate::workflow::functions::describe;
 use crate::workflow::definition;
+use crate::workflow::functions::describe;
 use crate::workflow::load::{self, StoreError, VersionOutcome};
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +79,10 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
             let details = describe(&source.detailed_description_function, &source.input())
                 .map_err(|e| anyhow::anyhow!("task {task}: {e}"))?;
             if details.is_empty() {
-                eprintln!("task {task}: step {} has no detailed description", source.step_slug);
+                eprintln!(
+                    "task {task}: step {} has no detailed description",
+                    source.step_slug
+                );
             } else {
                 println!("{}", details.as_written());
             }
