@@ -46,7 +46,7 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Check the configuration, the database and the Slack tokens
     Check,
-    /// Load and list workflow definitions (Orchestra's workflow.json + vN/version.json)
+    /// Load and list workflow definitions (Orchestra's workflow.json + vN/version.json); render descriptions
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
     /// Add, certify and list workers

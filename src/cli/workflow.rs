@@ -28,7 +28,10 @@ pub enum WorkflowCommand {
         json: bool,
     },
     /// Print a task's detailed description as its offers show it
-    RenderDescription { task: i64 },
+    RenderDescription {
+        /// The task id
+        task: i64,
+    },
 }
 
 #[derive(Debug, Serialize)]
