@@ -342,7 +342,7 @@ mod tests {
                 priority: 2,
                 status: "active".into(),
                 created_at: 0,
-                data: data,
+                data,
             },
             workflow: WorkflowInfo {
                 slug: "newsroom".into(),
