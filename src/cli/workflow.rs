@@ -49,6 +49,8 @@ struct VersionJson {
     name: String,
     steps: Vec<String>,
     sanity_checks: bool,
+    /// The `script:` files loaded with the version.
+    scripts: Vec<String>,
 }
 
 pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
@@ -139,6 +141,12 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkflowJson>> {
                 name: v.name,
                 steps,
                 sanity_checks: v.sanity_checks.is_some(),
+                scripts: v
+                    .scripts
+                    .as_ref()
+                    .and_then(|s| s.as_object())
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default(),
             });
         }
         out.push(WorkflowJson {

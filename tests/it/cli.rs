@@ -661,6 +661,11 @@ async fn project_data_descriptions_and_sanity_dry_runs() {
     let cli = Cli::new().await;
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rush-desk");
     cli.ok(&["workflow", "load", example.to_str().expect("utf-8 path")]);
+    let workflows = cli.json(&["workflow", "list", "--json"]);
+    assert_eq!(
+        workflows[0]["versions"][0]["scripts"],
+        serde_json::json!(["checks.rhai"])
+    );
     cli.ok(&["worker", "add", "rob", "--slack-user-id", "U0ROB"]);
     cli.ok(&["worker", "certify", "rob", "reporter"]);
     let data = r#"{"rush": true, "sources": ["fire chief", "mayor"], "words": 400}"#;
