@@ -372,11 +372,21 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<SanityReport, Error> {
     let round = Round::read(db, Checked::Running).await?;
+    // Scripts run on a blocking thread: a slow one never holds up envelopes.
+    let (round, plans) = tokio::task::spawn_blocking(move || {
+        let plans = plan_all(&round, now);
+        (round, plans)
+    })
+    .await
+    .map_err(|e| crate::error::StoredDataInvalid {
+        what: "SanityBot's round".into(),
+        detail: format!("its evaluation thread failed: {e}"),
+    })?;
     let mut report = SanityReport::default();
-    for p in &round.projects {
+    for (p, plan) in round.projects.iter().zip(plans) {
         report.projects += 1;
         // A script error or a limit hit skips this project only (`plan` logs it).
-        let Ok(plan) = plan(&round, p, now) else {
+        let Some(plan) = plan else {
             report.failed_projects += 1;
             continue;
         };
@@ -394,6 +404,40 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         }
     }
     Ok(report)
+}
+
+/// Projects of one version whose script hit a limit, after which the version's other projects
+/// wait for the next round (a script that loops would otherwise cost its wall time in every
+/// project).
+const LIMIT_HITS_PER_VERSION: usize = 20;
+
+/// Every project's plan (`None`: it failed, and was logged).
+fn plan_all(round: &Round, now: DateTime<Utc>) -> Vec<Option<ProjectPlan>> {
+    let mut limit_hits: HashMap<i64, usize> = HashMap::new();
+    round
+        .projects
+        .iter()
+        .map(|p| {
+            let hits = limit_hits.entry(p.workflow_version_id).or_default();
+            if *hits == LIMIT_HITS_PER_VERSION {
+                return None;
+            }
+            match plan(round, p, now) {
+                Ok(plan) => Some(plan),
+                Err(EvaluateError::Script(e)) if e.limit => {
+                    *hits += 1;
+                    if *hits == LIMIT_HITS_PER_VERSION {
+                        tracing::error!(
+                            workflow_version_id = p.workflow_version_id,
+                            "the check script hit its limits in {LIMIT_HITS_PER_VERSION} projects; this version's other projects are skipped until the next round"
+                        );
+                    }
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+        .collect()
 }
 
 /// A project's evaluation and decisions (what `sanity run --dry-run` prints).
