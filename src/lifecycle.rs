@@ -125,17 +125,25 @@ pub async fn create_project<C: ConnectionTrait>(
     notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let project = projects::insert(
-        conn,
-        projects::NewProject {
-            workflow_version_id: version.id,
-            short_description,
-            priority,
-            slack_channel_id,
-        },
-        now,
-    )
-    .await?;
+    let project = projects::NewProject {
+        workflow_version_id: version.id,
+        short_description,
+        priority,
+        slack_channel_id,
+        project_data: json!({}),
+    };
+    create_project_with_data(conn, project, notices, now).await
+}
+
+/// [`create_project`] with the project's data (Orchestra's `project_data`, a JSON object that
+/// descriptions, scripts and machine steps see) and its other fields as `project` gives them.
+pub async fn create_project_with_data<C: ConnectionTrait>(
+    conn: &C,
+    project: projects::NewProject<'_>,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let project = projects::insert(conn, project, now).await?;
     create_subsequent_tasks(conn, project.id, notices, now).await?;
     Ok(project.id)
 }

@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::config::{MachineConfig, MachineFunction, NoticeSettings};
 use crate::error::Error;
 use crate::lease::LeaseProof;
+use crate::workflow::definition::ExecutionFunction;
+use crate::workflow::script::{self, Purpose, ScriptError, ScriptSource};
 
 /// The most a command may print on stdout (its output is stored in the database).
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -97,6 +99,28 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let mut report = MachineReport::default();
     let mut runs = 0;
     for task in due {
+        if let Some(script) = script_of(&task) {
+            if runs == RUNS_PER_ROUND {
+                continue;
+            }
+            runs += 1;
+            let Some(input) = input_of(db, &task).await? else {
+                continue;
+            };
+            match run_script(script, input, now).await {
+                Ok(output) => {
+                    if record_output(db, lease, &task, output, notices, now).await? {
+                        report.completed += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = path(&task), attempt = task.machine_attempts + 1, "machine script failed: {e}");
+                    record_failure(db, lease, &task, &format!("script {e}"), now).await?;
+                    report.failed += 1;
+                }
+            }
+            continue;
+        }
         match config.functions.get(path(&task)) {
             None => report.external += 1,
             Some(MachineFunction::Complete) => {
@@ -110,17 +134,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
                     continue;
                 }
                 runs += 1;
-                let input = match crate::lifecycle::machine_input(db, task.task_id).await {
-                    Ok(input) => input,
-                    Err(e @ (Error::Db(_) | Error::LeaseLost(_))) => return Err(e),
-                    Err(Error::User(e)) => {
-                        tracing::warn!(task_id = task.task_id, "machine task vanished: {e}");
-                        continue;
-                    }
-                    Err(Error::StoredDataInvalid(e)) => {
-                        tracing::error!(task_id = task.task_id, "machine task cannot run: {e}");
-                        continue;
-                    }
+                let Some(input) = input_of(db, &task).await? else {
+                    continue;
                 };
                 let started = std::time::Instant::now();
                 tracing::info!(task_id = task.task_id, step = %task.step_slug, function = path(&task), "running machine command");
@@ -152,6 +167,70 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         }
     }
     Ok(report)
+}
+
+/// The script a due task's `execution_function` names (`script:<file>.rhai`), as loaded.
+fn script_of(task: &Due) -> Option<ScriptSource> {
+    let function: ExecutionFunction =
+        serde_json::from_value(task.execution_function.clone()?).ok()?;
+    function.script
+}
+
+/// The task's details for its automation; `None` (logged) when it can no longer run.
+async fn input_of<C: ConnectionTrait>(db: &C, task: &Due) -> Result<Option<Value>, Error> {
+    match crate::lifecycle::machine_input(db, task.task_id).await {
+        Ok(input) => Ok(Some(input)),
+        Err(e @ (Error::Db(_) | Error::LeaseLost(_))) => Err(e),
+        Err(Error::User(e)) => {
+            tracing::warn!(task_id = task.task_id, "machine task vanished: {e}");
+            Ok(None)
+        }
+        Err(Error::StoredDataInvalid(e)) => {
+            tracing::error!(task_id = task.task_id, "machine task cannot run: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Runs a machine step's script with the task's details (the same object a command gets on
+/// stdin, as variables) on a blocking thread; its result is the task's output.
+pub async fn run_script(
+    source: ScriptSource,
+    mut input: Value,
+    now: DateTime<Utc>,
+) -> Result<Value, ScriptError> {
+    // The script sees its function's path and kwargs, not its own source.
+    if let Some(f) = input
+        .pointer_mut("/step/execution_function")
+        .and_then(Value::as_object_mut)
+    {
+        f.remove("script");
+    }
+    let file = source.file.clone();
+    let run = move || {
+        let compiled = script::compile(Purpose::Machine, &source)?;
+        let kwargs = input
+            .pointer("/step/execution_function/kwargs")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let var = |key: &str| script::to_dynamic(input.get(key).unwrap_or(&Value::Null));
+        let value = compiled.call(vec![
+            ("task", var("task")),
+            ("step", var("step")),
+            ("project", var("project")),
+            ("project_data", var("project_data")),
+            ("prerequisites", var("prerequisites")),
+            ("now", rhai::Dynamic::from(now.timestamp())),
+            ("kwargs", script::to_dynamic(&kwargs)),
+        ])?;
+        script::output_of(compiled.file(), value)
+    };
+    tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+        Err(ScriptError::result(
+            &file,
+            format!("the script's thread failed: {e}"),
+        ))
+    })
 }
 
 /// Completes the task with `output` in a transaction fenced by the lease. False when the task

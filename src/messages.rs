@@ -108,7 +108,107 @@ pub struct OfferContent {
     /// A review step's offer is marked `[Review]`.
     pub review: bool,
     /// The step's detailed description, rendered (may be empty).
-    pub details: String,
+    pub details: Details,
+}
+
+/// A step's detailed description as its template or script rendered it: plain text, except
+/// the parts a template marked as Slack markup on purpose (its `safe` and `mention` filters,
+/// see README "Custom checks and descriptions"). The renderer escapes the text and passes the
+/// markup as it is. Stored as a plain string when it has no markup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details(Vec<DetailPart>);
+
+/// A part of [`Details`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "text", rename_all = "snake_case")]
+pub enum DetailPart {
+    /// Text as written (escaped when sent).
+    Text(String),
+    /// Slack markup a template asked for (sent as it is).
+    Markup(String),
+}
+
+impl Details {
+    pub fn text(text: impl Into<String>) -> Details {
+        let mut d = Details::default();
+        d.push_text(text);
+        d
+    }
+
+    pub fn push_text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if text.is_empty() {
+            return;
+        }
+        match self.0.last_mut() {
+            Some(DetailPart::Text(t)) => t.push_str(&text),
+            _ => self.0.push(DetailPart::Text(text)),
+        }
+    }
+
+    pub fn push_markup(&mut self, markup: impl Into<String>) {
+        let markup = markup.into();
+        if !markup.is_empty() {
+            self.0.push(DetailPart::Markup(markup));
+        }
+    }
+
+    pub fn parts(&self) -> &[DetailPart] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every part as written, markup included (for a terminal).
+    pub fn as_written(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| match p {
+                DetailPart::Text(t) | DetailPart::Markup(t) => t.as_str(),
+            })
+            .collect()
+    }
+}
+
+impl From<&str> for Details {
+    fn from(text: &str) -> Details {
+        Details::text(text)
+    }
+}
+
+impl From<String> for Details {
+    fn from(text: String) -> Details {
+        Details::text(text)
+    }
+}
+
+/// How [`Details`] are stored: a string (no markup, as before markup existed) or the parts.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum DetailsRepr {
+    Plain(String),
+    Parts(Vec<DetailPart>),
+}
+
+impl Serialize for Details {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [] => DetailsRepr::Plain(String::new()).serialize(s),
+            [DetailPart::Text(t)] => DetailsRepr::Plain(t.clone()).serialize(s),
+            parts => DetailsRepr::Parts(parts.to_vec()).serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Details, D::Error> {
+        Ok(match DetailsRepr::deserialize(d)? {
+            DetailsRepr::Plain(t) => Details::text(t),
+            DetailsRepr::Parts(parts) => Details(parts),
+        })
+    }
 }
 
 /// How an offer ended, as its DM says once decided.
@@ -345,6 +445,25 @@ mod tests {
     }
 
     #[test]
+    fn details_are_stored_as_a_string_unless_they_hold_markup() {
+        let plain = Details::text("800 words");
+        assert_eq!(serde_json::to_value(&plain).expect("json"), "800 words");
+        assert_eq!(
+            serde_json::from_value::<Details>(serde_json::json!("800 words")).expect("back"),
+            plain
+        );
+        let mut rich = Details::text("Ask ");
+        rich.push_markup("<@U1>");
+        let v = serde_json::to_value(&rich).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!([{"kind": "text", "text": "Ask "}, {"kind": "markup", "text": "<@U1>"}])
+        );
+        assert_eq!(serde_json::from_value::<Details>(v).expect("back"), rich);
+        assert_eq!(rich.as_written(), "Ask <@U1>");
+    }
+
+    #[test]
     fn only_a_posted_offer_has_a_follow_up() {
         let offer = Message::Offer {
             inquiry_id: 7,
@@ -354,7 +473,7 @@ mod tests {
                 project_description: String::new(),
                 step_description: String::new(),
                 review: false,
-                details: String::new(),
+                details: Details::default(),
             },
         };
         assert_eq!(

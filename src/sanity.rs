@@ -1,24 +1,35 @@
 //! Running SanityBot (behaviour §9.2, with W-22 fixed): for active and paused projects whose
-//! workflow version has checks, evaluate the check function, keep the checks due under the
-//! repetition rule, post each handler's message, and store the check. One project's failure is
-//! logged and never stops the others.
+//! workflow version has checks, evaluate the check function (a built-in or the team's script),
+//! keep the checks due under the repetition rule, post each handler's message, and store the
+//! check. One project's failure (a script error, a limit hit) is logged and never stops the
+//! others.
+//!
+//! A round reads what it needs in a handful of statements for every project at once (projects,
+//! versions, tasks, assignments, latest firings), parses each version's configuration and
+//! compiles its script once, evaluates every project in memory, and opens a write transaction
+//! only for a project with a check to fire.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
-use crate::db::entities::task;
-use crate::db::sanity::{self as store, CheckedProject};
-use crate::db::{TaskStatus, tasks, workers, workflows};
-use crate::error::{Error, StoredDataInvalid};
+use crate::db::TaskStatus;
+use crate::db::sanity::{
+    self as store, Checked, CheckedAssignment, CheckedProject, CheckedTask, CheckedVersion,
+};
+use crate::error::Error;
 use crate::lease::LeaseProof;
 use crate::messages::{Message, Outgoing};
 use crate::outbox;
 use crate::workflow::sanity::{SanityConfig, SanityFunction};
+use crate::workflow::script::{
+    self, AssignmentView, ProjectView, Purpose, Script, ScriptError, TaskView, unix,
+};
 
 impl SanityFunction {
-    /// The slugs this function emits for a project whose tasks are `(status, since)`.
+    /// The slugs a built-in function emits for a project whose human tasks are
+    /// `(status, since)`; nothing for a script (see [`evaluate`]).
     pub fn evaluate(
         &self,
         tasks: &[(TaskStatus, DateTime<Utc>)],
@@ -56,6 +67,7 @@ impl SanityFunction {
                     vec![]
                 }
             }
+            SanityFunction::Script { .. } => vec![],
         }
     }
 }
@@ -84,17 +96,301 @@ pub struct SanityReport {
     pub failed_projects: usize,
 }
 
+/// A version's checks, parsed and (for a script) compiled once per round.
+pub struct VersionChecks {
+    pub workflow: String,
+    pub version: String,
+    pub config: SanityConfig,
+    script: Option<Script>,
+}
+
+impl VersionChecks {
+    fn load(v: &CheckedVersion) -> Result<VersionChecks, String> {
+        let config: SanityConfig = serde_json::from_value(v.sanity_checks.clone())
+            .map_err(|e| format!("stored sanity_checks cannot be read: {e}"))?;
+        let script = match &config.function {
+            SanityFunction::Script { script, .. } => {
+                Some(script::compile(Purpose::SanityCheck, script).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        Ok(VersionChecks {
+            workflow: v.workflow_slug.clone(),
+            version: v.slug.clone(),
+            config,
+            script,
+        })
+    }
+}
+
+/// Everything a round knows about one project.
+pub struct ProjectFacts<'a> {
+    pub project: &'a CheckedProject,
+    pub version: &'a VersionChecks,
+    pub tasks: &'a [CheckedTask],
+    /// Assignments by task id.
+    pub assignments: &'a HashMap<i64, Vec<CheckedAssignment>>,
+    /// The latest firing of each slug.
+    pub latest: HashMap<&'a str, DateTime<Utc>>,
+}
+
+/// Why a project's checks could not be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvaluateError {
+    #[error("script {0}")]
+    Script(#[from] ScriptError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ProjectFacts<'_> {
+    /// The project as a script sees it.
+    pub fn view(&self) -> ProjectView {
+        let p = self.project;
+        ProjectView {
+            id: p.id,
+            description: p.short_description.clone(),
+            priority: p.priority,
+            status: p.status.to_string(),
+            created_at: unix(p.created_at),
+            data: p.project_data.clone(),
+            workflow: self.version.workflow.clone(),
+            version: self.version.version.clone(),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| TaskView {
+                    id: t.id,
+                    step: t.step_slug.clone(),
+                    is_human: t.is_human,
+                    status: t.status.to_string(),
+                    created_at: unix(t.created_at),
+                    status_changed_at: unix(t.status_changed_at),
+                    assignments: self
+                        .assignments
+                        .get(&t.id)
+                        .into_iter()
+                        .flatten()
+                        .map(|a| AssignmentView {
+                            worker: a.username.clone(),
+                            counter: a.assignment_counter,
+                            status: a.status.to_string(),
+                            assigned_at: unix(a.created_at),
+                            updated_at: unix(a.updated_at),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The slugs the check function returns for this project now.
+    pub fn evaluate(&self, now: DateTime<Utc>) -> Result<Vec<String>, EvaluateError> {
+        match (&self.version.config.function, &self.version.script) {
+            (SanityFunction::Script { kwargs, .. }, Some(compiled)) => {
+                let value = compiled.call(vec![
+                    ("project", script::to_dynamic(&self.view())),
+                    ("now", rhai::Dynamic::from(unix(now))),
+                    ("kwargs", script::to_dynamic(kwargs)),
+                ])?;
+                Ok(script::slugs_of(compiled.file(), value)?)
+            }
+            (SanityFunction::Script { .. }, None) => {
+                Err(EvaluateError::Config("the script is not compiled".into()))
+            }
+            (function, _) => {
+                // Machine tasks wait for automation, not for a worker: the built-in checks are
+                // about people's work.
+                let states: Vec<(TaskStatus, DateTime<Utc>)> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.is_human)
+                    .map(|t| (t.status, t.status_changed_at))
+                    .collect();
+                Ok(function.evaluate(&states, now))
+            }
+        }
+    }
+
+    /// What to do with each slug returned, in order.
+    pub fn decide(&self, slugs: &[String], now: DateTime<Utc>) -> Vec<Decision> {
+        let mut seen = BTreeSet::new();
+        let mut decisions = Vec::new();
+        for slug in slugs {
+            // The same slug twice in one run is handled once.
+            if !seen.insert(slug.as_str()) {
+                continue;
+            }
+            let Some(conf) = self.version.config.checks.iter().find(|c| c.slug == *slug) else {
+                decisions.push(Decision::Unconfigured { slug: slug.clone() });
+                continue;
+            };
+            let latest = self.latest.get(slug.as_str()).copied();
+            if !is_due(latest, conf.repetition_seconds, now) {
+                decisions.push(Decision::NotDue {
+                    slug: slug.clone(),
+                    last: latest.unwrap_or(now),
+                    repetition_seconds: conf.repetition_seconds,
+                });
+                continue;
+            }
+            let posts = conf
+                .handlers
+                .iter()
+                .map(|h| Post {
+                    mentions: self.mentions(&h.steps).into_iter().collect(),
+                    message: h.message.clone(),
+                })
+                .collect();
+            decisions.push(Decision::Fire {
+                slug: slug.clone(),
+                previous: latest,
+                posts,
+            });
+        }
+        decisions
+    }
+
+    /// Slack ids of every worker assigned (any level, any status) to the project's tasks of
+    /// `steps`.
+    fn mentions(&self, steps: &[String]) -> BTreeSet<String> {
+        self.tasks
+            .iter()
+            .filter(|t| steps.contains(&t.step_slug))
+            .flat_map(|t| self.assignments.get(&t.id).into_iter().flatten())
+            .filter_map(|a| a.slack_user_id.clone())
+            .collect()
+    }
+}
+
+/// What SanityBot does with one slug a check function returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The check fires: its posts go to the project channel and it is stored.
+    Fire {
+        slug: String,
+        previous: Option<DateTime<Utc>>,
+        posts: Vec<Post>,
+    },
+    /// It fired before and is not due again yet.
+    NotDue {
+        slug: String,
+        last: DateTime<Utc>,
+        repetition_seconds: Option<u64>,
+    },
+    /// No `check_configurations` entry: logged, not posted.
+    Unconfigured { slug: String },
+}
+
+/// One handler's post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Post {
+    /// Slack ids, sorted.
+    pub mentions: Vec<String>,
+    pub message: String,
+}
+
+impl Post {
+    pub fn message(&self) -> Message {
+        Message::SanityAlert {
+            mentions: self.mentions.clone(),
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// A round's data, read at once.
+pub struct Round {
+    pub projects: Vec<CheckedProject>,
+    versions: HashMap<i64, Result<VersionChecks, String>>,
+    tasks: HashMap<i64, Vec<CheckedTask>>,
+    assignments: HashMap<i64, Vec<CheckedAssignment>>,
+    latest: HashMap<i64, Vec<(String, DateTime<Utc>)>>,
+}
+
+impl Round {
+    /// Reads the projects of `checked` and what their checks need.
+    pub async fn read<C: ConnectionTrait>(conn: &C, checked: Checked) -> Result<Round, Error> {
+        let projects = store::projects(conn, checked).await?;
+        let versions = store::versions(conn, checked)
+            .await?
+            .iter()
+            .map(|v| (v.id, VersionChecks::load(v)))
+            .collect();
+        let mut tasks: HashMap<i64, Vec<CheckedTask>> = HashMap::new();
+        for t in store::tasks(conn, checked).await? {
+            tasks.entry(t.project_id).or_default().push(t);
+        }
+        let mut assignments: HashMap<i64, Vec<CheckedAssignment>> = HashMap::new();
+        for a in store::assignments(conn, checked).await? {
+            assignments.entry(a.task_id).or_default().push(a);
+        }
+        let mut latest: HashMap<i64, Vec<(String, DateTime<Utc>)>> = HashMap::new();
+        for c in store::latest_checks(conn, checked).await? {
+            latest
+                .entry(c.project_id)
+                .or_default()
+                .push((c.check_slug, c.latest));
+        }
+        Ok(Round {
+            projects,
+            versions,
+            tasks,
+            assignments,
+            latest,
+        })
+    }
+
+    /// The facts of one of the round's projects; an error when its version's checks cannot be
+    /// used.
+    pub fn facts<'a>(&'a self, p: &'a CheckedProject) -> Result<ProjectFacts<'a>, String> {
+        let version = match self.versions.get(&p.workflow_version_id) {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("its workflow version has no checks".into()),
+        };
+        Ok(ProjectFacts {
+            project: p,
+            version,
+            tasks: self.tasks.get(&p.id).map(Vec::as_slice).unwrap_or(&[]),
+            assignments: &self.assignments,
+            latest: self
+                .latest
+                .get(&p.id)
+                .into_iter()
+                .flatten()
+                .map(|(slug, at)| (slug.as_str(), *at))
+                .collect(),
+        })
+    }
+}
+
 /// One SanityBot round over every active or paused project with checks.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     now: DateTime<Utc>,
-) -> Result<SanityReport, crate::error::Error> {
-    let projects = store::projects_with_checks(db).await?;
+) -> Result<SanityReport, Error> {
+    let round = Round::read(db, Checked::Running).await?;
+    // Scripts run on a blocking thread: a slow one never holds up envelopes.
+    let (round, plans) = tokio::task::spawn_blocking(move || {
+        let plans = plan_all(&round, now);
+        (round, plans)
+    })
+    .await
+    .map_err(|e| crate::error::StoredDataInvalid {
+        what: "SanityBot's round".into(),
+        detail: format!("its evaluation thread failed: {e}"),
+    })?;
     let mut report = SanityReport::default();
-    for p in projects {
+    for (p, plan) in round.projects.iter().zip(plans) {
         report.projects += 1;
-        match check_project(db, lease, &p, now).await {
+        // A script error or a limit hit skips this project only (`plan` logs it).
+        let Some(plan) = plan else {
+            report.failed_projects += 1;
+            continue;
+        };
+        match write(db, lease, p, &plan.decisions, now).await {
             Ok((checks, messages)) => {
                 report.checks += checks;
                 report.messages += messages;
@@ -110,133 +406,130 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     Ok(report)
 }
 
-async fn check_project<C: TransactionTrait + ConnectionTrait>(
+/// Projects of one version whose script hit a limit, after which the version's other projects
+/// wait for the next round (a script that loops would otherwise cost its wall time in every
+/// project).
+const LIMIT_HITS_PER_VERSION: usize = 20;
+
+/// Every project's plan (`None`: it failed, and was logged).
+fn plan_all(round: &Round, now: DateTime<Utc>) -> Vec<Option<ProjectPlan>> {
+    let mut limit_hits: HashMap<i64, usize> = HashMap::new();
+    round
+        .projects
+        .iter()
+        .map(|p| {
+            let hits = limit_hits.entry(p.workflow_version_id).or_default();
+            if *hits == LIMIT_HITS_PER_VERSION {
+                return None;
+            }
+            match plan(round, p, now) {
+                Ok(plan) => Some(plan),
+                Err(EvaluateError::Script(e)) if e.limit => {
+                    *hits += 1;
+                    if *hits == LIMIT_HITS_PER_VERSION {
+                        tracing::error!(
+                            workflow_version_id = p.workflow_version_id,
+                            "the check script hit its limits in {LIMIT_HITS_PER_VERSION} projects; this version's other projects are skipped until the next round"
+                        );
+                    }
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// A project's evaluation and decisions (what `sanity run --dry-run` prints).
+pub struct ProjectPlan {
+    pub returned: Vec<String>,
+    pub decisions: Vec<Decision>,
+}
+
+/// Evaluates one project of `round` and decides; a script error or a limit hit is logged with
+/// the project id and returned.
+pub fn plan(
+    round: &Round,
+    p: &CheckedProject,
+    now: DateTime<Utc>,
+) -> Result<ProjectPlan, EvaluateError> {
+    let facts = round.facts(p).map_err(EvaluateError::Config)?;
+    let returned = facts.evaluate(now).inspect_err(|e| {
+        tracing::error!(project_id = p.id, "SanityBot check function failed: {e}")
+    })?;
+    let decisions = facts.decide(&returned, now);
+    for d in &decisions {
+        if let Decision::Unconfigured { slug } = d {
+            tracing::warn!(
+                project_id = p.id,
+                "the check function returned {slug}, which has no check_configurations entry; not posted"
+            );
+        }
+    }
+    Ok(ProjectPlan {
+        returned,
+        decisions,
+    })
+}
+
+/// Writes the checks that fire for `p`: their posts and the checks, fenced by the lease.
+/// Nothing to fire, nothing written.
+pub async fn write<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     p: &CheckedProject,
+    decisions: &[Decision],
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), Error> {
-    let config: SanityConfig =
-        serde_json::from_value(p.sanity_checks.clone()).map_err(|e| StoredDataInvalid {
-            what: format!("sanity_checks of project {}'s workflow version", p.id),
-            detail: e.to_string(),
-        })?;
-    let tasks = tasks::of_project(db, p.id).await?;
-    // Machine tasks wait for automation, not for a worker: the checks are about people's work.
-    let machine_steps: std::collections::HashSet<i64> =
-        workflows::machine_step_ids(db, tasks.iter().map(|t| t.step_id))
-            .await?
-            .into_iter()
-            .collect();
-    let states: Vec<(TaskStatus, DateTime<Utc>)> = tasks
-        .iter()
-        .filter(|t| !machine_steps.contains(&t.step_id))
-        .map(|t| (t.status, t.status_changed_at))
-        .collect();
-    let slugs = config.function.evaluate(&states, now);
-    if slugs.is_empty() {
+    if !decisions.iter().any(|d| matches!(d, Decision::Fire { .. })) {
         return Ok((0, 0));
     }
-    let mut latest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for c in store::checks_of(db, p.id).await? {
-        let entry = latest.entry(c.check_slug).or_insert(c.created_at);
-        *entry = (*entry).max(c.created_at);
-    }
     let tx = crate::db::begin_write(db).await?;
-    let written = write_checks(&tx, lease, p, &config, &tasks, slugs, &latest, now).await;
-    crate::db::settle(tx, written).await
-}
-
-/// The writes of one project's round: its posts and the checks fired, fenced by the lease.
-#[allow(clippy::too_many_arguments)]
-async fn write_checks<C: ConnectionTrait>(
-    tx: &C,
-    lease: &LeaseProof,
-    p: &CheckedProject,
-    config: &SanityConfig,
-    tasks: &[task::Model],
-    slugs: Vec<String>,
-    latest: &HashMap<String, DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<(usize, usize), crate::error::Error> {
-    lease.fence(tx).await?;
-    let mut checks = 0;
-    let mut messages = 0;
-    let mut handled = BTreeSet::new();
-    for slug in slugs {
-        // The same slug twice in one run is handled once.
-        if !handled.insert(slug.clone()) {
-            continue;
-        }
-        let Some(conf) = config.checks.iter().find(|c| c.slug == slug) else {
-            tracing::warn!(
-                project_id = p.id,
-                "no configuration for check {slug}; skipped"
+    let written = async {
+        lease.fence(&tx).await?;
+        let mut checks = 0;
+        let mut messages = 0;
+        for d in decisions {
+            let Decision::Fire {
+                slug,
+                previous,
+                posts,
+            } = d
+            else {
+                continue;
+            };
+            let previous = previous.map_or_else(
+                || "first".to_string(),
+                |at| at.timestamp_micros().to_string(),
             );
-            continue;
-        };
-        if !is_due(latest.get(&slug).copied(), conf.repetition_seconds, now) {
-            continue;
-        }
-        let previous = latest.get(&slug).map_or_else(
-            || "first".to_string(),
-            |at| at.timestamp_micros().to_string(),
-        );
-        for (n, handler) in conf.handlers.iter().enumerate() {
-            let mentions = mentions(tx, tasks, &handler.steps).await?;
-            match &p.slack_channel_id {
-                Some(channel) => {
-                    outbox::enqueue(
-                        tx,
-                        // One post per handler per firing: the firing is named by the check's
-                        // previous firing, so two runs over the same state queue it once.
-                        &format!("sanity:{}:{slug}:{}:{n}", p.id, previous),
-                        Outgoing::post(
-                            channel,
-                            Message::SanityAlert {
-                                mentions: mentions.iter().cloned().collect(),
-                                message: handler.message.clone(),
-                            },
-                        ),
-                        now,
-                    )
-                    .await?;
-                    messages += 1;
+            for (n, post) in posts.iter().enumerate() {
+                match &p.slack_channel_id {
+                    Some(channel) => {
+                        outbox::enqueue(
+                            &tx,
+                            // One post per handler per firing: the firing is named by the
+                            // check's previous firing, so two runs over the same state queue it
+                            // once.
+                            &format!("sanity:{}:{slug}:{previous}:{n}", p.id),
+                            Outgoing::post(channel, post.message()),
+                            now,
+                        )
+                        .await?;
+                        messages += 1;
+                    }
+                    None => tracing::warn!(
+                        project_id = p.id,
+                        "project has no Slack channel; SanityBot check {slug} not posted"
+                    ),
                 }
-                None => tracing::warn!(
-                    project_id = p.id,
-                    "project has no Slack channel; SanityBot check {slug} not posted"
-                ),
             }
+            store::record_fired(&tx, p.id, slug, now).await?;
+            checks += 1;
         }
-        store::record_fired(tx, p.id, &slug, now).await?;
-        checks += 1;
+        Ok::<_, Error>((checks, messages))
     }
-    Ok((checks, messages))
-}
-
-/// Slack ids of every worker assigned (any level, any status) to the project's tasks of `steps`.
-async fn mentions<C: ConnectionTrait>(
-    conn: &C,
-    tasks: &[task::Model],
-    steps: &[String],
-) -> Result<BTreeSet<String>, DbErr> {
-    let step_ids =
-        workflows::step_ids_with_slugs(conn, tasks.iter().map(|t| t.step_id), steps).await?;
-    let task_ids: Vec<i64> = tasks
-        .iter()
-        .filter(|t| step_ids.contains(&t.step_id))
-        .map(|t| t.id)
-        .collect();
-    if task_ids.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let worker_ids = tasks::assigned_worker_ids(conn, task_ids).await?;
-    Ok(workers::by_ids(conn, worker_ids)
-        .await?
-        .into_iter()
-        .filter_map(|w| w.slack_user_id)
-        .collect())
+    .await;
+    crate::db::settle(tx, written).await
 }
 
 #[cfg(test)]

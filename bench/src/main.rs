@@ -12,10 +12,11 @@
 mod data;
 mod phases;
 mod report;
+mod sanity;
 mod socket;
 mod sys;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -102,6 +103,12 @@ struct Args {
     /// Operations per click/`staff` phase (medians are over these).
     #[arg(long, default_value_t = 50)]
     samples: usize,
+    /// Projects in the SanityBot phase (a script check over every one); 0 skips it.
+    #[arg(long, default_value_t = 10_000)]
+    sanity_projects: usize,
+    /// Run the SanityBot phase only (no staffing sizes, no socket phases).
+    #[arg(long)]
+    sanity_only: bool,
     /// The `staffbot` binary for the socket phases (default: beside this one, rebuilt first
     /// when run through cargo).
     #[arg(long)]
@@ -240,14 +247,16 @@ async fn main() -> Result<()> {
         .markdown
         .clone()
         .unwrap_or_else(|| PathBuf::from(WORKSPACE).join("docs/benchmarks.md"));
-    let binary = if args.skip_socket {
+    let binary = if args.skip_socket || args.sanity_only {
         None
     } else {
         Some(socket::locate_binary(args.staffbot_bin.clone())?)
     };
 
-    eprintln!("checking the bulk data builder against staffbot's own functions");
-    data::verify_against_library().await?;
+    if !args.sanity_only {
+        eprintln!("checking the bulk data builder against staffbot's own functions");
+        data::verify_against_library().await?;
+    }
 
     let mut out = JsonLines::create(&out_path)?;
     let backends: &[&str] = match args.backend {
@@ -255,9 +264,27 @@ async fn main() -> Result<()> {
         BackendChoice::Postgres => &["postgres"],
         BackendChoice::Both => &["sqlite", "postgres"],
     };
-    for backend in backends {
+    for backend in backends.iter().filter(|_| !args.sanity_only) {
         for size in &args.sizes {
             run_size(&args, backend, *size, &mut out).await?;
+        }
+    }
+    if args.sanity_projects > 0 {
+        for backend in backends {
+            eprintln!(
+                "{backend}: SanityBot over {} projects",
+                args.sanity_projects
+            );
+            let fresh = FreshDb::create(backend, &args.pg_url).await?;
+            let c = Counted::connect(fresh.url()).await?;
+            for phase in sanity::run(&c, Path::new(WORKSPACE), args.sanity_projects).await? {
+                let mut record = report::from_phase(backend, 0, 0, &phase);
+                record.workers = None;
+                record.requests = None;
+                out.push(record)?;
+            }
+            c.db.close().await?;
+            fresh.drop_it().await?;
         }
     }
     if let Some(binary) = binary {

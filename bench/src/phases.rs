@@ -82,7 +82,7 @@ pub struct Phase {
 }
 
 /// Runs `f` with a fresh peak-RSS mark and the statement counter at zero.
-async fn measure<T>(
+pub async fn measure<T>(
     c: &Counted,
     f: impl Future<Output = T>,
 ) -> (T, Sample, Option<f64>, Option<f64>) {

@@ -405,6 +405,22 @@ fn targets(records: &[Record]) -> Vec<Target> {
             |v| v <= 1000.0,
         ),
         target(
+            "SanityBot round over 10,000 projects, script check (1 in 100 fire)",
+            "< 1 s",
+            find(records, "sanity_first", None),
+            |r| r.wall_ms,
+            fmt_ms,
+            |v| v < 1000.0,
+        ),
+        target(
+            "SanityBot round over 10,000 projects, script check (steady: nothing due)",
+            "< 1 s",
+            find(records, "sanity_steady", None),
+            |r| r.wall_ms,
+            fmt_ms,
+            |v| v < 1000.0,
+        ),
+        target(
             "idle RSS of a connected daemon",
             "≤ 15 MiB",
             find(records, "idle_rss", None),
@@ -453,6 +469,56 @@ const ORCHESTRA: &str = "\
 
 Its process idles at 94 MiB RSS and takes 0.88 s to be ready. A `/staffbot staff` call costs 3–5 ms.
 ";
+
+/// The SanityBot phase (issue 15): one table, a row per backend and round.
+fn sanity_section(out: &mut String, records: &[Record]) {
+    let rows: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.phase.starts_with("sanity_"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n## SanityBot with a script check\n\n\
+         `sanity::run_once` over every project of the rush-desk example workflow \
+         (`examples/rush-desk`), whose `sanity_check_function` is the Rhai script \
+         `checks.rhai`: each project has two tasks, its reporting task assigned (20 reporters), \
+         and project data; one project in a hundred is a rush project more than a day old. The \
+         first round fires `rush_stale` for those (one write transaction and one queued post \
+         each); the second, a minute later, finds nothing due, as a daemon running every \
+         `sanitybot.interval` mostly does. The round reads projects, versions, tasks, \
+         assignments and the latest firings in five statements, compiles the script once and \
+         runs it once per project under its limits."
+    );
+    if rows.is_empty() {
+        let _ = writeln!(out, "\nNot run (`--sanity-projects 0`).");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| backend | round | projects | checks fired | wall time | SQL statements | peak RSS (MiB) |\n|---|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let round = if r.phase == "sanity_first" {
+            "first (1 in 100 fire)"
+        } else {
+            "steady (nothing due)"
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {round} | {} | {} | {} | {} | {} |",
+            r.backend,
+            group_digits(r.detail["projects"].as_u64().unwrap_or(0) as usize),
+            r.detail["checks_fired"].as_u64().unwrap_or(0),
+            r.wall_ms.map(fmt_ms).unwrap_or_else(|| "–".into()),
+            r.statements
+                .map(|s| group_digits(s as usize))
+                .unwrap_or_default(),
+            r.peak_rss_mib
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "–".into()),
+        );
+    }
+}
 
 fn socket_section(out: &mut String, records: &[Record]) {
     let get = |phase: &str| records.iter().find(|r| r.phase == phase);
@@ -614,6 +680,8 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
         let _ = writeln!(out, "\n## PostgreSQL");
         backend_tables(&mut out, "postgres", input.records);
     }
+
+    sanity_section(&mut out, input.records);
 
     let _ = writeln!(
         out,

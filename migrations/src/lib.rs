@@ -19,6 +19,7 @@ mod m20261202_000005_lease_tokens;
 mod m20261203_000006_machine_steps;
 mod m20261203_000007_task_status_changes;
 mod m20261204_000008_home_tabs;
+mod m20261205_000009_workflow_scripts;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_machine_steps::Migration),
             Box::new(m20261203_000007_task_status_changes::Migration),
             Box::new(m20261204_000008_home_tabs::Migration),
+            Box::new(m20261205_000009_workflow_scripts::Migration),
         ]
     }
 }

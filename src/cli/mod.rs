@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod migrate;
 mod project;
+mod sanity;
 mod serve;
 mod staff;
 mod task;
@@ -46,7 +47,7 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Check the configuration, the database and the Slack tokens
     Check,
-    /// Load and list workflow definitions (Orchestra's workflow.json + vN/version.json)
+    /// Load and list workflow definitions (Orchestra's workflow.json + vN/version.json); render descriptions
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
     /// Add, certify and list workers
@@ -66,6 +67,9 @@ pub enum Command {
     Tick(tick::TickArgs),
     /// Try staffbot with no Slack account: a simulated workspace in your browser, the real daemon
     Demo(demo::DemoArgs),
+    /// Run SanityBot's checks for one project now, or see what they would do (--dry-run)
+    #[command(subcommand)]
+    Sanity(sanity::SanityCommand),
 }
 
 /// What every command gets: configuration, a migrated database, the clock, and randomness.
@@ -105,12 +109,26 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Command::Staff(a) => staff::run_staff(&app, a).await,
                 Command::Restaff(a) => staff::run_restaff(&app, a).await,
                 Command::Tick(a) => tick::run(&app, a).await,
+                Command::Sanity(c) => sanity::run(&app, c).await,
                 Command::Migrate(_) | Command::Check | Command::Demo(_) => {
                     unreachable!("handled above")
                 }
             }
         }
     }
+}
+
+/// Reads a JSON option's value: JSON text, `@file`, or `@-` (stdin). `what` names it in
+/// errors ("the output"), `option` too ("--output").
+pub fn read_json_arg(arg: &str, option: &str, what: &str) -> anyhow::Result<serde_json::Value> {
+    let text = match arg.strip_prefix('@') {
+        Some("-") => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| anyhow::anyhow!("cannot read {what} from stdin: {e}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {what} from {path}: {e}"))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{option} is not valid JSON: {e}"))
 }
 
 /// Prints `value` as pretty JSON on stdout.

@@ -29,6 +29,9 @@ pub enum ProjectCommand {
         /// The project's private Slack channel id (C… or G…)
         #[arg(long, value_name = "C…")]
         channel: Option<String>,
+        /// Project data, a JSON object (or @FILE, @- for stdin) that descriptions and scripts see
+        #[arg(long, value_name = "JSON|@FILE")]
+        data: Option<String>,
         /// Print {"id": N}
         #[arg(long)]
         json: bool,
@@ -54,6 +57,8 @@ struct ProjectJson {
     slack_channel_id: Option<String>,
     tasks: usize,
     created_at: String,
+    /// The project's data (`{}` when none was given).
+    data: serde_json::Value,
 }
 
 pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
@@ -66,8 +71,19 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             description,
             priority,
             channel,
+            data,
             json,
         } => {
+            let data = match data {
+                None => serde_json::json!({}),
+                Some(arg) => {
+                    let value = super::read_json_arg(&arg, "--data", "the project data")?;
+                    if !value.is_object() {
+                        anyhow::bail!("--data must be a JSON object, such as {{\"rush\": true}}");
+                    }
+                    value
+                }
+            };
             let tx = crate::db::begin_write(&app.db).await?;
             let wf = workflows::by_slug(&tx, &workflow_slug)
                 .await?
@@ -80,9 +96,14 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
                         workflow: workflow_slug.clone(),
                     },
                 })?;
-            let id =
-                lifecycle::create_project(&tx, &v, &description, priority, channel, &notices, now)
-                    .await?;
+            let project = crate::db::projects::NewProject {
+                workflow_version_id: v.id,
+                short_description: &description,
+                priority,
+                slack_channel_id: channel,
+                project_data: data,
+            };
+            let id = lifecycle::create_project_with_data(&tx, project, &notices, now).await?;
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({ "id": id }))?;
@@ -168,6 +189,7 @@ async fn list(app: &App) -> anyhow::Result<Vec<ProjectJson>> {
                 slack_channel_id: p.slack_channel_id,
                 tasks: task_counts.get(&p.id).copied().unwrap_or(0),
                 created_at: p.created_at.to_rfc3339(),
+                data: p.project_data,
             }
         })
         .collect())

@@ -59,14 +59,7 @@ fn read_output(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let Some(arg) = arg else {
         return Ok(serde_json::json!({}));
     };
-    let text = match arg.strip_prefix('@') {
-        Some("-") => std::io::read_to_string(std::io::stdin())
-            .map_err(|e| anyhow::anyhow!("cannot read the output from stdin: {e}"))?,
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the output from {path}: {e}"))?,
-        None => arg.to_string(),
-    };
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--output is not valid JSON: {e}"))
+    super::read_json_arg(arg, "--output", "the output")
 }
 
 fn parse_status(text: &str) -> Result<TaskStatus, String> {

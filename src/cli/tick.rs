@@ -72,7 +72,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
 /// The longest one Web API call of `tick` may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
+pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     let Some(token) = &app.config.slack.bot_token else {
         println!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
         return Ok(());

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::{App, print_json, print_table};
 use crate::db::workflows;
+use crate::error::UserError;
 use crate::workflow::definition;
+use crate::workflow::functions::describe;
 use crate::workflow::load::{self, StoreError, VersionOutcome};
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +26,11 @@ pub enum WorkflowCommand {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Print a task's detailed description as its offers show it
+    RenderDescription {
+        /// The task id
+        task: i64,
     },
 }
 
@@ -42,6 +49,8 @@ struct VersionJson {
     name: String,
     steps: Vec<String>,
     sanity_checks: bool,
+    /// The `script:` files loaded with the version.
+    scripts: Vec<String>,
 }
 
 pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
@@ -65,6 +74,22 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
                     VersionOutcome::Unchanged => "unchanged",
                 };
                 println!("workflow {} version {version}: {what}", summary.workflow);
+            }
+            Ok(())
+        }
+        WorkflowCommand::RenderDescription { task } => {
+            let source = crate::db::tasks::description_source(&app.db, task)
+                .await?
+                .ok_or(UserError::TaskNotFound(task))?;
+            let details = describe(&source.detailed_description_function, &source.input())
+                .map_err(|e| anyhow::anyhow!("task {task}: {e}"))?;
+            if details.is_empty() {
+                eprintln!(
+                    "task {task}: step {} has no detailed description",
+                    source.step_slug
+                );
+            } else {
+                println!("{}", details.as_written());
             }
             Ok(())
         }
@@ -116,6 +141,12 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkflowJson>> {
                 name: v.name,
                 steps,
                 sanity_checks: v.sanity_checks.is_some(),
+                scripts: v
+                    .scripts
+                    .as_ref()
+                    .and_then(|s| s.as_object())
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default(),
             });
         }
         out.push(WorkflowJson {

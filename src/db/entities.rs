@@ -74,6 +74,9 @@ pub mod workflow_version {
         pub sanity_checks: Option<Json>,
         #[sea_orm(column_type = "JsonBinary")]
         pub definition: Json,
+        /// The source of every `script:` file the version uses, by file name (`null`: none).
+        #[sea_orm(column_type = "JsonBinary")]
+        pub scripts: Option<Json>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

@@ -5,7 +5,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
     QueryFilter, QueryOrder,
 };
-use serde_json::json;
 
 use super::ProjectStatus;
 use super::entities::project;
@@ -41,9 +40,11 @@ pub struct NewProject<'a> {
     pub short_description: &'a str,
     pub priority: i32,
     pub slack_channel_id: Option<String>,
+    /// The project's data (a JSON object; `{}` for none).
+    pub project_data: serde_json::Value,
 }
 
-/// Inserts an active project with empty project data.
+/// Inserts an active project with its data.
 pub async fn insert<C: ConnectionTrait>(
     conn: &C,
     new: NewProject<'_>,
@@ -55,7 +56,7 @@ pub async fn insert<C: ConnectionTrait>(
         priority: Set(new.priority),
         status: Set(ProjectStatus::Active),
         slack_channel_id: Set(new.slack_channel_id),
-        project_data: Set(json!({})),
+        project_data: Set(new.project_data),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()

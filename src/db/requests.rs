@@ -13,7 +13,7 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::entities::{staffing_request, task, worker};
-use super::{RequestCause, RequestStatus, Role, sql, statement};
+use super::{ProjectStatus, RequestCause, RequestStatus, Role, sql, statement};
 
 /// What offers and channel messages show about a request: the request, its task, project,
 /// step, workflow version and workflow.
@@ -28,10 +28,15 @@ pub struct RequestContext {
     pub priority: i32,
     pub slack_channel_id: Option<String>,
     pub step_slug: String,
+    pub step_name: String,
     pub step_description: String,
     pub detailed_description_function: Value,
+    pub project_status: ProjectStatus,
+    pub project_created_at: DateTime<Utc>,
+    pub project_data: Value,
     pub version_slug: String,
     pub workflow_slug: String,
+    pub workflow_name: String,
     pub workflow_description: String,
     /// How many certifications the step requires.
     pub required_count: i64,
@@ -40,9 +45,11 @@ pub struct RequestContext {
 /// [`RequestContext`]'s columns, given `r` (the request) and [`REQUEST_JOINS`].
 pub(crate) const REQUEST_COLUMNS: &str = "
 r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
-p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug,
+p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug, s.name AS step_name,
 s.description AS step_description, s.detailed_description_function,
-v.slug AS version_slug, w.slug AS workflow_slug, w.description AS workflow_description,
+p.status AS project_status, p.created_at AS project_created_at, p.project_data,
+v.slug AS version_slug, w.slug AS workflow_slug, w.name AS workflow_name,
+w.description AS workflow_description,
 (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
 
 /// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.

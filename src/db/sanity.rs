@@ -8,30 +8,188 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::entities::sanity_check;
-use super::{ProjectStatus, statement};
+use super::{AssignmentStatus, ProjectStatus, TaskStatus, statement};
 
-/// A project SanityBot looks at, with its version's raw `sanity_checks`.
+/// Which projects a SanityBot round looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Every active or paused project whose workflow version has checks (the loop).
+    Running,
+    /// This project, whatever its status, if its version has checks (`sanity run --project`).
+    Project(i64),
+}
+
+impl Checked {
+    /// The `WHERE` condition on `p` (projects) and `v` (their versions), and its values.
+    fn condition(self) -> (&'static str, Vec<sea_orm::Value>) {
+        match self {
+            Checked::Running => (
+                "p.status IN ($1, $2) AND v.sanity_checks IS NOT NULL",
+                vec![
+                    ProjectStatus::Active.as_str().into(),
+                    ProjectStatus::Paused.as_str().into(),
+                ],
+            ),
+            Checked::Project(id) => ("p.id = $1 AND v.sanity_checks IS NOT NULL", vec![id.into()]),
+        }
+    }
+}
+
+/// A project SanityBot looks at.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct CheckedProject {
     pub id: i64,
+    pub workflow_version_id: i64,
     pub slack_channel_id: Option<String>,
+    pub short_description: String,
+    pub priority: i32,
+    pub status: ProjectStatus,
+    pub project_data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The projects of `checked`, by id.
+pub async fn projects<C: ConnectionTrait>(
+    conn: &C,
+    checked: Checked,
+) -> Result<Vec<CheckedProject>, DbErr> {
+    let (condition, values) = checked.condition();
+    CheckedProject::find_by_statement(statement(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT p.id, p.workflow_version_id, p.slack_channel_id, p.short_description,
+                    p.priority, p.status, p.project_data, p.created_at
+             FROM projects p JOIN workflow_versions v ON v.id = p.workflow_version_id
+             WHERE {condition} ORDER BY p.id"
+        ),
+        values,
+    ))
+    .all(conn)
+    .await
+}
+
+/// A workflow version with checks, as stored.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct CheckedVersion {
+    pub id: i64,
+    pub slug: String,
+    pub workflow_slug: String,
     pub sanity_checks: Value,
 }
 
-/// Every active or paused project whose workflow version has checks, by id.
-pub async fn projects_with_checks<C: ConnectionTrait>(
+/// The versions of the projects of `checked`.
+pub async fn versions<C: ConnectionTrait>(
     conn: &C,
-) -> Result<Vec<CheckedProject>, DbErr> {
-    CheckedProject::find_by_statement(statement(
+    checked: Checked,
+) -> Result<Vec<CheckedVersion>, DbErr> {
+    let (condition, values) = checked.condition();
+    CheckedVersion::find_by_statement(statement(
         conn.get_database_backend(),
-        "SELECT p.id, p.slack_channel_id, v.sanity_checks FROM projects p
-         JOIN workflow_versions v ON v.id = p.workflow_version_id
-         WHERE p.status IN ($1, $2) AND v.sanity_checks IS NOT NULL
-         ORDER BY p.id",
-        vec![
-            ProjectStatus::Active.as_str().into(),
-            ProjectStatus::Paused.as_str().into(),
-        ],
+        &format!(
+            "SELECT v.id, v.slug, w.slug AS workflow_slug, v.sanity_checks
+             FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
+             WHERE v.id IN (SELECT p.workflow_version_id FROM projects p
+                            JOIN workflow_versions v ON v.id = p.workflow_version_id
+                            WHERE {condition})"
+        ),
+        values,
+    ))
+    .all(conn)
+    .await
+}
+
+/// A task of a checked project, with its step.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct CheckedTask {
+    pub id: i64,
+    pub project_id: i64,
+    pub step_slug: String,
+    pub is_human: bool,
+    pub status: TaskStatus,
+    pub created_at: DateTime<Utc>,
+    pub status_changed_at: DateTime<Utc>,
+}
+
+/// Every task of the projects of `checked`, by project and id.
+pub async fn tasks<C: ConnectionTrait>(
+    conn: &C,
+    checked: Checked,
+) -> Result<Vec<CheckedTask>, DbErr> {
+    let (condition, values) = checked.condition();
+    CheckedTask::find_by_statement(statement(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT t.id, t.project_id, s.slug AS step_slug, s.is_human, t.status, t.created_at,
+                    t.status_changed_at
+             FROM tasks t JOIN steps s ON s.id = t.step_id
+             JOIN projects p ON p.id = t.project_id
+             JOIN workflow_versions v ON v.id = p.workflow_version_id
+             WHERE {condition} ORDER BY t.project_id, t.id"
+        ),
+        values,
+    ))
+    .all(conn)
+    .await
+}
+
+/// An assignment of a task of a checked project, with its worker.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct CheckedAssignment {
+    pub task_id: i64,
+    pub username: String,
+    pub slack_user_id: Option<String>,
+    pub assignment_counter: i32,
+    pub status: AssignmentStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every assignment of the tasks of the projects of `checked`, by task and counter.
+pub async fn assignments<C: ConnectionTrait>(
+    conn: &C,
+    checked: Checked,
+) -> Result<Vec<CheckedAssignment>, DbErr> {
+    let (condition, values) = checked.condition();
+    CheckedAssignment::find_by_statement(statement(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT a.task_id, wk.username, wk.slack_user_id, a.assignment_counter, a.status,
+                    a.created_at, a.updated_at
+             FROM task_assignments a JOIN workers wk ON wk.id = a.worker_id
+             JOIN tasks t ON t.id = a.task_id
+             JOIN projects p ON p.id = t.project_id
+             JOIN workflow_versions v ON v.id = p.workflow_version_id
+             WHERE {condition} ORDER BY a.task_id, a.assignment_counter"
+        ),
+        values,
+    ))
+    .all(conn)
+    .await
+}
+
+/// When a check last fired for a project.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct LatestCheck {
+    pub project_id: i64,
+    pub check_slug: String,
+    pub latest: DateTime<Utc>,
+}
+
+/// The latest firing of every check of the projects of `checked`.
+pub async fn latest_checks<C: ConnectionTrait>(
+    conn: &C,
+    checked: Checked,
+) -> Result<Vec<LatestCheck>, DbErr> {
+    let (condition, values) = checked.condition();
+    LatestCheck::find_by_statement(statement(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT c.project_id, c.check_slug, MAX(c.created_at) AS latest
+             FROM sanity_checks c JOIN projects p ON p.id = c.project_id
+             JOIN workflow_versions v ON v.id = p.workflow_version_id
+             WHERE {condition} GROUP BY c.project_id, c.check_slug"
+        ),
+        values,
     ))
     .all(conn)
     .await

@@ -4,14 +4,59 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
 };
 use serde_json::Value;
 
 use super::entities::{task, task_assignment};
-use super::{AssignmentStatus, TaskStatus, statement};
+use super::{AssignmentStatus, ProjectStatus, TaskStatus, statement};
 
 // ---- tasks ----
+
+/// What a task's detailed description is rendered from: the task, its project, step, version
+/// and workflow.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct DescriptionSource {
+    pub task_id: i64,
+    pub project_id: i64,
+    pub short_description: String,
+    pub priority: i32,
+    pub project_status: ProjectStatus,
+    pub project_created_at: DateTime<Utc>,
+    pub project_data: Value,
+    pub step_slug: String,
+    pub step_name: String,
+    pub step_description: String,
+    pub detailed_description_function: Value,
+    pub version_slug: String,
+    pub workflow_slug: String,
+    pub workflow_name: String,
+    pub workflow_description: String,
+}
+
+/// The [`DescriptionSource`] of a task.
+pub async fn description_source<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+) -> Result<Option<DescriptionSource>, DbErr> {
+    DescriptionSource::find_by_statement(statement(
+        conn.get_database_backend(),
+        "SELECT t.id AS task_id, t.project_id, p.short_description, p.priority,
+                p.status AS project_status, p.created_at AS project_created_at, p.project_data,
+                s.slug AS step_slug, s.name AS step_name, s.description AS step_description,
+                s.detailed_description_function, v.slug AS version_slug,
+                w.slug AS workflow_slug, w.name AS workflow_name,
+                w.description AS workflow_description
+         FROM tasks t JOIN projects p ON p.id = t.project_id
+         JOIN steps s ON s.id = t.step_id
+         JOIN workflow_versions v ON v.id = p.workflow_version_id
+         JOIN workflows w ON w.id = v.workflow_id
+         WHERE t.id = $1",
+        vec![task_id.into()],
+    ))
+    .one(conn)
+    .await
+}
 
 pub async fn by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Option<task::Model>, DbErr> {
     task::Entity::find_by_id(id).one(conn).await

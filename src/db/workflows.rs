@@ -244,6 +244,8 @@ pub struct VersionRow<'a> {
     pub description: &'a str,
     pub sanity_checks: Option<Value>,
     pub definition: Value,
+    /// The version's scripts by file name (`None`: it has none).
+    pub scripts: Option<Value>,
 }
 
 pub async fn insert_version<C: ConnectionTrait>(
@@ -259,6 +261,7 @@ pub async fn insert_version<C: ConnectionTrait>(
         description: Set(row.description.to_string()),
         sanity_checks: Set(row.sanity_checks),
         definition: Set(row.definition),
+        scripts: Set(row.scripts),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -279,6 +282,7 @@ pub async fn update_version<C: ConnectionTrait>(
     am.description = Set(row.description.to_string());
     am.sanity_checks = Set(row.sanity_checks);
     am.definition = Set(row.definition);
+    am.scripts = Set(row.scripts);
     am.updated_at = Set(now);
     am.update(conn).await?;
     Ok(())

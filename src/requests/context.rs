@@ -2,13 +2,11 @@
 //! ([`crate::db::requests::RequestContext`]): the task as displayed, the rendered detailed
 //! description, the offer's content.
 
-use std::collections::HashMap;
-
-use serde_json::Value;
-
 use crate::db::requests::RequestContext;
-use crate::messages::{OfferContent, task_display};
-use crate::workflow::functions::DescriptionFunction;
+use crate::messages::{Details, OfferContent, task_display};
+use crate::workflow::functions::describe;
+use crate::workflow::script::unix;
+use crate::workflow::template::{DescriptionInput, ProjectInfo, StepInfo, TaskInfo, WorkflowInfo};
 
 impl RequestContext {
     /// The task as messages name it (`<version> - <project> - <step>`).
@@ -16,54 +14,52 @@ impl RequestContext {
         task_display(&self.version_slug, &self.short_description, &self.step_slug)
     }
 
+    /// What the step's detailed description is rendered from.
+    pub fn description_input(&self) -> DescriptionInput {
+        DescriptionInput {
+            task: TaskInfo {
+                id: self.task_id,
+                step: self.step_slug.clone(),
+            },
+            step: StepInfo {
+                slug: self.step_slug.clone(),
+                name: self.step_name.clone(),
+                description: self.step_description.clone(),
+            },
+            project: ProjectInfo {
+                id: self.project_id,
+                description: self.short_description.clone(),
+                priority: self.priority,
+                status: self.project_status.to_string(),
+                created_at: unix(self.project_created_at),
+                data: self.project_data.clone(),
+            },
+            workflow: WorkflowInfo {
+                slug: self.workflow_slug.clone(),
+                name: self.workflow_name.clone(),
+                description: self.workflow_description.clone(),
+                version: self.version_slug.clone(),
+            },
+        }
+    }
+
     /// The detailed description; a function that cannot be used shows nothing (and says why
     /// in the log), it never blocks the offer.
-    pub fn details(&self) -> String {
-        if self
-            .detailed_description_function
-            .as_object()
-            .is_none_or(|o| o.is_empty())
-        {
-            return String::new();
-        }
-        let function: DescriptionFunction =
-            match serde_json::from_value(self.detailed_description_function.clone()) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(task_id = self.task_id, "detailed description unusable: {e}");
-                    return String::new();
-                }
-            };
-        let template = match function.template() {
-            Ok(t) => t,
+    pub fn details(&self) -> Details {
+        match describe(
+            &self.detailed_description_function,
+            &self.description_input(),
+        ) {
+            Ok(details) => details,
             Err(e) => {
-                tracing::warn!(task_id = self.task_id, "detailed description unusable: {e}");
-                return String::new();
+                tracing::warn!(
+                    task_id = self.task_id,
+                    project_id = self.project_id,
+                    "detailed description unusable: {e}"
+                );
+                Details::default()
             }
-        };
-        let mut values: HashMap<String, String> = function
-            .kwargs
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), text)
-            })
-            .collect();
-        for (k, v) in [
-            ("task.id", self.task_id.to_string()),
-            ("task.step", self.step_slug.clone()),
-            ("project.id", self.project_id.to_string()),
-            ("project.description", self.short_description.clone()),
-            ("project.priority", self.priority.to_string()),
-            ("workflow.slug", self.workflow_slug.clone()),
-            ("workflow.description", self.workflow_description.clone()),
-        ] {
-            values.insert(k.to_string(), v);
         }
-        template.render(&values)
     }
 
     /// What every offer of this request shows.

@@ -77,6 +77,18 @@ impl Piece for Mrkdwn {
     }
 }
 
+/// A detailed description: its text escaped, the markup its template asked for as it is.
+impl Piece for crate::messages::Details {
+    fn push_to(&self, out: &mut String) {
+        for part in self.parts() {
+            match part {
+                crate::messages::DetailPart::Text(t) => escape_into(t, out),
+                crate::messages::DetailPart::Markup(m) => out.push_str(m),
+            }
+        }
+    }
+}
+
 /// True for the ids Slack gives users, channels and teams (`U0ABC…`, `C…`, `G…`, `W…`): letters,
 /// digits and `_`, nothing Slack reads as markup.
 fn is_slack_id(id: &str) -> bool {

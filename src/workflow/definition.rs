@@ -5,15 +5,16 @@
 //! slug reference checked, review policies and SanityBot configuration validated. Nothing that
 //! loads can fail later because of its definition.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
 use super::functions::{
-    DescriptionFunction, ReviewPolicy, StepAssignmentPolicies, check_creation_policy,
-    parse_assignment_policy, parse_description_function, parse_review_policy,
+    DescriptionFunction, PORTING_HELP, ReviewPolicy, StepAssignmentPolicies, check_creation_policy,
+    parse_assignment_policy, parse_description_function, parse_review_policy, resolve_script,
 };
+use super::script::{Purpose, SCRIPT_PREFIX, ScriptSource};
 use crate::workflow::sanity::SanityConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +61,9 @@ pub struct ExecutionFunction {
     pub path: String,
     #[serde(default)]
     pub kwargs: serde_json::Map<String, Value>,
+    /// For a `script:<file>.rhai` path: the script, its source as loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptSource>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +77,17 @@ pub struct VersionDef {
     pub raw_sanity_checks: Value,
     /// The whole `version.json` as written.
     pub raw: Value,
+    /// The source of every `script:` file the version uses, by file name.
+    pub scripts: BTreeMap<String, String>,
+}
+
+/// A `version.json` as read: its directory, its JSON and the scripts it names (file name to
+/// source; the files are read by [`read`], so that [`parse`] reads nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionFile {
+    pub dir: PathBuf,
+    pub json: Value,
+    pub scripts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,14 +176,68 @@ pub fn read(path: &Path) -> Result<WorkflowDef, LoadError> {
     let workflow = read_json(&manifest)?;
     let versions = version_dirs
         .iter()
-        .map(|d| read_json(&d.join("version.json")).map(|v| (d.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|d| {
+            let json = read_json(&d.join("version.json"))?;
+            let scripts = read_scripts(d, &json)?;
+            Ok(VersionFile {
+                dir: d.clone(),
+                json,
+                scripts,
+            })
+        })
+        .collect::<Result<Vec<_>, LoadError>>()?;
     parse(&workflow, &versions)
 }
 
+/// Every `"path": "script:<file>"` in `value`, anywhere.
+fn script_paths<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(file) = map
+                .get("path")
+                .and_then(Value::as_str)
+                .and_then(|p| p.strip_prefix(SCRIPT_PREFIX))
+            {
+                out.push(file);
+            }
+            map.values().for_each(|v| script_paths(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| script_paths(v, out)),
+        _ => {}
+    }
+}
+
+/// Reads the scripts a version names, relative to its directory (never outside it).
+fn read_scripts(dir: &Path, version: &Value) -> Result<BTreeMap<String, String>, LoadError> {
+    let mut files = Vec::new();
+    script_paths(version, &mut files);
+    let mut scripts = BTreeMap::new();
+    for file in files {
+        if scripts.contains_key(file) {
+            continue;
+        }
+        let relative = Path::new(file);
+        if file.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return err(format!(
+                "{}: script path {file:?} must name a file in the version's directory (relative, without ..)",
+                dir.join("version.json").display()
+            ));
+        }
+        let path = dir.join(relative);
+        let source = std::fs::read_to_string(&path)
+            .map_err(|e| LoadError(format!("cannot read script {}: {e}", path.display())))?;
+        scripts.insert(file.to_string(), source);
+    }
+    Ok(scripts)
+}
+
 /// Validates a parsed `workflow.json` and its versions (each with the directory it came from,
-/// for messages).
-pub fn parse(workflow: &Value, versions: &[(PathBuf, Value)]) -> Result<WorkflowDef, LoadError> {
+/// for messages, and its scripts).
+pub fn parse(workflow: &Value, versions: &[VersionFile]) -> Result<WorkflowDef, LoadError> {
     let slug = string_field(workflow, "slug", "workflow.json")?;
     let name = string_field(workflow, "name", "workflow.json")?;
     let description = optional_string(workflow, "description");
@@ -222,10 +291,17 @@ pub fn parse(workflow: &Value, versions: &[(PathBuf, Value)]) -> Result<Workflow
 
     let mut parsed_versions = Vec::new();
     let mut seen_versions = HashSet::new();
-    for (dir, version) in versions {
+    for file in versions {
         let mut version_notes = Vec::new();
-        let v = parse_version(version, &cert_slugs, &mut version_notes)
-            .map_err(|e| LoadError(format!("{}: {}", dir.join("version.json").display(), e.0)))?;
+        let v = parse_version(&file.json, &file.scripts, &cert_slugs, &mut version_notes).map_err(
+            |e| {
+                LoadError(format!(
+                    "{}: {}",
+                    file.dir.join("version.json").display(),
+                    e.0
+                ))
+            },
+        )?;
         notes.extend(
             version_notes
                 .into_iter()
@@ -266,6 +342,7 @@ const STEP_KEYS: &[&str] = &[
 
 fn parse_version(
     version: &Value,
+    scripts: &BTreeMap<String, String>,
     cert_slugs: &HashSet<&str>,
     notes: &mut Vec<String>,
 ) -> Result<VersionDef, LoadError> {
@@ -289,6 +366,7 @@ fn parse_version(
     let known = KnownSlugs {
         steps: &step_slugs,
         certifications: cert_slugs,
+        scripts,
     };
     let mut steps = Vec::new();
     for (s, sslug) in &raw_steps {
@@ -301,7 +379,7 @@ fn parse_version(
         .get("sanity_checks")
         .cloned()
         .unwrap_or(Value::Object(Default::default()));
-    let sanity_checks = SanityConfig::parse(&raw_sanity_checks, &step_slugs)
+    let sanity_checks = SanityConfig::parse(&raw_sanity_checks, &step_slugs, scripts)
         .map_err(|e| LoadError(format!("sanity_checks: {e}")))?;
 
     Ok(VersionDef {
@@ -312,6 +390,7 @@ fn parse_version(
         sanity_checks,
         raw_sanity_checks,
         raw: version.clone(),
+        scripts: scripts.clone(),
     })
 }
 
@@ -333,6 +412,8 @@ fn slugged_steps(step_values: &[Value]) -> Result<Vec<(&Value, String)>, LoadErr
 struct KnownSlugs<'a> {
     steps: &'a [&'a str],
     certifications: &'a HashSet<&'a str>,
+    /// The version's script sources, by file name.
+    scripts: &'a BTreeMap<String, String>,
 }
 
 /// One step of `version.json`, checked in Orchestra's order.
@@ -344,7 +425,7 @@ fn parse_step(
 ) -> Result<StepDef, LoadError> {
     let what = format!("step {sslug}");
     note_step_keys(s, sslug, &what, notes);
-    let (is_human, execution_function) = parse_execution(s, &what, notes)?;
+    let (is_human, execution_function) = parse_execution(s, &what, known.scripts, notes)?;
     let assignable_hours_function = match s.get("assignable_hours_function") {
         None | Some(Value::Null) => None,
         Some(f) => {
@@ -386,7 +467,8 @@ fn parse_step(
         check_creation_policy(p).map_err(|e| LoadError(format!("{what}: {e}")))?;
     }
     let step_description = optional_string(s, "description");
-    let detailed_description = parse_detailed_description(s, &what, &step_description, notes)?;
+    let detailed_description =
+        parse_detailed_description(s, &what, &step_description, known.scripts, notes)?;
     Ok(StepDef {
         slug: sslug.to_string(),
         name: string_field(s, "name", &what)?,
@@ -428,6 +510,7 @@ fn note_step_keys(s: &Value, sslug: &str, what: &str, notes: &mut Vec<String>) {
 fn parse_execution(
     s: &Value,
     what: &str,
+    scripts: &BTreeMap<String, String>,
     notes: &mut Vec<String>,
 ) -> Result<(bool, Option<ExecutionFunction>), LoadError> {
     let is_human = match s.get("is_human") {
@@ -456,6 +539,7 @@ fn parse_execution(
                     ));
                 }
             },
+            script: None,
         }),
     };
     let execution_function = match (is_human, execution_function) {
@@ -469,6 +553,13 @@ fn parse_execution(
                 "{what}: \"execution_function\" is ignored on a human step"
             ));
             None
+        }
+        (_, Some(mut f)) if f.path.starts_with(SCRIPT_PREFIX) => {
+            f.script = Some(
+                resolve_script(&f.path, scripts, Purpose::Machine)
+                    .map_err(|e| LoadError(format!("{what}: execution_function: {e}")))?,
+            );
+            Some(f)
         }
         (_, f) => f,
     };
@@ -547,6 +638,7 @@ fn parse_detailed_description(
     s: &Value,
     what: &str,
     step_description: &str,
+    scripts: &BTreeMap<String, String>,
     notes: &mut Vec<String>,
 ) -> Result<Option<DescriptionFunction>, LoadError> {
     Ok(match s.get("detailed_description_function") {
@@ -554,11 +646,11 @@ fn parse_detailed_description(
         Some(f) if is_python_path(f) => {
             let path = f.get("path").and_then(Value::as_str).unwrap_or_default();
             notes.push(format!(
-                "{what}: detailed_description_function {path:?} is a Python function; offers show the step's description instead"
+                "{what}: detailed_description_function {path:?} is a Python function; offers show the step's description instead. {PORTING_HELP}"
             ));
             description_fallback(step_description)
         }
-        Some(f) => parse_description_function(f)
+        Some(f) => parse_description_function(f, scripts)
             .map_err(|e| LoadError(format!("{what}: detailed_description_function: {e}")))?,
     })
 }
@@ -590,19 +682,24 @@ fn check_machine_steps_not_related(steps: &[StepDef]) -> Result<(), LoadError> {
 /// such a detailed description cannot run here. `staffbot.*` paths and short names are
 /// staffbot's own and are validated as usual.
 fn is_python_path(spec: &Value) -> bool {
-    spec.get("path")
-        .and_then(Value::as_str)
-        .is_some_and(|p| p.contains('.') && !p.starts_with("staffbot."))
+    spec.get("path").and_then(Value::as_str).is_some_and(|p| {
+        p.contains('.') && !p.starts_with("staffbot.") && !p.starts_with(SCRIPT_PREFIX)
+    })
 }
 
 /// The step's description as a detailed description (nothing when it is empty or contains
 /// template markers).
 fn description_fallback(description: &str) -> Option<DescriptionFunction> {
-    if description.is_empty() || description.contains("{{") || description.contains("}}") {
+    if description.is_empty()
+        || ["{{", "}}", "{%", "%}", "{#", "#}"]
+            .iter()
+            .any(|m| description.contains(m))
+    {
         return None;
     }
     let function = DescriptionFunction {
         template: description.to_string(),
+        script: None,
         kwargs: Default::default(),
     };
     function.template().ok().map(|_| function)

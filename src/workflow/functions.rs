@@ -7,7 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::template::Template;
+use super::script::{self, Purpose, SCRIPT_PREFIX, ScriptSource};
+use super::template::{DescriptionInput, Template};
+use crate::messages::Details;
+
+/// README section on porting Orchestra's Python functions, which load errors link to.
+pub const PORTING_HELP: &str = "Orchestra's Python functions do not run in staffbot: port it to a Rhai script (\"path\": \"script:<file>.rhai\", beside version.json) or, for a description, a staffbot.template; see README.md#custom-checks-and-descriptions (\"Custom checks and descriptions\")";
 
 /// Turns `{"path": P, "kwargs": {...}}` into (canonical short name, kwargs), given the known
 /// names of a kind of function as `(short name, orchestra path)` pairs.
@@ -111,10 +116,16 @@ impl Default for ReviewPolicy {
     }
 }
 
-/// The detailed description shown in offers: a template rendered over task details + kwargs.
+/// The detailed description shown in offers: a template rendered over task details + kwargs,
+/// or a script run with them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescriptionFunction {
+    /// The template (`staffbot.template`); empty for a script.
+    #[serde(default)]
     pub template: String,
+    /// The script (`script:<file>.rhai`), its source as loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptSource>,
     pub kwargs: Map<String, Value>,
 }
 
@@ -122,6 +133,55 @@ impl DescriptionFunction {
     pub fn template(&self) -> Result<Template, String> {
         Template::parse(&self.template, self.kwargs.keys().map(String::as_str))
     }
+
+    /// The description of the task `input` describes.
+    pub fn render(&self, input: &DescriptionInput) -> Result<Details, String> {
+        let Some(source) = &self.script else {
+            return self.template()?.render(input, &self.kwargs);
+        };
+        let compiled = script::compile(Purpose::Description, source).map_err(|e| e.to_string())?;
+        let value = compiled
+            .call(vec![
+                ("task", script::to_dynamic(&input.task)),
+                ("step", script::to_dynamic(&input.step)),
+                ("project", script::to_dynamic(&input.project)),
+                ("workflow", script::to_dynamic(&input.workflow)),
+                ("kwargs", script::to_dynamic(&self.kwargs)),
+            ])
+            .map_err(|e| e.to_string())?;
+        let text = script::text_of(compiled.file(), value).map_err(|e| e.to_string())?;
+        Ok(Details::text(text))
+    }
+}
+
+/// The detailed description a step's stored `detailed_description_function` gives the task
+/// `input` describes (`{}`: none).
+pub fn describe(function: &Value, input: &DescriptionInput) -> Result<Details, String> {
+    if function.as_object().is_none_or(Map::is_empty) {
+        return Ok(Details::default());
+    }
+    let function: DescriptionFunction =
+        serde_json::from_value(function.clone()).map_err(|e| e.to_string())?;
+    function.render(input)
+}
+
+/// The script a `script:<file>` path names, from the version's `scripts` (file name to
+/// source), compiled for `purpose` to report its errors now.
+pub fn resolve_script(
+    path: &str,
+    scripts: &std::collections::BTreeMap<String, String>,
+    purpose: Purpose,
+) -> Result<ScriptSource, String> {
+    let file = path.strip_prefix(SCRIPT_PREFIX).unwrap_or(path);
+    let source = scripts
+        .get(file)
+        .ok_or_else(|| format!("script {file} was not read (is it beside version.json?)"))?;
+    let script = ScriptSource {
+        file: file.to_string(),
+        source: source.clone(),
+    };
+    script::compile(purpose, &script).map_err(|e| format!("script {e}"))?;
+    Ok(script)
 }
 
 fn kwargs_of(spec: &Value) -> Result<Map<String, Value>, String> {
@@ -194,10 +254,22 @@ pub fn parse_review_policy(spec: &Value) -> Result<ReviewPolicy, String> {
     }
 }
 
-/// Parses `detailed_description_function`; `{}` means no details.
-pub fn parse_description_function(spec: &Value) -> Result<Option<DescriptionFunction>, String> {
+/// Parses `detailed_description_function`; `{}` means no details. `scripts` are the version's
+/// script sources by file name.
+pub fn parse_description_function(
+    spec: &Value,
+    scripts: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<DescriptionFunction>, String> {
     if spec.as_object().is_some_and(Map::is_empty) || spec.is_null() {
         return Ok(None);
+    }
+    if let Some(path) = path_of(spec)?.strip_prefix(SCRIPT_PREFIX) {
+        let script = resolve_script(path, scripts, Purpose::Description)?;
+        return Ok(Some(DescriptionFunction {
+            template: String::new(),
+            script: Some(script),
+            kwargs: kwargs_of(spec)?,
+        }));
     }
     resolve_path(
         path_of(spec)?,
@@ -209,7 +281,11 @@ pub fn parse_description_function(spec: &Value) -> Result<Option<DescriptionFunc
         Some(Value::String(t)) => t,
         _ => return Err("staffbot.template needs kwargs.template (a string)".to_string()),
     };
-    let function = DescriptionFunction { template, kwargs };
+    let function = DescriptionFunction {
+        template,
+        script: None,
+        kwargs,
+    };
     function.template()?;
     Ok(Some(function))
 }

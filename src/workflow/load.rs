@@ -125,7 +125,13 @@ fn version_row(version: &VersionDef) -> Result<VersionRow<'_>, LoadError> {
             .map(|c| to_json("sanity_checks", c))
             .transpose()?,
         definition: version.raw.clone(),
+        scripts: scripts_json(version),
     })
+}
+
+/// The version's scripts as stored: `{"file.rhai": "source", …}`, or nothing.
+fn scripts_json(version: &VersionDef) -> Option<serde_json::Value> {
+    (!version.scripts.is_empty()).then(|| json!(version.scripts))
 }
 
 async fn store_version<C: ConnectionTrait>(
@@ -141,12 +147,18 @@ async fn store_version<C: ConnectionTrait>(
         create_version(conn, workflow_id, version, row, cert_ids, now).await?;
         return Ok(VersionOutcome::Created);
     };
-    if existing.definition == version.raw {
+    let scripts_changed = existing.scripts != scripts_json(version);
+    if existing.definition == version.raw && !scripts_changed {
         return Ok(VersionOutcome::Unchanged);
     }
     if !force {
+        let what = if existing.definition == version.raw {
+            " and its scripts changed"
+        } else {
+            ""
+        };
         return Err(LoadError(format!(
-            "Version {} already exists (use --force to update it)",
+            "Version {} already exists{what} (use --force to update it)",
             version.slug
         ))
         .into());

@@ -7,4 +7,5 @@ pub mod functions;
 pub mod load;
 pub mod rules;
 pub mod sanity;
+pub mod script;
 pub mod template;

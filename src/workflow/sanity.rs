@@ -7,8 +7,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use std::collections::BTreeMap;
+
 use crate::config::parse_duration;
-use crate::workflow::functions::{SANITY_FUNCTIONS, resolve_path};
+use crate::workflow::functions::{PORTING_HELP, SANITY_FUNCTIONS, resolve_path, resolve_script};
+use crate::workflow::script::{Purpose, SCRIPT_PREFIX, ScriptSource};
 
 /// A built-in check function with its kwargs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,12 +25,20 @@ pub enum SanityFunction {
     TaskInProgressTooLong { after_secs: u64 },
     /// A task `reviewing` longer than `after` (slug `review_waiting`).
     ReviewWaiting { after_secs: u64 },
+    /// A team's own script (`script:<file>.rhai`), run with the project, `now` and its kwargs;
+    /// it returns the slugs of the checks that fire.
+    Script {
+        script: ScriptSource,
+        #[serde(default)]
+        kwargs: Map<String, Value>,
+    },
 }
 
 impl SanityFunction {
-    /// Every slug this function can emit.
+    /// Every slug this function can emit (a script's are known only when it runs).
     pub fn slugs(&self) -> Vec<String> {
         match self {
+            SanityFunction::Script { .. } => Vec::new(),
             SanityFunction::Always { checks } => checks.clone(),
             SanityFunction::TaskUnstaffed { .. } => vec!["task_unstaffed".to_string()],
             SanityFunction::TaskInProgressTooLong { .. } => {
@@ -83,18 +94,31 @@ fn non_empty_strings(value: Option<&Value>) -> Option<Vec<String>> {
         .filter(|c| !c.is_empty())
 }
 
-/// `sanity_check_function`: a built-in function's path and its kwargs.
-fn parse_function(function_spec: &Value) -> Result<SanityFunction, String> {
+/// `sanity_check_function`: a built-in function's path or a script, and its kwargs.
+fn parse_function(
+    function_spec: &Value,
+    scripts: &BTreeMap<String, String>,
+) -> Result<SanityFunction, String> {
     let path = function_spec
         .get("path")
         .and_then(Value::as_str)
         .ok_or("sanity_check_function needs a \"path\"")?;
-    let name = resolve_path(path, SANITY_FUNCTIONS, "sanity check")?;
     let kwargs = match function_spec.get("kwargs") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err("sanity_check_function kwargs must be an object".to_string()),
     };
+    if let Some(file) = path.strip_prefix(SCRIPT_PREFIX) {
+        let script = resolve_script(file, scripts, Purpose::SanityCheck)?;
+        return Ok(SanityFunction::Script { script, kwargs });
+    }
+    let name = resolve_path(path, SANITY_FUNCTIONS, "sanity check").map_err(|e| {
+        if path.contains('.') && !path.starts_with("staffbot.") {
+            format!("{e}. {PORTING_HELP}")
+        } else {
+            e
+        }
+    })?;
     Ok(match name {
         "always" => {
             let checks = non_empty_strings(kwargs.get("checks"))
@@ -167,8 +191,13 @@ fn parse_handler(h: &Value, step_slugs: &[&str]) -> Result<Handler, String> {
 
 impl SanityConfig {
     /// Validates the shape of `sanity_checks`. `None` when the workflow has no checks (`{}` or
-    /// absent). `step_slugs` are the version's steps, which handlers may name.
-    pub fn parse(value: &Value, step_slugs: &[&str]) -> Result<Option<SanityConfig>, String> {
+    /// absent). `step_slugs` are the version's steps, which handlers may name; `scripts` the
+    /// version's script sources by file name.
+    pub fn parse(
+        value: &Value,
+        step_slugs: &[&str],
+        scripts: &BTreeMap<String, String>,
+    ) -> Result<Option<SanityConfig>, String> {
         let Some(obj) = value.as_object() else {
             return if value.is_null() {
                 Ok(None)
@@ -182,7 +211,7 @@ impl SanityConfig {
         let function_spec = obj
             .get("sanity_check_function")
             .ok_or("sanity_checks needs \"sanity_check_function\"")?;
-        let function = parse_function(function_spec)?;
+        let function = parse_function(function_spec, scripts)?;
         let configurations = obj
             .get("check_configurations")
             .and_then(Value::as_object)
@@ -220,6 +249,7 @@ mod tests {
                 }
             }),
             STEPS,
+            &BTreeMap::new(),
         )
         .expect("valid")
         .expect("present");
@@ -228,7 +258,10 @@ mod tests {
             SanityFunction::TaskUnstaffed { after_secs: 7200 }
         );
         assert_eq!(c.checks[0].repetition_seconds, Some(3600));
-        assert_eq!(SanityConfig::parse(&json!({}), STEPS), Ok(None));
+        assert_eq!(
+            SanityConfig::parse(&json!({}), STEPS, &BTreeMap::new()),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -239,35 +272,78 @@ mod tests {
                 "check_configurations": conf
             })
         };
-        let err = SanityConfig::parse(&base(json!({})), STEPS).expect_err("missing");
+        let err =
+            SanityConfig::parse(&base(json!({})), STEPS, &BTreeMap::new()).expect_err("missing");
         assert_eq!(err, "No configuration for a");
-        let err = SanityConfig::parse(&base(json!({"a": {}})), STEPS).expect_err("no handlers");
+        let err = SanityConfig::parse(&base(json!({"a": {}})), STEPS, &BTreeMap::new())
+            .expect_err("no handlers");
         assert_eq!(err, "No handlers for a");
         let err = SanityConfig::parse(
             &base(
                 json!({"a": {"handlers": [{"type": "email", "message": "m", "steps": ["draft"]}]}}),
             ),
             STEPS,
+            &BTreeMap::new(),
         )
         .expect_err("bad handler");
         assert!(err.starts_with("Invalid handler: "), "{err}");
         let err = SanityConfig::parse(
             &base(json!({"a": {"handlers": [{"type": "slack_project_channel", "message": "m", "steps": ["nope"]}]}})),
             STEPS,
+            &BTreeMap::new(),
         )
         .expect_err("unknown step");
         assert!(err.contains("step nope"), "{err}");
         let err = SanityConfig::parse(
             &json!({"sanity_check_function": {"path": "my.checks"}, "check_configurations": {}}),
             STEPS,
+            &BTreeMap::new(),
         )
         .expect_err("unknown fn");
         assert!(err.contains("staffbot.sanity.task_unstaffed"), "{err}");
         let err = SanityConfig::parse(
             &json!({"sanity_check_function": {"path": "staffbot.sanity.review_waiting"}, "check_configurations": {}}),
             STEPS,
+            &BTreeMap::new(),
         )
         .expect_err("no after");
         assert!(err.contains("kwargs.after"), "{err}");
+    }
+
+    #[test]
+    fn orchestra_paths_say_how_to_port_them_and_scripts_load() {
+        let err = SanityConfig::parse(
+            &json!({"sanity_check_function": {"path": "my_project.checks.run"}, "check_configurations": {}}),
+            STEPS,
+            &BTreeMap::new(),
+        )
+        .expect_err("orchestra path");
+        assert!(err.contains("\"my_project.checks.run\""), "{err}");
+        assert!(err.contains("script:<file>.rhai"), "{err}");
+        assert!(
+            err.contains("README.md#custom-checks-and-descriptions"),
+            "{err}"
+        );
+        let scripts: BTreeMap<String, String> = [(
+            "checks.rhai".to_string(),
+            "if project.tasks.len() > 2 { [\"busy\"] } else { [] }".to_string(),
+        )]
+        .into();
+        let c = SanityConfig::parse(
+            &json!({"sanity_check_function": {"path": "script:checks.rhai", "kwargs": {"n": 1}},
+                    "check_configurations": {"busy": {"handlers": []}}}),
+            STEPS,
+            &scripts,
+        )
+        .expect("valid")
+        .expect("present");
+        assert!(matches!(c.function, SanityFunction::Script { .. }));
+        let err = SanityConfig::parse(
+            &json!({"sanity_check_function": {"path": "script:other.rhai"}, "check_configurations": {}}),
+            STEPS,
+            &scripts,
+        )
+        .expect_err("not read");
+        assert!(err.contains("other.rhai"), "{err}");
     }
 }

@@ -658,3 +658,111 @@ async fn stored_data_that_no_longer_parses_is_named_and_not_called_a_database_er
         "nothing was created"
     );
 }
+
+/// The rush-desk example from the command line: project data, a description from it, and
+/// SanityBot's dry run and real run for one project.
+#[tokio::test]
+async fn project_data_descriptions_and_sanity_dry_runs() {
+    let cli = Cli::new().await;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rush-desk");
+    cli.ok(&["workflow", "load", example.to_str().expect("utf-8 path")]);
+    let workflows = cli.json(&["workflow", "list", "--json"]);
+    assert_eq!(
+        workflows[0]["versions"][0]["scripts"],
+        serde_json::json!(["checks.rhai"])
+    );
+    cli.ok(&["worker", "add", "rob", "--slack-user-id", "U0ROB"]);
+    cli.ok(&["worker", "certify", "rob", "reporter"]);
+    let data = r#"{"rush": true, "sources": ["fire chief", "mayor"], "words": 400}"#;
+    let id = cli.ok(&[
+        "project",
+        "create",
+        "--workflow",
+        "rush_desk",
+        "--description",
+        "Fire & smoke",
+        "--channel",
+        "C0FIRE",
+        "--data",
+        data,
+    ]);
+    assert_eq!(id.trim(), "1");
+    std::fs::write(cli.cwd.path().join("calm.json"), "{}").expect("write");
+    cli.ok(&[
+        "project",
+        "create",
+        "--workflow",
+        "rush_desk",
+        "--description",
+        "Garden show",
+        "--data",
+        "@calm.json",
+    ]);
+    let projects = cli.json(&["project", "list", "--json"]);
+    assert_eq!(
+        projects[0]["data"],
+        serde_json::json!({"rush": true, "sources": ["fire chief", "mayor"], "words": 400})
+    );
+    assert_eq!(projects[1]["data"], serde_json::json!({}));
+    assert_eq!(
+        cli.fails(&[
+            "project",
+            "create",
+            "--workflow",
+            "rush_desk",
+            "--description",
+            "x",
+            "--data",
+            "[1]"
+        ]),
+        "error: --data must be a JSON object, such as {\"rush\": true}"
+    );
+
+    assert_eq!(
+        cli.ok(&["workflow", "render-description", "1"]),
+        "RUSH: Fire & smoke, about 400 words; sources: fire chief, mayor. Questions: the news desk.\n"
+    );
+    let out = cli.run(&["workflow", "render-description", "2"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""));
+    assert_eq!(
+        out.stderr,
+        "task 2: step photography has no detailed description\n"
+    );
+
+    assert_eq!(
+        cli.ok(&["sanity", "run", "--project", "1", "--dry-run"]),
+        "project 1: the check function returned nothing\ndry run: nothing posted or recorded\n"
+    );
+    cli.ok(&["task", "assign", "1", "rob"]);
+    cli.ok(&["task", "submit", "1", "--worker", "rob"]);
+    let photo =
+        "<@U0ROB>: the story is written but nobody has the photos yet. Can someone take them?";
+    assert_eq!(
+        cli.ok(&["sanity", "run", "--project", "1", "--dry-run"]),
+        format!(
+            "project 1: the check function returned photo_unassigned\n\
+             photo_unassigned: fires (first time)\n  would post to C0FIRE: {photo}\n\
+             dry run: nothing posted or recorded\n"
+        )
+    );
+    // A dry run records nothing: the real run fires it, then it is not due.
+    let out = cli.ok(&["sanity", "run", "--project", "1"]);
+    assert!(
+        out.starts_with(&format!(
+            "project 1: the check function returned photo_unassigned\n\
+             photo_unassigned: fires (first time)\n  posts to C0FIRE: {photo}\n\
+             sanity: 1 check(s) fired, 1 message(s) queued\n"
+        )),
+        "{out}"
+    );
+    let out = cli.ok(&["sanity", "run", "--project", "1", "--dry-run"]);
+    assert!(
+        out.contains("photo_unassigned: not due (last fired ")
+            && out.contains("; fires again 14400 s after that)"),
+        "{out}"
+    );
+    assert_eq!(
+        cli.fails(&["sanity", "run", "--project", "9"]),
+        "error: Project 9 does not exist"
+    );
+}

@@ -316,6 +316,8 @@ impl Step {
 pub struct Flow {
     pub workflow: Value,
     pub version: Value,
+    /// Files beside `v1/version.json` (scripts), by name.
+    pub files: Vec<(String, String)>,
 }
 
 pub fn flow(certs: &[&str], steps: Vec<Step>) -> Flow {
@@ -328,6 +330,7 @@ pub fn flow(certs: &[&str], steps: Vec<Step>) -> Flow {
                                      "certifications": certifications}),
         version: serde_json::json!({"slug": "v1", "name": "V1",
                                     "steps": steps.into_iter().map(|s| s.0).collect::<Vec<_>>()}),
+        files: Vec::new(),
     }
 }
 
@@ -343,9 +346,18 @@ impl Flow {
         self.version[key] = value;
         self
     }
+    /// A file beside `v1/version.json`, e.g. a script `checks.rhai`.
+    pub fn file(mut self, name: &str, text: &str) -> Flow {
+        self.files.push((name.to_string(), text.to_string()));
+        self
+    }
     /// The workflow as files in a new temp directory.
     pub fn dir(&self) -> tempfile::TempDir {
-        write_workflow(&self.workflow, &[("v1", self.version.clone())])
+        let dir = write_workflow(&self.workflow, &[("v1", self.version.clone())]);
+        for (name, text) in &self.files {
+            std::fs::write(dir.path().join("v1").join(name), text).expect("write");
+        }
+        dir
     }
     /// Loads the workflow; returns its version.
     pub async fn load(&self, db: &DatabaseConnection) -> workflow_version::Model {

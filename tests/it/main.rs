@@ -21,6 +21,7 @@ mod process;
 mod properties;
 mod replicas;
 mod retention;
+mod scripts;
 mod seen;
 mod slack;
 mod socket;

@@ -220,7 +220,7 @@ fn step_errors() {
                 "detailed_description_function",
                 json!({"path": "staffbot.template", "kwargs": {"template": "{{ task.colour }}"}}),
             ),
-            "step edit: detailed_description_function: unknown placeholder {{ task.colour }} in template",
+            "step edit: detailed_description_function: unknown variable {{ task.colour }} in template, line 1, column 4",
         ),
         (
             with_step_key("creation_depends_on", json!(["edit"])),

@@ -425,7 +425,7 @@ mod tests {
                 project_description: "Q&A <draft>".into(),
                 step_description: "Write".into(),
                 review: false,
-                details: String::new(),
+                details: Default::default(),
             },
         }
     }
