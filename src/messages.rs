@@ -37,7 +37,13 @@ pub enum Outgoing {
     RefreshHomes { tasks: Vec<i64>, users: Vec<String> },
     /// A modal opened in answer to a click (`trigger_id` is the click's; Slack accepts it for
     /// three seconds).
-    OpenModal { trigger_id: String, modal: Modal },
+    /// `user` is who clicked (told on their Home if the modal cannot open).
+    OpenModal {
+        trigger_id: String,
+        #[serde(default)]
+        user: String,
+        modal: Modal,
+    },
 }
 
 /// The modals staffbot opens.
@@ -86,17 +92,22 @@ impl Outgoing {
             } => Some(FollowUp::Offer {
                 inquiry_id: *inquiry_id,
             }),
+            Outgoing::OpenModal { user, .. } if !user.is_empty() => {
+                Some(FollowUp::Modal { user: user.clone() })
+            }
             _ => None,
         }
     }
 }
 
 /// What a delivery (or its failure for good) means for the rest of staffbot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FollowUp {
     /// An offer DM: once delivered, its channel and `ts` are stored (so it can be updated);
     /// when it cannot be delivered, the offer was never made.
     Offer { inquiry_id: i64 },
+    /// A modal: when Slack refuses it (its trigger expired, say), `user` is told on their Home.
+    Modal { user: String },
 }
 
 /// What an offer shows (behaviour §10.2).

@@ -232,7 +232,13 @@ impl Dispatcher {
             workers,
         };
         let key = format!("modal:{}", click.envelope.envelope_id);
-        outbox::enqueue(conn, &key, Outgoing::OpenModal { trigger_id, modal }, now).await?;
+        let user = click.clicker.to_string();
+        let open = Outgoing::OpenModal {
+            trigger_id,
+            user,
+            modal,
+        };
+        outbox::enqueue(conn, &key, open, now).await?;
         Ok(format!("Choose who to replace on task {task_id}."))
     }
 

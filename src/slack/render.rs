@@ -91,7 +91,9 @@ pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> SlackWrite {
         Outgoing::Kick { channel, user } => SlackWrite::Kick { channel, user },
         Outgoing::Home { user } => SlackWrite::PublishHome { user_id: user },
         Outgoing::RefreshHomes { tasks, users } => SlackWrite::RefreshHomes { tasks, users },
-        Outgoing::OpenModal { trigger_id, modal } => SlackWrite::OpenView {
+        Outgoing::OpenModal {
+            trigger_id, modal, ..
+        } => SlackWrite::OpenView {
             trigger_id,
             view: home::modal_view(&modal),
         },

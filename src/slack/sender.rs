@@ -574,7 +574,7 @@ impl Sender {
         let tx = db::begin_write(&self.db).await?;
         let followed = async {
             if db::outbox::finish(&tx, c.row.id, token, sent()).await? {
-                after_delivery(&tx, c.follow_up, &response, now).await?;
+                after_delivery(&tx, c.follow_up.clone(), &response, now).await?;
             }
             Ok::<_, DbErr>(())
         }
@@ -637,7 +637,7 @@ impl Sender {
             if db::outbox::finish(&tx, c.row.id, token, failed).await? {
                 after_failure(
                     &tx,
-                    c.follow_up,
+                    c.follow_up.clone(),
                     &error,
                     self.staffing_channel.as_deref(),
                     now,
@@ -730,6 +730,12 @@ async fn after_failure<C: ConnectionTrait>(
         Some(FollowUp::Offer { inquiry_id }) => {
             respond::on_offer_undeliverable(conn, inquiry_id, error, staffing_channel, now).await
         }
+        Some(FollowUp::Modal { user }) => {
+            let notice = format!(
+                "The form could not be opened (Slack answered `{error}`). Please click the button again."
+            );
+            crate::outbox::publish_home(conn, &user, Some(notice), now).await
+        }
         None => Ok(()),
     }
 }
@@ -751,7 +757,7 @@ async fn after_delivery<C: ConnectionTrait>(
         Some(FollowUp::Offer { inquiry_id }) => {
             respond::on_offer_delivered(conn, inquiry_id, channel, ts, now).await
         }
-        None => Ok(()),
+        Some(FollowUp::Modal { .. }) | None => Ok(()),
     }
 }
 

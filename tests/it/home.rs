@@ -375,3 +375,25 @@ async fn a_failed_home_publish_is_retried() {
     home_showing(&t.h, "alice", "[Accept] [Reject]").await;
     t.h.finish().await;
 }
+
+#[tokio::test]
+async fn a_restaff_form_slack_refuses_is_reported_on_the_home() {
+    let mut t = TeamSpec::new()
+        .workers(&["alice"])
+        .admin("ada")
+        .start()
+        .await;
+    t.assign("alice").await;
+    open_home(&t.h, "ada", "[Restaff]").await;
+    // The click's trigger has expired by the time the form is opened.
+    t.h.fake.set_trigger_lifetime(Duration::ZERO);
+    click_home(&t.h, "ada", "admin_restaff", t.task).await;
+    home_showing(
+        &t.h,
+        "ada",
+        "The form could not be opened (Slack answered `expired_trigger_id`).",
+    )
+    .await;
+    assert!(t.h.fake.open_modal(&slack_id("ada")).is_none());
+    t.h.finish().await;
+}
