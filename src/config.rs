@@ -45,6 +45,7 @@ pub struct Config {
     pub log: LogConfig,
     pub retention: RetentionConfig,
     pub machine: MachineConfig,
+    pub email: EmailConfig,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             log: LogConfig::default(),
             retention: RetentionConfig::default(),
             machine: MachineConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -131,6 +133,8 @@ pub struct NoticeSettings {
     pub enabled: bool,
     /// `staffbot.notifications_channel`.
     pub channel: Option<String>,
+    /// Email is configured: a worker who prefers email gets the notices of their task by email.
+    pub email: bool,
 }
 
 impl Default for NoticeSettings {
@@ -139,6 +143,7 @@ impl Default for NoticeSettings {
         NoticeSettings {
             enabled: true,
             channel: None,
+            email: false,
         }
     }
 }
@@ -149,16 +154,18 @@ impl NoticeSettings {
         NoticeSettings {
             enabled: false,
             channel: None,
+            email: false,
         }
     }
 }
 
-impl StaffbotConfig {
+impl Config {
     /// The status notices' settings.
     pub fn notices(&self) -> NoticeSettings {
         NoticeSettings {
-            enabled: self.status_notices,
-            channel: self.notifications_channel.clone(),
+            enabled: self.staffbot.status_notices,
+            channel: self.staffbot.notifications_channel.clone(),
+            email: self.email.sending(),
         }
     }
 }
@@ -289,6 +296,63 @@ impl TryFrom<RawMachineFunction> for MachineFunction {
                     .into(),
             ),
         }
+    }
+}
+
+/// Offers by email (issue 16): SMTP out, replies read from a mailbox over IMAP. Off unless
+/// `smtp_url` and `from` are set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (STARTTLS when offered), `smtp://host:port?tls=required`, or
+    /// `smtps://host:port`; credentials in the URL or in `STAFFBOT_SMTP_PASSWORD`.
+    pub smtp_url: Option<SecretUrl>,
+    /// The sender, e.g. `staffbot <staffbot@example.com>`.
+    pub from: Option<String>,
+    /// The address replies go to, plus-addressed per offer (`staffbot+<token>@example.com`);
+    /// the `from` address when unset.
+    pub reply_to: Option<String>,
+    /// `imaps://user@host:993` or `imap://user@host:143` (plain, for a loopback server);
+    /// credentials in the URL or in `STAFFBOT_IMAP_PASSWORD`. Replies are not read when unset.
+    pub imap_url: Option<SecretUrl>,
+    /// The mailbox replies arrive in.
+    pub mailbox: String,
+    /// Where handled replies are moved (created when missing).
+    pub handled_mailbox: String,
+    /// How often the mailbox is read when the server has no IMAP IDLE (and the longest IDLE).
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// Emails sent per minute at most (bursts of a tenth of that).
+    pub per_minute: u32,
+    /// `STAFFBOT_SMTP_PASSWORD` (environment only).
+    #[serde(skip)]
+    pub smtp_password: Option<SecretString>,
+    /// `STAFFBOT_IMAP_PASSWORD` (environment only).
+    #[serde(skip)]
+    pub imap_password: Option<SecretString>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            smtp_url: None,
+            from: None,
+            reply_to: None,
+            imap_url: None,
+            mailbox: "INBOX".to_string(),
+            handled_mailbox: "staffbot-handled".to_string(),
+            poll_interval: Duration::from_secs(60),
+            per_minute: 120,
+            smtp_password: None,
+            imap_password: None,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// Whether offers can be emailed (`smtp_url` and `from` are set).
+    pub fn sending(&self) -> bool {
+        self.smtp_url.is_some() && self.from.is_some()
     }
 }
 
@@ -680,6 +744,18 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = get("STAFFBOT_SMTP_URL") {
+            self.email.smtp_url = Some(SecretUrl::new(&v));
+        }
+        if let Some(v) = get("STAFFBOT_IMAP_URL") {
+            self.email.imap_url = Some(SecretUrl::new(&v));
+        }
+        if let Some(v) = get("STAFFBOT_SMTP_PASSWORD") {
+            self.email.smtp_password = Some(SecretString::from(v));
+        }
+        if let Some(v) = get("STAFFBOT_IMAP_PASSWORD") {
+            self.email.imap_password = Some(SecretString::from(v));
+        }
         if let Some(v) = get("RUST_LOG") {
             self.log.level = v;
         }
@@ -714,7 +790,7 @@ mod tests {
         assert!(c.staffbot.allowed.user_ids.is_none());
         assert_eq!(c.retention.envelopes, Duration::from_secs(7 * 86_400));
         assert_eq!(c.retention.outbox, Duration::from_secs(30 * 86_400));
-        assert_eq!(c.staffbot.notices(), NoticeSettings::default());
+        assert_eq!(c.notices(), NoticeSettings::default());
         assert!(c.staffbot.status_notices);
         assert!(c.staffbot.notifications_channel.is_none());
     }
@@ -773,10 +849,11 @@ outbox = "90d"
         );
         assert_eq!(c.staffbot.random_seed, Some(7));
         assert_eq!(
-            c.staffbot.notices(),
+            c.notices(),
             NoticeSettings {
                 enabled: false,
-                channel: Some("C0NOTES".into())
+                channel: Some("C0NOTES".into()),
+                email: false,
             }
         );
         assert_eq!(c.staffbot.allowed.commands, Some(vec!["/staffbot".into()]));
@@ -902,6 +979,47 @@ command = ["./run"]
         }
         assert!(parse_duration("").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn the_email_section_and_its_environment() {
+        let c = parse(
+            "[email]\nsmtp_url = \"smtps://bot@mail.example.com\"\nfrom = \"staffbot <bot@example.com>\"\npoll_interval = \"30s\"\nper_minute = 10\n",
+        )
+        .expect("parses");
+        assert!(c.email.sending());
+        assert_eq!(c.email.mailbox, "INBOX");
+        assert_eq!(c.email.handled_mailbox, "staffbot-handled");
+        assert_eq!(c.email.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.email.per_minute, 10);
+        assert!(!Config::default().email.sending());
+        assert!(
+            parse("[email]\nsmtp = \"x\"\n").is_err(),
+            "unknown keys are refused"
+        );
+        let env: HashMap<String, String> = [
+            ("STAFFBOT_SMTP_URL", "smtp://127.0.0.1:2525"),
+            ("STAFFBOT_IMAP_URL", "imap://bot@127.0.0.1:1143"),
+            ("STAFFBOT_SMTP_PASSWORD", "s3cret"),
+            ("STAFFBOT_IMAP_PASSWORD", "s3cret2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let c = Config::load_from(Some(Path::new("/dev/null")), &env).expect("loads");
+        let smtp = c.email.smtp_url.as_ref().map(SecretUrl::expose);
+        assert_eq!(smtp, Some("smtp://127.0.0.1:2525"));
+        assert!(c.email.imap_url.is_some());
+        let pw = c
+            .email
+            .smtp_password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string());
+        assert_eq!(pw.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{:?}", c.email).contains("s3cret"),
+            "never in Debug output"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, instance_name};
 use crate::config::Config;
+use crate::email::EmailOut;
 use crate::slack::dispatch::Dispatcher;
 use crate::slack::listener::{Listener, SocketState};
 use crate::slack::sender::Sender;
@@ -33,6 +34,8 @@ pub enum StartError {
     Token(#[from] TokenError),
     #[error("stopped before Slack could be reached")]
     Cancelled,
+    #[error("{0}")]
+    Email(String),
     #[error("{0}")]
     Other(#[from] anyhow::Error),
 }
@@ -227,7 +230,7 @@ fn socket_mode(
             random_seed: config.staffbot.random_seed,
         },
         outbox_wake: outbox_wake.clone(),
-        notices: config.staffbot.notices(),
+        notices: config.notices(),
     });
     SocketMode::new(
         slack.client.clone(),
@@ -307,7 +310,7 @@ fn spawn_sender(
     config: &Config,
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
-    slack: SlackAccess,
+    (slack, mail): (SlackAccess, Option<Arc<EmailOut>>),
     holder: &str,
     outbox_wake: &Arc<Notify>,
     cancel: &CancellationToken,
@@ -326,6 +329,10 @@ fn spawn_sender(
     )
     .with_call_timeout(call_timeout)
     .with_staffing_channel(config.staffbot.staffing_group_id.clone());
+    let sender = match mail {
+        Some(mail) => sender.with_mail(mail, config.email.per_minute),
+        None => sender,
+    };
     let cancel = cancel.child_token();
     let wake = outbox_wake.clone();
     tokio::spawn(async move {
@@ -338,6 +345,70 @@ fn spawn_sender(
             .run(cancel, wake, SENDER_IDLE)
             .await
     })
+}
+
+/// Email as configured: how the sender delivers email rows, and the mailbox loop (when
+/// `email.imap_url` is set). Nothing when email is off.
+pub fn email_setup(
+    config: &Config,
+) -> Result<
+    (
+        Option<Arc<EmailOut>>,
+        Option<crate::email::inbox::ImapTarget>,
+    ),
+    StartError,
+> {
+    let email_err = |e: &dyn std::fmt::Display| StartError::Email(e.to_string());
+    let settings =
+        crate::email::EmailSettings::from_config(&config.email).map_err(|e| email_err(&e))?;
+    let target =
+        crate::email::inbox::ImapTarget::from_config(&config.email).map_err(|e| email_err(&e))?;
+    let Some(settings) = settings else {
+        if target.is_some() {
+            return Err(StartError::Email(
+                "email.imap_url is set but replies cannot be answered without email.smtp_url and email.from".into(),
+            ));
+        }
+        return Ok((None, None));
+    };
+    let timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
+    let smtp =
+        crate::email::Smtp::from_config(&config.email, timeout).map_err(|e| email_err(&e))?;
+    let mail = EmailOut {
+        mailer: Arc::new(smtp),
+        settings,
+    };
+    Ok((Some(Arc::new(mail)), target))
+}
+
+/// The mailbox loop, when replies are read.
+fn spawn_inbox(
+    config: &Config,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    email: (&EmailOut, crate::email::inbox::ImapTarget),
+    holder: &str,
+    outbox_wake: &Arc<Notify>,
+    cancel: &CancellationToken,
+) -> JoinHandle<()> {
+    let (mail, target) = email;
+    tracing::info!(mailbox = ?target, "reading email replies");
+    let inbox = crate::email::inbox::Inbox {
+        db: db.clone(),
+        clock: clock.clone(),
+        target,
+        settings: mail.settings.clone(),
+        notices: config.notices(),
+        timeout: (config.loops.lease_ttl / 2).max(Duration::from_secs(1)),
+    };
+    let run = crate::email::inbox::InboxLoop {
+        inbox,
+        holder: holder.to_string(),
+        lease_ttl: config.loops.lease_ttl,
+        poll: config.email.poll_interval,
+        wake: outbox_wake.clone(),
+    };
+    tokio::spawn(run.run(cancel.child_token()))
 }
 
 /// What an orderly shutdown stops, in order.
@@ -394,6 +465,7 @@ impl Daemon {
         cancel: CancellationToken,
         settings: SocketSettings,
     ) -> Result<Daemon, StartError> {
+        let (mail, imap) = email_setup(config)?;
         let slack = check_tokens(config, &cancel).await?;
         let outbox_wake = Arc::new(Notify::new());
         let socket = socket_mode(config, &db, &clock, &slack, &outbox_wake, settings);
@@ -408,8 +480,21 @@ impl Daemon {
         // Registered up front, so it is scraped (as 0) before the first refusal.
         metrics::counter!("staffbot_offers_undeliverable_total").increment(0);
         metrics::counter!("staffbot_outbox_claims_lost_total").increment(0);
-        let loops = spawn_loops(config, &db, &clock, &name, &outbox_wake, &cancel);
-        let sender = spawn_sender(config, db, clock, slack, &name, &outbox_wake, &cancel);
+        let mut loops = spawn_loops(config, &db, &clock, &name, &outbox_wake, &cancel);
+        if let (Some(mail), Some(target)) = (&mail, imap) {
+            let email = (mail.as_ref(), target);
+            loops.push(spawn_inbox(
+                config,
+                &db,
+                &clock,
+                email,
+                &name,
+                &outbox_wake,
+                &cancel,
+            ));
+        }
+        let out = (slack, mail);
+        let sender = spawn_sender(config, db, clock, out, &name, &outbox_wake, &cancel);
         let running = Running {
             socket,
             loops,

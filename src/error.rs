@@ -29,6 +29,8 @@ pub enum UserError {
     ReviewerWithoutEntryLevel(String),
     #[error("Worker {0} already exists")]
     WorkerExists(String),
+    #[error("Worker {username} cannot be notified by {notify} without an email address (--email)")]
+    EmailNeeded { username: String, notify: String },
     #[error("Slack user id {slack_user_id} already belongs to worker {username}")]
     SlackIdTaken {
         slack_user_id: String,

@@ -536,21 +536,21 @@ pub fn notice_key(task_id: i64, count: i32, destination: &str) -> String {
     format!("notice:task:{task_id}:change:{count}:{destination}")
 }
 
-/// The status notices of one status change of a task whose current worker is `worker`
-/// (`username` and Slack id): one to the project's channel (mentioning the worker), when it
-/// has one, and a copy to the notifications channel (linking the project's channel), when
-/// one is set. Nothing when notices are off.
+/// The status notices of one status change of a task whose current worker is `worker`: one to
+/// the project's channel (mentioning the worker), when it has one, a copy to the notifications
+/// channel (linking the project's channel), when one is set, and an email to the worker when
+/// they prefer email (Orchestra's status emails). Nothing when notices are off.
 pub fn status_notices(
     settings: &NoticeSettings,
     facts: NoticeFacts<'_>,
-    worker: (&str, Option<&str>),
+    worker: NoticeWorker<'_>,
     status: NoticeStatus,
     count: i32,
 ) -> Vec<(String, Outgoing)> {
     if !settings.enabled {
         return Vec::new();
     }
-    let (username, slack_id) = worker;
+    let (username, slack_id) = (worker.username, worker.slack_id);
     let message = |mention: Option<&str>, project_channel: Option<&str>| Message::StatusNotice {
         status,
         task_id: facts.task_id,
@@ -574,7 +574,41 @@ pub fn status_notices(
             Outgoing::post(notifications, message(None, facts.channel)),
         ));
     }
+    let reach = crate::notify::reach(worker.notify, slack_id, worker.email, settings.email);
+    if let Some(address) = reach.email {
+        let to = crate::notify::EmailTo {
+            to: address,
+            token: None,
+            in_reply_to: None,
+            slack_user: slack_id,
+            only_channel: false,
+        };
+        out.push((
+            notice_key(facts.task_id, count, "email"),
+            to.outgoing(message(None, None)),
+        ));
+    }
     out
+}
+
+/// The worker a status notice is about, and how they are reached.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeWorker<'a> {
+    pub username: &'a str,
+    pub slack_id: Option<&'a str>,
+    pub email: &'a str,
+    pub notify: crate::db::Notify,
+}
+
+impl<'a> From<&'a worker::Model> for NoticeWorker<'a> {
+    fn from(w: &'a worker::Model) -> Self {
+        NoticeWorker {
+            username: &w.username,
+            slack_id: w.slack_user_id.as_deref(),
+            email: &w.email,
+            notify: w.notify,
+        }
+    }
 }
 
 /// One status change of a task, for [`queue_notices`].
@@ -593,7 +627,8 @@ struct Change<'a> {
 /// True when a status change is announced anywhere: notices are on, and the project has a
 /// channel or a notifications channel is set.
 fn announced(settings: &NoticeSettings, project: &project::Model) -> bool {
-    settings.enabled && (project.slack_channel_id.is_some() || settings.channel.is_some())
+    settings.enabled
+        && (project.slack_channel_id.is_some() || settings.channel.is_some() || settings.email)
 }
 
 /// Queues [`status_notices`] for a status change, loading what they say.
@@ -629,8 +664,13 @@ async fn queue_notices<C: ConnectionTrait>(
         step_slug: &step.slug,
         channel: project.slack_channel_id.as_deref(),
     };
-    let worker = (worker.username.as_str(), worker.slack_user_id.as_deref());
-    let messages = status_notices(settings, facts, worker, change.status, change.count);
+    let messages = status_notices(
+        settings,
+        facts,
+        (&worker).into(),
+        change.status,
+        change.count,
+    );
     outbox::enqueue_all(conn, messages, now).await?;
     Ok(())
 }
@@ -1154,11 +1194,10 @@ async fn queue_abort_notices<C: ConnectionTrait>(
             step_slug: steps.get(&t.step_id).map(|s| s.slug.as_str()).unwrap_or(""),
             channel: project.slack_channel_id.as_deref(),
         };
-        let who = (worker.username.as_str(), worker.slack_user_id.as_deref());
         messages.extend(status_notices(
             notices,
             facts,
-            who,
+            worker.into(),
             NoticeStatus::Aborted,
             t.status_changes,
         ));

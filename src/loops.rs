@@ -76,6 +76,7 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
     let settings = crate::staffing::batch::BatchSettings {
         batch_size: config.staffbot.worker_batch_size,
         frequency: config.staffbot.batch_frequency,
+        email: config.email.sending(),
     };
     let r = crate::staffing::batch::run_once(db, lease, settings, now, rng).await?;
     Ok(LoopOutcome {
@@ -94,7 +95,8 @@ async fn reminders<C: sea_orm::TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<LoopOutcome, crate::error::Error> {
     let interval = config.staffbot.reminder_interval;
-    let n = crate::staffing::reminders::run_once(db, lease, interval, now).await?;
+    let n = crate::staffing::reminders::run_once(db, lease, interval, config.email.sending(), now)
+        .await?;
     Ok(LoopOutcome {
         summary: format!("{n} worker(s) reminded"),
         queued: n > 0,
@@ -147,7 +149,7 @@ async fn machine<C: sea_orm::TransactionTrait + ConnectionTrait>(
     config: &crate::config::Config,
     now: DateTime<Utc>,
 ) -> Result<LoopOutcome, crate::error::Error> {
-    let notices = config.staffbot.notices();
+    let notices = config.notices();
     let r = crate::machine::run_once(db, lease, &config.machine, &notices, now).await?;
     Ok(LoopOutcome {
         summary: format!(

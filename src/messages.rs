@@ -44,6 +44,28 @@ pub enum Outgoing {
         user: String,
         modal: Modal,
     },
+    /// An email to `to` (issue 16), rendered from `message` when delivered.
+    Email {
+        to: String,
+        /// The `Message-ID` (without its domain), fixed when queued: every attempt, a retry after
+        /// a crash included, sends the same id, which mail clients deduplicate.
+        message_id: String,
+        /// The offer this email is about: its reply token (the `Reply-To` plus-address and the
+        /// subject's `[#token]`).
+        #[serde(default)]
+        token: Option<String>,
+        /// The worker's email this one answers (`In-Reply-To`).
+        #[serde(default)]
+        in_reply_to: Option<String>,
+        /// Set for workers who also use Slack: the email links their App Home.
+        #[serde(default)]
+        slack_user: Option<String>,
+        /// Email is the only way this offer reaches the worker: a refusal for good means the
+        /// offer was never made (as for a Slack DM).
+        #[serde(default)]
+        only_channel: bool,
+        message: Message,
+    },
 }
 
 /// The modals staffbot opens.
@@ -80,6 +102,7 @@ impl Outgoing {
             Outgoing::Home { .. } => "views.publish",
             Outgoing::OpenModal { .. } => "views.open",
             Outgoing::RefreshHomes { .. } => "homes.refresh",
+            Outgoing::Email { .. } => "smtp",
         }
     }
 
@@ -88,6 +111,13 @@ impl Outgoing {
         match self {
             Outgoing::Post {
                 message: Message::Offer { inquiry_id, .. },
+                ..
+            } => Some(FollowUp::Offer {
+                inquiry_id: *inquiry_id,
+            }),
+            Outgoing::Email {
+                message: Message::Offer { inquiry_id, .. },
+                only_channel: true,
                 ..
             } => Some(FollowUp::Offer {
                 inquiry_id: *inquiry_id,
@@ -245,6 +275,8 @@ pub enum OfferOutcome {
 pub enum ClickReply {
     NotYours,
     CannotRejectAfterWin,
+    /// A second answer to one offer (only answered by email; a second click says nothing).
+    AlreadyAnswered,
 }
 
 /// One offer in a reminder.
@@ -255,6 +287,9 @@ pub struct ReminderItem {
     pub step_description: String,
     pub project_description: String,
     pub review: bool,
+    /// The offer's email reply token, when it was emailed (a reminder by email links it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_token: Option<String>,
 }
 
 /// One line of an unstaffed-task warning.
@@ -362,6 +397,8 @@ pub enum Message {
         /// The project's channel, linked at the end (the notifications channel's copy).
         project_channel: Option<String>,
     },
+    /// The answer to an email reply staffbot could not read (neither ACCEPT nor REJECT).
+    ReplyNotUnderstood,
 }
 
 /// `<version slug> (<short description>) - <step slug>`: how messages name a task (Orchestra's

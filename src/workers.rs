@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 
 use crate::db::entities::{certification, worker, worker_certification};
-use crate::db::{Role, workers as store, workflows};
+use crate::db::{Notify, Role, workers as store, workflows};
 use crate::error::{Result, UserError};
 
 pub use crate::db::workers::{Holding as Certify, NewWorker};
@@ -17,6 +17,7 @@ pub async fn add<C: ConnectionTrait>(
     if store::by_username(conn, &new.username).await?.is_some() {
         return Err(UserError::WorkerExists(new.username).into());
     }
+    check_email(&new.username, new.notify, &new.email)?;
     if let Some(slack_id) = &new.slack_user_id
         && let Some(other) = store::by_slack_id(conn, slack_id).await?
     {
@@ -27,6 +28,70 @@ pub async fn add<C: ConnectionTrait>(
         .into());
     }
     Ok(store::insert(conn, new, now).await?)
+}
+
+/// A preference that includes email needs an address.
+fn check_email(username: &str, notify: Notify, email: &str) -> Result<()> {
+    if notify.email() && email.trim().is_empty() {
+        return Err(UserError::EmailNeeded {
+            username: username.to_string(),
+            notify: notify.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// What `worker update` changes (None: unchanged; `slack_user_id: Some(None)` removes it).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerChange {
+    pub slack_user_id: Option<Option<String>>,
+    pub slack_username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub is_admin: Option<bool>,
+    pub notify: Option<Notify>,
+}
+
+/// Changes worker `username`'s details.
+pub async fn update<C: ConnectionTrait>(
+    conn: &C,
+    username: &str,
+    change: WorkerChange,
+) -> Result<worker::Model> {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let w = store::by_username(conn, username)
+        .await?
+        .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?;
+    if let Some(Some(slack_id)) = &change.slack_user_id
+        && let Some(other) = store::by_slack_id(conn, slack_id).await?
+        && other.id != w.id
+    {
+        return Err(UserError::SlackIdTaken {
+            slack_user_id: slack_id.clone(),
+            username: other.username,
+        }
+        .into());
+    }
+    let notify = change.notify.unwrap_or(w.notify);
+    let email = change.email.clone().unwrap_or_else(|| w.email.clone());
+    check_email(username, notify, &email)?;
+    let mut am: worker::ActiveModel = w.into();
+    if let Some(id) = change.slack_user_id {
+        am.slack_user_id = Set(id);
+    }
+    if let Some(name) = change.slack_username {
+        am.slack_username = Set(Some(name));
+    }
+    if let Some(first) = change.first_name {
+        am.first_name = Set(first);
+    }
+    if let Some(admin) = change.is_admin {
+        am.is_admin = Set(admin);
+    }
+    am.email = Set(email);
+    am.notify = Set(notify);
+    Ok(am.update(conn).await?)
 }
 
 /// Finds a certification by slug, within `workflow_slug` when given.

@@ -153,6 +153,7 @@ pub async fn tick(
     let settings = BatchSettings {
         batch_size,
         frequency: Duration::from_secs(120),
+        email: false,
     };
     let round = batch::run_once(&c.db, &lease, settings, now, &mut rng);
     let (result, total, before, peak) = measure(c, tokio::time::timeout(timeout, round)).await;
@@ -436,7 +437,13 @@ pub async fn after_tick(c: &Counted, built: &data::Built, samples: usize) -> Res
         .context("the reminders lease is free")?;
     let (reminded, total, before, peak) = measure(
         c,
-        staffbot::staffing::reminders::run_once(&c.db, &lease, Duration::from_secs(86_400), now),
+        staffbot::staffing::reminders::run_once(
+            &c.db,
+            &lease,
+            Duration::from_secs(86_400),
+            false,
+            now,
+        ),
     )
     .await;
     phases.push(Phase {

@@ -211,6 +211,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
         staffbot::staffing::batch::BatchSettings {
             batch_size: 2,
             frequency: Duration::from_secs(120),
+            email: false,
         },
         now,
         &mut rng,

@@ -20,6 +20,7 @@ mod m20261203_000006_machine_steps;
 mod m20261203_000007_task_status_changes;
 mod m20261204_000008_home_tabs;
 mod m20261205_000009_workflow_scripts;
+mod m20261206_000010_email;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_task_status_changes::Migration),
             Box::new(m20261204_000008_home_tabs::Migration),
             Box::new(m20261205_000009_workflow_scripts::Migration),
+            Box::new(m20261206_000010_email::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! `staffbot check`: configuration, database, both Slack tokens and the staffing channel. Prints
+//! `staffbot check`: configuration, database, both Slack tokens, the staffing channel, and email
+//! (SMTP and IMAP logins) when it is configured. Prints
 //! a short report and never a secret; exits non-zero when something needs fixing.
 
 use migrations::Migrator;
@@ -13,6 +14,7 @@ use crate::slack::web;
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let mut problems = check_database(config).await?;
     problems += check_slack(config).await?;
+    problems += check_email(config).await;
     println!(
         "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
         config.staffbot.worker_batch_size,
@@ -140,4 +142,85 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
         }
     }
     Ok(problems)
+}
+
+/// Email, when configured: the SMTP server (connects, says hello, logs in with the credentials
+/// given) and the IMAP mailbox (logs in, opens the mailbox). Returns the number of problems.
+async fn check_email(config: &Config) -> usize {
+    let email = &config.email;
+    let settings = match crate::email::EmailSettings::from_config(email) {
+        Ok(Some(settings)) => settings,
+        Ok(None) => {
+            println!(
+                "email: off (email.smtp_url and email.from are not set; workers who prefer email are reached on Slack when they can be)"
+            );
+            if email.imap_url.is_some() {
+                println!(
+                    "  email.imap_url is set but unused without email.smtp_url and email.from"
+                );
+                return 1;
+            }
+            return 0;
+        }
+        Err(e) => {
+            println!("email: {e}");
+            return 1;
+        }
+    };
+    let mut problems = 0;
+    println!(
+        "email: from {}, replies to {}",
+        email.from.as_deref().unwrap_or_default(),
+        crate::email::reply::plus_address(&settings.reply_to, "<token>")
+    );
+    let timeout = std::time::Duration::from_secs(10);
+    let smtp_url = email
+        .smtp_url
+        .as_ref()
+        .map(|u| u.redacted())
+        .unwrap_or_default();
+    match crate::email::Smtp::from_config(email, timeout) {
+        Ok(smtp) => match smtp.test().await {
+            Ok(()) => println!("  SMTP {smtp_url}: connected"),
+            Err(e) => {
+                problems += 1;
+                println!("  SMTP {smtp_url}: NOT usable: {e}");
+            }
+        },
+        Err(e) => {
+            problems += 1;
+            println!("  SMTP: {e}");
+        }
+    }
+    match crate::email::inbox::ImapTarget::from_config(email) {
+        Ok(None) => println!(
+            "  IMAP: not set (email.imap_url): replies are not read, so workers cannot answer by email"
+        ),
+        Ok(Some(target)) => match crate::email::inbox::connect(&target, timeout).await {
+            Ok(mut session) => {
+                match session.examine(&target.mailbox).await {
+                    Ok(mailbox) => println!(
+                        "  IMAP {target:?}: logged in; {} message(s) waiting",
+                        mailbox.exists
+                    ),
+                    Err(e) => {
+                        problems += 1;
+                        println!(
+                            "  IMAP {target:?}: logged in, but the mailbox cannot be opened: {e}"
+                        );
+                    }
+                }
+                let _ = session.logout().await;
+            }
+            Err(e) => {
+                problems += 1;
+                println!("  IMAP {target:?}: NOT usable: {e}");
+            }
+        },
+        Err(e) => {
+            problems += 1;
+            println!("  IMAP: {e}");
+        }
+    }
+    problems
 }

@@ -119,7 +119,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     };
     let db = db::connect_and_migrate(&url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let seeded = seed(&db, &config.staffbot.notices(), clock.now()).await?;
+    let seeded = seed(&db, &config.notices(), clock.now()).await?;
 
     let sim_config = FakeSlackConfig {
         bot_token: "xoxb-staffbot-demo".into(),

@@ -63,7 +63,7 @@ struct ProjectJson {
 
 pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
-    let notices = app.config.staffbot.notices();
+    let notices = app.config.notices();
     match command {
         ProjectCommand::Create {
             workflow: workflow_slug,

@@ -102,7 +102,7 @@ pub struct AssignmentJson {
 
 pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
-    let notices = app.config.staffbot.notices();
+    let notices = app.config.notices();
     match command {
         TaskCommand::List {
             project,

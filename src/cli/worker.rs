@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
-use crate::db::{Role, workers as store, workflows};
+use crate::db::{Notify, Role, workers as store, workflows};
 use crate::lifecycle::find_worker;
 use crate::workers::{self, Certify, NewWorker};
 
@@ -29,6 +29,29 @@ pub enum WorkerCommand {
         /// May use /staffbot
         #[arg(long)]
         admin: bool,
+        /// How offers, reminders and task status notices reach the worker (`email` and `both`
+        /// need --email, and email configured)
+        #[arg(long, value_enum, default_value_t = NotifyArg::Slack)]
+        notify: NotifyArg,
+    },
+    /// Change a worker's details (only the options given)
+    Update {
+        username: String,
+        /// Slack member id (U…); `none` removes it
+        #[arg(long, value_name = "U…")]
+        slack_user_id: Option<String>,
+        #[arg(long)]
+        slack_username: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        first_name: Option<String>,
+        /// May use /staffbot (`--admin true|false`)
+        #[arg(long, value_name = "BOOL")]
+        admin: Option<bool>,
+        /// How offers, reminders and task status notices reach the worker
+        #[arg(long, value_enum)]
+        notify: Option<NotifyArg>,
     },
     /// Certify a worker (again: updates priority and staffbot-enabled)
     Certify {
@@ -52,6 +75,24 @@ pub enum WorkerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--notify`: spelled as stored and as `worker list --json` prints it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NotifyArg {
+    Slack,
+    Email,
+    Both,
+}
+
+impl From<NotifyArg> for Notify {
+    fn from(n: NotifyArg) -> Notify {
+        match n {
+            NotifyArg::Slack => Notify::Slack,
+            NotifyArg::Email => Notify::Email,
+            NotifyArg::Both => Notify::Both,
+        }
+    }
 }
 
 /// Spelled as stored and as `worker list --json` prints it (`entry_level`); `entry-level`, what
@@ -81,6 +122,7 @@ struct WorkerJson {
     slack_user_id: Option<String>,
     slack_username: Option<String>,
     is_admin: bool,
+    notify: Notify,
     certifications: Vec<CertificationJson>,
 }
 
@@ -103,6 +145,7 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             email,
             first_name,
             admin,
+            notify,
         } => {
             let w = workers::add(
                 &app.db,
@@ -113,11 +156,40 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
                     slack_user_id,
                     slack_username,
                     is_admin: admin,
+                    notify: notify.into(),
                 },
                 now,
             )
             .await?;
             println!("added worker {} (id {})", w.username, w.id);
+            warn_unreachable(app, &w);
+        }
+        WorkerCommand::Update {
+            username,
+            slack_user_id,
+            slack_username,
+            email,
+            first_name,
+            admin,
+            notify,
+        } => {
+            let change = workers::WorkerChange {
+                slack_user_id: slack_user_id.map(|id| Some(id).filter(|id| id != "none")),
+                slack_username,
+                email,
+                first_name,
+                is_admin: admin,
+                notify: notify.map(Notify::from),
+            };
+            let w = workers::update(&app.db, &username, change).await?;
+            println!(
+                "updated worker {} (notify: {}, email: {}, Slack: {})",
+                w.username,
+                w.notify,
+                if w.email.is_empty() { "-" } else { &w.email },
+                w.slack_user_id.as_deref().unwrap_or("-")
+            );
+            warn_unreachable(app, &w);
         }
         WorkerCommand::Certify {
             username,
@@ -238,6 +310,22 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
             slack_user_id: w.slack_user_id,
             slack_username: w.slack_username,
             is_admin: w.is_admin,
+            notify: w.notify,
         })
         .collect())
+}
+
+/// Says so when the worker's preference cannot be followed with this configuration.
+fn warn_unreachable(app: &App, w: &crate::db::entities::worker::Model) {
+    if w.notify.email() && !app.config.email.sending() {
+        eprintln!(
+            "note: email is not configured (email.smtp_url and email.from), so {} gets no email; {}",
+            w.username,
+            if w.slack_user_id.is_some() {
+                "offers go to Slack until it is"
+            } else {
+                "with no Slack id either, they are not offered work"
+            }
+        );
+    }
 }

@@ -195,6 +195,7 @@ pub mod worker {
         pub is_admin: bool,
         pub last_reminded_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
+        pub notify: Notify,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -494,6 +495,46 @@ pub mod handled_envelope {
         pub handled_at: DateTimeUtc,
         #[sea_orm(column_type = "JsonBinary")]
         pub response: Option<Json>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod offer_reply_token {
+    use sea_orm::entity::prelude::*;
+
+    /// The unguessable token of an emailed offer (its `Reply-To` plus-address).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "offer_reply_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+        pub token: String,
+        pub inquiry_id: i64,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod email_reply {
+    use sea_orm::entity::prelude::*;
+
+    /// An email read from the mailbox, by `Message-ID`: handled once.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "email_replies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+        pub message_id: String,
+        pub inquiry_id: Option<i64>,
+        #[sea_orm(column_type = "Text")]
+        pub verdict: String,
+        pub handled_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

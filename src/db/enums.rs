@@ -166,6 +166,35 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// How a worker hears about offers, reminders and their tasks' status (issue 16).
+    Notify {
+        Slack = "slack",
+        Email = "email",
+        Both = "both",
+    }
+);
+
+// `text_enum!` cannot mark a `#[default]` variant.
+#[allow(clippy::derivable_impls)]
+impl Default for Notify {
+    fn default() -> Self {
+        Notify::Slack
+    }
+}
+
+impl Notify {
+    /// Whether this preference includes Slack.
+    pub fn slack(self) -> bool {
+        matches!(self, Notify::Slack | Notify::Both)
+    }
+
+    /// Whether this preference includes email.
+    pub fn email(self) -> bool {
+        matches!(self, Notify::Email | Notify::Both)
+    }
+}
+
 /// SQL text with every `{Enum::Variant}` (e.g. `{RequestStatus::Closed}`) replaced by that
 /// variant's stored text as an SQL literal (`'closed'`): queries name statuses and roles through
 /// the enums, so the stored strings are written in one place. Built once per query (callers keep
@@ -181,6 +210,7 @@ pub fn sql(template: &str) -> String {
         InquiryMethod::SQL_NAMES,
         OutboxStatus::SQL_NAMES,
         DependencyKind::SQL_NAMES,
+        Notify::SQL_NAMES,
     ]
     .concat();
     let mut out = String::with_capacity(template.len());

@@ -14,8 +14,8 @@ use sea_orm::{
 use super::entities::{staffing_inquiry, staffing_response};
 use super::requests::{REQUEST_COLUMNS, REQUEST_JOINS, RequestContext};
 use super::{
-    AssignmentStatus, InquiryMethod, ProjectStatus, RequestStatus, TaskStatus, is_postgres, sql,
-    statement,
+    AssignmentStatus, InquiryMethod, Notify, ProjectStatus, RequestStatus, TaskStatus, is_postgres,
+    sql, statement,
 };
 
 /// Inserts offers of `(request_id, worker_id)`; returns their ids by that pair.
@@ -157,6 +157,8 @@ pub struct Click {
     pub clicker_slack_id: Option<String>,
     pub clicker_first_name: String,
     pub clicker_username: String,
+    pub clicker_email: String,
+    pub clicker_notify: Notify,
     pub previous_winner: Option<bool>,
     pub request_status: RequestStatus,
     pub task_status: TaskStatus,
@@ -177,7 +179,8 @@ pub async fn click<C: ConnectionTrait>(conn: &C, inquiry_id: i64) -> Result<Opti
             "SELECT {REQUEST_COLUMNS},
                     i.id AS inquiry_id, i.worker_id, i.dm_channel, i.dm_ts,
                     wk.slack_user_id AS clicker_slack_id, wk.first_name AS clicker_first_name,
-                    wk.username AS clicker_username,
+                    wk.username AS clicker_username, wk.email AS clicker_email,
+                    wk.notify AS clicker_notify,
                     sr.is_winner AS previous_winner,
                     r.status AS request_status, t.status AS task_status, p.status AS project_status,
                     EXISTS (SELECT 1 FROM staffing_responses x
@@ -346,7 +349,11 @@ pub async fn record_failure<C: ConnectionTrait>(
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct DueReminder {
     pub worker_id: i64,
-    pub slack_user_id: String,
+    pub slack_user_id: Option<String>,
+    pub email: String,
+    pub notify: Notify,
+    /// The offer's email reply token, when it was emailed.
+    pub reply_token: Option<String>,
     pub last_reminded_at: Option<DateTime<Utc>>,
     pub inquiry_id: i64,
     pub task_id: i64,
@@ -362,7 +369,8 @@ pub async fn due_reminders<C: ConnectionTrait>(
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<DueReminder>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql("SELECT w.id AS worker_id, w.slack_user_id, w.last_reminded_at, i.id AS inquiry_id,
+        sql("SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, rt.token AS reply_token,
+                    w.last_reminded_at, i.id AS inquiry_id,
                     r.task_id, s.description AS step_description,
                     p.short_description AS project_description, r.required_role_counter
              FROM staffing_inquiries i
@@ -371,10 +379,11 @@ pub async fn due_reminders<C: ConnectionTrait>(
              JOIN tasks t ON t.id = r.task_id
              JOIN steps s ON s.id = t.step_id
              JOIN projects p ON p.id = t.project_id
+             LEFT JOIN offer_reply_tokens rt ON rt.inquiry_id = i.id
              WHERE r.status <> {RequestStatus::Closed}
                AND t.status NOT IN ({TaskStatus::Complete}, {TaskStatus::Aborted})
                AND p.status NOT IN ({ProjectStatus::Completed}, {ProjectStatus::Aborted})
-               AND w.slack_user_id IS NOT NULL
+               AND (w.slack_user_id IS NOT NULL OR (w.notify <> {Notify::Slack} AND w.email <> ''))
                AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id)
                AND (w.last_reminded_at IS NULL OR w.last_reminded_at <= $1)
                AND w.id IN (

@@ -13,7 +13,7 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::entities::{staffing_request, task, worker};
-use super::{ProjectStatus, RequestCause, RequestStatus, Role, sql, statement};
+use super::{Notify, ProjectStatus, RequestCause, RequestStatus, Role, sql, statement};
 
 /// What offers and channel messages show about a request: the request, its task, project,
 /// step, workflow version and workflow.
@@ -106,13 +106,16 @@ pub async fn due_a_batch<C: ConnectionTrait>(
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct Candidate {
     pub worker_id: i64,
-    pub slack_user_id: String,
+    pub slack_user_id: Option<String>,
+    pub email: String,
+    pub notify: Notify,
     pub first_name: String,
     pub priority: i32,
 }
 
 /// The candidate pool of a step at a role: every one of the step's `required_count`
-/// certifications held at that role, staffbot enabled, a Slack id, no returned work waiting.
+/// certifications held at that role, staffbot enabled, a Slack id or (preferring email) an email
+/// address, no returned work waiting.
 pub async fn candidates<C: ConnectionTrait>(
     conn: &C,
     step_id: i64,
@@ -120,20 +123,22 @@ pub async fn candidates<C: ConnectionTrait>(
     required_count: i64,
 ) -> Result<Vec<Candidate>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql("SELECT w.id AS worker_id, w.slack_user_id, w.first_name,
+        sql(
+            "SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, w.first_name,
                     MAX(wc.staffing_priority) AS priority
              FROM workers w
              JOIN worker_certifications wc
                ON wc.worker_id = w.id AND wc.role = $1 AND wc.staffbot_enabled = TRUE
              JOIN step_certifications sc
                ON sc.certification_id = wc.certification_id AND sc.step_id = $2
-             WHERE w.slack_user_id IS NOT NULL
+             WHERE (w.slack_user_id IS NOT NULL OR (w.notify <> {Notify::Slack} AND w.email <> ''))
                AND NOT EXISTS (SELECT 1 FROM task_assignments ra JOIN tasks rt ON rt.id = ra.task_id
                                WHERE ra.worker_id = w.id
                                  AND ra.status = {AssignmentStatus::Processing}
                                  AND rt.status = {TaskStatus::PostReviewProcessing})
-             GROUP BY w.id, w.slack_user_id, w.first_name
-             HAVING COUNT(DISTINCT sc.certification_id) = $3")
+             GROUP BY w.id, w.slack_user_id, w.email, w.notify, w.first_name
+             HAVING COUNT(DISTINCT sc.certification_id) = $3",
+        )
     });
     Candidate::find_by_statement(statement(
         conn.get_database_backend(),

@@ -6,8 +6,8 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder,
 };
 
-use super::Role;
 use super::entities::{worker, worker_certification};
+use super::{Notify, Role};
 
 /// A worker row to insert.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,8 @@ pub struct NewWorker {
     pub slack_user_id: Option<String>,
     pub slack_username: Option<String>,
     pub is_admin: bool,
+    /// How they hear about offers, reminders and their tasks (`slack` by default).
+    pub notify: Notify,
 }
 
 pub async fn by_id<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Option<worker::Model>, DbErr> {
@@ -76,6 +78,7 @@ pub async fn insert<C: ConnectionTrait>(
         slack_user_id: Set(new.slack_user_id),
         slack_username: Set(new.slack_username),
         is_admin: Set(new.is_admin),
+        notify: Set(new.notify),
         created_at: Set(now),
         ..Default::default()
     }

@@ -56,6 +56,8 @@ impl Bucket {
 /// blocks nothing. Memory follows the channels written to recently, not all channels ever.
 #[derive(Debug, Default)]
 pub struct Pacer {
+    /// Rates set for methods besides Slack's (`smtp`: `email.per_minute`).
+    rates: HashMap<String, (f64, f64)>,
     buckets: HashMap<String, Bucket>,
     blocked_until: HashMap<String, DateTime<Utc>>,
     swept_at: Option<DateTime<Utc>>,
@@ -76,8 +78,20 @@ fn method_rate(method: &str) -> (f64, f64) {
 }
 
 impl Pacer {
-    fn keys(method: &str, body: &Value) -> Vec<(String, (f64, f64))> {
-        let mut keys = vec![(method.to_string(), method_rate(method))];
+    /// Paces `method` at `per_minute` calls a minute, in bursts of `burst` at most.
+    pub fn with_rate(mut self, method: &str, burst: f64, per_minute: f64) -> Pacer {
+        self.rates
+            .insert(method.to_string(), (burst.max(1.0), per_minute.max(1.0)));
+        self
+    }
+
+    fn keys(&self, method: &str, body: &Value) -> Vec<(String, (f64, f64))> {
+        let rate = self
+            .rates
+            .get(method)
+            .copied()
+            .unwrap_or_else(|| method_rate(method));
+        let mut keys = vec![(method.to_string(), rate)];
         if method == "chat.postMessage"
             && let Some(channel) = body.get("channel").and_then(Value::as_str)
         {
@@ -107,7 +121,7 @@ impl Pacer {
         if let Some(until) = self.blocked_until.get(method) {
             at = at.max(*until);
         }
-        for (key, (capacity, per_minute)) in Self::keys(method, body) {
+        for (key, (capacity, per_minute)) in self.keys(method, body) {
             let bucket = self
                 .buckets
                 .entry(key)
@@ -118,7 +132,7 @@ impl Pacer {
     }
 
     pub fn record(&mut self, method: &str, body: &Value, now: DateTime<Utc>) {
-        for (key, (capacity, per_minute)) in Self::keys(method, body) {
+        for (key, (capacity, per_minute)) in self.keys(method, body) {
             self.buckets
                 .entry(key)
                 .or_insert_with(|| Bucket::new(capacity, per_minute, now))

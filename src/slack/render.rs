@@ -23,6 +23,10 @@ pub const NOT_YOURS: &str = "This offer was not sent to you.";
 pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
 pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on, if you'd like!";
 /// The label of the link to staffbot's Home tab (Orchestra's "View Tasks").
+/// The answer to an email reply staffbot could not read.
+pub const NOT_UNDERSTOOD: &str = "Sorry, I could not read your answer. Please reply ACCEPT or REJECT to the offer's email (the first word of your reply counts).";
+/// The answer to a second answer to one offer (by email).
+pub const ALREADY_ANSWERED: &str = "You have already answered this offer.";
 pub const HOME_LINK_LABEL: &str = "Open your staffbot Home";
 
 /// What rendering may know besides the message: who staffbot is in this Slack workspace (for
@@ -57,13 +61,15 @@ impl AppHome {
 }
 
 /// The Web API call that delivers `outgoing` (rendered without a [`RenderContext`]).
+#[cfg(test)]
 pub fn render(outgoing: Outgoing) -> SlackWrite {
-    render_in(outgoing, &RenderContext::default())
+    render_in(outgoing, &RenderContext::default()).expect("a Slack write")
 }
 
 /// The Web API call that delivers `outgoing`, rendered in `ctx`.
-pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> SlackWrite {
-    match outgoing {
+/// An email ([`Outgoing::Email`]) is not a Slack call: an error.
+pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> Result<SlackWrite, String> {
+    Ok(match outgoing {
         Outgoing::Post { channel, message } => {
             let (text, blocks) = message_parts_in(&message, ctx);
             match blocks {
@@ -97,7 +103,8 @@ pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> SlackWrite {
             trigger_id,
             view: home::modal_view(&modal),
         },
-    }
+        Outgoing::Email { .. } => return Err("an email is not a Slack call".into()),
+    })
 }
 
 pub use home::tasks_message;
@@ -127,7 +134,7 @@ pub fn stored_in(
         let outgoing: Outgoing =
             serde_json::from_value(payload).map_err(|e| format!("unreadable message: {e}"))?;
         let follow_up = outgoing.follow_up();
-        return Ok((render_in(outgoing, ctx), follow_up));
+        return Ok((render_in(outgoing, ctx)?, follow_up));
     }
     let write: SlackWrite =
         serde_json::from_value(payload).map_err(|e| format!("unreadable Slack call: {e}"))?;
@@ -279,6 +286,7 @@ fn notice_text(message: &Message) -> Mrkdwn {
         | Message::ClickReply { .. }
         | Message::ClickRefused { .. }
         | Message::Reminder { .. }) => message_parts(other).0,
+        Message::ReplyNotUnderstood => Mrkdwn::text(NOT_UNDERSTOOD),
     }
 }
 
@@ -337,6 +345,7 @@ pub fn click_reply_text(reply: ClickReply) -> &'static str {
     match reply {
         ClickReply::NotYours => NOT_YOURS,
         ClickReply::CannotRejectAfterWin => NO_REJECT_AFTER_WIN,
+        ClickReply::AlreadyAnswered => ALREADY_ANSWERED,
     }
 }
 
@@ -532,6 +541,7 @@ mod tests {
 
         let items: Vec<ReminderItem> = (0..25)
             .map(|i| ReminderItem {
+                reply_token: None,
                 inquiry_id: i,
                 task_id: i,
                 step_description: "Write <it> & check it".into(),
@@ -647,6 +657,7 @@ mod tests {
     #[test]
     fn reminders_link_the_home_tab_when_known() {
         let items = vec![ReminderItem {
+            reply_token: None,
             inquiry_id: 1,
             task_id: 2,
             step_description: "Write".into(),
@@ -661,7 +672,7 @@ mod tests {
             }),
         };
         let link = "<slack://app?team=T0TEAM&id=A0APP&tab=home|Open your staffbot Home>";
-        let w = render_in(Outgoing::post("U1", message.clone()), &ctx);
+        let w = render_in(Outgoing::post("U1", message.clone()), &ctx).expect("a Slack write");
         assert!(
             text_of(&w).ends_with(&format!("\n{link}")),
             "{}",

@@ -85,6 +85,23 @@ pub struct Sender {
     call_timeout: Duration,
     /// What messages are rendered with (the link to the app's Home tab).
     render: render::RenderContext,
+    /// Where emails go, when email is configured.
+    mail: Option<Arc<dyn MailOut>>,
+}
+
+/// Where the sender's email rows go: rendered and sent by [`crate::email`] (the daemon wires
+/// it in; this module knows Slack, not mail).
+#[async_trait::async_trait]
+pub trait MailOut: Send + Sync {
+    /// The email an outbox row ([`crate::messages::Outgoing::Email`]) stands for, ready to send
+    /// (as JSON), or why it cannot be sent (for good).
+    fn ready(
+        &self,
+        outgoing: &crate::messages::Outgoing,
+        app_home: Option<&render::AppHome>,
+    ) -> Result<Value, String>;
+    /// Hands a ready email to the mail server.
+    async fn send(&self, ready: &Value) -> Delivery;
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -158,7 +175,20 @@ impl Sender {
             staffing_channel: None,
             call_timeout: claim_ttl / 2,
             render: render::RenderContext::default(),
+            mail: None,
         }
+    }
+
+    /// Delivers email rows through `mail` (`email.per_minute` at most).
+    pub fn with_mail(mut self, mail: Arc<dyn MailOut>, per_minute: u32) -> Sender {
+        let per_minute = f64::from(per_minute.max(1));
+        self.pacer = tokio::sync::Mutex::new(Pacer::default().with_rate(
+            "smtp",
+            (per_minute / 10.0).ceil(),
+            per_minute,
+        ));
+        self.mail = Some(mail);
+        self
     }
 
     /// Renders messages with `ctx` (e.g. reminders link the app's Home tab).
@@ -277,6 +307,9 @@ impl Sender {
         row: Row,
         report: &mut SendReport,
     ) -> Result<Option<Claimed>, DbErr> {
+        if row.method == "smtp" {
+            return self.prepare_email(token, row, report).await;
+        }
         match render::stored_in(row.payload.clone(), &row.dedupe_key, &self.render) {
             Ok((SlackWrite::PublishHome { user_id }, _)) => {
                 // A Home shows what is true when it is published.
@@ -317,6 +350,55 @@ impl Sender {
                 report.failed += 1;
                 Ok(None)
             }
+        }
+    }
+
+    /// Renders a claimed email row into the email sent. A row that cannot be read, or email that
+    /// is not configured, fails for good (an offer then counts as never made).
+    async fn prepare_email(
+        &self,
+        token: &str,
+        row: Row,
+        report: &mut SendReport,
+    ) -> Result<Option<Claimed>, DbErr> {
+        let outgoing = serde_json::from_value::<crate::messages::Outgoing>(row.payload.clone())
+            .map_err(|e| format!("unreadable email: {e}"));
+        let follow_up = outgoing.as_ref().ok().and_then(|o| o.follow_up());
+        let body = outgoing.and_then(|outgoing| {
+            let Some(mail) = &self.mail else {
+                return Err("email is not configured (email.smtp_url and email.from)".into());
+            };
+            mail.ready(&outgoing, self.render.app_home.as_ref())
+        });
+        match body {
+            Ok(body) => Ok(Some(Claimed {
+                row,
+                method: "smtp",
+                body,
+                follow_up,
+            })),
+            Err(error) => {
+                tracing::error!(id = row.id, key = %row.dedupe_key, "email not sent: {error}");
+                let attempts = row.attempts + 1;
+                let c = Claimed {
+                    row,
+                    method: "smtp",
+                    body: Value::Null,
+                    follow_up,
+                };
+                self.record_failed(token, &c, error, attempts, self.clock.now())
+                    .await?;
+                report.failed += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Hands a ready email (a claimed row's body) to the mail server.
+    async fn send_email(&self, body: &Value) -> Delivery {
+        match &self.mail {
+            Some(mail) => mail.send(body).await,
+            None => Delivery::Permanent("email is not configured".into()),
         }
     }
 
@@ -403,13 +485,19 @@ impl Sender {
                 }
             }
         }
-        // A first post is "in doubt" from here until its answer is stored.
-        let marked = posting && c.row.sent_at.is_none();
+        // A first post (or email) is "in doubt" from here until its answer is stored. An email
+        // in doubt is sent again with the same Message-ID: there is no history to look in.
+        let emailing = c.method == "smtp";
+        let marked = (posting || emailing) && c.row.sent_at.is_none();
         if !self.hold(c.row.id, token, marked.then_some(now)).await? {
             return Ok(());
         }
         self.pacer.lock().await.record(c.method, &c.body, now);
-        let outcome = self.web.call(c.method, &c.body).await;
+        let outcome = if emailing {
+            self.send_email(&c.body).await
+        } else {
+            self.web.call(c.method, &c.body).await
+        };
         count_delivery(c.method, &outcome);
         let span = tracing::info_span!("outbox", id = c.row.id, key = %c.row.dedupe_key, method = %c.method);
         self.record(token, c, outcome, marked, report)

@@ -130,6 +130,9 @@ pub struct BatchReport {
 pub struct BatchSettings {
     pub batch_size: u32,
     pub frequency: std::time::Duration,
+    /// Offers can be emailed (`email.smtp_url` and `email.from` are set): workers who prefer
+    /// email get theirs by email.
+    pub email: bool,
 }
 
 /// One round over every due request. Only the holder of the `staffing` lease may run it.
@@ -164,8 +167,14 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         let pool = if request.required_count == 0 {
             Pool::default()
         } else {
+            let candidates =
+                db::requests::candidates(db, request.step_id, role, request.required_count).await?;
+            // Only those who can be reached (email-only workers need email to be on).
             Pool::new(
-                db::requests::candidates(db, request.step_id, role, request.required_count).await?,
+                candidates
+                    .into_iter()
+                    .filter(|c| reach(c, settings.email).is_reachable())
+                    .collect(),
             )
         };
         pools.insert((request.step_id, role), pool);
@@ -199,7 +208,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         let tx = db::begin_write(db).await?;
         let written = async {
             lease.fence(&tx).await?;
-            Ok::<_, crate::error::Error>(write_batches(&tx, &plans, now).await?)
+            Ok::<_, crate::error::Error>(write_batches(&tx, &plans, settings.email, now).await?)
         }
         .await;
         db::settle(tx, written).await?;
@@ -217,6 +226,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
 async fn write_batches<C: ConnectionTrait>(
     conn: &C,
     plans: &[(&RequestContext, Vec<&Candidate>, bool)],
+    email: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let pairs: Vec<(i64, i64)> = plans
@@ -231,8 +241,16 @@ async fn write_batches<C: ConnectionTrait>(
     messages.push(crate::outbox::refresh_row(&tasks, Vec::new()));
     let mut sending: Vec<i64> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
+    let mut tokens: Vec<(String, i64)> = Vec::new();
     for (request, chosen, exhausted) in plans {
-        offer_messages(request, chosen, &inquiry_ids, &mut messages);
+        offer_messages(
+            request,
+            chosen,
+            &inquiry_ids,
+            email,
+            &mut messages,
+            &mut tokens,
+        );
         if *exhausted {
             done.push(request.request_id);
             match &request.slack_channel_id {
@@ -255,6 +273,7 @@ async fn write_batches<C: ConnectionTrait>(
             sending.push(request.request_id);
         }
     }
+    db::email::insert_tokens(conn, &tokens, now).await?;
     crate::outbox::enqueue_all(conn, messages, now).await?;
     db::requests::set_batched(conn, &sending, RequestStatus::Sending, now).await?;
     db::requests::set_batched(conn, &done, RequestStatus::DoneSending, now).await?;
@@ -264,12 +283,20 @@ async fn write_batches<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The offer DMs of one request's batch.
+/// How candidate `c` is reached.
+fn reach(c: &Candidate, email: bool) -> crate::notify::Reach<'_> {
+    crate::notify::reach(c.notify, c.slack_user_id.as_deref(), &c.email, email)
+}
+
+/// The offers of one request's batch: a DM, an email (with a new reply token), or both, as each
+/// worker prefers.
 fn offer_messages(
     request: &RequestContext,
     chosen: &[&Candidate],
     inquiry_ids: &HashMap<(i64, i64), i64>,
+    email: bool,
     out: &mut Vec<(String, Outgoing)>,
+    tokens: &mut Vec<(String, i64)>,
 ) {
     if chosen.is_empty() {
         return;
@@ -280,17 +307,30 @@ fn offer_messages(
         let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
             continue;
         };
-        out.push((
-            format!("offer:{inquiry_id}"),
-            Outgoing::post(
-                &c.slack_user_id,
-                Message::Offer {
-                    inquiry_id,
-                    first_name: c.first_name.clone(),
-                    offer: offer.clone(),
-                },
-            ),
-        ));
+        let message = || Message::Offer {
+            inquiry_id,
+            first_name: c.first_name.clone(),
+            offer: offer.clone(),
+        };
+        let reach = reach(c, email);
+        if let Some(slack) = reach.slack {
+            out.push((
+                format!("offer:{inquiry_id}"),
+                Outgoing::post(slack, message()),
+            ));
+        }
+        if let Some(address) = reach.email {
+            let token = crate::notify::new_token();
+            tokens.push((token.clone(), inquiry_id));
+            let to = crate::notify::EmailTo {
+                to: address,
+                token: Some(token),
+                in_reply_to: None,
+                slack_user: c.slack_user_id.as_deref(),
+                only_channel: reach.slack.is_none(),
+            };
+            out.push((format!("offer-email:{inquiry_id}"), to.outgoing(message())));
+        }
     }
 }
 
@@ -306,7 +346,9 @@ mod tests {
                 .iter()
                 .map(|&(id, priority)| Candidate {
                     worker_id: id,
-                    slack_user_id: format!("U{id}"),
+                    slack_user_id: Some(format!("U{id}")),
+                    email: String::new(),
+                    notify: crate::db::Notify::Slack,
                     first_name: format!("W{id}"),
                     priority,
                 })

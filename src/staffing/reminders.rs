@@ -28,6 +28,7 @@ fn reminder(offers: &[&DueReminder]) -> Message {
             step_description: o.step_description.clone(),
             project_description: o.project_description.clone(),
             review: o.required_role_counter > 0,
+            reply_token: o.reply_token.clone(),
         })
         .collect();
     Message::Reminder {
@@ -41,6 +42,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
     interval: std::time::Duration,
+    email: bool,
     now: DateTime<Utc>,
 ) -> Result<usize, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
@@ -56,24 +58,39 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     // lock short however many workers are due.
     let workers: Vec<(&i64, &Vec<&DueReminder>)> = by_worker.iter().collect();
     for chunk in workers.chunks(WORKERS_PER_TRANSACTION) {
-        let messages: Vec<(String, Outgoing)> = chunk
-            .iter()
-            .map(|(_, offers)| {
-                (
-                    // The worker's next reminder after the previous one: two runs over the same
-                    // state queue it once.
-                    format!(
-                        "remind:{}:{}",
-                        offers[0].worker_id,
-                        offers[0].last_reminded_at.map_or_else(
-                            || "first".to_string(),
-                            |at| at.timestamp_micros().to_string()
-                        )
-                    ),
-                    Outgoing::post(&offers[0].slack_user_id, reminder(offers)),
+        let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(chunk.len());
+        for (_, offers) in chunk {
+            let first = offers[0];
+            // The worker's next reminder after the previous one: two runs over the same state
+            // queue it once.
+            let key = format!(
+                "remind:{}:{}",
+                first.worker_id,
+                first.last_reminded_at.map_or_else(
+                    || "first".to_string(),
+                    |at| at.timestamp_micros().to_string()
                 )
-            })
-            .collect();
+            );
+            let reach = crate::notify::reach(
+                first.notify,
+                first.slack_user_id.as_deref(),
+                &first.email,
+                email,
+            );
+            if let Some(slack) = reach.slack {
+                messages.push((key.clone(), Outgoing::post(slack, reminder(offers))));
+            }
+            if let Some(address) = reach.email {
+                let to = crate::notify::EmailTo {
+                    to: address,
+                    token: None,
+                    in_reply_to: None,
+                    slack_user: first.slack_user_id.as_deref(),
+                    only_channel: false,
+                };
+                messages.push((format!("{key}:email"), to.outgoing(reminder(offers))));
+            }
+        }
         let ids: Vec<i64> = chunk.iter().map(|(id, _)| **id).collect();
         let stamps = [(Stamp::WorkersReminded, ids)];
         super::queue_and_stamp(db, lease, messages, &stamps, now).await?;

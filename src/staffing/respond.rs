@@ -32,6 +32,36 @@ pub enum ClickOutcome {
     AlreadyDecided,
 }
 
+/// Who answers an offer: the Slack user who clicked, or the sender address of an email reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Responder<'a> {
+    Slack(&'a str),
+    Email(&'a str),
+}
+
+impl Responder<'_> {
+    /// Whether this is the offer's worker.
+    fn owns(&self, click: &Click) -> bool {
+        match self {
+            Responder::Slack(id) => click.clicker_slack_id.as_deref() == Some(*id),
+            Responder::Email(address) => {
+                !click.clicker_email.trim().is_empty()
+                    && click
+                        .clicker_email
+                        .trim()
+                        .eq_ignore_ascii_case(address.trim())
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Responder<'a> {
+    /// A Slack user id.
+    fn from(id: &'a str) -> Self {
+        Responder::Slack(id)
+    }
+}
+
 /// Queues [`final_message`].
 async fn queue_final<C: ConnectionTrait>(
     conn: &C,
@@ -78,7 +108,7 @@ impl Click {
     }
 }
 
-/// Handles a click on offer `inquiry_id` by Slack user `clicker`. Runs inside the caller's
+/// Handles an answer to offer `inquiry_id` by `who` (a click, or an email reply). Runs inside the caller's
 /// transaction; a [`crate::error::UserError`] means nothing should be committed.
 ///
 /// A winning accept costs eight statements: the click, the compare-and-set on the request, the
@@ -88,7 +118,7 @@ impl Click {
 pub async fn respond<C: ConnectionTrait>(
     conn: &C,
     inquiry_id: i64,
-    clicker: &str,
+    who: impl Into<Responder<'_>>,
     accept: bool,
     notices: &NoticeSettings,
     now: DateTime<Utc>,
@@ -96,7 +126,7 @@ pub async fn respond<C: ConnectionTrait>(
     let Some(click) = db::offers::click(conn, inquiry_id).await? else {
         return Ok(ClickOutcome::NotYours);
     };
-    if click.clicker_slack_id.as_deref() != Some(clicker) {
+    if !who.into().owns(&click) {
         return Ok(ClickOutcome::NotYours);
     }
     if let Some(was_winner) = click.previous_winner {
@@ -193,10 +223,12 @@ async fn win<C: ConnectionTrait>(
                 step_slug: &context.step_slug,
                 channel: context.slack_channel_id.as_deref(),
             };
-            let worker = (
-                click.clicker_username.as_str(),
-                click.clicker_slack_id.as_deref(),
-            );
+            let worker = lifecycle::NoticeWorker {
+                username: &click.clicker_username,
+                slack_id: click.clicker_slack_id.as_deref(),
+                email: &click.clicker_email,
+                notify: click.clicker_notify,
+            };
             messages.extend(lifecycle::status_notices(
                 notices,
                 facts,

@@ -452,6 +452,12 @@ impl WorkerSpec {
         self.new.is_admin = true;
         self
     }
+    /// Address `email` and preference `notify`.
+    pub fn email(mut self, email: &str, notify: staffbot::db::Notify) -> Self {
+        self.new.email = email.to_string();
+        self.new.notify = notify;
+        self
+    }
     /// Certified `cert` entry-level (priority 0, staffbot enabled).
     pub fn writes(self, cert: &str) -> Self {
         self.certified(cert, Role::EntryLevel, 0, true)

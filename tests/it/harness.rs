@@ -200,8 +200,9 @@ impl Harness {
     /// Keeps the daemons' own loops out of the way (all their leases): the test drives rounds
     /// with [`Harness::tick`] and the loops' `run_once`.
     pub async fn hold_loop_leases(&self) {
-        for which in staffbot::loops::Loop::ALL {
-            staffbot::lease::try_lease(self.db(), which.name(), "test", Duration::from_secs(3600))
+        let names = staffbot::loops::Loop::ALL.map(|l| l.name());
+        for name in names.iter().chain([&staffbot::email::inbox::LEASE]) {
+            staffbot::lease::try_lease(self.db(), name, "test", Duration::from_secs(3600))
                 .await
                 .expect("lease")
                 .expect("the test holds the loop's lease");
@@ -227,6 +228,7 @@ impl Harness {
             staffbot::staffing::batch::BatchSettings {
                 batch_size: self.config.staffbot.worker_batch_size,
                 frequency: self.config.staffbot.batch_frequency,
+                email: self.config.email.sending(),
             },
             now,
             &mut rng,
@@ -399,6 +401,8 @@ pub struct TeamSpec {
     description: String,
     batch_size: u32,
     workers: Vec<(String, i32, bool)>,
+    /// Workers at `<name>@example.com`: preference, and whether they have a Slack id.
+    email_workers: Vec<(String, staffbot::db::Notify, bool)>,
     reviewers: Vec<String>,
     admins: Vec<String>,
     auto_review: bool,
@@ -420,6 +424,7 @@ impl TeamSpec {
             description: "Mayor race".into(),
             batch_size: 5,
             workers: Vec::new(),
+            email_workers: Vec::new(),
             reviewers: Vec::new(),
             admins: Vec::new(),
             auto_review: false,
@@ -446,6 +451,12 @@ impl TeamSpec {
     }
     pub fn worker(mut self, name: &str, priority: i32) -> Self {
         self.workers.push((name.into(), priority, true));
+        self
+    }
+    /// A certified worker (priority 1) at `<name>@example.com` who prefers `notify`, with a
+    /// Slack id or not.
+    pub fn email_worker(mut self, name: &str, notify: staffbot::db::Notify, slack: bool) -> Self {
+        self.email_workers.push((name.into(), notify, slack));
         self
     }
     /// A certified worker with staffbot turned off.
@@ -529,6 +540,17 @@ impl TeamSpec {
             );
             w.add(h.db()).await;
             h.fake.add_user(&crate::common::slack_id(name), name);
+        }
+        for (name, notify, slack) in &self.email_workers {
+            let mut w = worker(name)
+                .certified("writer", staffbot::db::Role::EntryLevel, 1, true)
+                .email(&format!("{name}@example.com"), *notify);
+            if *slack {
+                h.fake.add_user(&crate::common::slack_id(name), name);
+            } else {
+                w = w.no_slack();
+            }
+            w.add(h.db()).await;
         }
         for name in &self.reviewers {
             let w = worker(name)

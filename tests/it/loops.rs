@@ -192,7 +192,7 @@ async fn reminders_are_throttled_per_worker() {
     );
     let (l, db, interval) = (&lease, &db, std::time::Duration::from_secs(86400));
     let remind = |at| async move {
-        let sent = staffbot::staffing::reminders::run_once(db, l, interval, at).await;
+        let sent = staffbot::staffing::reminders::run_once(db, l, interval, false, at).await;
         sent.expect("reminders")
     };
     // Not before the oldest open offer is a day old.
@@ -255,7 +255,7 @@ async fn reminders_go_without_the_home_link_when_the_app_is_unknown() {
     let lease = h.lease("reminders").await;
     let day = std::time::Duration::from_secs(86400);
     let at = base + chrono::Duration::days(1);
-    let sent = staffbot::staffing::reminders::run_once(h.db(), &lease, day, at).await;
+    let sent = staffbot::staffing::reminders::run_once(h.db(), &lease, day, false, at).await;
     assert_eq!(sent.expect("reminders"), 2);
     for c in h.next_messages(2).await {
         assert_eq!(

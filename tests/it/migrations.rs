@@ -37,8 +37,8 @@ async fn table_count(db: &impl ConnectionTrait) -> usize {
 async fn up_down_up_on_an_empty_database() {
     let t = TestDb::empty().await;
     Migrator::up(&t.db, None).await.expect("up");
-    // 20 tables of the data model + seaql_migrations.
-    assert_eq!(table_count(&t.db).await, 21);
+    // 22 tables of the data model + seaql_migrations.
+    assert_eq!(table_count(&t.db).await, 23);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await
@@ -55,7 +55,7 @@ async fn up_down_up_on_an_empty_database() {
     Migrator::down(&t.db, None).await.expect("down");
     assert_eq!(table_count(&t.db).await, 1, "only seaql_migrations is left");
     Migrator::up(&t.db, None).await.expect("up again");
-    assert_eq!(table_count(&t.db).await, 21);
+    assert_eq!(table_count(&t.db).await, 23);
     let version = load_workflow(&t.db, &example_dir()).await;
     let project =
         lifecycle::create_project(&t.db, &version, "again", 0, None, &Default::default(), t0())
@@ -76,7 +76,7 @@ async fn replicas_starting_together_all_start() {
     for result in futures_util::future::join_all(starts).await {
         result.expect("every replica starts");
     }
-    assert_eq!(table_count(&t.db).await, 21);
+    assert_eq!(table_count(&t.db).await, 23);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await

@@ -83,7 +83,7 @@ async fn an_aborted_project_tells_the_channel_of_each_task_worked_on() {
         .workers(&["bob"])
         .notifications_channel(NOTES);
     let mut t = spec.start().await;
-    let notices = t.h.config.staffbot.notices();
+    let notices = t.h.config.notices();
     let bob = t.worker("bob").await;
     lifecycle::assign_task(t.h.db(), t.task, &bob, &notices, Utc::now())
         .await
@@ -128,7 +128,7 @@ async fn notices_can_be_turned_off() {
         .config(|c| c.staffbot.status_notices = false)
         .start()
         .await;
-    let off = t.h.config.staffbot.notices();
+    let off = t.h.config.notices();
     t.staffed(2).await;
     t.accept("rob").await;
     let calls = per_channel(t.h.next_messages(2).await);
@@ -195,7 +195,7 @@ async fn without_a_project_channel_only_the_copy_is_posted() {
     h.start().await;
     let task = crate::common::first_task(h.db()).await;
     let nel = find_worker(h.db(), "nel").await;
-    lifecycle::assign_task(h.db(), task, &nel, &h.config.staffbot.notices(), Utc::now())
+    lifecycle::assign_task(h.db(), task, &nel, &h.config.notices(), Utc::now())
         .await
         .expect("assigned");
     let text = h.next_post(NOTES).await;

@@ -13,7 +13,7 @@ use staffbot::db::entities::{handled_envelope, outbox, staffing_request, worker}
 
 use crate::common::{TestDb, add_worker, load_workflow, t0, write_workflow};
 
-fn staffbot(fake: &FakeSlack, db_url: &str, bot: &str, app: &str) -> Command {
+pub fn staffbot(fake: &FakeSlack, db_url: &str, bot: &str, app: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_staffbot"));
     cmd.env_clear()
         .env("STAFFBOT_DATABASE_URL", db_url)
@@ -28,7 +28,7 @@ fn staffbot(fake: &FakeSlack, db_url: &str, bot: &str, app: &str) -> Command {
 }
 
 /// Waits for the process off the async runtime (the fake Slack runs on it).
-async fn finish_async(child: Child, within: Duration) -> (i32, String, String) {
+pub async fn finish_async(child: Child, within: Duration) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || finish(child, within))
         .await
         .expect("join")

@@ -321,7 +321,7 @@ async fn reminders_of_one_and_of_several_offers() {
     let (lease, db, day) = (&lease, &db, std::time::Duration::from_secs(86400));
     let remind = |days| async move {
         let at = now + chrono::Duration::days(days);
-        let sent = staffbot::staffing::reminders::run_once(db, lease, day, at).await;
+        let sent = staffbot::staffing::reminders::run_once(db, lease, day, false, at).await;
         sent.expect("reminders")
     };
     assert_eq!(remind(1).await, 1);
@@ -389,7 +389,7 @@ async fn a_status_notice_and_its_copy() {
         .start()
         .await;
     let bob = t.worker("bob").await;
-    let notices = t.h.config.staffbot.notices();
+    let notices = t.h.config.notices();
     staffbot::lifecycle::assign_task(t.h.db(), t.task, &bob, &notices, Utc::now())
         .await
         .expect("assigned");

@@ -135,6 +135,7 @@ async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) ->
     let settings = staffbot::staffing::batch::BatchSettings {
         batch_size: 1,
         frequency: std::time::Duration::from_secs(120),
+        email: false,
     };
     staffbot::staffing::batch::run_once(db, &lease, settings, Utc::now(), &mut rng)
         .await
@@ -604,6 +605,7 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
         staffbot::staffing::batch::BatchSettings {
             batch_size: 5,
             frequency: std::time::Duration::from_secs(120),
+            email: false,
         },
         now,
         &mut rng,
@@ -675,7 +677,7 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
     let outcome = staffbot::staffing::respond::respond(
         &tx,
         first.id,
-        &clicker,
+        clicker.as_str(),
         true,
         &Default::default(),
         now,
