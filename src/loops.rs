@@ -170,8 +170,8 @@ async fn retention<C: sea_orm::TransactionTrait + ConnectionTrait>(
     let more = if r.more { ", more in the next run" } else { "" };
     Ok(LoopOutcome {
         summary: format!(
-            "{} handled envelope(s) and {} sent or failed outbox row(s) deleted{more}",
-            r.envelopes, r.outbox,
+            "{} handled envelope(s), {} email reply id(s) and {} sent or failed outbox row(s) deleted{more}",
+            r.envelopes, r.email_replies, r.outbox,
         ),
         queued: false,
     })

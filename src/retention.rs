@@ -1,5 +1,6 @@
 //! Retention: deletes bookkeeping staffbot no longer needs, so tables stop growing. Handled
-//! envelope ids older than `retention.envelopes` (Slack redelivers within minutes) and outbox
+//! envelope ids and the ids of emails read from the mailbox older than `retention.envelopes`
+//! (Slack redelivers within minutes; a handled email leaves the inbox at once) and outbox
 //! rows sent or failed longer ago than `retention.outbox`. Pending outbox rows stay until
 //! they are delivered.
 //!
@@ -28,6 +29,7 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionReport {
     pub envelopes: u64,
+    pub email_replies: u64,
     pub outbox: u64,
     /// A table still had rows past its retention when the run stopped.
     pub more: bool,
@@ -45,6 +47,10 @@ pub async fn run_once<C: ConnectionTrait + TransactionTrait>(
         let (n, more) = in_batches(|| delete_batch(conn, lease, Table::Envelopes, cutoff)).await?;
         report.envelopes = n;
         report.more |= more;
+        let (n, more) =
+            in_batches(|| delete_batch(conn, lease, Table::EmailReplies, cutoff)).await?;
+        report.email_replies = n;
+        report.more |= more;
     }
     if let Some(cutoff) = cutoff(now, settings.outbox) {
         let (n, more) = in_batches(|| delete_batch(conn, lease, Table::Outbox, cutoff)).await?;
@@ -57,6 +63,7 @@ pub async fn run_once<C: ConnectionTrait + TransactionTrait>(
 #[derive(Debug, Clone, Copy)]
 enum Table {
     Envelopes,
+    EmailReplies,
     Outbox,
 }
 
@@ -73,6 +80,9 @@ async fn delete_batch<C: ConnectionTrait + TransactionTrait>(
         Ok::<_, crate::error::Error>(match table {
             Table::Envelopes => {
                 queries::delete_handled_envelopes_before(&tx, cutoff, BATCH_ROWS).await?
+            }
+            Table::EmailReplies => {
+                queries::delete_email_replies_before(&tx, cutoff, BATCH_ROWS).await?
             }
             Table::Outbox => {
                 queries::delete_finished_outbox_before(&tx, cutoff, BATCH_ROWS).await?

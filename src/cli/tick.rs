@@ -1,6 +1,7 @@
-//! `staffbot tick [staffing|machine|reminders|warnings|sanity|retention|all]`: the loops once, then the
-//! outbox delivered (so cron users need no daemon). Safe beside `serve`: it takes the same
-//! leases and outbox claims.
+//! `staffbot tick [staffing|machine|reminders|warnings|sanity|retention|mail|all]`: the loops
+//! once (`mail` reads the mailbox's email replies, when configured), then the outbox delivered
+//! (so cron users need no daemon). Safe beside `serve`: it takes the same leases and outbox
+//! claims.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ enum Which {
     Sanity,
     Retention,
     Machine,
+    Mail,
     All,
 }
 
@@ -44,6 +46,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
         Which::Sanity => vec![Loop::Sanity],
         Which::Retention => vec![Loop::Retention],
         Which::Machine => vec![Loop::Machine],
+        Which::Mail => Vec::new(),
         Which::All => Loop::ALL.to_vec(),
     };
     let mut rng = app.rng();
@@ -66,7 +69,52 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if matches!(args.which, Which::Mail | Which::All) {
+        read_mail(app, &holder, args.which == Which::Mail).await?;
+    }
     deliver(app, &holder).await
+}
+
+/// One read of the mailbox (email replies to offers), under the `mail` lease. `say_off`: say so
+/// when replies are not read.
+async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()> {
+    use crate::email::inbox::{self, Inbox};
+    let (mail, target) = crate::daemon::email_setup(&app.config)?;
+    let (Some(mail), Some(target)) = (mail, target) else {
+        if say_off {
+            println!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
+        }
+        return Ok(());
+    };
+    let Some(lease) = try_lease(&app.db, inbox::LEASE, holder, app.config.loops.lease_ttl).await?
+    else {
+        println!("mail: skipped (another process holds the mail lease)");
+        return Ok(());
+    };
+    let inbox = Inbox {
+        db: app.db.clone(),
+        clock: Arc::clone(&app.clock),
+        target: target.clone(),
+        settings: mail.settings.clone(),
+        notices: app.config.notices(),
+        timeout: CALL_TIMEOUT,
+    };
+    let read = async {
+        let mut session = inbox::connect(&target, CALL_TIMEOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
+        let report = inbox.run_once(&mut session, &lease).await;
+        let _ = session.logout().await;
+        Ok::<_, anyhow::Error>(report?)
+    }
+    .await;
+    crate::lease::release(&app.db, inbox::LEASE, holder).await?;
+    let r = read?;
+    println!(
+        "mail: {} read, {} answer(s) applied, {} ignored or handled before",
+        r.read, r.answered, r.ignored
+    );
+    Ok(())
 }
 
 /// The longest one Web API call of `tick` may take.
@@ -102,6 +150,10 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
     .with_render_context(render);
+    let sender = match crate::daemon::email_setup(&app.config)?.0 {
+        Some(mail) => sender.with_mail(mail, app.config.email.per_minute),
+        None => sender,
+    };
     let r = sender.drain(Duration::from_secs(5)).await?;
     println!(
         "outbox: {} sent, {} to retry, {} failed, {} waiting for Slack's rate limits",

@@ -23,6 +23,24 @@ pub async fn delete_handled_envelopes_before<C: ConnectionTrait>(
     .await
 }
 
+/// Deletes up to `limit` `email_replies` rows (emails read from the mailbox) handled before
+/// `cutoff`; returns how many.
+pub async fn delete_email_replies_before<C: ConnectionTrait>(
+    conn: &C,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    delete_limited(
+        conn,
+        "DELETE FROM email_replies WHERE message_id IN (
+             SELECT message_id FROM email_replies WHERE handled_at < $1 LIMIT $2)",
+        cutoff,
+        limit,
+        vec![],
+    )
+    .await
+}
+
 /// Deletes up to `limit` `outbox` rows that were sent or failed for good, whose last attempt
 /// was due before `cutoff` (the `outbox_due` index); returns how many. Pending rows, handed to
 /// Slack or not, are never deleted.

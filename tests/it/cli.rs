@@ -766,3 +766,78 @@ async fn project_data_descriptions_and_sanity_dry_runs() {
         "error: Project 9 does not exist"
     );
 }
+
+#[tokio::test]
+async fn workers_choose_how_they_hear_about_work() {
+    let cli = Cli::new().await;
+    assert_eq!(
+        cli.fails(&["worker", "add", "erin", "--notify", "email"]),
+        "error: Worker erin cannot be notified by email without an email address (--email)"
+    );
+    let out = cli.run(&[
+        "worker",
+        "add",
+        "erin",
+        "--email",
+        "erin@example.com",
+        "--notify",
+        "email",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "added worker erin (id 1)\n");
+    // Email is not configured here: the command says what that means for her.
+    assert!(
+        out.stderr.contains("email is not configured") && out.stderr.contains("not offered work"),
+        "{}",
+        out.stderr
+    );
+    cli.ok(&["worker", "add", "rob", "--slack-user-id", "U0ROB"]);
+    cli.ok(&[
+        "worker",
+        "update",
+        "rob",
+        "--email",
+        "rob@example.com",
+        "--notify",
+        "both",
+    ]);
+    assert_eq!(
+        cli.fails(&["worker", "update", "rob", "--email", "", "--notify", "both"]),
+        "error: Worker rob cannot be notified by both without an email address (--email)"
+    );
+    cli.ok(&[
+        "worker",
+        "update",
+        "erin",
+        "--slack-user-id",
+        "U0ERIN",
+        "--admin",
+        "true",
+    ]);
+    cli.ok(&["worker", "update", "erin", "--slack-user-id", "none"]);
+    assert_eq!(
+        cli.fails(&["worker", "update", "nobody", "--notify", "slack"]),
+        "error: Worker with username nobody does not exist"
+    );
+    let list = cli.json(&["worker", "list", "--json"]);
+    let summary: Vec<(String, String, Value, bool)> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|w| {
+            (
+                w["username"].as_str().unwrap_or_default().to_string(),
+                w["notify"].as_str().unwrap_or_default().to_string(),
+                w["slack_user_id"].clone(),
+                w["is_admin"].as_bool().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("erin".into(), "email".into(), Value::Null, true),
+            ("rob".into(), "both".into(), Value::from("U0ROB"), false),
+        ]
+    );
+}

@@ -444,3 +444,100 @@ async fn check_logs_in_to_both_mail_servers_without_printing_passwords() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_daemon_reads_replies_as_they_arrive() {
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+        return;
+    };
+    // Leases (and so the mailbox loop's rounds without IDLE) last an hour here: only IMAP IDLE
+    // can make the daemon read the reply at once.
+    let mut t = emailing(&mail)
+        .email_worker("erin", Notify::Email, false)
+        .daemon_reads_mail()
+        .config(|c| {
+            c.loops.lease_ttl = Duration::from_secs(3600);
+            c.email.poll_interval = Duration::from_secs(3600);
+        })
+        .start()
+        .await;
+    t.staff().await;
+    let offer = offer_to(&mut t, &mut mail, "erin").await;
+    let reply_to = offer.reply_to.clone().expect("Reply-To");
+    let reply = offer.reply(&address("erin"), "Yes!");
+    mail.send(&address("erin"), &reply_to, &reply).await;
+    let [won, _assigned] = <[Email; 2]>::try_from(mail.next_emails("erin", 2).await).expect("two");
+    assert!(won.text.starts_with("You got the task!"), "{}", won.text);
+    assert_eq!(assignee(&t).await.as_deref(), Some("erin"));
+    let notice = t
+        .notice(PICKED_UP, "erin")
+        .replace(&format!(" (<@{}>)", slack_id("erin")), "");
+    assert_eq!(t.h.next_post(CHANNEL).await, notice);
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn tick_mail_reads_the_replies_once() {
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+        return;
+    };
+    let mut t = emailing(&mail)
+        .email_worker("erin", Notify::Email, false)
+        .start()
+        .await;
+    t.staff().await;
+    let offer = offer_to(&mut t, &mut mail, "erin").await;
+    let reply_to = offer.reply_to.clone().expect("Reply-To");
+    mail.send(
+        &address("erin"),
+        &reply_to,
+        &offer.reply(&address("erin"), "no"),
+    )
+    .await;
+    staffbot::lease::release(t.h.db(), staffbot::email::inbox::LEASE, "test")
+        .await
+        .expect("release");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("staffbot.toml");
+    std::fs::write(
+        &conf,
+        "[email]\nfrom = \"staffbot <staffbot@example.com>\"\n",
+    )
+    .expect("conf");
+    let (smtp, imap) = (mail.smtp_url(), mail.imap_url("staffbot"));
+    let tick = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_staffbot"))
+            .args(["tick", "mail"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("STAFFBOT_CONFIG", &conf)
+            .env("STAFFBOT_DATABASE_URL", &t.h.t.url)
+            .env("STAFFBOT_SMTP_URL", &smtp)
+            .env("STAFFBOT_IMAP_URL", &imap)
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        tick(),
+        "mail: 1 read, 1 answer(s) applied, 0 ignored or handled before\n\
+         outbox: not delivered (SLACK_BOT_TOKEN is not set)\n"
+    );
+    // The daemon delivers the answer; a second tick finds nothing.
+    assert_eq!(
+        mail.next_email("erin").await.text.trim(),
+        "Thanks for responding!"
+    );
+    assert!(tick().starts_with("mail: 0 read, 0 answer(s) applied"));
+    assert_eq!(
+        t.h.next_post(CHANNEL).await,
+        format!(
+            "No worker has accepted to work on task v1 ({}) - write",
+            t.description
+        )
+    );
+    mail.assert_all_read();
+    t.h.finish().await;
+}

@@ -407,6 +407,8 @@ pub struct TeamSpec {
     admins: Vec<String>,
     auto_review: bool,
     replica: bool,
+    /// The daemon's own mailbox loop runs (the test does not hold the `mail` lease).
+    mail_loop: bool,
     staffing_channel: Option<String>,
     notifications_channel: Option<String>,
     configure: Vec<Configure>,
@@ -429,6 +431,7 @@ impl TeamSpec {
             admins: Vec::new(),
             auto_review: false,
             replica: false,
+            mail_loop: false,
             staffing_channel: None,
             notifications_channel: None,
             configure: Vec::new(),
@@ -478,6 +481,11 @@ impl TeamSpec {
     /// Reviewers are staffed automatically (`staffbot_autoassign` for the reviewer role).
     pub fn auto_review(mut self) -> Self {
         self.auto_review = true;
+        self
+    }
+    /// The daemon reads the mailbox itself (its `mail` loop runs; other loops stay the test's).
+    pub fn daemon_reads_mail(mut self) -> Self {
+        self.mail_loop = true;
         self
     }
     /// A second daemon on the same database.
@@ -565,6 +573,11 @@ impl TeamSpec {
         }
         h.fake.add_channel(CHANNEL, "mayor-race", &[]);
         h.hold_loop_leases().await;
+        if self.mail_loop {
+            staffbot::lease::release(h.db(), staffbot::email::inbox::LEASE, "test")
+                .await
+                .expect("release");
+        }
         h.start().await;
         if self.replica {
             h.start_replica().await;

@@ -28,6 +28,13 @@ async fn seed(db: &DatabaseConnection, now: DateTime<Utc>, bulk: u32) {
             vec![id.into(), at.into()],
         )
         .await;
+        // An email reply read at the same time, by its Message-ID.
+        exec(
+            db,
+            "INSERT INTO email_replies (message_id, verdict, handled_at) VALUES ($1, 'ignored', $2)",
+            vec![format!("{id}@mail.example.com").into(), at.into()],
+        )
+        .await;
     }
     exec(
         db,
@@ -83,8 +90,13 @@ async fn left(db: &DatabaseConnection) -> (Vec<String>, Vec<String>) {
     let outbox = keys("SELECT dedupe_key AS key FROM outbox ORDER BY dedupe_key")
         .await
         .expect("outbox");
-    let names = |rows: Vec<Key>| rows.into_iter().map(|k| k.key).collect();
-    (names(envelopes), names(outbox))
+    let replies = keys("SELECT message_id AS key FROM email_replies ORDER BY message_id")
+        .await
+        .expect("email replies");
+    let names = |rows: Vec<Key>| rows.into_iter().map(|k| k.key).collect::<Vec<_>>();
+    let mut envelopes = names(envelopes);
+    envelopes.extend(names(replies));
+    (envelopes, names(outbox))
 }
 
 const KEPT_OUTBOX: [&str; 3] = ["new-sent", "old-pending", "old-pending-handed-over"];
@@ -111,12 +123,16 @@ async fn the_retention_loop_deletes_what_is_past_retention_in_batches() {
         .expect("run");
     assert_eq!(
         run.summary,
-        "2501 handled envelope(s) and 2 sent or failed outbox row(s) deleted"
+        "2501 handled envelope(s), 1 email reply id(s) and 2 sent or failed outbox row(s) deleted"
     );
     assert_eq!(
         left(&t.db).await,
         (
-            vec!["bulk: 0".to_string(), "new".to_string()],
+            vec![
+                "bulk: 0".to_string(),
+                "new".to_string(),
+                "new@mail.example.com".to_string()
+            ],
             KEPT_OUTBOX.map(String::from).to_vec()
         )
     );
@@ -125,7 +141,7 @@ async fn the_retention_loop_deletes_what_is_past_retention_in_batches() {
         .expect("run");
     assert_eq!(
         again.summary,
-        "0 handled envelope(s) and 0 sent or failed outbox row(s) deleted"
+        "0 handled envelope(s), 0 email reply id(s) and 0 sent or failed outbox row(s) deleted"
     );
 }
 
@@ -145,13 +161,17 @@ async fn tick_retention_deletes_what_is_past_retention() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "retention: 1 handled envelope(s) and 2 sent or failed outbox row(s) deleted\n\
+        "retention: 1 handled envelope(s), 1 email reply id(s) and 2 sent or failed outbox row(s) deleted\n\
          outbox: not delivered (SLACK_BOT_TOKEN is not set)\n"
     );
     assert_eq!(
         left(&t.db).await,
         (
-            vec!["bulk: 0".to_string(), "new".to_string()],
+            vec![
+                "bulk: 0".to_string(),
+                "new".to_string(),
+                "new@mail.example.com".to_string()
+            ],
             KEPT_OUTBOX.map(String::from).to_vec()
         )
     );
