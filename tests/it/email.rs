@@ -541,3 +541,65 @@ async fn tick_mail_reads_the_replies_once() {
     mail.assert_all_read();
     t.h.finish().await;
 }
+
+#[tokio::test]
+async fn reminders_follow_each_workers_preference() {
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin", "rae"]).await else {
+        return;
+    };
+    let mut t = emailing(&mail)
+        .email_worker("erin", Notify::Email, false)
+        .email_worker("rae", Notify::Both, true)
+        .start()
+        .await;
+    t.staff().await;
+    t.h.tick(chrono::Utc::now(), 1).await;
+    let erin_offer = mail.next_email("erin").await;
+    let rae_offer = mail.next_email("rae").await;
+    let mut slack = t.h.next_messages(2).await;
+    slack.sort_by_key(|c| c.body["channel"].as_str().map(str::to_string));
+    assert_eq!(slack[0].body["channel"], CHANNEL, "the pool is exhausted");
+    let dm = &slack[1].body["channel"];
+    assert_eq!(dm, &slack_id("rae"), "Rae's offer is a DM too");
+    // Rae also uses Slack: her email links her App Home; Erin's does not.
+    assert!(
+        rae_offer.text.contains("slack://app?team="),
+        "{}",
+        rae_offer.text
+    );
+    assert!(!erin_offer.text.contains("slack://"), "{}", erin_offer.text);
+
+    // Reminders with no minimum gap, now (the daemon's sender delivers what is due now).
+    let lease = t.h.lease("reminders").await;
+    let now = chrono::Utc::now();
+    let reminded =
+        staffbot::staffing::reminders::run_once(t.h.db(), &lease, Duration::ZERO, true, now)
+            .await
+            .expect("reminders");
+    assert_eq!(reminded, 2);
+    let erin = mail.next_email("erin").await;
+    assert_eq!(erin.subject, "A new task is available for you");
+    assert!(
+        erin.text.starts_with("Tasks are still available"),
+        "{}",
+        erin.text
+    );
+    // Its links answer her offer (its token), as a reply to the offer would.
+    let token = erin_offer.reply_to.as_deref().expect("Reply-To");
+    assert!(
+        erin.text
+            .contains(&format!("mailto:{token}?subject=ACCEPT")),
+        "{}",
+        erin.text
+    );
+    assert!(
+        mail.next_email("rae")
+            .await
+            .text
+            .starts_with("Tasks are still available")
+    );
+    let dm = t.h.next_message().await;
+    assert_eq!(dm.body["channel"], slack_id("rae"), "and on Slack: {dm:?}");
+    mail.assert_all_read();
+    t.h.finish().await;
+}
