@@ -67,17 +67,42 @@ async fn offer_to(t: &mut Team, mail: &mut MailServer, name: &str) -> Email {
     offer
 }
 
-#[tokio::test]
-async fn an_email_only_worker_accepts_by_replying_and_wins() {
-    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
-        return;
-    };
-    let mut t = emailing(&mail)
-        .email_worker("erin", Notify::Email, false)
-        .start()
-        .await;
+/// Mailboxes `staffbot`, `erin` and `extra`, and a team (as `spec` makes it) whose worker Erin
+/// prefers email and has no Slack id, staffed, with her offer read. None when there is no mail
+/// server (the test is skipped).
+async fn erin_offered(
+    extra: &[&str],
+    spec: impl FnOnce(TeamSpec) -> TeamSpec,
+) -> Option<(MailServer, Team, Email)> {
+    let mut names = vec!["staffbot", "erin"];
+    names.extend_from_slice(extra);
+    let mut mail = MailServer::start(&names).await?;
+    let team = emailing(&mail).email_worker("erin", Notify::Email, false);
+    let mut t = spec(team).start().await;
     t.staff().await;
     let offer = offer_to(&mut t, &mut mail, "erin").await;
+    Some((mail, t, offer))
+}
+
+/// `name` replies `body` to `offer` from their own address; returns the message sent.
+async fn answer(mail: &mut MailServer, offer: &Email, name: &str, body: &str) -> String {
+    let reply = offer.reply(&address(name), body);
+    let reply_to = offer.reply_to.clone().expect("a Reply-To");
+    mail.send(&address(name), &reply_to, &reply).await;
+    reply
+}
+
+/// The channel's notice that `name`, who has no Slack id, picked up the team's task.
+fn picked_up(t: &Team, name: &str) -> String {
+    t.notice(PICKED_UP, name)
+        .replace(&format!(" (<@{}>)", slack_id(name)), "")
+}
+
+#[tokio::test]
+async fn an_email_only_worker_accepts_by_replying_and_wins() {
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], |s| s).await else {
+        return;
+    };
     assert!(
         offer
             .text
@@ -101,8 +126,7 @@ async fn an_email_only_worker_accepts_by_replying_and_wins() {
     let accept_link = format!("<a href=\"mailto:{reply_to}?subject=ACCEPT");
     assert!(offer.html.contains(&accept_link), "{}", offer.html);
 
-    let reply = offer.reply(&address("erin"), "Accept\n\nThanks!");
-    mail.send(&address("erin"), &reply_to, &reply).await;
+    answer(&mut mail, &offer, "erin", "Accept\n\nThanks!").await;
     let report = read_mailbox(&t).await;
     assert_eq!((report.read, report.answered, report.moved), (1, 1, 1));
 
@@ -123,10 +147,7 @@ async fn an_email_only_worker_accepts_by_replying_and_wins() {
     assert_eq!(assigned.subject, "You've been assigned to a new task!");
     let task_line = format!("Task: write {}", t.task);
     assert!(assigned.text.contains(&task_line), "{}", assigned.text);
-    let notice = t
-        .notice(PICKED_UP, "erin")
-        .replace(&format!(" (<@{}>)", slack_id("erin")), "");
-    assert_eq!(t.h.next_post(CHANNEL).await, notice);
+    assert_eq!(t.h.next_post(CHANNEL).await, picked_up(&t, "erin"));
     assert_eq!(
         mail.count("staffbot", "INBOX").await,
         0,
@@ -215,15 +236,9 @@ async fn a_slack_worker_and_an_email_worker_race_and_exactly_one_wins() {
 
 #[tokio::test]
 async fn strangers_wrong_tokens_auto_replies_and_gibberish_change_nothing() {
-    let Some(mut mail) = MailServer::start(&["staffbot", "erin", "mallory"]).await else {
+    let Some((mut mail, mut t, offer)) = erin_offered(&["mallory"], |s| s).await else {
         return;
     };
-    let mut t = emailing(&mail)
-        .email_worker("erin", Notify::Email, false)
-        .start()
-        .await;
-    t.staff().await;
-    let offer = offer_to(&mut t, &mut mail, "erin").await;
     let reply_to = offer.reply_to.clone().expect("Reply-To");
     let erin = address("erin");
     // Someone else answers Erin's offer.
@@ -246,8 +261,7 @@ async fn strangers_wrong_tokens_auto_replies_and_gibberish_change_nothing() {
     assert_eq!(assignee(&t).await, None);
 
     // Erin writes something that is not an answer: she is asked again, nothing changes.
-    let unclear = offer.reply(&erin, "Maybe tomorrow?");
-    mail.send(&erin, &reply_to, &unclear).await;
+    answer(&mut mail, &offer, "erin", "Maybe tomorrow?").await;
     let report = read_mailbox(&t).await;
     assert_eq!((report.read, report.answered), (1, 0));
     let again = mail.next_email("erin").await;
@@ -260,8 +274,7 @@ async fn strangers_wrong_tokens_auto_replies_and_gibberish_change_nothing() {
     assert_eq!(assignee(&t).await, None);
 
     // Her offer is still open: she can still say no.
-    let no = offer.reply(&erin, "REJECT");
-    mail.send(&erin, &reply_to, &no).await;
+    answer(&mut mail, &offer, "erin", "REJECT").await;
     assert_eq!(read_mailbox(&t).await.answered, 1);
     assert_eq!(
         mail.next_email("erin").await.text.trim(),
@@ -281,18 +294,10 @@ async fn strangers_wrong_tokens_auto_replies_and_gibberish_change_nothing() {
 
 #[tokio::test]
 async fn a_reply_read_again_after_a_crash_is_handled_once() {
-    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], |s| s).await else {
         return;
     };
-    let mut t = emailing(&mail)
-        .email_worker("erin", Notify::Email, false)
-        .start()
-        .await;
-    t.staff().await;
-    let offer = offer_to(&mut t, &mut mail, "erin").await;
-    let reply_to = offer.reply_to.clone().expect("Reply-To");
-    let reply = offer.reply(&address("erin"), "accept");
-    mail.send(&address("erin"), &reply_to, &reply).await;
+    let reply = answer(&mut mail, &offer, "erin", "accept").await;
 
     // A process handles the reply and dies before moving it out of the inbox.
     let incoming = staffbot::email::inbox::parse(reply.replace('\n', "\r\n").as_bytes());
@@ -326,10 +331,7 @@ async fn a_reply_read_again_after_a_crash_is_handled_once() {
     let [won, assigned] = <[Email; 2]>::try_from(mail.next_emails("erin", 2).await).expect("two");
     assert!(won.text.starts_with("You got the task!"), "{}", won.text);
     assert_eq!(assigned.subject, "You've been assigned to a new task!");
-    let notice = t
-        .notice(PICKED_UP, "erin")
-        .replace(&format!(" (<@{}>)", slack_id("erin")), "");
-    assert_eq!(t.h.next_post(CHANNEL).await, notice);
+    assert_eq!(t.h.next_post(CHANNEL).await, picked_up(&t, "erin"));
     mail.assert_all_read();
     t.h.finish().await;
 }
@@ -447,54 +449,36 @@ async fn check_logs_in_to_both_mail_servers_without_printing_passwords() {
 
 #[tokio::test]
 async fn the_daemon_reads_replies_as_they_arrive() {
-    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
-        return;
-    };
     // Leases (and so the mailbox loop's rounds without IDLE) last an hour here: only IMAP IDLE
     // can make the daemon read the reply at once.
-    let mut t = emailing(&mail)
-        .email_worker("erin", Notify::Email, false)
-        .daemon_reads_mail()
-        .config(|c| {
-            c.loops.lease_ttl = Duration::from_secs(3600);
-            c.email.poll_interval = Duration::from_secs(3600);
+    let hour = Duration::from_secs(3600);
+    let spec = |s: TeamSpec| {
+        s.daemon_reads_mail().config(move |c| {
+            c.loops.lease_ttl = hour;
+            c.email.poll_interval = hour;
         })
-        .start()
-        .await;
-    t.staff().await;
-    let offer = offer_to(&mut t, &mut mail, "erin").await;
-    let reply_to = offer.reply_to.clone().expect("Reply-To");
-    let reply = offer.reply(&address("erin"), "Yes!");
-    mail.send(&address("erin"), &reply_to, &reply).await;
+    };
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], spec).await else {
+        return;
+    };
+    answer(&mut mail, &offer, "erin", "Yes!").await;
     let [won, _assigned] = <[Email; 2]>::try_from(mail.next_emails("erin", 2).await).expect("two");
     assert!(won.text.starts_with("You got the task!"), "{}", won.text);
     assert_eq!(assignee(&t).await.as_deref(), Some("erin"));
-    let notice = t
-        .notice(PICKED_UP, "erin")
-        .replace(&format!(" (<@{}>)", slack_id("erin")), "");
-    assert_eq!(t.h.next_post(CHANNEL).await, notice);
+    assert_eq!(t.h.next_post(CHANNEL).await, picked_up(&t, "erin"));
     mail.assert_all_read();
     t.h.finish().await;
 }
 
 #[tokio::test]
 async fn tick_mail_reads_the_replies_once() {
-    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+    let Some((mut mail, mut t, offer)) =
+        erin_offered(&[], |s| s.config(|c| c.email.imap_url = None)).await
+    else {
         return;
     };
-    let mut t = emailing(&mail)
-        .email_worker("erin", Notify::Email, false)
-        .start()
-        .await;
-    t.staff().await;
-    let offer = offer_to(&mut t, &mut mail, "erin").await;
-    let reply_to = offer.reply_to.clone().expect("Reply-To");
-    mail.send(
-        &address("erin"),
-        &reply_to,
-        &offer.reply(&address("erin"), "no"),
-    )
-    .await;
+    // The daemon does not read this mailbox (no email.imap_url): only `tick mail` does.
+    answer(&mut mail, &offer, "erin", "no").await;
     staffbot::lease::release(t.h.db(), staffbot::email::inbox::LEASE, "test")
         .await
         .expect("release");
@@ -530,7 +514,11 @@ async fn tick_mail_reads_the_replies_once() {
         mail.next_email("erin").await.text.trim(),
         "Thanks for responding!"
     );
-    assert!(tick().starts_with("mail: 0 read, 0 answer(s) applied"));
+    let again = tick();
+    assert!(
+        again.starts_with("mail: 0 read, 0 answer(s) applied"),
+        "{again}"
+    );
     assert_eq!(
         t.h.next_post(CHANNEL).await,
         format!(
