@@ -110,8 +110,13 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     .await;
     crate::lease::release(&app.db, inbox::LEASE, holder).await?;
     let r = read?;
+    let failed = if r.failed > 0 {
+        format!(", {} left in the mailbox for the next run (see the log)", r.failed)
+    } else {
+        String::new()
+    };
     println!(
-        "mail: {} read, {} answer(s) applied, {} ignored or handled before",
+        "mail: {} read, {} answer(s) applied, {} ignored or handled before{failed}",
         r.read, r.answered, r.ignored
     );
     Ok(())

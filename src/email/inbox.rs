@@ -157,6 +157,8 @@ pub struct InboxReport {
     pub ignored: usize,
     /// Messages moved to the handled mailbox.
     pub moved: usize,
+    /// Messages that could not be handled now (the database failed): left for the next round.
+    pub failed: usize,
 }
 
 /// What an answer to offer `click` means for the worker, by email.
@@ -535,7 +537,7 @@ impl Inbox {
             report.read += 1;
             let incoming = parse(&raw);
             let now = self.clock.now();
-            let verdict = handle(
+            let handled = handle(
                 &self.db,
                 lease,
                 &incoming,
@@ -543,7 +545,17 @@ impl Inbox {
                 &self.notices,
                 now,
             )
-            .await?;
+            .await;
+            let verdict = match handled {
+                Ok(verdict) => verdict,
+                Err(e) if crate::lease::is_lease_lost(&e) => return Err(e.into()),
+                Err(e) => {
+                    // Left in the mailbox for the next round; the others go on.
+                    tracing::error!(uid, message_id = %incoming.message_id, "email reply not handled: {e}");
+                    report.failed += 1;
+                    continue;
+                }
+            };
             tracing::info!(uid, message_id = %incoming.message_id, verdict = %verdict.as_str(), "email read");
             match verdict {
                 Verdict::Answered(
@@ -705,6 +717,7 @@ impl InboxLoop {
                             read = report.read,
                             answered = report.answered,
                             ignored = report.ignored,
+                            failed = report.failed,
                             "mailbox read"
                         );
                         self.wake.notify_one();
