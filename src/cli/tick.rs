@@ -111,7 +111,10 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     crate::lease::release(&app.db, inbox::LEASE, holder).await?;
     let r = read?;
     let failed = if r.failed > 0 {
-        format!(", {} left in the mailbox for the next run (see the log)", r.failed)
+        format!(
+            ", {} left in the mailbox for the next run (see the log)",
+            r.failed
+        )
     } else {
         String::new()
     };

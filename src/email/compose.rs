@@ -31,6 +31,8 @@ pub struct EmailContext<'a> {
     pub is_reply: bool,
     /// The app's Home tab, linked for workers who also use Slack.
     pub app_home: Option<&'a AppHome>,
+    /// The worker also uses Slack (the project channel they were invited to is linked).
+    pub uses_slack: bool,
 }
 
 /// A paragraph: lines of text and links.
@@ -152,21 +154,28 @@ fn subject_for(ctx: &EmailContext<'_>, base: &str) -> String {
     }
 }
 
-fn outcome_line(outcome: &OfferOutcome) -> String {
+/// What an answered offer's reply says; the project channel is linked for a worker who uses
+/// Slack (they were invited to it).
+fn outcome_lines(outcome: &OfferOutcome, uses_slack: bool) -> Vec<Part> {
     match outcome {
         OfferOutcome::Won {
             task_id,
             channel: Some(c),
-        } => format!(
-            "You got the task! Task {task_id} is yours; the team is in the Slack channel {c}."
-        ),
-        OfferOutcome::Won {
-            task_id,
-            channel: None,
-        } => format!("You got the task! Task {task_id} is yours."),
-        OfferOutcome::Taken => slack::TAKEN.to_string(),
-        OfferOutcome::Thanks => slack::THANKS.to_string(),
-        OfferOutcome::Gone => slack::GONE.to_string(),
+        } if uses_slack => vec![
+            text(format!(
+                "You got the task! Task {task_id} is yours; the team is in its Slack channel."
+            )),
+            Part::Link {
+                label: "Open the channel".into(),
+                url: format!("https://slack.com/app_redirect?channel={c}"),
+            },
+        ],
+        OfferOutcome::Won { task_id, .. } => {
+            vec![text(format!("You got the task! Task {task_id} is yours."))]
+        }
+        OfferOutcome::Taken => vec![text(slack::TAKEN)],
+        OfferOutcome::Thanks => vec![text(slack::THANKS)],
+        OfferOutcome::Gone => vec![text(slack::GONE)],
     }
 }
 
@@ -227,7 +236,7 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         }
         Message::OfferDecided { outcome, .. } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
-            paragraphs = vec![vec![text(outcome_line(outcome))]];
+            paragraphs = vec![outcome_lines(outcome, ctx.uses_slack)];
         }
         Message::ClickReply { reply } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
@@ -336,6 +345,7 @@ mod tests {
             token: Some("abcdefghij0123456789"),
             is_reply: false,
             app_home: home,
+            uses_slack: home.is_some(),
         }
     }
 
@@ -378,6 +388,32 @@ mod tests {
                 .text
                 .starts_with("Sorry, I could not read your answer.")
         );
+        let won = |uses_slack| {
+            let ctx = EmailContext {
+                uses_slack,
+                ..reply_ctx.clone()
+            };
+            let outcome = OfferOutcome::Won {
+                task_id: 4,
+                channel: Some("C1".into()),
+            };
+            let message = match &taken {
+                Message::OfferDecided {
+                    first_name, offer, ..
+                } => Message::OfferDecided {
+                    first_name: first_name.clone(),
+                    offer: offer.clone(),
+                    outcome,
+                },
+                _ => unreachable!("decided"),
+            };
+            compose(&message, &ctx).expect("an email").text
+        };
+        assert_eq!(
+            won(true),
+            "You got the task! Task 4 is yours; the team is in its Slack channel.\nOpen the channel: https://slack.com/app_redirect?channel=C1\n"
+        );
+        assert_eq!(won(false), "You got the task! Task 4 is yours.\n");
         let welcome = Message::Welcome { user: "U1".into() };
         assert!(compose(&welcome, &reply_ctx).is_err());
     }

@@ -99,6 +99,7 @@ pub fn ready(
         token: token.as_deref(),
         is_reply: in_reply_to.is_some(),
         app_home: app_home.filter(|_| slack_user.is_some()),
+        uses_slack: slack_user.is_some(),
     };
     let composed = compose::compose(message, &ctx)?;
     Ok(ReadyEmail {
