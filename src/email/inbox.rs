@@ -290,7 +290,11 @@ async fn decide<C: ConnectionTrait>(
                 now,
             )
             .await?;
-            (Verdict::Answered(outcome), answer_reply(outcome, &click))
+            // Read again: whether someone else won is what the request says now (a click
+            // may have won it while this answer waited for the request's row).
+            let now_state = db::offers::click(conn, inquiry_id).await?;
+            let state = now_state.as_ref().unwrap_or(&click);
+            (Verdict::Answered(outcome), answer_reply(outcome, state))
         }
     };
     let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
