@@ -652,8 +652,9 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
          one open staffing request (the rows `staff` writes, its channel announcement included), \
          50 spare tasks for `staff`, and one admin. It is bulk-inserted into a fresh database per \
          size and batch size: an SQLite file (WAL, `synchronous = NORMAL`, as `serve` opens it) or \
-         a new PostgreSQL database. The bulk rows are checked against what staffbot's own \
-         functions write before every run.\n"
+         a new PostgreSQL database, then `ANALYZE`d (fresh planner statistics, as a database in \
+         use has; not part of the build time). The bulk rows are checked against what \
+         staffbot's own functions write before every run.\n"
     );
     let _ = writeln!(
         out,
