@@ -51,8 +51,29 @@ impl Counted {
             .context("connecting to the benchmark database")?;
         let count = Arc::new(AtomicU64::new(0));
         let seen = count.clone();
-        db.set_metric_callback(move |_| {
+        // `BENCH_SLOW_MS=N`: every statement slower than N ms goes to stderr with its time (to
+        // find what a phase spends its time on).
+        let slow = std::env::var("BENCH_SLOW_MS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok());
+        db.set_metric_callback(move |info| {
             seen.fetch_add(1, Ordering::Relaxed);
+            if let Some(limit) = slow {
+                let ms = info.elapsed.as_secs_f64() * 1000.0;
+                if ms >= limit {
+                    let sql: String = info
+                        .statement
+                        .sql
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .chars()
+                        .take(160)
+                        .collect();
+                    let values = info.statement.values.as_ref().map_or(0, |v| v.0.len());
+                    eprintln!("    slow: {ms:9.1} ms, {values} values: {sql}");
+                }
+            }
         });
         Ok(Counted { db, count })
     }
