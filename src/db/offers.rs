@@ -357,33 +357,36 @@ pub struct DueReminder {
 
 /// Open offers of workers due a reminder (not reminded since `cutoff`, and their oldest open
 /// offer is at least that old): one row per (worker, offer), by worker, then project priority.
+///
+/// Each worker's oldest open offer is a window over the open offers, read once: the earlier
+/// `w.id IN (SELECT … GROUP BY … HAVING MIN(…))` was estimated at a few dozen workers, and
+/// PostgreSQL joined every open offer by index lookups (see `docs/benchmarks-notes.md`).
 pub async fn due_reminders<C: ConnectionTrait>(
     conn: &C,
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<DueReminder>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql("SELECT w.id AS worker_id, w.slack_user_id, w.last_reminded_at, i.id AS inquiry_id,
+        sql("WITH open_offers AS (
+                 SELECT i.id, i.worker_id, i.request_id,
+                        MIN(i.created_at) OVER (PARTITION BY i.worker_id) AS oldest
+                 FROM staffing_inquiries i
+                 JOIN staffing_requests r ON r.id = i.request_id
+                 WHERE r.status <> {RequestStatus::Closed}
+                   AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id))
+             SELECT w.id AS worker_id, w.slack_user_id, w.last_reminded_at, i.id AS inquiry_id,
                     r.task_id, s.description AS step_description,
                     p.short_description AS project_description, r.required_role_counter
-             FROM staffing_inquiries i
+             FROM open_offers i
              JOIN workers w ON w.id = i.worker_id
              JOIN staffing_requests r ON r.id = i.request_id
              JOIN tasks t ON t.id = r.task_id
              JOIN steps s ON s.id = t.step_id
              JOIN projects p ON p.id = t.project_id
-             WHERE r.status <> {RequestStatus::Closed}
+             WHERE i.oldest <= $1
                AND t.status NOT IN ({TaskStatus::Complete}, {TaskStatus::Aborted})
                AND p.status NOT IN ({ProjectStatus::Completed}, {ProjectStatus::Aborted})
                AND w.slack_user_id IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id)
                AND (w.last_reminded_at IS NULL OR w.last_reminded_at <= $1)
-               AND w.id IN (
-                   SELECT i2.worker_id FROM staffing_inquiries i2
-                   JOIN staffing_requests r2 ON r2.id = i2.request_id
-                   WHERE r2.status <> {RequestStatus::Closed}
-                     AND NOT EXISTS (SELECT 1 FROM staffing_responses x2 WHERE x2.inquiry_id = i2.id)
-                   GROUP BY i2.worker_id
-                   HAVING MIN(i2.created_at) <= $1)
              ORDER BY w.id, p.priority DESC, r.created_at, i.id")
     });
     DueReminder::find_by_statement(statement(
