@@ -14,8 +14,8 @@ use sea_orm::{
 use super::entities::{staffing_inquiry, staffing_response};
 use super::requests::{REQUEST_COLUMNS, REQUEST_JOINS, RequestContext};
 use super::{
-    AssignmentStatus, InquiryMethod, ProjectStatus, RequestStatus, TaskStatus, is_postgres, sql,
-    statement,
+    AssignmentStatus, InquiryMethod, ProjectStatus, RequestStatus, TaskStatus, is_postgres,
+    pg_int_array, sql, statement,
 };
 
 /// Inserts offers of `(request_id, worker_id)`; returns their ids by that pair.
@@ -26,6 +26,42 @@ pub async fn insert_many<C: ConnectionTrait>(
 ) -> Result<HashMap<(i64, i64), i64>, DbErr> {
     if offers.is_empty() {
         return Ok(HashMap::new());
+    }
+    if is_postgres(conn) {
+        // Each column one array parameter: one statement text, prepared once, for any number
+        // of offers.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sql(
+                "INSERT INTO staffing_inquiries (request_id, worker_id, method, created_at)
+                 SELECT u.r, u.w, {InquiryMethod::Slack}, $3
+                 FROM UNNEST($1::bigint[], $2::bigint[]) WITH ORDINALITY AS u(r, w, n)
+                 ORDER BY u.n
+                 RETURNING id, request_id, worker_id",
+            )
+        });
+        let rows = conn
+            .query_all_raw(statement(
+                conn.get_database_backend(),
+                &SQL,
+                vec![
+                    pg_int_array(offers.iter().map(|&(r, _)| r)).into(),
+                    pg_int_array(offers.iter().map(|&(_, w)| w)).into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        return rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    (
+                        row.try_get("", "request_id")?,
+                        row.try_get("", "worker_id")?,
+                    ),
+                    row.try_get("", "id")?,
+                ))
+            })
+            .collect();
     }
     let rows = offers
         .iter()
