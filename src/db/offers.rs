@@ -397,9 +397,13 @@ pub struct DueReminder {
 /// Each worker's oldest open offer is a window over the open offers, read once: the earlier
 /// `w.id IN (SELECT … GROUP BY … HAVING MIN(…))` was estimated at a few dozen workers, and
 /// PostgreSQL joined every open offer by index lookups (see `docs/benchmarks-notes.md`).
+///
+/// Only workers with ids in `workers` (a caller reads the due offers a range of workers at a
+/// time, so memory stays bounded however many are due; see [`offered_worker_ids`]).
 pub async fn due_reminders<C: ConnectionTrait>(
     conn: &C,
     cutoff: DateTime<Utc>,
+    workers: std::ops::Range<i64>,
 ) -> Result<Vec<DueReminder>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         sql("WITH open_offers AS (
@@ -407,7 +411,8 @@ pub async fn due_reminders<C: ConnectionTrait>(
                         MIN(i.created_at) OVER (PARTITION BY i.worker_id) AS oldest
                  FROM staffing_inquiries i
                  JOIN staffing_requests r ON r.id = i.request_id
-                 WHERE r.status <> {RequestStatus::Closed}
+                 WHERE i.worker_id >= $2 AND i.worker_id < $3
+                   AND r.status <> {RequestStatus::Closed}
                    AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id))
              SELECT w.id AS worker_id, w.slack_user_id, w.last_reminded_at, i.id AS inquiry_id,
                     r.task_id, s.description AS step_description,
@@ -428,8 +433,25 @@ pub async fn due_reminders<C: ConnectionTrait>(
     DueReminder::find_by_statement(statement(
         conn.get_database_backend(),
         &SQL,
-        vec![cutoff.into()],
+        vec![cutoff.into(), workers.start.into(), workers.end.into()],
     ))
     .all(conn)
     .await
+}
+
+/// The lowest and highest id of a worker who was ever offered something (`None`: nobody was).
+pub async fn offered_worker_ids<C: ConnectionTrait>(conn: &C) -> Result<Option<(i64, i64)>, DbErr> {
+    let row = conn
+        .query_one_raw(statement(
+            conn.get_database_backend(),
+            "SELECT MIN(worker_id) AS lo, MAX(worker_id) AS hi FROM staffing_inquiries",
+            vec![],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let lo: Option<i64> = row.try_get("", "lo")?;
+    let hi: Option<i64> = row.try_get("", "hi")?;
+    Ok(lo.zip(hi))
 }
