@@ -307,15 +307,19 @@ async fn main() -> Result<()> {
         }
     }
     if let Some(binary) = binary {
-        eprintln!("socket phases with {}", binary.display());
-        let records = socket::run(&socket::Options {
+        let options = socket::Options {
             binary,
             duration: args.duration,
             rate: args.rate,
-        })
-        .await?;
-        for r in records {
-            out.push(r)?;
+        };
+        for backend in backends {
+            eprintln!("{backend}: socket phases with {}", options.binary.display());
+            let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
+            let records = socket::run(&options, backend, fresh.url()).await?;
+            fresh.drop_it(args.keep_db).await?;
+            for r in records {
+                out.push(r)?;
+            }
         }
     }
     if out.records.is_empty() {
