@@ -16,12 +16,8 @@ pub async fn enqueue<C: ConnectionTrait>(
     outgoing: Outgoing,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    Ok(db::outbox::insert_new(
-        conn,
-        vec![db::outbox::new_row(dedupe_key.to_string(), &outgoing, now)?],
-    )
-    .await?
-        > 0)
+    let row = db::outbox::new_row(dedupe_key.to_string(), &outgoing)?;
+    Ok(db::outbox::insert_new(conn, &[row], now).await? > 0)
 }
 
 /// Queues several messages (keys already queued are skipped), in as few statements as the
@@ -36,18 +32,15 @@ pub async fn enqueue_all<C: ConnectionTrait>(
     }
     let rows = messages
         .into_iter()
-        .map(|(key, outgoing)| db::outbox::new_row(key, &outgoing, now))
+        .map(|(key, outgoing)| db::outbox::new_row(key, &outgoing))
         .collect::<Result<Vec<_>, _>>()?;
-    // Seven values a row: chunks stay under SQLite's 32,766 and PostgreSQL's 65,535 bound
-    // parameters.
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        db::outbox::insert_new(conn, rows.by_ref().take(ROWS_PER_INSERT).collect()).await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        db::outbox::insert_new(conn, chunk, now).await?;
     }
     Ok(())
 }
 
-/// Rows one multi-row insert carries at most.
+/// Rows one insert carries at most (SQLite binds three values a row, under its 32,766).
 const ROWS_PER_INSERT: usize = 4000;
 
 /// Queues a publish of `user`'s App Home; with `notice` (what became of their click), which

@@ -79,6 +79,12 @@ struct Args {
     /// PostgreSQL server (trust auth); a database is created and dropped per run.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     pg_url: String,
+    /// Prefix of the PostgreSQL databases the benchmark creates (then `_<pid>_<micros>`).
+    #[arg(long, default_value = "staffbot_bench")]
+    pg_db_prefix: String,
+    /// Keep each PostgreSQL database after its run (to profile its queries); prints its name.
+    #[arg(long)]
+    keep_db: bool,
     /// JSON lines output (default: docs/bench-results.jsonl in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -129,7 +135,7 @@ enum FreshDb {
 }
 
 impl FreshDb {
-    async fn create(backend: &str, pg_url: &str) -> Result<FreshDb> {
+    async fn create(backend: &str, pg_url: &str, prefix: &str) -> Result<FreshDb> {
         if backend == "sqlite" {
             let dir = tempfile::tempdir()?;
             let url = data::sqlite_url(&dir.path().join("staffbot.db"));
@@ -137,8 +143,15 @@ impl FreshDb {
         }
         let base = pg_url.trim_end_matches('/');
         let admin_url = format!("{base}/postgres");
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            bail!("--pg-db-prefix: lowercase letters, digits and `_` only: {prefix:?}");
+        }
         let name = format!(
-            "staffbot_bench_{}_{}",
+            "{prefix}_{}_{}",
             std::process::id(),
             chrono::Utc::now().timestamp_micros()
         );
@@ -161,7 +174,13 @@ impl FreshDb {
         }
     }
 
-    async fn drop_it(self) -> Result<()> {
+    async fn drop_it(self, keep: bool) -> Result<()> {
+        if let FreshDb::Postgres { name, .. } = &self
+            && keep
+        {
+            eprintln!("kept the database {name}");
+            return Ok(());
+        }
         if let FreshDb::Postgres {
             admin_url, name, ..
         } = self
@@ -192,7 +211,7 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
             "{backend} W={} T={} B={batch}: building",
             size.workers, size.requests
         );
-        let fresh = FreshDb::create(backend, &args.pg_url).await?;
+        let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
         let c = Counted::connect(fresh.url()).await?;
         let (built, build) = phases::build(&c, shape, quiet).await?;
         if batch == 5 {
@@ -225,7 +244,7 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
             }
         }
         c.db.close().await?;
-        fresh.drop_it().await?;
+        fresh.drop_it(args.keep_db).await?;
     }
     Ok(())
 }
@@ -275,7 +294,7 @@ async fn main() -> Result<()> {
                 "{backend}: SanityBot over {} projects",
                 args.sanity_projects
             );
-            let fresh = FreshDb::create(backend, &args.pg_url).await?;
+            let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
             let c = Counted::connect(fresh.url()).await?;
             for phase in sanity::run(&c, Path::new(WORKSPACE), args.sanity_projects).await? {
                 let mut record = report::from_phase(backend, 0, 0, &phase);
@@ -284,19 +303,23 @@ async fn main() -> Result<()> {
                 out.push(record)?;
             }
             c.db.close().await?;
-            fresh.drop_it().await?;
+            fresh.drop_it(args.keep_db).await?;
         }
     }
     if let Some(binary) = binary {
-        eprintln!("socket phases with {}", binary.display());
-        let records = socket::run(&socket::Options {
+        let options = socket::Options {
             binary,
             duration: args.duration,
             rate: args.rate,
-        })
-        .await?;
-        for r in records {
-            out.push(r)?;
+        };
+        for backend in backends {
+            eprintln!("{backend}: socket phases with {}", options.binary.display());
+            let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
+            let records = socket::run(&options, backend, fresh.url()).await?;
+            fresh.drop_it(args.keep_db).await?;
+            for r in records {
+                out.push(r)?;
+            }
         }
     }
     if out.records.is_empty() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use rand::SeedableRng;
-use sea_orm::{DatabaseConnection, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use serde_json::{Value, json};
 use staffbot::clock::ManualClock;
 use staffbot::db::statement;
@@ -51,8 +51,29 @@ impl Counted {
             .context("connecting to the benchmark database")?;
         let count = Arc::new(AtomicU64::new(0));
         let seen = count.clone();
-        db.set_metric_callback(move |_| {
+        // `BENCH_SLOW_MS=N`: every statement slower than N ms goes to stderr with its time (to
+        // find what a phase spends its time on).
+        let slow = std::env::var("BENCH_SLOW_MS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok());
+        db.set_metric_callback(move |info| {
             seen.fetch_add(1, Ordering::Relaxed);
+            if let Some(limit) = slow {
+                let ms = info.elapsed.as_secs_f64() * 1000.0;
+                if ms >= limit {
+                    let sql: String = info
+                        .statement
+                        .sql
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .chars()
+                        .take(160)
+                        .collect();
+                    let values = info.statement.values.as_ref().map_or(0, |v| v.0.len());
+                    eprintln!("    slow: {ms:9.1} ms, {values} values: {sql}");
+                }
+            }
         });
         Ok(Counted { db, count })
     }
@@ -119,11 +140,19 @@ async fn count(db: &DatabaseConnection, sql: &str) -> Result<i64> {
     )
 }
 
-/// Builds the data and reports it as the `build` phase.
+/// Builds the data and reports it as the `build` phase; then `ANALYZE`s the database (a real
+/// database has fresh planner statistics; bulk-loaded tables have none yet), timed apart.
 pub async fn build(c: &Counted, shape: data::Shape, quiet: bool) -> Result<(data::Built, Phase)> {
     let (built, total, before, peak) = measure(c, data::build(&c.db, shape, quiet)).await;
+    let built = built?;
+    let started = Instant::now();
+    c.db.execute_unprepared("ANALYZE")
+        .await
+        .context("ANALYZE after loading")?;
+    let analyze_ms = started.elapsed().as_secs_f64() * 1000.0;
+    c.take();
     Ok((
-        built?,
+        built,
         Phase {
             name: "build",
             total,
@@ -131,7 +160,7 @@ pub async fn build(c: &Counted, shape: data::Shape, quiet: bool) -> Result<(data
             rss_before_mib: before,
             peak_rss_mib: peak,
             timed_out: false,
-            detail: Value::Null,
+            detail: json!({"analyze_ms": analyze_ms}),
         },
     ))
 }

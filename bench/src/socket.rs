@@ -162,14 +162,20 @@ enum Kind {
     Accept,
 }
 
-fn ack_record(phase: &str, latencies: &[f64], missing: usize, detail: serde_json::Value) -> Record {
+fn ack_record(
+    backend: &str,
+    phase: &str,
+    latencies: &[f64],
+    missing: usize,
+    detail: serde_json::Value,
+) -> Record {
     let mut sorted = latencies.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mut detail = detail;
     detail["over_1s"] = json!(sorted.iter().filter(|v| **v > 1000.0).count());
     detail["missing"] = json!(missing);
     Record {
-        backend: "sqlite".into(),
+        backend: backend.into(),
         phase: phase.into(),
         samples: Some(sorted.len()),
         wall_ms: percentile(&sorted, 50.0),
@@ -182,12 +188,12 @@ fn ack_record(phase: &str, latencies: &[f64], missing: usize, detail: serde_json
     }
 }
 
-pub async fn run(opts: &Options) -> Result<Vec<Record>> {
+/// The socket phases on `backend`, with the (fresh, empty) database at `url`.
+pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>> {
     let mut records = Vec::new();
     let dir = tempfile::tempdir()?;
-    let url = data::sqlite_url(&dir.path().join("staffbot.db"));
-    let db = staffbot::db::connect_and_migrate(&url).await?;
-    eprintln!("  socket data: W={WORKERS}, {REQUESTS} requests with two offers each");
+    let db = staffbot::db::connect_and_migrate(url).await?;
+    eprintln!("  {backend} socket data: W={WORKERS}, {REQUESTS} requests with two offers each");
     let built = data::build(
         &db,
         Shape {
@@ -237,7 +243,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
         let child = spawn(
             &opts.binary,
             &fake,
-            &url,
+            url,
             dir.path(),
             &format!("startup-{run}.log"),
         )?;
@@ -256,7 +262,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
     let mut sorted = runs.clone();
     sorted.sort_by(f64::total_cmp);
     let startup = Record {
-        backend: "sqlite".into(),
+        backend: backend.into(),
         phase: "startup".into(),
         wall_ms: percentile(&sorted, 50.0),
         samples: Some(runs.len()),
@@ -267,7 +273,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
     records.push(startup);
 
     // The daemon for the load run: connected, then idle for a while.
-    let child = spawn(&opts.binary, &fake, &url, dir.path(), "serve.log")?;
+    let child = spawn(&opts.binary, &fake, url, dir.path(), "serve.log")?;
     let pid = child.id().to_string();
     if !fake.wait_for_connections(2, CONNECT_WAIT).await {
         stop(child).await?;
@@ -275,7 +281,7 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
     }
     tokio::time::sleep(IDLE).await;
     let idle = Record {
-        backend: "sqlite".into(),
+        backend: backend.into(),
         phase: "idle_rss".into(),
         peak_rss_mib: crate::sys::status_mib(&pid, "VmRSS").map(|v| (v * 10.0).round() / 10.0),
         detail: json!({
@@ -392,11 +398,11 @@ pub async fn run(opts: &Options) -> Result<Vec<Record>> {
     });
     for (kind, phase) in [(Kind::Slash, "ack_slash"), (Kind::Accept, "ack_accept")] {
         let (lat, missing) = by_kind.get(&kind).cloned().unwrap_or_default();
-        records.push(ack_record(phase, &lat, missing, json!({})));
+        records.push(ack_record(backend, phase, &lat, missing, json!({})));
     }
     let all: Vec<f64> = by_kind.values().flat_map(|(l, _)| l.clone()).collect();
     let missing: usize = by_kind.values().map(|(_, m)| m).sum();
-    records.push(ack_record("ack_all", &all, missing, common));
+    records.push(ack_record(backend, "ack_all", &all, missing, common));
     for r in &records[records.len() - 3..] {
         eprintln!("  {}", serde_json::to_string(r)?);
     }

@@ -209,6 +209,42 @@ pub fn duration_param(backend: DatabaseBackend, d: Duration) -> sea_orm::Value {
     }
 }
 
+/// A PostgreSQL array literal of `items` (`{"a","b\"c"}`), bound as one text parameter and
+/// cast in SQL (`$1::text[]`): a whole column of a bulk write in one parameter
+/// (`INSERT … SELECT … FROM UNNEST(…)`), so the statement's text, and its prepared plan, are
+/// the same whatever the number of rows.
+pub(crate) fn pg_text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
+/// [`pg_text_array`] for numbers (`$1::bigint[]`).
+pub(crate) fn pg_int_array(items: impl IntoIterator<Item = i64>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item.to_string());
+    }
+    out.push('}');
+    out
+}
+
 pub fn is_postgres(db: &impl sea_orm::ConnectionTrait) -> bool {
     db.get_database_backend() == DatabaseBackend::Postgres
 }
@@ -276,5 +312,21 @@ pub async fn settle<Tx: sea_orm::TransactionSession, T, E: From<DbErr>>(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_literals_quote_every_element_and_escape_quotes_and_backslashes() {
+        assert_eq!(pg_text_array([]), "{}");
+        assert_eq!(
+            pg_text_array(["a", "", "NULL", "{x, y}", r#"say "hi" \ bye"#]),
+            r#"{"a","","NULL","{x, y}","say \"hi\" \\ bye"}"#
+        );
+        assert_eq!(pg_int_array([1, -2, 30]), "{1,-2,30}");
+        assert_eq!(pg_int_array([]), "{}");
     }
 }

@@ -15,7 +15,7 @@ use super::entities::{staffing_inquiry, staffing_response};
 use super::requests::{REQUEST_COLUMNS, REQUEST_JOINS, RequestContext};
 use super::{
     AssignmentStatus, InquiryMethod, Notify, ProjectStatus, RequestStatus, TaskStatus, is_postgres,
-    sql, statement,
+    pg_int_array, sql, statement,
 };
 
 /// Inserts offers of `(request_id, worker_id)`; returns their ids by that pair.
@@ -26,6 +26,42 @@ pub async fn insert_many<C: ConnectionTrait>(
 ) -> Result<HashMap<(i64, i64), i64>, DbErr> {
     if offers.is_empty() {
         return Ok(HashMap::new());
+    }
+    if is_postgres(conn) {
+        // Each column one array parameter: one statement text, prepared once, for any number
+        // of offers.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sql(
+                "INSERT INTO staffing_inquiries (request_id, worker_id, method, created_at)
+                 SELECT u.r, u.w, {InquiryMethod::Slack}, $3
+                 FROM UNNEST($1::bigint[], $2::bigint[]) WITH ORDINALITY AS u(r, w, n)
+                 ORDER BY u.n
+                 RETURNING id, request_id, worker_id",
+            )
+        });
+        let rows = conn
+            .query_all_raw(statement(
+                conn.get_database_backend(),
+                &SQL,
+                vec![
+                    pg_int_array(offers.iter().map(|&(r, _)| r)).into(),
+                    pg_int_array(offers.iter().map(|&(_, w)| w)).into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        return rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    (
+                        row.try_get("", "request_id")?,
+                        row.try_get("", "worker_id")?,
+                    ),
+                    row.try_get("", "id")?,
+                ))
+            })
+            .collect();
     }
     let rows = offers
         .iter()
@@ -364,42 +400,67 @@ pub struct DueReminder {
 
 /// Open offers of workers due a reminder (not reminded since `cutoff`, and their oldest open
 /// offer is at least that old): one row per (worker, offer), by worker, then project priority.
+///
+/// Each worker's oldest open offer is a window over the open offers, read once: the earlier
+/// `w.id IN (SELECT … GROUP BY … HAVING MIN(…))` was estimated at a few dozen workers, and
+/// PostgreSQL joined every open offer by index lookups (see `docs/benchmarks-notes.md`).
+///
+/// Only workers with ids in `workers` (a caller reads the due offers a range of workers at a
+/// time, so memory stays bounded however many are due; see [`offered_worker_ids`]).
 pub async fn due_reminders<C: ConnectionTrait>(
     conn: &C,
     cutoff: DateTime<Utc>,
+    workers: std::ops::Range<i64>,
 ) -> Result<Vec<DueReminder>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql("SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, rt.token AS reply_token,
+        sql("WITH open_offers AS (
+                 SELECT i.id, i.worker_id, i.request_id,
+                        MIN(i.created_at) OVER (PARTITION BY i.worker_id) AS oldest
+                 FROM staffing_inquiries i
+                 JOIN staffing_requests r ON r.id = i.request_id
+                 WHERE i.worker_id >= $2 AND i.worker_id < $3
+                   AND r.status <> {RequestStatus::Closed}
+                   AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id))
+             SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, rt.token AS reply_token,
                     w.last_reminded_at, i.id AS inquiry_id,
                     r.task_id, s.description AS step_description,
                     p.short_description AS project_description, r.required_role_counter
-             FROM staffing_inquiries i
+             FROM open_offers i
              JOIN workers w ON w.id = i.worker_id
              JOIN staffing_requests r ON r.id = i.request_id
              JOIN tasks t ON t.id = r.task_id
              JOIN steps s ON s.id = t.step_id
              JOIN projects p ON p.id = t.project_id
              LEFT JOIN offer_reply_tokens rt ON rt.inquiry_id = i.id
-             WHERE r.status <> {RequestStatus::Closed}
+             WHERE i.oldest <= $1
                AND t.status NOT IN ({TaskStatus::Complete}, {TaskStatus::Aborted})
                AND p.status NOT IN ({ProjectStatus::Completed}, {ProjectStatus::Aborted})
                AND (w.slack_user_id IS NOT NULL OR (w.notify <> {Notify::Slack} AND w.email <> ''))
-               AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id)
                AND (w.last_reminded_at IS NULL OR w.last_reminded_at <= $1)
-               AND w.id IN (
-                   SELECT i2.worker_id FROM staffing_inquiries i2
-                   JOIN staffing_requests r2 ON r2.id = i2.request_id
-                   WHERE r2.status <> {RequestStatus::Closed}
-                     AND NOT EXISTS (SELECT 1 FROM staffing_responses x2 WHERE x2.inquiry_id = i2.id)
-                   GROUP BY i2.worker_id
-                   HAVING MIN(i2.created_at) <= $1)
              ORDER BY w.id, p.priority DESC, r.created_at, i.id")
     });
     DueReminder::find_by_statement(statement(
         conn.get_database_backend(),
         &SQL,
-        vec![cutoff.into()],
+        vec![cutoff.into(), workers.start.into(), workers.end.into()],
     ))
     .all(conn)
     .await
+}
+
+/// The lowest and highest id of a worker who was ever offered something (`None`: nobody was).
+pub async fn offered_worker_ids<C: ConnectionTrait>(conn: &C) -> Result<Option<(i64, i64)>, DbErr> {
+    let row = conn
+        .query_one_raw(statement(
+            conn.get_database_backend(),
+            "SELECT MIN(worker_id) AS lo, MAX(worker_id) AS hi FROM staffing_inquiries",
+            vec![],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let lo: Option<i64> = row.try_get("", "lo")?;
+    let hi: Option<i64> = row.try_get("", "hi")?;
+    Ok(lo.zip(hi))
 }

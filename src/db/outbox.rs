@@ -1,52 +1,104 @@
 //! The outbox table: queuing rows, and the sender's claims on them (on the database's clock).
 
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde_json::Value;
 
 use super::entities::outbox;
-use super::{OutboxStatus, db_now, db_now_plus, duration_param, is_postgres, statement};
+use super::{
+    OutboxStatus, db_now, db_now_plus, duration_param, is_postgres, pg_text_array, sql, statement,
+};
 use crate::messages::Outgoing;
 
 pub use outbox::Model as Row;
 
-/// A pending row for `outgoing`, due now.
-pub fn new_row(
-    dedupe_key: String,
-    outgoing: &Outgoing,
-    now: DateTime<Utc>,
-) -> Result<outbox::ActiveModel, DbErr> {
-    let payload = serde_json::to_value(outgoing)
+/// A message to queue: its dedupe key, its Web API method and its payload, serialised once
+/// (straight from the typed message to text; no JSON tree is built).
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub dedupe_key: String,
+    pub method: &'static str,
+    pub payload: String,
+}
+
+/// The row for `outgoing` under `dedupe_key`.
+pub fn new_row(dedupe_key: String, outgoing: &Outgoing) -> Result<NewRow, DbErr> {
+    let payload = serde_json::to_string(outgoing)
         .map_err(|e| DbErr::Json(format!("cannot store the message {dedupe_key}: {e}")))?;
-    Ok(outbox::ActiveModel {
-        dedupe_key: Set(dedupe_key),
-        method: Set(outgoing.method().to_string()),
-        payload: Set(payload),
-        status: Set(OutboxStatus::Pending),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        created_at: Set(now),
-        ..Default::default()
+    Ok(NewRow {
+        dedupe_key,
+        method: outgoing.method(),
+        payload,
     })
 }
 
-/// Inserts rows, skipping keys already queued; returns how many were new.
+/// Inserts `rows` as pending and due at `now`, in order, skipping keys already queued; returns
+/// how many were new. One statement: on PostgreSQL each column is one array parameter
+/// (`UNNEST`), so the statement is prepared once whatever the number of rows; on SQLite a
+/// multi-row `VALUES` (3 parameters a row: keep `rows` under about 10,000).
 pub async fn insert_new<C: ConnectionTrait>(
     conn: &C,
-    rows: Vec<outbox::ActiveModel>,
+    rows: &[NewRow],
+    now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    outbox::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(outbox::Column::DedupeKey)
-                .do_nothing()
-                .to_owned(),
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    const COLUMNS: &str = "INSERT INTO outbox (dedupe_key, method, payload, status, attempts, next_attempt_at, created_at)";
+    let backend = conn.get_database_backend();
+    let stmt = if is_postgres(conn) {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sql(&format!(
+                "{COLUMNS}
+                 SELECT u.k, u.m, u.p::jsonb, {{OutboxStatus::Pending}}, 0, $4, $4
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(k, m, p, n)
+                 ORDER BY u.n
+                 ON CONFLICT (dedupe_key) DO NOTHING"
+            ))
+        });
+        statement(
+            backend,
+            &SQL,
+            vec![
+                pg_text_array(rows.iter().map(|r| r.dedupe_key.as_str())).into(),
+                pg_text_array(rows.iter().map(|r| r.method)).into(),
+                pg_text_array(rows.iter().map(|r| r.payload.as_str())).into(),
+                now.into(),
+            ],
         )
-        .exec_without_returning(conn)
-        .await
+    } else {
+        let pending = OutboxStatus::Pending.as_str();
+        let mut text = String::with_capacity(COLUMNS.len() + 40 * rows.len() + 40);
+        text.push_str(COLUMNS);
+        text.push_str(" VALUES ");
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(3 * rows.len() + 1);
+        values.push(now.into());
+        for (i, row) in rows.iter().enumerate() {
+            let n = 3 * i + 2;
+            if i > 0 {
+                text.push_str(", ");
+            }
+            let _ = write!(
+                text,
+                "(${n}, ${}, ${}, '{pending}', 0, $1, $1)",
+                n + 1,
+                n + 2
+            );
+            values.push(row.dedupe_key.clone().into());
+            values.push(row.method.into());
+            values.push(row.payload.clone().into());
+        }
+        text.push_str(" ON CONFLICT (dedupe_key) DO NOTHING");
+        statement(backend, &text, values)
+    };
+    Ok(conn.execute_raw(stmt).await?.rows_affected())
 }
 
 /// Claims up to `limit` rows due at `now` for `token` until the database's now + `ttl`, with one

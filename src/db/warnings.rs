@@ -19,27 +19,34 @@ pub struct Unstaffed {
     pub step_position: i32,
     pub version_slug: String,
     pub short_description: String,
-    /// Offers made for it.
-    pub inquiries: i64,
+    /// Whether anyone was offered it.
+    pub asked: bool,
 }
 
 /// Tasks of unfinished projects whose latest request was opened before `cutoff`, has no winner,
 /// was not reported since `cutoff`, and did not end by an assignment; by step, version, task.
+///
+/// "Latest" is "no later request of the task" and "asked" an `EXISTS`: PostgreSQL plans both as
+/// hash (anti-)joins; the earlier `r.id = (SELECT MAX(…))` and per-request `COUNT(*)` were
+/// estimated so badly that it chose nested loops and JIT compilation (see
+/// `docs/benchmarks-notes.md`).
 pub async fn unstaffed<C: ConnectionTrait>(
     conn: &C,
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<Unstaffed>, DbErr> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql("SELECT r.id AS request_id, r.task_id, r.created_at AS requested_at, r.last_warned_at,
+        sql(
+            "SELECT r.id AS request_id, r.task_id, r.created_at AS requested_at, r.last_warned_at,
                     s.slug AS step_slug, s.position AS step_position, v.slug AS version_slug,
                     p.short_description,
-                    (SELECT COUNT(*) FROM staffing_inquiries i WHERE i.request_id = r.id) AS inquiries
+                    EXISTS (SELECT 1 FROM staffing_inquiries i WHERE i.request_id = r.id) AS asked
              FROM staffing_requests r
              JOIN tasks t ON t.id = r.task_id
              JOIN projects p ON p.id = t.project_id
              JOIN steps s ON s.id = t.step_id
              JOIN workflow_versions v ON v.id = p.workflow_version_id
-             WHERE r.id = (SELECT MAX(r2.id) FROM staffing_requests r2 WHERE r2.task_id = r.task_id)
+             WHERE NOT EXISTS (SELECT 1 FROM staffing_requests r2
+                               WHERE r2.task_id = r.task_id AND r2.id > r.id)
                AND t.status NOT IN ({TaskStatus::Complete}, {TaskStatus::Aborted})
                AND p.status NOT IN ({ProjectStatus::Completed}, {ProjectStatus::Aborted})
                AND r.created_at < $1
@@ -50,7 +57,8 @@ pub async fn unstaffed<C: ConnectionTrait>(
                    SELECT 1 FROM task_assignments a
                    WHERE a.task_id = r.task_id AND a.assignment_counter = r.required_role_counter
                      AND a.updated_at >= r.created_at))
-             ORDER BY s.position, v.slug, r.task_id")
+             ORDER BY s.position, v.slug, r.task_id",
+        )
     });
     Unstaffed::find_by_statement(statement(
         conn.get_database_backend(),

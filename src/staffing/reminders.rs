@@ -37,7 +37,15 @@ fn reminder(offers: &[&DueReminder]) -> Message {
     }
 }
 
+/// Worker ids whose due offers are read at once: memory is bounded by the offers of this many
+/// consecutive ids, however many workers are due.
+const WORKER_IDS_PER_READ: i64 = 10_000;
+
 /// One round: remind every worker who is due. Returns how many were reminded.
+///
+/// The due offers are read a range of worker ids at a time (each worker's offers all in one
+/// read, as a reminder lists them all), and queued in transactions of at most
+/// [`WORKERS_PER_TRANSACTION`] workers.
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
@@ -46,7 +54,32 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<usize, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
-    let rows = db::offers::due_reminders(db, cutoff).await?;
+    let Some((lowest, highest)) = db::offers::offered_worker_ids(db).await? else {
+        return Ok(0);
+    };
+    let mut reminded = 0;
+    let mut start = lowest;
+    while start <= highest {
+        let end = start.saturating_add(WORKER_IDS_PER_READ);
+        reminded += remind_range(db, lease, cutoff, start..end, email, now).await?;
+        if end == i64::MAX {
+            break;
+        }
+        start = end;
+    }
+    Ok(reminded)
+}
+
+/// Reminds the due workers with ids in `workers`; returns how many.
+async fn remind_range<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    cutoff: DateTime<Utc>,
+    workers: std::ops::Range<i64>,
+    email: bool,
+    now: DateTime<Utc>,
+) -> Result<usize, crate::error::Error> {
+    let rows = db::offers::due_reminders(db, cutoff, workers).await?;
     let mut by_worker: BTreeMap<i64, Vec<&DueReminder>> = BTreeMap::new();
     for row in &rows {
         by_worker.entry(row.worker_id).or_default().push(row);
@@ -54,8 +87,8 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     if by_worker.is_empty() {
         return Ok(0);
     }
-    // In chunks of workers, each in its own transaction: memory stays bounded and the write
-    // lock short however many workers are due.
+    // In chunks of workers, each in its own transaction: the write lock stays short however
+    // many workers are due.
     let workers: Vec<(&i64, &Vec<&DueReminder>)> = by_worker.iter().collect();
     for chunk in workers.chunks(WORKERS_PER_TRANSACTION) {
         let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(chunk.len());

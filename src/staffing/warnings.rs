@@ -21,7 +21,7 @@ fn line(u: &Unstaffed) -> UnstaffedLine {
         task_id: u.task_id,
         task: task_display(&u.version_slug, &u.short_description, &u.step_slug),
         requested_at: u.requested_at,
-        asked: u.inquiries > 0,
+        asked: u.asked,
     }
 }
 
