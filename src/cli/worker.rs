@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{App, print_json, print_table};
@@ -13,46 +13,9 @@ use crate::workers::{self, Certify, NewWorker};
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
     /// Add a worker
-    Add {
-        username: String,
-        /// Slack member id (U…): needed to receive offers and join project channels
-        #[arg(long, value_name = "U…")]
-        slack_user_id: Option<String>,
-        /// Slack display username (accepted by `restaff` as well as the username)
-        #[arg(long)]
-        slack_username: Option<String>,
-        #[arg(long, default_value = "")]
-        email: String,
-        /// Used in offers ("Hello <first name>!")
-        #[arg(long, default_value = "")]
-        first_name: String,
-        /// May use /staffbot
-        #[arg(long)]
-        admin: bool,
-        /// How offers, reminders and task status notices reach the worker (`email` and `both`
-        /// need --email, and email configured)
-        #[arg(long, value_enum, default_value_t = NotifyArg::Slack)]
-        notify: NotifyArg,
-    },
+    Add(AddArgs),
     /// Change a worker's details (only the options given)
-    Update {
-        username: String,
-        /// Slack member id (U…); `none` removes it
-        #[arg(long, value_name = "U…")]
-        slack_user_id: Option<String>,
-        #[arg(long)]
-        slack_username: Option<String>,
-        #[arg(long)]
-        email: Option<String>,
-        #[arg(long)]
-        first_name: Option<String>,
-        /// May use /staffbot (`--admin true|false`)
-        #[arg(long, value_name = "BOOL")]
-        admin: Option<bool>,
-        /// How offers, reminders and task status notices reach the worker
-        #[arg(long, value_enum)]
-        notify: Option<NotifyArg>,
-    },
+    Update(UpdateArgs),
     /// Certify a worker (again: updates priority and staffbot-enabled)
     Certify {
         username: String,
@@ -75,6 +38,51 @@ pub enum WorkerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `worker add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    username: String,
+    /// Slack member id (U…): needed to receive offers and join project channels
+    #[arg(long, value_name = "U…")]
+    slack_user_id: Option<String>,
+    /// Slack display username (accepted by `restaff` as well as the username)
+    #[arg(long)]
+    slack_username: Option<String>,
+    #[arg(long, default_value = "")]
+    email: String,
+    /// Used in offers ("Hello <first name>!")
+    #[arg(long, default_value = "")]
+    first_name: String,
+    /// May use /staffbot
+    #[arg(long)]
+    admin: bool,
+    /// How offers, reminders and task status notices reach the worker (`email` and `both`
+    /// need --email, and email configured)
+    #[arg(long, value_enum, default_value_t = NotifyArg::Slack)]
+    notify: NotifyArg,
+}
+
+/// `worker update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    username: String,
+    /// Slack member id (U…); `none` removes it
+    #[arg(long, value_name = "U…")]
+    slack_user_id: Option<String>,
+    #[arg(long)]
+    slack_username: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    first_name: Option<String>,
+    /// May use /staffbot (`--admin true|false`)
+    #[arg(long, value_name = "BOOL")]
+    admin: Option<bool>,
+    /// How offers, reminders and task status notices reach the worker
+    #[arg(long, value_enum)]
+    notify: Option<NotifyArg>,
 }
 
 /// `--notify`: spelled as stored and as `worker list --json` prints it.
@@ -138,59 +146,8 @@ struct CertificationJson {
 pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
     match command {
-        WorkerCommand::Add {
-            username,
-            slack_user_id,
-            slack_username,
-            email,
-            first_name,
-            admin,
-            notify,
-        } => {
-            let w = workers::add(
-                &app.db,
-                NewWorker {
-                    username,
-                    first_name,
-                    email,
-                    slack_user_id,
-                    slack_username,
-                    is_admin: admin,
-                    notify: notify.into(),
-                },
-                now,
-            )
-            .await?;
-            println!("added worker {} (id {})", w.username, w.id);
-            warn_unreachable(app, &w);
-        }
-        WorkerCommand::Update {
-            username,
-            slack_user_id,
-            slack_username,
-            email,
-            first_name,
-            admin,
-            notify,
-        } => {
-            let change = workers::WorkerChange {
-                slack_user_id: slack_user_id.map(|id| Some(id).filter(|id| id != "none")),
-                slack_username,
-                email,
-                first_name,
-                is_admin: admin,
-                notify: notify.map(Notify::from),
-            };
-            let w = workers::update(&app.db, &username, change).await?;
-            println!(
-                "updated worker {} (notify: {}, email: {}, Slack: {})",
-                w.username,
-                w.notify,
-                if w.email.is_empty() { "-" } else { &w.email },
-                w.slack_user_id.as_deref().unwrap_or("-")
-            );
-            warn_unreachable(app, &w);
-        }
+        WorkerCommand::Add(args) => add(app, args, now).await?,
+        WorkerCommand::Update(args) => update(app, args).await?,
         WorkerCommand::Certify {
             username,
             certification,
@@ -237,6 +194,47 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             print_workers(&list);
         }
     }
+    Ok(())
+}
+
+/// `worker add`.
+async fn add(app: &App, args: AddArgs, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    let new = NewWorker {
+        username: args.username,
+        first_name: args.first_name,
+        email: args.email,
+        slack_user_id: args.slack_user_id,
+        slack_username: args.slack_username,
+        is_admin: args.admin,
+        notify: args.notify.into(),
+    };
+    let w = workers::add(&app.db, new, now).await?;
+    println!("added worker {} (id {})", w.username, w.id);
+    warn_unreachable(app, &w);
+    Ok(())
+}
+
+/// `worker update`.
+async fn update(app: &App, args: UpdateArgs) -> anyhow::Result<()> {
+    let change = workers::WorkerChange {
+        slack_user_id: args
+            .slack_user_id
+            .map(|id| Some(id).filter(|id| id != "none")),
+        slack_username: args.slack_username,
+        email: args.email,
+        first_name: args.first_name,
+        is_admin: args.admin,
+        notify: args.notify.map(Notify::from),
+    };
+    let w = workers::update(&app.db, &args.username, change).await?;
+    println!(
+        "updated worker {} (notify: {}, email: {}, Slack: {})",
+        w.username,
+        w.notify,
+        if w.email.is_empty() { "-" } else { &w.email },
+        w.slack_user_id.as_deref().unwrap_or("-")
+    );
+    warn_unreachable(app, &w);
     Ok(())
 }
 

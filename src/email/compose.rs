@@ -2,7 +2,9 @@
 //! from the same typed [`Message`] the Slack renderer draws. Values from users and workflow
 //! files are plain text here: escaped in the HTML part, never interpreted as markup.
 
-use crate::messages::{ClickReply, Message, NoticeStatus, OfferContent, OfferOutcome};
+use crate::messages::{
+    ClickReply, Message, NoticeStatus, OfferContent, OfferOutcome, ReminderItem,
+};
 use crate::slack::render::{self as slack, AppHome};
 
 use super::reply::{plus_address, subject_tag};
@@ -210,6 +212,63 @@ fn notice_words(status: NoticeStatus, worker: &str) -> (&'static str, String) {
     }
 }
 
+/// A reminder's paragraphs: each open offer with its answer links.
+fn reminder_lines(items: &[ReminderItem], more: usize, reply_to: &str) -> Vec<Vec<Part>> {
+    let mut paragraphs = vec![vec![text(slack::REMINDER_HEADER)]];
+    for item in items {
+        let mut para = vec![text(format!(
+            "Task {}: {}{} ({})",
+            item.task_id,
+            item.step_description,
+            if item.review { " [Review]" } else { "" },
+            item.project_description
+        ))];
+        if let Some(token) = &item.reply_token {
+            para.push(Part::Link {
+                label: "Accept".into(),
+                url: mailto(reply_to, token, "ACCEPT"),
+            });
+            para.push(Part::Link {
+                label: "Ignore".into(),
+                url: mailto(reply_to, token, "REJECT"),
+            });
+        }
+        paragraphs.push(para);
+    }
+    if more > 0 {
+        paragraphs.push(vec![text(format!("…and {more} more."))]);
+    }
+    paragraphs.push(vec![text(
+        "To answer one, reply ACCEPT or REJECT to its offer's email, or use its links.",
+    )]);
+    paragraphs
+}
+
+/// A status notice's subject and paragraphs (Orchestra's status emails).
+fn notice_lines(message: &Message) -> (String, Vec<Vec<Part>>) {
+    let Message::StatusNotice {
+        status,
+        task_id,
+        version,
+        project_description,
+        step,
+        worker,
+        ..
+    } = message
+    else {
+        return (String::new(), Vec::new());
+    };
+    let (subject, first) = notice_words(*status, worker);
+    let paragraphs = vec![
+        vec![text(first)],
+        vec![
+            text(format!("Project: {version} | {project_description}")),
+            text(format!("Task: {step} {task_id}")),
+        ],
+    ];
+    (subject.to_string(), paragraphs)
+}
+
 /// Renders `message` as an email. Messages that are never emailed are an error.
 pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, String> {
     let mut paragraphs: Vec<Vec<Part>>;
@@ -257,53 +316,9 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         }
         Message::Reminder { items, more } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
-            paragraphs = vec![vec![text(slack::REMINDER_HEADER)]];
-            for item in items {
-                let mut para = vec![text(format!(
-                    "Task {}: {}{} ({})",
-                    item.task_id,
-                    item.step_description,
-                    if item.review { " [Review]" } else { "" },
-                    item.project_description
-                ))];
-                if let Some(token) = &item.reply_token {
-                    para.push(Part::Link {
-                        label: "Accept".into(),
-                        url: mailto(ctx.reply_to, token, "ACCEPT"),
-                    });
-                    para.push(Part::Link {
-                        label: "Ignore".into(),
-                        url: mailto(ctx.reply_to, token, "REJECT"),
-                    });
-                }
-                paragraphs.push(para);
-            }
-            if *more > 0 {
-                paragraphs.push(vec![text(format!("…and {more} more."))]);
-            }
-            paragraphs.push(vec![text(
-                "To answer one, reply ACCEPT or REJECT to its offer's email, or use its links.",
-            )]);
+            paragraphs = reminder_lines(items, *more, ctx.reply_to);
         }
-        Message::StatusNotice {
-            status,
-            task_id,
-            version,
-            project_description,
-            step,
-            worker,
-            ..
-        } => {
-            let (s, first) = notice_words(*status, worker);
-            subject = s.to_string();
-            paragraphs = vec![
-                vec![text(first)],
-                vec![
-                    text(format!("Project: {version} | {project_description}")),
-                    text(format!("Task: {step} {task_id}")),
-                ],
-            ];
-        }
+        Message::StatusNotice { .. } => (subject, paragraphs) = notice_lines(message),
         other => {
             return Err(format!(
                 "a {} message is not sent by email",
