@@ -277,11 +277,12 @@ struct Target {
 
 fn find<'a>(
     records: &'a [Record],
+    backend: &str,
     phase: &str,
     size: Option<(usize, usize)>,
 ) -> Option<&'a Record> {
     records.iter().find(|r| {
-        r.backend == "sqlite"
+        r.backend == backend
             && r.phase == phase
             && size.is_none_or(|(w, t)| r.workers == Some(w) && r.requests == Some(t))
     })
@@ -309,77 +310,169 @@ fn target(
     }
 }
 
-fn targets(records: &[Record]) -> Vec<Target> {
+fn fmt_mib(v: f64) -> String {
+    format!("{v:.1} MiB")
+}
+
+fn fmt_count(v: f64) -> String {
+    format!("{v}")
+}
+
+/// The higher peak RSS of the two ticks at one size.
+fn tick_peak(records: &[Record], backend: &str, size: (usize, usize)) -> Option<Record> {
+    let peaks: Vec<&Record> = ["tick_b5", "tick_b20"]
+        .iter()
+        .filter_map(|p| find(records, backend, p, Some(size)))
+        .collect();
+    let worst = peaks.iter().max_by(|a, b| {
+        a.peak_rss_mib
+            .unwrap_or(0.0)
+            .total_cmp(&b.peak_rss_mib.unwrap_or(0.0))
+    })?;
+    Some((*worst).clone())
+}
+
+/// The soak's verdict as one measured value: 1 when RSS and every table were flat after
+/// warm-up and the ack p99 steady, 0 otherwise (the cell says which).
+fn soak_cell(r: &Record) -> Option<String> {
+    let v = &r.detail["verdict"];
+    let mut not_flat: Vec<&str> = [
+        "rss_mib",
+        "outbox",
+        "outbox_pending",
+        "handled_envelopes",
+        "open_offers",
+    ]
+    .into_iter()
+    .filter(|k| v[*k]["flat"] == Value::Bool(false))
+    .collect();
+    if v["ack_p99_ms"]["steady"] == Value::Bool(false) {
+        not_flat.push("ack p99");
+    }
+    if v.is_null() {
+        return None;
+    }
+    Some(if not_flat.is_empty() {
+        format!(
+            "flat (RSS {} → {} MiB; ack p99 {} → {} ms)",
+            v["rss_mib"]["middle"],
+            v["rss_mib"]["last"],
+            v["ack_p99_ms"]["middle"],
+            v["ack_p99_ms"]["last"]
+        )
+    } else {
+        format!("growing: {}", not_flat.join(", "))
+    })
+}
+
+/// Issue 14's targets (and issue 6's that it keeps) on `backend`.
+fn targets(records: &[Record], backend: &str) -> Vec<Target> {
     const MID: Option<(usize, usize)> = Some((1000, 200));
     const BIG: Option<(usize, usize)> = Some((100_000, 10_000));
-    let ack = find(records, "ack_all", None);
+    let at = |phase: &str, size| find(records, backend, phase, size);
+    let ack = at("ack_all", None);
+    let pg = backend == "postgres";
+    let big_peak = tick_peak(records, backend, (100_000, 10_000));
+    let soak = at("soak", None);
     vec![
         target(
-            "tick W=1000/T=200/B=5",
-            "≤ 60 ms",
-            find(records, "tick_b5", MID),
+            "tick W=1,000/T=200/B=5",
+            "≤ 40 ms",
+            at("tick_b5", MID),
             |r| r.wall_ms,
             fmt_ms,
-            |v| v <= 60.0,
+            |v| v <= 40.0,
         ),
         target(
-            "tick W=1000/T=200/B=5, statements per request",
+            "tick W=1,000/T=200/B=5, statements per request",
             "≤ 5",
-            find(records, "tick_b5", MID),
+            at("tick_b5", MID),
             |r| r.statements_per_request,
-            |v| format!("{v}"),
+            fmt_count,
             |v| v <= 5.0,
         ),
         target(
-            "tick W=1000/T=200/B=20",
-            "≤ 150 ms",
-            find(records, "tick_b20", MID),
+            "tick W=1,000/T=200/B=20",
+            "≤ 100 ms",
+            at("tick_b20", MID),
             |r| r.wall_ms,
             fmt_ms,
-            |v| v <= 150.0,
+            |v| v <= 100.0,
         ),
         target(
-            "winning accept (median, W=1000/T=200)",
-            "≤ 1 ms",
-            find(records, "accept_win", MID),
+            "winning accept (median, W=1,000/T=200)",
+            "≤ 0.8 ms SQLite, ≤ 1.5 ms PostgreSQL",
+            at("accept_win", MID),
             |r| r.wall_ms,
             fmt_ms,
-            |v| v <= 1.0,
+            move |v| v <= if pg { 1.5 } else { 0.8 },
         ),
         target(
-            "winning accept, statements for the whole envelope (median, W=1000/T=200)",
+            "winning accept, statements for the whole envelope (median)",
             "≤ 8",
-            find(records, "accept_win", MID),
+            at("accept_win", MID),
             |r| r.statements.map(|s| s as f64),
-            |v| format!("{v}"),
+            fmt_count,
             |v| v <= 8.0,
         ),
         target(
-            "reminders W=1000/T=200",
+            "reminders W=1,000/T=200",
             "≤ 50 ms",
-            find(records, "reminders", MID),
+            at("reminders", MID),
             |r| r.wall_ms,
             fmt_ms,
             |v| v <= 50.0,
         ),
         target(
             "tick W=100,000/T=10,000/B=5",
-            "≤ 2 s",
-            find(records, "tick_b5", BIG),
+            "≤ 1.5 s",
+            at("tick_b5", BIG),
             |r| r.wall_ms,
             fmt_ms,
-            |v| v <= 2000.0,
+            |v| v <= 1500.0,
         ),
         target(
-            "tick W=100,000/T=10,000/B=5, peak RSS",
-            "≤ 150 MiB",
-            find(records, "tick_b5", BIG),
+            "tick W=100,000/T=10,000/B=20",
+            "≤ 5 s",
+            at("tick_b20", BIG),
+            |r| r.wall_ms,
+            fmt_ms,
+            |v| v <= 5000.0,
+        ),
+        target(
+            "tick W=100,000/T=10,000, peak RSS (B=5 and B=20)",
+            "≤ 120 MiB",
+            big_peak.as_ref(),
             |r| r.peak_rss_mib,
-            |v| format!("{v:.1} MiB"),
-            |v| v <= 150.0,
+            fmt_mib,
+            |v| v <= 120.0,
         ),
         target(
-            "ack p99 (slash commands and Accept clicks)",
+            "warnings W=100,000/T=10,000",
+            "≤ 200 ms",
+            at("warnings", BIG),
+            |r| r.wall_ms,
+            fmt_ms,
+            |v| v <= 200.0,
+        ),
+        target(
+            "reminders W=100,000/T=10,000",
+            "≤ 600 ms",
+            at("reminders", BIG),
+            |r| r.wall_ms,
+            fmt_ms,
+            |v| v <= 600.0,
+        ),
+        target(
+            "reminders W=100,000/T=10,000, peak RSS",
+            "≤ 100 MiB",
+            at("reminders", BIG),
+            |r| r.peak_rss_mib,
+            fmt_mib,
+            |v| v <= 100.0,
+        ),
+        target(
+            "ack p99 at 200 envelopes/s",
             "≤ 10 ms",
             ack,
             |r| r.p99_ms,
@@ -407,7 +500,7 @@ fn targets(records: &[Record]) -> Vec<Target> {
         target(
             "SanityBot round over 10,000 projects, script check (1 in 100 fire)",
             "< 1 s",
-            find(records, "sanity_first", None),
+            at("sanity_first", None),
             |r| r.wall_ms,
             fmt_ms,
             |v| v < 1000.0,
@@ -415,7 +508,7 @@ fn targets(records: &[Record]) -> Vec<Target> {
         target(
             "SanityBot round over 10,000 projects, script check (steady: nothing due)",
             "< 1 s",
-            find(records, "sanity_steady", None),
+            at("sanity_steady", None),
             |r| r.wall_ms,
             fmt_ms,
             |v| v < 1000.0,
@@ -423,29 +516,48 @@ fn targets(records: &[Record]) -> Vec<Target> {
         target(
             "idle RSS of a connected daemon",
             "≤ 15 MiB",
-            find(records, "idle_rss", None),
+            at("idle_rss", None),
             |r| r.peak_rss_mib,
-            |v| format!("{v:.1} MiB"),
+            fmt_mib,
             |v| v <= 15.0,
         ),
         target(
             "`serve` start → first Socket Mode connection (median)",
             "≤ 150 ms",
-            find(records, "startup", None),
+            at("startup", None),
             |r| r.wall_ms,
             fmt_ms,
             |v| v <= 150.0,
         ),
+        Target {
+            what: "soak: RSS and tables flat after warm-up, ack p99 steady",
+            limit: "flat",
+            measured: soak.and_then(soak_cell),
+            met: soak.and_then(soak_cell).map(|c| c.starts_with("flat")),
+        },
     ]
 }
 
-/// The targets as (what, limit, measured, met) for the console summary.
+fn target_cell(t: &Target) -> String {
+    match (&t.measured, t.met) {
+        (Some(m), Some(true)) => format!("{m} (met)"),
+        (Some(m), Some(false)) => format!("**{m} (missed)**"),
+        (Some(m), None) => m.clone(),
+        (None, _) => "not run".into(),
+    }
+}
+
+/// The targets as lines for the console summary, per backend.
 pub fn target_lines(records: &[Record]) -> Vec<String> {
-    targets(records)
-        .into_iter()
-        .map(|t| {
-            format!(
-                "{:<8} {} {}: {}",
+    let mut lines = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        if !records.iter().any(|r| r.backend == backend) {
+            continue;
+        }
+        lines.push(format!("{backend}:"));
+        for t in targets(records, backend) {
+            lines.push(format!(
+                "  {:<8} {} {}: {}",
                 match t.met {
                     Some(true) => "met",
                     Some(false) => "MISSED",
@@ -454,9 +566,31 @@ pub fn target_lines(records: &[Record]) -> Vec<String> {
                 t.what,
                 t.limit,
                 t.measured.unwrap_or_else(|| "–".into())
-            )
-        })
-        .collect()
+            ));
+        }
+    }
+    lines
+}
+
+/// The targets table: one row per target, a column per backend.
+fn targets_table(out: &mut String, records: &[Record]) {
+    let _ = writeln!(
+        out,
+        "\n## Targets (issue 14, both backends)\n\n| target | limit | SQLite | PostgreSQL |\n|---|---|---|---|"
+    );
+    for (s, p) in targets(records, "sqlite")
+        .into_iter()
+        .zip(targets(records, "postgres"))
+    {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            s.what,
+            s.limit,
+            target_cell(&s),
+            target_cell(&p)
+        );
+    }
 }
 
 const ORCHESTRA: &str = "\
@@ -594,6 +728,143 @@ fn socket_section(out: &mut String, records: &[Record]) {
     }
 }
 
+/// The soak phase (issue 14): what ran, the verdict, the plot and a row per minute.
+fn soak_section(out: &mut String, records: &[Record]) {
+    for (backend, title) in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")] {
+        let Some(summary) = records
+            .iter()
+            .find(|r| r.backend == backend && r.phase == "soak")
+        else {
+            continue;
+        };
+        let d = &summary.detail;
+        let _ = writeln!(
+            out,
+            "\n## Soak ({title})\n\n\
+             The release `staffbot serve` binary against the fake Slack for {} s at {} envelopes/s \
+             (sent: {}/s), W=1,000 workers. Every 300 envelopes: one `/staffbot staff` of a fresh \
+             task; four offer clicks (per staffed request a Reject on its first offer, an Accept \
+             on the second, which wins, a late Accept on the third); three App Home opens; the \
+             rest `/staffbot help` and `/staffbot tasks` from workers. The staffing part stays \
+             inside Slack's limits (about 50 `chat.update` a minute per workspace; each staffed \
+             request updates three offers), as in a real workspace; the volume is the commands. \
+             The daemon's loops run every 2 s (batches of 3 offers, reminders every minute, \
+             warnings after a minute). Retention: the daemon's shortest is an hour, run hourly, \
+             so the benchmark runs the same `retention::run_once` every 30 s under the \
+             `retention` lease with a clock 58 minutes ahead (rows older than about 2 minutes go). \
+             Samples every 10 s: the daemon's RSS, the table sizes.\n",
+            d["duration_s"], d["rate"], d["achieved_rate"]
+        );
+        let _ = writeln!(
+            out,
+            "- sent: {} envelopes ({}); acks missing: {}; tasks staffed (winning accepts): {}; \
+             daemon peak RSS (VmHWM): {} MiB; daemon log lines at ERROR: {}",
+            d["sent"],
+            d["by_kind"],
+            d["missing"],
+            d["winners"],
+            d["daemon_peak_rss_mib"],
+            d["daemon_errors"]
+        );
+        let f = |v: Option<f64>| v.map(fmt_ms).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "- acks over the whole run: p50 {}, p90 {}, p99 {}, max {}",
+            f(summary.p50_ms),
+            f(summary.p90_ms),
+            f(summary.p99_ms),
+            f(summary.max_ms)
+        );
+        let v = &d["verdict"];
+        let _ = writeln!(
+            out,
+            "- verdict (mean of the last third of the samples against the middle third, after a \
+             warm-up of the first fifth): {}",
+            soak_cell(summary).unwrap_or_else(|| "–".into())
+        );
+        for key in [
+            "rss_mib",
+            "outbox",
+            "outbox_pending",
+            "handled_envelopes",
+            "open_offers",
+        ] {
+            let _ = writeln!(
+                out,
+                "  - `{key}`: {} → {} ({})",
+                v[key]["middle"],
+                v[key]["last"],
+                if v[key]["flat"] == Value::Bool(true) {
+                    "flat"
+                } else {
+                    "growing"
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  - ack p99 per minute: {} → {} ms, worst minute after warm-up {} ms ({})",
+            v["ack_p99_ms"]["middle"],
+            v["ack_p99_ms"]["last"],
+            v["ack_p99_ms"]["worst_minute"],
+            if v["ack_p99_ms"]["steady"] == Value::Bool(true) {
+                "steady"
+            } else {
+                "rising"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "\n![the soak: memory, rows and ack latency over the run](soak.svg)\n"
+        );
+        soak_minutes(out, records, backend);
+    }
+}
+
+fn soak_minutes(out: &mut String, records: &[Record], backend: &str) {
+    let samples: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.backend == backend && r.phase == "soak_sample")
+        .collect();
+    let _ = writeln!(
+        out,
+        "| minute | envelopes | ack p50 | ack p99 | ack max | missing | RSS (MiB) | outbox | pending | handled_envelopes | offers (all) | open offers |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for m in records
+        .iter()
+        .filter(|r| r.backend == backend && r.phase == "soak_minute")
+    {
+        let minute = m.detail["minute"].as_f64().unwrap_or(0.0);
+        // The sample nearest the minute's end.
+        let s = samples.iter().min_by(|a, b| {
+            let d = |r: &Record| (r.detail["t_s"].as_f64().unwrap_or(0.0) - minute * 60.0).abs();
+            d(a).total_cmp(&d(b))
+        });
+        let col = |k: &str| {
+            s.map(|s| s.detail[k].to_string())
+                .unwrap_or_else(|| "–".into())
+        };
+        let f = |v: Option<f64>| v.map(fmt_ms).unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {minute} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.samples.unwrap_or(0),
+            f(m.p50_ms),
+            f(m.p99_ms),
+            f(m.max_ms),
+            m.detail["missing"],
+            s.and_then(|s| s.peak_rss_mib)
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "–".into()),
+            col("outbox"),
+            col("outbox_pending"),
+            col("handled_envelopes"),
+            col("inquiries"),
+            col("open_offers"),
+        );
+    }
+}
+
 pub struct MarkdownInput<'a> {
     pub records: &'a [Record],
     pub machine: &'a Value,
@@ -625,24 +896,7 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
         m["rustc"].as_str().unwrap_or("?"),
         m["postgres"].as_str().unwrap_or("no psql")
     );
-    let _ = writeln!(
-        out,
-        "\n## Targets (SQLite file database)\n\n| target | limit | measured | |\n|---|---|---|---|"
-    );
-    for t in targets(input.records) {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            t.what,
-            t.limit,
-            t.measured.unwrap_or_else(|| "not run".into()),
-            match t.met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "–",
-            }
-        );
-    }
+    targets_table(&mut out, input.records);
 
     let _ = writeln!(out, "\n## What is measured\n");
     let _ = writeln!(
@@ -709,6 +963,8 @@ pub fn write_markdown(path: &Path, input: &MarkdownInput<'_>) -> Result<()> {
     if !input.records.iter().any(|r| r.phase == "startup") {
         socket_section(&mut out, &[]);
     }
+
+    soak_section(&mut out, input.records);
 
     let _ = writeln!(
         out,

@@ -37,7 +37,9 @@ pub struct Options {
 /// through `cargo run`, it is (re)built first so it matches the sources.
 pub fn locate_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(path) = explicit {
-        return Ok(path);
+        // Absolute: the daemon is spawned in a temporary directory.
+        return std::fs::canonicalize(&path)
+            .with_context(|| format!("--staffbot-bin {}", path.display()));
     }
     let exe = std::env::current_exe().context("locating the benchmark binary")?;
     let dir = exe
@@ -75,7 +77,7 @@ fn signal(child: &Child, sig: i32) {
 }
 
 /// Stops a daemon with SIGTERM and waits for it (SIGKILL after 15 s).
-async fn stop(mut child: Child) -> Result<()> {
+pub async fn stop(mut child: Child) -> Result<()> {
     signal(&child, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -91,7 +93,7 @@ async fn stop(mut child: Child) -> Result<()> {
     }
 }
 
-fn spawn(binary: &Path, fake: &FakeSlack, url: &str, dir: &Path, log: &str) -> Result<Child> {
+pub fn spawn(binary: &Path, fake: &FakeSlack, url: &str, dir: &Path, log: &str) -> Result<Child> {
     let log = std::fs::File::create(dir.join(log))?;
     Command::new(binary)
         .arg("serve")

@@ -13,7 +13,10 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::entities::{staffing_request, task, worker};
-use super::{Notify, ProjectStatus, RequestCause, RequestStatus, Role, sql, statement};
+use super::{
+    Notify, ProjectStatus, RequestCause, RequestStatus, Role, is_postgres, pg_int_array, sql,
+    statement,
+};
 
 /// What offers and channel messages show about a request: the request, its task, project,
 /// step, workflow version and workflow.
@@ -166,6 +169,39 @@ pub async fn exclusions<C: ConnectionTrait>(
     if request_ids.is_empty() {
         return Ok(map);
     }
+    let rows = if is_postgres(conn) {
+        // One array parameter: one statement text, prepared once, for any number of requests.
+        static SQL: &str = "SELECT i.request_id, i.worker_id FROM staffing_inquiries i
+             WHERE i.request_id = ANY($1::bigint[])
+             UNION ALL
+             SELECT r.id AS request_id, a.worker_id FROM staffing_requests r
+             JOIN task_assignments a ON a.task_id = r.task_id WHERE r.id = ANY($1::bigint[])
+             UNION ALL
+             SELECT f.request_id, f.worker_id FROM offer_failures f
+             WHERE f.request_id = ANY($1::bigint[])
+             GROUP BY f.request_id, f.worker_id HAVING COUNT(*) >= $2";
+        let values = vec![
+            pg_int_array(request_ids.iter().copied()).into(),
+            max_failures.into(),
+        ];
+        Exclusion::find_by_statement(statement(conn.get_database_backend(), SQL, values))
+            .all(conn)
+            .await?
+    } else {
+        exclusions_sqlite(conn, request_ids, max_failures).await?
+    };
+    for row in rows {
+        map.entry(row.request_id).or_default().insert(row.worker_id);
+    }
+    Ok(map)
+}
+
+/// [`exclusions`] on SQLite: the ids as a list of parameters.
+async fn exclusions_sqlite<C: ConnectionTrait>(
+    conn: &C,
+    request_ids: &[i64],
+    max_failures: i64,
+) -> Result<Vec<Exclusion>, DbErr> {
     let n = request_ids.len();
     let list = (1..=n)
         .map(|i| format!("${i}"))
@@ -183,13 +219,9 @@ pub async fn exclusions<C: ConnectionTrait>(
     );
     let mut values: Vec<sea_orm::Value> = request_ids.iter().map(|&id| id.into()).collect();
     values.push(max_failures.into());
-    let rows = Exclusion::find_by_statement(statement(conn.get_database_backend(), &sql, values))
+    Exclusion::find_by_statement(statement(conn.get_database_backend(), &sql, values))
         .all(conn)
-        .await?;
-    for row in rows {
-        map.entry(row.request_id).or_default().insert(row.worker_id);
-    }
-    Ok(map)
+        .await
 }
 
 /// Marks requests as batched at `now`, with their new status (`sending` while there is more
@@ -201,6 +233,22 @@ pub async fn set_batched<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if ids.is_empty() {
+        return Ok(());
+    }
+    if is_postgres(conn) {
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            sql(
+                "UPDATE staffing_requests SET last_batch_at = $1, status = $2
+                 WHERE status = {RequestStatus::Sending} AND id = ANY($3::bigint[])",
+            )
+        });
+        let values = vec![
+            now.into(),
+            status.as_str().into(),
+            pg_int_array(ids.iter().copied()).into(),
+        ];
+        conn.execute_raw(statement(conn.get_database_backend(), &SQL, values))
+            .await?;
         return Ok(());
     }
     staffing_request::Entity::update_many()
