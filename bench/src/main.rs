@@ -86,7 +86,7 @@ struct Args {
     /// Prefix of the PostgreSQL databases the benchmark creates (then `_<pid>_<micros>`).
     #[arg(long, default_value = "staffbot_bench")]
     pg_db_prefix: String,
-    /// Keep each PostgreSQL database after its run (to profile its queries); prints its name.
+    /// Keep each database after its run (to profile its queries); prints its name or path.
     #[arg(long)]
     keep_db: bool,
     /// JSON lines output (default: docs/bench-results.jsonl in the workspace).
@@ -209,6 +209,15 @@ impl FreshDb {
             eprintln!("kept the database {name}");
             return Ok(());
         }
+        if let FreshDb::Sqlite { _dir: dir, .. } = self {
+            if keep {
+                eprintln!(
+                    "kept the database {}",
+                    dir.keep().join("staffbot.db").display()
+                );
+            }
+            return Ok(());
+        }
         if let FreshDb::Postgres {
             admin_url, name, ..
         } = self
@@ -282,7 +291,14 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let started = std::time::Instant::now();
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let command = std::iter::once("cargo run --release -p staffbot-bench --".to_string())
+    // The profile this binary was built with (`target/<profile>/bench`), for the command shown.
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.file_name()?.to_str()?.to_string()))
+        .filter(|p| p != "debug")
+        .map(|p| format!(" --profile {p}"))
+        .unwrap_or_default();
+    let command = std::iter::once(format!("cargo run{profile} -p staffbot-bench --"))
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");

@@ -743,7 +743,7 @@ fn soak_section(out: &mut String, records: &[Record]) {
             "\n## Soak ({title})\n\n\
              The release `staffbot serve` binary against the fake Slack for {} s at {} envelopes/s \
              (sent: {}/s), W=1,000 workers. Every 300 envelopes: one `/staffbot staff` of a fresh \
-             task; four offer clicks (per staffed request a Reject on its first offer, an Accept \
+             task; up to six offer clicks (per staffed request a Reject on its first offer, an Accept \
              on the second, which wins, a late Accept on the third); three App Home opens; the \
              rest `/staffbot help` and `/staffbot tasks` from workers. The staffing part stays \
              inside Slack's limits (about 50 `chat.update` a minute per workspace; each staffed \

@@ -51,8 +51,11 @@ pub fn locate_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
         build
             .args(["build", "-p", "staffbot", "--bin", "staffbot"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if dir.ends_with("release") {
-            build.arg("--release");
+        // The profile this benchmark was built with (`target/<profile>/bench`).
+        if let Some(profile) = dir.file_name().and_then(|n| n.to_str())
+            && profile != "debug"
+        {
+            build.args(["--profile", profile]);
         }
         eprintln!("building the staffbot binary for the socket phases: {build:?}");
         let status = build.status().context("running cargo build")?;
