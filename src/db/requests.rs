@@ -105,6 +105,9 @@ pub async fn due_a_batch<C: ConnectionTrait>(
     .await
 }
 
+/// Worker ids per read of the candidate pool on SQLite.
+const CANDIDATE_RANGE: i64 = 25_000;
+
 /// A worker who may be offered a step.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct Candidate {
@@ -125,9 +128,8 @@ pub async fn candidates<C: ConnectionTrait>(
     role: Role,
     required_count: i64,
 ) -> Result<Vec<Candidate>, DbErr> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        sql(
-            "SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, w.first_name,
+    const SELECT: &str =
+        "SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, w.first_name,
                     MAX(wc.staffing_priority) AS priority
              FROM workers w
              JOIN worker_certifications wc
@@ -138,18 +140,49 @@ pub async fn candidates<C: ConnectionTrait>(
                AND NOT EXISTS (SELECT 1 FROM task_assignments ra JOIN tasks rt ON rt.id = ra.task_id
                                WHERE ra.worker_id = w.id
                                  AND ra.status = {AssignmentStatus::Processing}
-                                 AND rt.status = {TaskStatus::PostReviewProcessing})
-             GROUP BY w.id, w.slack_user_id, w.email, w.notify, w.first_name
-             HAVING COUNT(DISTINCT sc.certification_id) = $3",
-        )
-    });
-    Candidate::find_by_statement(statement(
-        conn.get_database_backend(),
-        &SQL,
-        vec![role.as_str().into(), step_id.into(), required_count.into()],
-    ))
-    .all(conn)
-    .await
+                                 AND rt.status = {TaskStatus::PostReviewProcessing})";
+    const GROUP: &str = "GROUP BY w.id, w.slack_user_id, w.email, w.notify, w.first_name
+             HAVING COUNT(DISTINCT sc.certification_id) = $3";
+    let backend = conn.get_database_backend();
+    let params = || vec![role.as_str().into(), step_id.into(), required_count.into()];
+    if is_postgres(conn) {
+        static SQL: LazyLock<String> = LazyLock::new(|| sql(&format!("{SELECT} {GROUP}")));
+        return Candidate::find_by_statement(statement(backend, &SQL, params()))
+            .all(conn)
+            .await;
+    }
+    // SQLite's driver keeps every value of a fetched row as an allocation of its own (a copied
+    // `sqlite3_value`), so a pool of 100,000 workers read at once held about 70 MiB until it
+    // was converted: read it in ranges of worker ids instead (each range read once).
+    static RANGE: LazyLock<String> =
+        LazyLock::new(|| sql(&format!("{SELECT} AND w.id >= $4 AND w.id < $5 {GROUP}")));
+    let Some(last) = conn
+        .query_one_raw(statement(
+            backend,
+            "SELECT MAX(id) AS last FROM workers",
+            vec![],
+        ))
+        .await?
+        .map(|row| row.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(Vec::new());
+    };
+    let mut pool = Vec::new();
+    let mut from = 0i64;
+    while from <= last {
+        let to = from + CANDIDATE_RANGE;
+        let mut values = params();
+        values.extend([from.into(), to.into()]);
+        pool.extend(
+            Candidate::find_by_statement(statement(backend, &RANGE, values))
+                .all(conn)
+                .await?,
+        );
+        from = to;
+    }
+    Ok(pool)
 }
 
 #[derive(Debug, FromQueryResult)]
