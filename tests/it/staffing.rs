@@ -755,3 +755,31 @@ async fn a_redelivered_click_changes_nothing_and_says_nothing_twice() {
     );
     t.h.finish().await;
 }
+
+#[tokio::test]
+async fn a_worker_with_a_far_id_is_in_the_pool() {
+    // SQLite reads the candidate pool in ranges of worker ids (25,000 a read); "far" gets an id
+    // past 60,000 there (after a placeholder row that is no candidate) and is asked like "a".
+    let mut t = TeamSpec::new().batch(5).worker("a", 5).start().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        t.h.db(),
+        "INSERT INTO workers (id, username, created_at) \
+         VALUES (60001, 'placeholder', '2026-01-01T00:00:00Z')",
+    )
+    .await
+    .expect("placeholder worker");
+    let far = worker("far")
+        .certified("writer", Role::EntryLevel, 5, true)
+        .add(t.h.db())
+        .await;
+    assert!(far.id > 60_001 || t.h.db().get_database_backend() != sea_orm::DbBackend::Sqlite);
+    t.h.fake.add_user(&slack_id("far"), "far");
+    t.staff().await;
+    let r = t.h.tick(Utc::now() - minutes(30), 1).await;
+    assert_eq!((r.offers, r.exhausted), (2, 1));
+    let calls = t.h.next_messages(3).await;
+    let asked: BTreeSet<String> = offer_recipients(&calls[..2]).into_iter().collect();
+    assert_eq!(asked, BTreeSet::from([slack_id("a"), slack_id("far")]));
+    assert_eq!(text(&calls[2]), ALL_SENT);
+    t.h.finish().await;
+}
