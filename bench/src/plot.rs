@@ -11,18 +11,34 @@ use crate::report::Record;
 /// One line of a panel: its label, colour and (minute, value) points.
 type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
 
+/// A line over the samples (`soak_sample`, at their time) or the minutes (`soak_minute`, at
+/// each minute's middle).
+fn line(
+    records: &[Record],
+    phase: &str,
+    label: &'static str,
+    colour: RGBColor,
+    value: &dyn Fn(&Record) -> Option<f64>,
+) -> Line {
+    let at = |r: &Record| match phase {
+        "soak_minute" => Some(r.detail["minute"].as_f64()? - 0.5),
+        _ => Some(r.detail["t_s"].as_f64()? / 60.0),
+    };
+    let points = records
+        .iter()
+        .filter(|r| r.phase == phase)
+        .filter_map(|r| Some((at(r)?, value(r)?)))
+        .collect();
+    (label, colour, points)
+}
+
 fn sample_line(
     records: &[Record],
     label: &'static str,
     colour: RGBColor,
     value: &dyn Fn(&Record) -> Option<f64>,
 ) -> Line {
-    let points = records
-        .iter()
-        .filter(|r| r.phase == "soak_sample")
-        .filter_map(|r| Some((r.detail["t_s"].as_f64()? / 60.0, value(r)?)))
-        .collect();
-    (label, colour, points)
+    line(records, "soak_sample", label, colour, value)
 }
 
 fn minute_line(
@@ -31,12 +47,7 @@ fn minute_line(
     colour: RGBColor,
     value: &dyn Fn(&Record) -> Option<f64>,
 ) -> Line {
-    let points = records
-        .iter()
-        .filter(|r| r.phase == "soak_minute")
-        .filter_map(|r| Some((r.detail["minute"].as_f64()? - 0.5, value(r)?)))
-        .collect();
-    (label, colour, points)
+    line(records, "soak_minute", label, colour, value)
 }
 
 /// Writes the soak plot to `path`: four panels over the run's minutes.

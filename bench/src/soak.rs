@@ -213,6 +213,39 @@ async fn prepare(db: &DatabaseConnection, staff_tasks: usize) -> Result<(FakeSla
     Ok((fake, built.spare_task_ids))
 }
 
+/// Every second: new offers into the click plan; every 30 s retention (a clock 58 minutes
+/// ahead); every 10 s a sample of the daemon and the tables. Runs until aborted.
+fn background(
+    db: DatabaseConnection,
+    planner: Arc<tokio::sync::Mutex<Planner>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    pid: String,
+    started: Instant,
+    lease: staffbot::lease::LeaseProof,
+) -> tokio::task::JoinHandle<Result<()>> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let retention = staffbot::config::RetentionConfig {
+            envelopes: staffbot::config::MIN_RETENTION,
+            outbox: staffbot::config::MIN_RETENTION,
+        };
+        let ahead = chrono::Duration::from_std(RETENTION_AHEAD)?;
+        for n in 0u64.. {
+            tick.tick().await;
+            planner.lock().await.refresh(&db).await?;
+            if n.is_multiple_of(RETENTION_EVERY.as_secs()) && n > 0 {
+                let now = chrono::Utc::now() + ahead;
+                staffbot::retention::run_once(&db, &lease, &retention, now).await?;
+            }
+            if n.is_multiple_of(SAMPLE_EVERY.as_secs()) {
+                let s = take_sample(&pid, started, sizes(&db).await?);
+                samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The soak on `backend`, with the (fresh, empty) database at `url`.
 pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>> {
     let total = (opts.duration.as_secs_f64() * f64::from(opts.rate)).round() as usize;
@@ -240,39 +273,14 @@ pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>
     let started = Instant::now();
     let planner = Arc::new(tokio::sync::Mutex::new(Planner::default()));
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
-    let background = {
-        let (db, planner, samples, pid) =
-            (db.clone(), planner.clone(), samples.clone(), pid.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut n = 0u64;
-            let retention = staffbot::config::RetentionConfig {
-                envelopes: staffbot::config::MIN_RETENTION,
-                outbox: staffbot::config::MIN_RETENTION,
-            };
-            loop {
-                tick.tick().await;
-                planner.lock().await.refresh(&db).await?;
-                if n.is_multiple_of(RETENTION_EVERY.as_secs()) && n > 0 {
-                    let ahead = chrono::Duration::from_std(RETENTION_AHEAD)?;
-                    staffbot::retention::run_once(
-                        &db,
-                        &lease,
-                        &retention,
-                        chrono::Utc::now() + ahead,
-                    )
-                    .await?;
-                }
-                if n.is_multiple_of(SAMPLE_EVERY.as_secs()) {
-                    let s = take_sample(&pid, started, sizes(&db).await?);
-                    samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-                }
-                n += 1;
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), anyhow::Error>(())
-        })
-    };
+    let background = background(
+        db.clone(),
+        planner.clone(),
+        samples.clone(),
+        pid.clone(),
+        started,
+        lease,
+    );
 
     let sent = stream(&fake, &planner, &spare, total, opts.rate, started).await?;
     let send_time = started.elapsed();
