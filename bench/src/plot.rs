@@ -32,24 +32,6 @@ fn line(
     (label, colour, points)
 }
 
-fn sample_line(
-    records: &[Record],
-    label: &'static str,
-    colour: RGBColor,
-    value: &dyn Fn(&Record) -> Option<f64>,
-) -> Line {
-    line(records, "soak_sample", label, colour, value)
-}
-
-fn minute_line(
-    records: &[Record],
-    label: &'static str,
-    colour: RGBColor,
-    value: &dyn Fn(&Record) -> Option<f64>,
-) -> Line {
-    line(records, "soak_minute", label, colour, value)
-}
-
 /// Writes the soak plot to `path`: four panels over the run's minutes.
 pub fn soak(path: &Path, records: &[Record]) -> Result<()> {
     let field = |name: &'static str| move |r: &Record| r.detail[name].as_f64();
@@ -58,38 +40,63 @@ pub fn soak(path: &Path, records: &[Record]) -> Result<()> {
             "daemon memory",
             "MiB",
             vec![
-                sample_line(records, "RSS", RED, &|r| r.peak_rss_mib),
-                sample_line(records, "anonymous", BLUE, &field("rss_anon_mib")),
+                line(records, "soak_sample", "RSS", RED, &|r| r.peak_rss_mib),
+                line(
+                    records,
+                    "soak_sample",
+                    "anonymous",
+                    BLUE,
+                    &field("rss_anon_mib"),
+                ),
             ],
         ),
         (
             "rows kept (retention about 2 min)",
             "rows",
             vec![
-                sample_line(
+                line(
                     records,
+                    "soak_sample",
                     "handled_envelopes",
                     MAGENTA,
                     &field("handled_envelopes"),
                 ),
-                sample_line(records, "outbox", GREEN, &field("outbox")),
+                line(records, "soak_sample", "outbox", GREEN, &field("outbox")),
             ],
         ),
         (
             "work in flight",
             "rows",
             vec![
-                sample_line(records, "open offers", BLUE, &field("open_offers")),
-                sample_line(records, "outbox pending", RED, &field("outbox_pending")),
-                sample_line(records, "open requests", GREEN, &field("open_requests")),
+                line(
+                    records,
+                    "soak_sample",
+                    "open offers",
+                    BLUE,
+                    &field("open_offers"),
+                ),
+                line(
+                    records,
+                    "soak_sample",
+                    "outbox pending",
+                    RED,
+                    &field("outbox_pending"),
+                ),
+                line(
+                    records,
+                    "soak_sample",
+                    "open requests",
+                    GREEN,
+                    &field("open_requests"),
+                ),
             ],
         ),
         (
             "ack latency per minute",
             "ms",
             vec![
-                minute_line(records, "p50", BLUE, &|r| r.p50_ms),
-                minute_line(records, "p99", RED, &|r| r.p99_ms),
+                line(records, "soak_minute", "p50", BLUE, &|r| r.p50_ms),
+                line(records, "soak_minute", "p99", RED, &|r| r.p99_ms),
             ],
         ),
     ];

@@ -332,36 +332,40 @@ fn tick_peak(records: &[Record], backend: &str, size: (usize, usize)) -> Option<
     Some((*worst).clone())
 }
 
-/// The soak's verdict as one measured value: 1 when RSS and every table were flat after
-/// warm-up and the ack p99 steady, 0 otherwise (the cell says which).
-fn soak_cell(r: &Record) -> Option<String> {
+/// The tables the soak's verdict judges (keys of its `verdict`).
+const SOAK_TABLES: [&str; 5] = [
+    "rss_mib",
+    "outbox",
+    "outbox_pending",
+    "handled_envelopes",
+    "open_offers",
+];
+
+/// The soak's verdict: whether RSS and every table were flat after warm-up and the ack p99
+/// steady, and a cell saying so (or which were not).
+fn soak_verdict(r: &Record) -> Option<(bool, String)> {
     let v = &r.detail["verdict"];
-    let mut not_flat: Vec<&str> = [
-        "rss_mib",
-        "outbox",
-        "outbox_pending",
-        "handled_envelopes",
-        "open_offers",
-    ]
-    .into_iter()
-    .filter(|k| v[*k]["flat"] == Value::Bool(false))
-    .collect();
-    if v["ack_p99_ms"]["steady"] == Value::Bool(false) {
-        not_flat.push("ack p99");
-    }
     if v.is_null() {
         return None;
     }
+    let mut not_flat: Vec<&str> = SOAK_TABLES
+        .into_iter()
+        .filter(|k| v[*k]["flat"] == Value::Bool(false))
+        .collect();
+    if v["ack_p99_ms"]["steady"] == Value::Bool(false) {
+        not_flat.push("ack p99");
+    }
     Some(if not_flat.is_empty() {
-        format!(
+        let cell = format!(
             "flat (RSS {} → {} MiB; ack p99 {} → {} ms)",
             v["rss_mib"]["middle"],
             v["rss_mib"]["last"],
             v["ack_p99_ms"]["middle"],
             v["ack_p99_ms"]["last"]
-        )
+        );
+        (true, cell)
     } else {
-        format!("growing: {}", not_flat.join(", "))
+        (false, format!("growing: {}", not_flat.join(", ")))
     })
 }
 
@@ -373,7 +377,7 @@ fn targets(records: &[Record], backend: &str) -> Vec<Target> {
     let ack = at("ack_all", None);
     let pg = backend == "postgres";
     let big_peak = tick_peak(records, backend, (100_000, 10_000));
-    let soak = at("soak", None);
+    let soak = at("soak", None).and_then(soak_verdict);
     vec![
         target(
             "tick W=1,000/T=200/B=5",
@@ -532,8 +536,8 @@ fn targets(records: &[Record], backend: &str) -> Vec<Target> {
         Target {
             what: "soak: RSS and tables flat after warm-up, ack p99 steady",
             limit: "flat",
-            measured: soak.and_then(soak_cell),
-            met: soak.and_then(soak_cell).map(|c| c.starts_with("flat")),
+            measured: soak.as_ref().map(|(_, cell)| cell.clone()),
+            met: soak.as_ref().map(|(flat, _)| *flat),
         },
     ]
 }
@@ -780,15 +784,9 @@ fn soak_section(out: &mut String, records: &[Record]) {
             out,
             "- verdict (mean of the last third of the samples against the middle third, after a \
              warm-up of the first fifth): {}",
-            soak_cell(summary).unwrap_or_else(|| "–".into())
+            soak_verdict(summary).map_or_else(|| "–".into(), |(_, cell)| cell)
         );
-        for key in [
-            "rss_mib",
-            "outbox",
-            "outbox_pending",
-            "handled_envelopes",
-            "open_offers",
-        ] {
+        for key in SOAK_TABLES {
             let _ = writeln!(
                 out,
                 "  - `{key}`: {} → {} ({})",

@@ -315,11 +315,7 @@ pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>
         .into_iter()
         .map(|a| (a.envelope_id, a.latency.as_secs_f64() * 1000.0))
         .collect();
-    let winners = count(
-        &db,
-        "SELECT COUNT(*) AS n FROM staffing_responses WHERE is_winner = TRUE",
-    )
-    .await?;
+    let winners = crate::socket::winners(&db).await?;
     db.close().await?;
 
     let summary = json!({
@@ -336,20 +332,6 @@ pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>
     let records = records(backend, &samples, &sent, &acks, summary);
     crate::plot::soak(&opts.plot, &records)?;
     Ok(records)
-}
-
-async fn count(db: &DatabaseConnection, sql: &str) -> Result<i64> {
-    #[derive(FromQueryResult)]
-    struct N {
-        n: i64,
-    }
-    Ok(
-        N::find_by_statement(statement(db.get_database_backend(), sql, vec![]))
-            .one(db)
-            .await?
-            .map(|n| n.n)
-            .unwrap_or(0),
-    )
 }
 
 fn by_kind(sent: &[Sent]) -> serde_json::Value {
@@ -463,25 +445,21 @@ fn records(
         .last()
         .map(|(_, at, _)| (*at / 60.0) as usize + 1)
         .unwrap_or(0);
+    let mut per_minute: Vec<(Vec<f64>, usize)> = vec![Default::default(); minutes];
+    for (_, at, id) in sent {
+        let (lat, missing) = &mut per_minute[(*at / 60.0) as usize];
+        match acks.get(id) {
+            Some(l) => lat.push(*l),
+            None => *missing += 1,
+        }
+    }
     let mut all = Vec::new();
     let mut missing_total = 0;
-    for m in 0..minutes {
-        let mut lat = Vec::new();
-        let mut missing = 0;
-        for (_, _, id) in sent.iter().filter(|(_, at, _)| (*at / 60.0) as usize == m) {
-            match acks.get(id) {
-                Some(l) => lat.push(*l),
-                None => missing += 1,
-            }
-        }
+    for (m, (mut lat, missing)) in per_minute.into_iter().enumerate() {
         missing_total += missing;
         all.extend_from_slice(&lat);
-        out.push(ack_record(
-            backend,
-            "soak_minute",
-            &mut lat,
-            json!({"minute": m + 1, "missing": missing}),
-        ));
+        let detail = json!({"minute": m + 1, "missing": missing});
+        out.push(ack_record(backend, "soak_minute", &mut lat, detail));
     }
     summary["missing"] = json!(missing_total);
     summary["verdict"] = verdict(samples, &out);

@@ -193,6 +193,21 @@ fn ack_record(
     }
 }
 
+/// Accepts that won a request so far.
+pub async fn winners(db: &DatabaseConnection) -> Result<i64> {
+    #[derive(FromQueryResult)]
+    struct N {
+        n: i64,
+    }
+    let sql = "SELECT COUNT(*) AS n FROM staffing_responses WHERE is_winner = TRUE";
+    Ok(
+        N::find_by_statement(statement(db.get_database_backend(), sql, vec![]))
+            .one(db)
+            .await?
+            .map_or(0, |n| n.n),
+    )
+}
+
 /// The socket phases on `backend`, with the (fresh, empty) database at `url`.
 pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>> {
     let mut records = Vec::new();
@@ -369,21 +384,7 @@ pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>
         .collect();
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     let errors = log.lines().filter(|l| l.contains("ERROR")).count();
-    let winners = {
-        #[derive(FromQueryResult)]
-        struct N {
-            n: i64,
-        }
-        N::find_by_statement(statement(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM staffing_responses WHERE is_winner = TRUE",
-            vec![],
-        ))
-        .one(&db)
-        .await?
-        .map(|n| n.n)
-        .unwrap_or(0)
-    };
+    let winners = winners(&db).await?;
     let mut by_kind: HashMap<Kind, (Vec<f64>, usize)> = HashMap::new();
     for (kind, id) in &sent {
         let entry = by_kind.entry(*kind).or_default();
