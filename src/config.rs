@@ -107,6 +107,8 @@ pub struct StaffbotConfig {
     pub status_notices: bool,
     /// Where a copy of every status notice goes (Orchestra's internal notification channel).
     pub notifications_channel: Option<String>,
+    /// The most a project's data (`project create --data`) may hold, in bytes of compact JSON.
+    pub max_project_data_bytes: usize,
 }
 
 impl Default for StaffbotConfig {
@@ -121,6 +123,7 @@ impl Default for StaffbotConfig {
             random_seed: None,
             status_notices: true,
             notifications_channel: None,
+            max_project_data_bytes: 64 * 1024,
         }
     }
 }

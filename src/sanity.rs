@@ -102,23 +102,37 @@ pub struct VersionChecks {
     pub version: String,
     pub config: SanityConfig,
     script: Option<Script>,
+    /// The check reads the project's data (a script that names `data`): only then is it loaded.
+    pub reads_data: bool,
+}
+
+/// Whether a script's source names `data` (as a word): the projects of a script that does not
+/// are read without their data.
+fn names_data(source: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    source.match_indices("data").any(|(i, _)| {
+        !source[..i].chars().next_back().is_some_and(word)
+            && !source[i + 4..].chars().next().is_some_and(word)
+    })
 }
 
 impl VersionChecks {
     fn load(v: &CheckedVersion) -> Result<VersionChecks, String> {
         let config: SanityConfig = serde_json::from_value(v.sanity_checks.clone())
             .map_err(|e| format!("stored sanity_checks cannot be read: {e}"))?;
-        let script = match &config.function {
-            SanityFunction::Script { script, .. } => {
-                Some(script::compile(Purpose::SanityCheck, script).map_err(|e| e.to_string())?)
-            }
-            _ => None,
+        let (script, reads_data) = match &config.function {
+            SanityFunction::Script { script, .. } => (
+                Some(script::compile(Purpose::SanityCheck, script).map_err(|e| e.to_string())?),
+                names_data(&script.source),
+            ),
+            _ => (None, false),
         };
         Ok(VersionChecks {
             workflow: v.workflow_slug.clone(),
             version: v.slug.clone(),
             config,
             script,
+            reads_data,
         })
     }
 }
@@ -153,7 +167,10 @@ impl ProjectFacts<'_> {
             priority: p.priority,
             status: p.status.to_string(),
             created_at: unix(p.created_at),
-            data: p.project_data.clone(),
+            data: p
+                .project_data
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
             workflow: self.version.workflow.clone(),
             version: self.version.version.clone(),
             tasks: self
@@ -311,12 +328,17 @@ pub struct Round {
 impl Round {
     /// Reads the projects of `checked` and what their checks need.
     pub async fn read<C: ConnectionTrait>(conn: &C, checked: Checked) -> Result<Round, Error> {
-        let projects = store::projects(conn, checked).await?;
-        let versions = store::versions(conn, checked)
+        let versions: HashMap<i64, Result<VersionChecks, String>> = store::versions(conn, checked)
             .await?
             .iter()
             .map(|v| (v.id, VersionChecks::load(v)))
             .collect();
+        let data_versions: Vec<i64> = versions
+            .iter()
+            .filter(|(_, v)| v.as_ref().is_ok_and(|v| v.reads_data))
+            .map(|(id, _)| *id)
+            .collect();
+        let projects = store::projects(conn, checked, &data_versions).await?;
         let mut tasks: HashMap<i64, Vec<CheckedTask>> = HashMap::new();
         for t in store::tasks(conn, checked).await? {
             tasks.entry(t.project_id).or_default().push(t);
@@ -383,13 +405,26 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         detail: format!("its evaluation thread failed: {e}"),
     })?;
     let mut report = SanityReport::default();
-    for (p, plan) in round.projects.iter().zip(plans) {
-        report.projects += 1;
-        // A script error or a limit hit skips this project only (`plan` logs it).
-        let Some(plan) = plan else {
-            report.failed_projects += 1;
-            continue;
+    let mut recovered = Vec::new();
+    for (p, outcome) in round.projects.iter().zip(plans) {
+        let plan = match outcome {
+            Outcome::Waiting => continue,
+            Outcome::Planned(plan) => plan,
+            // A script error skips this project only (`plan` logged it); a limit hit also
+            // makes it wait longer each time before it is evaluated again.
+            Outcome::Failed { limit } => {
+                report.projects += 1;
+                report.failed_projects += 1;
+                if limit {
+                    back_off(db, lease, p, now).await?;
+                }
+                continue;
+            }
         };
+        report.projects += 1;
+        if p.sanity_failures > 0 {
+            recovered.push(p.id);
+        }
         match write(db, lease, p, &plan.decisions, now).await {
             Ok((checks, messages)) => {
                 report.checks += checks;
@@ -403,38 +438,75 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             }
         }
     }
+    if !recovered.is_empty() {
+        let tx = crate::db::begin_write(db).await?;
+        let written = async {
+            lease.fence(&tx).await?;
+            Ok::<_, Error>(store::clear_limit_hits(&tx, &recovered).await?)
+        }
+        .await;
+        crate::db::settle(tx, written).await?;
+    }
     Ok(report)
 }
 
-/// Projects of one version whose script hit a limit, after which the version's other projects
-/// wait for the next round (a script that loops would otherwise cost its wall time in every
-/// project).
-const LIMIT_HITS_PER_VERSION: usize = 20;
+/// How long a project whose check script hit a limit `failures` rounds in a row waits before
+/// it is evaluated again: 10 minutes, doubling, at most a day.
+pub fn limit_backoff(failures: i32) -> chrono::Duration {
+    let doublings = u32::try_from(failures.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    let minutes = 10i64.saturating_mul(1i64 << doublings).min(24 * 60);
+    chrono::Duration::minutes(minutes)
+}
 
-/// Every project's plan (`None`: it failed, and was logged).
-fn plan_all(round: &Round, now: DateTime<Utc>) -> Vec<Option<ProjectPlan>> {
-    let mut limit_hits: HashMap<i64, usize> = HashMap::new();
+/// Records one more limit hit for `p`, and when it is evaluated again.
+async fn back_off<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    p: &CheckedProject,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let failures = p.sanity_failures.saturating_add(1);
+    let retry_at = now + limit_backoff(failures);
+    tracing::warn!(
+        project_id = p.id,
+        failures,
+        retry_at = %retry_at.to_rfc3339(),
+        "the check script hit a limit; this project waits before its next check"
+    );
+    let tx = crate::db::begin_write(db).await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        Ok::<_, Error>(store::record_limit_hit(&tx, p.id, failures, retry_at).await?)
+    }
+    .await;
+    crate::db::settle(tx, written).await
+}
+
+/// What a round does with one project.
+enum Outcome {
+    /// It hit a limit in an earlier round and waits (`sanity_retry_at`).
+    Waiting,
+    /// Its check failed (logged); `limit`: a limit stopped the script.
+    Failed {
+        limit: bool,
+    },
+    Planned(ProjectPlan),
+}
+
+/// Every project's outcome. A project whose script hit a limit waits out its backoff; the
+/// others are evaluated whatever their neighbours did.
+fn plan_all(round: &Round, now: DateTime<Utc>) -> Vec<Outcome> {
     round
         .projects
         .iter()
         .map(|p| {
-            let hits = limit_hits.entry(p.workflow_version_id).or_default();
-            if *hits == LIMIT_HITS_PER_VERSION {
-                return None;
+            if p.sanity_retry_at.is_some_and(|at| at > now) {
+                return Outcome::Waiting;
             }
             match plan(round, p, now) {
-                Ok(plan) => Some(plan),
-                Err(EvaluateError::Script(e)) if e.limit => {
-                    *hits += 1;
-                    if *hits == LIMIT_HITS_PER_VERSION {
-                        tracing::error!(
-                            workflow_version_id = p.workflow_version_id,
-                            "the check script hit its limits in {LIMIT_HITS_PER_VERSION} projects; this version's other projects are skipped until the next round"
-                        );
-                    }
-                    None
-                }
-                Err(_) => None,
+                Ok(plan) => Outcome::Planned(plan),
+                Err(EvaluateError::Script(e)) => Outcome::Failed { limit: e.limit },
+                Err(_) => Outcome::Failed { limit: false },
             }
         })
         .collect()
@@ -458,13 +530,28 @@ pub fn plan(
         tracing::error!(project_id = p.id, "SanityBot check function failed: {e}")
     })?;
     let decisions = facts.decide(&returned, now);
-    for d in &decisions {
-        if let Decision::Unconfigured { slug } = d {
-            tracing::warn!(
-                project_id = p.id,
-                "the check function returned {slug}, which has no check_configurations entry; not posted"
-            );
-        }
+    // One line per project and round, however many: the first few slugs, and how many.
+    let unconfigured: Vec<String> = decisions
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Unconfigured { slug } => Some(script::printable(slug, 60)),
+            _ => None,
+        })
+        .collect();
+    if !unconfigured.is_empty() {
+        let shown = unconfigured.iter().take(5).cloned().collect::<Vec<_>>();
+        let more = unconfigured.len().saturating_sub(shown.len());
+        tracing::warn!(
+            project_id = p.id,
+            "the check function returned {} slug(s) with no check_configurations entry, not posted: {}{}",
+            unconfigured.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(ProjectPlan {
         returned,

@@ -21,6 +21,7 @@ mod m20261203_000007_task_status_changes;
 mod m20261204_000008_home_tabs;
 mod m20261205_000009_workflow_scripts;
 mod m20261206_000010_email;
+mod m20261207_000011_script_hardening;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_home_tabs::Migration),
             Box::new(m20261205_000009_workflow_scripts::Migration),
             Box::new(m20261206_000010_email::Migration),
+            Box::new(m20261207_000011_script_hardening::Migration),
         ]
     }
 }

@@ -81,6 +81,13 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
                     if !value.is_object() {
                         anyhow::bail!("--data must be a JSON object, such as {{\"rush\": true}}");
                     }
+                    let size = serde_json::to_vec(&value)?.len();
+                    let max = app.config.staffbot.max_project_data_bytes;
+                    if size > max {
+                        anyhow::bail!(
+                            "--data is {size} bytes as compact JSON, more than the {max} a project may hold (staffbot.max_project_data_bytes); keep large files elsewhere and put their address in the data"
+                        );
+                    }
                     value
                 }
             };

@@ -43,6 +43,9 @@ pub struct RequestContext {
     pub workflow_description: String,
     /// How many certifications the step requires.
     pub required_count: i64,
+    /// The detailed description as the staffing tick rendered and stored it for this request
+    /// ([`crate::messages::Details`] as JSON); `None` until its first batch.
+    pub stored_details: Option<Value>,
 }
 
 /// [`RequestContext`]'s columns, given `r` (the request) and [`REQUEST_JOINS`].
@@ -52,7 +55,7 @@ p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug, s.name
 s.description AS step_description, s.detailed_description_function,
 p.status AS project_status, p.created_at AS project_created_at, p.project_data,
 v.slug AS version_slug, w.slug AS workflow_slug, w.name AS workflow_name,
-w.description AS workflow_description,
+w.description AS workflow_description, r.details AS stored_details,
 (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
 
 /// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.
@@ -103,6 +106,23 @@ pub async fn due_a_batch<C: ConnectionTrait>(
     ))
     .all(conn)
     .await
+}
+
+/// Stores each request's rendered detailed description (one statement per request: a request's
+/// description is rendered once, before its first batch).
+pub async fn set_details<C: ConnectionTrait>(
+    conn: &C,
+    details: &[(i64, Value)],
+) -> Result<(), DbErr> {
+    for (request_id, value) in details {
+        conn.execute_raw(statement(
+            conn.get_database_backend(),
+            "UPDATE staffing_requests SET details = $1 WHERE id = $2",
+            vec![value.clone().into(), (*request_id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Worker ids per read of the candidate pool on SQLite.

@@ -44,28 +44,77 @@ pub struct CheckedProject {
     pub short_description: String,
     pub priority: i32,
     pub status: ProjectStatus,
-    pub project_data: Value,
+    /// The project's data, read only for the versions whose check reads it.
+    pub project_data: Option<Value>,
     pub created_at: DateTime<Utc>,
+    /// Rounds in a row in which the project's check script hit a limit.
+    pub sanity_failures: i32,
+    /// Not evaluated again before this (after a limit hit).
+    pub sanity_retry_at: Option<DateTime<Utc>>,
 }
 
-/// The projects of `checked`, by id.
+/// The projects of `checked`, by id; with their data only for `data_versions` (the versions
+/// whose check function reads project data: the rest is never loaded).
 pub async fn projects<C: ConnectionTrait>(
     conn: &C,
     checked: Checked,
+    data_versions: &[i64],
 ) -> Result<Vec<CheckedProject>, DbErr> {
     let (condition, values) = checked.condition();
+    // Integers, formatted: no text from outside reaches the statement.
+    let mut ids: Vec<String> = data_versions.iter().map(i64::to_string).collect();
+    if ids.is_empty() {
+        ids.push("-1".into());
+    }
     CheckedProject::find_by_statement(statement(
         conn.get_database_backend(),
         &format!(
             "SELECT p.id, p.workflow_version_id, p.slack_channel_id, p.short_description,
-                    p.priority, p.status, p.project_data, p.created_at
+                    p.priority, p.status,
+                    CASE WHEN p.workflow_version_id IN ({}) THEN p.project_data END
+                        AS project_data,
+                    p.created_at, p.sanity_failures, p.sanity_retry_at
              FROM projects p JOIN workflow_versions v ON v.id = p.workflow_version_id
-             WHERE {condition} ORDER BY p.id"
+             WHERE {condition} ORDER BY p.id",
+            ids.join(", ")
         ),
         values,
     ))
     .all(conn)
     .await
+}
+
+/// Records that `project_id`'s check script hit a limit for the `failures`th round in a row:
+/// it is not evaluated again before `retry_at`.
+pub async fn record_limit_hit<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    failures: i32,
+    retry_at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    conn.execute_raw(statement(
+        conn.get_database_backend(),
+        "UPDATE projects SET sanity_failures = $1, sanity_retry_at = $2 WHERE id = $3",
+        vec![failures.into(), retry_at.into(), project_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Clears the limit hits of projects whose check ran within its limits again.
+pub async fn clear_limit_hits<C: ConnectionTrait>(
+    conn: &C,
+    project_ids: &[i64],
+) -> Result<(), DbErr> {
+    for id in project_ids {
+        conn.execute_raw(statement(
+            conn.get_database_backend(),
+            "UPDATE projects SET sanity_failures = 0, sanity_retry_at = NULL WHERE id = $1",
+            vec![(*id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// A workflow version with checks, as stored.

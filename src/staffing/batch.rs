@@ -15,7 +15,7 @@ use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use crate::db::requests::{Candidate, RequestContext};
 use crate::db::{self, RequestStatus, Role};
 use crate::lease::LeaseProof;
-use crate::messages::{Message, Outgoing};
+use crate::messages::{Details, Message, OfferContent, Outgoing};
 
 /// Requests handled in one transaction at most, and offers in one transaction at most (both
 /// keep multi-row statements under every backend's bound-parameter limit and keep the write
@@ -155,6 +155,9 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     if due.is_empty() {
         return Ok(report);
     }
+    // Teams' descriptions are rendered here, once per request, off the async threads and with
+    // no transaction open; the offers, and later clicks, read what is stored.
+    let rendered = render_details(&due).await;
 
     // One pool per (step, role); a step without required certifications has no candidates
     // (Orchestra's rule).
@@ -187,8 +190,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         let excluded =
             db::requests::exclusions(db, &ids, super::respond::MAX_OFFER_FAILURES).await?;
         let empty = HashSet::new();
-        let mut plans: Vec<(&RequestContext, Vec<&Candidate>, bool)> =
-            Vec::with_capacity(chunk.len());
+        let mut plans: Vec<Plan> = Vec::with_capacity(chunk.len());
         for request in chunk {
             let role = Role::for_counter(request.required_role_counter);
             let Some(pool) = pools.get(&(request.step_id, role)) else {
@@ -203,7 +205,15 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             // the pool.
             let exhausted = candidates.len() < per_request;
             candidates.truncate(settings.batch_size as usize);
-            plans.push((request, candidates, exhausted));
+            let fresh = rendered.get(&request.request_id);
+            plans.push(Plan {
+                request,
+                chosen: candidates,
+                exhausted,
+                offer: request
+                    .offer_content_with(fresh.cloned().unwrap_or_else(|| request.details())),
+                store_details: fresh.is_some(),
+            });
         }
         let tx = db::begin_write(db).await?;
         let written = async {
@@ -212,46 +222,85 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         }
         .await;
         db::settle(tx, written).await?;
-        for (_, chosen, exhausted) in &plans {
+        for plan in &plans {
             report.requests += 1;
-            report.offers += chosen.len();
-            report.exhausted += usize::from(*exhausted);
+            report.offers += plan.chosen.len();
+            report.exhausted += usize::from(plan.exhausted);
         }
     }
     Ok(report)
+}
+
+/// One request's batch, decided.
+struct Plan<'a> {
+    request: &'a RequestContext,
+    chosen: Vec<&'a Candidate>,
+    /// This batch empties the pool.
+    exhausted: bool,
+    /// What the offers show.
+    offer: OfferContent,
+    /// The detailed description was rendered this round: store it with the request.
+    store_details: bool,
+}
+
+/// The detailed descriptions of the `due` requests that have none stored yet, rendered on a
+/// blocking thread (each a team's template or script, under its limits).
+async fn render_details(due: &[RequestContext]) -> HashMap<i64, Details> {
+    let todo: Vec<RequestContext> = due
+        .iter()
+        .filter(|r| r.stored_details.is_none() && r.has_details_function())
+        .cloned()
+        .collect();
+    if todo.is_empty() {
+        return HashMap::new();
+    }
+    let render = move || {
+        todo.iter()
+            .map(|r| (r.request_id, r.render_details()))
+            .collect::<HashMap<i64, Details>>()
+    };
+    tokio::task::spawn_blocking(render)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("detailed descriptions: their rendering thread failed: {e}");
+            HashMap::new()
+        })
 }
 
 /// Writes the batches of one chunk: the offers, their DMs and the announcements (outbox), the
 /// requests' new state; requests whose pool ran out and whose every offer was declined close.
 async fn write_batches<C: ConnectionTrait>(
     conn: &C,
-    plans: &[(&RequestContext, Vec<&Candidate>, bool)],
+    plans: &[Plan<'_>],
     email: bool,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    let details: Vec<(i64, serde_json::Value)> = plans
+        .iter()
+        .filter(|p| p.store_details)
+        .filter_map(|p| {
+            let value = serde_json::to_value(&p.offer.details).ok()?;
+            Some((p.request.request_id, value))
+        })
+        .collect();
+    db::requests::set_details(conn, &details).await?;
     let pairs: Vec<(i64, i64)> = plans
         .iter()
-        .flat_map(|(request, chosen, _)| chosen.iter().map(|c| (request.request_id, c.worker_id)))
+        .flat_map(|p| p.chosen.iter().map(|c| (p.request.request_id, c.worker_id)))
         .collect();
     let inquiry_ids = db::offers::insert_many(conn, &pairs, now).await?;
     let mut messages: Vec<(String, Outgoing)> = Vec::with_capacity(pairs.len() + 1);
     // The Homes that show these tasks (the workers offered them, the admins) are published
     // again: one more row in the same insert.
-    let tasks: Vec<i64> = plans.iter().map(|(r, _, _)| r.task_id).collect();
+    let tasks: Vec<i64> = plans.iter().map(|p| p.request.task_id).collect();
     messages.push(crate::outbox::refresh_row(&tasks, Vec::new()));
     let mut sending: Vec<i64> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
     let mut tokens: Vec<(String, i64)> = Vec::new();
-    for (request, chosen, exhausted) in plans {
-        offer_messages(
-            request,
-            chosen,
-            &inquiry_ids,
-            email,
-            &mut messages,
-            &mut tokens,
-        );
-        if *exhausted {
+    for plan in plans {
+        let request = plan.request;
+        offer_messages(plan, &inquiry_ids, email, &mut messages, &mut tokens);
+        if plan.exhausted {
             done.push(request.request_id);
             match &request.slack_channel_id {
                 Some(channel) => messages.push((
@@ -291,19 +340,14 @@ fn reach(c: &Candidate, email: bool) -> crate::notify::Reach<'_> {
 /// The offers of one request's batch: a DM, an email (with a new reply token), or both, as each
 /// worker prefers.
 fn offer_messages(
-    request: &RequestContext,
-    chosen: &[&Candidate],
+    plan: &Plan<'_>,
     inquiry_ids: &HashMap<(i64, i64), i64>,
     email: bool,
     out: &mut Vec<(String, Outgoing)>,
     tokens: &mut Vec<(String, i64)>,
 ) {
-    if chosen.is_empty() {
-        return;
-    }
-    // The same for every worker asked: rendered (the description template) once.
-    let offer = request.offer_content();
-    for c in chosen {
+    let (request, offer) = (plan.request, &plan.offer);
+    for c in &plan.chosen {
         let Some(&inquiry_id) = inquiry_ids.get(&(request.request_id, c.worker_id)) else {
             continue;
         };

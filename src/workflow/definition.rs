@@ -207,7 +207,21 @@ fn script_paths<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Reads the scripts a version names, relative to its directory (never outside it).
+/// `version.json` of `dir`, with the line and column where `script:<file>` is named in it.
+fn named_at(dir: &Path, file: &str) -> String {
+    let json = dir.join("version.json");
+    let at = std::fs::read_to_string(&json).ok().and_then(|text| {
+        text.find(&format!("{SCRIPT_PREFIX}{file}"))
+            .map(|i| super::template::line_column(&text, i))
+    });
+    match at {
+        Some((line, column)) => format!("{}, line {line}, column {column}", json.display()),
+        None => json.display().to_string(),
+    }
+}
+
+/// Reads the scripts a version names, relative to its directory (never outside it: no `..`,
+/// no absolute path, and no link that leads out of it).
 fn read_scripts(dir: &Path, version: &Value) -> Result<BTreeMap<String, String>, LoadError> {
     let mut files = Vec::new();
     script_paths(version, &mut files);
@@ -224,12 +238,29 @@ fn read_scripts(dir: &Path, version: &Value) -> Result<BTreeMap<String, String>,
         {
             return err(format!(
                 "{}: script path {file:?} must name a file in the version's directory (relative, without ..)",
-                dir.join("version.json").display()
+                named_at(dir, file)
+            ));
+        }
+        if relative.extension().is_none_or(|e| e != "rhai") {
+            return err(format!(
+                "{}: script path {file:?} must name a Rhai script (a .rhai file)",
+                named_at(dir, file)
             ));
         }
         let path = dir.join(relative);
-        let source = std::fs::read_to_string(&path)
-            .map_err(|e| LoadError(format!("cannot read script {}: {e}", path.display())))?;
+        let cannot_read =
+            |e: std::io::Error| LoadError(format!("cannot read script {}: {e}", path.display()));
+        // The real path, links resolved, must still be inside the real version directory.
+        let real_dir = dir.canonicalize().map_err(cannot_read)?;
+        let real = path.canonicalize().map_err(cannot_read)?;
+        if !real.starts_with(&real_dir) || !real.is_file() {
+            return err(format!(
+                "{}: script {file:?} leads outside the version's directory (to {}); a script must be a file inside it, not a link out of it",
+                named_at(dir, file),
+                real.display()
+            ));
+        }
+        let source = std::fs::read_to_string(&real).map_err(cannot_read)?;
         scripts.insert(file.to_string(), source);
     }
     Ok(scripts)

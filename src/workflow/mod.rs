@@ -5,6 +5,7 @@
 pub mod definition;
 pub mod functions;
 pub mod load;
+pub mod memory;
 pub mod rules;
 pub mod sanity;
 pub mod script;

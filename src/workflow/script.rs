@@ -22,6 +22,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Position, Scope};
+
+use super::memory::Counting;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,8 +43,15 @@ pub struct Limits {
     pub array_size: usize,
     /// Entries of one object map.
     pub map_size: usize,
-    /// Wall time of one call.
+    /// Wall time of one call (every built-in a script can call returns within it: Rhai's
+    /// `sleep` is replaced by one that refuses).
     pub wall_time: Duration,
+    /// Bytes a call may hold at once (whatever holds them: maps, strings, arrays).
+    pub memory: usize,
+    /// Lines a call may `print` or `debug` to the log (the rest are counted, not logged).
+    pub log_lines: usize,
+    /// Bytes of a machine script's result, as JSON (as for a command's stdout).
+    pub output_bytes: usize,
 }
 
 /// The limits of every script call (README "Custom checks and descriptions").
@@ -53,6 +62,9 @@ pub const LIMITS: Limits = Limits {
     array_size: 10_000,
     map_size: 10_000,
     wall_time: Duration::from_millis(250),
+    memory: 16 << 20,
+    log_lines: 20,
+    output_bytes: 1 << 20,
 };
 
 /// What a script is for: decides the variables it sees (and so what compiles).
@@ -144,10 +156,67 @@ impl ScriptError {
 thread_local! {
     /// When the call running on this thread must stop (scripts run synchronously).
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Lines the call running on this thread printed.
+    static PRINTED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// What the progress callback returns when a call ran past its wall time.
 const WALL_TIME_TOKEN: &str = "staffbot:wall-time";
+/// What the progress callback returns when a call held more than its memory.
+const MEMORY_TOKEN: &str = "staffbot:memory";
+/// Characters of one printed line that reach the log.
+const LOG_LINE_CHARS: usize = 500;
+
+/// A script's printed line as it is logged: control characters (terminal escapes included)
+/// dropped, cut at [`LOG_LINE_CHARS`]; `None` past the call's [`Limits::log_lines`].
+fn loggable(text: &str) -> Option<String> {
+    let n = PRINTED.get() + 1;
+    PRINTED.set(n);
+    if n > LIMITS.log_lines {
+        return None;
+    }
+    Some(printable(text, LOG_LINE_CHARS))
+}
+
+/// `text` without control characters and terminal escape sequences (newlines and tabs become
+/// spaces), at most `max` characters (an ellipsis says it was cut).
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut kept = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\x1b' => {
+                // CSI (`ESC [ … final`) and two-character escapes are dropped whole.
+                if chars.next_if_eq(&'[').is_some() {
+                    while chars.next().is_some_and(|c| !('@'..='~').contains(&c)) {}
+                } else {
+                    chars.next();
+                }
+                continue;
+            }
+            '\n' | '\t' | '\r' => ' ',
+            c if c.is_control() => continue,
+            c => c,
+        };
+        if kept == max {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        kept += 1;
+    }
+    out
+}
+
+/// Refuses, in place of Rhai's `sleep`, which blocks the thread whatever the wall time.
+fn no_sleep() -> Result<(), Box<EvalAltResult>> {
+    Err(format!(
+        "sleep() is not available in staffbot's scripts (a call must finish within {} ms)",
+        LIMITS.wall_time.as_millis()
+    )
+    .into())
+}
 
 fn engine() -> Engine {
     let mut engine = Engine::new();
@@ -163,12 +232,25 @@ fn engine() -> Engine {
         .set_strict_variables(true)
         .set_fail_on_invalid_map_property(false);
     engine.disable_symbol("eval");
-    engine.on_print(|text| tracing::info!(target: "staffbot::script", "script print: {text}"));
-    engine.on_debug(|text, source, pos| {
-        tracing::info!(target: "staffbot::script", source, %pos, "script debug: {text}")
+    engine.on_print(|text| {
+        if let Some(text) = loggable(text) {
+            tracing::info!(target: "staffbot::script", "script print: {text}")
+        }
     });
+    engine.on_debug(|text, source, pos| {
+        if let Some(text) = loggable(text) {
+            tracing::info!(target: "staffbot::script", source, %pos, "script debug: {text}")
+        }
+    });
+    // Rhai's `sleep` blocks the thread, out of the wall time's reach: the same names refuse.
+    engine.register_fn("sleep", |_: i64| no_sleep());
+    engine.register_fn("sleep", |_: f64| no_sleep());
     engine.on_progress(|operations| {
-        // Checking the clock every few hundred operations keeps its cost out of the way.
+        // Memory is checked at every operation (a thread-local read); the clock every few
+        // hundred operations keeps its cost out of the way.
+        if Counting::net() > isize::try_from(LIMITS.memory).unwrap_or(isize::MAX) {
+            return Some(Dynamic::from(MEMORY_TOKEN));
+        }
         if operations % 256 == 0
             && DEADLINE
                 .get()
@@ -225,8 +307,125 @@ fn cache_key(purpose: Purpose, script: &ScriptSource) -> u64 {
     h.finish()
 }
 
+/// A token of a script's source, as far as [`check_functions`] needs: identifiers (with their
+/// byte offset) and single punctuation characters; strings and comments are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    Ident(&'a str, usize),
+    Punct(char),
+}
+
+fn tokens(source: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < source.len() {
+        let rest = &source[i..];
+        let Some(c) = rest.chars().next() else { break };
+        if rest.starts_with("//") {
+            i += rest.find('\n').unwrap_or(rest.len());
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            i += comment.find("*/").map_or(rest.len(), |e| e + 4);
+        } else if c == '"' || c == '`' || c == '\'' {
+            // A string (or character) literal, escapes included.
+            let mut j = i + 1;
+            while j < source.len() && bytes[j] != c as u8 {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            i = (j + 1).min(source.len());
+            while !source.is_char_boundary(i) {
+                i += 1;
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let len = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            out.push(Token::Ident(&rest[..len], i));
+            i += len;
+        } else {
+            if !c.is_whitespace() {
+                out.push(Token::Punct(c));
+            }
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// A function a script defines (`fn name(params) { … }`) sees only its arguments: it cannot
+/// read the script's variables (`project`, `task`, …), and Rhai would find that only when the
+/// function is called. Found here, at load, with the line and column.
+fn check_functions(purpose: Purpose, script: &ScriptSource) -> Result<(), ScriptError> {
+    let toks = tokens(&script.source);
+    let mut i = 0;
+    while i < toks.len() {
+        if !matches!(toks[i], Token::Ident("fn", _)) {
+            i += 1;
+            continue;
+        }
+        // `fn name(params) {`
+        let mut j = i + 1;
+        let mut params: Vec<&str> = Vec::new();
+        while j < toks.len() && toks[j] != Token::Punct('{') {
+            if let Token::Ident(name, _) = toks[j] {
+                params.push(name);
+            }
+            j += 1;
+        }
+        let mut depth = 0usize;
+        let mut declared: Vec<&str> = Vec::new();
+        while j < toks.len() {
+            match toks[j] {
+                Token::Punct('{') => depth += 1,
+                Token::Punct('}') => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                Token::Ident("let" | "const", _) => {
+                    if let Some(Token::Ident(name, _)) = toks.get(j + 1) {
+                        declared.push(name);
+                    }
+                }
+                Token::Ident(name, at) => {
+                    let after_dot =
+                        matches!(j.checked_sub(1).map(|k| toks[k]), Some(Token::Punct('.')));
+                    let key_or_call = match (toks.get(j + 1), toks.get(j + 2)) {
+                        (Some(Token::Punct(':')), Some(Token::Punct(':'))) => false,
+                        (Some(Token::Punct(':' | '(')), _) => true,
+                        _ => false,
+                    };
+                    if purpose.variables().contains(&name)
+                        && !after_dot
+                        && !key_or_call
+                        && !params.contains(&name)
+                        && !declared.contains(&name)
+                    {
+                        let (line, column) = super::template::line_column(&script.source, at);
+                        return Err(ScriptError {
+                            file: script.file.clone(),
+                            line: Some(line),
+                            column: Some(column),
+                            message: format!(
+                                "a function sees only its arguments, not `{name}`: pass it in (`fn f({name}) {{ … }}`, called as `f({name})`)"
+                            ),
+                            limit: false,
+                        });
+                    }
+                }
+                Token::Punct(_) => {}
+            }
+            j += 1;
+        }
+        i = j + 1;
+    }
+    Ok(())
+}
+
 /// Compiles `script` for `purpose` (or takes it from the cache). A syntax error, or a variable
-/// the script never defines and `purpose` does not provide, is an error with its position.
+/// the script never defines and `purpose` does not provide, is an error with its position, and
+/// so is a function that reads one of the script's variables.
 pub fn compile(purpose: Purpose, script: &ScriptSource) -> Result<Script, ScriptError> {
     let key = cache_key(purpose, script);
     if let Ok(cache) = CACHE.lock()
@@ -247,6 +446,7 @@ pub fn compile(purpose: Purpose, script: &ScriptSource) -> Result<Script, Script
     let ast = ENGINE
         .compile_with_scope(&scope, &script.source)
         .map_err(|e| ScriptError::at(&script.file, e.1, e.0.to_string(), false))?;
+    check_functions(purpose, script)?;
     let ast = Arc::new(ast);
     if let Ok(mut cache) = CACHE.lock() {
         if cache.len() >= CACHE_CAPACITY {
@@ -281,9 +481,25 @@ impl Script {
             scope.push_constant_dynamic(name, value);
         }
         DEADLINE.set(Some(Instant::now() + LIMITS.wall_time));
+        PRINTED.set(0);
+        Counting::start();
         let result = ENGINE.eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+        // What the call built is freed here, while it is still counted.
+        let result = result.map_err(|e| self.runtime_error(*e));
+        drop(scope);
+        Counting::stop();
         DEADLINE.set(None);
-        result.map_err(|e| self.runtime_error(*e))
+        let printed = PRINTED.get();
+        if printed > LIMITS.log_lines {
+            tracing::warn!(
+                target: "staffbot::script",
+                "script {}: {printed} lines printed in one call; the first {} were logged",
+                self.file,
+                LIMITS.log_lines
+            );
+        }
+        PRINTED.set(0);
+        result
     }
 
     fn runtime_error(&self, e: EvalAltResult) -> ScriptError {
@@ -311,6 +527,14 @@ impl Script {
                 limit(format!(
                     "limit hit: ran longer than {} ms",
                     LIMITS.wall_time.as_millis()
+                ))
+            }
+            EvalAltResult::ErrorTerminated(ref token, _)
+                if token.clone().into_string().ok().as_deref() == Some(MEMORY_TOKEN) =>
+            {
+                limit(format!(
+                    "limit hit: held more than {} MiB",
+                    LIMITS.memory >> 20
                 ))
             }
             EvalAltResult::ErrorRuntime(ref value, _) => {
@@ -377,13 +601,28 @@ pub fn text_of(file: &str, value: Dynamic) -> Result<String, ScriptError> {
     Ok(value.to_string())
 }
 
-/// A machine script's result as the task's output (JSON; `()` is `{}`).
+/// A machine script's result as the task's output (JSON; `()` is `{}`), at most
+/// [`Limits::output_bytes`] as JSON text (the cap on a command's stdout).
 pub fn output_of(file: &str, value: Dynamic) -> Result<Value, ScriptError> {
     if value.is_unit() {
         return Ok(Value::Object(Default::default()));
     }
-    rhai::serde::from_dynamic::<Value>(&value)
-        .map_err(|e| ScriptError::result(file, format!("the script's result is not JSON: {e}")))
+    let output = rhai::serde::from_dynamic::<Value>(&value)
+        .map_err(|e| ScriptError::result(file, format!("the script's result is not JSON: {e}")))?;
+    let size = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len());
+    if size > LIMITS.output_bytes {
+        return Err(ScriptError {
+            limit: true,
+            ..ScriptError::result(
+                file,
+                format!(
+                    "limit hit: the result is {size} bytes as JSON, more than {}",
+                    LIMITS.output_bytes
+                ),
+            )
+        });
+    }
+    Ok(output)
 }
 
 /// Unix seconds, as scripts see times.
@@ -483,6 +722,28 @@ mod tests {
     }
 
     #[test]
+    fn a_function_that_reads_the_scripts_variables_is_refused_at_load() {
+        let err = compile(
+            Purpose::SanityCheck,
+            &source("// project\nfn late(t) {\n  t.id > project.id\n}\n[]"),
+        )
+        .expect_err("reads project");
+        assert_eq!((err.line, err.column), (Some(3), Some(10)), "{err}");
+        assert!(err.message.contains("sees only its arguments"), "{err}");
+        for fine in [
+            "fn f(project) { project.id } f(project)",
+            "fn f(x) { let now = 1; now + x } f(1)",
+            r#"fn f(x) { x.project + #{project: 1}.project + "project" } f(project)"#,
+            "fn f(x) { x?.now } f(project)",
+        ] {
+            assert!(
+                compile(Purpose::SanityCheck, &source(fine)).is_ok(),
+                "{fine}"
+            );
+        }
+    }
+
+    #[test]
     fn variables_are_read_only_and_there_is_no_eval_or_import() {
         let err = run("project.id = 8; []").expect_err("constant");
         assert!(!err.limit, "{err}");
@@ -501,6 +762,65 @@ mod tests {
         assert!(err.limit, "{err}");
         let err = run("let a = []; loop { a.push(1); }").expect_err("array");
         assert!(err.limit, "{err}");
+    }
+
+    /// Every built-in that can block or grow without Rhai's own size limits noticing: each
+    /// call ends within its limits, with an error that says which.
+    #[test]
+    fn no_built_in_outlasts_the_wall_time_or_the_memory() {
+        for (text, says) in [
+            ("sleep(3600); []", "sleep() is not available"),
+            ("sleep(0.5); []", "sleep() is not available"),
+            // A map grown by assignment is past Rhai's map size check.
+            (
+                r#"let v = "v"; v.pad(200, "x"); let m = #{}; let i = 0; loop { m["k" + i] = v; i += 1; }"#,
+                "limit hit",
+            ),
+            // Arrays of arrays: each under the array size, together far over it.
+            (
+                r#"let a = []; loop { let b = []; b.pad(9000, "x"); a.push(b); }"#,
+                "limit hit",
+            ),
+            (
+                r#"let s = "x"; s.pad(60000, "y"); let a = []; loop { a.push(s + a.len()); }"#,
+                "limit hit",
+            ),
+        ] {
+            let started = Instant::now();
+            let err = run(text).expect_err(text);
+            assert!(err.to_string().contains(says), "{text}: {err}");
+            assert!(err.line.is_some(), "{text}: no line in {err}");
+            // The wall time is 250 ms; a debug build on a loaded machine gets slack.
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{text} ran {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn a_flood_of_prints_logs_the_first_lines_only() {
+        PRINTED.set(0);
+        let shown: Vec<Option<String>> = (0..25).map(|_| loggable("a\x1b[31mred\nline")).collect();
+        assert_eq!(shown[0].as_deref(), Some("ared line"));
+        assert!(shown[LIMITS.log_lines - 1].is_some());
+        assert!(shown[LIMITS.log_lines].is_none());
+        assert!(run(r#"for i in 0..20000 { print(i) } []"#).is_ok());
+        assert_eq!(PRINTED.get(), 0, "the call's count is reset after it");
+    }
+
+    #[test]
+    fn a_machine_result_is_capped_as_a_command_output_is() {
+        let big = run(
+            r#"let s = "x"; s.pad(40000, "y"); let m = #{}; for i in 0..30 { m["k" + i] = s } m"#,
+        )
+        .expect("under the memory limit");
+        let err = output_of("t.rhai", big).expect_err("over 1 MiB");
+        assert!(
+            err.limit && err.message.contains("more than 1048576"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -124,9 +124,13 @@ fn strip_marks(text: &str) -> String {
         .collect()
 }
 
-/// True for the ids Slack gives users (`U0ABC…`, `W…`): letters and digits.
-fn is_slack_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// True for the ids Slack gives users: `U…` (or `W…` in Enterprise Grid) and then capital
+/// letters and digits. A channel id (`C…`), a name or anything else is not a user.
+pub fn is_slack_user_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('U' | 'W'))
+        && id.len() >= 2
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 fn environment() -> Environment<'static> {
@@ -150,12 +154,12 @@ fn environment() -> Environment<'static> {
     env.add_filter("mrkdwn", |value: JinjaValue| {
         JinjaValue::from_safe_string(value.to_string())
     });
-    env.add_filter("mention", |id: String| {
-        if is_slack_id(&id) {
-            JinjaValue::from_safe_string(format!("<@{id}>"))
-        } else {
-            JinjaValue::from(id)
-        }
+    // Only a Slack user id becomes a mention; anything else (nothing, a name, a channel id)
+    // stays text.
+    env.add_filter("mention", |value: JinjaValue| match value.as_str() {
+        Some(id) if is_slack_user_id(id) => JinjaValue::from_safe_string(format!("<@{id}>")),
+        _ if value.is_none() || value.is_undefined() => JinjaValue::from(""),
+        _ => JinjaValue::from(value.to_string()),
     });
     env.add_filter("datetime", |ts: i64| {
         chrono::DateTime::from_timestamp(ts, 0)
@@ -168,7 +172,7 @@ fn environment() -> Environment<'static> {
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(environment);
 
 /// Line and column (1-based, in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
@@ -232,6 +236,7 @@ impl Template {
         let template = ENV
             .template_from_str(&source)
             .map_err(|e| format!("template {}", jinja_error(&source, &e)))?;
+        check_tags_and_filters(&source)?;
         let mut unknown: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
@@ -277,6 +282,106 @@ impl Template {
             .map_err(|e| format!("template {}", jinja_error(&self.source, &e)))?;
         Ok(split_markup(&text))
     }
+}
+
+/// Tags that would read another template: a description is one text, with nothing to read.
+const LOADING_TAGS: &[&str] = &["include", "import", "from", "extends"];
+
+/// Whether `name` is a filter the environment has (Jinja's built-ins and staffbot's).
+fn is_filter(name: &str) -> bool {
+    let probe = format!("{{{{ 1 | {name} }}}}");
+    match ENV.render_str(&probe, ()) {
+        Ok(_) => true,
+        Err(e) => e.kind() != minijinja::ErrorKind::UnknownFilter,
+    }
+}
+
+/// What minijinja only finds while rendering, found at load: a filter it does not have, and a
+/// tag that reads another template. Errors name the line and column.
+fn check_tags_and_filters(source: &str) -> Result<(), String> {
+    let at = |offset: usize| {
+        let (line, column) = line_column(source, offset);
+        format!("line {line}, column {column}")
+    };
+    let ident = |from: usize| -> &str {
+        let rest = &source[from..];
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    };
+    let skip_space = |mut i: usize| {
+        while source[i..].starts_with(|c: char| c.is_whitespace() || c == '-' || c == '+') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
+    while let Some(found) = source[i..].find('{') {
+        let start = i + found;
+        let close = match source[start + 1..].chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                i = start + 1;
+                continue;
+            }
+        };
+        let body = start + 2;
+        if close == "%}" {
+            let word_at = skip_space(body);
+            let word = ident(word_at);
+            if LOADING_TAGS.contains(&word) {
+                return Err(format!(
+                    "template, {}: {{% {word} %}} is not available: a description is one template, it cannot read others",
+                    at(word_at)
+                ));
+            }
+            if word == "filter" {
+                let name_at = skip_space(word_at + word.len());
+                let name = ident(name_at);
+                if !name.is_empty() && !is_filter(name) {
+                    return Err(format!("template, {}: unknown filter {name}", at(name_at)));
+                }
+            }
+        }
+        // Through the block to its end, outside string literals: each `|` names a filter.
+        let mut j = body;
+        let mut quote: Option<char> = None;
+        let mut end = source.len();
+        while j < source.len() {
+            let Some(c) = source[j..].chars().next() else {
+                break;
+            };
+            match quote {
+                Some(_) if c == '\\' => {
+                    j += c.len_utf8();
+                    if let Some(n) = source[j..].chars().next() {
+                        j += n.len_utf8();
+                    }
+                    continue;
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if source[j..].starts_with(close) => {
+                    end = j + close.len();
+                    break;
+                }
+                None if c == '|' && !source[j + 1..].starts_with('|') => {
+                    let name_at = skip_space(j + 1);
+                    let name = ident(name_at);
+                    if !name.is_empty() && !is_filter(name) {
+                        return Err(format!("template, {}: unknown filter {name}", at(name_at)));
+                    }
+                }
+                None => {}
+            }
+            j += c.len_utf8();
+        }
+        i = end.max(start + 1);
+    }
+    Ok(())
 }
 
 /// The part of an undeclared name to show: a known object with an unknown field
@@ -406,13 +511,22 @@ mod tests {
                 DetailPart::Text(" <7>".into()),
             ]
         );
-        // Not a Slack id: plain text.
-        let d = render(
-            "{{ who | mention }}",
-            json!({"who": "<!channel>"}),
-            json!({}),
-        );
-        assert_eq!(d, Details::text("<!channel>"));
+        // Not a Slack user id: plain text (nothing for nothing).
+        for (who, shown) in [
+            (json!("<!channel>"), "<!channel>"),
+            (json!(null), ""),
+            (json!("hello"), "hello"),
+            (json!("C0FIRE"), "C0FIRE"),
+            (json!("U0erin"), "U0erin"),
+            (json!(42), "42"),
+        ] {
+            let d = render("{{ who | mention }}", json!({ "who": who }), json!({}));
+            assert_eq!(d, Details::text(shown), "{who}");
+        }
+        let d = render("{{ project.data.owner | mention }}", json!({}), json!({}));
+        assert_eq!(d, Details::text(""), "a missing value");
+        let d = render("{{ w | mention }}", json!({"w": "W0GRID1"}), json!({}));
+        assert_eq!(d.parts(), &[DetailPart::Markup("<@W0GRID1>".into())]);
     }
 
     #[test]
@@ -439,5 +553,35 @@ mod tests {
         );
         let err = Template::parse("{{ project }}", ["project"].into_iter()).expect_err("shadow");
         assert!(err.contains("kwargs.project"), "{err}");
+    }
+
+    #[test]
+    fn unknown_filters_and_loading_tags_are_found_at_load() {
+        let none = || std::iter::empty();
+        let err = Template::parse("ok\n {{ task.id | shout }}", none()).expect_err("filter");
+        assert_eq!(err, "template, line 2, column 15: unknown filter shout");
+        let err = Template::parse("{% filter nope %}x{% endfilter %}", none()).expect_err("block");
+        assert!(err.contains("unknown filter nope"), "{err}");
+        // A `|` inside a string is not a filter; `||` is not one either.
+        assert!(
+            Template::parse(
+                r#"{{ "a | b" | upper }} {{ task.id | default(1) }}"#,
+                none()
+            )
+            .is_ok()
+        );
+        assert!(Template::parse("{{ task.id | mention | mrkdwn | datetime }}", none()).is_ok());
+        for tag in [
+            "include 'x.txt'",
+            "import 'm' as m",
+            "from 'm' import f",
+            "extends 'base'",
+        ] {
+            let err = Template::parse(&format!("a\n{{% {tag} %}}"), none()).expect_err(tag);
+            assert!(
+                err.starts_with("template, line 2, column 4: {%"),
+                "{tag}: {err}"
+            );
+        }
     }
 }

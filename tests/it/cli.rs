@@ -717,6 +717,30 @@ async fn project_data_descriptions_and_sanity_dry_runs() {
         ]),
         "error: --data must be a JSON object, such as {\"rush\": true}"
     );
+    // Project data is capped (64 KiB by default): SanityBot and offers load it.
+    let big = format!(r#"{{"notes": "{}"}}"#, "x".repeat(70_000));
+    std::fs::write(cli.cwd.path().join("big.json"), &big).expect("write");
+    let args = [
+        "project",
+        "create",
+        "--workflow",
+        "rush_desk",
+        "--description",
+        "x",
+        "--data",
+        "@big.json",
+    ];
+    assert_eq!(
+        cli.fails(&args),
+        "error: --data is 70012 bytes as compact JSON, more than the 65536 a project may hold (staffbot.max_project_data_bytes); keep large files elsewhere and put their address in the data"
+    );
+    std::fs::write(
+        cli.cwd.path().join("staffbot.toml"),
+        "[staffbot]\nmax_project_data_bytes = 100000\n",
+    )
+    .expect("write");
+    assert_eq!(cli.ok(&args).trim(), "3", "a larger cap set in the config");
+    std::fs::remove_file(cli.cwd.path().join("staffbot.toml")).expect("rm");
 
     assert_eq!(
         cli.ok(&["workflow", "render-description", "1"]),

@@ -677,6 +677,11 @@ impl LogTap {
         }
     }
 
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        self.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
     pub(crate) fn contains(&self, needle: &str) -> bool {
         self.text
             .lock()

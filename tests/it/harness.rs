@@ -411,6 +411,8 @@ pub struct TeamSpec {
     mail_loop: bool,
     staffing_channel: Option<String>,
     notifications_channel: Option<String>,
+    /// The step's detailed description is this Rhai script (else a template).
+    description_script: Option<String>,
     configure: Vec<Configure>,
 }
 
@@ -434,8 +436,14 @@ impl TeamSpec {
             mail_loop: false,
             staffing_channel: None,
             notifications_channel: None,
+            description_script: None,
             configure: Vec::new(),
         }
+    }
+    /// The step's detailed description is the Rhai script `source` (`describe.rhai`).
+    pub fn description_script(mut self, source: &str) -> Self {
+        self.description_script = Some(source.into());
+        self
     }
     pub fn described(mut self, description: &str) -> Self {
         self.description = description.into();
@@ -528,15 +536,21 @@ impl TeamSpec {
         } else {
             "anyone_certified"
         };
-        let details = serde_json::json!({"path": "staffbot.template", "kwargs": {
-            "template": "About {{ words }} words for project {{ project.id }}", "words": 800}});
+        let details = match &self.description_script {
+            Some(_) => serde_json::json!({"path": "script:describe.rhai"}),
+            None => serde_json::json!({"path": "staffbot.template", "kwargs": {
+                "template": "About {{ words }} words for project {{ project.id }}", "words": 800}}),
+        };
         let write = step("write", "writer")
             .described("Write the story")
             .reviewed(1)
             .policy("reviewer", reviewer, Value::Null)
             .with("detailed_description_function", details);
-        let project = flow(&["writer", "other"], vec![write])
-            .named("news", "Newsroom")
+        let mut newsroom = flow(&["writer", "other"], vec![write]).named("news", "Newsroom");
+        if let Some(source) = &self.description_script {
+            newsroom = newsroom.file("describe.rhai", source);
+        }
+        let project = newsroom
             .project(h.db(), &self.description, Some(CHANNEL))
             .await;
         for (name, priority, enabled) in &self.workers {

@@ -428,3 +428,336 @@ async fn a_description_script_and_a_machine_script() {
         "{error}"
     );
 }
+
+/// Rhai's `sleep` blocked its thread whatever the wall time: a description script that slept
+/// held the staffing round (and, on SQLite, the database) for as long. Now it fails at once:
+/// the offers go out without the description, and commands and clicks are answered.
+#[tokio::test]
+async fn a_description_script_that_sleeps_holds_up_nothing() {
+    let mut t = crate::harness::TeamSpec::new()
+        .workers(&["ann", "bob"])
+        .admin("ada")
+        .description_script("sleep(3600); `never shown`")
+        .start()
+        .await;
+    t.staff().await;
+    let round = tokio::time::timeout(Duration::from_secs(10), t.h.tick(Utc::now(), 1))
+        .await
+        .expect("the round does not wait for the script");
+    assert_eq!(round.offers, 2);
+    let calls = t.h.next_messages(3).await;
+    let offers: Vec<&str> = calls
+        .iter()
+        .map(crate::harness::text)
+        .filter(|text| text.starts_with("Hello"))
+        .collect();
+    assert_eq!(offers.len(), 2, "{calls:?}");
+    assert!(
+        offers.iter().all(|o| o.ends_with("Task: Write the story")),
+        "no details: {offers:?}"
+    );
+    let help = t.h.reply("U0ADA", "help").await;
+    assert!(
+        help["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/staffbot"),
+        "{help}"
+    );
+    // The description was rendered (and failed) once, in the round: a click does not run it.
+    t.accept("ann").await;
+    let winner = crate::common::find_worker(t.h.db(), "ann").await;
+    assert_eq!(crate::common::assignments(t.h.db()).await, [(winner.id, 0)]);
+    // The welcome, and both offers updated (the win, the other taken).
+    let calls = t.h.next_messages(3).await;
+    let texts: Vec<&str> = calls.iter().map(crate::harness::text).collect();
+    assert!(
+        texts.iter().any(|t| t.ends_with(
+            "Task: Write the story\nYou got the task! Task 1 is yours; the team is in <#G0PROJ>."
+        )) && texts
+            .iter()
+            .any(|t| t
+                .ends_with("Task: Write the story\nThis task has been taken by another expert.")),
+        "{texts:?}"
+    );
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_check_script_that_sleeps_fails_its_project_at_once() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let version = scripted(db, "sleep(3600); [\"ok\"]", &["ok"]).await;
+    project(db, &version, "P", json!({}), Utc::now()).await;
+    let r = tokio::time::timeout(Duration::from_secs(10), sanity(db, Utc::now()))
+        .await
+        .expect("the round does not wait for the script");
+    assert_eq!((r.projects, r.checks, r.failed_projects), (1, 0, 1));
+}
+
+/// The old rule skipped a version's other projects after 20 limit hits, and retried the same
+/// 20 first every round: a healthy project behind them was never checked. Now each project
+/// that hits a limit waits longer each time, alone.
+#[tokio::test]
+async fn projects_that_hit_limits_back_off_alone() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let version = scripted(
+        db,
+        r#"if project.data.spin == true { loop { } } ["ok"]"#,
+        &["ok"],
+    )
+    .await;
+    let now = Utc::now();
+    for n in 0..21 {
+        project(
+            db,
+            &version,
+            &format!("spin {n}"),
+            json!({"spin": true}),
+            now,
+        )
+        .await;
+    }
+    let healthy = project(db, &version, "healthy", json!({}), now).await;
+    let r = sanity(db, now).await;
+    assert_eq!((r.projects, r.checks, r.failed_projects), (22, 1, 21));
+    let fired: Vec<i64> = crate::common::all::<sanity_check::Entity>(db)
+        .await
+        .into_iter()
+        .map(|c| c.project_id)
+        .collect();
+    assert_eq!(fired, [healthy]);
+    // The next rounds skip the spinning projects until their backoff (10 min, then 20) ends.
+    let r = sanity(db, now + chrono::Duration::minutes(5)).await;
+    assert_eq!((r.projects, r.failed_projects), (1, 0));
+    let r = sanity(db, now + chrono::Duration::minutes(11)).await;
+    assert_eq!((r.projects, r.failed_projects), (22, 21));
+    let r = sanity(db, now + chrono::Duration::minutes(25)).await;
+    assert_eq!((r.projects, r.failed_projects), (1, 0));
+    let waiting = crate::common::all::<staffbot::db::entities::project::Entity>(db).await;
+    assert_eq!(waiting.len(), 22);
+    assert_eq!(
+        staffbot::sanity::limit_backoff(2),
+        chrono::Duration::minutes(20)
+    );
+    assert_eq!(
+        staffbot::sanity::limit_backoff(40),
+        chrono::Duration::days(1)
+    );
+}
+
+#[test]
+fn scripts_cannot_lead_out_of_their_version_directory() {
+    let checks = json!({"sanity_check_function": {"path": "script:c.rhai"},
+                        "check_configurations": {"a": {"handlers": []}}});
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("c.rhai"), "[]").expect("write");
+    std::fs::create_dir(outside.path().join("lib")).expect("mkdir");
+    std::fs::write(outside.path().join("lib/c.rhai"), "[]").expect("write");
+    for target in [
+        Path::new("/etc/passwd").to_path_buf(),
+        outside.path().join("c.rhai"),
+    ] {
+        let dir = flow(&["writer"], vec![step("draft", "writer")])
+            .with("sanity_checks", checks.clone())
+            .dir();
+        std::os::unix::fs::symlink(&target, dir.path().join("v1/c.rhai")).expect("link");
+        let err = definition::read(dir.path()).expect_err("a link out").0;
+        assert!(
+            err.contains("c.rhai\" leads outside the version's directory"),
+            "{err}"
+        );
+    }
+    // A directory link: `lib/c.rhai` through `v1/lib -> elsewhere`.
+    let dir = flow(&["writer"], vec![step("draft", "writer")])
+        .with(
+            "sanity_checks",
+            json!({"sanity_check_function": {"path": "script:lib/c.rhai"},
+                   "check_configurations": {"a": {"handlers": []}}}),
+        )
+        .dir();
+    std::os::unix::fs::symlink(outside.path().join("lib"), dir.path().join("v1/lib"))
+        .expect("link");
+    let err = definition::read(dir.path())
+        .expect_err("a directory link out")
+        .0;
+    assert!(
+        err.contains("leads outside the version's directory"),
+        "{err}"
+    );
+    // A link that stays inside is fine.
+    let dir = flow(&["writer"], vec![step("draft", "writer")])
+        .with("sanity_checks", checks.clone())
+        .file("real.rhai", "[]")
+        .dir();
+    std::os::unix::fs::symlink("real.rhai", dir.path().join("v1/c.rhai")).expect("link");
+    assert!(definition::read(dir.path()).is_ok());
+    // Not a .rhai file: refused where version.json names it.
+    let dir = flow(&["writer"], vec![step("draft", "writer")])
+        .with(
+            "sanity_checks",
+            json!({"sanity_check_function": {"path": "script:checks.py"},
+                   "check_configurations": {"a": {"handlers": []}}}),
+        )
+        .file("checks.py", "[]")
+        .dir();
+    let err = definition::read(dir.path()).expect_err("not rhai").0;
+    assert!(
+        err.contains("version.json, line ") && err.contains("must name a Rhai script"),
+        "{err}"
+    );
+}
+
+/// The peak resident memory (KiB) of `child`, once it has exited, and its exit code.
+fn peak_rss_kib(child: std::process::Child) -> (i32, i64) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// A map grown by assignment (`m[k] = v`) is past Rhai's map size limit, and a check script
+/// took the daemon past a gigabyte that way. The memory a call holds is capped: 25 such
+/// projects in one SanityBot round leave the process small.
+#[tokio::test]
+async fn hostile_check_scripts_keep_the_process_small() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let version = scripted(
+        db,
+        r#"let v = "v"; v.pad(20000, "x"); let m = #{}; let i = 0; loop { m["k" + i] = v + i; i += 1; }"#,
+        &["ok"],
+    )
+    .await;
+    for n in 0..25 {
+        project(db, &version, &format!("hostile {n}"), json!({}), Utc::now()).await;
+    }
+    let fake = slack_sim::FakeSlack::start(slack_sim::FakeSlackConfig::default()).await;
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let child = crate::process::staffbot(&fake, &t.url, "xoxb-test", "xapp-test")
+        .args(["tick", "sanity"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("spawn");
+    let (code, peak) = tokio::task::spawn_blocking(move || peak_rss_kib(child))
+        .await
+        .expect("join");
+    let logged = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert_eq!(code, 0, "{logged}");
+    assert!(
+        peak < 120 * 1024,
+        "peak RSS {} MiB; the log:\n{logged}",
+        peak / 1024
+    );
+    assert_eq!(
+        logged.matches("limit hit: held more than 16 MiB").count(),
+        25,
+        "{logged}"
+    );
+    let projects = crate::common::all::<staffbot::db::entities::project::Entity>(db).await;
+    assert_eq!(projects.len(), 25);
+}
+
+/// A script that prints in a loop, or returns thousands of slugs nobody configured, wrote a
+/// log line for each. Now a call logs its first 20 printed lines (control characters removed)
+/// and one line for the rest, and the unconfigured slugs are one line per project and round.
+#[tokio::test]
+async fn a_script_cannot_flood_the_log() {
+    let tap = crate::faults::LogTap::new();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(tap.clone())
+        .with_ansi(false)
+        .with_env_filter("staffbot=info")
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let version = scripted(
+        db,
+        "let out = [\"ok\"];\n\
+         for i in 0..5000 { print(\"line \" + i + \" \\x1b[31mred\"); out.push(`g${i}`); }\n\
+         out",
+        &["ok"],
+    )
+    .await;
+    let id = project(db, &version, "P", json!({}), Utc::now()).await;
+    // Evaluated here, on this thread, so that the tap sees the script's lines.
+    let round = staffbot::sanity::Round::read(db, staffbot::db::sanity::Checked::Project(id))
+        .await
+        .expect("round");
+    let plan = staffbot::sanity::plan(&round, &round.projects[0], Utc::now()).expect("plan");
+    assert_eq!(plan.returned.len(), 5001);
+    let log = tap.text();
+    let printed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("script print: "))
+        .collect();
+    assert_eq!(printed.len(), 20, "{log}");
+    assert!(
+        printed[0].contains("script print: line 0 red"),
+        "{}",
+        printed[0]
+    );
+    assert!(!log.contains('\x1b'), "no terminal escapes reach the log");
+    assert!(log.contains("5000 lines printed in one call; the first 20 were logged"));
+    let ghosts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("no check_configurations entry"))
+        .collect();
+    assert_eq!(ghosts.len(), 1, "{log}");
+    assert!(
+        ghosts[0].contains("5000 slug(s)")
+            && ghosts[0].contains("g0, g1, g2, g3, g4 and 4995 more"),
+        "{}",
+        ghosts[0]
+    );
+}
+
+/// SanityBot loaded every project's data each round, even for checks that never read it.
+#[tokio::test]
+async fn sanitybot_loads_project_data_only_for_a_script_that_reads_it() {
+    let t = TestDb::new().await;
+    let db = &t.db;
+    let data = json!({"notes": "x".repeat(60_000)});
+    let blind = scripted(
+        db,
+        r#"if project.tasks.is_empty() { [] } else { ["ok"] }"#,
+        &["ok"],
+    )
+    .await;
+    let reads = flow(&["editor"], vec![step("edit", "editor")])
+        .named("reader", "Reader")
+        .with(
+            "sanity_checks",
+            json!({"sanity_check_function": {"path": "script:checks.rhai"},
+                   "check_configurations": {}}),
+        )
+        .file(
+            "checks.rhai",
+            r#"if project.data.notes.len() > 10 { [] } else { [] }"#,
+        )
+        .load(db)
+        .await;
+    let blind_id = project(db, &blind, "blind", data.clone(), Utc::now()).await;
+    let reads_id = project(db, &reads, "reads", data.clone(), Utc::now()).await;
+    let round = staffbot::sanity::Round::read(db, staffbot::db::sanity::Checked::Running)
+        .await
+        .expect("round");
+    let loaded = |id: i64| {
+        round
+            .projects
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.project_data.is_some())
+    };
+    assert_eq!(loaded(blind_id), Some(false));
+    assert_eq!(loaded(reads_id), Some(true));
+    let r = sanity(db, Utc::now()).await;
+    assert_eq!((r.projects, r.failed_projects), (2, 0));
+}
