@@ -660,8 +660,14 @@ command = ["sh", "{}"]
 
     /// `staffbot <args>` with every secret in its environment; (exit code, stdout, stderr).
     async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with(&[], args).await
+    }
+
+    /// [`Leaky::run`] with more environment variables.
+    async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let mut cmd = crate::process::staffbot(&self.fake, &self.t.url, "xoxb-test", "xapp-test");
-        cmd.env("SLACK_VERIFICATION_TOKEN", VERIFICATION_TOKEN)
+        cmd.envs(env.iter().copied())
+            .env("SLACK_VERIFICATION_TOKEN", VERIFICATION_TOKEN)
             .env("STAFFBOT_IMAP_PASSWORD", IMAP_PASSWORD)
             .env("STAFFBOT_SMTP_PASSWORD", SMTP_PASSWORD)
             // A variable a command must not see either.
@@ -797,4 +803,37 @@ async fn commands_get_a_clean_environment_their_env_and_their_cwd() {
     assert_eq!(output["tz"], "Europe/Berlin");
     assert_eq!(output["press"], "https://press.internal");
     assert_eq!(output["pwd"], cwd.display().to_string());
+}
+
+/// Issue 25 (11): every log line is masked, whatever text from outside it quotes (here an
+/// error code Slack sent back, which the sender logs as it came), in both log formats.
+#[tokio::test]
+async fn log_lines_quoting_text_from_outside_are_masked() {
+    for format in ["text", "json"] {
+        let l = Leaky::new("cat >/dev/null\necho 'it broke' >&2\nexit 1\n", "").await;
+        let (code, stdout, log) = l.run(&["tick", "machine"]).await;
+        assert_eq!(code, 0, "{stdout}{log}");
+        l.fake.fail_next(
+            "chat.postMessage",
+            slack_sim::Fault::ApiError(format!("not_allowed_for_xoxb-test_{SMTP_PASSWORD}")),
+            10,
+        );
+        let (code, stdout, log) = l
+            .run_with(&[("STAFFBOT_LOG_FORMAT", format)], &["tick", "warnings"])
+            .await;
+        assert_eq!(code, 0, "{stdout}{log}");
+        assert!(
+            log.contains("not_allowed_for_[secret]_[secret]"),
+            "Slack's error is logged, masked ({format}): {log}"
+        );
+        for secret in ["xoxb-test", SMTP_PASSWORD] {
+            assert!(!log.contains(secret), "{secret:?} in the log: {log}");
+        }
+        if format == "json" {
+            for line in log.lines() {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+        }
+    }
 }
