@@ -242,26 +242,77 @@ impl Default for RetentionConfig {
 
 /// What runs machine steps: Orchestra function paths (a step's `execution_function.path`)
 /// mapped to what staffbot does. A path not listed waits for `staffbot task complete`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct MachineConfig {
     pub functions: std::collections::BTreeMap<String, MachineFunction>,
+    /// Commands (and scripts) one run of the `machine` loop runs at once.
+    #[serde(deserialize_with = "de_concurrency")]
+    pub concurrency: usize,
+}
+
+/// The default of `machine.concurrency`.
+pub const DEFAULT_MACHINE_CONCURRENCY: usize = 4;
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            functions: Default::default(),
+            concurrency: DEFAULT_MACHINE_CONCURRENCY,
+        }
+    }
+}
+
+fn de_concurrency<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let n = i64::deserialize(deserializer)?;
+    match usize::try_from(n) {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "`concurrency` must be between 1 and 256 (not {n})"
+        ))),
+    }
 }
 
 /// The default time a machine step's command may run.
 pub const DEFAULT_MACHINE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Variables of staffbot's own environment a command gets (besides its function's `env`).
+pub const MACHINE_INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
 /// One `[machine.functions."<path>"]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawMachineFunction")]
 pub enum MachineFunction {
     /// Run `argv` with the task's details as JSON on stdin; its stdout (JSON) is the output.
-    Command {
-        argv: Vec<String>,
-        timeout: Duration,
-    },
+    Command(MachineCommand),
     /// Complete at once with an empty output.
     Complete,
+}
+
+/// A command that runs machine steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineCommand {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Its process group is killed after this.
+    pub timeout: Duration,
+    /// Variables set in its environment, besides [`MACHINE_INHERITED_ENV`] (which these
+    /// override). Nothing else of staffbot's environment is passed on.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Its working directory; staffbot's own when unset.
+    pub cwd: Option<PathBuf>,
+}
+
+impl MachineCommand {
+    /// `argv` with the default timeout, no extra variables, staffbot's working directory.
+    pub fn new(argv: Vec<String>) -> Self {
+        MachineCommand {
+            argv,
+            timeout: DEFAULT_MACHINE_TIMEOUT,
+            env: Default::default(),
+            cwd: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,6 +320,8 @@ struct RawMachineFunction {
     command: Option<Vec<String>>,
     timeout: Option<String>,
     complete: Option<bool>,
+    env: Option<std::collections::BTreeMap<String, String>>,
+    cwd: Option<PathBuf>,
 }
 
 impl TryFrom<RawMachineFunction> for MachineFunction {
@@ -290,10 +343,32 @@ impl TryFrom<RawMachineFunction> for MachineFunction {
                 if timeout.is_zero() {
                     return Err("`timeout` must be longer than 0s".into());
                 }
-                Ok(MachineFunction::Command { argv, timeout })
+                let env = raw.env.unwrap_or_default();
+                if let Some(bad) = env
+                    .keys()
+                    .find(|k| k.is_empty() || k.contains(['=', '\0']))
+                {
+                    return Err(format!(
+                        "`env` names a variable {bad:?}: a name is not empty and has no `=`"
+                    ));
+                }
+                if env.values().any(|v| v.contains('\0')) {
+                    return Err("`env` values cannot contain NUL".into());
+                }
+                if raw.cwd.as_ref().is_some_and(|c| c.as_os_str().is_empty()) {
+                    return Err("`cwd` is empty".into());
+                }
+                Ok(MachineFunction::Command(MachineCommand {
+                    argv,
+                    timeout,
+                    env,
+                    cwd: raw.cwd,
+                }))
             }
-            (None, Some(true)) if raw.timeout.is_none() => Ok(MachineFunction::Complete),
-            (None, Some(true)) => Err("`timeout` only goes with `command`".into()),
+            (None, Some(true)) if raw.timeout.is_none() && raw.env.is_none() && raw.cwd.is_none() => {
+                Ok(MachineFunction::Complete)
+            }
+            (None, Some(true)) => Err("`timeout`, `env` and `cwd` only go with `command`".into()),
             (None, _) => Err(
                 "a machine function needs `command = [\"program\", \"arg\", …]` or `complete = true`"
                     .into(),
@@ -888,18 +963,15 @@ command = ["./run"]
         let f = &c.machine.functions;
         assert_eq!(
             f["press.v1.setup.create"],
-            MachineFunction::Command {
-                argv: vec!["python3".into(), "setup.py".into()],
-                timeout: Duration::from_secs(30)
-            }
+            MachineFunction::Command(MachineCommand {
+                timeout: Duration::from_secs(30),
+                ..MachineCommand::new(vec!["python3".into(), "setup.py".into()])
+            })
         );
         assert_eq!(f["press.v1.photos.resize"], MachineFunction::Complete);
         assert_eq!(
             f["plain"],
-            MachineFunction::Command {
-                argv: vec!["./run".into()],
-                timeout: DEFAULT_MACHINE_TIMEOUT
-            }
+            MachineFunction::Command(MachineCommand::new(vec!["./run".into()]))
         );
         let err =
             parse("[machine.functions.x]\ncommand = [\"a\"]\ntimout = \"1s\"\n").expect_err("typo");
@@ -913,7 +985,7 @@ command = ["./run"]
             ("timeout = \"1s\"", "needs `command"),
             (
                 "complete = true\ntimeout = \"1s\"",
-                "only goes with `command`",
+                "only go with `command`",
             ),
             ("command = [\"a\"]\ntimeout = \"soon\"", "invalid duration"),
         ] {
@@ -922,6 +994,51 @@ command = ["./run"]
         }
         let err = parse("[machine]\nfunction = 1\n").expect_err("typo");
         assert!(err.to_string().contains("`machine.function`"), "{err}");
+    }
+
+    #[test]
+    fn machine_env_cwd_and_concurrency_parse_and_are_checked() {
+        assert_eq!(
+            Config::default().machine.concurrency,
+            DEFAULT_MACHINE_CONCURRENCY
+        );
+        let c = parse(
+            r#"
+[machine]
+concurrency = 2
+[machine.functions.x]
+command = ["./run"]
+env = { PRESS_API = "https://press.internal", LC_ALL = "C.UTF-8" }
+cwd = "/srv/press"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(c.machine.concurrency, 2);
+        let MachineFunction::Command(x) = &c.machine.functions["x"] else {
+            panic!("a command");
+        };
+        assert_eq!(x.env["PRESS_API"], "https://press.internal");
+        assert_eq!(x.env["LC_ALL"], "C.UTF-8");
+        assert_eq!(x.cwd.as_deref(), Some(Path::new("/srv/press")));
+        for (bad, expected) in [
+            ("[machine]\nconcurrency = 0", "between 1 and 256"),
+            ("[machine]\nconcurrency = -1", "between 1 and 256"),
+            (
+                "[machine.functions.x]\ncommand = [\"a\"]\nenv = { \"A=B\" = \"c\" }",
+                "no `=`",
+            ),
+            (
+                "[machine.functions.x]\ncomplete = true\ncwd = \"/tmp\"",
+                "only go with `command`",
+            ),
+            (
+                "[machine.functions.x]\ncommand = [\"a\"]\nenvs = {}",
+                "`machine.functions.x.envs`",
+            ),
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.to_string().contains(expected), "{bad}: {err}");
+        }
     }
 
     #[test]

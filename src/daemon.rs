@@ -465,6 +465,9 @@ impl Daemon {
         cancel: CancellationToken,
         settings: SocketSettings,
     ) -> Result<Daemon, StartError> {
+        // (Already done when the configuration was loaded from its file; a config built in
+        // code registers here.)
+        crate::secrets::register_config(config);
         let (mail, imap) = email_setup(config)?;
         let slack = check_tokens(config, &cancel).await?;
         let outbox_wake = Arc::new(Notify::new());

@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod requests;
 pub mod retention;
 pub mod sanity;
+pub mod secrets;
 pub mod slack;
 pub mod staffing;
 pub mod workers;

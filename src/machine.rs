@@ -4,22 +4,35 @@
 //! path that is not mapped) `staffbot task complete`.
 //!
 //! One replica at a time runs the loop (its lease). Each due task's command runs once per run,
-//! with no database transaction open: the task's details are read first, the command runs
-//! (renewing the lease meanwhile, and killed with its process group at its timeout or when the
-//! lease is lost), and its result is written afterwards in a short transaction fenced by the
-//! lease. A failed run (non-zero exit, bad JSON, timeout) leaves the task waiting, with its
-//! error, until the next attempt after a backoff. A crash mid-run leaves nothing written: the
-//! command runs again once the lease has expired, so commands should be idempotent.
+//! up to `machine.concurrency` at once, with no database transaction open: the task's details
+//! are read first, the command runs (renewing the lease meanwhile, and killed with its process
+//! group at its timeout or when the lease is lost), and its result is written afterwards in a
+//! short transaction fenced by the lease. A completion can make new machine tasks due (the next
+//! steps of a chain): the run looks again and runs them too, so a chain finishes in one run. A
+//! failed run (non-zero exit, bad JSON, timeout) leaves the task waiting, with its error (the
+//! end of stderr, cleaned of terminal escapes and with every known secret masked), until the
+//! next attempt after a backoff. A crash mid-run leaves nothing written: the command runs again
+//! once the lease has expired, so commands should be idempotent.
+//!
+//! A command gets a clean environment: `PATH`, `HOME`, `LANG` and `TZ` from staffbot's own, and
+//! what its function's `env` sets; never staffbot's tokens, passwords or database URL.
 
+use std::collections::{HashSet, VecDeque};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{MachineConfig, MachineFunction, NoticeSettings};
+use crate::config::{
+    MACHINE_INHERITED_ENV, MachineCommand, MachineConfig, MachineFunction, NoticeSettings,
+};
 use crate::error::Error;
 use crate::lease::LeaseProof;
 use crate::workflow::definition::ExecutionFunction;
@@ -31,8 +44,9 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 const STDERR_TAIL_BYTES: usize = 8 << 10;
 /// Characters of stderr quoted in a task's error.
 const ERROR_STDERR_CHARS: usize = 300;
-/// Commands run in one loop run at most (the rest wait for the next run).
-const RUNS_PER_ROUND: usize = 20;
+/// How long the end of stderr is waited for once the command has ended (a process that left
+/// the group may still hold the pipe).
+const STDERR_GRACE: Duration = Duration::from_secs(1);
 /// Backoff after a failed run: doubling from the first, up to the last.
 pub const FIRST_RETRY: Duration = Duration::from_secs(30);
 pub const MAX_RETRY: Duration = Duration::from_secs(3600);
@@ -68,26 +82,87 @@ pub struct MachineReport {
     pub external: usize,
 }
 
-/// Why a command's run did not produce an output.
+/// Why a command's run did not produce an output. The `stderr` texts are the end of what the
+/// command printed there, cleaned and masked (see [`crate::secrets::sanitize`]), ready to quote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunError {
     #[error("cannot start {program}: {message}")]
     Spawn { program: String, message: String },
-    #[error("exited with {status}{stderr}")]
+    #[error("exited with {status}{}", quote(stderr, ": "))]
     Exit { status: String, stderr: String },
-    #[error("timed out after {0} (its process group was killed)")]
-    Timeout(String),
-    #[error("printed no valid JSON on stdout: {0}")]
-    BadJson(String),
-    #[error("printed more than {MAX_OUTPUT_BYTES} bytes on stdout")]
-    TooLarge,
+    #[error(
+        "timed out after {after} (its process group was killed){}",
+        quote(stderr, "; stderr: ")
+    )]
+    Timeout { after: String, stderr: String },
+    #[error(
+        "printed no valid JSON on stdout: {error}{}",
+        quote(stderr, "; stderr: ")
+    )]
+    BadJson { error: String, stderr: String },
+    #[error(
+        "printed more than {MAX_OUTPUT_BYTES} bytes on stdout{}",
+        quote(stderr, "; stderr: ")
+    )]
+    TooLarge { stderr: String },
     #[error("the machine lease was lost while it ran (its process group was killed)")]
     LeaseLost,
     #[error("failed while running: {0}")]
     Io(String),
 }
 
-/// One round: every due machine task whose function is mapped runs (or completes) once.
+/// The end of stderr as quoted in an error: `prefix` and its last [`ERROR_STDERR_CHARS`]
+/// characters, or nothing when it printed nothing.
+fn quote(stderr: &str, prefix: &str) -> String {
+    let quoted = tail_chars(stderr, ERROR_STDERR_CHARS);
+    if quoted.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{quoted}")
+    }
+}
+
+/// What one due task needs.
+enum Work<'a> {
+    /// Not mapped: waits for `staffbot task complete`.
+    External,
+    /// `complete = true`.
+    Complete,
+    /// A script or a command to run.
+    Run(Run<'a>),
+}
+
+/// What runs a task.
+enum Run<'a> {
+    Script(ScriptSource),
+    Command(&'a MachineCommand),
+}
+
+fn work_of<'a>(task: &Due, config: &'a MachineConfig) -> Work<'a> {
+    if let Some(script) = script_of(task) {
+        return Work::Run(Run::Script(script));
+    }
+    match config.functions.get(path(task)) {
+        None => Work::External,
+        Some(MachineFunction::Complete) => Work::Complete,
+        Some(MachineFunction::Command(command)) => Work::Run(Run::Command(command)),
+    }
+}
+
+/// How one task's run ended.
+enum Outcome {
+    Completed,
+    /// Its result was not recorded (the task no longer waited, or it vanished).
+    NotRecorded,
+    Failed,
+    /// The lease was lost mid-run: the command was killed; nothing more is started.
+    LeaseLost,
+}
+
+/// One round: every due machine task whose function is mapped runs (or completes) once, up to
+/// `config.concurrency` commands and scripts at once. Whenever a task completes, the due tasks
+/// are read again, so the machine steps it made due (a chain's next step) run in this round
+/// too. A task runs at most once per round (a failed one waits for its backoff anyway).
 pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
@@ -95,78 +170,135 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<MachineReport, crate::error::Error> {
-    let due = crate::db::machine::due(db, now).await?;
+    let concurrency = config.concurrency.max(1);
     let mut report = MachineReport::default();
-    let mut runs = 0;
-    for task in due {
-        if let Some(script) = script_of(&task) {
-            if runs == RUNS_PER_ROUND {
-                continue;
-            }
-            runs += 1;
-            let Some(input) = input_of(db, &task).await? else {
-                continue;
-            };
-            match run_script(script, input, now).await {
-                Ok(output) => {
-                    if record_output(db, lease, &task, output, notices, now).await? {
-                        report.completed += 1;
-                    }
-                }
+    let mut seen: HashSet<i64> = HashSet::new();
+    let mut queue: VecDeque<Due> = VecDeque::new();
+    let mut running = FuturesUnordered::new();
+    // Read the due tasks (at the start, and after each completion).
+    let mut look = true;
+    // Start nothing more (the lease was lost, or the database failed); what runs is awaited,
+    // so no command is left running unsupervised.
+    let mut stop = false;
+    let mut failure: Option<Error> = None;
+    loop {
+        if look && !stop {
+            look = false;
+            match crate::db::machine::due(db, now).await {
+                Ok(due) => queue.extend(due.into_iter().filter(|t| seen.insert(t.task_id))),
                 Err(e) => {
-                    tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = path(&task), attempt = task.machine_attempts + 1, "machine script failed: {e}");
-                    record_failure(db, lease, &task, &format!("script {e}"), now).await?;
-                    report.failed += 1;
+                    failure.get_or_insert(e.into());
+                    stop = true;
                 }
             }
-            continue;
         }
-        match config.functions.get(path(&task)) {
-            None => report.external += 1,
-            Some(MachineFunction::Complete) => {
-                let output = Value::Object(Default::default());
-                if record_output(db, lease, &task, output, notices, now).await? {
-                    report.completed += 1;
-                }
-            }
-            Some(MachineFunction::Command { argv, timeout }) => {
-                if runs == RUNS_PER_ROUND {
-                    continue;
-                }
-                runs += 1;
-                let Some(input) = input_of(db, &task).await? else {
-                    continue;
-                };
-                let started = std::time::Instant::now();
-                tracing::info!(task_id = task.task_id, step = %task.step_slug, function = path(&task), "running machine command");
-                match run_command(db, lease, argv, &input, *timeout).await {
-                    Ok(output) => {
-                        tracing::info!(
-                            task_id = task.task_id,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "machine command succeeded"
-                        );
-                        if record_output(db, lease, &task, output, notices, now).await? {
+        while !stop && running.len() < concurrency {
+            let Some(task) = queue.pop_front() else {
+                break;
+            };
+            match work_of(&task, config) {
+                Work::External => report.external += 1,
+                Work::Complete => {
+                    let output = Value::Object(Default::default());
+                    match record_output(db, lease, &task, output, notices, now).await {
+                        Ok(true) => {
                             report.completed += 1;
+                            look = true;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            stop = true;
                         }
                     }
-                    Err(RunError::LeaseLost) => {
-                        tracing::warn!(
-                            task_id = task.task_id,
-                            "machine lease lost mid-run; the command was killed and is left to the new holder"
-                        );
-                        return Ok(report);
-                    }
-                    Err(e) => {
-                        tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = path(&task), attempt = task.machine_attempts + 1, "machine command failed: {e}");
-                        record_failure(db, lease, &task, &e.to_string(), now).await?;
-                        report.failed += 1;
-                    }
                 }
+                Work::Run(run) => running.push(run_task(db, lease, task, run, notices, now)),
+            }
+        }
+        if look && !stop {
+            continue;
+        }
+        let Some(outcome) = running.next().await else {
+            break;
+        };
+        match outcome {
+            Ok(Outcome::Completed) => {
+                report.completed += 1;
+                look = true;
+            }
+            Ok(Outcome::Failed) => report.failed += 1,
+            Ok(Outcome::NotRecorded) => {}
+            Ok(Outcome::LeaseLost) => stop = true,
+            Err(e) => {
+                failure.get_or_insert(e);
+                stop = true;
             }
         }
     }
-    Ok(report)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Runs one task's script or command and records what came of it.
+async fn run_task<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    task: Due,
+    run: Run<'_>,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Error> {
+    let Some(input) = input_of(db, &task).await? else {
+        return Ok(Outcome::NotRecorded);
+    };
+    let (kind, result) = match run {
+        Run::Script(script) => (
+            "script",
+            run_script(script, input, now)
+                .await
+                .map_err(|e| format!("script {e}")),
+        ),
+        Run::Command(command) => {
+            let started = std::time::Instant::now();
+            tracing::info!(task_id = task.task_id, step = %task.step_slug, function = path(&task), "running machine command");
+            match run_command(db, lease, command, &input).await {
+                Ok(output) => {
+                    tracing::info!(
+                        task_id = task.task_id,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "machine command succeeded"
+                    );
+                    ("command", Ok(output))
+                }
+                Err(RunError::LeaseLost) => {
+                    tracing::warn!(
+                        task_id = task.task_id,
+                        "machine lease lost mid-run; the command was killed and is left to the new holder"
+                    );
+                    return Ok(Outcome::LeaseLost);
+                }
+                Err(e) => ("command", Err(e.to_string())),
+            }
+        }
+    };
+    match result {
+        Ok(output) => Ok(
+            if record_output(db, lease, &task, output, notices, now).await? {
+                Outcome::Completed
+            } else {
+                Outcome::NotRecorded
+            },
+        ),
+        Err(error) => {
+            // Stored, logged and (by the warnings) posted: no escapes, no secrets.
+            let error = crate::secrets::sanitize(&error);
+            tracing::warn!(task_id = task.task_id, step = %task.step_slug, function = path(&task), attempt = task.machine_attempts + 1, "machine {kind} failed: {error}");
+            record_failure(db, lease, &task, &error, now).await?;
+            Ok(Outcome::Failed)
+        }
+    }
 }
 
 /// The script a due task's `execution_function` names (`script:<file>.rhai`), as loaded.
@@ -298,30 +430,67 @@ fn kill_group(pgid: Option<u32>) {
     }
 }
 
-/// The last `max` bytes of `buf`, as text.
+/// The last `max` bytes or so of `buf`, as text. When the start is cut, text up to the first
+/// whitespace after the cut is dropped too, so no part of a token is shown.
 fn tail(buf: &[u8], max: usize) -> String {
-    let start = buf.len().saturating_sub(max);
+    let mut start = buf.len().saturating_sub(max);
+    if start > 0 {
+        start = buf[start..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(buf.len(), |i| start + i);
+    }
     String::from_utf8_lossy(&buf[start..]).trim().to_string()
 }
 
-/// Runs `argv` in a process group of its own with `input` (JSON) on stdin, and returns its
-/// stdout parsed as JSON. While it runs, the lease is renewed (no transaction is open: each
-/// renewal is one statement); the group is killed at `timeout` or when the lease is lost.
+/// The last `max` characters of `text`, cut at whitespace as [`tail`] does (with `…` before).
+fn tail_chars(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.trim().to_string();
+    }
+    let cut: String = text.chars().skip(count - max).collect();
+    match cut.find(char::is_whitespace) {
+        Some(i) => format!("…{}", cut[i..].trim()),
+        None => "…".to_string(),
+    }
+}
+
+/// Runs `command` in a process group of its own with `input` (JSON) on stdin, and returns its
+/// stdout parsed as JSON. Its environment is `PATH`, `HOME`, `LANG` and `TZ` from staffbot's
+/// (when set) plus its `env`; it runs in its `cwd`. While it runs, the lease is renewed (no
+/// transaction is open: each renewal is one statement); the group is killed at its timeout or
+/// when the lease is lost.
 pub async fn run_command<C: ConnectionTrait>(
     db: &C,
     lease: &LeaseProof,
-    argv: &[String],
+    command: &MachineCommand,
     input: &Value,
-    timeout: Duration,
 ) -> Result<Value, RunError> {
-    let Some((program, args)) = argv.split_first() else {
+    let Some((program, args)) = command.argv.split_first() else {
         return Err(RunError::Spawn {
             program: String::new(),
             message: "empty command".into(),
         });
     };
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).env_clear();
+    for name in MACHINE_INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    cmd.envs(&command.env);
+    if let Some(cwd) = &command.cwd {
+        if !tokio::fs::metadata(cwd).await.is_ok_and(|m| m.is_dir()) {
+            return Err(RunError::Spawn {
+                program: program.clone(),
+                message: format!("its working directory {} is not a directory", cwd.display()),
+            });
+        }
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -333,19 +502,43 @@ pub async fn run_command<C: ConnectionTrait>(
             message: e.to_string(),
         })?;
     let pgid = child.id();
+    // Stderr is read on a task of its own into a shared buffer, so its end is known however
+    // the run ends (a timeout too).
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let reader = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(read_stderr_tail(err, Arc::clone(&stderr))));
     let input = serde_json::to_vec(input).map_err(|e| RunError::Io(e.to_string()))?;
-    match supervise(db, lease, &mut child, input, timeout).await {
-        Ended::TimedOut => {
-            kill_group(pgid);
-            let _ = child.wait().await;
-            Err(RunError::Timeout(crate::config::format_duration(timeout)))
-        }
-        Ended::LeaseLost => {
-            kill_group(pgid);
-            let _ = child.wait().await;
-            Err(RunError::LeaseLost)
-        }
-        Ended::Finished(finished) => finished.output(program),
+    let ended = supervise(db, lease, &mut child, input, command.timeout).await;
+    if !matches!(ended, Ended::Finished(_)) {
+        kill_group(pgid);
+        let _ = child.wait().await;
+    }
+    if let Some(mut reader) = reader
+        && tokio::time::timeout(STDERR_GRACE, &mut reader)
+            .await
+            .is_err()
+    {
+        reader.abort();
+    }
+    let stderr = {
+        let buf = match stderr.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        crate::secrets::sanitize(&tail(&buf, STDERR_TAIL_BYTES))
+    };
+    if !stderr.is_empty() {
+        tracing::info!(program = %program, "machine command stderr: {stderr}");
+    }
+    match ended {
+        Ended::TimedOut => Err(RunError::Timeout {
+            after: crate::config::format_duration(command.timeout),
+            stderr,
+        }),
+        Ended::LeaseLost => Err(RunError::LeaseLost),
+        Ended::Finished(finished) => finished.output(stderr),
     }
 }
 
@@ -356,39 +549,31 @@ enum Ended {
     LeaseLost,
 }
 
-/// A command that exited by itself: its status and what it printed.
+/// A command that exited by itself: its status and what it printed on stdout.
 struct Finished {
     status: std::io::Result<std::process::ExitStatus>,
     stdout: Vec<u8>,
     /// Stdout went past [`MAX_OUTPUT_BYTES`] (and was not kept).
     too_large: bool,
-    /// The end of stderr.
-    stderr: Vec<u8>,
 }
 
 impl Finished {
-    /// The command's output, or why there is none.
-    fn output(self, program: &str) -> Result<Value, RunError> {
+    /// The command's output, or why there is none (quoting `stderr`, the end of its stderr).
+    fn output(self, stderr: String) -> Result<Value, RunError> {
         let status = self.status.map_err(|e| RunError::Io(e.to_string()))?;
-        let stderr = tail(&self.stderr, STDERR_TAIL_BYTES);
-        if !stderr.is_empty() {
-            tracing::info!(program = %program, "machine command stderr: {stderr}");
-        }
         if !status.success() {
-            let quoted = tail(stderr.as_bytes(), ERROR_STDERR_CHARS);
             return Err(RunError::Exit {
                 status: status.to_string(),
-                stderr: if quoted.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {quoted}")
-                },
+                stderr,
             });
         }
         if self.too_large {
-            return Err(RunError::TooLarge);
+            return Err(RunError::TooLarge { stderr });
         }
-        serde_json::from_slice(&self.stdout).map_err(|e| RunError::BadJson(e.to_string()))
+        serde_json::from_slice(&self.stdout).map_err(|e| RunError::BadJson {
+            error: e.to_string(),
+            stderr,
+        })
     }
 }
 
@@ -403,19 +588,13 @@ async fn supervise<C: ConnectionTrait>(
 ) -> Ended {
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
     let work = async {
-        let (_, (stdout, too_large), stderr, status) = tokio::join!(
-            write_input(stdin, input),
-            read_stdout(stdout),
-            read_stderr_tail(stderr),
-            child.wait()
-        );
+        let (_, (stdout, too_large), status) =
+            tokio::join!(write_input(stdin, input), read_stdout(stdout), child.wait());
         Ended::Finished(Finished {
             status,
             stdout,
             too_large,
-            stderr,
         })
     };
     tokio::pin!(work);
@@ -468,24 +647,30 @@ async fn read_stdout(stdout: Option<tokio::process::ChildStdout>) -> (Vec<u8>, b
     (kept, too_large)
 }
 
-/// The last [`STDERR_TAIL_BYTES`] or so of stderr (read to the end).
-async fn read_stderr_tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<u8> {
-    let mut kept: Vec<u8> = Vec::new();
-    if let Some(mut err) = stderr {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match err.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    kept.extend_from_slice(&chunk[..n]);
-                    if kept.len() > 2 * STDERR_TAIL_BYTES {
-                        kept.drain(..kept.len() - STDERR_TAIL_BYTES);
-                    }
+/// Reads stderr to the end into `kept`, keeping its last [`STDERR_TAIL_BYTES`] or so.
+async fn read_stderr_tail(mut err: tokio::process::ChildStderr, kept: Arc<Mutex<Vec<u8>>>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match err.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let mut kept = match kept.lock() {
+                    Ok(k) => k,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * STDERR_TAIL_BYTES {
+                    // Cut at whitespace, so no part of a token is kept.
+                    let cut = kept.len() - STDERR_TAIL_BYTES;
+                    let cut = kept[cut..]
+                        .iter()
+                        .position(u8::is_ascii_whitespace)
+                        .map_or(kept.len(), |i| cut + i);
+                    kept.drain(..cut);
                 }
             }
         }
     }
-    kept
 }
 
 #[cfg(test)]

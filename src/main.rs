@@ -28,7 +28,8 @@ fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        // Every line is masked: no secret staffbot knows is written, whatever text it quotes.
+        .with_writer(staffbot::secrets::MaskedStderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before anything is logged: every secret in the configuration is masked from here on.
+    staffbot::secrets::register_config(&config);
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

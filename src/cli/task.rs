@@ -228,7 +228,10 @@ pub async fn list(
                     .unwrap_or_default()
                     .to_string(),
                 attempts: t.machine_attempts,
-                last_error: t.machine_last_error.clone(),
+                last_error: t
+                    .machine_last_error
+                    .as_deref()
+                    .map(crate::secrets::sanitize),
                 next_attempt_at: t.machine_next_attempt_at,
             });
             TaskJson {

@@ -30,7 +30,8 @@ fn machine_line(m: &MachineWaiting) -> UnstaffedLine {
     UnstaffedLine::Automation {
         task_id: m.task_id,
         task: task_display(&m.version_slug, &m.short_description, &m.step_slug),
-        error: m.machine_last_error.clone(),
+        // Stored masked; masked again for errors stored before (or secrets added since).
+        error: crate::secrets::sanitize(&m.machine_last_error),
     }
 }
 
