@@ -7,6 +7,8 @@ use clap::Parser;
 use staffbot::cli::{self, Cli};
 use staffbot::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn init_logging(config: &Config) {
     use std::io::IsTerminal;
@@ -31,8 +33,65 @@ fn init_logging(config: &Config) {
         // Every line is masked: no secret staffbot knows is written, whatever text it quotes.
         .with_writer(staffbot::secrets::MaskedStderr);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().finish().with(CredentialCap).init(),
+        LogFormat::Text => builder.finish().with(CredentialCap).init(),
+    }
+}
+
+/// Protocol crates whose debug and trace output carries credentials: async-imap (and
+/// imap-proto) trace every line they write, `LOGIN "user" "password"` included; lettre's
+/// connection logs `AUTH PLAIN <base64 of user and password>` at debug.
+const CREDENTIAL_TARGETS: &[&str] = &["async_imap", "imap_proto", "lettre"];
+
+/// Whether `target` is one of [`CREDENTIAL_TARGETS`] or a module of one.
+fn carries_credentials(target: &str) -> bool {
+    CREDENTIAL_TARGETS.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// Caps [`CREDENTIAL_TARGETS`] at INFO whatever `RUST_LOG` says (`async_imap=trace` included):
+/// a layer whose "no" disables an event for every layer, checked on each event (their `log`
+/// records arrive through one shared callsite per level, so no answer is cached for them).
+struct CredentialCap;
+
+impl CredentialCap {
+    fn allows(meta: &tracing::Metadata<'_>) -> bool {
+        !(carries_credentials(meta.target()) && *meta.level() > tracing::Level::INFO)
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CredentialCap {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if !Self::allows(meta) {
+            tracing::subscriber::Interest::never()
+        } else if meta.target() == "log" || carries_credentials(meta.target()) {
+            // `log` records share callsites: each is checked by its own target.
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        Self::allows(meta)
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        Self::allows(event.metadata())
     }
 }
 

@@ -363,13 +363,27 @@ pub enum Message {
     PoolExhausted { task: String },
     /// Everyone asked declined; the request is closed.
     NobodyAccepted { task: String },
-    /// Slack refused an offer DM for good (to the staffing channel).
+    /// Slack, or the mail server, refused an offer for good (to the staffing channel).
     OfferUndeliverable {
         task: String,
         worker: String,
         error: String,
         /// The worker will be asked again.
         again: bool,
+        /// The offer was an email (the mail server refused it), not a Slack DM.
+        #[serde(default)]
+        by_email: bool,
+    },
+    /// The mail server fails (login refused, down, refusing mail): emails wait (to the staffing
+    /// channel, once an outage).
+    EmailFailing { error: String },
+    /// The mail server takes email again after [`Message::EmailFailing`].
+    EmailBack,
+    /// The answer to an email that names no offer, from a worker: their open offers, each with
+    /// its answer links (the first [`MAX_REMINDER_ITEMS`]), and how many more there are.
+    OpenOffers {
+        items: Vec<ReminderItem>,
+        more: usize,
     },
     /// Tasks waiting for a worker (or for their automation), to the staffing channel.
     Unstaffed { lines: Vec<UnstaffedLine> },

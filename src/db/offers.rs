@@ -353,6 +353,24 @@ pub async fn delete_unanswered<C: ConnectionTrait>(
         == 1)
 }
 
+/// Whether offer `inquiry_id` is still open: unanswered, and its request not closed.
+pub async fn is_open<C: ConnectionTrait>(conn: &C, inquiry_id: i64) -> Result<bool, DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        sql("SELECT i.id FROM staffing_inquiries i
+             JOIN staffing_requests r ON r.id = i.request_id
+             WHERE i.id = $1 AND r.status <> {RequestStatus::Closed}
+               AND NOT EXISTS (SELECT 1 FROM staffing_responses x WHERE x.inquiry_id = i.id)")
+    });
+    Ok(conn
+        .query_one_raw(statement(
+            conn.get_database_backend(),
+            &SQL,
+            vec![inquiry_id.into()],
+        ))
+        .await?
+        .is_some())
+}
+
 /// Records that an offer of `request_id` to `worker_id` could not be delivered; returns how
 /// many of that worker's offers of that request failed so far.
 pub async fn record_failure<C: ConnectionTrait>(

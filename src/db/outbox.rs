@@ -302,3 +302,18 @@ pub async fn next_due<C: ConnectionTrait>(
         .await
         .map(Option::flatten)
 }
+
+/// The id of the newest row whose dedupe key starts with `prefix` (None when there is none).
+pub async fn newest_with_prefix<C: ConnectionTrait>(
+    conn: &C,
+    prefix: &str,
+) -> Result<Option<i64>, DbErr> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.max(), "newest")
+        .filter(outbox::Column::DedupeKey.starts_with(prefix))
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await
+        .map(Option::flatten)
+}

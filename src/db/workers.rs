@@ -36,6 +36,27 @@ pub async fn by_username<C: ConnectionTrait>(
         .await
 }
 
+/// The worker whose email address is `email` (in any case), if any (the first by id when
+/// several share it).
+pub async fn by_email<C: ConnectionTrait>(
+    conn: &C,
+    email: &str,
+) -> Result<Option<worker::Model>, DbErr> {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func};
+    let email = email.trim().to_lowercase();
+    if email.is_empty() {
+        return Ok(None);
+    }
+    worker::Entity::find()
+        .filter(ExprTrait::eq(
+            Expr::expr(Func::lower(Expr::col(worker::Column::Email))),
+            email,
+        ))
+        .order_by_asc(worker::Column::Id)
+        .one(conn)
+        .await
+}
+
 /// The worker with Slack member id `slack_user_id` (`U…`).
 pub async fn by_slack_id<C: ConnectionTrait>(
     conn: &C,

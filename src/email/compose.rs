@@ -214,7 +214,27 @@ fn notice_words(status: NoticeStatus, worker: &str) -> (&'static str, String) {
 
 /// A reminder's paragraphs: each open offer with its answer links.
 fn reminder_lines(items: &[ReminderItem], more: usize, reply_to: &str) -> Vec<Vec<Part>> {
-    let mut paragraphs = vec![vec![text(slack::REMINDER_HEADER)]];
+    offer_list(slack::REMINDER_HEADER, items, more, reply_to)
+}
+
+/// What an email that names no offer gets: the worker's open offers, each with its links.
+fn open_offer_lines(items: &[ReminderItem], more: usize, reply_to: &str) -> Vec<Vec<Part>> {
+    if items.is_empty() && more == 0 {
+        return vec![vec![text(NO_OPEN_OFFERS)]];
+    }
+    offer_list(OPEN_OFFERS_HEADER, items, more, reply_to)
+}
+
+/// The first line of the answer to an email that names no offer.
+pub const OPEN_OFFERS_HEADER: &str =
+    "Your email does not say which offer it answers. These offers are open to you:";
+/// The answer to an email that names no offer, from a worker with none open.
+pub const NO_OPEN_OFFERS: &str =
+    "Your email does not say which offer it answers, and no offer is open to you right now.";
+
+/// `header`, then each offer with its answer links, then how to answer.
+fn offer_list(header: &str, items: &[ReminderItem], more: usize, reply_to: &str) -> Vec<Vec<Part>> {
+    let mut paragraphs = vec![vec![text(header)]];
     for item in items {
         let mut para = vec![text(format!(
             "Task {}: {}{} ({})",
@@ -317,6 +337,10 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         Message::Reminder { items, more } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
             paragraphs = reminder_lines(items, *more, ctx.reply_to);
+        }
+        Message::OpenOffers { items, more } => {
+            subject = subject_for(ctx, OFFER_SUBJECT);
+            paragraphs = open_offer_lines(items, *more, ctx.reply_to);
         }
         Message::StatusNotice { .. } => (subject, paragraphs) = notice_lines(message),
         other => {

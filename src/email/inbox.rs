@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::{EmailConfig, NoticeSettings};
 use crate::db;
 use crate::lease::LeaseProof;
-use crate::messages::{ClickReply, Message, OfferOutcome};
+use crate::messages::{ClickReply, MAX_REMINDER_ITEMS, Message, OfferOutcome, ReminderItem};
 use crate::notify::EmailTo;
 use crate::staffing::respond::{self, ClickOutcome, Responder};
 
@@ -97,12 +97,22 @@ pub fn parse(raw: &[u8]) -> Incoming {
         from,
         recipients,
         subject: message.subject().unwrap_or_default().to_string(),
-        body: message
-            .body_text(0)
-            .map(|b| b.into_owned())
-            .unwrap_or_default(),
+        body: body_of(&message),
         automatic,
     }
+}
+
+/// The plain-text body; for an HTML-only message, its HTML as text without the `<blockquote>`s
+/// that quote the email replied to.
+fn body_of(message: &mail_parser::Message<'_>) -> String {
+    let html_only = message.text_part(0).is_some_and(|part| part.is_text_html());
+    if html_only && let Some(html) = message.body_html(0) {
+        return mail_parser::decoders::html::html_to_text(&reply::html_without_quotes(&html));
+    }
+    message
+        .body_text(0)
+        .map(|b| b.into_owned())
+        .unwrap_or_default()
 }
 
 /// A stable id for a message without a `Message-ID`.
@@ -126,6 +136,9 @@ pub enum Verdict {
     Stranger,
     /// Neither ACCEPT nor REJECT: the worker is asked again.
     NotUnderstood,
+    /// A worker's email that names no offer (a reply to a reminder, say): answered with their
+    /// open offers and how to answer each.
+    OffersListed,
     /// The answer was applied.
     Answered(ClickOutcome),
     /// The answer could not be honoured (the task changed): the worker is told why.
@@ -140,6 +153,7 @@ impl Verdict {
             Verdict::NoOffer => "ignored: no offer".into(),
             Verdict::Stranger => "ignored: not the worker's address".into(),
             Verdict::NotUnderstood => "not understood".into(),
+            Verdict::OffersListed => "no offer named: open offers listed".into(),
             Verdict::Answered(outcome) => format!("answered: {outcome:?}").to_lowercase(),
             Verdict::Refused => "refused".into(),
         }
@@ -259,7 +273,7 @@ async fn decide<C: ConnectionTrait>(
     }
     let Some(token) = reply::token(&incoming.recipients, &incoming.subject, &settings.reply_to)
     else {
-        return Ok((Verdict::NoOffer, None));
+        return list_open_offers(conn, incoming, now).await;
     };
     let Some(inquiry_id) = db::email::inquiry_of(conn, &token).await? else {
         return Ok((Verdict::NoOffer, None));
@@ -300,6 +314,49 @@ async fn decide<C: ConnectionTrait>(
     let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
     crate::outbox::enqueue(conn, &key, outgoing, now).await?;
     Ok((verdict, Some(inquiry_id)))
+}
+
+/// An email that names no offer (a reply to a reminder, a new email): a worker (by the `From`
+/// address) gets the list of their open offers, each with its answer links; anyone else is
+/// ignored (no answer to strangers).
+async fn list_open_offers<C: ConnectionTrait>(
+    conn: &C,
+    incoming: &Incoming,
+    now: DateTime<Utc>,
+) -> Result<(Verdict, Option<i64>), crate::error::Error> {
+    let Some(from) = incoming.from.as_deref() else {
+        return Ok((Verdict::NoOffer, None));
+    };
+    let Some(worker) = db::workers::by_email(conn, from).await? else {
+        return Ok((Verdict::NoOffer, None));
+    };
+    let open = db::offers::due_reminders(conn, now, worker.id..worker.id + 1).await?;
+    let items: Vec<ReminderItem> = open
+        .iter()
+        .take(MAX_REMINDER_ITEMS)
+        .map(|o| ReminderItem {
+            inquiry_id: o.inquiry_id,
+            task_id: o.task_id,
+            step_description: o.step_description.clone(),
+            project_description: o.project_description.clone(),
+            review: o.required_role_counter > 0,
+            reply_token: o.reply_token.clone(),
+        })
+        .collect();
+    let message = Message::OpenOffers {
+        more: open.len().saturating_sub(items.len()),
+        items,
+    };
+    let to = EmailTo {
+        to: &worker.email,
+        token: None,
+        in_reply_to: Some(incoming.message_id.clone()),
+        slack_user: worker.slack_user_id.as_deref(),
+        only_channel: false,
+    };
+    let key = format!("email-answer:{}", incoming.message_id);
+    crate::outbox::enqueue(conn, &key, to.outgoing(message), now).await?;
+    Ok((Verdict::OffersListed, None))
 }
 
 /// Records `incoming` as handled with an answer that could not be honoured, and tells the

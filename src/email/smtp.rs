@@ -15,8 +15,10 @@ use crate::slack::web::Delivery;
 /// Something that sends a ready email (SMTP in production).
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync {
-    /// Sends `email`: `Sent` with the server's answer, `Transient` for what may work later (the
-    /// server is down, a 4xx answer), `Permanent` for a refusal (a 5xx answer).
+    /// Sends `email`: `Sent` with the server's answer, `Permanent` only when the server refuses
+    /// the recipient's address for good ([`refuses_the_recipient`]), `Transient` for every
+    /// other failure (the server is down, refuses the login, answers 4xx or refuses all mail):
+    /// those are the server's, and the email waits for it.
     async fn send(&self, email: &ReadyEmail) -> Delivery;
 }
 
@@ -29,6 +31,35 @@ pub enum EmailSetupError {
     From(String),
     #[error("email.reply_to is not an address: {0}")]
     ReplyTo(String),
+}
+
+/// Enhanced status codes (RFC 3463) that refuse the recipient's address itself: no such
+/// mailbox (5.1.1), no such domain (5.1.2), a malformed address (5.1.3), the mailbox moved
+/// (5.1.6), the domain takes no mail (5.1.10), the mailbox is disabled (5.2.1).
+const RECIPIENT_REFUSALS: &[&str] = &["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"];
+
+/// Whether an SMTP refusal (`code`, and the server's `answer` text) is a permanent refusal of the
+/// recipient's address: the only refusal that makes an email undeliverable. Anything else (a
+/// refused login, 535; a policy or sender refusal, 5.7.x; a full system; a 4xx) is the server's
+/// failure, which passes. Without an enhanced status code, 550, 551 and 553 are the address's
+/// refusal unless the answer speaks of relaying or authentication.
+pub fn refuses_the_recipient(code: &str, answer: &str) -> bool {
+    if !code.starts_with('5') {
+        return false;
+    }
+    let first = answer.split_whitespace().next().unwrap_or("");
+    let enhanced = first.split('.').count() == 3
+        && first
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if enhanced {
+        return RECIPIENT_REFUSALS.contains(&first);
+    }
+    let lower = answer.to_ascii_lowercase();
+    matches!(code, "550" | "551" | "553")
+        && !["relay", "auth", "sender"]
+            .iter()
+            .any(|w| lower.contains(w))
 }
 
 /// SMTP through lettre.
@@ -131,10 +162,49 @@ impl Mailer for Smtp {
                 "smtp_code": response.code().to_string(),
                 "message_id": email.message_id,
             })),
-            Err(e) if e.is_permanent() => {
-                Delivery::Permanent(crate::config::redact_text(&e.to_string()))
+            Err(e) => {
+                let text = crate::config::redact_text(&e.to_string());
+                let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+                let answer = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                if refuses_the_recipient(&code, &answer) {
+                    Delivery::Permanent(text)
+                } else {
+                    // Login refused, connection failed, the server is down or refuses all
+                    // mail: the server's failure, not this recipient's. The email waits.
+                    Delivery::Transient(text)
+                }
             }
-            Err(e) => Delivery::Transient(crate::config::redact_text(&e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_the_recipient;
+
+    #[test]
+    fn only_a_refused_address_is_the_recipients_failure() {
+        assert!(refuses_the_recipient(
+            "550",
+            "5.1.1 <x@example.com>: User unknown"
+        ));
+        assert!(refuses_the_recipient("550", "5.2.1 Mailbox disabled"));
+        assert!(refuses_the_recipient("550", "No such user here"));
+        // The server's failures: login, policy, relaying, temporary answers.
+        assert!(!refuses_the_recipient(
+            "535",
+            "5.7.8 Authentication credentials invalid"
+        ));
+        assert!(!refuses_the_recipient(
+            "530",
+            "5.7.0 Authentication required"
+        ));
+        assert!(!refuses_the_recipient("550", "5.7.1 Relaying denied"));
+        assert!(!refuses_the_recipient("550", "Relaying denied"));
+        assert!(!refuses_the_recipient("554", "5.3.0 Transaction failed"));
+        assert!(!refuses_the_recipient("450", "4.1.1 Try again later"));
+        assert!(!refuses_the_recipient("", ""));
     }
 }

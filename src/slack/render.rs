@@ -221,11 +221,17 @@ fn notice_text(message: &Message) -> Mrkdwn {
             worker,
             error,
             again,
+            by_email,
         } => {
             mrkdwn!(
-                "Could not deliver the offer of task {} to {}: Slack answered `{}`. {}",
+                "Could not deliver the offer of task {} to {}: {} answered `{}`. {}",
                 task,
                 worker,
+                if *by_email {
+                    "the mail server (email)"
+                } else {
+                    "Slack"
+                },
                 error,
                 if *again {
                     "They will be asked again."
@@ -234,6 +240,14 @@ fn notice_text(message: &Message) -> Mrkdwn {
                 }
             )
         }
+        Message::EmailFailing { error } => {
+            mrkdwn!(
+                "Email is not going out: the mail server answered `{}`. Offers, reminders and notices by email wait and go out once it takes them (check `email.smtp_url` and `STAFFBOT_SMTP_PASSWORD`); no offer is given up meanwhile.",
+                error
+            )
+        }
+        Message::EmailBack => Mrkdwn::text("Email is going out again."),
+        Message::OpenOffers { items, more } => reminder(items, *more, None).0,
         Message::Unstaffed { lines } => Mrkdwn::lines(lines.iter().map(unstaffed_line)),
         Message::Welcome { user } => {
             mrkdwn!(

@@ -37,7 +37,7 @@ use super::write::SlackWrite;
 use crate::clock::Clock;
 use crate::db;
 use crate::db::outbox::{Finish, Row};
-use crate::messages::FollowUp;
+use crate::messages::{FollowUp, Outgoing};
 use crate::staffing::respond;
 
 /// After this many failed attempts a row is marked failed.
@@ -87,6 +87,9 @@ pub struct Sender {
     render: render::RenderContext,
     /// Where emails go, when email is configured.
     mail: Option<Arc<dyn MailOut>>,
+    /// The mail server may be in an outage the staffing channel was told about (checked, and
+    /// cleared, after the next email that goes out).
+    email_alerted: std::sync::atomic::AtomicBool,
 }
 
 /// Where the sender's email rows go: rendered and sent by [`crate::email`] (the daemon wires
@@ -176,6 +179,7 @@ impl Sender {
             call_timeout: claim_ttl / 2,
             render: render::RenderContext::default(),
             mail: None,
+            email_alerted: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -621,9 +625,16 @@ impl Sender {
             Delivery::Sent(response) => {
                 self.record_sent(token, &c, response, attempts, now).await?;
                 report.sent += 1;
+                if c.method == "smtp" {
+                    self.email_works(now).await?;
+                }
             }
             Delivery::RateLimited(wait) => {
                 self.rate_limited(token, &c, c.method, wait, marked, report)
+                    .await?;
+            }
+            Delivery::Transient(error) if c.method == "smtp" => {
+                self.email_waits(token, &c, error, attempts, now, report)
                     .await?;
             }
             Delivery::Transient(error) if attempts < MAX_ATTEMPTS => {
@@ -643,6 +654,105 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// An email the mail server did not take, for a reason of its own (login refused, down,
+    /// a 4xx answer, refusing all mail): the email waits, retried with backoff for as long as
+    /// it matters (an offer's, while the offer is open; any other, until it is delivered), and
+    /// the staffing channel is told once an outage. The offer is never given up for it.
+    async fn email_waits(
+        &self,
+        token: &str,
+        c: &Claimed,
+        error: String,
+        attempts: i32,
+        now: DateTime<Utc>,
+        report: &mut SendReport,
+    ) -> Result<(), DbErr> {
+        metrics::counter!("staffbot_email_server_failures_total").increment(1);
+        if let Some(inquiry_id) = emailed_offer(&c.row)
+            && !db::offers::is_open(&self.db, inquiry_id).await?
+        {
+            tracing::info!(
+                "the offer closed while the mail server failed ({error}); its email is not sent"
+            );
+            let failed = Finish::Failed {
+                attempts,
+                error: format!("not sent: the offer closed while the mail server failed ({error})"),
+            };
+            db::outbox::finish(&self.db, c.row.id, token, failed).await?;
+            report.failed += 1;
+            return Ok(());
+        }
+        let wait = backoff(attempts);
+        tracing::warn!(
+            attempts,
+            "the mail server did not take an email ({error}); it waits, next try in {wait:?}"
+        );
+        let retry = Finish::Retry {
+            attempts,
+            at: now + to_chrono(wait),
+            error: error.clone(),
+        };
+        db::outbox::finish(&self.db, c.row.id, token, retry).await?;
+        report.retried += 1;
+        self.email_alert(&error, now).await
+    }
+
+    /// Tells the staffing channel that email is failing, once an outage: the alert's key names
+    /// the last "email is back" row (none: 0), so every sender and replica that sees the same
+    /// outage queues the same row.
+    async fn email_alert(&self, error: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
+        self.email_alerted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let Some(channel) = &self.staffing_channel else {
+            return Ok(());
+        };
+        let tx = db::begin_write(&self.db).await?;
+        let raised = async {
+            let down = db::outbox::newest_with_prefix(&tx, EMAIL_DOWN).await?;
+            let up = db::outbox::newest_with_prefix(&tx, EMAIL_UP).await?;
+            if down.unwrap_or(0) > up.unwrap_or(0) {
+                return Ok(false);
+            }
+            let message = crate::messages::Message::EmailFailing {
+                error: error.to_string(),
+            };
+            let key = format!("{EMAIL_DOWN}{}", up.unwrap_or(0));
+            crate::outbox::enqueue(&tx, &key, Outgoing::post(channel, message), now).await
+        }
+        .await;
+        if db::settle(tx, raised).await? {
+            tracing::error!("email is failing ({error}); the staffing channel is told");
+        }
+        Ok(())
+    }
+
+    /// After an email went out: an outage the staffing channel was told about is over.
+    async fn email_works(&self, now: DateTime<Utc>) -> Result<(), DbErr> {
+        if !self
+            .email_alerted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let Some(channel) = &self.staffing_channel else {
+            return Ok(());
+        };
+        let tx = db::begin_write(&self.db).await?;
+        let done = async {
+            let down = db::outbox::newest_with_prefix(&tx, EMAIL_DOWN).await?;
+            let up = db::outbox::newest_with_prefix(&tx, EMAIL_UP).await?;
+            if let Some(down) = down.filter(|d| *d > up.unwrap_or(0)) {
+                let key = format!("{EMAIL_UP}{down}");
+                let back = Outgoing::post(channel, crate::messages::Message::EmailBack);
+                crate::outbox::enqueue(&tx, &key, back, now).await?;
+                tracing::info!("email is going out again");
+            }
+            Ok::<_, DbErr>(())
+        }
+        .await;
+        db::settle(tx, done).await
     }
 
     /// A delivered row, and what follows from its delivery, in one transaction.
@@ -727,6 +837,7 @@ impl Sender {
                     &tx,
                     c.follow_up.clone(),
                     &error,
+                    c.method == "smtp",
                     self.staffing_channel.as_deref(),
                     now,
                 )
@@ -789,6 +900,18 @@ impl Sender {
     }
 }
 
+/// Dedupe-key prefixes of the staffing channel's "email is failing" and "email is back" posts.
+const EMAIL_DOWN: &str = "email-down:";
+const EMAIL_UP: &str = "email-up:";
+
+/// The offer an email row carries, if it carries one.
+fn emailed_offer(row: &Row) -> Option<i64> {
+    let message = row.payload.get("message")?;
+    (message.get("kind")?.as_str()? == "offer")
+        .then(|| message.get("inquiry_id")?.as_i64())
+        .flatten()
+}
+
 /// Counts a call's outcome in the delivery metrics.
 fn count_delivery(method: &'static str, outcome: &Delivery) {
     let (label, error) = match outcome {
@@ -811,12 +934,21 @@ async fn after_failure<C: ConnectionTrait>(
     conn: &C,
     follow_up: Option<FollowUp>,
     error: &str,
+    by_email: bool,
     staffing_channel: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     match follow_up {
         Some(FollowUp::Offer { inquiry_id }) => {
-            respond::on_offer_undeliverable(conn, inquiry_id, error, staffing_channel, now).await
+            respond::on_offer_undeliverable(
+                conn,
+                inquiry_id,
+                error,
+                by_email,
+                staffing_channel,
+                now,
+            )
+            .await
         }
         Some(FollowUp::Modal { user }) => {
             let notice = format!(

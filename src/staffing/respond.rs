@@ -357,6 +357,7 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
     conn: &C,
     inquiry_id: i64,
     error: &str,
+    by_email: bool,
     staffing_channel: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -383,7 +384,8 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
     tracing::warn!(
         inquiry_id,
         worker = %username,
-        "Slack refused an offer for good ({error}); {}",
+        "{} refused an offer for good ({error}); {}",
+        if by_email { "the mail server" } else { "Slack" },
         if again { "the worker will be asked again" } else { "the worker is not asked again for this task" }
     );
     if let (Some(channel), Some(context)) = (
@@ -395,6 +397,7 @@ pub async fn on_offer_undeliverable<C: ConnectionTrait>(
             worker: username,
             error: error.to_string(),
             again,
+            by_email,
         };
         let key = format!("undeliverable:{inquiry_id}");
         outbox::enqueue(conn, &key, Outgoing::post(channel, message), now).await?;

@@ -392,7 +392,9 @@ async fn check_logs_in_to_both_mail_servers_without_printing_passwords() {
     };
     let fake = FakeSlack::start(FakeSlackConfig::default()).await;
     let t = crate::common::TestDb::new().await;
-    let imap_no_password = mail.imap_url("staffbot").replace(":secret@", "@");
+    let imap_no_password = mail
+        .imap_url("staffbot")
+        .replace(&format!(":{}@", crate::mailserver::PASSWORD), "@");
     let run = |imap_password: &str| {
         let mut cmd = crate::process::staffbot(&fake, &t.url, "xoxb-test", "xapp-test");
         cmd.env("STAFFBOT_SMTP_URL", mail.smtp_url())
@@ -588,6 +590,415 @@ async fn reminders_follow_each_workers_preference() {
     );
     let dm = t.h.next_message().await;
     assert_eq!(dm.body["channel"], slack_id("rae"), "and on Slack: {dm:?}");
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+/// The staffing channel of the mail-failure tests.
+const STAFFING: &str = "C0STAFF";
+
+/// The email row of the offer (there is one).
+async fn offer_row(t: &Team) -> staffbot::db::entities::outbox::Model {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use staffbot::db::entities::outbox;
+    outbox::Entity::find()
+        .filter(outbox::Column::Method.eq("smtp"))
+        .one(t.h.db())
+        .await
+        .expect("query")
+        .expect("the offer's email row")
+}
+
+/// Waits until the daemon's sender has tried the offer's email `attempts` times; the row.
+async fn tried(t: &Team, attempts: i32) -> staffbot::db::entities::outbox::Model {
+    let tried = async {
+        loop {
+            let row = offer_row(t).await;
+            if row.attempts >= attempts {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), tried)
+        .await
+        .unwrap_or_else(|_| panic!("attempt {attempts} of the offer's email"))
+}
+
+/// Makes the offer's email due now, as if `attempts` had failed before (the backoff is over).
+async fn due_after(t: &Team, attempts: i32) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    use staffbot::db::entities::outbox;
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::Attempts, Expr::value(attempts))
+        .col_expr(
+            outbox::Column::NextAttemptAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .filter(outbox::Column::Method.eq("smtp"))
+        .exec(t.h.db())
+        .await
+        .expect("update");
+}
+
+/// The first round of a team whose only worker, Erin, is reached by email: the channel's "all
+/// sent" (read), the email row queued.
+async fn erin_asked(t: &mut Team) {
+    t.staff().await;
+    t.h.tick(chrono::Utc::now(), 1).await;
+    assert_eq!(
+        t.h.next_post(CHANNEL).await,
+        format!(
+            "All staffing requests for task v1 ({}) - write have been sent!",
+            t.description
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_refused_smtp_login_holds_email_offers_until_it_works_and_spends_none() {
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+        return;
+    };
+    mail.require_smtp_login(Some(crate::mailserver::PASSWORD));
+    let mut t = emailing(&mail)
+        .config(|c| c.email.smtp_password = Some("wrong-password".to_string().into()))
+        .email_worker("erin", Notify::Email, false)
+        .staffing_channel(STAFFING)
+        .start()
+        .await;
+    erin_asked(&mut t).await;
+    // The login is refused (535): the server's failure, said once in the staffing channel.
+    let alert = t.h.next_post(STAFFING).await;
+    assert!(
+        alert
+            .starts_with("Email is not going out: the mail server answered `permanent error (535)"),
+        "{alert}"
+    );
+    let row = tried(&t, 1).await;
+    assert_eq!(row.status, staffbot::db::OutboxStatus::Pending);
+    // However long it lasts (past the 12 attempts other rows get), the offer waits, and the
+    // channel is not told again.
+    let many = staffbot::slack::sender::MAX_ATTEMPTS + 5;
+    due_after(&t, many).await;
+    let row = tried(&t, many + 1).await;
+    assert_eq!(row.status, staffbot::db::OutboxStatus::Pending);
+    assert_eq!(assignee(&t).await, None);
+
+    // The password is fixed (and staffbot restarted): Erin gets her offer, the channel hears
+    // that email works again, and nothing was given up (`finish` checks no other post came).
+    t.h.stop().await;
+    t.h.config.email.smtp_password = Some(crate::mailserver::PASSWORD.to_string().into());
+    t.h.start().await;
+    due_after(&t, many + 1).await;
+    let offer = mail.next_email("erin").await;
+    assert!(
+        offer
+            .subject
+            .starts_with("A new task is available for you [#")
+    );
+    assert_eq!(t.h.next_post(STAFFING).await, "Email is going out again.");
+    // The offer is hers to answer.
+    answer(&mut mail, &offer, "erin", "accept").await;
+    assert_eq!(read_mailbox(&t).await.answered, 1);
+    let [won, _assigned] = <[Email; 2]>::try_from(mail.next_emails("erin", 2).await).expect("two");
+    assert!(won.text.starts_with("You got the task!"), "{}", won.text);
+    assert_eq!(t.h.next_post(CHANNEL).await, picked_up(&t, "erin"));
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_smtp_outage_of_any_length_loses_no_email_offer() {
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+        return;
+    };
+    let mut t = emailing(&mail)
+        .email_worker("erin", Notify::Email, false)
+        .staffing_channel(STAFFING)
+        .start()
+        .await;
+    mail.stop_smtp().await;
+    erin_asked(&mut t).await;
+    let alert = t.h.next_post(STAFFING).await;
+    assert!(
+        alert.starts_with("Email is not going out: the mail server answered `"),
+        "{alert}"
+    );
+    tried(&t, 1).await;
+    // Far more failed attempts than an hour of backoff holds: still waiting.
+    let many = 40;
+    due_after(&t, many).await;
+    let row = tried(&t, many + 1).await;
+    assert_eq!(row.status, staffbot::db::OutboxStatus::Pending);
+
+    mail.start_smtp().await;
+    due_after(&t, many + 1).await;
+    let offer = mail.next_email("erin").await;
+    assert!(
+        offer
+            .subject
+            .starts_with("A new task is available for you [#")
+    );
+    assert_eq!(t.h.next_post(STAFFING).await, "Email is going out again.");
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_refused_address_is_reported_as_the_mail_servers_answer() {
+    // The mail server has no mailbox for Erin: it refuses her address (550 5.1.1).
+    let Some(mut mail) = MailServer::start(&["staffbot"]).await else {
+        return;
+    };
+    let mut t = emailing(&mail)
+        .email_worker("erin", Notify::Email, false)
+        .staffing_channel(STAFFING)
+        .start()
+        .await;
+    erin_asked(&mut t).await;
+    let post = t.h.next_post(STAFFING).await;
+    let expected = format!(
+        "Could not deliver the offer of task v1 ({}) - write to erin: the mail server (email) answered `permanent error (550): 5.1.1 &lt;erin@example.com&gt;: Recipient address rejected: User unknown`. They will be asked again.",
+        t.description
+    );
+    assert_eq!(post, expected);
+    assert_eq!(
+        offer_row(&t).await.status,
+        staffbot::db::OutboxStatus::Failed
+    );
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn mail_passwords_stay_out_of_trace_logs_of_serve_and_check() {
+    use slack_sim::{FakeSlack, FakeSlackConfig};
+    let Some(mail) = MailServer::start(&["staffbot"]).await else {
+        return;
+    };
+    let password = crate::mailserver::PASSWORD;
+    mail.require_smtp_login(Some(password));
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let t = crate::common::TestDb::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("staffbot.toml");
+    std::fs::write(
+        &conf,
+        "[email]\nfrom = \"staffbot <staffbot@example.com>\"\n",
+    )
+    .expect("conf");
+    let imap_no_password = mail
+        .imap_url("staffbot")
+        .replace(&format!(":{password}@"), "@");
+    let run = |rust_log: &str, command: &str| {
+        let mut cmd = crate::process::staffbot(&fake, &t.url, "xoxb-test", "xapp-test");
+        cmd.env("STAFFBOT_CONFIG", &conf)
+            .env("STAFFBOT_SMTP_URL", mail.smtp_url())
+            .env("STAFFBOT_SMTP_PASSWORD", password)
+            .env("STAFFBOT_IMAP_URL", &imap_no_password)
+            .env("STAFFBOT_IMAP_PASSWORD", password)
+            .env("RUST_LOG", rust_log)
+            .arg(command);
+        cmd
+    };
+    // Whatever the filter: everything at trace, or the protocol crates by name.
+    let filters = [
+        "trace",
+        "info,async_imap=trace,imap_proto=trace,lettre=trace",
+    ];
+    let mut logins = 0;
+    for filter in filters {
+        let (code, stdout, stderr) = crate::process::finish_async(
+            run(filter, "check").spawn().expect("spawn"),
+            Duration::from_secs(30),
+        )
+        .await;
+        logins += 1;
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("logged in"), "{stdout}");
+        for out in [&stdout, &stderr] {
+            assert!(!out.contains(password), "check at {filter}: {out}");
+            assert!(!out.contains("AUTH PLAIN "), "check at {filter}: {out}");
+        }
+        if filter == "trace" {
+            assert!(stderr.contains("TRACE"), "trace is on: {stderr}");
+        }
+
+        // `serve` reads the mailbox: it logs in over IMAP (Dovecot says so), then stops.
+        // Its output goes to files: nobody reads a pipe while it runs, and a full one would
+        // stop it.
+        let hellos = fake.hellos_sent();
+        let (out_path, err_path) = (dir.path().join("serve.out"), dir.path().join("serve.err"));
+        let child = run(filter, "serve")
+            .stdout(std::fs::File::create(&out_path).expect("serve.out"))
+            .stderr(std::fs::File::create(&err_path).expect("serve.err"))
+            .spawn()
+            .expect("spawn");
+        assert!(
+            fake.wait_for_hellos(hellos + 1, Duration::from_secs(15))
+                .await,
+            "serve connected to Slack"
+        );
+        logins += 1;
+        let logged_in = mail.imap_logins(logins).await;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (code, _, _) = crate::process::finish_async(child, Duration::from_secs(30)).await;
+        let read = |p: &std::path::Path| {
+            String::from_utf8_lossy(&std::fs::read(p).expect("output")).into_owned()
+        };
+        let (stdout, stderr) = (read(&out_path), read(&err_path));
+        assert_eq!(code, 0, "{stderr}");
+        if let Err(e) = logged_in {
+            panic!(
+                "{e}\nserve at {filter}: {}",
+                stderr
+                    .lines()
+                    .filter(|l| l.contains(" INFO ")
+                        || l.contains(" WARN ")
+                        || l.contains(" ERROR "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        assert!(stderr.contains("reading email replies"), "{stderr}");
+        for out in [&stdout, &stderr] {
+            assert!(!out.contains(password), "serve at {filter}: {out}");
+            assert!(!out.contains("AUTH PLAIN "), "serve at {filter}: {out}");
+        }
+    }
+}
+
+/// `name`'s reply to `offer` with `headers` (after the usual ones) and `body`, as written.
+async fn send_raw(mail: &mut MailServer, offer: &Email, name: &str, headers: &str, body: &str) {
+    let from = address(name);
+    let to = offer.reply_to.clone().unwrap_or_else(|| offer.from.clone());
+    let raw = format!(
+        "From: {from}\nTo: {to}\nSubject: Re: {subject}\nMessage-ID: <{id}@mail.example.com>\nIn-Reply-To: <{orig}>\nDate: Mon, 07 Dec 2026 09:00:00 +0000\n{headers}\n{body}",
+        subject = offer.subject,
+        id = staffbot::notify::new_token(),
+        orig = offer.message_id,
+    );
+    mail.send(&from, &to, &raw).await;
+}
+
+/// Staffbot reads Erin's reply as an acceptance: she wins.
+async fn erin_wins(mail: &mut MailServer, t: &mut Team) {
+    let report = read_mailbox(t).await;
+    assert_eq!((report.read, report.answered), (1, 1));
+    let [won, _assigned] = <[Email; 2]>::try_from(mail.next_emails("erin", 2).await).expect("two");
+    assert!(won.text.starts_with("You got the task!"), "{}", won.text);
+    assert_eq!(assignee(t).await.as_deref(), Some("erin"));
+    assert_eq!(t.h.next_post(CHANNEL).await, picked_up(t, "erin"));
+}
+
+#[tokio::test]
+async fn no_problem_ill_take_it_accepts() {
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], |s| s).await else {
+        return;
+    };
+    answer(&mut mail, &offer, "erin", "No problem, I'll take it!").await;
+    erin_wins(&mut mail, &mut t).await;
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_bottom_posted_reply_accepts() {
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], |s| s).await else {
+        return;
+    };
+    let quoted: String = offer.text.lines().map(|l| format!("> {l}\n")).collect();
+    let body = format!("On Monday, staffbot wrote:\n{quoted}\nAccept\n\nErin\n");
+    send_raw(&mut mail, &offer, "erin", "", &body).await;
+    erin_wins(&mut mail, &mut t).await;
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn an_html_only_reply_with_its_quote_in_a_blockquote_accepts() {
+    let Some((mut mail, mut t, offer)) = erin_offered(&[], |s| s).await else {
+        return;
+    };
+    let body = "<html><body><p>On Monday, staffbot wrote:</p><blockquote type=\"cite\"><p>Hello erin!</p><p>Reply ACCEPT or REJECT to this email.</p></blockquote><p>Accept</p></body></html>\n";
+    let headers = "MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n";
+    send_raw(&mut mail, &offer, "erin", headers, body).await;
+    erin_wins(&mut mail, &mut t).await;
+    mail.assert_all_read();
+    t.h.finish().await;
+}
+
+#[tokio::test]
+async fn a_reply_to_a_reminder_gets_the_open_offers_and_how_to_answer_each() {
+    let Some((mut mail, mut t, offer)) = erin_offered(&["mallory"], |s| s).await else {
+        return;
+    };
+    let lease = t.h.lease("reminders").await;
+    let reminded = staffbot::staffing::reminders::run_once(
+        t.h.db(),
+        &lease,
+        Duration::ZERO,
+        true,
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("reminders");
+    assert_eq!(reminded, 1);
+    let reminder = mail.next_email("erin").await;
+    assert!(reminder.text.starts_with("Tasks are still available"));
+    assert_eq!(reminder.reply_to, None, "a reminder names no one offer");
+
+    // Erin answers the reminder itself; a stranger writes too.
+    let reply = reminder.reply(&address("erin"), "Accept");
+    mail.send(&address("erin"), &reminder.from, &reply).await;
+    let stranger = reminder.reply(&address("mallory"), "Accept");
+    mail.send(&address("mallory"), &reminder.from, &stranger)
+        .await;
+    let report = read_mailbox(&t).await;
+    assert_eq!((report.read, report.answered, report.ignored), (2, 0, 2));
+    assert_eq!(assignee(&t).await, None, "no offer is guessed");
+
+    // Erin gets her open offers, each with its links; the stranger gets nothing.
+    let list = mail.next_email("erin").await;
+    assert_eq!(list.subject, "Re: A new task is available for you");
+    assert!(
+        list.text.starts_with(
+            "Your email does not say which offer it answers. These offers are open to you:"
+        ),
+        "{}",
+        list.text
+    );
+    let plus = offer.reply_to.clone().expect("Reply-To");
+    assert!(
+        list.text
+            .contains(&format!("Task {}: Write the story", t.task)),
+        "{}",
+        list.text
+    );
+    assert!(
+        list.text.contains(&format!("mailto:{plus}?subject=ACCEPT")),
+        "{}",
+        list.text
+    );
+    // Its Accept link answers her offer.
+    let token = plus
+        .trim_start_matches("staffbot+")
+        .split('@')
+        .next()
+        .expect("token")
+        .to_string();
+    let raw = format!(
+        "From: {erin}\nTo: {plus}\nSubject: ACCEPT [#{token}]\nMessage-ID: <{id}@mail.example.com>\nDate: Mon, 07 Dec 2026 09:00:00 +0000\n\n",
+        erin = address("erin"),
+        id = staffbot::notify::new_token(),
+    );
+    mail.send(&address("erin"), &plus, &raw).await;
+    erin_wins(&mut mail, &mut t).await;
     mail.assert_all_read();
     t.h.finish().await;
 }

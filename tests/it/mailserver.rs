@@ -9,13 +9,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-pub const PASSWORD: &str = "secret";
+/// Every mailbox's password (distinctive, so a test can look for it in logs).
+pub const PASSWORD: &str = "Pw7kQ2xLeakCanary";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// The address of mailbox `name`.
@@ -41,6 +43,21 @@ pub struct MailServer {
     events: mpsc::UnboundedReceiver<Delivered>,
     /// Delivered messages not read yet, by mailbox (base address).
     pending: Vec<Delivered>,
+    policy: SmtpPolicy,
+}
+
+/// What the SMTP server accepts: recipients whose mailbox exists (others get `550 5.1.1`), and,
+/// when a password is set, only clients logged in with it (`AUTH PLAIN`/`LOGIN`, any user).
+#[derive(Clone, Default)]
+struct SmtpPolicy {
+    mailboxes: Arc<Vec<String>>,
+    password: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl SmtpPolicy {
+    fn password(&self) -> Option<String> {
+        self.password.lock().map(|p| p.clone()).unwrap_or_default()
+    }
 }
 
 fn free_port() -> u16 {
@@ -161,6 +178,10 @@ service lmtp {{
             events_tx,
             events,
             pending: Vec::new(),
+            policy: SmtpPolicy {
+                mailboxes: Arc::new(names.iter().map(|n| address(n)).collect()),
+                password: Default::default(),
+            },
         };
         server.start_smtp().await;
         Some(server)
@@ -171,7 +192,7 @@ service lmtp {{
         format!("smtp://127.0.0.1:{}", self.smtp_port)
     }
 
-    /// `imap://<name>%40example.com:secret@127.0.0.1:<port>`.
+    /// `imap://<name>%40example.com:<PASSWORD>@127.0.0.1:<port>`.
     pub fn imap_url(&self, name: &str) -> String {
         format!(
             "imap://{}:{PASSWORD}@127.0.0.1:{}",
@@ -186,12 +207,20 @@ service lmtp {{
             .await
             .expect("SMTP port");
         self.smtp_port = listener.local_addr().expect("addr").port();
-        let (lmtp, events) = (self.lmtp, self.events_tx.clone());
+        let (lmtp, events, policy) = (self.lmtp, self.events_tx.clone(), self.policy.clone());
         self.smtp = Some(tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(smtp_session(stream, lmtp, events.clone()));
+                tokio::spawn(smtp_session(stream, lmtp, events.clone(), policy.clone()));
             }
         }));
+    }
+
+    /// From now on the SMTP server takes mail only from clients logged in with `password`
+    /// (None: from anyone).
+    pub fn require_smtp_login(&self, password: Option<&str>) {
+        if let Ok(mut p) = self.policy.password.lock() {
+            *p = password.map(str::to_string);
+        }
     }
 
     /// Stops the SMTP server (connections are refused until [`MailServer::start_smtp`]).
@@ -252,10 +281,17 @@ service lmtp {{
     /// client would, and waits until it is delivered (then takes it off the delivery list).
     pub async fn send(&mut self, from: &str, to: &str, raw: &str) {
         use lettre::AsyncTransport;
-        let transport =
+        let mut builder =
             lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
-                .port(self.smtp_port)
-                .build();
+                .port(self.smtp_port);
+        if let Some(password) = self.policy.password() {
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    from.to_string(),
+                    password,
+                ));
+        }
+        let transport = builder.build();
         let envelope = lettre::address::Envelope::new(
             Some(from.parse().expect("from")),
             vec![to.parse().expect("to")],
@@ -270,6 +306,23 @@ service lmtp {{
             .expect("delivered")
             .expect("the SMTP server runs");
         assert_eq!(d.rcpts, vec![to.to_string()], "the message sent");
+    }
+
+    /// Waits until Dovecot has logged `n` IMAP logins in all (its log says `Login: user=<…>`);
+    /// Dovecot's log when that does not happen within a while.
+    pub async fn imap_logins(&self, n: usize) -> Result<(), String> {
+        let log = self._dir.path().join("dovecot.log");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.matches(": Login: user=<").count() >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("{n} IMAP login(s) within {WAIT:?}: {text}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// How many messages mailbox `name` holds in `folder`, over IMAP.
@@ -377,11 +430,14 @@ async fn smtp_session(
     stream: TcpStream,
     lmtp: SocketAddr,
     events: mpsc::UnboundedSender<Delivered>,
+    policy: SmtpPolicy,
 ) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
+    let password = policy.password();
+    let mut logged_in = password.is_none();
     if write.write_all(b"220 relay ESMTP test\r\n").await.is_err() {
         return;
     }
@@ -392,14 +448,54 @@ async fn smtp_session(
         }
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            "250-relay\r\n250 8BITMIME\r\n".into()
+            if password.is_some() {
+                "250-relay\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n".into()
+            } else {
+                "250-relay\r\n250 8BITMIME\r\n".into()
+            }
+        } else if upper.starts_with("AUTH PLAIN ") {
+            // `\0user\0password`, in base64.
+            let given = base64_decode(line[11..].trim());
+            let pass = given.rsplit(|b| *b == 0).next().unwrap_or_default();
+            logged_in = password.as_deref().map(str::as_bytes) == Some(pass);
+            if logged_in {
+                "235 2.7.0 Authentication successful\r\n".into()
+            } else {
+                "535 5.7.8 Authentication credentials invalid\r\n".into()
+            }
+        } else if upper.starts_with("AUTH LOGIN") {
+            // Username, then password, each in base64 after a 334 prompt.
+            let mut answers = Vec::new();
+            for prompt in [&b"334 VXNlcm5hbWU6\r\n"[..], b"334 UGFzc3dvcmQ6\r\n"] {
+                if write.write_all(prompt).await.is_err() {
+                    return;
+                }
+                let mut l = String::new();
+                if lines.read_line(&mut l).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                answers.push(base64_decode(l.trim()));
+            }
+            logged_in = password.as_deref().map(str::as_bytes) == Some(&answers[1][..]);
+            if logged_in {
+                "235 2.7.0 Authentication successful\r\n".into()
+            } else {
+                "535 5.7.8 Authentication credentials invalid\r\n".into()
+            }
+        } else if upper.starts_with("MAIL FROM:") && !logged_in {
+            "530 5.7.0 Authentication required\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = angle(&line[10..]);
             rcpts.clear();
             "250 OK\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
-            rcpts.push(angle(&line[8..]));
-            "250 OK\r\n".into()
+            let rcpt = angle(&line[8..]);
+            if policy.mailboxes.contains(&base(&rcpt)) {
+                rcpts.push(rcpt);
+                "250 OK\r\n".into()
+            } else {
+                format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n")
+            }
         } else if upper.starts_with("DATA") {
             if write.write_all(b"354 go ahead\r\n").await.is_err() {
                 return;
@@ -442,6 +538,26 @@ async fn smtp_session(
             return;
         }
     }
+}
+
+/// Decodes standard base64 (what SMTP AUTH sends); invalid characters are skipped.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let Some(v) = ALPHABET.iter().position(|a| *a == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 fn angle(s: &str) -> String {
