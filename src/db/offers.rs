@@ -416,6 +416,20 @@ pub struct DueReminder {
     pub required_role_counter: i32,
 }
 
+impl From<&DueReminder> for crate::messages::ReminderItem {
+    /// The offer as a reminder (or a list of open offers) names it.
+    fn from(o: &DueReminder) -> Self {
+        crate::messages::ReminderItem {
+            inquiry_id: o.inquiry_id,
+            task_id: o.task_id,
+            step_description: o.step_description.clone(),
+            project_description: o.project_description.clone(),
+            review: o.required_role_counter > 0,
+            reply_token: o.reply_token.clone(),
+        }
+    }
+}
+
 /// Open offers of workers due a reminder (not reminded since `cutoff`, and their oldest open
 /// offer is at least that old): one row per (worker, offer), by worker, then project priority.
 ///

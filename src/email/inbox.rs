@@ -334,14 +334,7 @@ async fn list_open_offers<C: ConnectionTrait>(
     let items: Vec<ReminderItem> = open
         .iter()
         .take(MAX_REMINDER_ITEMS)
-        .map(|o| ReminderItem {
-            inquiry_id: o.inquiry_id,
-            task_id: o.task_id,
-            step_description: o.step_description.clone(),
-            project_description: o.project_description.clone(),
-            review: o.required_role_counter > 0,
-            reply_token: o.reply_token.clone(),
-        })
+        .map(ReminderItem::from)
         .collect();
     let message = Message::OpenOffers {
         more: open.len().saturating_sub(items.len()),

@@ -22,14 +22,7 @@ fn reminder(offers: &[&DueReminder]) -> Message {
     let items = offers
         .iter()
         .take(MAX_REMINDER_ITEMS)
-        .map(|o| ReminderItem {
-            inquiry_id: o.inquiry_id,
-            task_id: o.task_id,
-            step_description: o.step_description.clone(),
-            project_description: o.project_description.clone(),
-            review: o.required_role_counter > 0,
-            reply_token: o.reply_token.clone(),
-        })
+        .map(|o| ReminderItem::from(*o))
         .collect();
     Message::Reminder {
         items,
