@@ -609,16 +609,28 @@ fn scripts_cannot_lead_out_of_their_version_directory() {
     );
 }
 
-/// The peak resident memory (KiB) of `child`, once it has exited, and its exit code.
-fn peak_rss_kib(child: std::process::Child) -> (i32, i64) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+/// The peak resident memory (KiB) of `child` as its own program (the high-water mark of its
+/// address space after `exec`, read from `/proc` until it exits), and its exit code. (The
+/// `ru_maxrss` of `wait4` would count the test process's own memory: the child starts as a
+/// copy of it before `exec`.)
+fn peak_rss_kib(mut child: std::process::Child) -> (i32, i64) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        match child.try_wait().expect("wait") {
+            Some(status) => return (status.code().unwrap_or(-1), peak),
+            // Sampling a high-water mark: a late sample still sees the earlier peak.
+            None => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+    }
 }
 
 /// A map grown by assignment (`m[k] = v`) is past Rhai's map size limit, and a check script
