@@ -7,15 +7,17 @@
 //! ```
 //!
 //! For each backend and size: build the data ([`data`]), then time the phases ([`phases`]) with
-//! their SQL statements and peak RSS; then the Socket Mode phases ([`socket`]) against the real
-//! `staffbot serve`; with `--soak`, the soak phase ([`soak`], plotted by [`plot`]). Results go to
-//! JSON lines and `docs/benchmarks.md` ([`report`]).
+//! their SQL statements and peak RSS; then the Socket Mode phases ([`socket`], and
+//! `ack_scripted`, [`scripted`]) against the real `staffbot serve`; with `--soak`, the soak phase
+//! ([`soak`], plotted by [`plot`]). Results go to JSON lines and `docs/benchmarks.md`
+//! ([`report`]).
 
 mod data;
 mod phases;
 mod plot;
 mod report;
 mod sanity;
+mod scripted;
 mod soak;
 mod socket;
 mod sys;
@@ -361,6 +363,11 @@ async fn main() -> Result<()> {
             for r in records {
                 out.push(r)?;
             }
+            eprintln!("{backend}: ack_scripted (description scripts at their wall time)");
+            let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
+            let record = scripted::run(&options.binary, backend, fresh.url()).await?;
+            fresh.drop_it(args.keep_db).await?;
+            out.push(record)?;
         }
     }
     if let (Some(duration), Some(binary)) = (args.soak, binary) {

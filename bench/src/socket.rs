@@ -167,7 +167,7 @@ enum Kind {
     Accept,
 }
 
-fn ack_record(
+pub fn ack_record(
     backend: &str,
     phase: &str,
     latencies: &[f64],
