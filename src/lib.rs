@@ -25,6 +25,7 @@ pub mod requests;
 pub mod retention;
 pub mod sanity;
 pub mod secrets;
+pub mod simulate;
 pub mod slack;
 pub mod staffing;
 pub mod workers;

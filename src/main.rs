@@ -97,13 +97,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CredentialCap {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // `simulate` runs the engine thousands of times: its log says what goes wrong, not what
+    // happens (RUST_LOG still wins).
+    if matches!(cli.command, cli::Command::Simulate(_)) && std::env::var_os("RUST_LOG").is_none() {
+        config.log.level = "warn".into();
+    }
     // Before anything is logged: every secret in the configuration is masked from here on.
     staffbot::secrets::register_config(&config);
     init_logging(&config);

@@ -7,6 +7,7 @@ mod migrate;
 mod project;
 mod sanity;
 mod serve;
+mod simulate;
 mod staff;
 mod task;
 mod tick;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Run SanityBot's checks for one project now, or see what they would do (--dry-run)
     #[command(subcommand)]
     Sanity(sanity::SanityCommand),
+    /// Measure staffing outcomes for a population of workers on the real engine, in simulated time
+    Simulate(simulate::SimulateArgs),
 }
 
 /// What every command gets: configuration, a migrated database, the clock, and randomness.
@@ -93,6 +96,8 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Check => check::run(&config).await,
         // Its own database and its own Slack.
         Command::Demo(args) => demo::run(config, args).await,
+        // Its own databases, one per policy.
+        Command::Simulate(args) => simulate::run(&config, args).await,
         command => {
             let db = crate::db::connect_and_migrate(config.database_url.expose()).await?;
             let app = App {
@@ -110,7 +115,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 Command::Restaff(a) => staff::run_restaff(&app, a).await,
                 Command::Tick(a) => tick::run(&app, a).await,
                 Command::Sanity(c) => sanity::run(&app, c).await,
-                Command::Migrate(_) | Command::Check | Command::Demo(_) => {
+                Command::Migrate(_) | Command::Check | Command::Demo(_) | Command::Simulate(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -27,7 +27,8 @@ use std::time::Duration;
 use migrations::Migrator;
 use migrations::sea_orm_migration::MigratorTrait;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter,
 };
 
 pub use enums::*;
@@ -148,6 +149,33 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, Connec
             .map_err(|e| ConnectError::migrate(&e))?;
     }
     Ok(db)
+}
+
+/// Empties the database at `url` for `staffbot simulate --database`: every migration rolled
+/// back and applied again. Refused for a database that holds workers and was not used by
+/// `simulate` before (its `staffing` lease held by `simulate`): never someone's real data.
+pub async fn reset_for_simulation(url: &str) -> Result<(), ConnectError> {
+    let db = connect_and_migrate(url).await?;
+    let workers = entities::worker::Entity::find()
+        .count(&db)
+        .await
+        .map_err(|e| ConnectError::migrate(&e))?;
+    let simulated = entities::lease::Entity::find()
+        .filter(entities::lease::Column::Holder.eq("simulate"))
+        .count(&db)
+        .await
+        .map_err(|e| ConnectError::migrate(&e))?;
+    if workers > 0 && simulated == 0 {
+        return Err(ConnectError::migrate(&DbErr::Custom(
+            "the database given to simulate --database holds workers of its own; give simulate an empty database".into(),
+        )));
+    }
+    Migrator::down(&db, None)
+        .await
+        .map_err(|e| ConnectError::migrate(&e))?;
+    db.close().await.ok();
+    connect_and_migrate(url).await?.close().await.ok();
+    Ok(())
 }
 
 /// Applies pending migrations on one dedicated PostgreSQL connection holding a session-level

@@ -496,3 +496,40 @@ pub async fn offered_worker_ids<C: ConnectionTrait>(conn: &C) -> Result<Option<(
     let hi: Option<i64> = row.try_get("", "hi")?;
     Ok(lo.zip(hi))
 }
+
+/// Whose each of `inquiry_ids` is: (offer id, task id, the worker's username).
+pub async fn owners<C: ConnectionTrait>(
+    conn: &C,
+    inquiry_ids: &[i64],
+) -> Result<Vec<(i64, i64, String)>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Owner {
+        inquiry_id: i64,
+        task_id: i64,
+        username: String,
+    }
+    let mut out = Vec::with_capacity(inquiry_ids.len());
+    for chunk in inquiry_ids.chunks(500) {
+        // Integers, formatted: no text from outside reaches the statement.
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let rows = Owner::find_by_statement(statement(
+            conn.get_database_backend(),
+            &format!(
+                "SELECT i.id AS inquiry_id, r.task_id, w.username
+                 FROM staffing_inquiries i
+                 JOIN staffing_requests r ON r.id = i.request_id
+                 JOIN workers w ON w.id = i.worker_id
+                 WHERE i.id IN ({}) ORDER BY i.id",
+                ids.join(", ")
+            ),
+            vec![],
+        ))
+        .all(conn)
+        .await?;
+        out.extend(
+            rows.into_iter()
+                .map(|o| (o.inquiry_id, o.task_id, o.username)),
+        );
+    }
+    Ok(out)
+}

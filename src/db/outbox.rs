@@ -317,3 +317,40 @@ pub async fn newest_with_prefix<C: ConnectionTrait>(
         .await
         .map(Option::flatten)
 }
+
+/// Rows queued after row `after_id`: (id, dedupe key), oldest first (`staffbot simulate` reads
+/// them as the messages people would see).
+pub async fn queued_after<C: ConnectionTrait>(
+    conn: &C,
+    after_id: i64,
+) -> Result<Vec<(i64, String)>, DbErr> {
+    outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Id)
+        .column(outbox::Column::DedupeKey)
+        .filter(outbox::Column::Id.gt(after_id))
+        .order_by_asc(outbox::Column::Id)
+        .into_tuple::<(i64, String)>()
+        .all(conn)
+        .await
+}
+
+/// Marks every pending row up to row `up_to_id` sent at `now` (`staffbot simulate` delivers
+/// them itself).
+pub async fn mark_sent_up_to<C: ConnectionTrait>(
+    conn: &C,
+    up_to_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    outbox::Entity::update_many()
+        .col_expr(
+            outbox::Column::Status,
+            Expr::value(OutboxStatus::Sent.as_str()),
+        )
+        .col_expr(outbox::Column::SentAt, Expr::value(now))
+        .filter(outbox::Column::Id.lte(up_to_id))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}

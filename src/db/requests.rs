@@ -487,3 +487,20 @@ pub async fn stamp<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// When the earliest open request (still sending) is due its next batch, given the batch
+/// frequency: now for one that never had a batch (`staffbot simulate` schedules its rounds by
+/// this).
+pub async fn next_batch_due<C: ConnectionTrait>(
+    conn: &C,
+    frequency: chrono::Duration,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let sending = staffing_request::Entity::find()
+        .filter(staffing_request::Column::Status.eq(RequestStatus::Sending.as_str()))
+        .all(conn)
+        .await?;
+    Ok(sending
+        .iter()
+        .map(|r| r.last_batch_at.map_or(r.created_at, |at| at + frequency))
+        .min())
+}

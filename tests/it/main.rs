@@ -25,6 +25,7 @@ mod replicas;
 mod retention;
 mod scripts;
 mod seen;
+mod simulate;
 mod slack;
 mod socket;
 mod staffing;
