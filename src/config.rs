@@ -109,6 +109,53 @@ pub struct StaffbotConfig {
     pub notifications_channel: Option<String>,
     /// The most a project's data (`project create --data`) may hold, in bytes of compact JSON.
     pub max_project_data_bytes: usize,
+    /// Whom each staffing round asks, and how many (README "Staffing policy").
+    pub policy: PolicyName,
+    /// `[staffbot.adaptive]`: the adaptive policy's settings.
+    pub adaptive: AdaptiveSettings,
+}
+
+/// `staffbot.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    #[default]
+    Orchestra,
+    Adaptive,
+}
+
+impl PolicyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Orchestra => "orchestra",
+            PolicyName::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// `[staffbot.adaptive]`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptiveSettings {
+    /// P(at least one acceptance before the next round) each round aims for.
+    pub target: f64,
+    /// Offers one request sends in one round at most.
+    pub max_batch: usize,
+    /// Offers one worker receives in a day at most.
+    pub max_offers_per_worker_per_day: u32,
+    /// Half-life of the evidence, in days: recent answers weigh more.
+    pub half_life_days: f64,
+}
+
+impl Default for AdaptiveSettings {
+    fn default() -> Self {
+        AdaptiveSettings {
+            target: 0.95,
+            max_batch: 10,
+            max_offers_per_worker_per_day: 12,
+            half_life_days: 14.0,
+        }
+    }
 }
 
 impl Default for StaffbotConfig {
@@ -124,6 +171,8 @@ impl Default for StaffbotConfig {
             status_notices: true,
             notifications_channel: None,
             max_project_data_bytes: 64 * 1024,
+            policy: PolicyName::Orchestra,
+            adaptive: AdaptiveSettings::default(),
         }
     }
 }

@@ -78,7 +78,13 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
         frequency: config.staffbot.batch_frequency,
         email: config.email.sending(),
     };
-    let r = crate::staffing::batch::run_once(db, lease, settings, now, rng).await?;
+    let policy = match config.staffbot.policy {
+        crate::config::PolicyName::Orchestra => crate::staffing::policy::Policy::Orchestra,
+        crate::config::PolicyName::Adaptive => {
+            crate::staffing::policy::Policy::Adaptive(config.staffbot.adaptive)
+        }
+    };
+    let r = crate::staffing::batch::run_once_with(db, lease, settings, policy, now, rng).await?;
     Ok(LoopOutcome {
         summary: format!(
             "{} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",

@@ -63,6 +63,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         reminder_interval: config.staffbot.reminder_interval,
         days: args.days,
         seed: args.seed,
+        adaptive: config.staffbot.adaptive,
     };
     let started = Instant::now();
     let scratch = tempfile_dir()?;

@@ -533,3 +533,83 @@ pub async fn owners<C: ConnectionTrait>(
     }
     Ok(out)
 }
+
+/// One past offer, as the adaptive policy learns from it.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct OfferHistory {
+    pub worker_id: i64,
+    pub offered_at: DateTime<Utc>,
+    /// When the worker answered, if they did.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// They accepted (`None`: no answer).
+    pub accepted: Option<bool>,
+    /// When the offer's request closed, if it did.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// Every offer made since `since` to one of `worker_ids`, with its answer (one read for a
+/// whole candidate pool: integers formatted into the statement, in chunks).
+pub async fn history<C: ConnectionTrait>(
+    conn: &C,
+    worker_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<Vec<OfferHistory>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in worker_ids.chunks(2000) {
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        out.extend(
+            OfferHistory::find_by_statement(statement(
+                conn.get_database_backend(),
+                &format!(
+                    "SELECT i.worker_id, i.created_at AS offered_at,
+                            s.created_at AS answered_at, s.is_available AS accepted,
+                            r.closed_at
+                     FROM staffing_inquiries i
+                     JOIN staffing_requests r ON r.id = i.request_id
+                     LEFT JOIN staffing_responses s ON s.inquiry_id = i.id
+                     WHERE i.created_at >= $1 AND i.worker_id IN ({})",
+                    ids.join(", ")
+                ),
+                vec![since.into()],
+            ))
+            .all(conn)
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The offers of each of `request_ids` still waiting for an answer: (worker id, offered at).
+pub async fn in_flight<C: ConnectionTrait>(
+    conn: &C,
+    request_ids: &[i64],
+) -> Result<HashMap<i64, Vec<(i64, DateTime<Utc>)>>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        request_id: i64,
+        worker_id: i64,
+        created_at: DateTime<Utc>,
+    }
+    let mut out: HashMap<i64, Vec<(i64, DateTime<Utc>)>> = HashMap::new();
+    for chunk in request_ids.chunks(2000) {
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let rows = Row::find_by_statement(statement(
+            conn.get_database_backend(),
+            &format!(
+                "SELECT i.request_id, i.worker_id, i.created_at FROM staffing_inquiries i
+                 WHERE i.request_id IN ({})
+                   AND NOT EXISTS (SELECT 1 FROM staffing_responses s WHERE s.inquiry_id = i.id)",
+                ids.join(", ")
+            ),
+            vec![],
+        ))
+        .all(conn)
+        .await?;
+        for r in rows {
+            out.entry(r.request_id)
+                .or_default()
+                .push((r.worker_id, r.created_at));
+        }
+    }
+    Ok(out)
+}

@@ -24,7 +24,8 @@ use serde_json::json;
 
 use crate::db;
 use crate::error::Error;
-use crate::staffing::batch::{BatchSettings, run_once as batch_round};
+use crate::staffing::batch::{BatchSettings, run_once_with as batch_round};
+use crate::staffing::policy::Policy;
 use crate::staffing::respond::{ClickOutcome, Responder, respond};
 use crate::workflow::definition::{VersionFile, parse};
 use population::{Population, SimWorker, arrivals, draw_workers};
@@ -43,10 +44,12 @@ pub struct Settings {
     pub days: Option<u32>,
     /// Overrides the file's `[simulation] seed`.
     pub seed: Option<u64>,
+    /// `[staffbot.adaptive]`.
+    pub adaptive: crate::config::AdaptiveSettings,
 }
 
 /// The policies `simulate` knows (`staffbot.policy`).
-pub const POLICIES: &[&str] = &["orchestra"];
+pub const POLICIES: &[&str] = &["orchestra", "adaptive"];
 
 /// What happened to one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,13 +97,13 @@ const TICK: chrono::Duration = chrono::Duration::seconds(10);
 /// applied), and returns what happened.
 pub async fn run_policy(
     population: &Population,
-    policy: &str,
+    name: &str,
     settings: &Settings,
     database_url: &str,
 ) -> Result<Run, anyhow::Error> {
-    if !POLICIES.contains(&policy) {
+    if !POLICIES.contains(&name) {
         anyhow::bail!(
-            "unknown policy {policy:?}; the policies are: {}",
+            "unknown policy {name:?}; the policies are: {}",
             POLICIES.join(", ")
         );
     }
@@ -116,8 +119,13 @@ pub async fn run_policy(
     let start = population.simulation.start;
     let versions = load_workflows(&db, &population, start).await?;
     add_workers(&db, &population, &workers, start).await?;
+    let policy = match name {
+        "adaptive" => Policy::Adaptive(settings.adaptive),
+        _ => Policy::Orchestra,
+    };
     let mut sim = Sim {
         db,
+        policy,
         workers,
         settings: settings.clone(),
         versions,
@@ -146,7 +154,7 @@ pub async fn run_policy(
     let tasks = sim.tasks.into_values().map(|t| t.outcome).collect();
     sim.db.close().await.ok();
     Ok(Run {
-        policy: policy.to_string(),
+        policy: name.to_string(),
         tasks,
         wins,
     })
@@ -161,6 +169,7 @@ struct SimTask {
 
 struct Sim {
     db: DatabaseConnection,
+    policy: Policy,
     workers: Vec<SimWorker>,
     settings: Settings,
     /// The workflow version of each kind of task.
@@ -221,7 +230,15 @@ impl Sim {
                         frequency: self.settings.frequency,
                         email: false,
                     };
-                    batch_round(&self.db, &staffing, settings, now, &mut self.rounds).await?;
+                    batch_round(
+                        &self.db,
+                        &staffing,
+                        settings,
+                        self.policy,
+                        now,
+                        &mut self.rounds,
+                    )
+                    .await?;
                     if now >= self.next_reminders {
                         crate::staffing::reminders::run_once(
                             &self.db,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
+use super::policy::{Evidence, Policy};
 use crate::db::requests::{Candidate, RequestContext};
 use crate::db::{self, RequestStatus, Role};
 use crate::lease::LeaseProof;
@@ -62,6 +63,18 @@ impl Pool {
 
     pub fn len(&self) -> usize {
         self.candidates.len()
+    }
+
+    /// The candidates of each priority, highest first (in worker id order within one).
+    pub fn tiers(&self) -> impl Iterator<Item = &[Candidate]> {
+        self.tiers
+            .iter()
+            .map(|&(start, end)| &self.candidates[start..end])
+    }
+
+    /// Every candidate's worker id.
+    pub fn worker_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.candidates.iter().map(|c| c.worker_id)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +162,18 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Result<BatchReport, crate::error::Error> {
+    run_once_with(db, lease, settings, Policy::Orchestra, now, rng).await
+}
+
+/// [`run_once`] under `policy` (`staffbot.policy`).
+pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    settings: BatchSettings,
+    policy: Policy,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Result<BatchReport, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(settings.frequency).unwrap_or_default();
     let due = db::requests::due_a_batch(db, cutoff).await?;
     let mut report = BatchReport::default();
@@ -183,12 +208,32 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
         pools.insert((request.step_id, role), pool);
     }
 
-    let per_request = settings.batch_size as usize + 1;
+    let round = chrono::Duration::from_std(settings.frequency).unwrap_or_default();
+    // The adaptive policy's evidence: one read of the pools' past offers.
+    let mut evidence = match policy {
+        Policy::Orchestra => HashMap::new(),
+        Policy::Adaptive(a) => {
+            let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
+            workers.sort_unstable();
+            workers.dedup();
+            let since = now - chrono::Duration::days(super::policy::HISTORY_DAYS);
+            let history = db::offers::history(db, &workers, since).await?;
+            super::policy::evidence(&history, round, a.half_life_days, now)
+        }
+    };
+    let per_request = match policy {
+        Policy::Orchestra => settings.batch_size as usize + 1,
+        Policy::Adaptive(a) => a.max_batch.max(1),
+    };
     let chunk_len = (CHUNK_OFFERS / per_request).clamp(1, CHUNK_REQUESTS);
     for chunk in due.chunks(chunk_len) {
         let ids: Vec<i64> = chunk.iter().map(|r| r.request_id).collect();
         let excluded =
             db::requests::exclusions(db, &ids, super::respond::MAX_OFFER_FAILURES).await?;
+        let in_flight = match policy {
+            Policy::Orchestra => HashMap::new(),
+            Policy::Adaptive(_) => db::offers::in_flight(db, &ids).await?,
+        };
         let empty = HashSet::new();
         let mut plans: Vec<Plan> = Vec::with_capacity(chunk.len());
         for request in chunk {
@@ -196,15 +241,36 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
             let Some(pool) = pools.get(&(request.step_id, role)) else {
                 continue;
             };
-            let mut candidates = pool.choose(
-                per_request,
-                excluded.get(&request.request_id).unwrap_or(&empty),
-                rng,
-            );
-            // One more than a batch was looked for: if it is not there, this batch empties
-            // the pool.
-            let exhausted = candidates.len() < per_request;
-            candidates.truncate(settings.batch_size as usize);
+            let excluded = excluded.get(&request.request_id).unwrap_or(&empty);
+            let (candidates, exhausted) = match policy {
+                Policy::Orchestra => {
+                    let mut candidates = pool.choose(per_request, excluded, rng);
+                    // One more than a batch was looked for: if it is not there, this batch
+                    // empties the pool.
+                    let exhausted = candidates.len() < per_request;
+                    candidates.truncate(settings.batch_size as usize);
+                    (candidates, exhausted)
+                }
+                Policy::Adaptive(a) => {
+                    let none = Evidence::default();
+                    let flying: Vec<f64> = in_flight
+                        .get(&request.request_id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(w, at)| {
+                            let e = evidence.get(w).unwrap_or(&none);
+                            super::policy::in_flight_p(e, *at, round, now)
+                        })
+                        .collect();
+                    let (chosen, exhausted) =
+                        super::policy::choose_adaptive(pool, excluded, &evidence, &flying, &a, rng);
+                    // Offers of this round count toward the day's cap of the next requests.
+                    for c in &chosen {
+                        evidence.entry(c.worker_id).or_default().offers_today += 1;
+                    }
+                    (chosen, exhausted)
+                }
+            };
             let fresh = rendered.get(&request.request_id);
             plans.push(Plan {
                 request,

@@ -3,6 +3,7 @@
 //! tasks. Opening and closing requests is [`crate::requests`]'s.
 
 pub mod batch;
+pub mod policy;
 pub mod reminders;
 pub mod respond;
 pub mod warnings;

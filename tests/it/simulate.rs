@@ -51,6 +51,7 @@ fn settings() -> Settings {
         reminder_interval: Duration::from_secs(86_400),
         days: None,
         seed: None,
+        adaptive: Default::default(),
     }
 }
 
@@ -191,7 +192,7 @@ fn the_command_prints_a_table_json_and_a_report() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "error: unknown policy \"clairvoyant\"; the policies are: orchestra"
+        "error: unknown policy \"clairvoyant\"; the policies are: orchestra, adaptive"
     );
     std::fs::write(&file, SMALL.replace("count = 5", "count = 5\nspeed = 2")).expect("write");
     let out = run(&[]);
@@ -202,4 +203,26 @@ fn the_command_prints_a_table_json_and_a_report() {
             && err.contains("unknown field `speed`"),
         "{err}"
     );
+}
+
+/// The adaptive policy (experimental) through the same engine: every staffed task has one
+/// winner, and a priority tier is still asked before the next.
+#[tokio::test]
+async fn the_adaptive_policy_runs_on_the_same_engine() {
+    let population = Population::parse(SMALL).expect("valid");
+    let t = TestDb::empty().await;
+    let run = run_policy(&population, "adaptive", &settings(), &t.url)
+        .await
+        .expect("runs");
+    let staffed = run.tasks.iter().filter(|t| t.staffed.is_some()).count();
+    assert!(staffed >= 10, "{:?}", run.tasks);
+    let winners = staffing_response::Entity::find()
+        .filter(staffing_response::Column::IsWinner.eq(true))
+        .count(&t.db)
+        .await
+        .expect("count");
+    assert_eq!(winners as usize, staffed);
+    let offers: usize = run.tasks.iter().map(|t| t.offers).sum();
+    assert_eq!(count::<staffing_inquiry::Entity>(&t.db).await, offers as u64);
+    assert!(run.wins[..5].iter().sum::<u32>() >= run.wins[5..].iter().sum::<u32>());
 }
