@@ -145,6 +145,10 @@ pub struct AdaptiveSettings {
     pub max_offers_per_worker_per_day: u32,
     /// Half-life of the evidence, in days: recent answers weigh more.
     pub half_life_days: f64,
+    /// The window, in minutes, in which an offer's acceptance counts as prompt: the policy
+    /// aims for an acceptance within it, counting offers out for less than it. 0: one round
+    /// (`batch_frequency`).
+    pub horizon_minutes: f64,
 }
 
 impl Default for AdaptiveSettings {
@@ -154,6 +158,7 @@ impl Default for AdaptiveSettings {
             max_batch: 10,
             max_offers_per_worker_per_day: 12,
             half_life_days: 14.0,
+            horizon_minutes: 0.0,
         }
     }
 }

@@ -208,7 +208,14 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
         pools.insert((request.step_id, role), pool);
     }
 
-    let round = chrono::Duration::from_std(settings.frequency).unwrap_or_default();
+    let frequency = chrono::Duration::from_std(settings.frequency).unwrap_or_default();
+    // The adaptive policy's window for a prompt acceptance: one round unless set.
+    let round = match policy {
+        Policy::Adaptive(a) if a.horizon_minutes > 0.0 => {
+            chrono::Duration::seconds((a.horizon_minutes * 60.0).round() as i64)
+        }
+        _ => frequency,
+    };
     // The adaptive policy's evidence: one read of the pools' past offers.
     let mut evidence = match policy {
         Policy::Orchestra => HashMap::new(),

@@ -168,8 +168,8 @@ pub fn in_flight_p(
     round: chrono::Duration,
     now: DateTime<Utc>,
 ) -> f64 {
-    let rounds = (now - offered_at).num_seconds().max(0) as f64 / round.num_seconds().max(1) as f64;
-    e.p_prompt_accept() * 0.5f64.powf(rounds / 2.0)
+    let spent = (now - offered_at).num_seconds().max(0) as f64 / round.num_seconds().max(1) as f64;
+    e.p_prompt_accept() * 0.5f64.powf(spent / 2.0)
 }
 
 #[cfg(test)]

@@ -223,6 +223,9 @@ async fn the_adaptive_policy_runs_on_the_same_engine() {
         .expect("count");
     assert_eq!(winners as usize, staffed);
     let offers: usize = run.tasks.iter().map(|t| t.offers).sum();
-    assert_eq!(count::<staffing_inquiry::Entity>(&t.db).await, offers as u64);
+    assert_eq!(
+        count::<staffing_inquiry::Entity>(&t.db).await,
+        offers as u64
+    );
     assert!(run.wins[..5].iter().sum::<u32>() >= run.wins[5..].iter().sum::<u32>());
 }
