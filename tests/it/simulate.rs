@@ -229,3 +229,17 @@ async fn the_adaptive_policy_runs_on_the_same_engine() {
     );
     assert!(run.wins[..5].iter().sum::<u32>() >= run.wins[5..].iter().sum::<u32>());
 }
+
+/// The populations the README points to stay valid.
+#[test]
+fn the_shipped_populations_read() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/populations");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/populations") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        Population::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        read += 1;
+    }
+    assert_eq!(read, 3);
+}
