@@ -1,4 +1,5 @@
-//! `staffbot check`: configuration, database, both Slack tokens, the staffing channel, and email
+//! `staffbot check`: configuration, database, both Slack tokens, the staffing channel, the
+//! metrics address, and email
 //! (SMTP and IMAP logins) when it is configured. Prints
 //! a short report and never a secret; exits non-zero when something needs fixing.
 
@@ -14,6 +15,7 @@ use crate::slack::web;
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let mut problems = check_database(config).await?;
     problems += check_slack(config).await?;
+    problems += check_metrics(config).await;
     problems += check_email(config).await;
     println!(
         "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
@@ -84,22 +86,28 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
         .bot_token
         .as_ref()
         .map(|t| SlackApiToken::new(t.expose_secret().to_string().into()));
-    match &bot {
+    // The bot token, when Slack accepted it (the staffing channel is looked at with it).
+    let accepted = match &bot {
         None => {
             problems += 1;
             println!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
+            None
         }
         Some(token) => match web::check_bot_token(&client, token, api_url).await {
-            Ok(id) => println!(
-                "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
-                id.team, id.team_id, id.user_id
-            ),
+            Ok(id) => {
+                println!(
+                    "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
+                    id.team, id.team_id, id.user_id
+                );
+                Some(token)
+            }
             Err(e) => {
                 problems += 1;
                 println!("  SLACK_BOT_TOKEN: {e}");
+                None
             }
         },
-    }
+    };
     match &config.slack.app_token {
         None => {
             problems += 1;
@@ -126,22 +134,100 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
             "not set (not checked)"
         }
     );
-    match (&config.staffbot.staffing_group_id, &bot) {
-        (None, _) => println!("  staffing channel: not set (no unstaffed-task warnings)"),
-        (Some(channel), Some(token)) => match web::channel_visible(&client, token, channel).await {
-            Ok(name) => println!("  staffing channel {channel}: visible (#{name})"),
-            Err(code) => {
-                problems += 1;
-                println!(
-                    "  staffing channel {channel}: NOT visible to the bot ({code}); invite the bot to it"
-                );
-            }
-        },
-        (Some(channel), None) => {
+    match (&config.staffbot.staffing_group_id, &bot, accepted) {
+        (None, _, _) => println!("  staffing channel: not set (no unstaffed-task warnings)"),
+        (Some(channel), None, _) => {
             println!("  staffing channel {channel}: not checked (no bot token)")
+        }
+        (Some(channel), Some(_), None) => {
+            println!("  staffing channel {channel}: not checked (SLACK_BOT_TOKEN did not work)")
+        }
+        (Some(channel), _, Some(token)) => {
+            let seen = web::channel_visible(&client, token, channel).await;
+            let (ok, line) = staffing_channel_line(channel, api_url, seen);
+            if !ok {
+                problems += 1;
+            }
+            println!("  {line}");
         }
     }
     Ok(problems)
+}
+
+/// `metrics.listen`, when set: an address `serve` can listen on (`host:port`). It is not bound
+/// here: a running daemon may hold it. Returns the number of problems.
+async fn check_metrics(config: &Config) -> usize {
+    let Some(listen) = &config.metrics.listen else {
+        println!("metrics: off (metrics.listen is not set)");
+        return 0;
+    };
+    let resolved = tokio::net::lookup_host(listen.as_str())
+        .await
+        .map(|mut addrs| addrs.next());
+    match resolved {
+        Ok(Some(addr)) => {
+            println!("metrics: /metrics and /healthz on {listen} ({addr})");
+            0
+        }
+        Ok(None) => {
+            println!(
+                "metrics.listen {listen:?}: NOT an address serve can listen on (it names no address)"
+            );
+            1
+        }
+        Err(e) => {
+            println!(
+                "metrics.listen {listen:?}: NOT an address serve can listen on (host:port, e.g. 127.0.0.1:9898): {e}"
+            );
+            1
+        }
+    }
+}
+
+/// What `check` says about the staffing channel, from what `conversations.info` answered (the
+/// bot token having been accepted just before); false when something needs fixing. Only an
+/// answer that says the bot is not in the channel advises inviting it.
+fn staffing_channel_line(
+    channel: &str,
+    api_url: &str,
+    seen: Result<web::ChannelSeen, web::ChannelUnseen>,
+) -> (bool, String) {
+    use web::ChannelUnseen::{Slack, Unreachable};
+    match seen {
+        Ok(c) if c.is_member => (
+            true,
+            format!("staffing channel {channel}: visible (#{})", c.name),
+        ),
+        Ok(c) => (
+            false,
+            format!(
+                "staffing channel {channel} (#{}): the bot is NOT in it, so it cannot post there; invite the bot to it (/invite @staffbot)",
+                c.name
+            ),
+        ),
+        Err(Slack(code)) if code == "channel_not_found" => (
+            false,
+            format!(
+                "staffing channel {channel}: NOT visible to the bot ({code}): check the id, and invite the bot to it (a private channel is invisible to the bot until then)"
+            ),
+        ),
+        Err(Slack(code)) if code == "missing_scope" => (
+            false,
+            format!(
+                "staffing channel {channel}: cannot be looked up ({code}): the app lacks channels:read (a public channel) or groups:read (a private one); reinstall it with manifest.yml's scopes"
+            ),
+        ),
+        Err(Slack(code)) => (
+            false,
+            format!("staffing channel {channel}: Slack refused to describe it ({code})"),
+        ),
+        Err(Unreachable(message)) => (
+            false,
+            format!(
+                "staffing channel {channel}: not checked: cannot reach Slack at {api_url}: {message}"
+            ),
+        ),
+    }
 }
 
 /// Email, when configured: the SMTP server (connects, says hello, logs in with the credentials
