@@ -17,7 +17,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     problems += check_slack(config).await?;
     problems += check_metrics(config).await;
     problems += check_email(config).await;
-    println!(
+    outln!(
         "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
         config.staffbot.worker_batch_size,
         format_duration(config.staffbot.batch_frequency),
@@ -27,7 +27,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     if problems > 0 {
         anyhow::bail!("{problems} problem(s) found");
     }
-    println!("ok");
+    outln!("ok");
     Ok(())
 }
 
@@ -35,7 +35,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 /// problems found.
 async fn check_database(config: &Config) -> anyhow::Result<usize> {
     let mut problems = 0;
-    println!("database: {}", config.database_url.redacted());
+    outln!("database: {}", config.database_url.redacted());
     match crate::db::connect(config.database_url.expose()).await {
         Ok(db) => {
             let migrations = Migrator::get_migration_with_status_read_only(&db).await?;
@@ -43,7 +43,7 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
                 .iter()
                 .filter(|m| m.status() == MigrationStatus::Pending)
                 .count();
-            println!(
+            outln!(
                 "  reachable; {} migration(s), {pending} pending{}",
                 migrations.len(),
                 if pending > 0 {
@@ -59,16 +59,17 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
                 )
                 .await?;
                 for p in without_channel {
-                    println!(
+                    outln!(
                         "  note: project {} ({}) has no Slack channel: no channel posts or invites",
-                        p.id, p.short_description
+                        p.id,
+                        p.short_description
                     );
                 }
             }
         }
         Err(e) => {
             problems += 1;
-            println!("  NOT reachable: {e}");
+            outln!("  NOT reachable: {e}");
         }
     }
     Ok(problems)
@@ -79,7 +80,7 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
 async fn check_slack(config: &Config) -> anyhow::Result<usize> {
     let mut problems = 0;
     let api_url = &config.slack.api_url;
-    println!("slack: {api_url}");
+    outln!("slack: {api_url}");
     let client = web::build_client(api_url)?;
     let bot = config
         .slack
@@ -90,20 +91,22 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
     let accepted = match &bot {
         None => {
             problems += 1;
-            println!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
+            outln!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
             None
         }
         Some(token) => match web::check_bot_token(&client, token, api_url).await {
             Ok(id) => {
-                println!(
+                outln!(
                     "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
-                    id.team, id.team_id, id.user_id
+                    id.team,
+                    id.team_id,
+                    id.user_id
                 );
                 Some(token)
             }
             Err(e) => {
                 problems += 1;
-                println!("  SLACK_BOT_TOKEN: {e}");
+                outln!("  SLACK_BOT_TOKEN: {e}");
                 None
             }
         },
@@ -111,22 +114,22 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
     match &config.slack.app_token {
         None => {
             problems += 1;
-            println!("  SLACK_APP_TOKEN: NOT set (required by serve)");
+            outln!("  SLACK_APP_TOKEN: NOT set (required by serve)");
         }
         Some(t) => {
             let token = SlackApiToken::new(t.expose_secret().to_string().into());
             match web::check_app_token(&client, &token, api_url).await {
                 Ok(()) => {
-                    println!("  SLACK_APP_TOKEN: accepted (Socket Mode connections can be opened)")
+                    outln!("  SLACK_APP_TOKEN: accepted (Socket Mode connections can be opened)")
                 }
                 Err(e) => {
                     problems += 1;
-                    println!("  SLACK_APP_TOKEN: {e}");
+                    outln!("  SLACK_APP_TOKEN: {e}");
                 }
             }
         }
     }
-    println!(
+    outln!(
         "  verification token: {}",
         if config.slack.verification_token.is_some() {
             "set (checked)"
@@ -135,12 +138,12 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
         }
     );
     match (&config.staffbot.staffing_group_id, &bot, accepted) {
-        (None, _, _) => println!("  staffing channel: not set (no unstaffed-task warnings)"),
+        (None, _, _) => outln!("  staffing channel: not set (no unstaffed-task warnings)"),
         (Some(channel), None, _) => {
-            println!("  staffing channel {channel}: not checked (no bot token)")
+            outln!("  staffing channel {channel}: not checked (no bot token)")
         }
         (Some(channel), Some(_), None) => {
-            println!("  staffing channel {channel}: not checked (SLACK_BOT_TOKEN did not work)")
+            outln!("  staffing channel {channel}: not checked (SLACK_BOT_TOKEN did not work)")
         }
         (Some(channel), _, Some(token)) => {
             let seen = web::channel_visible(&client, token, channel).await;
@@ -148,7 +151,7 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
             if !ok {
                 problems += 1;
             }
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     Ok(problems)
@@ -158,7 +161,7 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
 /// here: a running daemon may hold it. Returns the number of problems.
 async fn check_metrics(config: &Config) -> usize {
     let Some(listen) = &config.metrics.listen else {
-        println!("metrics: off (metrics.listen is not set)");
+        outln!("metrics: off (metrics.listen is not set)");
         return 0;
     };
     let resolved = tokio::net::lookup_host(listen.as_str())
@@ -166,17 +169,17 @@ async fn check_metrics(config: &Config) -> usize {
         .map(|mut addrs| addrs.next());
     match resolved {
         Ok(Some(addr)) => {
-            println!("metrics: /metrics and /healthz on {listen} ({addr})");
+            outln!("metrics: /metrics and /healthz on {listen} ({addr})");
             0
         }
         Ok(None) => {
-            println!(
+            outln!(
                 "metrics.listen {listen:?}: NOT an address serve can listen on (it names no address)"
             );
             1
         }
         Err(e) => {
-            println!(
+            outln!(
                 "metrics.listen {listen:?}: NOT an address serve can listen on (host:port, e.g. 127.0.0.1:9898): {e}"
             );
             1
@@ -237,24 +240,22 @@ async fn check_email(config: &Config) -> usize {
     let settings = match crate::email::EmailSettings::from_config(email) {
         Ok(Some(settings)) => settings,
         Ok(None) => {
-            println!(
+            outln!(
                 "email: off (email.smtp_url and email.from are not set; workers who prefer email are reached on Slack when they can be)"
             );
             if email.imap_url.is_some() {
-                println!(
-                    "  email.imap_url is set but unused without email.smtp_url and email.from"
-                );
+                outln!("  email.imap_url is set but unused without email.smtp_url and email.from");
                 return 1;
             }
             return 0;
         }
         Err(e) => {
-            println!("email: {e}");
+            outln!("email: {e}");
             return 1;
         }
     };
     let mut problems = 0;
-    println!(
+    outln!(
         "email: from {}, replies to {}",
         email.from.as_deref().unwrap_or_default(),
         crate::email::reply::plus_address(&settings.reply_to, "<token>")
@@ -267,31 +268,31 @@ async fn check_email(config: &Config) -> usize {
         .unwrap_or_default();
     match crate::email::Smtp::from_config(email, timeout) {
         Ok(smtp) => match smtp.test().await {
-            Ok(()) => println!("  SMTP {smtp_url}: connected"),
+            Ok(()) => outln!("  SMTP {smtp_url}: connected"),
             Err(e) => {
                 problems += 1;
-                println!("  SMTP {smtp_url}: NOT usable: {e}");
+                outln!("  SMTP {smtp_url}: NOT usable: {e}");
             }
         },
         Err(e) => {
             problems += 1;
-            println!("  SMTP: {e}");
+            outln!("  SMTP: {e}");
         }
     }
     match crate::email::inbox::ImapTarget::from_config(email) {
-        Ok(None) => println!(
+        Ok(None) => outln!(
             "  IMAP: not set (email.imap_url): replies are not read, so workers cannot answer by email"
         ),
         Ok(Some(target)) => match crate::email::inbox::connect(&target, timeout).await {
             Ok(mut session) => {
                 match session.examine(&target.mailbox).await {
-                    Ok(mailbox) => println!(
+                    Ok(mailbox) => outln!(
                         "  IMAP {target:?}: logged in; {} message(s) waiting",
                         mailbox.exists
                     ),
                     Err(e) => {
                         problems += 1;
-                        println!(
+                        outln!(
                             "  IMAP {target:?}: logged in, but the mailbox cannot be opened: {e}"
                         );
                     }
@@ -300,12 +301,12 @@ async fn check_email(config: &Config) -> usize {
             }
             Err(e) => {
                 problems += 1;
-                println!("  IMAP {target:?}: NOT usable: {e}");
+                outln!("  IMAP {target:?}: NOT usable: {e}");
             }
         },
         Err(e) => {
             problems += 1;
-            println!("  IMAP: {e}");
+            outln!("  IMAP: {e}");
         }
     }
     problems

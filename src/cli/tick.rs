@@ -53,7 +53,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     for which in loops {
         let name = which.name();
         match try_lease(&app.db, name, &holder, ttl).await? {
-            None => println!("{name}: skipped (another process holds the {name} lease)"),
+            None => outln!("{name}: skipped (another process holds the {name} lease)"),
             Some(lease) => {
                 let outcome = run_loop_once(
                     &app.db,
@@ -65,7 +65,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
                 )
                 .await;
                 crate::lease::release(&app.db, name, &holder).await?;
-                println!("{name}: {}", outcome?.summary);
+                outln!("{name}: {}", outcome?.summary);
             }
         }
     }
@@ -82,13 +82,13 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     let (mail, target) = crate::daemon::email_setup(&app.config)?;
     let (Some(mail), Some(target)) = (mail, target) else {
         if say_off {
-            println!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
+            outln!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
         }
         return Ok(());
     };
     let Some(lease) = try_lease(&app.db, inbox::LEASE, holder, app.config.loops.lease_ttl).await?
     else {
-        println!("mail: skipped (another process holds the mail lease)");
+        outln!("mail: skipped (another process holds the mail lease)");
         return Ok(());
     };
     let inbox = Inbox {
@@ -118,9 +118,11 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "mail: {} read, {} answer(s) applied, {} ignored or handled before{failed}",
-        r.read, r.answered, r.ignored
+        r.read,
+        r.answered,
+        r.ignored
     );
     Ok(())
 }
@@ -130,7 +132,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     let Some(token) = &app.config.slack.bot_token else {
-        println!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
+        outln!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
         return Ok(());
     };
     let api_url = &app.config.slack.api_url;
@@ -163,9 +165,12 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         None => sender,
     };
     let r = sender.drain(Duration::from_secs(5)).await?;
-    println!(
+    outln!(
         "outbox: {} sent, {} to retry, {} failed, {} waiting for Slack's rate limits",
-        r.sent, r.retried, r.failed, r.deferred
+        r.sent,
+        r.retried,
+        r.failed,
+        r.deferred
     );
     Ok(())
 }
