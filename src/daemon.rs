@@ -26,10 +26,35 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the sender looks for rows queued by other processes.
 const SENDER_IDLE: Duration = Duration::from_secs(1);
 
+/// `A is not set` or `A and B are not set`.
+fn missing_names(missing: &[(&str, &str)]) -> String {
+    match missing {
+        [(one, _)] => format!("{one} is not set"),
+        _ => format!(
+            "{} are not set",
+            missing
+                .iter()
+                .map(|m| m.0)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    }
+}
+
+/// The config keys of the missing tokens: `slack.a` or `slack.a and slack.b`.
+fn missing_keys(missing: &[(&str, &str)]) -> String {
+    missing
+        .iter()
+        .map(|m| m.1)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0} is not set (or slack.{1} in the config file)")]
-    MissingToken(&'static str, &'static str),
+    /// The Slack tokens that are not set: (environment variable, config key) each.
+    #[error("{} (or {} in the config file)", missing_names(.0), missing_keys(.0))]
+    MissingTokens(Vec<(&'static str, &'static str)>),
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error("stopped before Slack could be reached")]
@@ -180,16 +205,19 @@ async fn check_tokens(
     config: &Config,
     cancel: &CancellationToken,
 ) -> Result<SlackAccess, StartError> {
-    let bot_token = config
-        .slack
-        .bot_token
-        .as_ref()
-        .ok_or(StartError::MissingToken("SLACK_BOT_TOKEN", "bot_token"))?;
-    let app_token = config
-        .slack
-        .app_token
-        .as_ref()
-        .ok_or(StartError::MissingToken("SLACK_APP_TOKEN", "app_token"))?;
+    let (bot_token, app_token) = match (&config.slack.bot_token, &config.slack.app_token) {
+        (Some(bot), Some(app)) => (bot, app),
+        (bot, app) => {
+            let mut missing = Vec::new();
+            if bot.is_none() {
+                missing.push(("SLACK_BOT_TOKEN", "slack.bot_token"));
+            }
+            if app.is_none() {
+                missing.push(("SLACK_APP_TOKEN", "slack.app_token"));
+            }
+            return Err(StartError::MissingTokens(missing));
+        }
+    };
     let bot_token = SlackApiToken::new(bot_token.expose_secret().to_string().into());
     let app_token = SlackApiToken::new(app_token.expose_secret().to_string().into());
     let api_url = config.slack.api_url.clone();

@@ -1,4 +1,5 @@
-//! `staffbot check`: configuration, database, both Slack tokens, the staffing channel, and email
+//! `staffbot check`: configuration, database, both Slack tokens, the staffing channel, the
+//! metrics address, and email
 //! (SMTP and IMAP logins) when it is configured. Prints
 //! a short report and never a secret; exits non-zero when something needs fixing.
 
@@ -14,8 +15,9 @@ use crate::slack::web;
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let mut problems = check_database(config).await?;
     problems += check_slack(config).await?;
+    problems += check_metrics(config).await;
     problems += check_email(config).await;
-    println!(
+    outln!(
         "staffing: batches of {} every {}; warnings after {}; reminders at most every {}",
         config.staffbot.worker_batch_size,
         format_duration(config.staffbot.batch_frequency),
@@ -25,7 +27,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     if problems > 0 {
         anyhow::bail!("{problems} problem(s) found");
     }
-    println!("ok");
+    outln!("ok");
     Ok(())
 }
 
@@ -33,7 +35,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 /// problems found.
 async fn check_database(config: &Config) -> anyhow::Result<usize> {
     let mut problems = 0;
-    println!("database: {}", config.database_url.redacted());
+    outln!("database: {}", config.database_url.redacted());
     match crate::db::connect(config.database_url.expose()).await {
         Ok(db) => {
             let migrations = Migrator::get_migration_with_status_read_only(&db).await?;
@@ -41,7 +43,7 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
                 .iter()
                 .filter(|m| m.status() == MigrationStatus::Pending)
                 .count();
-            println!(
+            outln!(
                 "  reachable; {} migration(s), {pending} pending{}",
                 migrations.len(),
                 if pending > 0 {
@@ -57,16 +59,17 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
                 )
                 .await?;
                 for p in without_channel {
-                    println!(
+                    outln!(
                         "  note: project {} ({}) has no Slack channel: no channel posts or invites",
-                        p.id, p.short_description
+                        p.id,
+                        p.short_description
                     );
                 }
             }
         }
         Err(e) => {
             problems += 1;
-            println!("  NOT reachable: {e}");
+            outln!("  NOT reachable: {e}");
         }
     }
     Ok(problems)
@@ -77,48 +80,56 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
 async fn check_slack(config: &Config) -> anyhow::Result<usize> {
     let mut problems = 0;
     let api_url = &config.slack.api_url;
-    println!("slack: {api_url}");
+    outln!("slack: {api_url}");
     let client = web::build_client(api_url)?;
     let bot = config
         .slack
         .bot_token
         .as_ref()
         .map(|t| SlackApiToken::new(t.expose_secret().to_string().into()));
-    match &bot {
+    // The bot token, when Slack accepted it (the staffing channel is looked at with it).
+    let accepted = match &bot {
         None => {
             problems += 1;
-            println!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
+            outln!("  SLACK_BOT_TOKEN: NOT set (required by serve)");
+            None
         }
         Some(token) => match web::check_bot_token(&client, token, api_url).await {
-            Ok(id) => println!(
-                "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
-                id.team, id.team_id, id.user_id
-            ),
+            Ok(id) => {
+                outln!(
+                    "  SLACK_BOT_TOKEN: accepted (workspace {} {}, bot user {})",
+                    id.team,
+                    id.team_id,
+                    id.user_id
+                );
+                Some(token)
+            }
             Err(e) => {
                 problems += 1;
-                println!("  SLACK_BOT_TOKEN: {e}");
+                outln!("  SLACK_BOT_TOKEN: {e}");
+                None
             }
         },
-    }
+    };
     match &config.slack.app_token {
         None => {
             problems += 1;
-            println!("  SLACK_APP_TOKEN: NOT set (required by serve)");
+            outln!("  SLACK_APP_TOKEN: NOT set (required by serve)");
         }
         Some(t) => {
             let token = SlackApiToken::new(t.expose_secret().to_string().into());
             match web::check_app_token(&client, &token, api_url).await {
                 Ok(()) => {
-                    println!("  SLACK_APP_TOKEN: accepted (Socket Mode connections can be opened)")
+                    outln!("  SLACK_APP_TOKEN: accepted (Socket Mode connections can be opened)")
                 }
                 Err(e) => {
                     problems += 1;
-                    println!("  SLACK_APP_TOKEN: {e}");
+                    outln!("  SLACK_APP_TOKEN: {e}");
                 }
             }
         }
     }
-    println!(
+    outln!(
         "  verification token: {}",
         if config.slack.verification_token.is_some() {
             "set (checked)"
@@ -126,22 +137,100 @@ async fn check_slack(config: &Config) -> anyhow::Result<usize> {
             "not set (not checked)"
         }
     );
-    match (&config.staffbot.staffing_group_id, &bot) {
-        (None, _) => println!("  staffing channel: not set (no unstaffed-task warnings)"),
-        (Some(channel), Some(token)) => match web::channel_visible(&client, token, channel).await {
-            Ok(name) => println!("  staffing channel {channel}: visible (#{name})"),
-            Err(code) => {
+    match (&config.staffbot.staffing_group_id, &bot, accepted) {
+        (None, _, _) => outln!("  staffing channel: not set (no unstaffed-task warnings)"),
+        (Some(channel), None, _) => {
+            outln!("  staffing channel {channel}: not checked (no bot token)")
+        }
+        (Some(channel), Some(_), None) => {
+            outln!("  staffing channel {channel}: not checked (SLACK_BOT_TOKEN did not work)")
+        }
+        (Some(channel), _, Some(token)) => {
+            let seen = web::channel_visible(&client, token, channel).await;
+            let (ok, line) = staffing_channel_line(channel, api_url, seen);
+            if !ok {
                 problems += 1;
-                println!(
-                    "  staffing channel {channel}: NOT visible to the bot ({code}); invite the bot to it"
-                );
             }
-        },
-        (Some(channel), None) => {
-            println!("  staffing channel {channel}: not checked (no bot token)")
+            outln!("  {line}");
         }
     }
     Ok(problems)
+}
+
+/// `metrics.listen`, when set: an address `serve` can listen on (`host:port`). It is not bound
+/// here: a running daemon may hold it. Returns the number of problems.
+async fn check_metrics(config: &Config) -> usize {
+    let Some(listen) = &config.metrics.listen else {
+        outln!("metrics: off (metrics.listen is not set)");
+        return 0;
+    };
+    let resolved = tokio::net::lookup_host(listen.as_str())
+        .await
+        .map(|mut addrs| addrs.next());
+    match resolved {
+        Ok(Some(addr)) => {
+            outln!("metrics: /metrics and /healthz on {listen} ({addr})");
+            0
+        }
+        Ok(None) => {
+            outln!(
+                "metrics.listen {listen:?}: NOT an address serve can listen on (it names no address)"
+            );
+            1
+        }
+        Err(e) => {
+            outln!(
+                "metrics.listen {listen:?}: NOT an address serve can listen on (host:port, e.g. 127.0.0.1:9898): {e}"
+            );
+            1
+        }
+    }
+}
+
+/// What `check` says about the staffing channel, from what `conversations.info` answered (the
+/// bot token having been accepted just before); false when something needs fixing. Only an
+/// answer that says the bot is not in the channel advises inviting it.
+fn staffing_channel_line(
+    channel: &str,
+    api_url: &str,
+    seen: Result<web::ChannelSeen, web::ChannelUnseen>,
+) -> (bool, String) {
+    use web::ChannelUnseen::{Slack, Unreachable};
+    match seen {
+        Ok(c) if c.is_member => (
+            true,
+            format!("staffing channel {channel}: visible (#{})", c.name),
+        ),
+        Ok(c) => (
+            false,
+            format!(
+                "staffing channel {channel} (#{}): the bot is NOT in it, so it cannot post there; invite the bot to it (/invite @staffbot)",
+                c.name
+            ),
+        ),
+        Err(Slack(code)) if code == "channel_not_found" => (
+            false,
+            format!(
+                "staffing channel {channel}: NOT visible to the bot ({code}): check the id, and invite the bot to it (a private channel is invisible to the bot until then)"
+            ),
+        ),
+        Err(Slack(code)) if code == "missing_scope" => (
+            false,
+            format!(
+                "staffing channel {channel}: cannot be looked up ({code}): the app lacks channels:read (a public channel) or groups:read (a private one); reinstall it with manifest.yml's scopes"
+            ),
+        ),
+        Err(Slack(code)) => (
+            false,
+            format!("staffing channel {channel}: Slack refused to describe it ({code})"),
+        ),
+        Err(Unreachable(message)) => (
+            false,
+            format!(
+                "staffing channel {channel}: not checked: cannot reach Slack at {api_url}: {message}"
+            ),
+        ),
+    }
 }
 
 /// Email, when configured: the SMTP server (connects, says hello, logs in with the credentials
@@ -151,24 +240,22 @@ async fn check_email(config: &Config) -> usize {
     let settings = match crate::email::EmailSettings::from_config(email) {
         Ok(Some(settings)) => settings,
         Ok(None) => {
-            println!(
+            outln!(
                 "email: off (email.smtp_url and email.from are not set; workers who prefer email are reached on Slack when they can be)"
             );
             if email.imap_url.is_some() {
-                println!(
-                    "  email.imap_url is set but unused without email.smtp_url and email.from"
-                );
+                outln!("  email.imap_url is set but unused without email.smtp_url and email.from");
                 return 1;
             }
             return 0;
         }
         Err(e) => {
-            println!("email: {e}");
+            outln!("email: {e}");
             return 1;
         }
     };
     let mut problems = 0;
-    println!(
+    outln!(
         "email: from {}, replies to {}",
         email.from.as_deref().unwrap_or_default(),
         crate::email::reply::plus_address(&settings.reply_to, "<token>")
@@ -181,31 +268,31 @@ async fn check_email(config: &Config) -> usize {
         .unwrap_or_default();
     match crate::email::Smtp::from_config(email, timeout) {
         Ok(smtp) => match smtp.test().await {
-            Ok(()) => println!("  SMTP {smtp_url}: connected"),
+            Ok(()) => outln!("  SMTP {smtp_url}: connected"),
             Err(e) => {
                 problems += 1;
-                println!("  SMTP {smtp_url}: NOT usable: {e}");
+                outln!("  SMTP {smtp_url}: NOT usable: {e}");
             }
         },
         Err(e) => {
             problems += 1;
-            println!("  SMTP: {e}");
+            outln!("  SMTP: {e}");
         }
     }
     match crate::email::inbox::ImapTarget::from_config(email) {
-        Ok(None) => println!(
+        Ok(None) => outln!(
             "  IMAP: not set (email.imap_url): replies are not read, so workers cannot answer by email"
         ),
         Ok(Some(target)) => match crate::email::inbox::connect(&target, timeout).await {
             Ok(mut session) => {
                 match session.examine(&target.mailbox).await {
-                    Ok(mailbox) => println!(
+                    Ok(mailbox) => outln!(
                         "  IMAP {target:?}: logged in; {} message(s) waiting",
                         mailbox.exists
                     ),
                     Err(e) => {
                         problems += 1;
-                        println!(
+                        outln!(
                             "  IMAP {target:?}: logged in, but the mailbox cannot be opened: {e}"
                         );
                     }
@@ -214,12 +301,12 @@ async fn check_email(config: &Config) -> usize {
             }
             Err(e) => {
                 problems += 1;
-                println!("  IMAP {target:?}: NOT usable: {e}");
+                outln!("  IMAP {target:?}: NOT usable: {e}");
             }
         },
         Err(e) => {
             problems += 1;
-            println!("  IMAP: {e}");
+            outln!("  IMAP: {e}");
         }
     }
     problems

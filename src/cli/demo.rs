@@ -138,19 +138,19 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let page = format!("http://{}/?user={}", sim.addr(), ADMIN.1);
-    println!("staffbot demo is running: open {page}");
-    println!(
+    outln!("staffbot demo is running: open {page}");
+    outln!(
         "  You are {} (a staffing admin); switch users at the top left.",
         ADMIN.0
     );
     if let Some(task) = seeded.photography_task {
-        println!(
+        outln!(
             "  Try, in #{}: /staffbot staff {task}   then switch to pat and click Accept.",
             PROJECTS[0].3
         );
     }
-    println!("  Database: {}", crate::config::redact_url(&url));
-    println!("  Press Ctrl-C to stop.");
+    outln!("  Database: {}", crate::config::redact_url(&url));
+    outln!("  Press Ctrl-C to stop.");
     daemon.join().await;
     Ok(())
 }

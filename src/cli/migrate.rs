@@ -29,14 +29,14 @@ pub async fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
         Direction::Up => {
             let pending = Migrator::get_pending_migrations(&db).await?.len();
             Migrator::up(&db, None).await?;
-            println!("applied {pending} migration(s)");
+            outln!("applied {pending} migration(s)");
         }
         Direction::Down => {
             let steps = (args.steps > 0).then_some(args.steps);
             let applied = Migrator::get_applied_migrations(&db).await?.len();
             Migrator::down(&db, steps).await?;
             let rolled = steps.map_or(applied, |s| (s as usize).min(applied));
-            println!("rolled back {rolled} migration(s)");
+            outln!("rolled back {rolled} migration(s)");
         }
         Direction::Status => {
             for m in Migrator::get_migration_with_status_read_only(&db).await? {
@@ -44,7 +44,7 @@ pub async fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
                     MigrationStatus::Applied => "applied",
                     MigrationStatus::Pending => "pending",
                 };
-                println!("{status}  {}", m.name());
+                outln!("{status}  {}", m.name());
             }
         }
     }

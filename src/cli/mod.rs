@@ -1,6 +1,14 @@
 //! The `staffbot` command line (design.md §5.1): one module per subcommand group. Results go to
 //! stdout, logs and errors to stderr; errors are one line and a non-zero exit code.
 
+/// `println!` for command results: a reader that went away (`staffbot task list | head -1`) is
+/// not an error, so a closed stdout is ignored instead of panicking ([`write_out`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod check;
 mod demo;
 mod migrate;
@@ -123,6 +131,25 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// Whether stdout could not be written once already (said once on stderr, then quiet).
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line of a command's result to stdout. When the reader has gone (a broken pipe, as
+/// with `| head -1`) the rest of the output is dropped quietly and the command finishes, as
+/// command-line tools do; any other write error is said once on stderr.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+        && !STDOUT_FAILED.swap(true, Ordering::Relaxed)
+    {
+        eprintln!("error: cannot write to stdout: {e}");
+    }
+}
+
 /// Reads a JSON option's value: JSON text, `@file`, or `@-` (stdin). `what` names it in
 /// errors ("the output"), `option` too ("--output").
 pub fn read_json_arg(arg: &str, option: &str, what: &str) -> anyhow::Result<serde_json::Value> {
@@ -138,7 +165,7 @@ pub fn read_json_arg(arg: &str, option: &str, what: &str) -> anyhow::Result<serd
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -165,9 +192,9 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
         out.trim_end().to_string()
     };
-    println!("{}", line(header.to_vec()));
+    outln!("{}", line(header.to_vec()));
     for row in rows {
-        println!("{}", line(row.iter().map(String::as_str).collect()));
+        outln!("{}", line(row.iter().map(String::as_str).collect()));
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             if json {
                 print_json(&serde_json::json!({ "id": id }))?;
             } else {
-                println!("{id}");
+                outln!("{id}");
             }
         }
         ProjectCommand::List { json } => {
@@ -154,7 +154,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             let tx = crate::db::begin_write(&app.db).await?;
             lifecycle::abort_project(&tx, id, &notices, now).await?;
             tx.commit().await?;
-            println!("project {id} aborted");
+            outln!("project {id} aborted");
         }
     }
     Ok(())

@@ -44,9 +44,10 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
         );
     };
     if !matches!(p.status, ProjectStatus::Active | ProjectStatus::Paused) {
-        println!(
+        outln!(
             "note: project {} is {}; SanityBot checks only active and paused projects",
-            p.id, p.status
+            p.id,
+            p.status
         );
     }
     let plan = plan(&round, p, now).map_err(|e| anyhow::anyhow!("project {}: {e}", p.id))?;
@@ -55,7 +56,7 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
     } else {
         plan.returned.join(", ")
     };
-    println!("project {}: the check function returned {returned}", p.id);
+    outln!("project {}: the check function returned {returned}", p.id);
     let verb = if args.dry_run { "would post" } else { "posts" };
     for d in &plan.decisions {
         match d {
@@ -68,12 +69,12 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
                     None => "first time".to_string(),
                     Some(at) => format!("last fired {}", at.to_rfc3339()),
                 };
-                println!("{slug}: fires ({when})");
+                outln!("{slug}: fires ({when})");
                 for post in posts {
                     let text = message_parts(&post.message()).0.into_string();
                     match &p.slack_channel_id {
-                        Some(channel) => println!("  {verb} to {channel}: {text}"),
-                        None => println!("  no Slack channel: not posted: {text}"),
+                        Some(channel) => outln!("  {verb} to {channel}: {text}"),
+                        None => outln!("  no Slack channel: not posted: {text}"),
                     }
                 }
             }
@@ -86,18 +87,18 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
                     Some(s) => format!("fires again {s} s after that"),
                     None => "fires once per project".to_string(),
                 };
-                println!(
+                outln!(
                     "{slug}: not due (last fired {}; {again})",
                     last.to_rfc3339()
                 );
             }
             Decision::Unconfigured { slug } => {
-                println!("{slug}: no check_configurations entry; not posted");
+                outln!("{slug}: no check_configurations entry; not posted");
             }
         }
     }
     if args.dry_run {
-        println!("dry run: nothing posted or recorded");
+        outln!("dry run: nothing posted or recorded");
         return Ok(());
     }
     let holder = crate::clock::instance_name();
@@ -108,6 +109,6 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
     let written = write(&app.db, &lease, p, &plan.decisions, now).await;
     crate::lease::release(&app.db, "sanity", &holder).await?;
     let (checks, messages) = written?;
-    println!("sanity: {checks} check(s) fired, {messages} message(s) queued");
+    outln!("sanity: {checks} check(s) fired, {messages} message(s) queued");
     super::tick::deliver(app, &holder).await
 }

@@ -99,7 +99,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
     if args.json {
         super::print_json(&report.json())
     } else {
-        print!("{}", report.table());
+        outln!("{}", report.table().trim_end());
         Ok(())
     }
 }

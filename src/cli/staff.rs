@@ -34,7 +34,7 @@ pub async fn run_staff(app: &App, args: StaffArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;
-    println!("{}", got_it(args.task, false));
+    outln!("{}", got_it(args.task, false));
     Ok(())
 }
 
@@ -47,7 +47,7 @@ pub async fn run_restaff(app: &App, args: RestaffArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| user_facing(args.task, e))?;
     tx.commit().await?;
-    println!("{}", got_it(args.task, true));
+    outln!("{}", got_it(args.task, true));
     Ok(())
 }
 

@@ -122,12 +122,12 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
                 lifecycle::assign_or_reassign(&tx, task, &w, &notices, now).await?;
             tx.commit().await?;
             if reassigned {
-                println!(
+                outln!(
                     "task {task}: assignment {} handed to {username}",
                     assignment.assignment_counter
                 );
             } else {
-                println!(
+                outln!(
                     "task {task}: assigned to {username} (assignment {})",
                     assignment.assignment_counter
                 );
@@ -140,7 +140,7 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             let kind = SubmitKind::RequestedReview;
             let status = lifecycle::submit(&tx, task, &w, kind, &notices, now, &mut rng).await?;
             tx.commit().await?;
-            println!("task {task}: {status}");
+            outln!("task {task}: {status}");
         }
         TaskCommand::Review {
             task,
@@ -153,14 +153,14 @@ pub async fn run(app: &App, command: TaskCommand) -> anyhow::Result<()> {
             let w = find_worker(&tx, &worker).await?;
             let status = lifecycle::review(&tx, task, &w, approve, &notices, now, &mut rng).await?;
             tx.commit().await?;
-            println!("task {task}: {status}");
+            outln!("task {task}: {status}");
         }
         TaskCommand::Complete { task, output } => {
             let output = read_output(output.as_deref())?;
             let tx = crate::db::begin_write(&app.db).await?;
             let done = lifecycle::complete_machine_task(&tx, task, output, &notices, now).await;
             crate::db::settle(tx, done).await?;
-            println!("task {task}: complete");
+            outln!("task {task}: complete");
         }
     }
     Ok(())

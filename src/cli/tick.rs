@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use secrecy::ExposeSecret;
+use serde_json::Value;
 use slack_morphism::prelude::SlackApiToken;
 
 use super::App;
+use crate::db::outbox::Method;
 use crate::lease::try_lease;
 use crate::loops::{Loop, run_loop_once};
 use crate::slack::render::RenderContext;
 use crate::slack::sender::Sender;
-use crate::slack::web::{self, MorphismWeb};
+use crate::slack::web::{self, Delivery, MorphismWeb, SlackWeb};
 
 #[derive(Debug, Args)]
 pub struct TickArgs {
@@ -53,7 +55,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     for which in loops {
         let name = which.name();
         match try_lease(&app.db, name, &holder, ttl).await? {
-            None => println!("{name}: skipped (another process holds the {name} lease)"),
+            None => outln!("{name}: skipped (another process holds the {name} lease)"),
             Some(lease) => {
                 let outcome = run_loop_once(
                     &app.db,
@@ -65,7 +67,7 @@ pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
                 )
                 .await;
                 crate::lease::release(&app.db, name, &holder).await?;
-                println!("{name}: {}", outcome?.summary);
+                outln!("{name}: {}", outcome?.summary);
             }
         }
     }
@@ -82,13 +84,13 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     let (mail, target) = crate::daemon::email_setup(&app.config)?;
     let (Some(mail), Some(target)) = (mail, target) else {
         if say_off {
-            println!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
+            outln!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
         }
         return Ok(());
     };
     let Some(lease) = try_lease(&app.db, inbox::LEASE, holder, app.config.loops.lease_ttl).await?
     else {
-        println!("mail: skipped (another process holds the mail lease)");
+        outln!("mail: skipped (another process holds the mail lease)");
         return Ok(());
     };
     let inbox = Inbox {
@@ -118,9 +120,11 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "mail: {} read, {} answer(s) applied, {} ignored or handled before{failed}",
-        r.read, r.answered, r.ignored
+        r.read,
+        r.answered,
+        r.ignored
     );
     Ok(())
 }
@@ -128,10 +132,54 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
 /// The longest one Web API call of `tick` may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The Web API when there is no bot token: never called, as such a sender delivers emails only.
+struct NoSlack;
+
+#[async_trait::async_trait]
+impl SlackWeb for NoSlack {
+    async fn call(&self, _: &str, _: &Value) -> Delivery {
+        Delivery::Transient("SLACK_BOT_TOKEN is not set".into())
+    }
+    async fn get(&self, _: &str, _: &[(&str, String)]) -> Delivery {
+        Delivery::Transient("SLACK_BOT_TOKEN is not set".into())
+    }
+}
+
+/// Without a bot token: the emails that are due are delivered, Slack rows wait for a token.
+async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
+    let Some(mail) = crate::daemon::email_setup(&app.config)?.0 else {
+        outln!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
+        return Ok(());
+    };
+    let sender = Sender::new(
+        app.db.clone(),
+        Arc::new(NoSlack),
+        Arc::clone(&app.clock),
+        app.config.loops.lease_ttl,
+        holder.to_string(),
+    )
+    .with_call_timeout(CALL_TIMEOUT)
+    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
+    .with_mail(mail, app.config.email.per_minute)
+    .emails_only();
+    let r = sender.drain(Duration::from_secs(5)).await?;
+    let waiting = crate::db::outbox::pending_other_than(&app.db, Method::Smtp).await?;
+    outln!(
+        "outbox: emails: {} sent, {} to retry, {} failed, {} waiting for the sending rate",
+        r.sent,
+        r.retried,
+        r.failed,
+        r.deferred
+    );
+    outln!(
+        "outbox: {waiting} Slack message(s) not delivered: they wait for SLACK_BOT_TOKEN (queued, nothing lost)"
+    );
+    Ok(())
+}
+
 pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     let Some(token) = &app.config.slack.bot_token else {
-        println!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
-        return Ok(());
+        return deliver_emails_only(app, holder).await;
     };
     let api_url = &app.config.slack.api_url;
     let client = web::build_client(api_url)?;
@@ -163,9 +211,12 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         None => sender,
     };
     let r = sender.drain(Duration::from_secs(5)).await?;
-    println!(
+    outln!(
         "outbox: {} sent, {} to retry, {} failed, {} waiting for Slack's rate limits",
-        r.sent, r.retried, r.failed, r.deferred
+        r.sent,
+        r.retried,
+        r.failed,
+        r.deferred
     );
     Ok(())
 }

@@ -173,7 +173,7 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             )
             .await?;
             tx.commit().await?;
-            println!(
+            outln!(
                 "certified {} for {} as {} (priority {}, staffbot {})",
                 w.username,
                 cert.slug,
@@ -209,7 +209,7 @@ async fn add(app: &App, args: AddArgs, now: chrono::DateTime<chrono::Utc>) -> an
         notify: args.notify.into(),
     };
     let w = workers::add(&app.db, new, now).await?;
-    println!("added worker {} (id {})", w.username, w.id);
+    outln!("added worker {} (id {})", w.username, w.id);
     warn_unreachable(app, &w);
     Ok(())
 }
@@ -227,7 +227,7 @@ async fn update(app: &App, args: UpdateArgs) -> anyhow::Result<()> {
         notify: args.notify.map(Notify::from),
     };
     let w = workers::update(&app.db, &args.username, change).await?;
-    println!(
+    outln!(
         "updated worker {} (notify: {}, email: {}, Slack: {})",
         w.username,
         w.notify,

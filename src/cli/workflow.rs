@@ -56,7 +56,16 @@ struct VersionJson {
 pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
     match command {
         WorkflowCommand::Load { path, force } => {
-            let def = definition::read(&path)?;
+            // Name the path the error is about, unless the error names it already.
+            let def = definition::read(&path).map_err(|e| {
+                let shown = path.display().to_string();
+                let text = e.to_string();
+                if text.contains(&shown) {
+                    anyhow::anyhow!(text)
+                } else {
+                    anyhow::anyhow!("{shown}: {text}")
+                }
+            })?;
             for note in &def.notes {
                 eprintln!("note: {note}");
             }
@@ -73,7 +82,7 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
                     VersionOutcome::Updated => "updated",
                     VersionOutcome::Unchanged => "unchanged",
                 };
-                println!("workflow {} version {version}: {what}", summary.workflow);
+                outln!("workflow {} version {version}: {what}", summary.workflow);
             }
             Ok(())
         }
@@ -89,7 +98,7 @@ pub async fn run(app: &App, command: WorkflowCommand) -> anyhow::Result<()> {
                     source.step_slug
                 );
             } else {
-                println!("{}", details.as_written());
+                outln!("{}", details.as_written());
             }
             Ok(())
         }

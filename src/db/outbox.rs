@@ -19,6 +19,21 @@ use crate::messages::Outgoing;
 
 pub use outbox::Model as Row;
 
+/// A kind of outbox row a sender may be limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Emails (`smtp`), which need no Slack token.
+    Smtp,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Smtp => "smtp",
+        }
+    }
+}
+
 /// A message to queue: its dedupe key, its Web API method and its payload, serialised once
 /// (straight from the typed message to text; no JSON tree is built).
 #[derive(Debug, Clone)]
@@ -104,12 +119,14 @@ pub async fn insert_new<C: ConnectionTrait>(
 /// Claims up to `limit` rows due at `now` for `token` until the database's now + `ttl`, with one
 /// conditional UPDATE (on PostgreSQL the row lock skips rows another sender is claiming), and
 /// returns them, oldest first. Claims expire on the database's clock, whatever the host's says.
+/// With `only`, only rows of that method (`smtp`: emails) are claimed.
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     token: &str,
     ttl: std::time::Duration,
     now: DateTime<Utc>,
     limit: u64,
+    only: Option<Method>,
 ) -> Result<Vec<Row>, DbErr> {
     let backend = conn.get_database_backend();
     let db_now = db_now(backend);
@@ -120,8 +137,9 @@ pub async fn claim<C: ConnectionTrait>(
         ""
     };
     let pending = OutboxStatus::Pending.as_str();
+    let method = only.map_or(String::new(), |m| format!(" AND method = '{}'", m.as_str()));
     let due = format!(
-        "status = '{pending}' AND next_attempt_at <= $3
+        "status = '{pending}' AND next_attempt_at <= $3{method}
          AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
     );
     let claimed = conn
@@ -283,11 +301,17 @@ pub async fn finish<C: ConnectionTrait>(
 
 /// When the next pending row not claimed by anyone else is due, compared with `now` (None when
 /// nothing is pending).
+/// With `only`, among rows of that method.
 pub async fn next_due<C: ConnectionTrait>(
     conn: &C,
     now: DateTime<Utc>,
+    only: Option<Method>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
-    outbox::Entity::find()
+    let mut query = outbox::Entity::find();
+    if let Some(m) = only {
+        query = query.filter(outbox::Column::Method.eq(m.as_str()));
+    }
+    query
         .select_only()
         .column_as(outbox::Column::NextAttemptAt.min(), "next")
         .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
@@ -301,6 +325,20 @@ pub async fn next_due<C: ConnectionTrait>(
         .one(conn)
         .await
         .map(Option::flatten)
+}
+
+/// How many rows are pending whose method is not `method` (e.g. the Slack rows beside the
+/// emails).
+pub async fn pending_other_than<C: ConnectionTrait>(
+    conn: &C,
+    method: Method,
+) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    outbox::Entity::find()
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .filter(outbox::Column::Method.ne(method.as_str()))
+        .count(conn)
+        .await
 }
 
 /// The id of the newest row whose dedupe key starts with `prefix` (None when there is none).

@@ -90,6 +90,9 @@ pub struct Sender {
     /// The mail server may be in an outage the staffing channel was told about (checked, and
     /// cleared, after the next email that goes out).
     email_alerted: std::sync::atomic::AtomicBool,
+    /// Only rows of this kind are delivered (emails, when there is no Slack token); the others
+    /// wait.
+    only: Option<db::outbox::Method>,
 }
 
 /// Where the sender's email rows go: rendered and sent by [`crate::email`] (the daemon wires
@@ -180,7 +183,15 @@ impl Sender {
             render: render::RenderContext::default(),
             mail: None,
             email_alerted: std::sync::atomic::AtomicBool::new(true),
+            only: None,
         }
+    }
+
+    /// Delivers emails only: Slack rows stay queued, untouched (no attempt counted), for a
+    /// sender that has a Slack token.
+    pub fn emails_only(mut self) -> Sender {
+        self.only = Some(db::outbox::Method::Smtp);
+        self
     }
 
     /// Delivers email rows through `mail` (`email.per_minute` at most).
@@ -229,7 +240,8 @@ impl Sender {
                 .round
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let token = format!("{}#{round}", self.name);
-            let rows = db::outbox::claim(&self.db, &token, self.claim_ttl, now, BATCH).await?;
+            let rows =
+                db::outbox::claim(&self.db, &token, self.claim_ttl, now, BATCH, self.only).await?;
             if rows.is_empty() {
                 return Ok(report);
             }
@@ -873,7 +885,7 @@ impl Sender {
 
     /// When the next pending row is due (None when nothing is pending).
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, DbErr> {
-        db::outbox::next_due(&self.db, self.clock.now()).await
+        db::outbox::next_due(&self.db, self.clock.now(), self.only).await
     }
 
     /// Runs until `cancel`: a round whenever `wake` is notified, a row falls due, or every

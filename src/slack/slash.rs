@@ -17,6 +17,8 @@ use crate::requests;
 
 pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
 pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
+/// The help of a worker who is not an admin (staffing and restaffing are for admins).
+pub const WORKER_HELP_TEXT: &str = "Use `/staffbot tasks` to see your tasks and open offers. Staffing admins staff and restaff tasks.";
 
 /// What the handler needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -50,31 +52,44 @@ fn outcome(header: &str, result: Result<String, String>) -> Value {
     reply(&Mrkdwn::text(header), Some(json!([attachment])))
 }
 
+/// One command of a help reply: the command as code, then what it does.
+fn help_attachment(pretext: &str, text: &str) -> Value {
+    json!({
+        "pretext": Mrkdwn::text(pretext).as_str(),
+        "text": Mrkdwn::text(text).as_str(),
+        "mrkdwn_in": ["text", "pretext"]
+    })
+}
+
+/// `tasks`, the command every worker may use.
+fn tasks_help() -> Value {
+    help_attachment(
+        "`/staffbot tasks`",
+        "List your tasks and open offers (only you see the answer; any worker may ask)",
+    )
+}
+
+/// `help` for a staffing admin: every command.
 pub fn help_reply() -> Value {
-    let attachment = |pretext: &str, text: &str| {
-        json!({
-            "pretext": Mrkdwn::text(pretext).as_str(),
-            "text": Mrkdwn::text(text).as_str(),
-            "mrkdwn_in": ["text", "pretext"]
-        })
-    };
     reply(
         &Mrkdwn::text(HELP_TEXT),
         Some(json!([
-            attachment(
+            help_attachment(
                 "`/staffbot staff <task-id>`",
                 "Ask qualified experts to work on the given `<task-id>`."
             ),
-            attachment(
+            help_attachment(
                 "`/staffbot restaff <task-id> <username>`",
                 "Remove the given `<username>` from the task and find another qualified expert"
             ),
-            attachment(
-                "`/staffbot tasks`",
-                "List your tasks and open offers (only you see the answer; any worker may ask)"
-            ),
+            tasks_help(),
         ])),
     )
+}
+
+/// `help` for a worker who is not an admin: the commands they may use.
+pub fn worker_help_reply() -> Value {
+    reply(&Mrkdwn::text(WORKER_HELP_TEXT), Some(json!([tasks_help()])))
 }
 
 /// Equality that takes the same time whatever the first difference.
@@ -166,6 +181,10 @@ pub async fn handle<C: ConnectionTrait>(
         return Ok(answer);
     }
     if !caller.is_admin {
+        // A worker's `help` lists what they may use; everything else is for admins.
+        if command::parse(text) == Some(Command::Help) {
+            return Ok(worker_help_reply());
+        }
         return Ok(reply(&Mrkdwn::text(NOT_AUTHORIZED), None));
     }
     let Some(parsed) = command::parse(text) else {

@@ -314,22 +314,46 @@ pub async fn check_app_token(
         .map_err(|e| token_error("SLACK_APP_TOKEN", api_url, e))
 }
 
-/// Whether the bot can see `channel` (`conversations.info`); the channel's name, or Slack's
-/// error code.
+/// What `conversations.info` says about a channel the bot can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSeen {
+    pub name: String,
+    /// Whether the bot is in it (a public channel is visible, with `channels:read`, without
+    /// the bot being in it; the bot can only post to it once it is).
+    pub is_member: bool,
+}
+
+/// Why `conversations.info` did not describe a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelUnseen {
+    /// Slack answered with this error code (`channel_not_found`, `missing_scope`, …).
+    Slack(String),
+    /// Slack could not be asked (network, TLS, HTTP, timeout): says nothing about the channel.
+    Unreachable(String),
+}
+
+/// Whether the bot can see `channel` (`conversations.info`, scope `groups:read` for a private
+/// channel, `channels:read` for a public one): its name and whether the bot is in it, or why not.
 pub async fn channel_visible(
     client: &SlackHyperClient,
     token: &SlackApiToken,
     channel: &str,
-) -> Result<String, String> {
+) -> Result<ChannelSeen, ChannelUnseen> {
     let session = client.open_session(token);
     let params = vec![("channel", Some(channel.to_string()))];
-    match session
-        .http_session_api
-        .http_get::<Value, _, String>("conversations.info", &params, None)
-        .await
-    {
-        Ok(v) => Ok(v["channel"]["name"].as_str().unwrap_or(channel).to_string()),
-        Err(SlackClientError::ApiError(e)) => Err(e.code),
-        Err(e) => Err(e.to_string()),
+    let call =
+        session
+            .http_session_api
+            .http_get::<Value, _, String>("conversations.info", &params, None);
+    match tokio::time::timeout(APP_HOME_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(ChannelSeen {
+            name: v["channel"]["name"].as_str().unwrap_or(channel).to_string(),
+            is_member: v["channel"]["is_member"].as_bool().unwrap_or(true),
+        }),
+        Ok(Err(SlackClientError::ApiError(e))) => Err(ChannelUnseen::Slack(e.code)),
+        Ok(Err(e)) => Err(ChannelUnseen::Unreachable(e.to_string())),
+        Err(_) => Err(ChannelUnseen::Unreachable(format!(
+            "no answer within {APP_HOME_TIMEOUT:?}"
+        ))),
     }
 }

@@ -29,12 +29,18 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// [`Cli::run`] with these environment variables set too.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = Command::cargo_bin("staffbot")
             .expect("binary built")
             .args(args)
             .current_dir(self.cwd.path())
             .env_clear()
             .env("STAFFBOT_DATABASE_URL", &self.url)
+            .envs(env.iter().copied())
             .output()
             .expect("runs");
         Output {
@@ -292,13 +298,27 @@ async fn errors_are_one_clear_line() {
         cli.ok(&["restaff", "1", "erin"]),
         "Got it! I will start restaffing task 1!\n"
     );
-    assert!(
-        cli.fails(&["workflow", "load", "/nonexistent/wf"])
-            .ends_with("Workflow directory does not exist.")
+    // Issue 27, item 14: the path is named.
+    assert_eq!(
+        cli.fails(&["workflow", "load", "nope"]),
+        "error: nope: Workflow directory does not exist."
     );
     assert_eq!(
+        cli.fails(&["workflow", "load", "/nonexistent/wf"]),
+        "error: /nonexistent/wf: Workflow directory does not exist."
+    );
+    // Every missing token is named at once.
+    assert_eq!(
         cli.fails(&["serve"]),
-        "error: SLACK_BOT_TOKEN is not set (or slack.bot_token in the config file)"
+        "error: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set (or slack.bot_token and slack.app_token in the config file)"
+    );
+    let out = cli.run_with(&["serve"], &[("SLACK_BOT_TOKEN", "xoxb-x")]);
+    assert_eq!(
+        (out.code, out.stderr.trim_end()),
+        (
+            1,
+            "error: SLACK_APP_TOKEN is not set (or slack.app_token in the config file)"
+        )
     );
 
     // Usage errors come from clap, with exit code 2.
@@ -320,6 +340,47 @@ async fn errors_are_one_clear_line() {
         cli.fails(&["worker", "list"]),
         "error: unknown configuration key `staffbot.batch_size` in staffbot.toml"
     );
+}
+
+/// Issue 27, item 14: `staffbot task list | head -1` ends quietly when the reader has gone: no
+/// panic, no backtrace, exit 0.
+#[tokio::test]
+async fn a_reader_that_goes_away_is_not_an_error() {
+    let cli = Cli::new().await;
+    let example = example_dir();
+    cli.ok(&["workflow", "load", example.to_str().expect("utf-8")]);
+    for _ in 0..3 {
+        cli.ok(&[
+            "project",
+            "create",
+            "--workflow",
+            "newsroom",
+            "--description",
+            "P",
+        ]);
+    }
+    for args in [
+        &["task", "list"][..],
+        &["task", "list", "--json"],
+        &["worker", "list"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_staffbot"))
+            .args(args)
+            .current_dir(cli.cwd.path())
+            .env_clear()
+            .env("STAFFBOT_DATABASE_URL", &cli.url)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader goes away before anything is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]

@@ -492,8 +492,9 @@ async fn tick_mail_reads_the_replies_once() {
     )
     .expect("conf");
     let (smtp, imap) = (mail.smtp_url(), mail.imap_url("staffbot"));
+    // Waited for off the runtime's thread: tick sends emails through the test's own SMTP server.
     let tick = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_staffbot"))
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_staffbot"))
             .args(["tick", "mail"])
             .current_dir(dir.path())
             .env_clear()
@@ -501,22 +502,29 @@ async fn tick_mail_reads_the_replies_once() {
             .env("STAFFBOT_DATABASE_URL", &t.h.t.url)
             .env("STAFFBOT_SMTP_URL", &smtp)
             .env("STAFFBOT_IMAP_URL", &imap)
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .output();
+        async move {
+            let out = out.await.expect("runs");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
     };
-    assert_eq!(
-        tick(),
-        "mail: 1 read, 1 answer(s) applied, 0 ignored or handled before\n\
-         outbox: not delivered (SLACK_BOT_TOKEN is not set)\n"
+    // Without a Slack token, tick delivers the emails (here the answer to erin, unless the
+    // daemon took it first) and leaves the Slack rows to the daemon.
+    let first = tick().await;
+    assert!(
+        first.starts_with(
+            "mail: 1 read, 1 answer(s) applied, 0 ignored or handled before\n\
+             outbox: emails: "
+        ) && first.contains("Slack message(s) not delivered: they wait for SLACK_BOT_TOKEN"),
+        "{first}"
     );
     // The daemon delivers the answer; a second tick finds nothing.
     assert_eq!(
         mail.next_email("erin").await.text.trim(),
         "Thanks for responding!"
     );
-    let again = tick();
+    let again = tick().await;
     assert!(
         again.starts_with("mail: 0 read, 0 answer(s) applied"),
         "{again}"
@@ -1001,4 +1009,79 @@ async fn a_reply_to_a_reminder_gets_the_open_offers_and_how_to_answer_each() {
     erin_wins(&mut mail, &mut t).await;
     mail.assert_all_read();
     t.h.finish().await;
+}
+
+/// Issue 27, item 13: `tick` without `SLACK_BOT_TOKEN` still delivers the queued emails; the
+/// Slack rows wait, untouched, for a token (and the output says so).
+#[tokio::test]
+async fn tick_without_a_slack_token_delivers_the_emails() {
+    use sea_orm::EntityTrait;
+    use staffbot::db::OutboxStatus;
+    use staffbot::messages::{Message, Outgoing};
+    let Some(mut mail) = MailServer::start(&["staffbot", "erin"]).await else {
+        return;
+    };
+    let t = crate::common::TestDb::new().await;
+    let now = chrono::Utc::now();
+    let email = Outgoing::Email {
+        to: address("erin"),
+        message_id: "tick-no-slack".into(),
+        token: None,
+        in_reply_to: None,
+        slack_user: None,
+        only_channel: false,
+        message: Message::ReplyNotUnderstood,
+    };
+    staffbot::outbox::enqueue(&t.db, "email-1", email, now)
+        .await
+        .expect("queued");
+    let post = Outgoing::post("G0STAFF", Message::EmailBack);
+    staffbot::outbox::enqueue(&t.db, "post-1", post, now)
+        .await
+        .expect("queued");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("staffbot.toml");
+    std::fs::write(
+        &conf,
+        "[email]\nfrom = \"staffbot <staffbot@example.com>\"\n",
+    )
+    .expect("conf");
+    // Waited for off the runtime's thread: tick sends through the test's own SMTP server.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_staffbot"))
+        .args(["tick", "retention"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("STAFFBOT_CONFIG", &conf)
+        .env("STAFFBOT_DATABASE_URL", &t.url)
+        .env("STAFFBOT_SMTP_URL", mail.smtp_url())
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("outbox: emails: 1 sent, 0 to retry, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("outbox: 1 Slack message(s) not delivered: they wait for SLACK_BOT_TOKEN"),
+        "{stdout}"
+    );
+    let got = mail.next_email("erin").await;
+    assert!(got.text.contains("ACCEPT"), "{}", got.text);
+
+    let rows = staffbot::db::entities::outbox::Entity::find()
+        .all(&t.db)
+        .await
+        .expect("rows");
+    let row = |key: &str| {
+        rows.iter()
+            .find(|r| r.dedupe_key == key)
+            .map(|r| (r.status, r.attempts))
+            .expect("the row")
+    };
+    assert_eq!(row("email-1"), (OutboxStatus::Sent, 1));
+    assert_eq!(row("post-1"), (OutboxStatus::Pending, 0));
+    mail.assert_all_read();
 }

@@ -57,6 +57,7 @@ fn socket_mode_slash_command_interactivity_home_and_scopes() {
         scopes,
         [
             "channels:history",
+            "channels:read",
             "chat:write",
             "commands",
             "groups:history",
@@ -64,8 +65,7 @@ fn socket_mode_slash_command_interactivity_home_and_scopes() {
             "groups:write",
             "im:history",
             "im:write",
-            "users:read",
-            "users:read.email"
+            "users:read"
         ]
     );
     let name = m["display_information"]["name"].as_str().expect("name");

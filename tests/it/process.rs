@@ -107,7 +107,8 @@ async fn check_reports_without_secrets() {
         );
     }
 
-    // A wrong token and an invisible staffing channel are problems.
+    // A wrong token is a problem; the staffing channel is then not looked at (nothing to say
+    // about it but that).
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("staffbot.toml");
     std::fs::write(&conf, "[staffbot]\nstaffing_group_id = \"G0NOPE\"\n").expect("write");
@@ -121,12 +122,101 @@ async fn check_reports_without_secrets() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("staffing channel G0NOPE: NOT visible to the bot"),
+        stdout.contains("staffing channel G0NOPE: not checked (SLACK_BOT_TOKEN did not work)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("invite the bot"), "{stdout}");
+    assert!(
+        stderr.trim_end().ends_with("error: 1 problem(s) found"),
+        "{stderr}"
+    );
+
+    // With a good token, a channel the bot cannot see is a problem, and the advice is to
+    // invite the bot.
+    let mut cmd = staffbot(&fake, &t.url, "xoxb-test", "xapp-test");
+    cmd.arg("--config").arg(&conf).arg("check");
+    let (code, stdout, stderr) =
+        finish_async(cmd.spawn().expect("spawn"), Duration::from_secs(20)).await;
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(
+            "staffing channel G0NOPE: NOT visible to the bot (channel_not_found): check the id, and invite the bot to it"
+        ),
         "{stdout}"
     );
     assert!(
-        stderr.trim_end().ends_with("error: 2 problem(s) found"),
+        stderr.trim_end().ends_with("error: 1 problem(s) found"),
         "{stderr}"
+    );
+}
+
+/// Issue 27, item 12: when Slack cannot be reached, `check` says so, and does not advise
+/// inviting the bot to a channel it could not ask about.
+#[tokio::test]
+async fn check_says_slack_is_unreachable_rather_than_blaming_the_channel() {
+    let t = TestDb::new().await;
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("staffbot.toml");
+    std::fs::write(&conf, "[staffbot]\nstaffing_group_id = \"G0STAFF\"\n").expect("write");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_staffbot"));
+    cmd.env_clear()
+        .env("STAFFBOT_DATABASE_URL", &t.url)
+        .env("SLACK_API_URL", format!("http://127.0.0.1:{port}/api"))
+        .env("SLACK_BOT_TOKEN", "xoxb-test")
+        .env("SLACK_APP_TOKEN", "xapp-test")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .arg("--config")
+        .arg(&conf)
+        .arg("check");
+    let (code, stdout, stderr) =
+        finish_async(cmd.spawn().expect("spawn"), Duration::from_secs(30)).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("SLACK_BOT_TOKEN: cannot reach Slack at"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("staffing channel G0STAFF: not checked"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("invite the bot"), "{stdout}");
+}
+
+/// Issue 27, item 14: `check` refuses a `metrics.listen` that `serve` would refuse.
+#[tokio::test]
+async fn check_refuses_a_metrics_address_serve_cannot_listen_on() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    let t = TestDb::new().await;
+    let mut cmd = staffbot(&fake, &t.url, "xoxb-test", "xapp-test");
+    cmd.env("STAFFBOT_METRICS_LISTEN", "nope").arg("check");
+    let (code, stdout, stderr) =
+        finish_async(cmd.spawn().expect("spawn"), Duration::from_secs(20)).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("metrics.listen \"nope\": NOT an address serve can listen on"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("error: 1 problem(s) found"),
+        "{stderr}"
+    );
+
+    let mut cmd = staffbot(&fake, &t.url, "xoxb-test", "xapp-test");
+    cmd.env("STAFFBOT_METRICS_LISTEN", "127.0.0.1:0")
+        .arg("check");
+    let (code, stdout, stderr) =
+        finish_async(cmd.spawn().expect("spawn"), Duration::from_secs(20)).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("metrics: /metrics and /healthz on 127.0.0.1:0"),
+        "{stdout}"
     );
 }
 

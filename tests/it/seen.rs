@@ -432,10 +432,12 @@ async fn slash_command_replies() {
         "slash_restaff_not_assigned",
         reply(h, "U0ERIN", &bob, &ids).await
     );
+    // A worker who is not an admin may not staff, but their `help` lists what they may use.
     assert_json_snapshot!(
         "slash_not_authorized",
-        reply(h, "U0BOB", "help", &ids).await
+        reply(h, "U0BOB", &staff, &ids).await
     );
+    assert_json_snapshot!("slash_help_worker", reply(h, "U0BOB", "help", &ids).await);
     let id = h
         .fake
         .send_envelope(json!({"envelope_id": "e-bad", "type": "slash_commands",

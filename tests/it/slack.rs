@@ -228,8 +228,20 @@ async fn only_admins_and_whitelisted_callers() {
     // Every identity or token failure reads the same.
     assert_eq!(text(json!({"token": "wrong"})).await, NO);
     assert_eq!(text(json!({"token": null})).await, NO);
-    assert_eq!(text(json!({"user_id": "U0BOB"})).await, NO);
+    assert_eq!(
+        text(json!({"user_id": "U0BOB", "text": "staff 1"})).await,
+        NO
+    );
+    assert_eq!(
+        text(json!({"user_id": "U0BOB", "text": "restaff 1 erin"})).await,
+        NO
+    );
     assert_eq!(text(json!({"user_id": "U0NOBODY"})).await, NO);
+    // A worker who is not an admin learns the commands they may use.
+    assert_eq!(
+        text(json!({"user_id": "U0BOB"})).await,
+        staffbot::slack::slash::WORKER_HELP_TEXT
+    );
     assert_eq!(text(json!({"user_id": null})).await, NO);
     // Whitelists use Orchestra's texts.
     assert_eq!(

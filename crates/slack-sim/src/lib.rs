@@ -12,6 +12,8 @@
 //!   [`FakeSlack::send_envelope`] push one envelope to exactly one open connection, round-robin,
 //!   waiting up to 10 s for one to exist. Every text frame the client sends back is parsed as an
 //!   ack `{"envelope_id":…,"payload":…?}` and recorded with its latency from the send.
+//!   [`FakeSlack::send_typed_slash`] (the demo page's message box) sends the text as a person
+//!   typed it, escaped as Slack does for `should_escape: true` (`@pat` as `<@U…|pat>`).
 //! - **Teardown.** [`FakeSlack::disconnect`] sends a `disconnect` frame and closes the sockets
 //!   100 ms later; [`FakeSlack::send_disconnect_frame`] sends the frame only (Slack's `warning`
 //!   comes about 10 s before the close); [`FakeSlack::drop_sockets`] ends the TCP streams without
@@ -105,6 +107,64 @@ pub mod views;
 mod web;
 
 use state::{Outgoing, State};
+
+/// A slash command's text as Slack sends it when the command has `should_escape: true`: `&`,
+/// `<` and `>` as `&amp;`, `&lt;` and `&gt;`; `@name` of a user of the workspace as
+/// `<@U…|name>`, `#name` of a channel as `<#C…|name>`, and `@here`, `@channel`, `@everyone` as
+/// `<!here>` …; a name nobody has stays as typed. A mention starts a word (an email address's
+/// `@` is not one).
+fn escape_typed(s: &State, typed: &str) -> String {
+    let is_name_char = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut out = String::with_capacity(typed.len());
+    let mut rest = typed;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let after = &rest[c.len_utf8()..];
+        let starts_word = previous.is_none_or(|p| !p.is_alphanumeric());
+        if matches!(c, '@' | '#') && starts_word {
+            let len: usize = after
+                .chars()
+                .take_while(|ch| is_name_char(*ch))
+                .map(char::len_utf8)
+                .sum();
+            // The longest known name the word starts with (a trailing `.` ends a sentence).
+            let found = (1..=len).rev().find_map(|n| {
+                let name = after.get(..n)?;
+                let mention = if c == '@' {
+                    match name {
+                        "here" | "channel" | "everyone" => Some(format!("<!{name}>")),
+                        _ => s
+                            .users
+                            .iter()
+                            .find(|(_, u)| u.as_str() == name)
+                            .map(|(id, _)| format!("<@{id}|{name}>")),
+                    }
+                } else {
+                    s.channels
+                        .iter()
+                        .find(|(_, ch)| ch.name == name && !ch.is_im)
+                        .map(|(id, _)| format!("<#{id}|{name}>"))
+                };
+                mention.map(|m| (m, n))
+            });
+            if let Some((mention, n)) = found {
+                out.push_str(&mention);
+                previous = after[..n].chars().last();
+                rest = &after[n..];
+                continue;
+            }
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+        previous = Some(c);
+        rest = after;
+    }
+    out
+}
 
 /// How long an envelope waits for an open connection before the send panics.
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);
@@ -471,6 +531,28 @@ impl FakeSlack {
     pub async fn send_slash(&self, user_id: &str, user_name: &str, text: &str) -> String {
         self.send_slash_with(json!({"user_id": user_id, "user_name": user_name, "text": text}))
             .await
+    }
+
+    /// Sends `/staffbot <typed>` as `user_id` typed it in `channel_id` (the demo page's message
+    /// box): the text as Slack sends it for a command with `should_escape: true` (see
+    /// [`escape_typed`]), with the user's and the channel's names filled in. Returns the envelope
+    /// id.
+    pub async fn send_typed_slash(&self, user_id: &str, channel_id: &str, typed: &str) -> String {
+        let (text, channel_name, user_name) = self.inner.read(|s| {
+            (
+                escape_typed(s, typed),
+                s.channels
+                    .get(channel_id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
+                s.users.get(user_id).cloned().unwrap_or_default(),
+            )
+        });
+        self.send_slash_with(
+            json!({"user_id": user_id, "user_name": user_name, "text": text,
+            "channel_id": channel_id, "channel_name": channel_name}),
+        )
+        .await
     }
 
     /// Sends a slash command envelope whose payload is the defaults of [`FakeSlack::send_slash`]

@@ -136,18 +136,12 @@ async fn slash(AxumState(inner): AxumState<Arc<Inner>>, Json(form): Json<SlashFo
     let Some(text) = form.text.trim().strip_prefix("/staffbot") else {
         return refuse("Only `/staffbot …` commands can be sent here.");
     };
-    let (channel_name, user_name) = inner.read(|s| {
-        (
-            s.channels
-                .get(&form.channel)
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            s.users.get(&form.user).cloned().unwrap_or_default(),
-        )
-    });
-    let overrides = json!({"user_id": form.user, "user_name": user_name, "text": text.trim(),
-        "channel_id": form.channel, "channel_name": channel_name});
-    let id = spawn_send(async move { sim.send_slash_with(overrides).await }).await;
+    let (user, channel, typed) = (
+        form.user.clone(),
+        form.channel.clone(),
+        text.trim().to_string(),
+    );
+    let id = spawn_send(async move { sim.send_typed_slash(&user, &channel, &typed).await }).await;
     let Some(id) = id else {
         return failed("the app is not connected");
     };

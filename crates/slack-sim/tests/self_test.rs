@@ -1046,3 +1046,45 @@ async fn submitting_without_an_open_modal_panics() {
     let fake = FakeSlack::start(FakeSlackConfig::default()).await;
     fake.submit_modal("U1", json!({})).await;
 }
+
+/// Issue 27, item 14: a command typed in the demo page reaches the app as Slack sends it for a
+/// command with `should_escape: true` (staffbot's manifest): mentions of known users and
+/// channels as `<@U…|name>` and `<#C…|name>`, `&`, `<` and `>` escaped, unknown names and
+/// email addresses as typed.
+#[tokio::test]
+async fn typed_slash_commands_are_escaped_as_slack_escapes_them() {
+    let fake = FakeSlack::start(FakeSlackConfig::default()).await;
+    fake.add_user("U0PAT", "pat");
+    fake.add_user("U0ADA", "ada");
+    fake.add_channel("G0PROJ", "proj-mayor-race", &["U0ADA"]);
+    let mut ws = connected(&fake).await;
+    for (typed, sent) in [
+        ("restaff 4 @pat", "restaff 4 <@U0PAT|pat>"),
+        ("restaff 4 @pat.", "restaff 4 <@U0PAT|pat>."),
+        (
+            "tell @ada in #proj-mayor-race & <now>",
+            "tell <@U0ADA|ada> in <#G0PROJ|proj-mayor-race> &amp; &lt;now&gt;",
+        ),
+        ("restaff 4 @nobody", "restaff 4 @nobody"),
+        ("mail pat@example.com @here", "mail pat@example.com <!here>"),
+    ] {
+        // Typed in the demo page's message box, as `ada` in `# proj-mayor-race`.
+        let form =
+            json!({"user": "U0ADA", "channel": "G0PROJ", "text": format!("/staffbot {typed}")});
+        let page = tokio::spawn({
+            let fake = fake.clone();
+            async move {
+                let headers = [("Content-Type", "application/json")];
+                http(&fake, "POST", "/ui/slash", &headers, &form.to_string()).await
+            }
+        });
+        let envelope = next_json(&mut ws).await;
+        ack(&mut ws, &envelope["envelope_id"], None).await;
+        assert_eq!(page.await.expect("page").status, 204);
+        let p = &envelope["payload"];
+        assert_eq!(p["text"], sent, "{typed}");
+        assert_eq!(p["user_name"], "ada");
+        assert_eq!(p["channel_id"], "G0PROJ");
+        assert_eq!(p["channel_name"], "proj-mayor-race");
+    }
+}
