@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
-use super::policy::{Evidence, Policy};
+use super::policy::{AdaptiveSettings, Evidence, Policy};
 use crate::db::requests::{Candidate, RequestContext};
 use crate::db::{self, RequestStatus, Role};
 use crate::lease::LeaseProof;
@@ -184,63 +184,14 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
     // no transaction open; the offers, and later clicks, read what is stored.
     let rendered = render_details(&due).await;
 
-    // One pool per (step, role); a step without required certifications has no candidates
-    // (Orchestra's rule).
-    let mut pools: HashMap<(i64, Role), Pool> = HashMap::new();
-    for request in &due {
-        let role = Role::for_counter(request.required_role_counter);
-        if pools.contains_key(&(request.step_id, role)) {
-            continue;
-        }
-        let pool = if request.required_count == 0 {
-            Pool::default()
-        } else {
-            let candidates =
-                db::requests::candidates(db, request.step_id, role, request.required_count).await?;
-            // Only those who can be reached (email-only workers need email to be on).
-            Pool::new(
-                candidates
-                    .into_iter()
-                    .filter(|c| reach(c, settings.email).is_reachable())
-                    .collect(),
-            )
-        };
-        pools.insert((request.step_id, role), pool);
-    }
-
-    let frequency = chrono::Duration::from_std(settings.frequency).unwrap_or_default();
-    // The adaptive policy's window for a prompt acceptance: one round unless set.
-    let round = match policy {
-        Policy::Adaptive(a) if a.horizon_minutes > 0.0 => {
-            chrono::Duration::seconds((a.horizon_minutes * 60.0).round() as i64)
-        }
-        _ => frequency,
-    };
-    // The adaptive policy's evidence: one read of the pools' past offers.
-    let mut evidence = match policy {
-        Policy::Orchestra => HashMap::new(),
-        Policy::Adaptive(a) => {
-            let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
-            workers.sort_unstable();
-            workers.dedup();
-            let since = now - chrono::Duration::days(super::policy::HISTORY_DAYS);
-            let history = db::offers::history(db, &workers, since).await?;
-            super::policy::evidence(&history, round, a.half_life_days, now)
-        }
-    };
-    let per_request = match policy {
-        Policy::Orchestra => settings.batch_size as usize + 1,
-        Policy::Adaptive(a) => a.max_batch.max(1),
-    };
-    let chunk_len = (CHUNK_OFFERS / per_request).clamp(1, CHUNK_REQUESTS);
+    let pools = read_pools(db, &due, settings.email).await?;
+    let mut chooser = Chooser::new(db, policy, &settings, &pools, now).await?;
+    let chunk_len = (CHUNK_OFFERS / chooser.per_request()).clamp(1, CHUNK_REQUESTS);
     for chunk in due.chunks(chunk_len) {
         let ids: Vec<i64> = chunk.iter().map(|r| r.request_id).collect();
         let excluded =
             db::requests::exclusions(db, &ids, super::respond::MAX_OFFER_FAILURES).await?;
-        let in_flight = match policy {
-            Policy::Orchestra => HashMap::new(),
-            Policy::Adaptive(_) => db::offers::in_flight(db, &ids).await?,
-        };
+        chooser.read_in_flight(db, &ids).await?;
         let empty = HashSet::new();
         let mut plans: Vec<Plan> = Vec::with_capacity(chunk.len());
         for request in chunk {
@@ -249,39 +200,11 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
                 continue;
             };
             let excluded = excluded.get(&request.request_id).unwrap_or(&empty);
-            let (candidates, exhausted) = match policy {
-                Policy::Orchestra => {
-                    let mut candidates = pool.choose(per_request, excluded, rng);
-                    // One more than a batch was looked for: if it is not there, this batch
-                    // empties the pool.
-                    let exhausted = candidates.len() < per_request;
-                    candidates.truncate(settings.batch_size as usize);
-                    (candidates, exhausted)
-                }
-                Policy::Adaptive(a) => {
-                    let none = Evidence::default();
-                    let flying: Vec<f64> = in_flight
-                        .get(&request.request_id)
-                        .into_iter()
-                        .flatten()
-                        .map(|(w, at)| {
-                            let e = evidence.get(w).unwrap_or(&none);
-                            super::policy::in_flight_p(e, *at, round, now)
-                        })
-                        .collect();
-                    let (chosen, exhausted) =
-                        super::policy::choose_adaptive(pool, excluded, &evidence, &flying, &a, rng);
-                    // Offers of this round count toward the day's cap of the next requests.
-                    for c in &chosen {
-                        evidence.entry(c.worker_id).or_default().offers_today += 1;
-                    }
-                    (chosen, exhausted)
-                }
-            };
+            let (chosen, exhausted) = chooser.choose(pool, request.request_id, excluded, now, rng);
             let fresh = rendered.get(&request.request_id);
             plans.push(Plan {
                 request,
-                chosen: candidates,
+                chosen,
                 exhausted,
                 offer: request
                     .offer_content_with(fresh.cloned().unwrap_or_else(|| request.details())),
@@ -302,6 +225,151 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
         }
     }
     Ok(report)
+}
+
+/// One pool per (step, role) of the `due` requests: those who can be reached (email-only
+/// workers need email to be on). A step without required certifications has no candidates
+/// (Orchestra's rule).
+async fn read_pools<C: ConnectionTrait>(
+    db: &C,
+    due: &[RequestContext],
+    email: bool,
+) -> Result<HashMap<(i64, Role), Pool>, DbErr> {
+    let mut pools: HashMap<(i64, Role), Pool> = HashMap::new();
+    for request in due {
+        let role = Role::for_counter(request.required_role_counter);
+        if pools.contains_key(&(request.step_id, role)) {
+            continue;
+        }
+        let pool = if request.required_count == 0 {
+            Pool::default()
+        } else {
+            let candidates =
+                db::requests::candidates(db, request.step_id, role, request.required_count).await?;
+            Pool::new(
+                candidates
+                    .into_iter()
+                    .filter(|c| reach(c, email).is_reachable())
+                    .collect(),
+            )
+        };
+        pools.insert((request.step_id, role), pool);
+    }
+    Ok(pools)
+}
+
+/// How one round chooses whom to ask, with what the adaptive policy read for it.
+enum Chooser {
+    /// A batch of `batch` (looking for one more, to see whether the pool runs out).
+    Orchestra { batch: usize },
+    Adaptive {
+        settings: AdaptiveSettings,
+        /// The window of a prompt acceptance.
+        round: chrono::Duration,
+        /// Per worker: one read of the pools' past offers.
+        evidence: HashMap<i64, Evidence>,
+        /// Per request of the current chunk: its offers still out (worker, sent at).
+        in_flight: HashMap<i64, Vec<(i64, DateTime<Utc>)>>,
+    },
+}
+
+impl Chooser {
+    async fn new<C: ConnectionTrait>(
+        db: &C,
+        policy: Policy,
+        settings: &BatchSettings,
+        pools: &HashMap<(i64, Role), Pool>,
+        now: DateTime<Utc>,
+    ) -> Result<Chooser, DbErr> {
+        let Policy::Adaptive(a) = policy else {
+            return Ok(Chooser::Orchestra {
+                batch: settings.batch_size as usize,
+            });
+        };
+        // The window of a prompt acceptance: one round unless set.
+        let round = if a.horizon_minutes > 0.0 {
+            chrono::Duration::seconds((a.horizon_minutes * 60.0).round() as i64)
+        } else {
+            chrono::Duration::from_std(settings.frequency).unwrap_or_default()
+        };
+        let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        let since = now - chrono::Duration::days(super::policy::HISTORY_DAYS);
+        let history = db::offers::history(db, &workers, since).await?;
+        Ok(Chooser::Adaptive {
+            settings: a,
+            round,
+            evidence: super::policy::evidence(&history, round, a.half_life_days, now),
+            in_flight: HashMap::new(),
+        })
+    }
+
+    /// Offers one request may get in this round at most.
+    fn per_request(&self) -> usize {
+        match self {
+            Chooser::Orchestra { batch } => batch + 1,
+            Chooser::Adaptive { settings, .. } => settings.max_batch.max(1),
+        }
+    }
+
+    /// Reads the offers still out of the chunk's requests `ids` (the adaptive policy counts them).
+    async fn read_in_flight<C: ConnectionTrait>(
+        &mut self,
+        db: &C,
+        ids: &[i64],
+    ) -> Result<(), DbErr> {
+        if let Chooser::Adaptive { in_flight, .. } = self {
+            *in_flight = db::offers::in_flight(db, ids).await?;
+        }
+        Ok(())
+    }
+
+    /// Whom request `request_id` asks now from `pool`, and whether nobody is left after them.
+    fn choose<'a>(
+        &mut self,
+        pool: &'a Pool,
+        request_id: i64,
+        excluded: &HashSet<i64>,
+        now: DateTime<Utc>,
+        rng: &mut impl Rng,
+    ) -> (Vec<&'a Candidate>, bool) {
+        match self {
+            Chooser::Orchestra { batch } => {
+                let mut chosen = pool.choose(*batch + 1, excluded, rng);
+                // One more than a batch was looked for: if it is not there, this batch empties
+                // the pool.
+                let exhausted = chosen.len() <= *batch;
+                chosen.truncate(*batch);
+                (chosen, exhausted)
+            }
+            Chooser::Adaptive {
+                settings,
+                round,
+                evidence,
+                in_flight,
+            } => {
+                let none = Evidence::default();
+                let flying: Vec<f64> = in_flight
+                    .get(&request_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|(w, at)| {
+                        let e = evidence.get(w).unwrap_or(&none);
+                        super::policy::in_flight_p(e, *at, *round, now)
+                    })
+                    .collect();
+                let (chosen, exhausted) = super::policy::choose_adaptive(
+                    pool, excluded, evidence, &flying, settings, rng,
+                );
+                // Offers of this round count toward the day's cap of the next requests.
+                for c in &chosen {
+                    evidence.entry(c.worker_id).or_default().offers_today += 1;
+                }
+                (chosen, exhausted)
+            }
+        }
+    }
 }
 
 /// One request's batch, decided.

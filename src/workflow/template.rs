@@ -296,26 +296,70 @@ fn is_filter(name: &str) -> bool {
     }
 }
 
+/// The identifier at byte `from` of `source` (empty when there is none).
+fn ident_at(source: &str, from: usize) -> &str {
+    let rest = &source[from..];
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Byte `i` of `source` moved past whitespace and Jinja's `-`/`+` trim marks.
+fn skip_space(source: &str, mut i: usize) -> usize {
+    while source[i..].starts_with(|c: char| c.is_whitespace() || c == '-' || c == '+') {
+        i += 1;
+    }
+    i
+}
+
+/// `line L, column C` of byte `offset` of `source`.
+fn at(source: &str, offset: usize) -> String {
+    let (line, column) = line_column(source, offset);
+    format!("line {line}, column {column}")
+}
+
+/// Scans a block from byte `body` to its `close` (`}}` or `%}`), outside string literals: each
+/// `|` names a filter, which must exist. Returns the byte after the block.
+fn check_block_filters(source: &str, body: usize, close: &str) -> Result<usize, String> {
+    let mut j = body;
+    let mut quote: Option<char> = None;
+    while j < source.len() {
+        let Some(c) = source[j..].chars().next() else {
+            break;
+        };
+        match quote {
+            Some(_) if c == '\\' => {
+                j += c.len_utf8();
+                if let Some(n) = source[j..].chars().next() {
+                    j += n.len_utf8();
+                }
+                continue;
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if source[j..].starts_with(close) => return Ok(j + close.len()),
+            None if c == '|' && !source[j + 1..].starts_with('|') => {
+                let name_at = skip_space(source, j + 1);
+                let name = ident_at(source, name_at);
+                if !name.is_empty() && !is_filter(name) {
+                    return Err(format!(
+                        "template, {}: unknown filter {name}",
+                        at(source, name_at)
+                    ));
+                }
+            }
+            None => {}
+        }
+        j += c.len_utf8();
+    }
+    Ok(source.len())
+}
+
 /// What minijinja only finds while rendering, found at load: a filter it does not have, and a
 /// tag that reads another template. Errors name the line and column.
 fn check_tags_and_filters(source: &str) -> Result<(), String> {
-    let at = |offset: usize| {
-        let (line, column) = line_column(source, offset);
-        format!("line {line}, column {column}")
-    };
-    let ident = |from: usize| -> &str {
-        let rest = &source[from..];
-        let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        &rest[..end]
-    };
-    let skip_space = |mut i: usize| {
-        while source[i..].starts_with(|c: char| c.is_whitespace() || c == '-' || c == '+') {
-            i += 1;
-        }
-        i
-    };
     let mut i = 0;
     while let Some(found) = source[i..].find('{') {
         let start = i + found;
@@ -329,56 +373,26 @@ fn check_tags_and_filters(source: &str) -> Result<(), String> {
         };
         let body = start + 2;
         if close == "%}" {
-            let word_at = skip_space(body);
-            let word = ident(word_at);
+            let word_at = skip_space(source, body);
+            let word = ident_at(source, word_at);
             if LOADING_TAGS.contains(&word) {
                 return Err(format!(
                     "template, {}: {{% {word} %}} is not available: a description is one template, it cannot read others",
-                    at(word_at)
+                    at(source, word_at)
                 ));
             }
             if word == "filter" {
-                let name_at = skip_space(word_at + word.len());
-                let name = ident(name_at);
+                let name_at = skip_space(source, word_at + word.len());
+                let name = ident_at(source, name_at);
                 if !name.is_empty() && !is_filter(name) {
-                    return Err(format!("template, {}: unknown filter {name}", at(name_at)));
+                    return Err(format!(
+                        "template, {}: unknown filter {name}",
+                        at(source, name_at)
+                    ));
                 }
             }
         }
-        // Through the block to its end, outside string literals: each `|` names a filter.
-        let mut j = body;
-        let mut quote: Option<char> = None;
-        let mut end = source.len();
-        while j < source.len() {
-            let Some(c) = source[j..].chars().next() else {
-                break;
-            };
-            match quote {
-                Some(_) if c == '\\' => {
-                    j += c.len_utf8();
-                    if let Some(n) = source[j..].chars().next() {
-                        j += n.len_utf8();
-                    }
-                    continue;
-                }
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == '"' || c == '\'' => quote = Some(c),
-                None if source[j..].starts_with(close) => {
-                    end = j + close.len();
-                    break;
-                }
-                None if c == '|' && !source[j + 1..].starts_with('|') => {
-                    let name_at = skip_space(j + 1);
-                    let name = ident(name_at);
-                    if !name.is_empty() && !is_filter(name) {
-                        return Err(format!("template, {}: unknown filter {name}", at(name_at)));
-                    }
-                }
-                None => {}
-            }
-            j += c.len_utf8();
-        }
+        let end = check_block_filters(source, body, close)?;
         i = end.max(start + 1);
     }
     Ok(())
