@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, EntityTrait, FromQueryResult, QueryOrder, QuerySelect};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect};
 use serde_json::json;
 use slack_sim::{FakeSlack, FakeSlackConfig};
+use staffbot::db::Role;
 use staffbot::db::entities::{task, workflow_version};
-use staffbot::db::{Role, statement};
 use staffbot::workers::{self, Certify, NewWorker};
 use staffbot::workflow::script::{self, Purpose, ScriptSource};
 use staffbot::workflow::{definition, load};
@@ -178,17 +178,11 @@ async fn one_call() -> Result<(f64, String)> {
 
 /// Requests whose description the round stored.
 async fn stored(db: &DatabaseConnection) -> Result<i64> {
-    #[derive(FromQueryResult)]
-    struct N {
-        n: i64,
-    }
-    let sql = "SELECT COUNT(*) AS n FROM staffing_requests WHERE details IS NOT NULL";
-    Ok(
-        N::find_by_statement(statement(db.get_database_backend(), sql, vec![]))
-            .one(db)
-            .await?
-            .map_or(0, |n| n.n),
+    crate::socket::count(
+        db,
+        "SELECT COUNT(*) AS n FROM staffing_requests WHERE details IS NOT NULL",
     )
+    .await
 }
 
 fn script_failures(log: &str) -> usize {

@@ -193,19 +193,27 @@ pub fn ack_record(
     }
 }
 
-/// Accepts that won a request so far.
-pub async fn winners(db: &DatabaseConnection) -> Result<i64> {
+/// The count a `SELECT COUNT(*) AS n …` statement returns.
+pub async fn count(db: &DatabaseConnection, sql: &str) -> Result<i64> {
     #[derive(FromQueryResult)]
     struct N {
         n: i64,
     }
-    let sql = "SELECT COUNT(*) AS n FROM staffing_responses WHERE is_winner = TRUE";
     Ok(
         N::find_by_statement(statement(db.get_database_backend(), sql, vec![]))
             .one(db)
             .await?
             .map_or(0, |n| n.n),
     )
+}
+
+/// Accepts that won a request so far.
+pub async fn winners(db: &DatabaseConnection) -> Result<i64> {
+    count(
+        db,
+        "SELECT COUNT(*) AS n FROM staffing_responses WHERE is_winner = TRUE",
+    )
+    .await
 }
 
 /// The socket phases on `backend`, with the (fresh, empty) database at `url`.

@@ -677,6 +677,19 @@ impl LogTap {
         }
     }
 
+    /// A tap on everything `filter` lets through on this thread (the daemon's tasks run on it
+    /// under a current-thread runtime), for as long as the guard lives.
+    pub(crate) fn install(filter: &str) -> (LogTap, tracing::subscriber::DefaultGuard) {
+        let tap = LogTap::new();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(tap.clone())
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (tap, guard)
+    }
+
     /// Everything logged so far.
     pub(crate) fn text(&self) -> String {
         self.text.lock().map(|t| t.clone()).unwrap_or_default()
@@ -734,14 +747,7 @@ async fn sqlite_busy_waits_and_never_errors_to_the_user() {
         eprintln!("skipped: SQLite only (STAFFBOT_TEST_PG_URL is set)");
         return;
     }
-    let tap = LogTap::new();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(tap.clone())
-        .with_ansi(false)
-        .with_env_filter("staffbot=info")
-        .finish();
-    // The daemon's tasks run on this thread (current-thread runtime), so this sees its logs.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (tap, _guard) = LogTap::install("staffbot=info");
 
     let mut h = Harness::new().await;
     let tasks = world(h.db(), &h.fake, 1, 1, false).await;

@@ -681,13 +681,7 @@ async fn hostile_check_scripts_keep_the_process_small() {
 /// and one line for the rest, and the unconfigured slugs are one line per project and round.
 #[tokio::test]
 async fn a_script_cannot_flood_the_log() {
-    let tap = crate::faults::LogTap::new();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(tap.clone())
-        .with_ansi(false)
-        .with_env_filter("staffbot=info")
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (tap, _guard) = crate::faults::LogTap::install("staffbot=info");
     let t = TestDb::new().await;
     let db = &t.db;
     let version = scripted(

@@ -390,14 +390,7 @@ async fn a_task_handed_back_and_forth_has_its_slack_effects_every_time() {
 /// or none, changes nothing and is logged without either token; the right token works.
 #[tokio::test]
 async fn clicks_need_the_verification_token() {
-    let tap = crate::faults::LogTap::new();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(tap.clone())
-        .with_ansi(false)
-        .with_env_filter("staffbot=info")
-        .finish();
-    // The daemon's tasks run on this thread (current-thread runtime), so this sees its logs.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (tap, _guard) = crate::faults::LogTap::install("staffbot=info");
     let spec = TeamSpec::new().batch(1).workers(&["a"]);
     let spec = spec.config(|c| c.slack.verification_token = Some("vtok-right".into()));
     let mut t = spec.start().await;
