@@ -60,11 +60,13 @@ impl SmtpPolicy {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Two distinct free ports: both listeners are held until both ports are known, so the kernel
+/// cannot hand the same port out twice (Dovecot refuses a "duplicate listener").
+fn two_free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("a bound address").port();
+    (port(&a), port(&b))
 }
 
 fn dovecot_binary() -> Option<PathBuf> {
@@ -104,7 +106,60 @@ impl MailServer {
             .map(|n| format!("{}:{{PLAIN}}{PASSWORD}\n", address(n)))
             .collect();
         std::fs::write(d.join("users"), users).expect("users");
-        let (imap_port, lmtp_port) = (free_port(), free_port());
+        // Another test may take a port between our probe and Dovecot's bind: try fresh ports then.
+        let mut attempts = 0;
+        let (imap_port, lmtp_port) = loop {
+            attempts += 1;
+            let (imap_port, lmtp_port) = two_free_ports();
+            let conf_path = Self::configure(d, imap_port, lmtp_port);
+            // Dovecot's daemon keeps its stderr open: a file, not a pipe waited on.
+            let errors = d.join("start.err");
+            let status = std::process::Command::new(&dovecot)
+                .arg("-c")
+                .arg(&conf_path)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&errors).expect("start.err"))
+                .status()
+                .expect("dovecot runs");
+            if status.success() {
+                break (imap_port, lmtp_port);
+            }
+            let said = std::fs::read_to_string(&errors).unwrap_or_default();
+            assert!(attempts < 5, "dovecot started: {status}: {said}");
+        };
+        // Dovecot forks into the background; wait until both listeners answer.
+        for port in [imap_port, lmtp_port] {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "dovecot listens on {port}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut server = MailServer {
+            pid_file: d.join("run").join("master.pid"),
+            _dir: dir,
+            imap_port,
+            lmtp: SocketAddr::from(([127, 0, 0, 1], lmtp_port)),
+            smtp_port: 0,
+            smtp: None,
+            events_tx,
+            events,
+            pending: Vec::new(),
+            policy: SmtpPolicy {
+                mailboxes: Arc::new(names.iter().map(|n| address(n)).collect()),
+                password: Default::default(),
+            },
+        };
+        server.start_smtp().await;
+        Some(server)
+    }
+
+    /// Writes `dovecot.conf` into `d` for these ports; returns its path.
+    fn configure(d: &std::path::Path, imap_port: u16, lmtp_port: u16) -> PathBuf {
         let conf = format!(
             r#"protocols = imap lmtp
 listen = 127.0.0.1
@@ -150,41 +205,7 @@ service lmtp {{
         );
         let conf_path = d.join("dovecot.conf");
         std::fs::write(&conf_path, conf).expect("dovecot.conf");
-        let status = std::process::Command::new(dovecot)
-            .arg("-c")
-            .arg(&conf_path)
-            .status()
-            .expect("dovecot runs");
-        assert!(status.success(), "dovecot started: {status}");
-        // Dovecot forks into the background; wait until both listeners answer.
-        for port in [imap_port, lmtp_port] {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "dovecot listens on {port}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let mut server = MailServer {
-            pid_file: d.join("run").join("master.pid"),
-            _dir: dir,
-            imap_port,
-            lmtp: SocketAddr::from(([127, 0, 0, 1], lmtp_port)),
-            smtp_port: 0,
-            smtp: None,
-            events_tx,
-            events,
-            pending: Vec::new(),
-            policy: SmtpPolicy {
-                mailboxes: Arc::new(names.iter().map(|n| address(n)).collect()),
-                password: Default::default(),
-            },
-        };
-        server.start_smtp().await;
-        Some(server)
+        conf_path
     }
 
     /// `smtp://127.0.0.1:<port>`.
