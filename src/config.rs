@@ -137,7 +137,8 @@ impl PolicyName {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptiveSettings {
-    /// P(at least one acceptance before the next round) each round aims for.
+    /// P(at least one acceptance within `horizon_minutes`) each round aims for.
+    #[serde(deserialize_with = "de_target")]
     pub target: f64,
     /// Offers one request sends in one round at most.
     pub max_batch: usize,
@@ -145,20 +146,28 @@ pub struct AdaptiveSettings {
     pub max_offers_per_worker_per_day: u32,
     /// Half-life of the evidence, in days: recent answers weigh more.
     pub half_life_days: f64,
-    /// The window, in minutes, in which an offer's acceptance counts as prompt: the policy
-    /// aims for an acceptance within it, counting offers out for less than it. 0: one round
-    /// (`batch_frequency`).
+    /// The window, in minutes, in which the policy aims for an acceptance: each round sends the
+    /// fewest offers that make one acceptance within it `target` likely, counting the offers
+    /// still out.
+    #[serde(deserialize_with = "de_horizon")]
     pub horizon_minutes: f64,
+}
+
+impl AdaptiveSettings {
+    /// `horizon_minutes` as a duration (at least a second).
+    pub fn horizon(&self) -> chrono::Duration {
+        chrono::Duration::seconds((self.horizon_minutes * 60.0).round().max(1.0) as i64)
+    }
 }
 
 impl Default for AdaptiveSettings {
     fn default() -> Self {
         AdaptiveSettings {
             target: 0.95,
-            max_batch: 10,
-            max_offers_per_worker_per_day: 12,
+            max_batch: 8,
+            max_offers_per_worker_per_day: 24,
             half_life_days: 14.0,
-            horizon_minutes: 0.0,
+            horizon_minutes: 10.0,
         }
     }
 }
@@ -763,6 +772,28 @@ fn de_connections<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::
     } else {
         Err(serde::de::Error::custom(format!(
             "socket_connections must be between 1 and 10 (Slack's limit per app), not {n}"
+        )))
+    }
+}
+
+fn de_target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let t = f64::deserialize(deserializer)?;
+    if t > 0.0 && t < 1.0 {
+        Ok(t)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "target is a probability between 0 and 1, such as 0.95 (not {t})"
+        )))
+    }
+}
+
+fn de_horizon<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let m = f64::deserialize(deserializer)?;
+    if (1.0..=24.0 * 60.0).contains(&m) {
+        Ok(m)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "horizon_minutes must be between 1 and 1440 minutes (not {m})"
         )))
     }
 }

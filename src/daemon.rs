@@ -256,6 +256,7 @@ fn socket_mode(
             verification_token: config.slack.verification_token.clone(),
             allowed: config.staffbot.allowed.clone(),
             random_seed: config.staffbot.random_seed,
+            policy: crate::staffing::policy::Policy::of(&config.staffbot),
         },
         outbox_wake: outbox_wake.clone(),
         notices: config.notices(),
@@ -356,7 +357,8 @@ fn spawn_sender(
         holder.to_string(),
     )
     .with_call_timeout(call_timeout)
-    .with_staffing_channel(config.staffbot.staffing_group_id.clone());
+    .with_staffing_channel(config.staffbot.staffing_group_id.clone())
+    .with_policy(crate::staffing::policy::Policy::of(&config.staffbot));
     let sender = match mail {
         Some(mail) => sender.with_mail(mail, config.email.per_minute),
         None => sender,

@@ -3,6 +3,7 @@
 //! what needs staffing and the last week's staffing figures. Loaded when the Home is published
 //! (`slack::sender`), rendered by `slack::render`. Ordering and figures are pure functions.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,8 @@ use sea_orm::{ConnectionTrait, DbErr};
 use crate::db::home::{self as store, AdminTaskRow, RequestStatsRow, TaskRow};
 use crate::db::{AssignmentStatus, RequestStatus, TaskStatus, requests, workers};
 use crate::messages::{OfferContent, task_display};
+use crate::staffing::batch::read_evidence;
+use crate::staffing::policy::{AdaptiveSettings, Evidence, Policy, in_flight_p};
 
 /// Rows each list is loaded with at most (the view shows fewer and says how many more).
 const LIST_LIMIT: u64 = 50;
@@ -90,6 +93,9 @@ pub struct RequestLine {
     pub declined: i64,
     /// Every certified worker has been asked.
     pub exhausted: bool,
+    /// The adaptive policy's expected minutes to staff it, from the offers out and what it
+    /// will send (None under the `orchestra` policy).
+    pub expected_minutes: Option<u32>,
 }
 
 /// A task waiting with nobody asked, or one in progress (with its worker).
@@ -121,6 +127,7 @@ pub struct WorkflowStats {
 pub async fn load<C: ConnectionTrait>(
     conn: &C,
     user: &str,
+    policy: Policy,
     now: DateTime<Utc>,
 ) -> Result<HomeData, DbErr> {
     let notice = store::notice(conn, user, now - NOTICE_FOR).await?;
@@ -157,7 +164,7 @@ pub async fn load<C: ConnectionTrait>(
         .map(|row| home_task(row, false))
         .collect();
     let admin = if worker.is_admin {
-        Some(load_admin(conn, now).await?)
+        Some(load_admin(conn, policy, now).await?)
     } else {
         None
     };
@@ -172,9 +179,17 @@ pub async fn load<C: ConnectionTrait>(
     })
 }
 
-async fn load_admin<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<AdminHome, DbErr> {
+async fn load_admin<C: ConnectionTrait>(
+    conn: &C,
+    policy: Policy,
+    now: DateTime<Utc>,
+) -> Result<AdminHome, DbErr> {
     let requests: Vec<_> = store::open_requests(conn, LIST_LIMIT).await?;
     let requests_total = requests.first().map_or(0, |r| r.total as usize);
+    let expected = match policy {
+        Policy::Adaptive(a) => expected_minutes(conn, &requests, &a, now).await?,
+        Policy::Orchestra => HashMap::new(),
+    };
     let requests = requests
         .into_iter()
         .map(|r| RequestLine {
@@ -185,6 +200,7 @@ async fn load_admin<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<
             offers: r.offers,
             declined: r.declined,
             exhausted: r.status == RequestStatus::DoneSending,
+            expected_minutes: expected.get(&r.request_id).copied(),
         })
         .collect();
     let (waiting, waiting_total) = task_lines(store::waiting_unrequested(conn, LIST_LIMIT).await?);
@@ -257,6 +273,55 @@ pub fn task_action(
         TaskStatus::Reviewing if counter > 0 => Some(TaskAction::Review),
         _ => None,
     }
+}
+
+/// The adaptive policy's expected minutes to staff each of `requests`: the chance that one of
+/// the offers out is accepted within the horizon, or the policy's target where it will send
+/// more; then rounds of a horizon at that chance.
+async fn expected_minutes<C: ConnectionTrait>(
+    conn: &C,
+    requests: &[store::OpenRequestRow],
+    settings: &AdaptiveSettings,
+    now: DateTime<Utc>,
+) -> Result<HashMap<i64, u32>, DbErr> {
+    let ids: Vec<i64> = requests.iter().map(|r| r.request_id).collect();
+    let in_flight = crate::db::offers::in_flight(conn, &ids).await?;
+    let mut workers: Vec<i64> = in_flight.values().flatten().map(|(w, _)| *w).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    let evidence = read_evidence(conn, &workers, settings.half_life_days, now).await?;
+    let horizon = settings.horizon();
+    let none = Evidence::default();
+    Ok(requests
+        .iter()
+        .map(|r| {
+            let out: Vec<f64> = in_flight
+                .get(&r.request_id)
+                .into_iter()
+                .flatten()
+                .map(|(w, at)| in_flight_p(evidence.get(w).unwrap_or(&none), *at, horizon, now))
+                .collect();
+            let sending = r.status != RequestStatus::DoneSending;
+            let chance = 1.0 - out.iter().map(|p| 1.0 - p).product::<f64>();
+            let chance = if sending {
+                chance.max(settings.target)
+            } else {
+                chance
+            };
+            (r.request_id, rounds_to_minutes(chance, horizon))
+        })
+        .collect())
+}
+
+/// Expected minutes until an acceptance, when each horizon brings one with `chance`: about
+/// half a horizon for the last, a whole one for each before it; a day at most.
+fn rounds_to_minutes(chance: f64, horizon: chrono::Duration) -> u32 {
+    let day = 24.0 * 60.0;
+    let h = horizon.num_seconds() as f64 / 60.0;
+    if chance <= 0.0 {
+        return day as u32;
+    }
+    (h * (1.0 / chance - 0.5)).clamp(1.0, day).round() as u32
 }
 
 /// Staffing figures per workflow (by slug) from the requests opened in the period.

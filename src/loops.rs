@@ -78,12 +78,7 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
         frequency: config.staffbot.batch_frequency,
         email: config.email.sending(),
     };
-    let policy = match config.staffbot.policy {
-        crate::config::PolicyName::Orchestra => crate::staffing::policy::Policy::Orchestra,
-        crate::config::PolicyName::Adaptive => {
-            crate::staffing::policy::Policy::Adaptive(config.staffbot.adaptive)
-        }
-    };
+    let policy = crate::staffing::policy::Policy::of(&config.staffbot);
     let r = crate::staffing::batch::run_once_with(db, lease, settings, policy, now, rng).await?;
     Ok(LoopOutcome {
         summary: format!(

@@ -160,6 +160,7 @@ async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
     )
     .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
+    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
     .with_mail(mail, app.config.email.per_minute)
     .emails_only();
     let r = sender.drain(Duration::from_secs(5)).await?;
@@ -205,6 +206,7 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
     )
     .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
+    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
     .with_render_context(render);
     let sender = match crate::daemon::email_setup(&app.config)?.0 {
         Some(mail) => sender.with_mail(mail, app.config.email.per_minute),

@@ -132,6 +132,43 @@ struct WorkerJson {
     is_admin: bool,
     notify: Notify,
     certifications: Vec<CertificationJson>,
+    /// What the adaptive policy reads from the worker's past offers (README "Staffing policy").
+    estimates: EstimatesJson,
+}
+
+/// One worker's evidence, as `staffbot.policy = "adaptive"` weighs it.
+#[derive(Debug, Serialize)]
+struct EstimatesJson {
+    /// Offers counted (decayed by `half_life_days`; a silent offer counts by the share of the
+    /// worker's answer delays it waited out).
+    offers_counted: f64,
+    /// P(answers an offer).
+    p_answer: f64,
+    /// P(accepts | answers).
+    p_accept: f64,
+    /// Median minutes to an answer.
+    median_answer_minutes: f64,
+    /// P(accepts a new offer within `horizon_minutes`), tasks in progress counted.
+    p_accept_within_horizon: f64,
+    offers_last_24h: u32,
+    accepts_last_7d: u32,
+    tasks_in_progress: u32,
+}
+
+impl EstimatesJson {
+    fn of(e: &crate::staffing::policy::Evidence, horizon: chrono::Duration) -> EstimatesJson {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        EstimatesJson {
+            offers_counted: round(e.chances),
+            p_answer: round(e.p_answer()),
+            p_accept: round(e.p_accept()),
+            median_answer_minutes: round(e.median_delay_minutes),
+            p_accept_within_horizon: round(e.p_accept_within(chrono::Duration::zero(), horizon)),
+            offers_last_24h: e.offers_today,
+            accepts_last_7d: e.accepts_this_week,
+            tasks_in_progress: e.active,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +224,7 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
             );
         }
         WorkerCommand::List { json } => {
-            let list = list(app).await?;
+            let list = list(app, now).await?;
             if json {
                 return print_json(&list);
             }
@@ -267,7 +304,7 @@ fn print_workers(list: &[WorkerJson]) {
     print_table(&["USERNAME", "SLACK", "ADMIN", "CERTIFICATIONS"], &rows);
 }
 
-async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
+async fn list(app: &App, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<WorkerJson>> {
     let workflows: HashMap<i64, String> = workflows::all(&app.db)
         .await?
         .into_iter()
@@ -296,10 +333,17 @@ async fn list(app: &App) -> anyhow::Result<Vec<WorkerJson>> {
                 staffing_priority: wc.staffing_priority,
             });
     }
-    Ok(store::all_by_username(&app.db)
-        .await?
+    let all = store::all_by_username(&app.db).await?;
+    let ids: Vec<i64> = all.iter().map(|w| w.id).collect();
+    let adaptive = &app.config.staffbot.adaptive;
+    let evidence =
+        crate::staffing::batch::read_evidence(&app.db, &ids, adaptive.half_life_days, now).await?;
+    let horizon = adaptive.horizon();
+    let none = crate::staffing::policy::Evidence::default();
+    Ok(all
         .into_iter()
         .map(|w| WorkerJson {
+            estimates: EstimatesJson::of(evidence.get(&w.id).unwrap_or(&none), horizon),
             certifications: by_worker.remove(&w.id).unwrap_or_default(),
             id: w.id,
             username: w.username,

@@ -426,3 +426,36 @@ pub async fn busy_in_channel<C: ConnectionTrait>(
         None => false,
     })
 }
+
+/// Tasks each of `worker_ids` holds in progress now (an assignment `processing`); workers
+/// holding none are absent.
+pub async fn active_counts<C: ConnectionTrait>(
+    conn: &C,
+    worker_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, u32>, DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        worker_id: i64,
+        n: i64,
+    }
+    let mut out = std::collections::HashMap::new();
+    for chunk in worker_ids.chunks(2000) {
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let rows = Row::find_by_statement(statement(
+            conn.get_database_backend(),
+            &format!(
+                "SELECT worker_id, COUNT(*) AS n FROM task_assignments
+                 WHERE status = $1 AND worker_id IN ({}) GROUP BY worker_id",
+                ids.join(", ")
+            ),
+            vec![AssignmentStatus::Processing.as_str().into()],
+        ))
+        .all(conn)
+        .await?;
+        out.extend(
+            rows.into_iter()
+                .map(|r| (r.worker_id, u32::try_from(r.n).unwrap_or(u32::MAX))),
+        );
+    }
+    Ok(out)
+}

@@ -84,6 +84,11 @@ enum Event {
         worker: usize,
         accept_draw: u64,
     },
+    /// The winner of `task` is done with it (`busy_after_win_hours` after winning) and submits it.
+    Done {
+        task: i64,
+        worker: usize,
+    },
 }
 
 /// The project channel every simulated project has.
@@ -258,6 +263,7 @@ impl Sim {
                     worker,
                     accept_draw,
                 } => self.answer(inquiry, worker, accept_draw, now).await?,
+                Event::Done { task, worker } => self.done(task, worker, now).await?,
             }
         }
         Ok(())
@@ -374,8 +380,32 @@ impl Sim {
             self.open = self.open.saturating_sub(1);
             let busy_for = self.workers[w].busy_after_win;
             self.busy_until.insert(w, now + busy_for);
+            self.push(now + busy_for, Event::Done { task, worker: w });
         }
         // The DM updates and notices it queued are delivered at once.
+        self.deliver(now).await
+    }
+}
+
+impl Sim {
+    /// The winner submits the task: it completes (no review), and the worker holds it no more.
+    async fn done(&mut self, task: i64, w: usize, now: DateTime<Utc>) -> Result<(), Error> {
+        let username = self.workers[w].username.clone();
+        let Some(worker) = db::workers::by_username(&self.db, &username).await? else {
+            return Ok(());
+        };
+        let tx = db::begin_write(&self.db).await?;
+        let submitted = crate::lifecycle::submit(
+            &tx,
+            task,
+            &worker,
+            crate::workflow::rules::SubmitKind::RequestedReview,
+            &Default::default(),
+            now,
+            &mut self.rounds,
+        )
+        .await;
+        db::settle(tx, submitted).await?;
         self.deliver(now).await
     }
 }

@@ -85,6 +85,8 @@ pub struct Sender {
     call_timeout: Duration,
     /// What messages are rendered with (the link to the app's Home tab).
     render: render::RenderContext,
+    /// `staffbot.policy`: Homes show the adaptive policy's expected minutes.
+    policy: crate::staffing::policy::Policy,
     /// Where emails go, when email is configured.
     mail: Option<Arc<dyn MailOut>>,
     /// The mail server may be in an outage the staffing channel was told about (checked, and
@@ -181,6 +183,7 @@ impl Sender {
             staffing_channel: None,
             call_timeout: claim_ttl / 2,
             render: render::RenderContext::default(),
+            policy: crate::staffing::policy::Policy::Orchestra,
             mail: None,
             email_alerted: std::sync::atomic::AtomicBool::new(true),
             only: None,
@@ -203,6 +206,12 @@ impl Sender {
             per_minute,
         ));
         self.mail = Some(mail);
+        self
+    }
+
+    /// Publishes Homes as `policy` sees the open requests (`staffbot.policy`).
+    pub fn with_policy(mut self, policy: crate::staffing::policy::Policy) -> Sender {
+        self.policy = policy;
         self
     }
 
@@ -329,7 +338,8 @@ impl Sender {
         match render::stored_in(row.payload.clone(), &row.dedupe_key, &self.render) {
             Ok((SlackWrite::PublishHome { user_id }, _)) => {
                 // A Home shows what is true when it is published.
-                let data = crate::home::load(&self.db, &user_id, self.clock.now()).await?;
+                let now = self.clock.now();
+                let data = crate::home::load(&self.db, &user_id, self.policy, now).await?;
                 let write = render::home_publish(&user_id, &data);
                 let body = request_body(write, &row.dedupe_key)
                     .map_err(|e| DbErr::Json(format!("outbox row {}: {e}", row.id)))?;

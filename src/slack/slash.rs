@@ -27,6 +27,8 @@ pub struct SlashSettings {
     pub allowed: AllowedConfig,
     /// `staffbot.random_seed`, for the review sampling of tasks submitted from the App Home.
     pub random_seed: Option<u64>,
+    /// `staffbot.policy` (the admin's lists show the adaptive policy's expected minutes).
+    pub policy: crate::staffing::policy::Policy,
 }
 
 /// An ephemeral reply with optional attachments.
@@ -174,7 +176,7 @@ pub async fn handle<C: ConnectionTrait>(
     // Any worker may list their own tasks; everything else is for admins.
     if command::parse(text) == Some(Command::Tasks) {
         let user = caller.slack_user_id.as_deref().unwrap_or_default();
-        let home = crate::home::load(conn, user, now).await?;
+        let home = crate::home::load(conn, user, settings.policy, now).await?;
         let (text, blocks) = super::render::tasks_message(&home);
         let mut answer = reply(&text, None);
         answer["blocks"] = blocks;

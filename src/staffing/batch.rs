@@ -258,6 +258,25 @@ async fn read_pools<C: ConnectionTrait>(
     Ok(pools)
 }
 
+/// The adaptive policy's evidence about `workers` as of `now`: two reads (their offers of the
+/// last [`super::policy::HISTORY_DAYS`] days, the tasks they hold), whatever their number.
+pub async fn read_evidence<C: ConnectionTrait>(
+    db: &C,
+    workers: &[i64],
+    half_life_days: f64,
+    now: DateTime<Utc>,
+) -> Result<HashMap<i64, Evidence>, DbErr> {
+    let since = now - chrono::Duration::days(super::policy::HISTORY_DAYS);
+    let history = db::offers::history(db, workers, since).await?;
+    let active = db::tasks::active_counts(db, workers).await?;
+    Ok(super::policy::evidence(
+        &history,
+        &active,
+        half_life_days,
+        now,
+    ))
+}
+
 /// How one round chooses whom to ask, with what the adaptive policy read for it.
 enum Chooser {
     /// A batch of `batch` (looking for one more, to see whether the pool runs out).
@@ -286,21 +305,14 @@ impl Chooser {
                 batch: settings.batch_size as usize,
             });
         };
-        // The window of a prompt acceptance: one round unless set.
-        let round = if a.horizon_minutes > 0.0 {
-            chrono::Duration::seconds((a.horizon_minutes * 60.0).round() as i64)
-        } else {
-            chrono::Duration::from_std(settings.frequency).unwrap_or_default()
-        };
+        let round = a.horizon();
         let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
         workers.sort_unstable();
         workers.dedup();
-        let since = now - chrono::Duration::days(super::policy::HISTORY_DAYS);
-        let history = db::offers::history(db, &workers, since).await?;
         Ok(Chooser::Adaptive {
             settings: a,
             round,
-            evidence: super::policy::evidence(&history, round, a.half_life_days, now),
+            evidence: read_evidence(db, &workers, a.half_life_days, now).await?,
             in_flight: HashMap::new(),
         })
     }
@@ -360,7 +372,7 @@ impl Chooser {
                     })
                     .collect();
                 let (chosen, exhausted) = super::policy::choose_adaptive(
-                    pool, excluded, evidence, &flying, settings, rng,
+                    pool, excluded, evidence, &flying, settings, *round, rng,
                 );
                 // Offers of this round count toward the day's cap of the next requests.
                 for c in &chosen {

@@ -19,80 +19,179 @@ use crate::db::requests::Candidate;
 
 pub use crate::config::{AdaptiveSettings, PolicyName};
 
-/// What the offers table says about one worker: decayed counts of offers that had a full round
-/// to be answered, and of those accepted within it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What the offers table says about one worker: decayed counts of their past offers and
+/// answers, how fast they answer, and what they hold now.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evidence {
-    /// Offers that had a full round to be answered in (weighted by age).
+    /// Offers, each counted by the share of this worker's answer delays it waited out
+    /// (weighted by age): an offer closed by someone else's acceptance after a minute counts
+    /// little, one left unanswered for hours counts fully.
     pub chances: f64,
-    /// Of them, answered within the round (weighted).
-    pub prompt_answers: f64,
-    /// Of them, accepted within the round (weighted).
-    pub prompt_accepts: f64,
+    /// Offers answered (weighted).
+    pub answers: f64,
+    /// Of the answers, acceptances (weighted).
+    pub accepts: f64,
+    /// The median of this worker's answer delays, in minutes (posterior: the prior's 10
+    /// minutes worth two answers).
+    pub median_delay_minutes: f64,
     /// Offers in the last 24 hours (not weighted).
     pub offers_today: u32,
+    /// Acceptances in the last 7 days (not weighted): the load the policy spreads.
+    pub accepts_this_week: u32,
+    /// Tasks the worker holds in progress now.
+    pub active: u32,
 }
 
-/// The prior every worker starts from: P(prompt accept) of 1 in 5, worth two offers.
-const PRIOR_ACCEPTS: f64 = 0.4;
-const PRIOR_CHANCES: f64 = 2.0;
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence {
+            chances: 0.0,
+            answers: 0.0,
+            accepts: 0.0,
+            median_delay_minutes: PRIOR_DELAY_MINUTES,
+            offers_today: 0,
+            accepts_this_week: 0,
+            active: 0,
+        }
+    }
+}
+
+/// The priors every worker starts from, each worth two observations: answers 7 offers in 10,
+/// accepts 3 answers in 10, answers in 10 minutes (median).
+const PRIOR_WEIGHT: f64 = 2.0;
+const PRIOR_ANSWER: f64 = 0.7;
+const PRIOR_ACCEPT: f64 = 0.3;
+const PRIOR_DELAY_MINUTES: f64 = 10.0;
+/// The shape of the answer delays around a worker's median (log-logistic): half of the answers
+/// within a third of the median and three times it.
+const DELAY_SHAPE: f64 = 2.0;
 /// Weight of the exploration bonus for workers with little evidence.
-const EXPLORE: f64 = 0.15;
+const EXPLORE: f64 = 0.05;
+/// Each task in progress multiplies a worker's chances of accepting another by this.
+const BUSY: f64 = 0.25;
+/// Each acceptance this week multiplies a worker's place in the order by this (spreads the load).
+const SPREAD: f64 = 0.8;
+
+/// P(an answer comes within `minutes`), for answers with this median delay.
+fn answered_within(minutes: f64, median: f64) -> f64 {
+    if minutes <= 0.0 {
+        return 0.0;
+    }
+    1.0 / (1.0 + (minutes / median.max(0.1)).powf(-DELAY_SHAPE))
+}
 
 impl Evidence {
-    /// The posterior mean of P(accepts within one round of the offer).
-    pub fn p_prompt_accept(&self) -> f64 {
-        (self.prompt_accepts + PRIOR_ACCEPTS) / (self.chances + PRIOR_CHANCES)
+    /// P(answers an offer at all), posterior mean.
+    pub fn p_answer(&self) -> f64 {
+        (self.answers + PRIOR_ANSWER * PRIOR_WEIGHT) / (self.chances + PRIOR_WEIGHT)
     }
 
-    /// The estimate plus a bonus that shrinks as evidence grows (so that newcomers and
-    /// rarely-asked workers get asked, and their estimates improve).
-    fn score(&self) -> f64 {
-        self.p_prompt_accept() + EXPLORE / (1.0 + self.chances).sqrt()
+    /// P(accepts | answers), posterior mean.
+    pub fn p_accept(&self) -> f64 {
+        (self.accepts + PRIOR_ACCEPT * PRIOR_WEIGHT) / (self.answers + PRIOR_WEIGHT)
+    }
+
+    /// P(an offer out for `age`, unanswered so far, is accepted within the next `horizon`).
+    /// Tasks in progress lower it ([`BUSY`]).
+    pub fn p_accept_within(&self, age: chrono::Duration, horizon: chrono::Duration) -> f64 {
+        let age = age.num_seconds().max(0) as f64 / 60.0;
+        let end = age + horizon.num_seconds().max(0) as f64 / 60.0;
+        let m = self.median_delay_minutes;
+        let (before, by_end) = (answered_within(age, m), answered_within(end, m));
+        let pa = self.p_answer();
+        // P(answers in (age, end]) / P(silent until age).
+        let answer_next = pa * (by_end - before) / (1.0 - pa * before).max(1e-9);
+        answer_next * self.p_accept() * BUSY.powi(self.active as i32)
+    }
+
+    /// The order within a tier: the chance of a prompt acceptance, lowered by the acceptances of
+    /// the week (so that the load spreads), plus a bonus that shrinks as evidence grows (so that
+    /// newcomers and rarely-asked workers get asked, and their estimates improve).
+    fn score(&self, horizon: chrono::Duration) -> f64 {
+        self.p_accept_within(chrono::Duration::zero(), horizon)
+            * SPREAD.powi(self.accepts_this_week as i32)
+            + EXPLORE / (1.0 + self.chances).sqrt()
     }
 }
 
 /// How a staffing round decides whom to ask (`staffbot.policy`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum Policy {
+    #[default]
     Orchestra,
     Adaptive(AdaptiveSettings),
+}
+
+impl Policy {
+    /// The policy `staffbot.policy` names, with its settings.
+    pub fn of(config: &crate::config::StaffbotConfig) -> Policy {
+        match config.policy {
+            PolicyName::Orchestra => Policy::Orchestra,
+            PolicyName::Adaptive => Policy::Adaptive(config.adaptive),
+        }
+    }
 }
 
 /// How far back the adaptive policy reads offers (older ones weigh little anyway).
 pub const HISTORY_DAYS: i64 = 60;
 
-/// Each worker's evidence from their past offers, as of `now`, with `round` the batch
-/// frequency.
+/// Each worker's evidence from their past offers and the tasks they hold (`active`), as of
+/// `now`.
 pub fn evidence(
     history: &[OfferHistory],
-    round: chrono::Duration,
+    active: &HashMap<i64, u32>,
     half_life_days: f64,
     now: DateTime<Utc>,
 ) -> HashMap<i64, Evidence> {
+    let weight = |h: &OfferHistory| {
+        let age_days = (now - h.offered_at).num_seconds().max(0) as f64 / 86_400.0;
+        0.5f64.powf(age_days / half_life_days.max(0.1))
+    };
+    let minutes =
+        |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_seconds().max(0) as f64 / 60.0;
+    // First the answer delays (the median of each worker's), then the offers counted by how
+    // much of those delays each waited out.
+    let mut delays: HashMap<i64, (f64, f64)> = HashMap::new();
+    for h in history {
+        if let Some(at) = h.answered_at {
+            let (sum, n) = delays.entry(h.worker_id).or_default();
+            let w = weight(h);
+            *sum += w * minutes(h.offered_at, at).max(0.25).ln();
+            *n += w;
+        }
+    }
     let mut out: HashMap<i64, Evidence> = HashMap::new();
     for h in history {
-        let e = out.entry(h.worker_id).or_default();
+        let e = out.entry(h.worker_id).or_insert_with(|| {
+            let (sum, n) = delays.get(&h.worker_id).copied().unwrap_or_default();
+            Evidence {
+                median_delay_minutes: ((sum + PRIOR_WEIGHT * PRIOR_DELAY_MINUTES.ln())
+                    / (n + PRIOR_WEIGHT))
+                    .exp(),
+                ..Default::default()
+            }
+        });
         if now - h.offered_at < chrono::Duration::days(1) {
             e.offers_today += 1;
         }
-        let window_end = h.offered_at + round;
-        let prompt = h.answered_at.is_some_and(|a| a <= window_end);
-        // An offer whose request closed within its first round, unanswered, says nothing.
-        let had_its_round =
-            prompt || (now >= window_end && h.closed_at.is_none_or(|c| c >= window_end));
-        if !had_its_round {
-            continue;
+        if h.accepted == Some(true) && now - h.offered_at < chrono::Duration::days(7) {
+            e.accepts_this_week += 1;
         }
-        let age_days = (now - h.offered_at).num_seconds().max(0) as f64 / 86_400.0;
-        let weight = 0.5f64.powf(age_days / half_life_days.max(0.1));
-        e.chances += weight;
-        if prompt {
-            e.prompt_answers += weight;
+        let w = weight(h);
+        if h.answered_at.is_some() {
+            e.chances += w;
+            e.answers += w;
             if h.accepted == Some(true) {
-                e.prompt_accepts += weight;
+                e.accepts += w;
             }
+        } else {
+            // Silent until its request closed (or until now).
+            let until = h.closed_at.map_or(now, |c| c.min(now));
+            e.chances += w * answered_within(minutes(h.offered_at, until), e.median_delay_minutes);
         }
+    }
+    for (worker, n) in active {
+        out.entry(*worker).or_default().active = *n;
     }
     out
 }
@@ -108,6 +207,7 @@ pub fn choose_adaptive<'a>(
     evidence: &HashMap<i64, Evidence>,
     in_flight: &[f64],
     settings: &AdaptiveSettings,
+    horizon: chrono::Duration,
     rng: &mut impl Rng,
 ) -> (Vec<&'a Candidate>, bool) {
     let none = Evidence::default();
@@ -132,7 +232,7 @@ pub fn choose_adaptive<'a>(
             // A random tie-break among equal scores, as Orchestra's order among equals.
             .map(|c| {
                 let e = evidence.get(&c.worker_id).unwrap_or(&none);
-                (e.score() + rng.random_range(0.0..1e-6), c)
+                (e.score(horizon) + rng.random_range(0.0..1e-6), c)
             })
             .collect();
         if done {
@@ -150,7 +250,7 @@ pub fn choose_adaptive<'a>(
             let p = evidence
                 .get(&c.worker_id)
                 .unwrap_or(&none)
-                .p_prompt_accept();
+                .p_accept_within(chrono::Duration::zero(), horizon);
             p_no_accept *= 1.0 - p;
             chosen.push(c);
             taken += 1;
@@ -160,16 +260,14 @@ pub fn choose_adaptive<'a>(
     (chosen, left == 0)
 }
 
-/// P(prompt accept) of an offer in flight, sent at `offered_at`: the worker's estimate,
-/// shrinking as the offer ages unanswered.
+/// P(an offer in flight, sent at `offered_at`, is accepted within the next `horizon`).
 pub fn in_flight_p(
     e: &Evidence,
     offered_at: DateTime<Utc>,
-    round: chrono::Duration,
+    horizon: chrono::Duration,
     now: DateTime<Utc>,
 ) -> f64 {
-    let spent = (now - offered_at).num_seconds().max(0) as f64 / round.num_seconds().max(1) as f64;
-    e.p_prompt_accept() * 0.5f64.powf(spent / 2.0)
+    e.p_accept_within(now - offered_at, horizon)
 }
 
 #[cfg(test)]
@@ -188,12 +286,17 @@ mod tests {
         }
     }
 
-    fn with(chances: f64, accepts: f64) -> Evidence {
+    const HORIZON: chrono::Duration = chrono::Duration::minutes(10);
+
+    /// A worker who answered every one of `offers` within two minutes (median), accepting
+    /// `accepts` of them.
+    fn with(offers: f64, accepts: f64) -> Evidence {
         Evidence {
-            chances,
-            prompt_answers: accepts,
-            prompt_accepts: accepts,
-            offers_today: 0,
+            chances: offers,
+            answers: offers,
+            accepts,
+            median_delay_minutes: 2.0,
+            ..Default::default()
         }
     }
 
@@ -214,13 +317,20 @@ mod tests {
         ]
         .into();
         let settings = AdaptiveSettings {
-            target: 0.95,
+            target: 0.9,
             ..Default::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, exhausted) =
-            choose_adaptive(&pool, &HashSet::new(), &evidence, &[], &settings, &mut rng);
-        // 2 and 5 (~0.8 each) make 1 - 0.2 * 0.2 = 0.96 ≥ 0.95.
+        let (chosen, exhausted) = choose_adaptive(
+            &pool,
+            &HashSet::new(),
+            &evidence,
+            &[],
+            &settings,
+            HORIZON,
+            &mut rng,
+        );
+        // 2 and 5 (0.79 and 0.75 within the horizon) make 1 - 0.21 * 0.25 = 0.95 ≥ 0.9.
         assert_eq!(ids(&chosen), [2, 5]);
         assert!(!exhausted);
         // An offer in flight that is likely to be accepted: one more is enough.
@@ -230,6 +340,7 @@ mod tests {
             &evidence,
             &[0.8],
             &settings,
+            HORIZON,
             &mut rng,
         );
         assert_eq!(ids(&chosen), [2]);
@@ -240,7 +351,8 @@ mod tests {
             ..Default::default()
         };
         let excluded: HashSet<i64> = [2].into();
-        let (chosen, _) = choose_adaptive(&pool, &excluded, &evidence, &[], &capped, &mut rng);
+        let (chosen, _) =
+            choose_adaptive(&pool, &excluded, &evidence, &[], &capped, HORIZON, &mut rng);
         assert_eq!(ids(&chosen), [5, 3, 1]);
         let (chosen, _) = choose_adaptive(
             &pool,
@@ -248,6 +360,7 @@ mod tests {
             &evidence,
             &[0.9999999],
             &settings,
+            HORIZON,
             &mut rng,
         );
         assert_eq!(chosen.len(), 1);
@@ -263,15 +376,59 @@ mod tests {
             ..Default::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, _) =
-            choose_adaptive(&pool, &HashSet::new(), &evidence, &[], &settings, &mut rng);
+        let (chosen, _) = choose_adaptive(
+            &pool,
+            &HashSet::new(),
+            &evidence,
+            &[],
+            &settings,
+            HORIZON,
+            &mut rng,
+        );
         assert_eq!(ids(&chosen), [1, 2]);
         // Newcomer 3 (no evidence) scores above a worker known never to accept.
         let known_bad: HashMap<i64, Evidence> = [(2, with(50.0, 0.0))].into();
         let flat = Pool::new(vec![candidate(2, 0), candidate(3, 0)]);
-        let (chosen, _) =
-            choose_adaptive(&flat, &HashSet::new(), &known_bad, &[], &settings, &mut rng);
+        let (chosen, _) = choose_adaptive(
+            &flat,
+            &HashSet::new(),
+            &known_bad,
+            &[],
+            &settings,
+            HORIZON,
+            &mut rng,
+        );
         assert_eq!(ids(&chosen)[0], 3);
+    }
+
+    #[test]
+    fn of_equals_the_one_with_fewer_tasks_this_week_and_none_in_hand_goes_first() {
+        let pool = Pool::new((1..=3).map(|i| candidate(i, 0)).collect());
+        let winner = Evidence {
+            accepts_this_week: 2,
+            ..with(20.0, 10.0)
+        };
+        let holding = Evidence {
+            active: 1,
+            ..with(20.0, 10.0)
+        };
+        let evidence: HashMap<i64, Evidence> =
+            [(1, winner), (2, holding), (3, with(20.0, 10.0))].into();
+        let settings = AdaptiveSettings {
+            target: 0.999,
+            ..Default::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let (chosen, _) = choose_adaptive(
+            &pool,
+            &HashSet::new(),
+            &evidence,
+            &[],
+            &settings,
+            HORIZON,
+            &mut rng,
+        );
+        assert_eq!(ids(&chosen), [3, 1, 2]);
     }
 
     #[test]
@@ -287,6 +444,7 @@ mod tests {
             &evidence,
             &[],
             &AdaptiveSettings::default(),
+            HORIZON,
             &mut rng,
         );
         assert_eq!(ids(&chosen), [2]);
@@ -294,9 +452,8 @@ mod tests {
     }
 
     #[test]
-    fn evidence_counts_prompt_answers_and_ignores_offers_closed_too_soon() {
+    fn evidence_weighs_silent_offers_by_the_delays_they_waited_out() {
         let now = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
-        let round = chrono::Duration::minutes(2);
         let at = |m: i64| now - chrono::Duration::minutes(m);
         let h =
             |offered: i64, answered: Option<i64>, accepted: Option<bool>, closed: Option<i64>| {
@@ -309,14 +466,24 @@ mod tests {
                 }
             };
         let history = vec![
-            h(60, Some(59), Some(true), Some(59)), // accepted within the round
-            h(50, Some(40), Some(true), Some(40)), // accepted, but late
-            h(30, None, None, None),               // never answered, still open
-            h(20, None, None, Some(19)),           // closed after a minute: no information
+            h(60, Some(59), Some(true), Some(59)), // accepted after a minute
+            h(50, Some(40), Some(false), Some(40)), // declined after ten
+            h(30, None, None, None),               // silent for half an hour, still open
+            h(20, None, None, Some(19)),           // closed by someone else after a minute
         ];
-        let e = evidence(&history, round, 14.0, now)[&1];
-        assert!((e.chances - 3.0).abs() < 0.01, "{e:?}");
-        assert!((e.prompt_accepts - 1.0).abs() < 0.01, "{e:?}");
-        assert_eq!(e.offers_today, 4);
+        let active = [(1, 1)].into();
+        let e = evidence(&history, &active, 14.0, now)[&1];
+        // The median delay: (ln 1 + ln 10 + the prior's 2 × ln 10) / 4 → 5.6 minutes.
+        assert!((e.median_delay_minutes - 5.62).abs() < 0.05, "{e:?}");
+        // Two answers, then 0.97 for the half hour of silence, 0.03 for the minute.
+        assert!((e.chances - 3.0).abs() < 0.02, "{e:?}");
+        assert!((e.answers - 2.0).abs() < 0.01 && (e.accepts - 1.0).abs() < 0.01);
+        assert_eq!((e.offers_today, e.accepts_this_week, e.active), (4, 1, 1));
+        // Busy with a task: a quarter of the chance; an offer silent for an hour: less again.
+        let idle = Evidence { active: 0, ..e };
+        let fresh = idle.p_accept_within(chrono::Duration::zero(), HORIZON);
+        let busy = e.p_accept_within(chrono::Duration::zero(), HORIZON);
+        assert!((busy - fresh / 4.0).abs() < 1e-9);
+        assert!(idle.p_accept_within(chrono::Duration::hours(1), HORIZON) < fresh / 4.0);
     }
 }

@@ -397,3 +397,47 @@ async fn a_restaff_form_slack_refuses_is_reported_on_the_home() {
     assert!(t.h.fake.open_modal(&slack_id("ada")).is_none());
     t.h.finish().await;
 }
+
+/// Issue 26: under `staffbot.policy = "adaptive"` the daemon staffs through the same paths (an
+/// accept wins once, the others are told it is taken, a restaff asks again), and the admin's
+/// Home shows the policy's expected minutes to staff each open request.
+#[tokio::test]
+async fn the_adaptive_policy_staffs_through_the_daemon_and_the_home_shows_its_estimate() {
+    let mut t = TeamSpec::new()
+        .workers(&["alice", "bob"])
+        .admin("ada")
+        .config(|c| c.staffbot.policy = staffbot::config::PolicyName::Adaptive)
+        .start()
+        .await;
+    open_home(&t.h, "ada", "## Needs staffing").await;
+    click_home(&t.h, "ada", "admin_staff", t.task).await;
+    t.h.next_post(CHANNEL).await; // "Got it! I will start staffing …"
+    // Nobody has a record yet: the prior's chances fall short of the target, so both are asked.
+    t.offers(3).await;
+    let home = home_showing(&t.h, "ada", "expected staffed in about").await;
+    assert!(home.contains("2 offer(s) sent"), "{home}");
+    t.accept("bob").await;
+    t.accept("alice").await;
+    let calls = t.h.next_messages(4).await; // two DMs updated; the welcome and the notice
+    let taken = calls
+        .iter()
+        .filter(|c| c.method == "chat.update")
+        .filter(|c| update_text(c).1 == "This task has been taken by another expert.")
+        .count();
+    assert_eq!(taken, 1, "{calls:?}");
+    let bob = t.worker("bob").await;
+    let restaffed =
+        staffbot::requests::restaff_task(t.h.db(), t.task, &bob, "bob", chrono::Utc::now())
+            .await
+            .expect("restaff");
+    assert_eq!(restaffed.required_role_counter, 0);
+    t.h.next_post(CHANNEL).await; // "Got it! I will start restaffing …"
+    let offers = t.offers(2).await;
+    assert!(
+        offers
+            .iter()
+            .any(|c| c.body["channel"] == slack_id("alice").as_str()),
+        "{offers:?}"
+    );
+    t.h.finish().await;
+}

@@ -610,6 +610,7 @@ fn the_app_home_and_the_restaff_form() {
                 offers: 10,
                 declined: 4,
                 exhausted: true,
+                expected_minutes: None,
             }],
             requests_total: 1,
             waiting: vec![line(21, TaskStatus::AwaitingProcessing, ago(180), None)],

@@ -209,7 +209,12 @@ fn the_command_prints_a_table_json_and_a_report() {
 /// winner, and a priority tier is still asked before the next.
 #[tokio::test]
 async fn the_adaptive_policy_runs_on_the_same_engine() {
-    let population = Population::parse(SMALL).expect("valid");
+    // Days that just passed (and weekends too), so that `worker list` finds them recent.
+    let start = (chrono::Utc::now() - chrono::Duration::days(3)).format("%Y-%m-%dT00:00:00Z");
+    let text = SMALL
+        .replace("2026-01-05T00:00:00Z", &start.to_string())
+        .replace("per_day = 6", "per_day = 6\nweekend = true");
+    let population = Population::parse(&text).expect("valid");
     let t = TestDb::empty().await;
     let run = run_policy(&population, "adaptive", &settings(), &t.url)
         .await
@@ -228,6 +233,51 @@ async fn the_adaptive_policy_runs_on_the_same_engine() {
         offers as u64
     );
     assert!(run.wins[..5].iter().sum::<u32>() >= run.wins[5..].iter().sum::<u32>());
+
+    // `worker list --json` shows what the policy learnt: London answers sooner than New York
+    // (whose working day starts five hours after the tasks arrive).
+    let out = assert_cmd::Command::cargo_bin("staffbot")
+        .expect("binary")
+        .args(["worker", "list", "--json"])
+        .env_clear()
+        .env("STAFFBOT_DATABASE_URL", &t.url)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let workers: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let estimates = |i: usize| workers[i]["estimates"].clone();
+    let mut keys: Vec<String> = estimates(0)
+        .as_object()
+        .expect("estimates")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "accepts_last_7d",
+            "median_answer_minutes",
+            "offers_counted",
+            "offers_last_24h",
+            "p_accept",
+            "p_accept_within_horizon",
+            "p_answer",
+            "tasks_in_progress"
+        ]
+    );
+    let median = |i: usize| {
+        estimates(i)["median_answer_minutes"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let london = (0..5).map(median).sum::<f64>() / 5.0;
+    let new_york = (5..8).map(median).sum::<f64>() / 3.0;
+    assert!(london < new_york, "{workers:#}");
 }
 
 /// The populations the README points to stay valid.

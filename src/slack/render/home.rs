@@ -232,6 +232,15 @@ fn finished_item(finished: &[HomeTask], now: DateTime<Utc>) -> Option<Vec<Value>
     Some(vec![section(Mrkdwn::lines(lines))])
 }
 
+/// `7 min`, `3 h`, `more than a day`.
+fn minutes_text(m: u32) -> String {
+    match m {
+        0..=89 => format!("{m} min"),
+        90..=1439 => format!("{} h", (m + 30) / 60),
+        _ => "a day or more".to_string(),
+    }
+}
+
 fn admin_lists(admin: &AdminHome, now: DateTime<Utc>) -> Vec<List> {
     let requests = admin.requests.iter().map(|r| {
         let mut text = mrkdwn!(
@@ -245,6 +254,9 @@ fn admin_lists(admin: &AdminHome, now: DateTime<Utc>) -> Vec<List> {
         );
         if r.exhausted {
             text.push(&" · everyone certified has been asked");
+        }
+        if let Some(m) = r.expected_minutes {
+            text.push(&mrkdwn!(" · expected staffed in about {}", minutes_text(m)));
         }
         vec![section(text)]
     });
@@ -470,6 +482,7 @@ mod tests {
                         offers: 3,
                         declined: 1,
                         exhausted: false,
+                        expected_minutes: None,
                     })
                     .collect(),
                 requests_total: 120,
