@@ -151,6 +151,10 @@ pub struct AdaptiveSettings {
     /// still out.
     #[serde(deserialize_with = "de_horizon")]
     pub horizon_minutes: f64,
+    /// Each acceptance of the last 7 days multiplies a worker's place in the order by this:
+    /// 1 orders by the chance of an acceptance alone, lower spreads the work more.
+    #[serde(deserialize_with = "de_spread")]
+    pub spread: f64,
 }
 
 impl AdaptiveSettings {
@@ -168,6 +172,7 @@ impl Default for AdaptiveSettings {
             max_offers_per_worker_per_day: 24,
             half_life_days: 14.0,
             horizon_minutes: 10.0,
+            spread: 1.0,
         }
     }
 }
@@ -783,6 +788,17 @@ fn de_target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error
     } else {
         Err(serde::de::Error::custom(format!(
             "target is a probability between 0 and 1, such as 0.95 (not {t})"
+        )))
+    }
+}
+
+fn de_spread<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let s = f64::deserialize(deserializer)?;
+    if s > 0.0 && s <= 1.0 {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "spread must be above 0 and at most 1, such as 0.8 (not {s})"
         )))
     }
 }

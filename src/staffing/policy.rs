@@ -69,8 +69,6 @@ const DELAY_SHAPE: f64 = 2.0;
 const EXPLORE: f64 = 0.05;
 /// Each task in progress multiplies a worker's chances of accepting another by this.
 const BUSY: f64 = 0.25;
-/// Each acceptance this week multiplies a worker's place in the order by this (spreads the load).
-const SPREAD: f64 = 0.8;
 
 /// P(an answer comes within `minutes`), for answers with this median delay.
 fn answered_within(minutes: f64, median: f64) -> f64 {
@@ -104,12 +102,12 @@ impl Evidence {
         answer_next * self.p_accept() * BUSY.powi(self.active as i32)
     }
 
-    /// The order within a tier: the chance of a prompt acceptance, lowered by the acceptances of
-    /// the week (so that the load spreads), plus a bonus that shrinks as evidence grows (so that
+    /// The order within a tier: the chance of a prompt acceptance, lowered by each acceptance of
+    /// the week (× `spread`, so that the load spreads), plus a bonus that shrinks as evidence grows (so that
     /// newcomers and rarely-asked workers get asked, and their estimates improve).
-    fn score(&self, horizon: chrono::Duration) -> f64 {
+    fn score(&self, horizon: chrono::Duration, spread: f64) -> f64 {
         self.p_accept_within(chrono::Duration::zero(), horizon)
-            * SPREAD.powi(self.accepts_this_week as i32)
+            * spread.powi(self.accepts_this_week as i32)
             + EXPLORE / (1.0 + self.chances).sqrt()
     }
 }
@@ -232,7 +230,10 @@ pub fn choose_adaptive<'a>(
             // A random tie-break among equal scores, as Orchestra's order among equals.
             .map(|c| {
                 let e = evidence.get(&c.worker_id).unwrap_or(&none);
-                (e.score(horizon) + rng.random_range(0.0..1e-6), c)
+                (
+                    e.score(horizon, settings.spread) + rng.random_range(0.0..1e-6),
+                    c,
+                )
             })
             .collect();
         if done {
@@ -435,7 +436,7 @@ mod tests {
     fn a_worker_at_the_daily_cap_is_not_asked() {
         let pool = Pool::new(vec![candidate(1, 0), candidate(2, 0)]);
         let mut tired = with(50.0, 50.0);
-        tired.offers_today = 12;
+        tired.offers_today = AdaptiveSettings::default().max_offers_per_worker_per_day;
         let evidence: HashMap<i64, Evidence> = [(1, tired), (2, with(50.0, 5.0))].into();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let (chosen, exhausted) = choose_adaptive(
