@@ -111,8 +111,24 @@ pub struct StaffbotConfig {
     pub max_project_data_bytes: usize,
     /// Whom each staffing round asks, and how many (README "Staffing policy").
     pub policy: PolicyName,
+    /// A worker holding this many unfinished assignments gets no offer until one finishes
+    /// (unset: no cap).
+    pub max_open_tasks_per_worker: Option<u32>,
+    /// How Orchestra's policy orders workers of one priority.
+    pub tie_break: TieBreak,
     /// `[staffbot.adaptive]`: the adaptive policy's settings.
     pub adaptive: AdaptiveSettings,
+}
+
+/// `staffbot.tie_break`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// At random (Orchestra's).
+    #[default]
+    Random,
+    /// Fewest tasks taken on in the last 7 days first, then at random.
+    LeastLoaded,
 }
 
 /// `staffbot.policy`.
@@ -191,6 +207,8 @@ impl Default for StaffbotConfig {
             notifications_channel: None,
             max_project_data_bytes: 64 * 1024,
             policy: PolicyName::Orchestra,
+            max_open_tasks_per_worker: None,
+            tie_break: TieBreak::Random,
             adaptive: AdaptiveSettings::default(),
         }
     }

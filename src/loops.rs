@@ -77,6 +77,8 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
         batch_size: config.staffbot.worker_batch_size,
         frequency: config.staffbot.batch_frequency,
         email: config.email.sending(),
+        max_open_tasks: config.staffbot.max_open_tasks_per_worker,
+        tie_break: config.staffbot.tie_break,
     };
     let policy = crate::staffing::policy::Policy::of(&config.staffbot);
     let r = crate::staffing::batch::run_once_with(db, lease, settings, policy, now, rng).await?;

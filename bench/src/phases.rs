@@ -183,6 +183,7 @@ pub async fn tick(
         batch_size,
         frequency: Duration::from_secs(120),
         email: false,
+        ..Default::default()
     };
     let round = batch::run_once(&c.db, &lease, settings, now, &mut rng);
     let (result, total, before, peak) = measure(c, tokio::time::timeout(timeout, round)).await;
@@ -281,6 +282,7 @@ impl Envelopes {
                     verification_token: None,
                     allowed: Default::default(),
                     random_seed: None,
+                    policy: Default::default(),
                 },
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
                 notices: Default::default(),

@@ -246,6 +246,7 @@ pub async fn run(opts: &Options, backend: &str, url: &str) -> Result<Vec<Record>
             batch_size: 2,
             frequency: Duration::from_secs(120),
             email: false,
+            ..Default::default()
         },
         now,
         &mut rng,

@@ -64,6 +64,8 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         days: args.days,
         seed: args.seed,
         adaptive: config.staffbot.adaptive,
+        max_open_tasks: config.staffbot.max_open_tasks_per_worker,
+        tie_break: config.staffbot.tie_break,
     };
     let started = Instant::now();
     let scratch = tempfile_dir()?;

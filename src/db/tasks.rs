@@ -459,3 +459,37 @@ pub async fn active_counts<C: ConnectionTrait>(
     }
     Ok(out)
 }
+
+/// Assignments each of `worker_ids` took on since `since` (tasks won or assigned); workers with
+/// none are absent.
+pub async fn taken_on_since<C: ConnectionTrait>(
+    conn: &C,
+    worker_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<i64, u32>, DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        worker_id: i64,
+        n: i64,
+    }
+    let mut out = std::collections::HashMap::new();
+    for chunk in worker_ids.chunks(2000) {
+        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let rows = Row::find_by_statement(statement(
+            conn.get_database_backend(),
+            &format!(
+                "SELECT worker_id, COUNT(*) AS n FROM task_assignments
+                 WHERE created_at >= $1 AND worker_id IN ({}) GROUP BY worker_id",
+                ids.join(", ")
+            ),
+            vec![since.into()],
+        ))
+        .all(conn)
+        .await?;
+        out.extend(
+            rows.into_iter()
+                .map(|r| (r.worker_id, u32::try_from(r.n).unwrap_or(u32::MAX))),
+        );
+    }
+    Ok(out)
+}

@@ -46,6 +46,10 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// `[staffbot.adaptive]`.
     pub adaptive: crate::config::AdaptiveSettings,
+    /// `staffbot.max_open_tasks_per_worker`.
+    pub max_open_tasks: Option<u32>,
+    /// `staffbot.tie_break`.
+    pub tie_break: crate::config::TieBreak,
 }
 
 /// The policies `simulate` knows (`staffbot.policy`).
@@ -234,6 +238,8 @@ impl Sim {
                         batch_size: self.settings.batch_size,
                         frequency: self.settings.frequency,
                         email: false,
+                        max_open_tasks: self.settings.max_open_tasks,
+                        tie_break: self.settings.tie_break,
                     };
                     batch_round(
                         &self.db,

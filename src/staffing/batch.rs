@@ -13,6 +13,7 @@ use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 
 use super::policy::{AdaptiveSettings, Evidence, Policy};
+use crate::config::TieBreak;
 use crate::db::requests::{Candidate, RequestContext};
 use crate::db::{self, RequestStatus, Role};
 use crate::lease::LeaseProof;
@@ -128,6 +129,36 @@ impl Pool {
         }
         chosen
     }
+
+    /// Up to `n` candidates not in `excluded`: highest priority first; among equal priorities,
+    /// fewest tasks taken on lately (`load`) first, at random among equal loads
+    /// (`staffbot.tie_break = "least_loaded"`). Costs O(tier log tier).
+    pub fn choose_least_loaded(
+        &self,
+        n: usize,
+        excluded: &HashSet<i64>,
+        load: &HashMap<i64, u32>,
+        rng: &mut impl Rng,
+    ) -> Vec<&Candidate> {
+        let mut chosen: Vec<&Candidate> = Vec::with_capacity(n);
+        for tier in self.tiers() {
+            if chosen.len() >= n {
+                break;
+            }
+            let mut left: Vec<&Candidate> = tier
+                .iter()
+                .filter(|c| !excluded.contains(&c.worker_id))
+                .collect();
+            for i in 0..left.len() {
+                let j = rng.random_range(i..left.len());
+                left.swap(i, j);
+            }
+            left.sort_by_key(|c| load.get(&c.worker_id).copied().unwrap_or(0));
+            let take = (n - chosen.len()).min(left.len());
+            chosen.extend(left.into_iter().take(take));
+        }
+        chosen
+    }
 }
 
 /// What one round did.
@@ -139,13 +170,18 @@ pub struct BatchReport {
 }
 
 /// Settings of the batching loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct BatchSettings {
     pub batch_size: u32,
     pub frequency: std::time::Duration,
     /// Offers can be emailed (`email.smtp_url` and `email.from` are set): workers who prefer
     /// email get theirs by email.
     pub email: bool,
+    /// `staffbot.max_open_tasks_per_worker`: a worker holding this many unfinished assignments
+    /// is not asked.
+    pub max_open_tasks: Option<u32>,
+    /// `staffbot.tie_break`: the order among equal priorities under Orchestra's policy.
+    pub tie_break: TieBreak,
 }
 
 /// One round over every due request. Only the holder of the `staffing` lease may run it.
@@ -184,7 +220,7 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
     // no transaction open; the offers, and later clicks, read what is stored.
     let rendered = render_details(&due).await;
 
-    let pools = read_pools(db, &due, settings.email).await?;
+    let pools = read_pools(db, &due, &settings).await?;
     let mut chooser = Chooser::new(db, policy, &settings, &pools, now).await?;
     let chunk_len = (CHUNK_OFFERS / chooser.per_request()).clamp(1, CHUNK_REQUESTS);
     for chunk in due.chunks(chunk_len) {
@@ -233,29 +269,51 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
 async fn read_pools<C: ConnectionTrait>(
     db: &C,
     due: &[RequestContext],
-    email: bool,
+    settings: &BatchSettings,
 ) -> Result<HashMap<(i64, Role), Pool>, DbErr> {
-    let mut pools: HashMap<(i64, Role), Pool> = HashMap::new();
+    let mut read: HashMap<(i64, Role), Vec<Candidate>> = HashMap::new();
     for request in due {
         let role = Role::for_counter(request.required_role_counter);
-        if pools.contains_key(&(request.step_id, role)) {
+        if read.contains_key(&(request.step_id, role)) {
             continue;
         }
-        let pool = if request.required_count == 0 {
-            Pool::default()
+        let candidates = if request.required_count == 0 {
+            Vec::new()
         } else {
-            let candidates =
-                db::requests::candidates(db, request.step_id, role, request.required_count).await?;
-            Pool::new(
-                candidates
-                    .into_iter()
-                    .filter(|c| reach(c, email).is_reachable())
-                    .collect(),
-            )
+            db::requests::candidates(db, request.step_id, role, request.required_count)
+                .await?
+                .into_iter()
+                .filter(|c| reach(c, settings.email).is_reachable())
+                .collect()
         };
-        pools.insert((request.step_id, role), pool);
+        read.insert((request.step_id, role), candidates);
     }
-    Ok(pools)
+    // Workers at `max_open_tasks_per_worker` are left out until one of their tasks finishes
+    // (one read for every pool).
+    let full: HashSet<i64> = match settings.max_open_tasks {
+        Some(max) => {
+            let mut ids: Vec<i64> = read.values().flatten().map(|c| c.worker_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            db::tasks::active_counts(db, &ids)
+                .await?
+                .into_iter()
+                .filter(|&(_, open)| open >= max)
+                .map(|(w, _)| w)
+                .collect()
+        }
+        None => HashSet::new(),
+    };
+    Ok(read
+        .into_iter()
+        .map(|(key, candidates)| {
+            let open = candidates
+                .into_iter()
+                .filter(|c| !full.contains(&c.worker_id))
+                .collect();
+            (key, Pool::new(open))
+        })
+        .collect())
 }
 
 /// The adaptive policy's evidence about `workers` as of `now`: two reads (their offers of the
@@ -277,14 +335,21 @@ pub async fn read_evidence<C: ConnectionTrait>(
     ))
 }
 
+/// `tie_break = "least_loaded"` counts the tasks taken on in this many days.
+const LOAD_DAYS: i64 = 7;
+
 /// How one round chooses whom to ask, with what the adaptive policy read for it.
 enum Chooser {
-    /// A batch of `batch` (looking for one more, to see whether the pool runs out).
-    Orchestra { batch: usize },
+    /// A batch of `batch` (looking for one more, to see whether the pool runs out); with the
+    /// tasks each worker took on in the last 7 days under `tie_break = "least_loaded"`.
+    Orchestra {
+        batch: usize,
+        load: Option<HashMap<i64, u32>>,
+    },
     Adaptive {
         settings: AdaptiveSettings,
         /// The window of a prompt acceptance.
-        round: chrono::Duration,
+        horizon: chrono::Duration,
         /// Per worker: one read of the pools' past offers.
         evidence: HashMap<i64, Evidence>,
         /// Per request of the current chunk: its offers still out (worker, sent at).
@@ -301,17 +366,26 @@ impl Chooser {
         now: DateTime<Utc>,
     ) -> Result<Chooser, DbErr> {
         let Policy::Adaptive(a) = policy else {
+            let load = match settings.tie_break {
+                TieBreak::Random => None,
+                TieBreak::LeastLoaded => {
+                    let workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
+                    let since = now - chrono::Duration::days(LOAD_DAYS);
+                    Some(db::tasks::taken_on_since(db, &workers, since).await?)
+                }
+            };
             return Ok(Chooser::Orchestra {
                 batch: settings.batch_size as usize,
+                load,
             });
         };
-        let round = a.horizon();
+        let horizon = a.horizon();
         let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
         workers.sort_unstable();
         workers.dedup();
         Ok(Chooser::Adaptive {
             settings: a,
-            round,
+            horizon,
             evidence: read_evidence(db, &workers, a.half_life_days, now).await?,
             in_flight: HashMap::new(),
         })
@@ -320,7 +394,7 @@ impl Chooser {
     /// Offers one request may get in this round at most.
     fn per_request(&self) -> usize {
         match self {
-            Chooser::Orchestra { batch } => batch + 1,
+            Chooser::Orchestra { batch, .. } => batch + 1,
             Chooser::Adaptive { settings, .. } => settings.max_batch.max(1),
         }
     }
@@ -347,8 +421,11 @@ impl Chooser {
         rng: &mut impl Rng,
     ) -> (Vec<&'a Candidate>, bool) {
         match self {
-            Chooser::Orchestra { batch } => {
-                let mut chosen = pool.choose(*batch + 1, excluded, rng);
+            Chooser::Orchestra { batch, load } => {
+                let mut chosen = match load {
+                    Some(load) => pool.choose_least_loaded(*batch + 1, excluded, load, rng),
+                    None => pool.choose(*batch + 1, excluded, rng),
+                };
                 // One more than a batch was looked for: if it is not there, this batch empties
                 // the pool.
                 let exhausted = chosen.len() <= *batch;
@@ -357,7 +434,7 @@ impl Chooser {
             }
             Chooser::Adaptive {
                 settings,
-                round,
+                horizon,
                 evidence,
                 in_flight,
             } => {
@@ -368,11 +445,11 @@ impl Chooser {
                     .flatten()
                     .map(|(w, at)| {
                         let e = evidence.get(w).unwrap_or(&none);
-                        super::policy::in_flight_p(e, *at, *round, now)
+                        super::policy::in_flight_p(e, *at, *horizon, now)
                     })
                     .collect();
                 let (chosen, exhausted) = super::policy::choose_adaptive(
-                    pool, excluded, evidence, &flying, settings, *round, rng,
+                    pool, excluded, evidence, &flying, settings, *horizon, rng,
                 );
                 // Offers of this round count toward the day's cap of the next requests.
                 for c in &chosen {

@@ -5,8 +5,9 @@
 //!   `batch_frequency`, highest priority first, at random among equals ([`Pool::choose`]).
 //! - `adaptive`: the same constraints (certification and role, `staffbot_enabled`, priority tiers
 //!   in order, nobody asked twice), but within them it asks the workers most likely to accept
-//!   promptly, and only as many as make one acceptance before the next round likely enough
-//!   (`staffbot.adaptive.target`), counting the offers still out.
+//!   within `staffbot.adaptive.horizon_minutes`, and only as many as make one acceptance within
+//!   it `staffbot.adaptive.target` likely, counting the offers still out by what is left of
+//!   their chance.
 
 use std::collections::{HashMap, HashSet};
 

@@ -190,6 +190,7 @@ async fn a_holder_that_stalled_past_its_lease_writes_nothing() {
         batch_size: 5,
         frequency: Duration::ZERO,
         email: false,
+        ..Default::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let err = run_once(t.h.db(), &a, settings, Utc::now(), &mut rng)

@@ -222,14 +222,18 @@ impl Harness {
                 .expect("lease")
                 .expect("held by the test");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        staffbot::staffing::batch::run_once(
+        // The configured policy, as the daemon's staffing loop runs it.
+        staffbot::staffing::batch::run_once_with(
             self.db(),
             &lease,
             staffbot::staffing::batch::BatchSettings {
                 batch_size: self.config.staffbot.worker_batch_size,
                 frequency: self.config.staffbot.batch_frequency,
                 email: self.config.email.sending(),
+                max_open_tasks: self.config.staffbot.max_open_tasks_per_worker,
+                tie_break: self.config.staffbot.tie_break,
             },
+            staffbot::staffing::policy::Policy::of(&self.config.staffbot),
             now,
             &mut rng,
         )

@@ -52,6 +52,8 @@ fn settings() -> Settings {
         days: None,
         seed: None,
         adaptive: Default::default(),
+        max_open_tasks: None,
+        tie_break: Default::default(),
     }
 }
 

@@ -124,6 +124,30 @@ async fn offers_show_orchestras_text_and_two_buttons() {
 
 /// Who gets the one offer of a fresh request, with this seed (no Slack involved).
 async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) -> i64 {
+    first_choice_with(db, task, seed, Default::default()).await
+}
+
+/// [`first_choice`] with `settings` (the batch size is 1 whatever they say).
+async fn first_choice_with(
+    db: &sea_orm::DatabaseConnection,
+    task: i64,
+    seed: u64,
+    settings: staffbot::staffing::batch::BatchSettings,
+) -> i64 {
+    offered(db, task, seed, settings)
+        .await
+        .first()
+        .copied()
+        .expect("one offer")
+}
+
+/// The workers a fresh request for `task` asks in its first round, with this seed.
+async fn offered(
+    db: &sea_orm::DatabaseConnection,
+    task: i64,
+    seed: u64,
+    settings: staffbot::staffing::batch::BatchSettings,
+) -> Vec<i64> {
     use rand::SeedableRng;
     let request = staff(db, task).await;
     let lease =
@@ -133,20 +157,21 @@ async fn first_choice(db: &sea_orm::DatabaseConnection, task: i64, seed: u64) ->
             .expect("held");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let settings = staffbot::staffing::batch::BatchSettings {
-        batch_size: 1,
+        batch_size: settings.batch_size.max(1),
         frequency: std::time::Duration::from_secs(120),
-        email: false,
+        ..settings
     };
     staffbot::staffing::batch::run_once(db, &lease, settings, Utc::now(), &mut rng)
         .await
         .expect("round");
     staffing_inquiry::Entity::find()
         .filter(staffing_inquiry::Column::RequestId.eq(request.id))
-        .one(db)
+        .all(db)
         .await
         .expect("q")
-        .expect("one offer")
-        .worker_id
+        .into_iter()
+        .map(|i| i.worker_id)
+        .collect()
 }
 
 #[tokio::test]
@@ -174,6 +199,62 @@ async fn ties_are_broken_randomly_but_reproducibly() {
         seen.len() >= 2,
         "ties are not always broken the same way: {seen:?}"
     );
+}
+
+/// Issue 28 (load): with `max_open_tasks_per_worker = 1` a worker holding an unfinished task is
+/// not asked; with `tie_break = "least_loaded"` the one who took on fewer tasks this week is
+/// asked first among equal priorities, whatever the seed.
+#[tokio::test]
+async fn open_task_caps_and_the_least_loaded_order() {
+    use staffbot::config::TieBreak;
+    use staffbot::staffing::batch::BatchSettings;
+    let t = TestDb::new().await;
+    let f = flow(&["writer"], vec![step("s", "writer")]);
+    for name in ["P1", "P2", "P3"] {
+        f.project(&t.db, name, None).await;
+    }
+    let mut ids = Vec::new();
+    for name in ["busy", "idle"] {
+        let w = worker(name).certified("writer", Role::EntryLevel, 1, true);
+        ids.push(w.add(&t.db).await.id);
+    }
+    let (busy, idle) = (ids[0], ids[1]);
+    let tasks: Vec<i64> = crate::common::tasks(&t.db)
+        .await
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    crate::common::assign(&t.db, tasks[0], "busy").await;
+    // No cap: either may be asked; both are, in a batch of two.
+    let both = BatchSettings {
+        batch_size: 2,
+        ..Default::default()
+    };
+    let mut asked = offered(&t.db, tasks[1], 1, both).await;
+    asked.sort_unstable();
+    assert_eq!(asked, [busy, idle]);
+    // Capped at one open task: only the idle one, even in a batch of two.
+    let capped = BatchSettings {
+        batch_size: 2,
+        max_open_tasks: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(offered(&t.db, tasks[2], 1, capped).await, [idle]);
+    // Least loaded first: the busy one took on a task this week.
+    let least = BatchSettings {
+        tie_break: TieBreak::LeastLoaded,
+        ..Default::default()
+    };
+    for seed in 0..8 {
+        let task = f.project(&t.db, &format!("Q{seed}"), None).await;
+        let task = crate::common::tasks(&t.db)
+            .await
+            .iter()
+            .find(|x| x.project_id == task)
+            .expect("the project's task")
+            .id;
+        assert_eq!(first_choice_with(&t.db, task, seed, least).await, idle);
+    }
 }
 
 /// a (priority 3), b (2) and c (1) each have an offer of the task (one round, batch of 3).
@@ -599,6 +680,7 @@ async fn one_tick_with_a_thousand_candidates_costs_a_few_statements() {
             batch_size: 5,
             frequency: std::time::Duration::from_secs(120),
             email: false,
+            ..Default::default()
         },
         now,
         &mut rng,
