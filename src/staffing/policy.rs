@@ -418,6 +418,7 @@ mod tests {
             [(1, winner), (2, holding), (3, with(20.0, 10.0))].into();
         let settings = AdaptiveSettings {
             target: 0.999,
+            spread: 0.8,
             ..Default::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
