@@ -1,5 +1,7 @@
 //! Tasks and their assignments.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -432,32 +434,9 @@ pub async fn busy_in_channel<C: ConnectionTrait>(
 pub async fn active_counts<C: ConnectionTrait>(
     conn: &C,
     worker_ids: &[i64],
-) -> Result<std::collections::HashMap<i64, u32>, DbErr> {
-    #[derive(sea_orm::FromQueryResult)]
-    struct Row {
-        worker_id: i64,
-        n: i64,
-    }
-    let mut out = std::collections::HashMap::new();
-    for chunk in worker_ids.chunks(2000) {
-        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
-        let rows = Row::find_by_statement(statement(
-            conn.get_database_backend(),
-            &format!(
-                "SELECT worker_id, COUNT(*) AS n FROM task_assignments
-                 WHERE status = $1 AND worker_id IN ({}) GROUP BY worker_id",
-                ids.join(", ")
-            ),
-            vec![AssignmentStatus::Processing.as_str().into()],
-        ))
-        .all(conn)
-        .await?;
-        out.extend(
-            rows.into_iter()
-                .map(|r| (r.worker_id, u32::try_from(r.n).unwrap_or(u32::MAX))),
-        );
-    }
-    Ok(out)
+) -> Result<HashMap<i64, u32>, DbErr> {
+    let processing = AssignmentStatus::Processing.as_str().into();
+    assignments_per_worker(conn, worker_ids, "status = $1", processing).await
 }
 
 /// Assignments each of `worker_ids` took on since `since` (tasks won or assigned); workers with
@@ -466,23 +445,34 @@ pub async fn taken_on_since<C: ConnectionTrait>(
     conn: &C,
     worker_ids: &[i64],
     since: DateTime<Utc>,
-) -> Result<std::collections::HashMap<i64, u32>, DbErr> {
+) -> Result<HashMap<i64, u32>, DbErr> {
+    assignments_per_worker(conn, worker_ids, "created_at >= $1", since.into()).await
+}
+
+/// The assignments matching `condition` (one bound value, `$1`) per worker of `worker_ids`
+/// (one statement per 2,000 workers).
+async fn assignments_per_worker<C: ConnectionTrait>(
+    conn: &C,
+    worker_ids: &[i64],
+    condition: &str,
+    value: sea_orm::Value,
+) -> Result<HashMap<i64, u32>, DbErr> {
     #[derive(sea_orm::FromQueryResult)]
     struct Row {
         worker_id: i64,
         n: i64,
     }
-    let mut out = std::collections::HashMap::new();
+    let mut out = HashMap::new();
     for chunk in worker_ids.chunks(2000) {
         let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
         let rows = Row::find_by_statement(statement(
             conn.get_database_backend(),
             &format!(
                 "SELECT worker_id, COUNT(*) AS n FROM task_assignments
-                 WHERE created_at >= $1 AND worker_id IN ({}) GROUP BY worker_id",
+                 WHERE {condition} AND worker_id IN ({}) GROUP BY worker_id",
                 ids.join(", ")
             ),
-            vec![since.into()],
+            vec![value.clone()],
         ))
         .all(conn)
         .await?;

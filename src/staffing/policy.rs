@@ -302,8 +302,21 @@ mod tests {
         }
     }
 
-    fn ids(chosen: &[&Candidate]) -> Vec<i64> {
-        chosen.iter().map(|c| c.worker_id).collect()
+    /// The ids [`choose_adaptive`] picks from `pool` over a horizon of [`HORIZON`], and whether
+    /// nobody is left after them.
+    fn pick(
+        pool: &Pool,
+        excluded: &[i64],
+        evidence: &HashMap<i64, Evidence>,
+        in_flight: &[f64],
+        settings: &AdaptiveSettings,
+    ) -> (Vec<i64>, bool) {
+        let excluded: HashSet<i64> = excluded.iter().copied().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let (chosen, exhausted) = choose_adaptive(
+            pool, &excluded, evidence, in_flight, settings, HORIZON, &mut rng,
+        );
+        (chosen.iter().map(|c| c.worker_id).collect(), exhausted)
     }
 
     #[test]
@@ -322,49 +335,22 @@ mod tests {
             target: 0.9,
             ..Default::default()
         };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, exhausted) = choose_adaptive(
-            &pool,
-            &HashSet::new(),
-            &evidence,
-            &[],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
+        let (chosen, exhausted) = pick(&pool, &[], &evidence, &[], &settings);
         // 2 and 5 (0.79 and 0.75 within the horizon) make 1 - 0.21 * 0.25 = 0.95 ≥ 0.9.
-        assert_eq!(ids(&chosen), [2, 5]);
+        assert_eq!(chosen, [2, 5]);
         assert!(!exhausted);
         // An offer in flight that is likely to be accepted: one more is enough.
-        let (chosen, _) = choose_adaptive(
-            &pool,
-            &HashSet::new(),
-            &evidence,
-            &[0.8],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
-        assert_eq!(ids(&chosen), [2]);
+        let (chosen, _) = pick(&pool, &[], &evidence, &[0.8], &settings);
+        assert_eq!(chosen, [2]);
         // Never fewer than one, never more than max_batch, never an excluded worker.
         let capped = AdaptiveSettings {
             target: 0.999_999,
             max_batch: 3,
             ..Default::default()
         };
-        let excluded: HashSet<i64> = [2].into();
-        let (chosen, _) =
-            choose_adaptive(&pool, &excluded, &evidence, &[], &capped, HORIZON, &mut rng);
-        assert_eq!(ids(&chosen), [5, 3, 1]);
-        let (chosen, _) = choose_adaptive(
-            &pool,
-            &excluded,
-            &evidence,
-            &[0.9999999],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
+        let (chosen, _) = pick(&pool, &[2], &evidence, &[], &capped);
+        assert_eq!(chosen, [5, 3, 1]);
+        let (chosen, _) = pick(&pool, &[2], &evidence, &[0.9999999], &settings);
         assert_eq!(chosen.len(), 1);
     }
 
@@ -377,30 +363,13 @@ mod tests {
             target: 0.5,
             ..Default::default()
         };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, _) = choose_adaptive(
-            &pool,
-            &HashSet::new(),
-            &evidence,
-            &[],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
-        assert_eq!(ids(&chosen), [1, 2]);
+        let (chosen, _) = pick(&pool, &[], &evidence, &[], &settings);
+        assert_eq!(chosen, [1, 2]);
         // Newcomer 3 (no evidence) scores above a worker known never to accept.
         let known_bad: HashMap<i64, Evidence> = [(2, with(50.0, 0.0))].into();
         let flat = Pool::new(vec![candidate(2, 0), candidate(3, 0)]);
-        let (chosen, _) = choose_adaptive(
-            &flat,
-            &HashSet::new(),
-            &known_bad,
-            &[],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
-        assert_eq!(ids(&chosen)[0], 3);
+        let (chosen, _) = pick(&flat, &[], &known_bad, &[], &settings);
+        assert_eq!(chosen[0], 3);
     }
 
     #[test]
@@ -421,17 +390,8 @@ mod tests {
             spread: 0.8,
             ..Default::default()
         };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, _) = choose_adaptive(
-            &pool,
-            &HashSet::new(),
-            &evidence,
-            &[],
-            &settings,
-            HORIZON,
-            &mut rng,
-        );
-        assert_eq!(ids(&chosen), [3, 1, 2]);
+        let (chosen, _) = pick(&pool, &[], &evidence, &[], &settings);
+        assert_eq!(chosen, [3, 1, 2]);
     }
 
     #[test]
@@ -440,17 +400,8 @@ mod tests {
         let mut tired = with(50.0, 50.0);
         tired.offers_today = AdaptiveSettings::default().max_offers_per_worker_per_day;
         let evidence: HashMap<i64, Evidence> = [(1, tired), (2, with(50.0, 5.0))].into();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (chosen, exhausted) = choose_adaptive(
-            &pool,
-            &HashSet::new(),
-            &evidence,
-            &[],
-            &AdaptiveSettings::default(),
-            HORIZON,
-            &mut rng,
-        );
-        assert_eq!(ids(&chosen), [2]);
+        let (chosen, exhausted) = pick(&pool, &[], &evidence, &[], &AdaptiveSettings::default());
+        assert_eq!(chosen, [2]);
         assert!(!exhausted, "the capped worker is left for a later round");
     }
 
