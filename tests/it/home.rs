@@ -414,8 +414,8 @@ async fn the_adaptive_policy_staffs_through_the_daemon_and_the_home_shows_its_es
     t.h.next_post(CHANNEL).await; // "Got it! I will start staffing …"
     // Nobody has a record yet: the prior's chances fall short of the target, so both are asked.
     t.offers(3).await;
-    let home = home_showing(&t.h, "ada", "expected staffed in about").await;
-    assert!(home.contains("2 offer(s) sent"), "{home}");
+    let home = home_showing(&t.h, "ada", "2 offer(s) sent").await;
+    assert!(home.contains("expected staffed in about"), "{home}");
     t.accept("bob").await;
     t.accept("alice").await;
     let calls = t.h.next_messages(4).await; // two DMs updated; the welcome and the notice

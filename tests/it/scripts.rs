@@ -468,8 +468,8 @@ async fn a_description_script_that_sleeps_holds_up_nothing() {
     t.accept("ann").await;
     let winner = crate::common::find_worker(t.h.db(), "ann").await;
     assert_eq!(crate::common::assignments(t.h.db()).await, [(winner.id, 0)]);
-    // The welcome, and both offers updated (the win, the other taken).
-    let calls = t.h.next_messages(3).await;
+    // The welcome, the status notice, and both offers updated (the win, the other taken).
+    let calls = t.h.next_messages(4).await;
     let texts: Vec<&str> = calls.iter().map(crate::harness::text).collect();
     assert!(
         texts.iter().any(|t| t.ends_with(
