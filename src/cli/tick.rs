@@ -151,18 +151,9 @@ async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
         outln!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
         return Ok(());
     };
-    let sender = Sender::new(
-        app.db.clone(),
-        Arc::new(NoSlack),
-        Arc::clone(&app.clock),
-        app.config.loops.lease_ttl,
-        holder.to_string(),
-    )
-    .with_call_timeout(CALL_TIMEOUT)
-    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
-    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
-    .with_mail(mail, app.config.email.per_minute)
-    .emails_only();
+    let sender = sender(app, Arc::new(NoSlack), holder)
+        .with_mail(mail, app.config.email.per_minute)
+        .emails_only();
     let r = sender.drain(Duration::from_secs(5)).await?;
     let waiting = crate::db::outbox::pending_other_than(&app.db, Method::Smtp).await?;
     outln!(
@@ -176,6 +167,20 @@ async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
         "outbox: {waiting} Slack message(s) not delivered: they wait for SLACK_BOT_TOKEN (queued, nothing lost)"
     );
     Ok(())
+}
+
+/// A sender through `web` as the configuration sets it (timeouts, staffing channel, policy).
+fn sender(app: &App, web: Arc<dyn crate::slack::web::SlackWeb>, holder: &str) -> Sender {
+    Sender::new(
+        app.db.clone(),
+        web,
+        Arc::clone(&app.clock),
+        app.config.loops.lease_ttl,
+        holder.to_string(),
+    )
+    .with_call_timeout(CALL_TIMEOUT)
+    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
+    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
 }
 
 pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
@@ -193,21 +198,12 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
             RenderContext::default()
         }
     };
-    let sender = Sender::new(
-        app.db.clone(),
-        Arc::new(MorphismWeb {
-            client,
-            bot_token,
-            timeout: CALL_TIMEOUT,
-        }),
-        Arc::clone(&app.clock),
-        app.config.loops.lease_ttl,
-        holder.to_string(),
-    )
-    .with_call_timeout(CALL_TIMEOUT)
-    .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
-    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
-    .with_render_context(render);
+    let web = Arc::new(MorphismWeb {
+        client,
+        bot_token,
+        timeout: CALL_TIMEOUT,
+    });
+    let sender = sender(app, web, holder).with_render_context(render);
     let sender = match crate::daemon::email_setup(&app.config)?.0 {
         Some(mail) => sender.with_mail(mail, app.config.email.per_minute),
         None => sender,
