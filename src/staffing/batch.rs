@@ -609,23 +609,28 @@ fn offer_messages(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    /// A Slack worker `id` at `priority`.
+    pub(crate) fn candidate(id: i64, priority: i32) -> Candidate {
+        Candidate {
+            worker_id: id,
+            slack_user_id: Some(format!("U{id}")),
+            email: String::new(),
+            notify: crate::db::Notify::Slack,
+            first_name: format!("W{id}"),
+            priority,
+        }
+    }
 
     fn pool(priorities: &[(i64, i32)]) -> Pool {
         Pool::new(
             priorities
                 .iter()
-                .map(|&(id, priority)| Candidate {
-                    worker_id: id,
-                    slack_user_id: Some(format!("U{id}")),
-                    email: String::new(),
-                    notify: crate::db::Notify::Slack,
-                    first_name: format!("W{id}"),
-                    priority,
-                })
+                .map(|&(id, priority)| candidate(id, priority))
                 .collect(),
         )
     }

@@ -277,16 +277,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn candidate(id: i64, priority: i32) -> Candidate {
-        Candidate {
-            worker_id: id,
-            slack_user_id: Some(format!("U{id}")),
-            email: String::new(),
-            notify: crate::db::Notify::Slack,
-            first_name: format!("W{id}"),
-            priority,
-        }
-    }
+    use crate::staffing::batch::tests::candidate;
 
     const HORIZON: chrono::Duration = chrono::Duration::minutes(10);
 
