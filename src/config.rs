@@ -118,6 +118,31 @@ pub struct StaffbotConfig {
     pub tie_break: TieBreak,
     /// `[staffbot.adaptive]`: the adaptive policy's settings.
     pub adaptive: AdaptiveSettings,
+    /// Tasks one worker may win (auto-staffed or accepted) in a day and still be auto-staffed
+    /// one more (Orchestra's `ORCHESTRA_MAX_AUTOSTAFF_TASKS_PER_DAY`, 4 in its settings).
+    pub max_autostaff_tasks_per_day: u32,
+    /// Working hours, local to each worker (a worker's own override them).
+    #[serde(deserialize_with = "de_hours")]
+    pub working_hours: crate::availability::Hours,
+    /// Working days (a worker's own override them).
+    #[serde(deserialize_with = "de_days")]
+    pub working_days: crate::availability::Days,
+    /// Offers, reminders and auto-staffing reach workers only inside their working hours.
+    pub working_hours_enforced: bool,
+    /// Projects with at least this priority ignore working hours (unset: none).
+    pub urgent_priority: Option<i32>,
+}
+
+impl StaffbotConfig {
+    /// The working-hours rule as the staffing round applies it.
+    pub fn working_rule(&self) -> crate::availability::WorkingRule {
+        crate::availability::WorkingRule {
+            enforced: self.working_hours_enforced,
+            hours: self.working_hours,
+            days: self.working_days,
+            urgent_priority: self.urgent_priority,
+        }
+    }
 }
 
 /// `staffbot.tie_break`.
@@ -210,6 +235,11 @@ impl Default for StaffbotConfig {
             max_open_tasks_per_worker: None,
             tie_break: TieBreak::Random,
             adaptive: AdaptiveSettings::default(),
+            max_autostaff_tasks_per_day: 4,
+            working_hours: crate::availability::Hours::NINE_TO_SIX,
+            working_days: crate::availability::Days::MON_FRI,
+            working_hours_enforced: true,
+            urgent_priority: None,
         }
     }
 }
@@ -830,6 +860,20 @@ fn de_horizon<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Erro
             "horizon_minutes must be between 1 and 1440 minutes (not {m})"
         )))
     }
+}
+
+fn de_hours<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::availability::Hours, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::availability::Hours::parse(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_days<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::availability::Days, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::availability::Days::parse(&text).map_err(serde::de::Error::custom)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

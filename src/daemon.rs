@@ -257,6 +257,7 @@ fn socket_mode(
             allowed: config.staffbot.allowed.clone(),
             random_seed: config.staffbot.random_seed,
             policy: crate::staffing::policy::Policy::of(&config.staffbot),
+            working: config.staffbot.working_rule(),
         },
         outbox_wake: outbox_wake.clone(),
         notices: config.notices(),
@@ -358,7 +359,8 @@ fn spawn_sender(
     )
     .with_call_timeout(call_timeout)
     .with_staffing_channel(config.staffbot.staffing_group_id.clone())
-    .with_policy(crate::staffing::policy::Policy::of(&config.staffbot));
+    .with_policy(crate::staffing::policy::Policy::of(&config.staffbot))
+    .with_working_hours(config.staffbot.working_rule());
     let sender = match mail {
         Some(mail) => sender.with_mail(mail, config.email.per_minute),
         None => sender,

@@ -94,6 +94,9 @@ pub enum UserError {
     MachineTaskNotWaiting { task: i64, status: String },
     #[error("TaskAssignment associated with user {username} and task {task} does not exist.")]
     AssignmentNotFound { username: String, task: String },
+    /// A time zone, working hours or days, or hours of availability that do not parse.
+    #[error("{0}")]
+    InvalidAvailability(String),
 }
 
 /// Data read back from the database that does not parse as what staffbot stored (written by

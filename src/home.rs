@@ -35,7 +35,27 @@ pub struct HomeData {
     pub offers: Vec<HomeOffer>,
     pub tasks: Vec<HomeTask>,
     pub finished: Vec<HomeTask>,
+    /// The worker's availability and working hours (None: not a worker).
+    pub availability: Option<HomeAvailability>,
     pub admin: Option<AdminHome>,
+}
+
+/// "Your availability": hours per weekday this week and next (Orchestra's availability form),
+/// the most hours a day they may be auto-staffed, and their working hours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomeAvailability {
+    /// This week's and next week's Monday, and their hours (None: not set).
+    pub weeks: Vec<(chrono::NaiveDate, Option<crate::availability::WeekHours>)>,
+    pub max_autostaff_hours_per_day: f64,
+    /// Their working hours and days (their own or the configured ones), and whether they set
+    /// their own.
+    pub working_hours: String,
+    pub working_days: String,
+    pub own_hours: bool,
+    /// Their time zone, when known.
+    pub tz: Option<String>,
+    /// `staffbot.working_hours_enforced`.
+    pub enforced: bool,
 }
 
 /// An offer waiting for the worker's answer.
@@ -96,6 +116,9 @@ pub struct RequestLine {
     /// The adaptive policy's expected minutes to staff it, from the offers out and what it
     /// will send (None under the `orchestra` policy).
     pub expected_minutes: Option<u32>,
+    /// Everyone left is outside their working hours: the first of them starts at this time,
+    /// in this time zone.
+    pub waiting_for_hours: Option<(DateTime<Utc>, String)>,
 }
 
 /// A task waiting with nobody asked, or one in progress (with its worker).
@@ -128,6 +151,7 @@ pub async fn load<C: ConnectionTrait>(
     conn: &C,
     user: &str,
     policy: Policy,
+    working: crate::availability::WorkingRule,
     now: DateTime<Utc>,
 ) -> Result<HomeData, DbErr> {
     let notice = store::notice(conn, user, now - NOTICE_FOR).await?;
@@ -139,6 +163,7 @@ pub async fn load<C: ConnectionTrait>(
             offers: Vec::new(),
             tasks: Vec::new(),
             finished: Vec::new(),
+            availability: None,
             admin: None,
         });
     };
@@ -163,6 +188,23 @@ pub async fn load<C: ConnectionTrait>(
         .into_iter()
         .map(|row| home_task(row, false))
         .collect();
+    let this_week = crate::availability::week_of(now.date_naive());
+    let weeks = [this_week, this_week + chrono::Duration::days(7)];
+    let availability = Some(HomeAvailability {
+        weeks: crate::db::availability::of_worker(conn, worker.id, &weeks).await?,
+        max_autostaff_hours_per_day: worker.max_autostaff_hours_per_day,
+        own_hours: worker.working_hours.is_some() || worker.working_days.is_some(),
+        working_hours: worker
+            .working_hours
+            .clone()
+            .unwrap_or_else(|| working.hours.to_string()),
+        working_days: worker
+            .working_days
+            .clone()
+            .unwrap_or_else(|| working.days.to_string()),
+        tz: worker.tz.clone(),
+        enforced: working.enforced,
+    });
     let admin = if worker.is_admin {
         Some(load_admin(conn, policy, now).await?)
     } else {
@@ -175,6 +217,7 @@ pub async fn load<C: ConnectionTrait>(
         offers,
         tasks,
         finished,
+        availability,
         admin,
     })
 }
@@ -201,6 +244,7 @@ async fn load_admin<C: ConnectionTrait>(
             declined: r.declined,
             exhausted: r.status == RequestStatus::DoneSending,
             expected_minutes: expected.get(&r.request_id).copied(),
+            waiting_for_hours: r.waiting_until.filter(|at| *at > now).zip(r.waiting_tz),
         })
         .collect();
     let (waiting, waiting_total) = task_lines(store::waiting_unrequested(conn, LIST_LIMIT).await?);

@@ -5,6 +5,7 @@
 //! staffing requests; [`outbox`] queues every Slack write; [`machine`] runs machine steps' commands; [`retention`] prunes
 //! what is no longer needed; [`cli`] is the admin command line.
 
+pub mod availability;
 pub mod cli;
 pub mod clock;
 pub mod config;

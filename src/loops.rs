@@ -73,22 +73,67 @@ async fn staffing<C: sea_orm::TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
     rng: &mut impl rand::Rng,
 ) -> Result<LoopOutcome, crate::error::Error> {
-    let settings = crate::staffing::batch::BatchSettings {
-        batch_size: config.staffbot.worker_batch_size,
-        frequency: config.staffbot.batch_frequency,
-        email: config.email.sending(),
-        max_open_tasks: config.staffbot.max_open_tasks_per_worker,
-        tie_break: config.staffbot.tie_break,
-    };
+    if config.staffbot.working_hours_enforced {
+        ask_time_zones(db, lease, now).await?;
+    }
+    let settings = crate::staffing::batch::BatchSettings::of(config);
     let policy = crate::staffing::policy::Policy::of(&config.staffbot);
     let r = crate::staffing::batch::run_once_with(db, lease, settings, policy, now, rng).await?;
+    let mut summary = format!(
+        "{} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",
+        r.requests, r.offers, r.exhausted
+    );
+    if r.auto_staffed > 0 {
+        summary.push_str(&format!(", {} task(s) auto-staffed", r.auto_staffed));
+    }
+    if r.waiting > 0 {
+        summary.push_str(&format!(
+            ", {} request(s) waiting for working hours",
+            r.waiting
+        ));
+    }
     Ok(LoopOutcome {
-        summary: format!(
-            "{} request(s) batched, {} offer(s) queued, {} pool(s) exhausted",
-            r.requests, r.offers, r.exhausted
-        ),
-        queued: r.offers > 0 || r.exhausted > 0,
+        summary,
+        queued: r.offers > 0 || r.exhausted > 0 || r.auto_staffed > 0,
     })
+}
+
+/// Workers asked about per staffing round at most (Slack allows `users.info` about 100 times
+/// a minute).
+const TIME_ZONES_PER_ROUND: u64 = 50;
+
+/// Queues `users.info` for workers whose time zone staffbot has not learnt from Slack, or not
+/// today (working hours are in each worker's own time). Their answers are stored as they come.
+pub async fn ask_time_zones<C: sea_orm::TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::Error> {
+    let stale = now - chrono::Duration::days(1);
+    let due = crate::db::availability::time_zones_due(db, stale, TIME_ZONES_PER_ROUND).await?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let day = now.format("%Y-%m-%d");
+    let messages: Vec<(String, crate::messages::Outgoing)> = due
+        .iter()
+        .map(|(_, user)| {
+            (
+                format!("tz:{user}:{day}"),
+                crate::messages::Outgoing::UserInfo { user: user.clone() },
+            )
+        })
+        .collect();
+    let ids: Vec<i64> = due.iter().map(|(id, _)| *id).collect();
+    let tx = crate::db::begin_write(db).await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        crate::outbox::enqueue_all(&tx, messages, now).await?;
+        crate::db::availability::mark_time_zones_asked(&tx, &ids, now).await?;
+        Ok::<(), crate::error::Error>(())
+    }
+    .await;
+    crate::db::settle(tx, written).await
 }
 
 async fn reminders<C: sea_orm::TransactionTrait + ConnectionTrait>(
@@ -98,8 +143,11 @@ async fn reminders<C: sea_orm::TransactionTrait + ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<LoopOutcome, crate::error::Error> {
     let interval = config.staffbot.reminder_interval;
-    let n = crate::staffing::reminders::run_once(db, lease, interval, config.email.sending(), now)
-        .await?;
+    let working = config.staffbot.working_rule();
+    let email = config.email.sending();
+    let n =
+        crate::staffing::reminders::run_once_with_hours(db, lease, interval, email, working, now)
+            .await?;
     Ok(LoopOutcome {
         summary: format!("{n} worker(s) reminded"),
         queued: n > 0,

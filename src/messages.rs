@@ -27,6 +27,8 @@ pub enum Outgoing {
     Invite { channel: String, user: String },
     /// Removes a user from a channel.
     Kick { channel: String, user: String },
+    /// Asks Slack about a user (`users.info`): their time zone is stored when it answers.
+    UserInfo { user: String },
     /// The user's App Home, published as it is when delivered (so rows queued by several
     /// changes show the latest state once).
     Home { user: String },
@@ -69,7 +71,7 @@ pub enum Outgoing {
 }
 
 /// The modals staffbot opens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "modal", rename_all = "snake_case")]
 pub enum Modal {
     /// An admin picks which worker of a task to replace (`/staffbot restaff`): `task` as
@@ -78,6 +80,14 @@ pub enum Modal {
         task_id: i64,
         task: String,
         workers: Vec<String>,
+    },
+    /// A worker edits their availability (this week and next: hours per weekday, as
+    /// `WeekHours`' Monday-first array) and their own working hours and days (empty: the
+    /// configured ones).
+    Availability {
+        weeks: Vec<(chrono::NaiveDate, [f64; 7])>,
+        working_hours: String,
+        working_days: String,
     },
 }
 
@@ -99,6 +109,7 @@ impl Outgoing {
             Outgoing::Reply { .. } => "response_url",
             Outgoing::Invite { .. } => "conversations.invite",
             Outgoing::Kick { .. } => "conversations.kick",
+            Outgoing::UserInfo { .. } => "users.info",
             Outgoing::Home { .. } => "views.publish",
             Outgoing::OpenModal { .. } => "views.open",
             Outgoing::RefreshHomes { .. } => "homes.refresh",
@@ -125,6 +136,7 @@ impl Outgoing {
             Outgoing::OpenModal { user, .. } if !user.is_empty() => {
                 Some(FollowUp::Modal { user: user.clone() })
             }
+            Outgoing::UserInfo { user } => Some(FollowUp::TimeZone { user: user.clone() }),
             _ => None,
         }
     }
@@ -138,6 +150,8 @@ pub enum FollowUp {
     Offer { inquiry_id: i64 },
     /// A modal: when Slack refuses it (its trigger expired, say), `user` is told on their Home.
     Modal { user: String },
+    /// `users.info`: the user's time zone is stored.
+    TimeZone { user: String },
 }
 
 /// What an offer shows (behaviour §10.2).
@@ -345,6 +359,14 @@ pub enum Message {
         first_name: String,
         offer: OfferContent,
         outcome: OfferOutcome,
+    },
+    /// To a worker auto-staffed by availability: the task is theirs (no offer was made).
+    AutoStaffed {
+        first_name: String,
+        task_id: i64,
+        /// The project's channel, which they join.
+        channel: Option<String>,
+        offer: OfferContent,
     },
     /// The ephemeral answer to a click that changed nothing.
     ClickReply { reply: ClickReply },

@@ -51,6 +51,37 @@ pub struct WorkerChange {
     pub first_name: Option<String>,
     pub is_admin: Option<bool>,
     pub notify: Option<Notify>,
+    /// Auto-staffing's most hours a day.
+    pub max_autostaff_hours_per_day: Option<f64>,
+    /// An IANA time zone set by an admin; `Some(None)`: Slack's again.
+    pub tz: Option<Option<String>>,
+    /// Their own working hours and days; `Some(None)`: the configured ones again.
+    pub working_hours: Option<Option<String>>,
+    pub working_days: Option<Option<String>>,
+}
+
+/// Checks and normalises a worker's own working hours, days and time zone (`09:00-18:00`,
+/// `mon,tue`, `Europe/Berlin`): what the CLI and the App Home's form store.
+pub fn check_working_week(change: &mut WorkerChange) -> Result<()> {
+    use crate::availability::{Days, Hours, parse_tz};
+    let invalid = |e: String| crate::error::Error::from(UserError::InvalidAvailability(e));
+    if let Some(Some(h)) = &mut change.working_hours {
+        *h = Hours::parse(h).map_err(invalid)?.to_string();
+    }
+    if let Some(Some(d)) = &mut change.working_days {
+        *d = Days::parse(d).map_err(invalid)?.to_string();
+    }
+    if let Some(Some(tz)) = &mut change.tz {
+        *tz = parse_tz(tz).map_err(invalid)?.name().to_string();
+    }
+    if let Some(h) = change.max_autostaff_hours_per_day
+        && !(0.0..=24.0).contains(&h)
+    {
+        return Err(invalid(format!(
+            "--max-autostaff-hours must be between 0 and 24 (not {h})"
+        )));
+    }
+    Ok(())
 }
 
 /// Changes worker `username`'s details.
@@ -60,6 +91,8 @@ pub async fn update<C: ConnectionTrait>(
     change: WorkerChange,
 ) -> Result<worker::Model> {
     use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let mut change = change;
+    check_working_week(&mut change)?;
     let w = store::by_username(conn, username)
         .await?
         .ok_or_else(|| UserError::WorkerNotFound(username.to_string()))?;
@@ -91,6 +124,23 @@ pub async fn update<C: ConnectionTrait>(
     }
     am.email = Set(email);
     am.notify = Set(notify);
+    if let Some(h) = change.max_autostaff_hours_per_day {
+        am.max_autostaff_hours_per_day = Set(h);
+    }
+    if let Some(tz) = change.tz {
+        // An admin's time zone stays; cleared, Slack's is fetched again.
+        am.tz_set_by_admin = Set(tz.is_some());
+        if tz.is_none() {
+            am.tz_checked_at = Set(None);
+        }
+        am.tz = Set(tz);
+    }
+    if let Some(h) = change.working_hours {
+        am.working_hours = Set(h);
+    }
+    if let Some(d) = change.working_days {
+        am.working_days = Set(d);
+    }
     Ok(am.update(conn).await?)
 }
 

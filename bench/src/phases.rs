@@ -283,6 +283,7 @@ impl Envelopes {
                     allowed: Default::default(),
                     random_seed: None,
                     policy: Default::default(),
+                    working: Default::default(),
                 },
                 outbox_wake: Arc::new(tokio::sync::Notify::new()),
                 notices: Default::default(),

@@ -22,6 +22,7 @@ mod m20261204_000008_home_tabs;
 mod m20261205_000009_workflow_scripts;
 mod m20261206_000010_email;
 mod m20261207_000011_script_hardening;
+mod m20261208_000012_availability;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000009_workflow_scripts::Migration),
             Box::new(m20261206_000010_email::Migration),
             Box::new(m20261207_000011_script_hardening::Migration),
+            Box::new(m20261208_000012_availability::Migration),
         ]
     }
 }

@@ -181,6 +181,8 @@ fn demo_config(config: &mut Config, sim: &FakeSlack, sim_config: &FakeSlackConfi
     config.staffbot.staffing_group_id = Some(STAFFING.0.to_string());
     config.sanitybot.interval = Duration::from_secs(60);
     config.metrics.listen = None;
+    // The demo's people answer at any hour, wherever the visitor is.
+    config.staffbot.working_hours_enforced = false;
 }
 
 /// The simulated workspace: a Slack user per worker, the projects' private channels and the

@@ -58,14 +58,14 @@ pub async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
     let settings = Settings {
-        batch_size: config.staffbot.worker_batch_size,
-        frequency: config.staffbot.batch_frequency,
+        batch: crate::staffing::batch::BatchSettings {
+            email: false,
+            ..crate::staffing::batch::BatchSettings::of(config)
+        },
         reminder_interval: config.staffbot.reminder_interval,
         days: args.days,
         seed: args.seed,
         adaptive: config.staffbot.adaptive,
-        max_open_tasks: config.staffbot.max_open_tasks_per_worker,
-        tie_break: config.staffbot.tie_break,
     };
     let started = Instant::now();
     let scratch = tempfile_dir()?;

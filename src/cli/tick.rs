@@ -181,6 +181,7 @@ fn sender(app: &App, web: Arc<dyn crate::slack::web::SlackWeb>, holder: &str) ->
     .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
     .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
+    .with_working_hours(app.config.staffbot.working_rule())
 }
 
 pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {

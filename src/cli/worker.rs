@@ -38,6 +38,41 @@ pub enum WorkerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set a worker's hours available per weekday for a week (auto-staffing)
+    Availability(AvailabilityArgs),
+}
+
+/// `worker availability`.
+#[derive(Debug, Args)]
+pub struct AvailabilityArgs {
+    username: String,
+    /// Any day of the week to set or show (its Monday is used; default: this week)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    week: Option<chrono::NaiveDate>,
+    /// Hours available on Monday (0–24); days not given keep their hours (0 for a new week)
+    #[arg(long, value_name = "HOURS")]
+    mon: Option<f64>,
+    /// Hours available on Tuesday
+    #[arg(long, value_name = "HOURS")]
+    tue: Option<f64>,
+    /// Hours available on Wednesday
+    #[arg(long, value_name = "HOURS")]
+    wed: Option<f64>,
+    /// Hours available on Thursday
+    #[arg(long, value_name = "HOURS")]
+    thu: Option<f64>,
+    /// Hours available on Friday
+    #[arg(long, value_name = "HOURS")]
+    fri: Option<f64>,
+    /// Hours available on Saturday
+    #[arg(long, value_name = "HOURS")]
+    sat: Option<f64>,
+    /// Hours available on Sunday
+    #[arg(long, value_name = "HOURS")]
+    sun: Option<f64>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 /// `worker add`.
@@ -83,6 +118,18 @@ pub struct UpdateArgs {
     /// How offers, reminders and task status notices reach the worker
     #[arg(long, value_enum)]
     notify: Option<NotifyArg>,
+    /// Most hours a day they may be auto-staffed (0, the default, never)
+    #[arg(long, value_name = "HOURS")]
+    max_autostaff_hours: Option<f64>,
+    /// Their time zone (`Europe/Berlin`), instead of Slack's; `none` uses Slack's again
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<String>,
+    /// Their own working hours (`08:00-16:00`); `none` uses staffbot.working_hours
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    working_hours: Option<String>,
+    /// Their own working days (`mon-thu`, `mon,wed,fri`); `none` uses staffbot.working_days
+    #[arg(long, value_name = "DAYS")]
+    working_days: Option<String>,
 }
 
 /// `--notify`: spelled as stored and as `worker list --json` prints it.
@@ -131,6 +178,16 @@ struct WorkerJson {
     slack_username: Option<String>,
     is_admin: bool,
     notify: Notify,
+    /// Auto-staffing's most hours a day (0: never auto-staffed).
+    max_autostaff_hours_per_day: f64,
+    /// Hours available per weekday (`mon` … `sun`) this week and next; null: none set.
+    availability: AvailabilityJson,
+    /// Their time zone (null: not known yet; UTC is assumed), and whether an admin set it.
+    tz: Option<String>,
+    tz_set_by_admin: bool,
+    /// Their working hours and days (their own, else the configured ones).
+    working_hours: String,
+    working_days: String,
     certifications: Vec<CertificationJson>,
     /// What the adaptive policy reads from the worker's past offers (README "Staffing policy").
     estimates: EstimatesJson,
@@ -223,6 +280,7 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
                 }
             );
         }
+        WorkerCommand::Availability(args) => availability(app, args, now).await?,
         WorkerCommand::List { json } => {
             let list = list(app, now).await?;
             if json {
@@ -262,6 +320,10 @@ async fn update(app: &App, args: UpdateArgs) -> anyhow::Result<()> {
         first_name: args.first_name,
         is_admin: args.admin,
         notify: args.notify.map(Notify::from),
+        max_autostaff_hours_per_day: args.max_autostaff_hours,
+        tz: args.tz.map(none_clears),
+        working_hours: args.working_hours.map(none_clears),
+        working_days: args.working_days.map(none_clears),
     };
     let w = workers::update(&app.db, &args.username, change).await?;
     outln!(
@@ -272,6 +334,104 @@ async fn update(app: &App, args: UpdateArgs) -> anyhow::Result<()> {
         w.slack_user_id.as_deref().unwrap_or("-")
     );
     warn_unreachable(app, &w);
+    Ok(())
+}
+
+/// `none` clears a setting.
+fn none_clears(value: String) -> Option<String> {
+    Some(value).filter(|v| v != "none")
+}
+
+/// Hours per weekday of this week and next (as `worker list --json` and `worker availability
+/// --json` print them).
+#[derive(Debug, Serialize)]
+struct AvailabilityJson {
+    this_week: Option<WeekJson>,
+    next_week: Option<WeekJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct WeekJson {
+    /// The week's Monday.
+    week: chrono::NaiveDate,
+    mon: f64,
+    tue: f64,
+    wed: f64,
+    thu: f64,
+    fri: f64,
+    sat: f64,
+    sun: f64,
+}
+
+impl WeekJson {
+    fn of(week: chrono::NaiveDate, h: &crate::availability::WeekHours) -> WeekJson {
+        let [mon, tue, wed, thu, fri, sat, sun] = h.0;
+        WeekJson {
+            week,
+            mon,
+            tue,
+            wed,
+            thu,
+            fri,
+            sat,
+            sun,
+        }
+    }
+}
+
+/// `worker availability`: sets the days given, then shows the week.
+async fn availability(
+    app: &App,
+    args: AvailabilityArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    use crate::availability::{WeekHours, week_of};
+    let w = find_worker(&app.db, &args.username).await?;
+    let week = week_of(args.week.unwrap_or_else(|| now.date_naive()));
+    let given = [
+        args.mon, args.tue, args.wed, args.thu, args.fri, args.sat, args.sun,
+    ];
+    if given.iter().any(Option::is_some) {
+        let current = crate::db::availability::of_worker(&app.db, w.id, &[week])
+            .await?
+            .pop()
+            .and_then(|(_, h)| h)
+            .unwrap_or_default();
+        let mut hours = current.0;
+        for (day, value) in given.iter().enumerate() {
+            if let Some(h) = value {
+                if !(0.0..=24.0).contains(h) {
+                    let flag = crate::availability::day_name(crate::availability::WEEKDAYS[day]);
+                    anyhow::bail!("--{flag}: {h} is not a number of hours between 0 and 24");
+                }
+                hours[day] = *h;
+            }
+        }
+        crate::db::availability::set(&app.db, w.id, week, WeekHours(hours), now).await?;
+        eprintln!("set {}'s availability for the week of {week}", w.username);
+    }
+    let hours = crate::db::availability::of_worker(&app.db, w.id, &[week])
+        .await?
+        .pop()
+        .and_then(|(_, h)| h);
+    if args.json {
+        return print_json(&hours.as_ref().map(|h| WeekJson::of(week, h)));
+    }
+    match hours {
+        Some(h) => outln!(
+            "{} — week of {week}: {} (auto-staffed up to {} h a day)",
+            w.username,
+            h.summary(),
+            crate::availability::hours_text(w.max_autostaff_hours_per_day)
+        ),
+        None => outln!("{} — week of {week}: no availability set", w.username),
+    }
+    if w.max_autostaff_hours_per_day <= 0.0 {
+        eprintln!(
+            "note: {} is never auto-staffed until `staffbot worker update {} --max-autostaff-hours N` (Orchestra's default is 0)",
+            w.username, w.username
+        );
+    }
     Ok(())
 }
 
@@ -340,9 +500,31 @@ async fn list(app: &App, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<V
         crate::staffing::batch::read_evidence(&app.db, &ids, adaptive.half_life_days, now).await?;
     let horizon = adaptive.horizon();
     let none = crate::staffing::policy::Evidence::default();
+    let this_week = crate::availability::week_of(now.date_naive());
+    let next_week = this_week + chrono::Duration::days(7);
+    let weeks = [
+        crate::db::availability::of_week(&app.db, this_week).await?,
+        crate::db::availability::of_week(&app.db, next_week).await?,
+    ];
+    let rule = app.config.staffbot.working_rule();
     Ok(all
         .into_iter()
         .map(|w| WorkerJson {
+            max_autostaff_hours_per_day: w.max_autostaff_hours_per_day,
+            availability: AvailabilityJson {
+                this_week: weeks[0].get(&w.id).map(|h| WeekJson::of(this_week, h)),
+                next_week: weeks[1].get(&w.id).map(|h| WeekJson::of(next_week, h)),
+            },
+            working_hours: w
+                .working_hours
+                .clone()
+                .unwrap_or_else(|| rule.hours.to_string()),
+            working_days: w
+                .working_days
+                .clone()
+                .unwrap_or_else(|| rule.days.to_string()),
+            tz: w.tz.clone(),
+            tz_set_by_admin: w.tz_set_by_admin,
             estimates: EstimatesJson::of(evidence.get(&w.id).unwrap_or(&none), horizon),
             certifications: by_worker.remove(&w.id).unwrap_or_default(),
             id: w.id,

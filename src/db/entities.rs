@@ -196,6 +196,50 @@ pub mod worker {
         pub last_reminded_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
         pub notify: Notify,
+        /// The most hours a day they may be auto-staffed (Orchestra's default 0: never).
+        pub max_autostaff_hours_per_day: f64,
+        /// Their IANA time zone (`Europe/Berlin`), from Slack's `users.info` or set by an admin.
+        #[sea_orm(column_type = "Text")]
+        pub tz: Option<String>,
+        /// An admin set `tz` (`worker update --tz`): Slack's is not fetched.
+        pub tz_set_by_admin: bool,
+        /// When Slack was last asked for their time zone.
+        pub tz_checked_at: Option<DateTimeUtc>,
+        /// Their own working hours (`09:00-18:00`), instead of `staffbot.working_hours`.
+        #[sea_orm(column_type = "Text")]
+        pub working_hours: Option<String>,
+        /// Their own working days (`mon-fri`), instead of `staffbot.working_days`.
+        #[sea_orm(column_type = "Text")]
+        pub working_days: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod worker_availability {
+    use sea_orm::entity::prelude::*;
+
+    /// A worker's hours available per weekday in one week (Orchestra's `WorkerAvailability`).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "worker_availability")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub worker_id: i64,
+        /// The week's Monday, `YYYY-MM-DD`.
+        #[sea_orm(column_type = "Text")]
+        pub week: String,
+        pub mon: f64,
+        pub tue: f64,
+        pub wed: f64,
+        pub thu: f64,
+        pub fri: f64,
+        pub sat: f64,
+        pub sun: f64,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -238,6 +238,9 @@ pub struct OpenRequestRow {
     pub declined: i64,
     /// Open requests in all (the rows are the first `limit`).
     pub total: i64,
+    /// Everyone left is outside their working hours: the first starts then, in that zone.
+    pub waiting_until: Option<DateTime<Utc>>,
+    pub waiting_tz: Option<String>,
 }
 
 /// Open requests of unfinished work, most urgent first (project priority, then oldest), with
@@ -250,7 +253,7 @@ pub async fn open_requests<C: ConnectionTrait>(
         sql(
             "SELECT r.id AS request_id, r.task_id, r.status, r.required_role_counter,
                     r.created_at, p.short_description AS project_description,
-                    s.slug AS step_slug, v.slug AS version_slug,
+                    s.slug AS step_slug, v.slug AS version_slug, r.waiting_until, r.waiting_tz,
                     (SELECT COUNT(*) FROM staffing_inquiries i WHERE i.request_id = r.id) AS offers,
                     (SELECT COUNT(*) FROM staffing_responses x
                      WHERE x.request_id = r.id AND NOT x.is_available) AS declined,

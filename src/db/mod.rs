@@ -3,6 +3,7 @@
 //! [`workers`], [`projects`], [`tasks`], [`envelopes`], [`sanity`], [`machine`], [`health`],
 //! [`retention`]). Enum values reach SQL through [`enums`] only, and values are always bound.
 
+pub mod availability;
 pub mod email;
 pub mod entities;
 pub mod enums;

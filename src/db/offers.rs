@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter,
 };
 
 use super::entities::{staffing_inquiry, staffing_response};
@@ -78,6 +78,26 @@ pub async fn insert_many<C: ConnectionTrait>(
         .into_iter()
         .map(|i| ((i.request_id, i.worker_id), i.id))
         .collect())
+}
+
+/// The inquiry behind an auto-staffing (Orchestra's `PREVIOUSLY_OPTED_IN`): nobody is asked;
+/// it carries the winning response, so the task counts among the worker's wins.
+pub async fn insert_auto<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    worker_id: i64,
+    now: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    Ok(staffing_inquiry::ActiveModel {
+        request_id: Set(request_id),
+        worker_id: Set(worker_id),
+        method: Set(InquiryMethod::PreviouslyOptedIn),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?
+    .id)
 }
 
 /// One offer.
@@ -414,6 +434,12 @@ pub struct DueReminder {
     pub step_description: String,
     pub project_description: String,
     pub required_role_counter: i32,
+    /// The offer's project's priority (urgent projects ignore working hours).
+    pub project_priority: i32,
+    /// The worker's time zone and own working hours and days, if set.
+    pub tz: Option<String>,
+    pub working_hours: Option<String>,
+    pub working_days: Option<String>,
 }
 
 impl From<&DueReminder> for crate::messages::ReminderItem {
@@ -456,7 +482,8 @@ pub async fn due_reminders<C: ConnectionTrait>(
              SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, rt.token AS reply_token,
                     w.last_reminded_at, i.id AS inquiry_id,
                     r.task_id, s.description AS step_description,
-                    p.short_description AS project_description, r.required_role_counter
+                    p.short_description AS project_description, r.required_role_counter,
+                    p.priority AS project_priority, w.tz, w.working_hours, w.working_days
              FROM open_offers i
              JOIN workers w ON w.id = i.worker_id
              JOIN staffing_requests r ON r.id = i.request_id
@@ -567,7 +594,7 @@ pub async fn history<C: ConnectionTrait>(
                      FROM staffing_inquiries i
                      JOIN staffing_requests r ON r.id = i.request_id
                      LEFT JOIN staffing_responses s ON s.inquiry_id = i.id
-                     WHERE i.created_at >= $1 AND i.worker_id IN ({})",
+                     WHERE i.created_at >= $1 AND i.method = 'slack' AND i.worker_id IN ({})",
                     ids.join(", ")
                 ),
                 vec![since.into()],

@@ -46,6 +46,13 @@ pub struct RequestContext {
     /// The detailed description as the staffing tick rendered and stored it for this request
     /// ([`crate::messages::Details`] as JSON); `None` until its first batch.
     pub stored_details: Option<Value>,
+    /// The step's `assignable_hours_function` as stored (null: none).
+    pub assignable_hours_function: Option<Value>,
+    /// The task's hours as the staffing tick computed them for this request: null until then,
+    /// negative when the function gave none ([`RequestContext::task_hours`]).
+    pub stored_task_hours: Option<f64>,
+    /// Since its last round the request waits for working hours (until then).
+    pub stored_waiting_until: Option<DateTime<Utc>>,
 }
 
 /// [`RequestContext`]'s columns, given `r` (the request) and [`REQUEST_JOINS`].
@@ -56,6 +63,8 @@ s.description AS step_description, s.detailed_description_function,
 p.status AS project_status, p.created_at AS project_created_at, p.project_data,
 v.slug AS version_slug, w.slug AS workflow_slug, w.name AS workflow_name,
 w.description AS workflow_description, r.details AS stored_details,
+s.assignable_hours_function, r.task_hours AS stored_task_hours,
+r.waiting_until AS stored_waiting_until,
 (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
 
 /// From a request `r` to its task `t`, project `p`, step `s`, version `v` and workflow `w`.
@@ -125,6 +134,59 @@ pub async fn set_details<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Stores each request's task hours (negative: none known), computed once per request.
+pub async fn set_task_hours<C: ConnectionTrait>(
+    conn: &C,
+    hours: &[(i64, f64)],
+) -> Result<(), DbErr> {
+    for (request_id, h) in hours {
+        conn.execute_raw(statement(
+            conn.get_database_backend(),
+            "UPDATE staffing_requests SET task_hours = $1 WHERE id = $2",
+            vec![(*h).into(), (*request_id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Requests `waiting` for working hours: (request, until, in which time zone); those of
+/// `were_waiting` not among them wait no more.
+pub async fn set_waiting<C: ConnectionTrait>(
+    conn: &C,
+    were_waiting: &[i64],
+    waiting: &[(i64, DateTime<Utc>, String)],
+) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    let waiting_ids: HashSet<i64> = waiting.iter().map(|w| w.0).collect();
+    let cleared: Vec<String> = were_waiting
+        .iter()
+        .filter(|id| !waiting_ids.contains(id))
+        .map(i64::to_string)
+        .collect();
+    for chunk in cleared.chunks(1000) {
+        conn.execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE staffing_requests SET waiting_until = NULL, waiting_tz = NULL
+                 WHERE waiting_until IS NOT NULL AND id IN ({})",
+                chunk.join(", ")
+            ),
+            vec![],
+        ))
+        .await?;
+    }
+    for (request_id, until, tz) in waiting {
+        conn.execute_raw(statement(
+            backend,
+            "UPDATE staffing_requests SET waiting_until = $1, waiting_tz = $2 WHERE id = $3",
+            vec![(*until).into(), tz.clone().into(), (*request_id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Worker ids per read of the candidate pool on SQLite.
 const CANDIDATE_RANGE: i64 = 25_000;
 
@@ -137,6 +199,14 @@ pub struct Candidate {
     pub notify: Notify,
     pub first_name: String,
     pub priority: i32,
+    /// Auto-staffing: the most hours a day (0: never auto-staffed).
+    pub max_autostaff_hours_per_day: f64,
+    /// Working hours: their time zone and their own hours and days, if set; when Slack was
+    /// last asked for the time zone.
+    pub tz: Option<String>,
+    pub tz_checked_at: Option<DateTime<Utc>>,
+    pub working_hours: Option<String>,
+    pub working_days: Option<String>,
 }
 
 /// The candidate pool of a step at a role: every one of the step's `required_count`
@@ -150,7 +220,8 @@ pub async fn candidates<C: ConnectionTrait>(
 ) -> Result<Vec<Candidate>, DbErr> {
     const SELECT: &str =
         "SELECT w.id AS worker_id, w.slack_user_id, w.email, w.notify, w.first_name,
-                    MAX(wc.staffing_priority) AS priority
+                    MAX(wc.staffing_priority) AS priority, w.max_autostaff_hours_per_day,
+                    w.tz, w.tz_checked_at, w.working_hours, w.working_days
              FROM workers w
              JOIN worker_certifications wc
                ON wc.worker_id = w.id AND wc.role = $1 AND wc.staffbot_enabled = TRUE
@@ -161,7 +232,9 @@ pub async fn candidates<C: ConnectionTrait>(
                                WHERE ra.worker_id = w.id
                                  AND ra.status = {AssignmentStatus::Processing}
                                  AND rt.status = {TaskStatus::PostReviewProcessing})";
-    const GROUP: &str = "GROUP BY w.id, w.slack_user_id, w.email, w.notify, w.first_name
+    const GROUP: &str = "GROUP BY w.id, w.slack_user_id, w.email, w.notify, w.first_name,
+                      w.max_autostaff_hours_per_day, w.tz, w.tz_checked_at, w.working_hours,
+                      w.working_days
              HAVING COUNT(DISTINCT sc.certification_id) = $3";
     let backend = conn.get_database_backend();
     let params = || vec![role.as_str().into(), step_id.into(), required_count.into()];

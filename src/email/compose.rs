@@ -317,6 +317,23 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
             subject = subject_for(ctx, OFFER_SUBJECT);
             paragraphs = vec![outcome_lines(outcome, ctx.uses_slack)];
         }
+        Message::AutoStaffed {
+            first_name,
+            task_id,
+            channel,
+            offer,
+        } => {
+            subject = subject_for(ctx, "You've been assigned to a new task!");
+            paragraphs = offer_lines(first_name, offer);
+            paragraphs[1] = vec![text(
+                "You've been assigned to a new task, from the availability you set. Here are the details:",
+            )];
+            let won = OfferOutcome::Won {
+                task_id: *task_id,
+                channel: channel.clone(),
+            };
+            paragraphs.push(outcome_lines(&won, ctx.uses_slack));
+        }
         Message::ClickReply { reply } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
             let line = match reply {

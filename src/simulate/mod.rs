@@ -34,10 +34,9 @@ pub use report::{PolicyReport, Report};
 /// How the engine is set for a run.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `staffbot.worker_batch_size`.
-    pub batch_size: u32,
-    /// `staffbot.batch_frequency`.
-    pub frequency: Duration,
+    /// The staffing round's settings (`staffbot.worker_batch_size`, `batch_frequency`,
+    /// `max_open_tasks_per_worker`, `tie_break`, working hours, auto-staffing); email is off.
+    pub batch: BatchSettings,
     /// `staffbot.reminder_interval`.
     pub reminder_interval: Duration,
     /// Overrides the file's `[simulation] days`.
@@ -46,10 +45,6 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// `[staffbot.adaptive]`.
     pub adaptive: crate::config::AdaptiveSettings,
-    /// `staffbot.max_open_tasks_per_worker`.
-    pub max_open_tasks: Option<u32>,
-    /// `staffbot.tie_break`.
-    pub tie_break: crate::config::TieBreak,
 }
 
 /// The policies `simulate` knows (`staffbot.policy`).
@@ -128,6 +123,7 @@ pub async fn run_policy(
     let start = population.simulation.start;
     let versions = load_workflows(&db, &population, start).await?;
     add_workers(&db, &population, &workers, start).await?;
+    set_availability(&db, &population, &workers, start).await?;
     let policy = match name {
         "adaptive" => Policy::Adaptive(settings.adaptive),
         _ => Policy::Orchestra,
@@ -213,7 +209,7 @@ impl Sim {
     /// Queues the staffing round that finds the next request due (the daemon's tick finds a
     /// due request within `loops.tick_interval`), unless one is queued by then already.
     async fn schedule_round(&mut self, now: DateTime<Utc>) -> Result<(), Error> {
-        let frequency = chrono::Duration::from_std(self.settings.frequency).unwrap_or(TICK);
+        let frequency = chrono::Duration::from_std(self.settings.batch.frequency).unwrap_or(TICK);
         let Some(due) = db::requests::next_batch_due(&self.db, frequency).await? else {
             return Ok(());
         };
@@ -235,11 +231,8 @@ impl Sim {
                 Event::Round => {
                     self.rounds_queued.remove(&now);
                     let settings = BatchSettings {
-                        batch_size: self.settings.batch_size,
-                        frequency: self.settings.frequency,
                         email: false,
-                        max_open_tasks: self.settings.max_open_tasks,
-                        tie_break: self.settings.tie_break,
+                        ..self.settings.batch.clone()
                     };
                     batch_round(
                         &self.db,
@@ -251,11 +244,12 @@ impl Sim {
                     )
                     .await?;
                     if now >= self.next_reminders {
-                        crate::staffing::reminders::run_once(
+                        crate::staffing::reminders::run_once_with_hours(
                             &self.db,
                             &reminders,
                             self.settings.reminder_interval,
                             false,
+                            self.settings.batch.working,
                             now,
                         )
                         .await?;
@@ -324,6 +318,16 @@ impl Sim {
             .iter()
             .filter_map(|(_, key)| key.strip_prefix("offer:")?.parse().ok())
             .collect();
+        // Tasks auto-staffed by availability: their worker has them with no offer.
+        let auto: Vec<i64> = rows
+            .iter()
+            .filter_map(|(_, key)| key.strip_prefix("auto-staffed:")?.parse().ok())
+            .collect();
+        for (_, task, worker) in db::offers::owners(&self.db, &auto).await? {
+            if let Some(w) = self.workers.iter().position(|x| x.username == worker) {
+                self.won(task, w, now);
+            }
+        }
         for (inquiry, task, worker) in db::offers::owners(&self.db, &offers).await? {
             let Some(w) = self.workers.iter().position(|x| x.username == worker) else {
                 continue;
@@ -378,15 +382,8 @@ impl Sim {
         let outcome = db::settle(tx, answered).await?;
         if outcome == ClickOutcome::Won
             && let Some(&(task, _)) = self.inquiries.get(&inquiry)
-            && let Some(t) = self.tasks.get_mut(&task)
-            && t.winner.is_none()
         {
-            t.winner = Some((now, w));
-            t.outcome.staffed = Some(now);
-            self.open = self.open.saturating_sub(1);
-            let busy_for = self.workers[w].busy_after_win;
-            self.busy_until.insert(w, now + busy_for);
-            self.push(now + busy_for, Event::Done { task, worker: w });
+            self.won(task, w, now);
         }
         // The DM updates and notices it queued are delivered at once.
         self.deliver(now).await
@@ -394,6 +391,23 @@ impl Sim {
 }
 
 impl Sim {
+    /// Worker `w` has `task` (an offer accepted, or auto-staffed): it is staffed now, and they
+    /// are busy with it for a while.
+    fn won(&mut self, task: i64, w: usize, now: DateTime<Utc>) {
+        let Some(t) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        if t.winner.is_some() {
+            return;
+        }
+        t.winner = Some((now, w));
+        t.outcome.staffed = Some(now);
+        self.open = self.open.saturating_sub(1);
+        let busy_for = self.workers[w].busy_after_win;
+        self.busy_until.insert(w, now + busy_for);
+        self.push(now + busy_for, Event::Done { task, worker: w });
+    }
+
     /// The winner submits the task: it completes (no review), and the worker holds it no more.
     async fn done(&mut self, task: i64, w: usize, now: DateTime<Utc>) -> Result<(), Error> {
         let username = self.workers[w].username.clone();
@@ -450,6 +464,11 @@ async fn load_workflows(
                 "review_policy": {"policy": "no_review"},
             }],
         });
+        let mut version = version;
+        if kind.assignable_hours > 0.0 {
+            version["steps"][0]["assignable_hours_function"] =
+                json!({"path": "staffbot.hours", "kwargs": {"hours": kind.assignable_hours}});
+        }
         let def = parse(
             &workflow,
             &[VersionFile {
@@ -471,6 +490,47 @@ async fn load_workflows(
         versions.push(v);
     }
     Ok(versions)
+}
+
+/// Gives each worker their time zone and working hours (as an admin would set them: Slack is
+/// not asked), and to those with `available_hours_per_day` that many hours every weekday of
+/// every simulated week, auto-staffed up to as many.
+async fn set_availability(
+    db: &DatabaseConnection,
+    p: &Population,
+    workers: &[SimWorker],
+    start: DateTime<Utc>,
+) -> Result<(), anyhow::Error> {
+    let weeks = (i64::from(p.simulation.days) + 13) / 7;
+    for w in workers {
+        let change = crate::workers::WorkerChange {
+            tz: Some(Some(w.tz.name().to_string())),
+            working_hours: Some(Some(format!(
+                "{:02}:00-{:02}:00",
+                w.working_hours[0].min(23),
+                w.working_hours[1].min(24)
+            ))),
+            working_days: Some(Some("mon-fri".to_string())),
+            max_autostaff_hours_per_day: Some(w.available_hours_per_day),
+            ..Default::default()
+        };
+        crate::workers::update(db, &w.username, change).await?;
+        if w.available_hours_per_day <= 0.0 {
+            continue;
+        }
+        let id = db::workers::by_username(db, &w.username)
+            .await?
+            .map(|x| x.id)
+            .ok_or_else(|| anyhow::anyhow!("worker {} was not stored", w.username))?;
+        let h = w.available_hours_per_day;
+        let first = crate::availability::week_of(start.date_naive());
+        for k in 0..weeks {
+            let week = first + chrono::Duration::days(7 * k);
+            let hours = crate::availability::WeekHours([h, h, h, h, h, 0.0, 0.0]);
+            db::availability::set(db, id, week, hours, start).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds every worker, certified (with their priority) in each simulated workflow that needs

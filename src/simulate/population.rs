@@ -220,6 +220,8 @@ pub struct SimWorker {
     pub priority: i32,
     pub tz: chrono_tz::Tz,
     pub working_hours: [u32; 2],
+    /// Orchestra availability: hours a weekday (0: none set).
+    pub available_hours_per_day: f64,
     pub p_accept: f64,
     pub p_answer: f64,
     pub median_delay_minutes: f64,
@@ -293,6 +295,7 @@ pub fn draw_workers(p: &Population, rng: &mut impl Rng) -> Vec<SimWorker> {
                 priority: kind.priority,
                 tz,
                 working_hours: kind.working_hours,
+                available_hours_per_day: kind.available_hours_per_day,
                 p_accept: kind.accept.draw(rng),
                 p_answer: kind.answer.draw(rng),
                 median_delay_minutes: kind.delay_minutes.draw(rng),

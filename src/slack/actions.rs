@@ -254,6 +254,9 @@ impl Dispatcher {
         let callback = view
             .and_then(|v| v.get("callback_id"))
             .and_then(Value::as_str);
+        if callback == Some(super::blocks::AVAILABILITY_CALLBACK) {
+            return self.availability_submission(envelope, now).await;
+        }
         if callback != Some(RESTAFF_CALLBACK) {
             tracing::info!(?callback, "view submission with no handler; acked");
             return Ok(Ack::Bare);

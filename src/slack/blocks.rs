@@ -71,6 +71,14 @@ pub const RESTAFF: &str = "admin_restaff";
 pub const RESTAFF_CALLBACK: &str = "restaff_task";
 pub const RESTAFF_INPUT: &str = "restaff_worker";
 pub const RESTAFF_SELECT: &str = "worker";
+/// "Edit" under "Your availability" on the Home, and the availability modal's `callback_id`;
+/// its inputs' block ids are `avail:<week's Monday>:<day>`, `avail:hours` and `avail:days`.
+pub const AVAILABILITY_EDIT: &str = "availability_edit";
+pub const AVAILABILITY_CALLBACK: &str = "availability";
+pub const AVAILABILITY_HOURS: &str = "avail:hours";
+pub const AVAILABILITY_DAYS: &str = "avail:days";
+/// The action id of every input of the availability modal.
+pub const AVAILABILITY_VALUE: &str = "value";
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,8 @@ pub enum Command {
     Help,
     /// `tasks`: the caller's tasks and open offers.
     Tasks,
+    /// `availability`: the caller's availability and working hours, with an Edit button.
+    Availability,
     /// `staff <task-id>`; the id is kept as the literal digits typed (used in replies).
     Staff {
         task: String,
@@ -110,6 +112,9 @@ pub fn parse(text: &str) -> Option<Command> {
     }
     if strip_word(text, "tasks").is_some() {
         return Some(Command::Tasks);
+    }
+    if strip_word(text, "availability").is_some() {
+        return Some(Command::Availability);
     }
     None
 }

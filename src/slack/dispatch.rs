@@ -236,6 +236,18 @@ impl Dispatcher {
             }
         };
         let clicker = actions.user.id.clone().unwrap_or_default();
+        if actions
+            .actions
+            .iter()
+            .any(|a| a.action_id.as_deref() == Some(super::blocks::AVAILABILITY_EDIT))
+        {
+            let click = Clicked {
+                envelope,
+                actions: &actions,
+                clicker: &clicker,
+            };
+            return self.open_availability(click, now).await;
+        }
         if let Some(action) = HomeAction::of(&actions) {
             let click = Clicked {
                 envelope,

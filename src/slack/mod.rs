@@ -3,6 +3,7 @@
 //! sender.
 
 mod actions;
+mod availability;
 pub mod blocks;
 pub mod command;
 pub mod dispatch;

@@ -95,6 +95,7 @@ pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> Result<SlackWrite, 
             users: user,
         },
         Outgoing::Kick { channel, user } => SlackWrite::Kick { channel, user },
+        Outgoing::UserInfo { user } => SlackWrite::UserInfo { user },
         Outgoing::Home { user } => SlackWrite::PublishHome { user_id: user },
         Outgoing::RefreshHomes { tasks, users } => SlackWrite::RefreshHomes { tasks, users },
         Outgoing::OpenModal {
@@ -107,7 +108,7 @@ pub fn render_in(outgoing: Outgoing, ctx: &RenderContext) -> Result<SlackWrite, 
     })
 }
 
-pub use home::tasks_message;
+pub use home::{availability_message, tasks_message};
 
 /// The `views.publish` of `user`'s Home showing `data`.
 pub fn home_publish(user: &str, data: &crate::home::HomeData) -> SlackWrite {
@@ -180,6 +181,26 @@ pub fn message_parts_in(message: &Message, ctx: &RenderContext) -> (Mrkdwn, Opti
             text.push_line(&outcome);
             let blocks = message_blocks(vec![section(offer_text), context(outcome)]);
             (text, Some(blocks))
+        }
+        Message::AutoStaffed {
+            first_name,
+            task_id,
+            channel,
+            offer,
+        } => {
+            let text = auto_staffed_text(first_name, offer);
+            let outcome = match channel {
+                Some(c) => mrkdwn!(
+                    "Task {} is yours; the team is in {}.",
+                    task_id,
+                    ChannelLink(c)
+                ),
+                None => mrkdwn!("Task {} is yours.", task_id),
+            };
+            let mut all = text.clone();
+            all.push_line(&outcome);
+            let blocks = message_blocks(vec![section(text), context(outcome)]);
+            (all, Some(blocks))
         }
         Message::ClickReply { reply } => (Mrkdwn::text(click_reply_text(*reply)), None),
         Message::ClickRefused { reason } => (Mrkdwn::text(reason), None),
@@ -297,6 +318,7 @@ fn notice_text(message: &Message) -> Mrkdwn {
         // Not notices: their text is [`message_parts`]'s.
         other @ (Message::Offer { .. }
         | Message::OfferDecided { .. }
+        | Message::AutoStaffed { .. }
         | Message::ClickReply { .. }
         | Message::ClickRefused { .. }
         | Message::Reminder { .. }) => message_parts(other).0,
@@ -321,6 +343,23 @@ pub fn status_line(status: NoticeStatus) -> &'static str {
 pub fn offer_text(first_name: &str, o: &OfferContent) -> Mrkdwn {
     let mut text = mrkdwn!(
         "Hello {}!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
+        first_name,
+        o.workflow_description,
+        o.project_description,
+        o.step_description,
+        if o.review { " [Review]" } else { "" },
+    );
+    if !o.details.is_empty() {
+        text.push(&mrkdwn!("\nDetails: {}", o.details));
+    }
+    text
+}
+
+/// An auto-staffed worker's DM: Orchestra's "You've been assigned to a new task", with the
+/// task's details as an offer shows them.
+pub fn auto_staffed_text(first_name: &str, o: &OfferContent) -> Mrkdwn {
+    let mut text = mrkdwn!(
+        "Hello {}!\n\nYou've been assigned to a new task, from the availability you set. Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
         first_name,
         o.workflow_description,
         o.project_description,

@@ -87,6 +87,8 @@ pub struct Sender {
     render: render::RenderContext,
     /// `staffbot.policy`: Homes show the adaptive policy's expected minutes.
     policy: crate::staffing::policy::Policy,
+    /// Working hours as configured: Homes show each worker's.
+    working: crate::availability::WorkingRule,
     /// Where emails go, when email is configured.
     mail: Option<Arc<dyn MailOut>>,
     /// The mail server may be in an outage the staffing channel was told about (checked, and
@@ -184,6 +186,7 @@ impl Sender {
             call_timeout: claim_ttl / 2,
             render: render::RenderContext::default(),
             policy: crate::staffing::policy::Policy::Orchestra,
+            working: crate::availability::WorkingRule::default(),
             mail: None,
             email_alerted: std::sync::atomic::AtomicBool::new(true),
             only: None,
@@ -212,6 +215,12 @@ impl Sender {
     /// Publishes Homes as `policy` sees the open requests (`staffbot.policy`).
     pub fn with_policy(mut self, policy: crate::staffing::policy::Policy) -> Sender {
         self.policy = policy;
+        self
+    }
+
+    /// Shows working hours on Homes as `working` sets them (`staffbot.working_hours`, …).
+    pub fn with_working_hours(mut self, working: crate::availability::WorkingRule) -> Sender {
+        self.working = working;
         self
     }
 
@@ -339,7 +348,8 @@ impl Sender {
             Ok((SlackWrite::PublishHome { user_id }, _)) => {
                 // A Home shows what is true when it is published.
                 let now = self.clock.now();
-                let data = crate::home::load(&self.db, &user_id, self.policy, now).await?;
+                let data =
+                    crate::home::load(&self.db, &user_id, self.policy, self.working, now).await?;
                 let write = render::home_publish(&user_id, &data);
                 let body = request_body(write, &row.dedupe_key)
                     .map_err(|e| DbErr::Json(format!("outbox row {}: {e}", row.id)))?;
@@ -521,6 +531,14 @@ impl Sender {
         self.pacer.lock().await.record(c.method, &c.body, now);
         let outcome = if emailing {
             self.send_email(&c.body).await
+        } else if c.method == "users.info" {
+            // A read method: Slack takes its arguments as a query, not a JSON body.
+            let user = c
+                .body
+                .get("user")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            self.web.get(c.method, &[("user", user.to_string())]).await
         } else {
             self.web.call(c.method, &c.body).await
         };
@@ -972,6 +990,10 @@ async fn after_failure<C: ConnectionTrait>(
             )
             .await
         }
+        Some(FollowUp::TimeZone { user }) => {
+            tracing::info!(%user, "Slack did not tell this user's time zone ({error}): their working hours are taken in UTC");
+            Ok(())
+        }
         Some(FollowUp::Modal { user }) => {
             let notice = format!(
                 "The form could not be opened (Slack answered `{error}`). Please click the button again."
@@ -989,6 +1011,18 @@ async fn after_delivery<C: ConnectionTrait>(
     response: &Value,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    if let Some(FollowUp::TimeZone { user }) = &follow_up {
+        // Slack's `tz` is an IANA name; one staffbot cannot read is not stored.
+        let tz = response
+            .get("user")
+            .and_then(|u| u.get("tz"))
+            .and_then(Value::as_str)
+            .filter(|tz| crate::availability::parse_tz(tz).is_ok());
+        return match tz {
+            Some(tz) => crate::db::availability::store_slack_time_zone(conn, user, tz, now).await,
+            None => Ok(()),
+        };
+    }
     let (Some(channel), Some(ts)) = (
         response.get("channel").and_then(Value::as_str),
         response.get("ts").and_then(Value::as_str),
@@ -999,7 +1033,7 @@ async fn after_delivery<C: ConnectionTrait>(
         Some(FollowUp::Offer { inquiry_id }) => {
             respond::on_offer_delivered(conn, inquiry_id, channel, ts, now).await
         }
-        Some(FollowUp::Modal { .. }) | None => Ok(()),
+        Some(FollowUp::Modal { .. } | FollowUp::TimeZone { .. }) | None => Ok(()),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::requests;
 pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
 pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
 /// The help of a worker who is not an admin (staffing and restaffing are for admins).
-pub const WORKER_HELP_TEXT: &str = "Use `/staffbot tasks` to see your tasks and open offers. Staffing admins staff and restaff tasks.";
+pub const WORKER_HELP_TEXT: &str = "Use `/staffbot tasks` to see your tasks and open offers, `/staffbot availability` to see and set when you can work. Staffing admins staff and restaff tasks.";
 
 /// What the handler needs from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,8 @@ pub struct SlashSettings {
     pub random_seed: Option<u64>,
     /// `staffbot.policy` (the admin's lists show the adaptive policy's expected minutes).
     pub policy: crate::staffing::policy::Policy,
+    /// Working hours as configured (`/staffbot availability` shows a worker's).
+    pub working: crate::availability::WorkingRule,
 }
 
 /// An ephemeral reply with optional attachments.
@@ -71,6 +73,14 @@ fn tasks_help() -> Value {
     )
 }
 
+/// `availability`, which every worker may use too.
+fn availability_help() -> Value {
+    help_attachment(
+        "`/staffbot availability`",
+        "See and edit the hours you can work this week and next, and your working hours (only you see the answer)",
+    )
+}
+
 /// `help` for a staffing admin: every command.
 pub fn help_reply() -> Value {
     reply(
@@ -85,13 +95,17 @@ pub fn help_reply() -> Value {
                 "Remove the given `<username>` from the task and find another qualified expert"
             ),
             tasks_help(),
+            availability_help(),
         ])),
     )
 }
 
 /// `help` for a worker who is not an admin: the commands they may use.
 pub fn worker_help_reply() -> Value {
-    reply(&Mrkdwn::text(WORKER_HELP_TEXT), Some(json!([tasks_help()])))
+    reply(
+        &Mrkdwn::text(WORKER_HELP_TEXT),
+        Some(json!([tasks_help(), availability_help()])),
+    )
 }
 
 /// Equality that takes the same time whatever the first difference.
@@ -174,10 +188,15 @@ pub async fn handle<C: ConnectionTrait>(
     };
     let text = cmd.text.as_deref().unwrap_or("");
     // Any worker may list their own tasks; everything else is for admins.
-    if command::parse(text) == Some(Command::Tasks) {
+    let own = command::parse(text);
+    if matches!(own, Some(Command::Tasks | Command::Availability)) {
         let user = caller.slack_user_id.as_deref().unwrap_or_default();
-        let home = crate::home::load(conn, user, settings.policy, now).await?;
-        let (text, blocks) = super::render::tasks_message(&home);
+        let home = crate::home::load(conn, user, settings.policy, settings.working, now).await?;
+        let (text, blocks) = if own == Some(Command::Tasks) {
+            super::render::tasks_message(&home)
+        } else {
+            super::render::availability_message(&home)
+        };
         let mut answer = reply(&text, None);
         answer["blocks"] = blocks;
         return Ok(answer);
@@ -207,7 +226,7 @@ pub async fn handle<C: ConnectionTrait>(
             Ok(outcome(&header, restaff(conn, &task, &worker, now).await?))
         }
         // Answered above, for every worker.
-        Command::Tasks => Ok(help_reply()),
+        Command::Tasks | Command::Availability => Ok(help_reply()),
     }
 }
 

@@ -38,6 +38,9 @@ pub enum SlackWrite {
     Invite { channel: String, users: String },
     #[serde(rename = "conversations.kick")]
     Kick { channel: String, user: String },
+    /// `users.info` (a read: sent as a GET with `user` as its query).
+    #[serde(rename = "users.info")]
+    UserInfo { user: String },
     /// An ephemeral reply through an interaction's `response_url` (not a Web API method).
     #[serde(rename = "response_url")]
     Respond { response_url: String, text: String },
@@ -65,6 +68,7 @@ impl SlackWrite {
             SlackWrite::PostEphemeral { .. } => "chat.postEphemeral",
             SlackWrite::Invite { .. } => "conversations.invite",
             SlackWrite::Kick { .. } => "conversations.kick",
+            SlackWrite::UserInfo { .. } => "users.info",
             SlackWrite::Respond { .. } => "response_url",
             SlackWrite::PublishView { .. } | SlackWrite::PublishHome { .. } => "views.publish",
             SlackWrite::OpenView { .. } => "views.open",

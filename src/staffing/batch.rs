@@ -10,10 +10,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
 
+use super::autostaff::{Availability, compute_task_hours};
 use super::policy::{AdaptiveSettings, Evidence, Policy};
-use crate::config::TieBreak;
+use crate::availability::WorkingRule;
+use crate::config::{NoticeSettings, TieBreak};
 use crate::db::requests::{Candidate, RequestContext};
 use crate::db::{self, RequestStatus, Role};
 use crate::lease::LeaseProof;
@@ -80,6 +82,17 @@ impl Pool {
 
     pub fn is_empty(&self) -> bool {
         self.candidates.is_empty()
+    }
+
+    /// The pool of the candidates `keep` keeps (in the same tiers).
+    pub fn filtered(&self, keep: impl Fn(&Candidate) -> bool) -> Pool {
+        Pool::new(
+            self.candidates
+                .iter()
+                .filter(|c| keep(c))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Up to `n` candidates not in `excluded`: highest priority first, in a random order among
@@ -167,10 +180,14 @@ pub struct BatchReport {
     pub requests: usize,
     pub offers: usize,
     pub exhausted: usize,
+    /// Tasks assigned by availability, with no offer.
+    pub auto_staffed: usize,
+    /// Requests that sent nothing because everyone left is outside their working hours.
+    pub waiting: usize,
 }
 
 /// Settings of the batching loop.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct BatchSettings {
     pub batch_size: u32,
     pub frequency: std::time::Duration,
@@ -182,6 +199,46 @@ pub struct BatchSettings {
     pub max_open_tasks: Option<u32>,
     /// `staffbot.tie_break`: the order among equal priorities under Orchestra's policy.
     pub tie_break: TieBreak,
+    /// `staffbot.max_autostaff_tasks_per_day` (0: nobody is auto-staffed).
+    pub max_autostaff_tasks_per_day: u32,
+    /// Working hours (`staffbot.working_hours`, …; not enforced by default here).
+    pub working: WorkingRule,
+    /// The status notices of an auto-staffing (as for a won offer).
+    pub notices: NoticeSettings,
+}
+
+impl Default for BatchSettings {
+    /// No batch and no wait (callers set both), Orchestra's auto-staffing cap, working hours
+    /// not enforced.
+    fn default() -> Self {
+        BatchSettings {
+            batch_size: 0,
+            frequency: std::time::Duration::ZERO,
+            email: false,
+            max_open_tasks: None,
+            tie_break: TieBreak::Random,
+            max_autostaff_tasks_per_day: 4,
+            working: WorkingRule::default(),
+            notices: NoticeSettings::default(),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// The staffing loop's settings from the configuration.
+    pub fn of(config: &crate::config::Config) -> BatchSettings {
+        let s = &config.staffbot;
+        BatchSettings {
+            batch_size: s.worker_batch_size,
+            frequency: s.batch_frequency,
+            email: config.email.sending(),
+            max_open_tasks: s.max_open_tasks_per_worker,
+            tie_break: s.tie_break,
+            max_autostaff_tasks_per_day: s.max_autostaff_tasks_per_day,
+            working: s.working_rule(),
+            notices: config.notices(),
+        }
+    }
 }
 
 /// One round over every due request. Only the holder of the `staffing` lease may run it.
@@ -219,8 +276,15 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
     // Teams' descriptions are rendered here, once per request, off the async threads and with
     // no transaction open; the offers, and later clicks, read what is stored.
     let rendered = render_details(&due).await;
+    // The task hours of steps that have an hours function, computed (and stored) once.
+    let hours = compute_task_hours(&due).await;
+    let stored: Vec<(i64, f64)> = hours.iter().map(|(r, h)| (*r, *h)).collect();
+    db::requests::set_task_hours(db, &stored).await?;
+    let any_hours = due.iter().any(|r| r.task_hours(&hours).is_some());
+    let mut availability =
+        Availability::read(db, any_hours, settings.max_autostaff_tasks_per_day, now).await?;
 
-    let pools = read_pools(db, &due, &settings).await?;
+    let pools = read_pools(db, &due, &settings, now).await?;
     let mut chooser = Chooser::new(db, policy, &settings, &pools, now).await?;
     let chunk_len = (CHUNK_OFFERS / chooser.per_request()).clamp(1, CHUNK_REQUESTS);
     for chunk in due.chunks(chunk_len) {
@@ -232,16 +296,44 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
         let mut plans: Vec<Plan> = Vec::with_capacity(chunk.len());
         for request in chunk {
             let role = Role::for_counter(request.required_role_counter);
-            let Some(pool) = pools.get(&(request.step_id, role)) else {
+            let hours_apply = settings.working.applies_to(request.priority);
+            let key = (request.step_id, role, hours_apply);
+            let Some(pool) = pools.pools.get(&key) else {
                 continue;
             };
             let excluded = excluded.get(&request.request_id).unwrap_or(&empty);
-            let (chosen, exhausted) = chooser.choose(pool, request.request_id, excluded, now, rng);
+            // Availability first (Orchestra's order): a task that fits someone's day is theirs.
+            if let Some(task_hours) = request.task_hours(&hours)
+                && let Some(c) = availability.pick(key, pool, excluded, task_hours, rng)
+            {
+                let worker_id = c.worker_id;
+                if auto_staff(db, lease, request.request_id, worker_id, &settings, now).await? {
+                    availability.record(key, worker_id, task_hours);
+                    report.auto_staffed += 1;
+                    continue;
+                }
+            }
+            let (chosen, mut exhausted) =
+                chooser.choose(pool, request.request_id, excluded, now, rng);
+            // Workers outside their hours are still to be asked: the pool is not exhausted,
+            // and a round that asks nobody waits for the first of them to start.
+            let mut waiting = None;
+            if hours_apply && let Some(later) = pools.off_hours.get(&(request.step_id, role)) {
+                let left = later.iter().filter(|o| !excluded.contains(&o.worker_id));
+                if let Some(first) = left.min_by_key(|o| o.next_start) {
+                    exhausted = false;
+                    if chosen.is_empty() {
+                        waiting = Some(first.clone());
+                        report.waiting += 1;
+                    }
+                }
+            }
             let fresh = rendered.get(&request.request_id);
             plans.push(Plan {
                 request,
                 chosen,
                 exhausted,
+                waiting,
                 offer: request
                     .offer_content_with(fresh.cloned().unwrap_or_else(|| request.details())),
                 store_details: fresh.is_some(),
@@ -263,14 +355,54 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
     Ok(report)
 }
 
+/// A worker outside their working hours now, and when they start next.
+#[derive(Debug, Clone)]
+pub struct Later {
+    pub worker_id: i64,
+    pub next_start: DateTime<Utc>,
+    /// Their time zone's name (how the admin's Home says when).
+    pub tz: String,
+}
+
+/// The round's pools: per (step, role, working hours apply), and per (step, role) the
+/// candidates left out for now because they are outside their working hours.
+#[derive(Debug, Default)]
+pub struct Pools {
+    pub pools: HashMap<(i64, Role, bool), Pool>,
+    pub off_hours: HashMap<(i64, Role), Vec<Later>>,
+}
+
+impl Pools {
+    /// Every candidate's worker id (each pool's).
+    fn worker_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.pools.values().flat_map(Pool::worker_ids).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 /// One pool per (step, role) of the `due` requests: those who can be reached (email-only
 /// workers need email to be on). A step without required certifications has no candidates
-/// (Orchestra's rule).
+/// (Orchestra's rule). Where working hours apply to a request, its pool holds only those inside
+/// their hours now; an urgent project's (or every one, when not enforced) holds everyone.
 async fn read_pools<C: ConnectionTrait>(
     db: &C,
     due: &[RequestContext],
     settings: &BatchSettings,
-) -> Result<HashMap<(i64, Role), Pool>, DbErr> {
+    now: DateTime<Utc>,
+) -> Result<Pools, DbErr> {
+    // Which kinds of pool each (step, role) needs: with working hours, without, or both.
+    let mut needed: HashMap<(i64, Role), (bool, bool)> = HashMap::new();
+    for request in due {
+        let role = Role::for_counter(request.required_role_counter);
+        let entry = needed.entry((request.step_id, role)).or_default();
+        if settings.working.applies_to(request.priority) {
+            entry.0 = true;
+        } else {
+            entry.1 = true;
+        }
+    }
     let mut read: HashMap<(i64, Role), Vec<Candidate>> = HashMap::new();
     for request in due {
         let role = Role::for_counter(request.required_role_counter);
@@ -304,16 +436,53 @@ async fn read_pools<C: ConnectionTrait>(
         }
         None => HashSet::new(),
     };
-    Ok(read
-        .into_iter()
-        .map(|(key, candidates)| {
-            let open = candidates
-                .into_iter()
-                .filter(|c| !full.contains(&c.worker_id))
-                .collect();
-            (key, Pool::new(open))
-        })
-        .collect())
+    let mut pools = Pools::default();
+    for ((step, role), candidates) in read {
+        let open: Vec<Candidate> = candidates
+            .into_iter()
+            .filter(|c| !full.contains(&c.worker_id))
+            .collect();
+        let (with_hours, without) = needed.get(&(step, role)).copied().unwrap_or_default();
+        if with_hours {
+            // Workers share a handful of (time zone, hours, days): each is worked out once.
+            type Key<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+            let mut seen: HashMap<Key<'_>, Option<(DateTime<Utc>, String)>> = HashMap::new();
+            let mut working = Vec::new();
+            let mut later = Vec::new();
+            for c in &open {
+                // Until Slack (or an admin) has told a worker's time zone, their hours are
+                // not known: they are asked at any hour (the first round asks Slack).
+                if c.tz.is_none() {
+                    working.push(c.clone());
+                    continue;
+                }
+                let key = (
+                    c.tz.as_deref(),
+                    c.working_hours.as_deref(),
+                    c.working_days.as_deref(),
+                );
+                let off = seen.entry(key).or_insert_with(|| {
+                    let week = settings.working.week_of(key.0, key.1, key.2);
+                    (!week.is_working(now))
+                        .then(|| (week.next_start(now), week.tz.name().to_string()))
+                });
+                match off {
+                    None => working.push(c.clone()),
+                    Some((next_start, tz)) => later.push(Later {
+                        worker_id: c.worker_id,
+                        next_start: *next_start,
+                        tz: tz.clone(),
+                    }),
+                }
+            }
+            pools.pools.insert((step, role, true), Pool::new(working));
+            pools.off_hours.insert((step, role), later);
+        }
+        if without {
+            pools.pools.insert((step, role, false), Pool::new(open));
+        }
+    }
+    Ok(pools)
 }
 
 /// The adaptive policy's evidence about `workers` as of `now`: two reads (their offers of the
@@ -362,14 +531,14 @@ impl Chooser {
         db: &C,
         policy: Policy,
         settings: &BatchSettings,
-        pools: &HashMap<(i64, Role), Pool>,
+        pools: &Pools,
         now: DateTime<Utc>,
     ) -> Result<Chooser, DbErr> {
         let Policy::Adaptive(a) = policy else {
             let load = match settings.tie_break {
                 TieBreak::Random => None,
                 TieBreak::LeastLoaded => {
-                    let workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
+                    let workers = pools.worker_ids();
                     let since = now - chrono::Duration::days(LOAD_DAYS);
                     Some(db::tasks::taken_on_since(db, &workers, since).await?)
                 }
@@ -380,9 +549,7 @@ impl Chooser {
             });
         };
         let horizon = a.horizon();
-        let mut workers: Vec<i64> = pools.values().flat_map(Pool::worker_ids).collect();
-        workers.sort_unstable();
-        workers.dedup();
+        let workers = pools.worker_ids();
         Ok(Chooser::Adaptive {
             settings: a,
             horizon,
@@ -467,6 +634,9 @@ struct Plan<'a> {
     chosen: Vec<&'a Candidate>,
     /// This batch empties the pool.
     exhausted: bool,
+    /// Nobody is asked this round: everyone left is outside their working hours; the first
+    /// of them starts then.
+    waiting: Option<Later>,
     /// What the offers show.
     offer: OfferContent,
     /// The detailed description was rendered this round: store it with the request.
@@ -556,10 +726,53 @@ async fn write_batches<C: ConnectionTrait>(
     crate::outbox::enqueue_all(conn, messages, now).await?;
     db::requests::set_batched(conn, &sending, RequestStatus::Sending, now).await?;
     db::requests::set_batched(conn, &done, RequestStatus::DoneSending, now).await?;
+    let waiting: Vec<(i64, DateTime<Utc>, String)> = plans
+        .iter()
+        .filter_map(|p| {
+            let w = p.waiting.as_ref()?;
+            Some((p.request.request_id, w.next_start, w.tz.clone()))
+        })
+        .collect();
+    let were_waiting: Vec<i64> = plans
+        .iter()
+        .filter(|p| p.request.stored_waiting_until.is_some())
+        .map(|p| p.request.request_id)
+        .collect();
+    db::requests::set_waiting(conn, &were_waiting, &waiting).await?;
     for &request_id in &done {
         super::respond::close_if_everyone_declined(conn, request_id, now).await?;
     }
     Ok(())
+}
+
+/// Auto-staffs `worker_id` to request `request_id` in a transaction fenced by the staffing
+/// lease; false when the request closed meanwhile (an accept won it).
+async fn auto_staff<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    request_id: i64,
+    worker_id: i64,
+    settings: &BatchSettings,
+    now: DateTime<Utc>,
+) -> Result<bool, crate::error::Error> {
+    let tx = db::begin_write(db).await?;
+    let staffed = async {
+        lease.fence(&tx).await?;
+        super::respond::auto_staff(&tx, request_id, worker_id, &settings.notices, now).await
+    }
+    .await;
+    let staffed = match staffed {
+        Ok(false) => {
+            tx.rollback().await?;
+            false
+        }
+        other => db::settle(tx, other).await?,
+    };
+    if staffed {
+        tracing::info!(request_id, worker_id, "auto-staffed by availability");
+        metrics::counter!("staffbot_auto_staffed_total").increment(1);
+    }
+    Ok(staffed)
 }
 
 /// How candidate `c` is reached.
@@ -623,6 +836,11 @@ pub(crate) mod tests {
             notify: crate::db::Notify::Slack,
             first_name: format!("W{id}"),
             priority,
+            max_autostaff_hours_per_day: 0.0,
+            tz: None,
+            tz_checked_at: None,
+            working_hours: None,
+            working_days: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`reminders`] and [`warnings`] are the loops that follow up on open offers and unstaffed
 //! tasks. Opening and closing requests is [`crate::requests`]'s.
 
+pub mod autostaff;
 pub mod batch;
 pub mod policy;
 pub mod reminders;

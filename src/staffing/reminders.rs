@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
+use crate::availability::WorkingRule;
 use crate::db;
 use crate::db::offers::DueReminder;
 use crate::db::requests::Stamp;
@@ -46,6 +47,19 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     email: bool,
     now: DateTime<Utc>,
 ) -> Result<usize, crate::error::Error> {
+    run_once_with_hours(db, lease, interval, email, WorkingRule::default(), now).await
+}
+
+/// [`run_once`], reminding only workers inside their working hours (`working`): the others
+/// stay due, and are reminded once their hours start.
+pub async fn run_once_with_hours<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    interval: std::time::Duration,
+    email: bool,
+    working: WorkingRule,
+    now: DateTime<Utc>,
+) -> Result<usize, crate::error::Error> {
     let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
     let Some((lowest, highest)) = db::offers::offered_worker_ids(db).await? else {
         return Ok(0);
@@ -54,7 +68,7 @@ pub async fn run_once<C: TransactionTrait + ConnectionTrait>(
     let mut start = lowest;
     while start <= highest {
         let end = start.saturating_add(WORKER_IDS_PER_READ);
-        reminded += remind_range(db, lease, cutoff, start..end, email, now).await?;
+        reminded += remind_range(db, lease, cutoff, start..end, email, working, now).await?;
         if end == i64::MAX {
             break;
         }
@@ -70,6 +84,7 @@ async fn remind_range<C: TransactionTrait + ConnectionTrait>(
     cutoff: DateTime<Utc>,
     workers: std::ops::Range<i64>,
     email: bool,
+    working: WorkingRule,
     now: DateTime<Utc>,
 ) -> Result<usize, crate::error::Error> {
     let rows = db::offers::due_reminders(db, cutoff, workers).await?;
@@ -77,6 +92,21 @@ async fn remind_range<C: TransactionTrait + ConnectionTrait>(
     for row in &rows {
         by_worker.entry(row.worker_id).or_default().push(row);
     }
+    // Outside their working hours a worker is not reminded (unless an offer is urgent).
+    by_worker.retain(|_, offers| {
+        let first = offers[0];
+        offers
+            .iter()
+            .any(|o| !working.applies_to(o.project_priority))
+            || first.tz.is_none()
+            || working
+                .week_of(
+                    first.tz.as_deref(),
+                    first.working_hours.as_deref(),
+                    first.working_days.as_deref(),
+                )
+                .is_working(now)
+    });
     if by_worker.is_empty() {
         return Ok(0);
     }

@@ -151,8 +151,41 @@ pub async fn respond<C: ConnectionTrait>(
         queue_final(conn, &click.dm(), context, name, OfferOutcome::Gone, now).await?;
         return Ok(ClickOutcome::Late);
     }
-    win(conn, &click, notices, now).await?;
+    win(conn, &click, notices, Winning::Accepted, now).await?;
     Ok(ClickOutcome::Won)
+}
+
+/// How a worker came to win a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Winning {
+    /// They accepted an offer.
+    Accepted,
+    /// Auto-staffed by availability: they were asked nothing and are told by a DM (and email,
+    /// as they prefer); the status notice says "auto-staffed".
+    AutoStaffed,
+}
+
+/// Auto-staffing (behaviour §6.5): `worker_id` gets request `request_id`'s task with no offer,
+/// as a won offer does (the request closes, offers still out say "taken", the welcome and the
+/// status notices go out) plus a DM telling them. Runs inside the caller's transaction; false
+/// when the request is no longer open (nothing written then).
+pub async fn auto_staff<C: ConnectionTrait>(
+    conn: &C,
+    request_id: i64,
+    worker_id: i64,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    if !db::requests::close_for_winner(conn, request_id, now).await? {
+        return Ok(false);
+    }
+    let inquiry_id = db::offers::insert_auto(conn, request_id, worker_id, now).await?;
+    let click = db::offers::click(conn, inquiry_id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("inquiry {inquiry_id}")))?;
+    tracing::Span::current().record("task_id", click.context.task_id);
+    win(conn, &click, notices, Winning::AutoStaffed, now).await?;
+    Ok(true)
 }
 
 /// A declined offer: recorded, its DM updated, and the request closed if that was the last
@@ -177,6 +210,7 @@ async fn win<C: ConnectionTrait>(
     conn: &C,
     click: &Click,
     notices: &NoticeSettings,
+    how: Winning,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let context = &click.context;
@@ -233,7 +267,10 @@ async fn win<C: ConnectionTrait>(
                 notices,
                 facts,
                 worker,
-                assigned.notice(lifecycle::AssignedBy::Person),
+                assigned.notice(match how {
+                    Winning::Accepted => lifecycle::AssignedBy::Person,
+                    Winning::AutoStaffed => lifecycle::AssignedBy::Policy,
+                }),
                 assigned.status_changes,
             ));
         }
@@ -244,12 +281,15 @@ async fn win<C: ConnectionTrait>(
     };
     // What the request's offers show, rendered once for all of them.
     let offer = context.offer_content();
-    messages.extend(final_message(
-        &click.dm(),
-        &offer,
-        &click.clicker_first_name,
-        won,
-    ));
+    match how {
+        Winning::Accepted => messages.extend(final_message(
+            &click.dm(),
+            &offer,
+            &click.clicker_first_name,
+            won,
+        )),
+        Winning::AutoStaffed => messages.extend(auto_staffed_messages(click, &offer, notices)),
+    }
     // Every other offer still open says the task was taken.
     for other in db::offers::open(conn, context.request_id).await? {
         if other.id == click.inquiry_id {
@@ -271,6 +311,47 @@ async fn win<C: ConnectionTrait>(
     messages.push(outbox::refresh_row(&[context.task_id], Vec::new()));
     outbox::enqueue_all(conn, messages, now).await?;
     Ok(())
+}
+
+/// The DM (and email, as they prefer) telling an auto-staffed worker the task is theirs.
+fn auto_staffed_messages(
+    click: &Click,
+    offer: &crate::messages::OfferContent,
+    notices: &NoticeSettings,
+) -> Vec<(String, Outgoing)> {
+    let message = || Message::AutoStaffed {
+        first_name: click.clicker_first_name.clone(),
+        task_id: click.context.task_id,
+        channel: click.context.slack_channel_id.clone(),
+        offer: offer.clone(),
+    };
+    let reach = crate::notify::reach(
+        click.clicker_notify,
+        click.clicker_slack_id.as_deref(),
+        &click.clicker_email,
+        notices.email,
+    );
+    let mut out = Vec::new();
+    if let Some(slack) = reach.slack {
+        out.push((
+            format!("auto-staffed:{}", click.inquiry_id),
+            Outgoing::post(slack, message()),
+        ));
+    }
+    if let Some(address) = reach.email {
+        let to = crate::notify::EmailTo {
+            to: address,
+            token: None,
+            in_reply_to: None,
+            slack_user: click.clicker_slack_id.as_deref(),
+            only_channel: reach.slack.is_none(),
+        };
+        out.push((
+            format!("auto-staffed-email:{}", click.inquiry_id),
+            to.outgoing(message()),
+        ));
+    }
+    out
 }
 
 /// When the pool is exhausted (`done_sending`) and everyone asked has declined: close the request

@@ -43,7 +43,8 @@ pub struct StepDef {
     /// A machine step's Orchestra function path (`execution_function.path`), which
     /// `machine.functions` in the configuration maps to what staffbot does.
     pub execution_function: Option<ExecutionFunction>,
-    /// Orchestra's `assignable_hours_function`, stored as written (unused by staffbot).
+    /// Orchestra's `assignable_hours_function` as stored ([`super::functions::parse_hours_function`];
+    /// a Python path as written, meaning "no hours known").
     pub assignable_hours_function: Option<Value>,
     pub creation_depends_on: Vec<String>,
     pub submission_depends_on: Vec<String>,
@@ -459,12 +460,18 @@ fn parse_step(
     let (is_human, execution_function) = parse_execution(s, &what, known.scripts, notes)?;
     let assignable_hours_function = match s.get("assignable_hours_function") {
         None | Some(Value::Null) => None,
-        Some(f) => {
+        Some(f) if f.as_object().is_some_and(|o| o.is_empty()) => None,
+        Some(f) if is_python_path(f) => {
+            let path = f.get("path").and_then(Value::as_str).unwrap_or_default();
             notes.push(format!(
-                "{what}: \"assignable_hours_function\" is stored but not used (staffbot does not staff by availability)"
+                "{what}: assignable_hours_function {path:?} is a Python function: no hours are known for its tasks, so nobody is auto-staffed for this step (use staffbot.hours or a script). {PORTING_HELP}"
             ));
             Some(f.clone())
         }
+        Some(f) => Some(
+            super::functions::parse_hours_function(f, known.scripts)
+                .map_err(|e| LoadError(format!("{what}: assignable_hours_function: {e}")))?,
+        ),
     };
     if !is_human {
         check_machine_step(s, &what, notes)?;

@@ -290,6 +290,81 @@ pub fn parse_description_function(
     Ok(Some(function))
 }
 
+/// `assignable_hours_function`'s built-ins: `staffbot.hours` with `kwargs.hours`.
+pub const HOURS_FUNCTIONS: &[(&str, &str)] = &[("hours", "staffbot.hours")];
+
+/// Parses `assignable_hours_function` (not a Python path: the caller notes those) into what
+/// is stored with the step: `{"path": "staffbot.hours", "kwargs": {"hours": H}}`, or for a
+/// script `{"path": "script:<file>", "kwargs": {...}, "script": {file, source}}` (the source
+/// travels with the step, as a description script's does).
+pub fn parse_hours_function(
+    spec: &Value,
+    scripts: &std::collections::BTreeMap<String, String>,
+) -> Result<Value, String> {
+    let kwargs = kwargs_of(spec)?;
+    let path = path_of(spec)?;
+    if let Some(file) = path.strip_prefix(SCRIPT_PREFIX) {
+        let script = resolve_script(file, scripts, Purpose::Description)?;
+        return Ok(serde_json::json!({
+            "path": path,
+            "kwargs": kwargs,
+            "script": serde_json::to_value(script).map_err(|e| e.to_string())?,
+        }));
+    }
+    resolve_path(path, HOURS_FUNCTIONS, "assignable hours")?;
+    match kwargs.get("hours").and_then(Value::as_f64) {
+        Some(h) if (0.0..=24.0).contains(&h) => Ok(serde_json::json!({
+            "path": "staffbot.hours",
+            "kwargs": {"hours": h},
+        })),
+        _ => Err("staffbot.hours needs kwargs.hours (a number of hours, 0 to 24)".to_string()),
+    }
+}
+
+/// The hours a task of a step takes, from the step's stored `assignable_hours_function` and
+/// the task `input` describes. `Ok(None)`: no hours known (no function, or one of Orchestra's
+/// Python paths), so nobody is auto-staffed for it. A script runs under its limits; its error
+/// (or a result that is not a number of hours, 0 to 24) is `Err`.
+pub fn task_hours(function: &Value, input: &DescriptionInput) -> Result<Option<f64>, String> {
+    if let Some(script) = function.get("script").filter(|s| !s.is_null()) {
+        let script: ScriptSource =
+            serde_json::from_value(script.clone()).map_err(|e| e.to_string())?;
+        let kwargs = kwargs_of(function)?;
+        let compiled = script::compile(Purpose::Description, &script).map_err(|e| e.to_string())?;
+        let value = compiled
+            .call(vec![
+                ("task", script::to_dynamic(&input.task)),
+                ("step", script::to_dynamic(&input.step)),
+                ("project", script::to_dynamic(&input.project)),
+                ("workflow", script::to_dynamic(&input.workflow)),
+                ("kwargs", script::to_dynamic(&kwargs)),
+            ])
+            .map_err(|e| e.to_string())?;
+        if value.is_unit() {
+            return Ok(None);
+        }
+        let hours = value
+            .as_float()
+            .ok()
+            .or_else(|| value.as_int().ok().map(|i| i as f64))
+            .filter(|h| (0.0..=24.0).contains(h))
+            .ok_or_else(|| {
+                format!(
+                    "script {} returned {value}, not a number of hours (0 to 24)",
+                    script.file
+                )
+            })?;
+        return Ok(Some(hours));
+    }
+    match function.get("path").and_then(Value::as_str) {
+        Some("staffbot.hours") => Ok(function
+            .get("kwargs")
+            .and_then(|k| k.get("hours"))
+            .and_then(Value::as_f64)),
+        _ => Ok(None),
+    }
+}
+
 /// Checks `creation_policy`; only "always create" exists.
 pub fn check_creation_policy(spec: &Value) -> Result<(), String> {
     if spec.as_object().is_some_and(Map::is_empty) || spec.is_null() {
@@ -306,6 +381,41 @@ pub fn check_creation_policy(spec: &Value) -> Result<(), String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn assignable_hours_from_the_builtin_a_script_or_nothing() {
+        let input = DescriptionInput::default();
+        let none = std::collections::BTreeMap::new();
+        let fixed = parse_hours_function(
+            &json!({"path": "staffbot.hours", "kwargs": {"hours": 2.5}}),
+            &none,
+        )
+        .expect("the built-in");
+        assert_eq!(task_hours(&fixed, &input), Ok(Some(2.5)));
+        let err =
+            parse_hours_function(&json!({"path": "staffbot.hours"}), &none).expect_err("no hours");
+        assert!(err.contains("kwargs.hours"), "{err}");
+        let scripts: std::collections::BTreeMap<String, String> = [
+            ("hours.rhai".to_string(), "kwargs.base + 0.5".to_string()),
+            ("words.rhai".to_string(), "\"two\"".to_string()),
+        ]
+        .into();
+        let script = parse_hours_function(
+            &json!({"path": "script:hours.rhai", "kwargs": {"base": 3}}),
+            &scripts,
+        )
+        .expect("a script");
+        assert_eq!(task_hours(&script, &input), Ok(Some(3.5)));
+        let words = parse_hours_function(&json!({"path": "script:words.rhai"}), &scripts)
+            .expect("a script");
+        let err = task_hours(&words, &input).expect_err("not a number");
+        assert!(err.contains("not a number of hours"), "{err}");
+        // Orchestra's Python paths are stored as written and give no hours.
+        assert_eq!(
+            task_hours(&json!({"path": "press.v1.hours", "kwargs": {}}), &input),
+            Ok(None)
+        );
+    }
 
     #[test]
     fn paths_and_short_names_resolve() {

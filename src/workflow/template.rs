@@ -47,7 +47,7 @@ const MARKUP_CLOSE: char = '\u{E001}';
 const FUEL: u64 = 100_000;
 
 /// What a detailed description is rendered from: the task's details (times in Unix seconds).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DescriptionInput {
     pub task: TaskInfo,
     pub step: StepInfo,
@@ -55,20 +55,20 @@ pub struct DescriptionInput {
     pub workflow: WorkflowInfo,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TaskInfo {
     pub id: i64,
     pub step: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StepInfo {
     pub slug: String,
     pub name: String,
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectInfo {
     pub id: i64,
     pub description: String,
@@ -78,7 +78,7 @@ pub struct ProjectInfo {
     pub data: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WorkflowInfo {
     pub slug: String,
     pub name: String,

@@ -2,7 +2,7 @@
 //! shapes, and one-line errors with non-zero exit codes.
 
 use assert_cmd::Command;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{TestDb, example_dir, readme_section, table_code_cells};
 
@@ -534,10 +534,10 @@ fn alternatives(element: &str) -> Vec<Vec<String>> {
         };
         let values: Vec<&str> = if is_metavar(value) {
             // A value of the metavariable's kind (a number fits most).
-            vec![if value == "ADDR" {
-                "127.0.0.1:8080"
-            } else {
-                "1"
+            vec![match value {
+                "ADDR" => "127.0.0.1:8080",
+                "YYYY-MM-DD" => "2026-12-07",
+                _ => "1",
             }]
         } else {
             value.split('|').collect()
@@ -925,4 +925,103 @@ async fn workers_choose_how_they_hear_about_work() {
             ("rob".into(), "both".into(), Value::from("U0ROB"), false),
         ]
     );
+}
+
+/// `worker availability` and the working-hours options of `worker update`, as an admin uses
+/// them; `worker list --json` shows the result.
+#[tokio::test]
+async fn admins_set_availability_and_working_hours() {
+    let cli = Cli::new().await;
+    cli.ok(&["worker", "add", "ann", "--slack-user-id", "U0ANN"]);
+    let out = cli.ok(&["worker", "availability", "ann", "--week", "2026-12-09"]);
+    assert_eq!(out, "ann — week of 2026-12-07: no availability set\n");
+    let out = cli.run(&[
+        "worker",
+        "availability",
+        "ann",
+        "--week",
+        "2026-12-09",
+        "--mon",
+        "4",
+        "--tue",
+        "2.5",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "ann — week of 2026-12-07: mon 4, tue 2.5 (auto-staffed up to 0 h a day)\n"
+    );
+    assert!(
+        out.stderr.contains(
+            "never auto-staffed until `staffbot worker update ann --max-autostaff-hours N`"
+        ),
+        "{}",
+        out.stderr
+    );
+    // Days not given keep their hours.
+    let week = cli.json(&[
+        "worker",
+        "availability",
+        "ann",
+        "--week",
+        "2026-12-07",
+        "--wed",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            week["week"].clone(),
+            week["mon"].clone(),
+            week["tue"].clone(),
+            week["wed"].clone()
+        ),
+        (json!("2026-12-07"), json!(4.0), json!(2.5), json!(8.0))
+    );
+    assert_eq!(
+        cli.fails(&["worker", "availability", "ann", "--mon", "25"]),
+        "error: --mon: 25 is not a number of hours between 0 and 24"
+    );
+    cli.ok(&[
+        "worker",
+        "update",
+        "ann",
+        "--max-autostaff-hours",
+        "6",
+        "--tz",
+        "Europe/Berlin",
+        "--working-hours",
+        "8:00-16:00",
+        "--working-days",
+        "Mon-Thu",
+    ]);
+    assert_eq!(
+        cli.fails(&["worker", "update", "ann", "--tz", "Mars/Olympus"]),
+        "error: \"Mars/Olympus\" is not a time zone name like \"Europe/Berlin\""
+    );
+    assert_eq!(
+        cli.fails(&["worker", "update", "ann", "--working-hours", "9-5"]),
+        "error: \"9-5\" is not working hours like \"09:00-18:00\""
+    );
+    let list = cli.json(&["worker", "list", "--json"]);
+    let ann = &list[0];
+    assert_eq!(ann["max_autostaff_hours_per_day"], json!(6.0));
+    assert_eq!(ann["tz"], json!("Europe/Berlin"));
+    assert_eq!(ann["tz_set_by_admin"], json!(true));
+    assert_eq!(ann["working_hours"], json!("08:00-16:00"));
+    assert_eq!(ann["working_days"], json!("mon,tue,wed,thu"));
+    // `none` goes back to Slack's time zone and the configured hours.
+    cli.ok(&[
+        "worker",
+        "update",
+        "ann",
+        "--tz",
+        "none",
+        "--working-hours",
+        "none",
+    ]);
+    let list = cli.json(&["worker", "list", "--json"]);
+    assert_eq!(list[0]["tz"], Value::Null);
+    assert_eq!(list[0]["tz_set_by_admin"], json!(false));
+    assert_eq!(list[0]["working_hours"], json!("09:00-18:00"));
 }

@@ -193,7 +193,7 @@ async fn a_holder_that_stalled_past_its_lease_writes_nothing() {
         ..Default::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let err = run_once(t.h.db(), &a, settings, Utc::now(), &mut rng)
+    let err = run_once(t.h.db(), &a, settings.clone(), Utc::now(), &mut rng)
         .await
         .expect_err("fenced");
     assert!(is_lease_lost(&err), "{err}");

@@ -37,6 +37,9 @@ pub fn config_for(fake: &FakeSlack, db_url: &str) -> Config {
     config.slack.bot_token = Some(SecretString::from("xoxb-test"));
     config.slack.app_token = Some(SecretString::from("xapp-test"));
     config.loops.lease_ttl = Duration::from_secs(5);
+    // Tests run at any hour of the real clock, or at fixed times, against a fake Slack whose
+    // users are all in one time zone: working hours are off unless a test turns them on.
+    config.staffbot.working_hours_enforced = false;
     config
 }
 
@@ -222,17 +225,17 @@ impl Harness {
                 .expect("lease")
                 .expect("held by the test");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        // Time zones are asked for first, as the daemon's staffing loop does.
+        if self.config.staffbot.working_hours_enforced {
+            staffbot::loops::ask_time_zones(self.db(), &lease, now)
+                .await
+                .expect("time zones asked");
+        }
         // The configured policy, as the daemon's staffing loop runs it.
         staffbot::staffing::batch::run_once_with(
             self.db(),
             &lease,
-            staffbot::staffing::batch::BatchSettings {
-                batch_size: self.config.staffbot.worker_batch_size,
-                frequency: self.config.staffbot.batch_frequency,
-                email: self.config.email.sending(),
-                max_open_tasks: self.config.staffbot.max_open_tasks_per_worker,
-                tie_break: self.config.staffbot.tie_break,
-            },
+            staffbot::staffing::batch::BatchSettings::of(&self.config),
             staffbot::staffing::policy::Policy::of(&self.config.staffbot),
             now,
             &mut rng,
@@ -417,6 +420,7 @@ pub struct TeamSpec {
     notifications_channel: Option<String>,
     /// The step's detailed description is this Rhai script (else a template).
     description_script: Option<String>,
+    hours: Option<f64>,
     configure: Vec<Configure>,
 }
 
@@ -441,6 +445,7 @@ impl TeamSpec {
             staffing_channel: None,
             notifications_channel: None,
             description_script: None,
+            hours: None,
             configure: Vec::new(),
         }
     }
@@ -455,6 +460,11 @@ impl TeamSpec {
     }
     pub fn batch(mut self, size: u32) -> Self {
         self.batch_size = size;
+        self
+    }
+    /// The step's tasks take `hours` (`assignable_hours_function` `staffbot.hours`).
+    pub fn hours(mut self, hours: f64) -> Self {
+        self.hours = Some(hours);
         self
     }
     /// Workers of priority 1, staffbot enabled.
@@ -550,6 +560,13 @@ impl TeamSpec {
             .reviewed(1)
             .policy("reviewer", reviewer, Value::Null)
             .with("detailed_description_function", details);
+        let write = match self.hours {
+            Some(h) => write.with(
+                "assignable_hours_function",
+                serde_json::json!({"path": "staffbot.hours", "kwargs": {"hours": h}}),
+            ),
+            None => write,
+        };
         let mut newsroom = flow(&["writer", "other"], vec![write]).named("news", "Newsroom");
         if let Some(source) = &self.description_script {
             newsroom = newsroom.file("describe.rhai", source);

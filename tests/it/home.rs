@@ -48,7 +48,7 @@ fn view_text(view: &Value) -> String {
 }
 
 /// `name`'s Home as text once it shows `needle` (every publish is looked at as it arrives).
-async fn home_showing(h: &Harness, name: &str, needle: &str) -> String {
+pub(crate) async fn home_showing(h: &Harness, name: &str, needle: &str) -> String {
     let user = slack_id(name);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -73,14 +73,14 @@ async fn home_showing(h: &Harness, name: &str, needle: &str) -> String {
 }
 
 /// `name` opens their Home tab; returns it once published.
-async fn open_home(h: &Harness, name: &str, needle: &str) -> String {
+pub(crate) async fn open_home(h: &Harness, name: &str, needle: &str) -> String {
     let id = h.fake.send_app_home_opened(&slack_id(name)).await;
     assert!(h.ack(&id).await.payload.is_none(), "events get a bare ack");
     home_showing(h, name, needle).await
 }
 
 /// `name` clicks the Home button `action` whose value is `value` (it must be on their Home).
-async fn click_home(h: &Harness, name: &str, action: &str, value: impl ToString) {
+pub(crate) async fn click_home(h: &Harness, name: &str, action: &str, value: impl ToString) {
     let id = h
         .fake
         .click_home(&slack_id(name), action, &value.to_string())

@@ -1,6 +1,7 @@
 //! Integration tests: real migrations on a real database (SQLite by default, PostgreSQL when
 //! `STAFFBOT_TEST_PG_URL` is set: each test gets a fresh schema), and the built binary.
 
+mod availability;
 mod cli;
 mod common;
 mod correctness;

@@ -37,8 +37,8 @@ async fn table_count(db: &impl ConnectionTrait) -> usize {
 async fn up_down_up_on_an_empty_database() {
     let t = TestDb::empty().await;
     Migrator::up(&t.db, None).await.expect("up");
-    // 22 tables of the data model + seaql_migrations.
-    assert_eq!(table_count(&t.db).await, 23);
+    // 23 tables of the data model + seaql_migrations.
+    assert_eq!(table_count(&t.db).await, 24);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await
@@ -55,7 +55,7 @@ async fn up_down_up_on_an_empty_database() {
     Migrator::down(&t.db, None).await.expect("down");
     assert_eq!(table_count(&t.db).await, 1, "only seaql_migrations is left");
     Migrator::up(&t.db, None).await.expect("up again");
-    assert_eq!(table_count(&t.db).await, 23);
+    assert_eq!(table_count(&t.db).await, 24);
     let version = load_workflow(&t.db, &example_dir()).await;
     let project =
         lifecycle::create_project(&t.db, &version, "again", 0, None, &Default::default(), t0())

@@ -138,7 +138,7 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
     let config = dir.path().join("staffbot.toml");
     std::fs::write(
         &config,
-        "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\n[loops]\ntick_interval = \"200ms\"\nlease_ttl = \"2s\"\n",
+        "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\nworking_hours_enforced = false\n[loops]\ntick_interval = \"200ms\"\nlease_ttl = \"2s\"\n",
     )
     .expect("config");
 

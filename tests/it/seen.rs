@@ -247,6 +247,28 @@ async fn an_offer_to_review() {
 }
 
 #[tokio::test]
+async fn an_auto_staffed_task() {
+    let mut t = TeamSpec::new().workers(&["ann"]).hours(2.0).start().await;
+    let ann = t.worker("ann").await;
+    let change = staffbot::workers::WorkerChange {
+        max_autostaff_hours_per_day: Some(4.0),
+        ..Default::default()
+    };
+    staffbot::workers::update(t.h.db(), "ann", change)
+        .await
+        .expect("updated");
+    let week = staffbot::availability::week_of(Utc::now().date_naive());
+    let hours = staffbot::availability::WeekHours([4.0; 7]);
+    staffbot::db::availability::set(t.h.db(), ann.id, week, hours, Utc::now())
+        .await
+        .expect("set");
+    let calls = t.staffed(3).await;
+    let ids = ids(t.h.db()).await;
+    assert_json_snapshot!("auto_staffed_dm", seen(to(&calls, "U0ANN"), &ids));
+    t.h.finish().await;
+}
+
+#[tokio::test]
 async fn an_offer_with_a_long_description() {
     let long = format!("{} end", "word ".repeat(900));
     let mut t = TeamSpec::new()
@@ -528,9 +550,11 @@ fn command_line_help_texts() {
 /// them are in `tests/it/home.rs`).
 #[test]
 fn the_app_home_and_the_restaff_form() {
+    use staffbot::availability::WeekHours;
     use staffbot::db::TaskStatus;
     use staffbot::home::{
-        AdminHome, HomeData, HomeOffer, HomeTask, RequestLine, TaskAction, TaskLine, WorkflowStats,
+        AdminHome, HomeAvailability, HomeData, HomeOffer, HomeTask, RequestLine, TaskAction,
+        TaskLine, WorkflowStats,
     };
     use staffbot::messages::{Modal, OfferContent};
     use staffbot::slack::render::{home, tasks_message};
@@ -579,12 +603,35 @@ fn the_app_home_and_the_restaff_form() {
             ),
         ],
         finished: vec![task(3, "report", TaskStatus::Complete, ago(4400), None)],
+        availability: Some(HomeAvailability {
+            weeks: vec![
+                (
+                    chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("a Monday"),
+                    Some(WeekHours([4.0, 4.0, 2.5, 0.0, 6.0, 0.0, 0.0])),
+                ),
+                (
+                    chrono::NaiveDate::from_ymd_opt(2026, 12, 7).expect("a Monday"),
+                    None,
+                ),
+            ],
+            max_autostaff_hours_per_day: 4.0,
+            working_hours: "08:00-16:00".into(),
+            working_days: "mon,tue,wed,thu,fri".into(),
+            own_hours: true,
+            tz: Some("Europe/Berlin".into()),
+            enforced: true,
+        }),
         admin: None,
     };
     assert_json_snapshot!("home_worker", home::home_view(&worker));
     let (text, blocks) = tasks_message(&worker);
     assert_json_snapshot!(
         "slash_tasks",
+        json!({"text": text.as_str(), "blocks": blocks})
+    );
+    let (text, blocks) = staffbot::slack::render::availability_message(&worker);
+    assert_json_snapshot!(
+        "slash_availability",
         json!({"text": text.as_str(), "blocks": blocks})
     );
 
@@ -602,16 +649,35 @@ fn the_app_home_and_the_restaff_form() {
         tasks: Vec::new(),
         finished: Vec::new(),
         admin: Some(AdminHome {
-            requests: vec![RequestLine {
-                task_id: 18,
-                task: "news (Budget) - write".into(),
-                review: false,
-                opened_at: ago(40),
-                offers: 10,
-                declined: 4,
-                exhausted: true,
-                expected_minutes: None,
-            }],
+            requests: vec![
+                RequestLine {
+                    task_id: 18,
+                    task: "news (Budget) - write".into(),
+                    review: false,
+                    opened_at: ago(40),
+                    offers: 10,
+                    declined: 4,
+                    exhausted: true,
+                    expected_minutes: None,
+                    waiting_for_hours: None,
+                },
+                RequestLine {
+                    task_id: 19,
+                    task: "news (Budget) - edit".into(),
+                    review: false,
+                    opened_at: ago(30),
+                    offers: 0,
+                    declined: 0,
+                    exhausted: false,
+                    expected_minutes: None,
+                    waiting_for_hours: Some((
+                        chrono::DateTime::parse_from_rfc3339("2026-12-03T08:00:00Z")
+                            .expect("a time")
+                            .with_timezone(&chrono::Utc),
+                        "Europe/Berlin".into(),
+                    )),
+                },
+            ],
             requests_total: 1,
             waiting: vec![line(21, TaskStatus::AwaitingProcessing, ago(180), None)],
             waiting_total: 1,
@@ -636,4 +702,19 @@ fn the_app_home_and_the_restaff_form() {
         workers: vec!["rob".into()],
     };
     assert_json_snapshot!("restaff_form", home::modal_view(&form));
+    let form = Modal::Availability {
+        weeks: vec![
+            (
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("a Monday"),
+                [4.0, 4.0, 2.5, 0.0, 6.0, 0.0, 0.0],
+            ),
+            (
+                chrono::NaiveDate::from_ymd_opt(2026, 12, 7).expect("a Monday"),
+                [0.0; 7],
+            ),
+        ],
+        working_hours: "08:00-16:00".into(),
+        working_days: String::new(),
+    };
+    assert_json_snapshot!("availability_form", home::modal_view(&form));
 }

@@ -46,14 +46,15 @@ delay_minutes = 20
 
 fn settings() -> Settings {
     Settings {
-        batch_size: 2,
-        frequency: Duration::from_secs(120),
+        batch: staffbot::staffing::batch::BatchSettings {
+            batch_size: 2,
+            frequency: Duration::from_secs(120),
+            ..Default::default()
+        },
         reminder_interval: Duration::from_secs(86_400),
         days: None,
         seed: None,
         adaptive: Default::default(),
-        max_open_tasks: None,
-        tie_break: Default::default(),
     }
 }
 

@@ -253,7 +253,10 @@ async fn open_task_caps_and_the_least_loaded_order() {
             .find(|x| x.project_id == task)
             .expect("the project's task")
             .id;
-        assert_eq!(first_choice_with(&t.db, task, seed, least).await, idle);
+        assert_eq!(
+            first_choice_with(&t.db, task, seed, least.clone()).await,
+            idle
+        );
     }
 }
 

@@ -54,6 +54,7 @@ async fn reply(db: &TestDb, allowed: AllowedConfig, cmd: &SlashCommand) -> Strin
         allowed,
         random_seed: None,
         policy: Default::default(),
+        working: Default::default(),
     };
     let reply = handle(&db.db, &settings, cmd, t0()).await.expect("handled");
     reply["text"].as_str().unwrap_or_default().to_string()

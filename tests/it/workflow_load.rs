@@ -462,7 +462,7 @@ async fn machine_steps_and_orchestras_other_keys_load_with_notes() {
     for expected in [
         "workflow.json: \"sample_data_load_function\" is ignored",
         "version v1: step write: \"user_interface\" is ignored",
-        "version v1: step write: \"assignable_hours_function\" is stored but not used",
+        "version v1: step write: assignable_hours_function \"press.v1.hours\" is a Python function: no hours are known for its tasks, so nobody is auto-staffed",
         "version v1: step write: detailed_description_function \"press.describe.write\" is a Python function; offers show the step's description instead",
         "version v1: step setup: detailed_description_function \"press.describe.setup\" is a Python function",
     ] {

@@ -464,6 +464,15 @@ impl FakeSlack {
         });
     }
 
+    /// Sets user `id`'s time zone as `users.info` tells it: an IANA name (`Europe/Berlin`) and
+    /// its offset from UTC in seconds (Slack's `tz_offset`).
+    pub fn set_user_tz(&self, id: &str, tz: &str, offset_seconds: i64) {
+        self.inner.update(|s| {
+            s.user_tz
+                .insert(id.to_string(), (tz.to_string(), offset_seconds));
+        });
+    }
+
     /// Adds (or replaces) a private channel with these human members. The bot is a member
     /// unless [`FakeSlack::remove_bot_from`] is called.
     pub fn add_channel(&self, id: &str, name: &str, members: &[&str]) {

@@ -101,6 +101,9 @@ pub(crate) struct ModalStack {
 pub(crate) struct State {
     // --- workspace ---
     pub users: BTreeMap<String, String>,
+    /// Users' time zones (`tz`, `tz_offset` in seconds) as `users.info` tells them; a user
+    /// without one gets the fixture's.
+    pub user_tz: BTreeMap<String, (String, i64)>,
     pub channels: BTreeMap<String, Channel>,
     pub messages: Vec<Message>,
     pub home_views: HashMap<String, HomeView>,

@@ -846,6 +846,11 @@ fn users_info(ctx: &Ctx<'_>, s: &mut State, f: &Map<String, Value>) -> MethodRes
     u["real_name"] = json!(name);
     u["is_bot"] = json!(is_bot);
     u["is_admin"] = json!(false);
+    if let Some((tz, offset)) = s.user_tz.get(&user) {
+        u["tz"] = json!(tz);
+        u["tz_label"] = json!(tz);
+        u["tz_offset"] = json!(offset);
+    }
     let p = &mut u["profile"];
     p["real_name"] = json!(name);
     p["real_name_normalized"] = json!(name);

@@ -6,13 +6,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::super::blocks::{
-    APPROVE, MAX_HOME_BLOCKS, MAX_MESSAGE_BLOCKS, RESTAFF, RESTAFF_CALLBACK, RESTAFF_INPUT,
-    RESTAFF_SELECT, SEND_BACK, STAFF, SUBMIT, button, context, section,
+    APPROVE, AVAILABILITY_CALLBACK, AVAILABILITY_DAYS, AVAILABILITY_EDIT, AVAILABILITY_HOURS,
+    AVAILABILITY_VALUE, MAX_HOME_BLOCKS, MAX_MESSAGE_BLOCKS, RESTAFF, RESTAFF_CALLBACK,
+    RESTAFF_INPUT, RESTAFF_SELECT, SEND_BACK, STAFF, SUBMIT, button, context, section,
 };
 use super::super::mrkdwn::{ChannelLink, Mrkdwn};
 use super::offer_buttons;
 use crate::db::TaskStatus;
-use crate::home::{AdminHome, HomeData, HomeOffer, HomeTask, TaskAction, WorkflowStats};
+use crate::home::{
+    AdminHome, HomeAvailability, HomeData, HomeOffer, HomeTask, TaskAction, WorkflowStats,
+};
 use crate::messages::Modal;
 use crate::mrkdwn;
 
@@ -41,6 +44,14 @@ pub fn home_view(home: &HomeData) -> Value {
     }
     let now = home.now;
     let mut lists = worker_lists(home);
+    if let Some(a) = &home.availability {
+        lists.push(List {
+            heading: "Your availability",
+            items: vec![availability_blocks(a)],
+            total: 1,
+            empty: "",
+        });
+    }
     if let Some(admin) = &home.admin {
         lists.extend(admin_lists(admin, now));
     }
@@ -78,6 +89,19 @@ pub fn tasks_message(home: &HomeData) -> (Mrkdwn, Value) {
     (text, Value::Array(fill(lists, MAX_MESSAGE_BLOCKS)))
 }
 
+/// `/staffbot availability`: the worker's availability as the Home shows it, with its Edit
+/// button, and its text fallback.
+pub fn availability_message(home: &HomeData) -> (Mrkdwn, Value) {
+    match &home.availability {
+        None => (Mrkdwn::text(NOT_A_WORKER), json!([])),
+        Some(a) => {
+            let blocks = availability_blocks(a);
+            let text = Mrkdwn::text("Your availability and working hours.");
+            (text, Value::Array(blocks))
+        }
+    }
+}
+
 /// A worker's open offers and tasks in progress, with their buttons.
 fn worker_lists(home: &HomeData) -> Vec<List> {
     let now = home.now;
@@ -95,6 +119,60 @@ fn worker_lists(home: &HomeData) -> Vec<List> {
             empty: "Nothing in progress.",
         },
     ]
+}
+
+/// "Your availability": this week's and next week's hours, auto-staffing, working hours, and
+/// the Edit button.
+fn availability_blocks(a: &HomeAvailability) -> Vec<Value> {
+    let mut lines: Vec<Mrkdwn> = Vec::new();
+    for (i, (week, hours)) in a.weeks.iter().enumerate() {
+        let which = if i == 0 { "This week" } else { "Next week" };
+        let hours = hours.map_or_else(|| "not set".to_string(), |h| h.summary());
+        lines.push(mrkdwn!(
+            "*{}* (from {}): {}",
+            which,
+            week.format("%a %-d %b").to_string(),
+            hours
+        ));
+    }
+    lines.push(if a.max_autostaff_hours_per_day > 0.0 {
+        mrkdwn!(
+            "Tasks that fit your day are assigned to you directly, up to {} h a day.",
+            crate::availability::hours_text(a.max_autostaff_hours_per_day)
+        )
+    } else {
+        Mrkdwn::text(
+            "Auto-staffing is off for you: an admin sets the most hours a day you may be assigned directly.",
+        )
+    });
+    let tz = a.tz.as_deref().unwrap_or("time zone not known yet");
+    let whose = if a.own_hours { "yours" } else { "the team's" };
+    lines.push(if a.enforced {
+        mrkdwn!(
+            "Working hours ({}): {} {} ({}); offers and reminders come only then.",
+            whose,
+            a.working_hours,
+            a.working_days,
+            tz
+        )
+    } else {
+        mrkdwn!(
+            "Working hours ({}): {} {} ({}).",
+            whose,
+            a.working_hours,
+            a.working_days,
+            tz
+        )
+    });
+    let mut block = section(Mrkdwn::lines(lines));
+    block["block_id"] = json!("home:availability");
+    block["accessory"] = button(
+        AVAILABILITY_EDIT,
+        Mrkdwn::text("Edit"),
+        "edit".to_string(),
+        false,
+    );
+    vec![block]
 }
 
 /// Lays the lists out within `budget` blocks: each list's heading and one line for its
@@ -232,6 +310,17 @@ fn finished_item(finished: &[HomeTask], now: DateTime<Utc>) -> Option<Vec<Value>
     Some(vec![section(Mrkdwn::lines(lines))])
 }
 
+/// `09:00` (today in `tz`) or `Mon 09:00`, in time zone `tz` (UTC when unreadable).
+fn local_time(at: DateTime<Utc>, tz: &str, now: DateTime<Utc>) -> String {
+    let tz = crate::availability::parse_tz(tz).unwrap_or(chrono_tz::UTC);
+    let local = at.with_timezone(&tz);
+    if local.date_naive() == now.with_timezone(&tz).date_naive() {
+        local.format("%H:%M").to_string()
+    } else {
+        local.format("%a %H:%M").to_string()
+    }
+}
+
 /// `7 min`, `3 h`, `more than a day`.
 fn minutes_text(m: u32) -> String {
     match m {
@@ -257,6 +346,13 @@ fn admin_lists(admin: &AdminHome, now: DateTime<Utc>) -> Vec<List> {
         }
         if let Some(m) = r.expected_minutes {
             text.push(&mrkdwn!(" · expected staffed in about {}", minutes_text(m)));
+        }
+        if let Some((at, tz)) = &r.waiting_for_hours {
+            text.push(&mrkdwn!(
+                " · waiting for working hours: next at {} in {}",
+                local_time(*at, tz, now),
+                tz
+            ));
         }
         vec![section(text)]
     });
@@ -374,6 +470,11 @@ fn with_confirm(mut button: Value, title: &str, text: &str, confirm: &str) -> Va
 /// A modal, as `views.open` takes it.
 pub fn modal_view(modal: &Modal) -> Value {
     match modal {
+        Modal::Availability {
+            weeks,
+            working_hours,
+            working_days,
+        } => availability_modal(weeks, working_hours, working_days),
         Modal::Restaff {
             task_id,
             task,
@@ -406,6 +507,65 @@ pub fn modal_view(modal: &Modal) -> Value {
             })
         }
     }
+}
+
+/// The availability form: a number input per weekday of each week, then the worker's own
+/// working hours and days.
+fn availability_modal(
+    weeks: &[(chrono::NaiveDate, [f64; 7])],
+    working_hours: &str,
+    working_days: &str,
+) -> Value {
+    let mut blocks = vec![context(Mrkdwn::text(
+        "Hours you can work each day (0 to 24). Tasks that fit are assigned to you directly, up to the most hours a day an admin set for you.",
+    ))];
+    for (i, (week, hours)) in weeks.iter().enumerate() {
+        let which = if i == 0 { "This week" } else { "Next week" };
+        blocks.push(json!({"type": "header", "text": {"type": "plain_text",
+            "text": format!("{which} (from {})", week.format("%a %-d %b"))}}));
+        for (day, h) in crate::availability::WEEKDAYS.iter().zip(hours) {
+            blocks.push(json!({
+                "type": "input",
+                "block_id": format!("avail:{week}:{}", crate::availability::day_name(*day)),
+                "optional": true,
+                "label": {"type": "plain_text", "text": day.to_string()},
+                "element": {"type": "number_input", "action_id": AVAILABILITY_VALUE,
+                    "is_decimal_allowed": true, "min_value": "0", "max_value": "24",
+                    "initial_value": crate::availability::hours_text(*h)},
+            }));
+        }
+    }
+    let text_input = |block_id: &str, label: &str, value: &str, hint: &str| {
+        let mut element = json!({"type": "plain_text_input", "action_id": AVAILABILITY_VALUE,
+            "max_length": 40});
+        if !value.is_empty() {
+            element["initial_value"] = json!(value);
+        }
+        json!({"type": "input", "block_id": block_id, "optional": true,
+            "label": {"type": "plain_text", "text": label},
+            "hint": {"type": "plain_text", "text": hint},
+            "element": element})
+    };
+    blocks.push(text_input(
+        AVAILABILITY_HOURS,
+        "Your working hours",
+        working_hours,
+        "Like 09:00-18:00, in your own time. Empty: the team's.",
+    ));
+    blocks.push(text_input(
+        AVAILABILITY_DAYS,
+        "Your working days",
+        working_days,
+        "Like mon-fri or mon,wed,fri. Empty: the team's.",
+    ));
+    json!({
+        "type": "modal",
+        "callback_id": AVAILABILITY_CALLBACK,
+        "title": {"type": "plain_text", "text": "Your availability"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    })
 }
 
 /// `text` cut to `max` characters (plain texts in views have limits).
@@ -472,6 +632,7 @@ mod tests {
             offers: (0..80).map(offer).collect(),
             tasks: (0..30).map(|i| task(i, Some(TaskAction::Review))).collect(),
             finished: (0..10).map(|i| task(i, None)).collect(),
+            availability: None,
             admin: Some(AdminHome {
                 requests: (0..50)
                     .map(|i| RequestLine {
@@ -483,6 +644,7 @@ mod tests {
                         declined: 1,
                         exhausted: false,
                         expected_minutes: None,
+                        waiting_for_hours: None,
                     })
                     .collect(),
                 requests_total: 120,
