@@ -119,6 +119,36 @@ where
         .await?)
 }
 
+/// Gives every worker an availability row for the week of `now` (4 hours a day) and a most of 2
+/// hours a day auto-staffed, and the step tasks of 3 hours (`staffbot.hours`): the staffing
+/// round looks at auto-staffing first for every request, and finds nobody it fits. Three
+/// statements.
+pub async fn add_availability(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<()> {
+    let backend = db.get_database_backend();
+    let hours = json!({"path": "staffbot.hours", "kwargs": {"hours": 3.0}});
+    db.execute_raw(staffbot::db::statement(
+        backend,
+        "UPDATE steps SET assignable_hours_function = $1",
+        vec![hours.into()],
+    ))
+    .await?;
+    db.execute_raw(staffbot::db::statement(
+        backend,
+        "UPDATE workers SET max_autostaff_hours_per_day = 2",
+        vec![],
+    ))
+    .await?;
+    let week = staffbot::availability::week_of(now.date_naive()).to_string();
+    db.execute_raw(staffbot::db::statement(
+        backend,
+        "INSERT INTO worker_availability (worker_id, week, mon, tue, wed, thu, fri, sat, sun, updated_at)
+         SELECT id, $1, 4, 4, 4, 4, 4, 4, 4, $2 FROM workers",
+        vec![week.into(), now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Builds the data in an empty, migrated database.
 pub async fn build(db: &DatabaseConnection, shape: Shape, quiet: bool) -> Result<Built> {
     let now = t0();

@@ -265,7 +265,8 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
             "{backend} W={} T={} B={batch}: tick",
             size.workers, size.requests
         );
-        let tick = phases::tick(&c, batch, size.requests, args.tick_timeout).await?;
+        let name = if batch == 5 { "tick_b5" } else { "tick_b20" };
+        let tick = phases::tick(&c, batch, size.requests, args.tick_timeout, name).await?;
         out.push(report::from_phase(
             backend,
             size.workers,
@@ -285,6 +286,30 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
         c.db.close().await?;
         fresh.drop_it(args.keep_db).await?;
     }
+    // The same round with an availability row for every worker and a step with hours:
+    // auto-staffing is looked at before the offers (its tasks take 3 h, more than the 2 h a
+    // day anyone may be auto-staffed, so the offers go out as above).
+    eprintln!(
+        "{backend} W={} T={} B=5: building, with availability",
+        size.workers, size.requests
+    );
+    let fresh = FreshDb::create(backend, &args.pg_url, &args.pg_db_prefix).await?;
+    let c = Counted::connect(fresh.url()).await?;
+    phases::build(&c, shape, quiet).await?;
+    data::add_availability(&c.db, phases::tick_time()).await?;
+    eprintln!(
+        "{backend} W={} T={} B=5: tick, with availability",
+        size.workers, size.requests
+    );
+    let tick = phases::tick(&c, 5, size.requests, args.tick_timeout, "tick_b5_available").await?;
+    out.push(report::from_phase(
+        backend,
+        size.workers,
+        size.requests,
+        &tick,
+    ))?;
+    c.db.close().await?;
+    fresh.drop_it(args.keep_db).await?;
     Ok(())
 }
 

@@ -173,6 +173,7 @@ pub async fn tick(
     batch_size: u32,
     requests: usize,
     timeout: Duration,
+    name: &'static str,
 ) -> Result<Phase> {
     let now = tick_time();
     let lease = staffbot::lease::try_lease(&c.db, "staffing", "bench", Duration::from_secs(3600))
@@ -199,7 +200,7 @@ pub async fn tick(
             (
                 false,
                 json!({"requests_batched": report.requests, "offers": report.offers,
-                       "exhausted": report.exhausted}),
+                       "exhausted": report.exhausted, "auto_staffed": report.auto_staffed}),
             )
         }
         Err(_) => {
@@ -217,11 +218,7 @@ pub async fn tick(
         }
     };
     Ok(Phase {
-        name: if batch_size == 5 {
-            "tick_b5"
-        } else {
-            "tick_b20"
-        },
+        name,
         total,
         samples: Vec::new(),
         rss_before_mib: before,

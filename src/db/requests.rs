@@ -134,18 +134,31 @@ pub async fn set_details<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Stores each request's task hours (negative: none known), computed once per request.
+/// Stores each request's task hours (negative: none known), computed once per request: one
+/// statement per distinct value (the requests of one step share theirs), chunked.
 pub async fn set_task_hours<C: ConnectionTrait>(
     conn: &C,
     hours: &[(i64, f64)],
 ) -> Result<(), DbErr> {
+    let mut by_value: HashMap<u64, Vec<String>> = HashMap::new();
     for (request_id, h) in hours {
-        conn.execute_raw(statement(
-            conn.get_database_backend(),
-            "UPDATE staffing_requests SET task_hours = $1 WHERE id = $2",
-            vec![(*h).into(), (*request_id).into()],
-        ))
-        .await?;
+        by_value
+            .entry(h.to_bits())
+            .or_default()
+            .push(request_id.to_string());
+    }
+    for (bits, ids) in by_value {
+        for chunk in ids.chunks(1000) {
+            conn.execute_raw(statement(
+                conn.get_database_backend(),
+                &format!(
+                    "UPDATE staffing_requests SET task_hours = $1 WHERE id IN ({})",
+                    chunk.join(", ")
+                ),
+                vec![f64::from_bits(bits).into()],
+            ))
+            .await?;
+        }
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ async fn replicas_starting_together_all_start() {
     for result in futures_util::future::join_all(starts).await {
         result.expect("every replica starts");
     }
-    assert_eq!(table_count(&t.db).await, 23);
+    assert_eq!(table_count(&t.db).await, 24);
     assert!(
         Migrator::get_pending_migrations(&t.db)
             .await
