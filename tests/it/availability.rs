@@ -333,3 +333,28 @@ async fn availability_is_set_from_the_home_tab() {
     let _ = CHANNEL;
     t.h.finish().await;
 }
+
+#[tokio::test]
+async fn reminders_wait_for_working_hours() {
+    let (mut t, _) = two_time_zones(None).await;
+    t.staff().await;
+    t.h.tick(Utc::now(), 1).await; // ann's offer, at noon for her
+    assert_eq!(t.h.next_message().await.body["channel"], slack_id("ann"));
+    let lease = t.h.lease("reminders").await;
+    let rule = t.h.config.staffbot.working_rule();
+    let remind = |hours: i64| {
+        let at = Utc::now() + chrono::Duration::hours(hours);
+        staffbot::staffing::reminders::run_once_with_hours(
+            t.h.db(),
+            &lease,
+            std::time::Duration::ZERO,
+            false,
+            rule,
+            at,
+        )
+    };
+    // 20:00 for ann: no reminder; 09:00 the next morning: her reminder.
+    assert_eq!(remind(8).await.expect("round"), 0);
+    assert_eq!(remind(21).await.expect("round"), 1);
+    t.h.finish().await;
+}
