@@ -88,13 +88,10 @@ pub fn parse_day_hours(text: &str) -> Result<f64, String> {
     }
 }
 
-/// The hours a worker may be auto-staffed today: today's hours of this week's row, at most
-/// `max_per_day`. No row for this week: none (Orchestra: not a candidate).
-pub fn allowed_hours(this_week: Option<&WeekHours>, max_per_day: f64, today: Weekday) -> f64 {
-    match this_week {
-        Some(week) => week.on(today).min(max_per_day).max(0.0),
-        None => 0.0,
-    }
+/// The hours a worker may be auto-staffed today: today's hours of this week's availability
+/// row, at most `max_per_day`. No row for this week (`None`): none (Orchestra: not a candidate).
+pub fn allowed_hours(today: Option<f64>, max_per_day: f64) -> f64 {
+    today.map_or(0.0, |h| h.min(max_per_day).max(0.0))
 }
 
 /// Whether a task of `task_hours` fits a worker who may work `allowed` hours today and won
@@ -348,7 +345,7 @@ mod tests {
     fn orchestras_worked_example() {
         // Behaviour §6.5: allowed 7 h, worked 2 h, won a 3 h task today, a new 3 h task: 8 > 7.
         let week = WeekHours([9.0, 9.0, 9.0, 9.0, 9.0, 0.0, 0.0]);
-        let allowed = allowed_hours(Some(&week), 7.0, Weekday::Mon);
+        let allowed = allowed_hours(Some(week.on(Weekday::Mon)), 7.0);
         assert_eq!(allowed, 7.0);
         assert!(!fits(allowed, &[2.0, 3.0], 4, 3.0));
         assert!(fits(allowed, &[3.0], 4, 3.0));
@@ -357,8 +354,8 @@ mod tests {
         // A cap of one task a day with one won already.
         assert!(!fits(9.0, &[1.0], 1, 1.0));
         // No row this week, or max 0 (Orchestra's default): never.
-        assert_eq!(allowed_hours(None, 8.0, Weekday::Mon), 0.0);
-        assert_eq!(allowed_hours(Some(&week), 0.0, Weekday::Mon), 0.0);
+        assert_eq!(allowed_hours(None, 8.0), 0.0);
+        assert_eq!(allowed_hours(Some(week.on(Weekday::Mon)), 0.0), 0.0);
         assert!(!fits(0.0, &[], 4, 0.5));
         assert_eq!(
             week_of(NaiveDate::from_ymd_opt(2026, 12, 10).expect("a date")).to_string(),

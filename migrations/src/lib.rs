@@ -23,6 +23,7 @@ mod m20261205_000009_workflow_scripts;
 mod m20261206_000010_email;
 mod m20261207_000011_script_hardening;
 mod m20261208_000012_availability;
+mod m20261208_000013_outbox_format;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_email::Migration),
             Box::new(m20261207_000011_script_hardening::Migration),
             Box::new(m20261208_000012_availability::Migration),
+            Box::new(m20261208_000013_outbox_format::Migration),
         ]
     }
 }

@@ -33,6 +33,35 @@ pub async fn of_week<C: ConnectionTrait>(
         .collect())
 }
 
+/// Today's hours of week `week` (its Monday) for the workers who may be auto-staffed at all
+/// (`max_autostaff_hours_per_day` above 0) and have hours today: worker id → hours. One read
+/// of two columns a row, whatever the number of workers.
+pub async fn hours_on<C: ConnectionTrait>(
+    conn: &C,
+    week: NaiveDate,
+    day: chrono::Weekday,
+) -> Result<HashMap<i64, f64>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        worker_id: i64,
+        hours: f64,
+    }
+    // A column name from a fixed list, never from input.
+    let column = crate::availability::day_name(day);
+    let rows = Row::find_by_statement(statement(
+        conn.get_database_backend(),
+        &format!(
+            "SELECT a.worker_id, a.{column} AS hours
+             FROM worker_availability a JOIN workers w ON w.id = a.worker_id
+             WHERE a.week = $1 AND a.{column} > 0 AND w.max_autostaff_hours_per_day > 0"
+        ),
+        vec![week.to_string().into()],
+    ))
+    .all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.worker_id, r.hours)).collect())
+}
+
 /// `worker_id`'s availability for each of `weeks` (`None`: no row).
 pub async fn of_worker<C: ConnectionTrait>(
     conn: &C,

@@ -493,6 +493,8 @@ pub mod outbox {
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
         pub sent_at: Option<DateTimeUtc>,
+        /// The outbox format of the release that wrote it ([`crate::db::outbox::FORMAT`]).
+        pub format: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

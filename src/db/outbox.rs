@@ -44,6 +44,14 @@ pub struct NewRow {
 }
 
 /// The row for `outgoing` under `dedupe_key`.
+/// The outbox format this release writes, and the newest it reads. A release that adds a kind
+/// of message, a field or a delivery an older sender cannot read raises it: an older sender
+/// then leaves those rows to a newer one (a rolling upgrade), instead of failing them.
+///
+/// 1: rows written before formats were recorded. 2: availability and working hours (users'
+/// time zones asked of Slack, the auto-staffed DM, the availability form).
+pub const FORMAT: i32 = 2;
+
 pub fn new_row(dedupe_key: String, outgoing: &Outgoing) -> Result<NewRow, DbErr> {
     let payload = serde_json::to_string(outgoing)
         .map_err(|e| DbErr::Json(format!("cannot store the message {dedupe_key}: {e}")))?;
@@ -66,13 +74,13 @@ pub async fn insert_new<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(0);
     }
-    const COLUMNS: &str = "INSERT INTO outbox (dedupe_key, method, payload, status, attempts, next_attempt_at, created_at)";
+    const COLUMNS: &str = "INSERT INTO outbox (dedupe_key, method, payload, status, attempts, next_attempt_at, created_at, format)";
     let backend = conn.get_database_backend();
     let stmt = if is_postgres(conn) {
         static SQL: LazyLock<String> = LazyLock::new(|| {
             sql(&format!(
                 "{COLUMNS}
-                 SELECT u.k, u.m, u.p::jsonb, {{OutboxStatus::Pending}}, 0, $4, $4
+                 SELECT u.k, u.m, u.p::jsonb, {{OutboxStatus::Pending}}, 0, $4, $4, {FORMAT}
                  FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(k, m, p, n)
                  ORDER BY u.n
                  ON CONFLICT (dedupe_key) DO NOTHING"
@@ -102,7 +110,7 @@ pub async fn insert_new<C: ConnectionTrait>(
             }
             let _ = write!(
                 text,
-                "(${n}, ${}, ${}, '{pending}', 0, $1, $1)",
+                "(${n}, ${}, ${}, '{pending}', 0, $1, $1, {FORMAT})",
                 n + 1,
                 n + 2
             );
@@ -139,7 +147,7 @@ pub async fn claim<C: ConnectionTrait>(
     let pending = OutboxStatus::Pending.as_str();
     let method = only.map_or(String::new(), |m| format!(" AND method = '{}'", m.as_str()));
     let due = format!(
-        "status = '{pending}' AND next_attempt_at <= $3{method}
+        "status = '{pending}' AND next_attempt_at <= $3{method} AND format <= {FORMAT}
          AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
     );
     let claimed = conn
@@ -167,6 +175,31 @@ pub async fn claim<C: ConnectionTrait>(
         .order_by_asc(outbox::Column::Id)
         .all(conn)
         .await
+}
+
+/// Gives back claimed row `id`, which this release cannot read, for another sender (a newer
+/// release's) to take after `retry_at`: still pending, its attempts unchanged, `error` noted.
+pub async fn give_back<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    token: &str,
+    error: &str,
+    retry_at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    conn.execute_raw(statement(
+        conn.get_database_backend(),
+        "UPDATE outbox SET claimed_by = NULL, claim_expires_at = NULL, next_attempt_at = $1,
+                           last_error = $2
+         WHERE id = $3 AND claimed_by = $4",
+        vec![
+            retry_at.into(),
+            error.to_string().into(),
+            id.into(),
+            token.to_string().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Checks that the claim `token` on row `id` still holds (not expired on the database's clock)

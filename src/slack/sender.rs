@@ -97,7 +97,13 @@ pub struct Sender {
     /// Only rows of this kind are delivered (emails, when there is no Slack token); the others
     /// wait.
     only: Option<db::outbox::Method>,
+    /// Rows this release could not read and gave back (warned about once each).
+    unreadable: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
+
+/// How long a row this release cannot read waits before a sender looks at it again (a newer
+/// release's sender, during a rolling upgrade, takes it at once).
+const GIVE_BACK_FOR: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Where the sender's email rows go: rendered and sent by [`crate::email`] (the daemon wires
 /// it in; this module knows Slack, not mail).
@@ -190,6 +196,7 @@ impl Sender {
             mail: None,
             email_alerted: std::sync::atomic::AtomicBool::new(true),
             only: None,
+            unreadable: Default::default(),
         }
     }
 
@@ -377,16 +384,33 @@ impl Sender {
                 }))
             }
             Err(error) => {
-                tracing::error!(id = row.id, key = %row.dedupe_key, "outbox row not sent: {error}");
-                let failed = Finish::Failed {
-                    attempts: row.attempts + 1,
-                    error,
-                };
-                db::outbox::finish(&self.db, row.id, token, failed).await?;
-                report.failed += 1;
+                self.give_back(token, &row, &error).await?;
                 Ok(None)
             }
         }
+    }
+
+    /// A row this release cannot read (another release wrote it, or it is damaged) is never
+    /// failed: it goes back, unclaimed, for a sender that can (warned about once).
+    async fn give_back(&self, token: &str, row: &Row, error: &str) -> Result<(), DbErr> {
+        let first = self
+            .unreadable
+            .lock()
+            .map(|mut seen| seen.insert(row.id))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(
+                id = row.id,
+                key = %row.dedupe_key,
+                format = row.format,
+                "this release cannot read an outbox row (written in format {}, this release's is {}): {error}; left for a sender that can",
+                row.format,
+                db::outbox::FORMAT
+            );
+        }
+        metrics::counter!("staffbot_outbox_unreadable_total").increment(1);
+        let retry_at = self.clock.now() + GIVE_BACK_FOR;
+        db::outbox::give_back(&self.db, row.id, token, error, retry_at).await
     }
 
     /// Renders a claimed email row into the email sent. A row that cannot be read, or email that
@@ -397,8 +421,15 @@ impl Sender {
         row: Row,
         report: &mut SendReport,
     ) -> Result<Option<Claimed>, DbErr> {
-        let outgoing = serde_json::from_value::<crate::messages::Outgoing>(row.payload.clone())
-            .map_err(|e| format!("unreadable email: {e}"));
+        let outgoing =
+            match serde_json::from_value::<crate::messages::Outgoing>(row.payload.clone()) {
+                Ok(outgoing) => Ok(outgoing),
+                Err(e) => {
+                    self.give_back(token, &row, &format!("unreadable email: {e}"))
+                        .await?;
+                    return Ok(None);
+                }
+            };
         let follow_up = outgoing.as_ref().ok().and_then(|o| o.follow_up());
         let body = outgoing.and_then(|outgoing| {
             let Some(mail) = &self.mail else {

@@ -15,7 +15,7 @@ use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::batch::Pool;
-use crate::availability::{WeekHours, allowed_hours, fits, week_of};
+use crate::availability::{allowed_hours, fits, week_of};
 use crate::db;
 use crate::db::Role;
 use crate::db::requests::{Candidate, RequestContext};
@@ -26,15 +26,15 @@ pub type PoolKey = (i64, Role, bool);
 /// What the round knows about availability, read once.
 #[derive(Debug, Default)]
 pub struct Availability {
-    /// This week's availability rows, per worker.
-    week: HashMap<i64, WeekHours>,
+    /// Today's hours of this week's availability rows, per worker who may be auto-staffed.
+    today_hours: HashMap<i64, f64>,
     /// The hours of the tasks each worker won today (those with known hours).
     won_today: HashMap<i64, Vec<f64>>,
     today: Option<Weekday>,
     max_tasks_per_day: u32,
-    /// Per pool, its candidates with hours to give today (built at the pool's first request):
-    /// usually a few of a large pool.
-    available: HashMap<PoolKey, Pool>,
+    /// Per pool, per tier, the places (in the pool) of its candidates with hours to give today
+    /// (worked out at the pool's first request): usually a few of a large pool.
+    available: HashMap<PoolKey, Vec<Vec<usize>>>,
     /// (pool, task hours) that fitted nobody this round (until someone is auto-staffed from
     /// that pool): the next request of the same step does not look again.
     no_fit: HashSet<(PoolKey, u64)>,
@@ -55,7 +55,7 @@ impl Availability {
         let today = now.date_naive();
         let midnight = today.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
         Ok(Availability {
-            week: db::availability::of_week(conn, week_of(today)).await?,
+            today_hours: db::availability::hours_on(conn, week_of(today), today.weekday()).await?,
             won_today: db::availability::won_since(conn, midnight).await?,
             today: Some(today.weekday()),
             max_tasks_per_day,
@@ -73,29 +73,32 @@ impl Availability {
         task_hours: f64,
         rng: &mut impl Rng,
     ) -> Option<Candidate> {
-        let today = self.today?;
+        self.today?;
         if self.no_fit.contains(&(key, task_hours.to_bits())) {
             return None;
         }
-        let (week, max_tasks) = (&self.week, self.max_tasks_per_day);
-        let available = self.available.entry(key).or_insert_with(|| {
-            pool.filtered(|c| {
-                allowed_hours(week.get(&c.worker_id), c.max_autostaff_hours_per_day, today) > 0.0
-            })
-        });
+        let (hours, max_tasks) = (&self.today_hours, self.max_tasks_per_day);
+        let allowed = |c: &Candidate| {
+            allowed_hours(
+                hours.get(&c.worker_id).copied(),
+                c.max_autostaff_hours_per_day,
+            )
+        };
+        let available = self
+            .available
+            .entry(key)
+            .or_insert_with(|| pool.places_where(|c| allowed(c) > 0.0));
         let won_today = &self.won_today;
         let fit = |c: &Candidate| {
-            let allowed =
-                allowed_hours(week.get(&c.worker_id), c.max_autostaff_hours_per_day, today);
             let won = won_today.get(&c.worker_id).map_or(&[][..], Vec::as_slice);
-            fits(allowed, won, max_tasks, task_hours)
+            fits(allowed(c), won, max_tasks, task_hours)
         };
         let mut anyone = false;
-        for tier in available.tiers() {
+        for tier in available.iter().filter(|t| !t.is_empty()) {
             // At random among the tier's fitting workers: a few random draws find one when
             // many fit; otherwise every one of them is looked at.
             for _ in 0..16 {
-                let c = &tier[rng.random_range(0..tier.len())];
+                let c = pool.at(tier[rng.random_range(0..tier.len())]);
                 if fit(c) {
                     anyone = true;
                     if !excluded.contains(&c.worker_id) {
@@ -103,7 +106,11 @@ impl Availability {
                     }
                 }
             }
-            let fitting: Vec<&Candidate> = tier.iter().filter(|c| fit(c)).collect();
+            let fitting: Vec<&Candidate> = tier
+                .iter()
+                .map(|&i| pool.at(i))
+                .filter(|c| fit(c))
+                .collect();
             anyone |= !fitting.is_empty();
             let open: Vec<&Candidate> = fitting
                 .into_iter()
@@ -203,9 +210,8 @@ mod tests {
             available(3, 1, 8.0),
             available(4, 9, 0.0),
         ]);
-        let week = WeekHours([4.0; 7]);
         let mut a = Availability {
-            week: [(1, week), (2, week), (3, week), (4, week)].into(),
+            today_hours: [(1, 4.0), (2, 4.0), (3, 4.0), (4, 4.0)].into(),
             won_today: [(1, vec![3.0])].into(),
             today: Some(Weekday::Tue),
             max_tasks_per_day: 4,

@@ -84,15 +84,21 @@ impl Pool {
         self.candidates.is_empty()
     }
 
-    /// The pool of the candidates `keep` keeps (in the same tiers).
-    pub fn filtered(&self, keep: impl Fn(&Candidate) -> bool) -> Pool {
-        Pool::new(
-            self.candidates
-                .iter()
-                .filter(|c| keep(c))
-                .cloned()
-                .collect(),
-        )
+    /// Per tier (highest priority first), the places of the candidates `keep` keeps.
+    pub fn places_where(&self, keep: impl Fn(&Candidate) -> bool) -> Vec<Vec<usize>> {
+        self.tiers
+            .iter()
+            .map(|&(start, end)| {
+                (start..end)
+                    .filter(|&i| keep(&self.candidates[i]))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The candidate at place `i` (from [`Pool::places_where`]).
+    pub fn at(&self, i: usize) -> &Candidate {
+        &self.candidates[i]
     }
 
     /// Up to `n` candidates not in `excluded`: highest priority first, in a random order among

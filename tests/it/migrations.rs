@@ -211,3 +211,41 @@ async fn the_database_enforces_the_integrity_rules() {
     };
     expect_unique(raw.insert(db).await, "duplicate dedupe key");
 }
+
+/// Migrations are expand-then-contract across releases (README "Development"): from the
+/// baseline on, a migration's `up` only adds. No DROP, no RENAME; a NOT NULL column it adds
+/// has a DEFAULT that an older release's inserts satisfy. (A later release may drop what the
+/// release before it stopped using: such a migration names itself here with the reason.)
+#[test]
+fn migrations_from_the_baseline_only_expand() {
+    const BASELINE: &str = "m20261207_000011";
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/src");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("migrations/src") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !name.starts_with('m') || name.as_str() < BASELINE {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let start = text.find("async fn up(").expect("an up()");
+        let end = text.find("async fn down(").expect("a down()");
+        let up = text[start..end].to_uppercase();
+        assert!(
+            !up.contains("DROP ") && !up.contains("RENAME"),
+            "{name}: up() drops or renames"
+        );
+        for line in up.lines().filter(|l| l.contains("ADD COLUMN")) {
+            assert!(
+                !line.contains("NOT NULL") || line.contains("DEFAULT"),
+                "{name}: a NOT NULL column without a DEFAULT: {line}"
+            );
+        }
+        checked.push(name);
+    }
+    assert!(checked.len() >= 3, "{checked:?}");
+}

@@ -486,3 +486,65 @@ async fn a_crashed_senders_rows_are_delivered_once_by_the_next() {
     assert_eq!(h.next_post(CHANNEL).await, "race");
     h.finish().await;
 }
+
+/// A rolling upgrade (issue 30): a row a newer release wrote (a format this one does not know)
+/// is left for that release's sender, untouched; a row this release cannot read goes back,
+/// pending, for a sender that can. Neither is failed for good.
+#[tokio::test]
+async fn rows_this_release_cannot_read_are_left_for_another_sender() {
+    let mut h = Harness::new().await;
+    h.fake.add_channel(CHANNEL, "story", &[]);
+    let now = chrono::Utc::now();
+    for key in ["readable", "newer", "damaged"] {
+        enqueue(h.db(), key, crate::common::note(CHANNEL, key), now)
+            .await
+            .expect("enqueue");
+    }
+    assert_eq!(
+        row(&h, "readable").await.format,
+        staffbot::db::outbox::FORMAT
+    );
+    let mut newer: outbox::ActiveModel = row(&h, "newer").await.into();
+    newer.format = Set(staffbot::db::outbox::FORMAT + 1);
+    newer.payload = Set(json!({"delivery": "hologram", "channel": CHANNEL}));
+    newer.update(h.db()).await.expect("a newer release's row");
+    let mut damaged: outbox::ActiveModel = row(&h, "damaged").await.into();
+    damaged.payload = Set(json!({"delivery": "hologram", "channel": CHANNEL}));
+    damaged
+        .update(h.db())
+        .await
+        .expect("a row this release cannot read");
+    let s = sender(&h);
+    let report = s.run_once().await.expect("round");
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(h.next_post(CHANNEL).await, "readable");
+    let newer = row(&h, "newer").await;
+    assert_eq!(
+        (
+            newer.status,
+            newer.attempts,
+            newer.claimed_by,
+            newer.last_error
+        ),
+        (OutboxStatus::Pending, 0, None, None),
+        "never claimed"
+    );
+    let damaged = row(&h, "damaged").await;
+    assert_eq!(
+        (damaged.status, damaged.attempts),
+        (OutboxStatus::Pending, 0)
+    );
+    assert_eq!(damaged.claimed_by, None);
+    assert!(damaged.next_attempt_at > now + chrono::Duration::minutes(5));
+    assert!(
+        damaged
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("hologram")),
+        "{:?}",
+        damaged.last_error
+    );
+    // Once due again it is still not failed: given back again.
+    assert_eq!(s.run_once().await.expect("round").failed, 0);
+    h.finish().await;
+}
