@@ -341,26 +341,29 @@ pub fn status_line(status: NoticeStatus) -> &'static str {
 
 /// The offer's text: the greeting and the details (behaviour §10.2).
 pub fn offer_text(first_name: &str, o: &OfferContent) -> Mrkdwn {
-    let mut text = mrkdwn!(
-        "Hello {}!\n\nA new task is available for you to work on, if you'd like!  Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
+    task_text(
         first_name,
-        o.workflow_description,
-        o.project_description,
-        o.step_description,
-        if o.review { " [Review]" } else { "" },
-    );
-    if !o.details.is_empty() {
-        text.push(&mrkdwn!("\nDetails: {}", o.details));
-    }
-    text
+        "A new task is available for you to work on, if you'd like!  Here are the details:",
+        o,
+    )
 }
 
 /// An auto-staffed worker's DM: Orchestra's "You've been assigned to a new task", with the
 /// task's details as an offer shows them.
 pub fn auto_staffed_text(first_name: &str, o: &OfferContent) -> Mrkdwn {
-    let mut text = mrkdwn!(
-        "Hello {}!\n\nYou've been assigned to a new task, from the availability you set. Here are the details:\n\nProject: {}\nProject description: {}\nTask: {}{}",
+    task_text(
         first_name,
+        "You've been assigned to a new task, from the availability you set. Here are the details:",
+        o,
+    )
+}
+
+/// `Hello <first name>!`, `lead` (staffbot's own words), then the task's details.
+fn task_text(first_name: &str, lead: &'static str, o: &OfferContent) -> Mrkdwn {
+    let mut text = mrkdwn!(
+        "Hello {}!\n\n{}\n\nProject: {}\nProject description: {}\nTask: {}{}",
+        first_name,
+        lead,
         o.workflow_description,
         o.project_description,
         o.step_description,

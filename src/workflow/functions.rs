@@ -139,19 +139,29 @@ impl DescriptionFunction {
         let Some(source) = &self.script else {
             return self.template()?.render(input, &self.kwargs);
         };
-        let compiled = script::compile(Purpose::Description, source).map_err(|e| e.to_string())?;
-        let value = compiled
-            .call(vec![
-                ("task", script::to_dynamic(&input.task)),
-                ("step", script::to_dynamic(&input.step)),
-                ("project", script::to_dynamic(&input.project)),
-                ("workflow", script::to_dynamic(&input.workflow)),
-                ("kwargs", script::to_dynamic(&self.kwargs)),
-            ])
-            .map_err(|e| e.to_string())?;
-        let text = script::text_of(compiled.file(), value).map_err(|e| e.to_string())?;
+        let value = run_task_script(source, input, &self.kwargs)?;
+        let text = script::text_of(&source.file, value).map_err(|e| e.to_string())?;
         Ok(Details::text(text))
     }
+}
+
+/// Runs a script about a task (a description's, or an assignable-hours one's): it sees `task`,
+/// `step`, `project`, `workflow` and `kwargs`, under the scripts' limits.
+fn run_task_script(
+    source: &ScriptSource,
+    input: &DescriptionInput,
+    kwargs: &Map<String, Value>,
+) -> Result<rhai::Dynamic, String> {
+    let compiled = script::compile(Purpose::Description, source).map_err(|e| e.to_string())?;
+    compiled
+        .call(vec![
+            ("task", script::to_dynamic(&input.task)),
+            ("step", script::to_dynamic(&input.step)),
+            ("project", script::to_dynamic(&input.project)),
+            ("workflow", script::to_dynamic(&input.workflow)),
+            ("kwargs", script::to_dynamic(kwargs)),
+        ])
+        .map_err(|e| e.to_string())
 }
 
 /// The detailed description a step's stored `detailed_description_function` gives the task
@@ -329,17 +339,7 @@ pub fn task_hours(function: &Value, input: &DescriptionInput) -> Result<Option<f
     if let Some(script) = function.get("script").filter(|s| !s.is_null()) {
         let script: ScriptSource =
             serde_json::from_value(script.clone()).map_err(|e| e.to_string())?;
-        let kwargs = kwargs_of(function)?;
-        let compiled = script::compile(Purpose::Description, &script).map_err(|e| e.to_string())?;
-        let value = compiled
-            .call(vec![
-                ("task", script::to_dynamic(&input.task)),
-                ("step", script::to_dynamic(&input.step)),
-                ("project", script::to_dynamic(&input.project)),
-                ("workflow", script::to_dynamic(&input.workflow)),
-                ("kwargs", script::to_dynamic(&kwargs)),
-            ])
-            .map_err(|e| e.to_string())?;
+        let value = run_task_script(&script, input, &kwargs_of(function)?)?;
         if value.is_unit() {
             return Ok(None);
         }
