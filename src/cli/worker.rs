@@ -97,6 +97,9 @@ pub struct AddArgs {
     /// need --email, and email configured)
     #[arg(long, value_enum, default_value_t = NotifyArg::Slack)]
     notify: NotifyArg,
+    /// Most hours a day they may be auto-staffed by their availability (default 0: never)
+    #[arg(long, value_name = "HOURS")]
+    max_autostaff_hours: Option<f64>,
 }
 
 /// `worker update`.
@@ -294,6 +297,11 @@ pub async fn run(app: &App, command: WorkerCommand) -> anyhow::Result<()> {
 
 /// `worker add`.
 async fn add(app: &App, args: AddArgs, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    if let Some(h) = args.max_autostaff_hours
+        && !(0.0..=24.0).contains(&h)
+    {
+        anyhow::bail!("--max-autostaff-hours must be between 0 and 24 (not {h})");
+    }
     let new = NewWorker {
         username: args.username,
         first_name: args.first_name,
@@ -303,7 +311,14 @@ async fn add(app: &App, args: AddArgs, now: chrono::DateTime<chrono::Utc>) -> an
         is_admin: args.admin,
         notify: args.notify.into(),
     };
-    let w = workers::add(&app.db, new, now).await?;
+    let mut w = workers::add(&app.db, new, now).await?;
+    if let Some(hours) = args.max_autostaff_hours {
+        let change = workers::WorkerChange {
+            max_autostaff_hours_per_day: Some(hours),
+            ..Default::default()
+        };
+        w = workers::update(&app.db, &w.username, change).await?;
+    }
     outln!("added worker {} (id {})", w.username, w.id);
     warn_unreachable(app, &w);
     Ok(())

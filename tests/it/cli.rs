@@ -932,7 +932,12 @@ async fn workers_choose_how_they_hear_about_work() {
 #[tokio::test]
 async fn admins_set_availability_and_working_hours() {
     let cli = Cli::new().await;
+    assert_eq!(
+        cli.fails(&["worker", "add", "ann", "--max-autostaff-hours", "30"]),
+        "error: --max-autostaff-hours must be between 0 and 24 (not 30)"
+    );
     cli.ok(&["worker", "add", "ann", "--slack-user-id", "U0ANN"]);
+    cli.ok(&["worker", "add", "bo", "--max-autostaff-hours", "3"]);
     let out = cli.ok(&["worker", "availability", "ann", "--week", "2026-12-09"]);
     assert_eq!(out, "ann — week of 2026-12-07: no availability set\n");
     let out = cli.run(&[
@@ -1005,6 +1010,7 @@ async fn admins_set_availability_and_working_hours() {
     );
     let list = cli.json(&["worker", "list", "--json"]);
     let ann = &list[0];
+    assert_eq!(list[1]["max_autostaff_hours_per_day"], json!(3.0), "bo");
     assert_eq!(ann["max_autostaff_hours_per_day"], json!(6.0));
     assert_eq!(ann["tz"], json!("Europe/Berlin"));
     assert_eq!(ann["tz_set_by_admin"], json!(true));
