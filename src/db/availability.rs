@@ -35,7 +35,8 @@ pub async fn of_week<C: ConnectionTrait>(
 
 /// Today's hours of week `week` (its Monday) for the workers who may be auto-staffed at all
 /// (`max_autostaff_hours_per_day` above 0) and have hours today: worker id → hours. One read
-/// of two columns a row, whatever the number of workers.
+/// of two columns a row on PostgreSQL; on SQLite, whose driver keeps a copy of every value of
+/// the rows read until they are converted, one read per range of 25,000 worker ids.
 pub async fn hours_on<C: ConnectionTrait>(
     conn: &C,
     week: NaiveDate,
@@ -48,18 +49,44 @@ pub async fn hours_on<C: ConnectionTrait>(
     }
     // A column name from a fixed list, never from input.
     let column = crate::availability::day_name(day);
-    let rows = Row::find_by_statement(statement(
-        conn.get_database_backend(),
-        &format!(
-            "SELECT a.worker_id, a.{column} AS hours
-             FROM worker_availability a JOIN workers w ON w.id = a.worker_id
-             WHERE a.week = $1 AND a.{column} > 0 AND w.max_autostaff_hours_per_day > 0"
-        ),
-        vec![week.to_string().into()],
-    ))
-    .all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.worker_id, r.hours)).collect())
+    let select = format!(
+        "SELECT a.worker_id, a.{column} AS hours
+         FROM worker_availability a JOIN workers w ON w.id = a.worker_id
+         WHERE a.week = $1 AND a.{column} > 0 AND w.max_autostaff_hours_per_day > 0"
+    );
+    let backend = conn.get_database_backend();
+    let mut out = HashMap::new();
+    if super::is_postgres(conn) {
+        let rows =
+            Row::find_by_statement(statement(backend, &select, vec![week.to_string().into()]))
+                .all(conn)
+                .await?;
+        out.extend(rows.into_iter().map(|r| (r.worker_id, r.hours)));
+        return Ok(out);
+    }
+    const RANGE: i64 = 25_000;
+    let ranged = format!("{select} AND a.worker_id >= $2 AND a.worker_id < $3");
+    let last = conn
+        .query_one_raw(statement(
+            backend,
+            "SELECT MAX(id) AS last FROM workers",
+            vec![],
+        ))
+        .await?
+        .map(|row| row.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0);
+    let mut from = 0i64;
+    while from <= last {
+        let values = vec![week.to_string().into(), from.into(), (from + RANGE).into()];
+        let rows = Row::find_by_statement(statement(backend, &ranged, values))
+            .all(conn)
+            .await?;
+        out.extend(rows.into_iter().map(|r| (r.worker_id, r.hours)));
+        from += RANGE;
+    }
+    Ok(out)
 }
 
 /// `worker_id`'s availability for each of `weeks` (`None`: no row).

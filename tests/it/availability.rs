@@ -358,3 +358,28 @@ async fn reminders_wait_for_working_hours() {
     assert_eq!(remind(21).await.expect("round"), 1);
     t.h.finish().await;
 }
+
+#[tokio::test]
+async fn a_worker_with_a_far_id_is_auto_staffed() {
+    // SQLite reads today's hours in ranges of worker ids (25,000 a read): "far" gets an id past
+    // 60,000 there (after a placeholder row) and is auto-staffed like anyone.
+    let mut t = TeamSpec::new().hours(2.0).start().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        t.h.db(),
+        "INSERT INTO workers (id, username, created_at) \
+         VALUES (60001, 'placeholder', '2026-01-01T00:00:00Z')",
+    )
+    .await
+    .expect("placeholder worker");
+    crate::common::worker("far")
+        .certified("writer", staffbot::db::Role::EntryLevel, 1, true)
+        .add(t.h.db())
+        .await;
+    t.h.fake.add_user(&slack_id("far"), "far");
+    available(&t, "far", 8.0, 8.0).await;
+    t.staff().await;
+    let r = t.h.tick(Utc::now(), 1).await;
+    assert_eq!((r.auto_staffed, r.offers), (1, 0));
+    t.h.next_messages(3).await;
+    t.h.finish().await;
+}
