@@ -135,45 +135,59 @@ impl Availability {
 }
 
 /// The task hours of each of `due` that has an hours function and none computed yet: a
-/// built-in at once, a team's script on a blocking thread (under its limits). Negative: no
-/// hours known (a Python path, or a script that failed, which the log says).
+/// built-in at once (nothing copied), a team's script on a blocking thread (under its limits).
+/// Negative: no hours known (a Python path, or a script that failed, which the log says).
 pub async fn compute_task_hours(due: &[RequestContext]) -> HashMap<i64, f64> {
-    let todo: Vec<RequestContext> = due
-        .iter()
-        .filter(|r| r.stored_task_hours.is_none() && r.assignable_hours_function.is_some())
-        .cloned()
-        .collect();
-    if todo.is_empty() {
-        return HashMap::new();
+    let mut out = HashMap::new();
+    let mut scripted: Vec<RequestContext> = Vec::new();
+    for r in due.iter().filter(|r| r.stored_task_hours.is_none()) {
+        let Some(function) = &r.assignable_hours_function else {
+            continue;
+        };
+        if function.get("script").is_some_and(|s| !s.is_null()) {
+            scripted.push(r.clone());
+            continue;
+        }
+        // The built-in reads its kwargs only.
+        let input = crate::workflow::template::DescriptionInput::default();
+        let hours = crate::workflow::functions::task_hours(function, &input);
+        out.insert(r.request_id, usable_hours(r, hours));
+    }
+    if scripted.is_empty() {
+        return out;
     }
     let compute = move || {
-        todo.iter()
+        scripted
+            .iter()
             .map(|r| {
                 let function = r.assignable_hours_function.as_ref();
-                let hours = match function
-                    .map(|f| crate::workflow::functions::task_hours(f, &r.description_input()))
-                {
-                    Some(Ok(Some(h))) => h,
-                    Some(Err(e)) => {
-                        tracing::warn!(
-                            task_id = r.task_id,
-                            project_id = r.project_id,
-                            "assignable hours unusable, nobody is auto-staffed for this task: {e}"
-                        );
-                        -1.0
-                    }
-                    _ => -1.0,
-                };
-                (r.request_id, hours)
+                let hours = function
+                    .map(|f| crate::workflow::functions::task_hours(f, &r.description_input()));
+                (r.request_id, usable_hours(r, hours.unwrap_or(Ok(None))))
             })
             .collect::<HashMap<i64, f64>>()
     };
-    tokio::task::spawn_blocking(compute)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!("assignable hours: their thread failed: {e}");
-            HashMap::new()
-        })
+    match tokio::task::spawn_blocking(compute).await {
+        Ok(computed) => out.extend(computed),
+        Err(e) => tracing::error!("assignable hours: their thread failed: {e}"),
+    }
+    out
+}
+
+/// Hours as stored: the function's, or -1 when it gave none (a failure is logged).
+fn usable_hours(r: &RequestContext, hours: Result<Option<f64>, String>) -> f64 {
+    match hours {
+        Ok(Some(h)) => h,
+        Ok(None) => -1.0,
+        Err(e) => {
+            tracing::warn!(
+                task_id = r.task_id,
+                project_id = r.project_id,
+                "assignable hours unusable, nobody is auto-staffed for this task: {e}"
+            );
+            -1.0
+        }
+    }
 }
 
 impl RequestContext {
