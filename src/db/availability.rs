@@ -66,25 +66,12 @@ pub async fn hours_on<C: ConnectionTrait>(
     }
     const RANGE: i64 = 25_000;
     let ranged = format!("{select} AND a.worker_id >= $2 AND a.worker_id < $3");
-    let last = conn
-        .query_one_raw(statement(
-            backend,
-            "SELECT MAX(id) AS last FROM workers",
-            vec![],
-        ))
-        .await?
-        .map(|row| row.try_get::<Option<i64>>("", "last"))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0);
-    let mut from = 0i64;
-    while from <= last {
-        let values = vec![week.to_string().into(), from.into(), (from + RANGE).into()];
+    for (from, to) in super::workers::id_ranges(conn, RANGE).await? {
+        let values = vec![week.to_string().into(), from.into(), to.into()];
         let rows = Row::find_by_statement(statement(backend, &ranged, values))
             .all(conn)
             .await?;
         out.extend(rows.into_iter().map(|r| (r.worker_id, r.hours)));
-        from += RANGE;
     }
     Ok(out)
 }

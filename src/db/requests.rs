@@ -262,23 +262,8 @@ pub async fn candidates<C: ConnectionTrait>(
     // was converted: read it in ranges of worker ids instead (each range read once).
     static RANGE: LazyLock<String> =
         LazyLock::new(|| sql(&format!("{SELECT} AND w.id >= $4 AND w.id < $5 {GROUP}")));
-    let Some(last) = conn
-        .query_one_raw(statement(
-            backend,
-            "SELECT MAX(id) AS last FROM workers",
-            vec![],
-        ))
-        .await?
-        .map(|row| row.try_get::<Option<i64>>("", "last"))
-        .transpose()?
-        .flatten()
-    else {
-        return Ok(Vec::new());
-    };
     let mut pool = Vec::new();
-    let mut from = 0i64;
-    while from <= last {
-        let to = from + CANDIDATE_RANGE;
+    for (from, to) in super::workers::id_ranges(conn, CANDIDATE_RANGE).await? {
         let mut values = params();
         values.extend([from.into(), to.into()]);
         pool.extend(
@@ -286,7 +271,6 @@ pub async fn candidates<C: ConnectionTrait>(
                 .all(conn)
                 .await?,
         );
-        from = to;
     }
     Ok(pool)
 }

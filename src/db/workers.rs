@@ -185,6 +185,29 @@ pub async fn count_held<C: ConnectionTrait>(
         .await
 }
 
+/// Ranges `[from, to)` of `size` worker ids that cover every worker (none when there are no
+/// workers): for reads done a range at a time on SQLite, whose driver copies every value of
+/// the rows a read returns until they are converted.
+pub async fn id_ranges<C: ConnectionTrait>(conn: &C, size: i64) -> Result<Vec<(i64, i64)>, DbErr> {
+    let last = conn
+        .query_one_raw(super::statement(
+            conn.get_database_backend(),
+            "SELECT MAX(id) AS last FROM workers",
+            vec![],
+        ))
+        .await?
+        .map(|row| row.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten();
+    let Some(last) = last else {
+        return Ok(Vec::new());
+    };
+    let size = size.max(1);
+    Ok((0..=last / size)
+        .map(|k| (k * size, (k + 1) * size))
+        .collect())
+}
+
 /// Finds a worker by staffbot username, else by Slack username (the `restaff` argument).
 pub async fn by_name<C: ConnectionTrait>(
     conn: &C,

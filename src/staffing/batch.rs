@@ -324,14 +324,11 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
             // Workers outside their hours are still to be asked: the pool is not exhausted,
             // and a round that asks nobody waits for the first of them to start.
             let mut waiting = None;
-            if hours_apply && let Some(later) = pools.off_hours.get(&(request.step_id, role)) {
-                let left = later.iter().filter(|o| !excluded.contains(&o.worker_id));
-                if let Some(first) = left.min_by_key(|o| o.next_start) {
-                    exhausted = false;
-                    if chosen.is_empty() {
-                        waiting = Some(first.clone());
-                        report.waiting += 1;
-                    }
+            if let Some(first) = pools.first_later(key, excluded) {
+                exhausted = false;
+                if chosen.is_empty() {
+                    waiting = Some(first.clone());
+                    report.waiting += 1;
                 }
             }
             let fresh = rendered.get(&request.request_id);
@@ -379,6 +376,20 @@ pub struct Pools {
 }
 
 impl Pools {
+    /// Of the candidates of pool `key` outside their working hours now (none when working
+    /// hours do not apply to it), the first to start who is not `excluded`.
+    fn first_later(&self, key: (i64, Role, bool), excluded: &HashSet<i64>) -> Option<&Later> {
+        let (step, role, hours_apply) = key;
+        if !hours_apply {
+            return None;
+        }
+        self.off_hours
+            .get(&(step, role))?
+            .iter()
+            .filter(|o| !excluded.contains(&o.worker_id))
+            .min_by_key(|o| o.next_start)
+    }
+
     /// Every candidate's worker id (each pool's).
     fn worker_ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.pools.values().flat_map(Pool::worker_ids).collect();
@@ -450,37 +461,7 @@ async fn read_pools<C: ConnectionTrait>(
             .collect();
         let (with_hours, without) = needed.get(&(step, role)).copied().unwrap_or_default();
         if with_hours {
-            // Workers share a handful of (time zone, hours, days): each is worked out once.
-            type Key<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
-            let mut seen: HashMap<Key<'_>, Option<(DateTime<Utc>, String)>> = HashMap::new();
-            let mut working = Vec::new();
-            let mut later = Vec::new();
-            for c in &open {
-                // Until Slack (or an admin) has told a worker's time zone, their hours are
-                // not known: they are asked at any hour (the first round asks Slack).
-                if c.tz.is_none() {
-                    working.push(c.clone());
-                    continue;
-                }
-                let key = (
-                    c.tz.as_deref(),
-                    c.working_hours.as_deref(),
-                    c.working_days.as_deref(),
-                );
-                let off = seen.entry(key).or_insert_with(|| {
-                    let week = settings.working.week_of(key.0, key.1, key.2);
-                    (!week.is_working(now))
-                        .then(|| (week.next_start(now), week.tz.name().to_string()))
-                });
-                match off {
-                    None => working.push(c.clone()),
-                    Some((next_start, tz)) => later.push(Later {
-                        worker_id: c.worker_id,
-                        next_start: *next_start,
-                        tz: tz.clone(),
-                    }),
-                }
-            }
+            let (working, later) = split_by_hours(&open, &settings.working, now);
             pools.pools.insert((step, role, true), Pool::new(working));
             pools.off_hours.insert((step, role), later);
         }
@@ -489,6 +470,46 @@ async fn read_pools<C: ConnectionTrait>(
         }
     }
     Ok(pools)
+}
+
+/// `open` split by working hours at `now`: those inside theirs (and those whose time zone is not
+/// known), and those outside with when they start next.
+fn split_by_hours(
+    open: &[Candidate],
+    rule: &WorkingRule,
+    now: DateTime<Utc>,
+) -> (Vec<Candidate>, Vec<Later>) {
+    // Workers share a handful of (time zone, hours, days): each is worked out once.
+    type Key<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+    let mut seen: HashMap<Key<'_>, Option<(DateTime<Utc>, String)>> = HashMap::new();
+    let mut working = Vec::new();
+    let mut later = Vec::new();
+    for c in open {
+        // Until Slack (or an admin) has told a worker's time zone, their hours are
+        // not known: they are asked at any hour (the first round asks Slack).
+        if c.tz.is_none() {
+            working.push(c.clone());
+            continue;
+        }
+        let key = (
+            c.tz.as_deref(),
+            c.working_hours.as_deref(),
+            c.working_days.as_deref(),
+        );
+        let off = seen.entry(key).or_insert_with(|| {
+            let week = rule.week_of(key.0, key.1, key.2);
+            (!week.is_working(now)).then(|| (week.next_start(now), week.tz.name().to_string()))
+        });
+        match off {
+            None => working.push(c.clone()),
+            Some((next_start, tz)) => later.push(Later {
+                worker_id: c.worker_id,
+                next_start: *next_start,
+                tz: tz.clone(),
+            }),
+        }
+    }
+    (working, later)
 }
 
 /// The adaptive policy's evidence about `workers` as of `now`: two reads (their offers of the
