@@ -245,6 +245,14 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
         spare_tasks: spare_tasks(args.samples),
     };
     let quiet = size.workers < 10_000;
+    let push = |out: &mut JsonLines, phase: &phases::Phase| {
+        out.push(report::from_phase(
+            backend,
+            size.workers,
+            size.requests,
+            phase,
+        ))
+    };
     for batch in [5u32, 20] {
         eprintln!(
             "{backend} W={} T={} B={batch}: building",
@@ -254,12 +262,7 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
         let c = Counted::connect(fresh.url()).await?;
         let (built, build) = phases::build(&c, shape, quiet).await?;
         if batch == 5 {
-            out.push(report::from_phase(
-                backend,
-                size.workers,
-                size.requests,
-                &build,
-            ))?;
+            push(out, &build)?;
         }
         eprintln!(
             "{backend} W={} T={} B={batch}: tick",
@@ -267,20 +270,10 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
         );
         let name = if batch == 5 { "tick_b5" } else { "tick_b20" };
         let tick = phases::tick(&c, batch, size.requests, args.tick_timeout, name).await?;
-        out.push(report::from_phase(
-            backend,
-            size.workers,
-            size.requests,
-            &tick,
-        ))?;
+        push(out, &tick)?;
         if batch == 5 {
             for phase in phases::after_tick(&c, &built, args.samples).await? {
-                out.push(report::from_phase(
-                    backend,
-                    size.workers,
-                    size.requests,
-                    &phase,
-                ))?;
+                push(out, &phase)?;
             }
         }
         c.db.close().await?;
@@ -302,12 +295,7 @@ async fn run_size(args: &Args, backend: &str, size: Size, out: &mut JsonLines) -
         size.workers, size.requests
     );
     let tick = phases::tick(&c, 5, size.requests, args.tick_timeout, "tick_b5_available").await?;
-    out.push(report::from_phase(
-        backend,
-        size.workers,
-        size.requests,
-        &tick,
-    ))?;
+    push(out, &tick)?;
     c.db.close().await?;
     fresh.drop_it(args.keep_db).await?;
     Ok(())

@@ -364,13 +364,7 @@ async fn a_worker_with_a_far_id_is_auto_staffed() {
     // SQLite reads today's hours in ranges of worker ids (25,000 a read): "far" gets an id past
     // 60,000 there (after a placeholder row) and is auto-staffed like anyone.
     let mut t = TeamSpec::new().hours(2.0).start().await;
-    sea_orm::ConnectionTrait::execute_unprepared(
-        t.h.db(),
-        "INSERT INTO workers (id, username, created_at) \
-         VALUES (60001, 'placeholder', '2026-01-01T00:00:00Z')",
-    )
-    .await
-    .expect("placeholder worker");
+    crate::common::placeholder_worker(t.h.db(), 60_001).await;
     crate::common::worker("far")
         .certified("writer", staffbot::db::Role::EntryLevel, 1, true)
         .add(t.h.db())

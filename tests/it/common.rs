@@ -637,3 +637,18 @@ pub fn notice(line: &str, name: &str, project: &str, step: &str, task: i64) -> S
         slack_id(name)
     )
 }
+
+/// A worker row that is no candidate, with id `id`: the next worker added gets a later id.
+/// (SQLite reads candidates and availability in ranges of worker ids; a worker added after
+/// this one is in a later range than the first.)
+pub async fn placeholder_worker(db: &DatabaseConnection, id: i64) {
+    sea_orm::ConnectionTrait::execute_unprepared(
+        db,
+        &format!(
+            "INSERT INTO workers (id, username, created_at) \
+             VALUES ({id}, 'placeholder', '2026-01-01T00:00:00Z')"
+        ),
+    )
+    .await
+    .expect("placeholder worker");
+}

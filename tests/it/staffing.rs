@@ -839,13 +839,7 @@ async fn a_worker_with_a_far_id_is_in_the_pool() {
     // SQLite reads the candidate pool in ranges of worker ids (25,000 a read); "far" gets an id
     // past 60,000 there (after a placeholder row that is no candidate) and is asked like "a".
     let mut t = TeamSpec::new().batch(5).worker("a", 5).start().await;
-    sea_orm::ConnectionTrait::execute_unprepared(
-        t.h.db(),
-        "INSERT INTO workers (id, username, created_at) \
-         VALUES (60001, 'placeholder', '2026-01-01T00:00:00Z')",
-    )
-    .await
-    .expect("placeholder worker");
+    crate::common::placeholder_worker(t.h.db(), 60_001).await;
     let far = worker("far")
         .certified("writer", Role::EntryLevel, 5, true)
         .add(t.h.db())
