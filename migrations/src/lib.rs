@@ -24,6 +24,7 @@ mod m20261206_000010_email;
 mod m20261207_000011_script_hardening;
 mod m20261208_000012_availability;
 mod m20261208_000013_outbox_format;
+mod m20261209_000014_row_formats;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_script_hardening::Migration),
             Box::new(m20261208_000012_availability::Migration),
             Box::new(m20261208_000013_outbox_format::Migration),
+            Box::new(m20261209_000014_row_formats::Migration),
         ]
     }
 }

@@ -3,8 +3,6 @@
 //! (SMTP and IMAP logins) when it is configured. Prints
 //! a short report and never a secret; exits non-zero when something needs fixing.
 
-use migrations::Migrator;
-use migrations::sea_orm_migration::{MigrationStatus, MigratorTrait};
 use secrecy::ExposeSecret;
 use slack_morphism::prelude::SlackApiToken;
 
@@ -38,21 +36,26 @@ async fn check_database(config: &Config) -> anyhow::Result<usize> {
     outln!("database: {}", config.database_url.redacted());
     match crate::db::connect(config.database_url.expose()).await {
         Ok(db) => {
-            let migrations = Migrator::get_migration_with_status_read_only(&db).await?;
-            let pending = migrations
-                .iter()
-                .filter(|m| m.status() == MigrationStatus::Pending)
-                .count();
+            let migrations = crate::db::schema::state(&db).await?;
+            let pending = migrations.pending().count();
             outln!(
-                "  reachable; {} migration(s), {pending} pending{}",
-                migrations.len(),
+                "  reachable; {} migration(s), {pending} pending{}{}",
+                migrations.known.len(),
                 if pending > 0 {
                     " (applied by serve and every admin command)"
                 } else {
                     ""
+                },
+                if migrations.newer.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} more of a newer release (this one runs beside it)",
+                        migrations.newer.len()
+                    )
                 }
             );
-            if pending < migrations.len() {
+            if pending < migrations.known.len() {
                 let without_channel = crate::db::projects::without_channel(
                     &db,
                     &[ProjectStatus::Active, ProjectStatus::Paused],

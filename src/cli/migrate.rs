@@ -2,9 +2,10 @@
 
 use clap::{Args, ValueEnum};
 use migrations::Migrator;
-use migrations::sea_orm_migration::{MigrationStatus, MigratorTrait};
+use migrations::sea_orm_migration::MigratorTrait;
 
 use crate::config::Config;
+use crate::db::schema;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -27,11 +28,25 @@ pub async fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
     let db = crate::db::connect(config.database_url.expose()).await?;
     match args.direction {
         Direction::Up => {
-            let pending = Migrator::get_pending_migrations(&db).await?.len();
-            Migrator::up(&db, None).await?;
+            let state = schema::state(&db).await?;
+            let pending = state.pending().count();
+            schema::apply(&db).await?;
             outln!("applied {pending} migration(s)");
+            if !state.newer.is_empty() {
+                outln!(
+                    "the database also has {} migration(s) of a newer release, which this release runs beside",
+                    state.newer.len()
+                );
+            }
         }
         Direction::Down => {
+            let state = schema::state(&db).await?;
+            if !state.newer.is_empty() {
+                anyhow::bail!(
+                    "the database has a newer release's migrations ({}): roll them back with that release's binary first",
+                    state.newer.join(", ")
+                );
+            }
             let steps = (args.steps > 0).then_some(args.steps);
             let applied = Migrator::get_applied_migrations(&db).await?.len();
             Migrator::down(&db, steps).await?;
@@ -39,12 +54,16 @@ pub async fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
             outln!("rolled back {rolled} migration(s)");
         }
         Direction::Status => {
-            for m in Migrator::get_migration_with_status_read_only(&db).await? {
-                let status = match m.status() {
-                    MigrationStatus::Applied => "applied",
-                    MigrationStatus::Pending => "pending",
-                };
-                outln!("{status}  {}", m.name());
+            let state = schema::state(&db).await?;
+            for (name, applied) in &state.known {
+                let status = if *applied { "applied" } else { "pending" };
+                outln!("{status}  {name}");
+            }
+            for name in &state.newer {
+                outln!("applied  {name}  (a newer release's)");
+            }
+            for name in &state.foreign {
+                outln!("applied  {name}  (unknown to this release)");
             }
         }
     }

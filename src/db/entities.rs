@@ -541,6 +541,8 @@ pub mod handled_envelope {
         pub handled_at: DateTimeUtc,
         #[sea_orm(column_type = "JsonBinary")]
         pub response: Option<Json>,
+        /// The format of `response` ([`crate::db::envelopes::FORMAT`]).
+        pub format: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,10 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use super::enums::{AssignmentStatus, RequestStatus, TaskStatus};
 use super::{sql, statement};
 
+/// The format of the Home notices this release writes, and the newest it shows (a newer
+/// release's notice is not shown by an older one).
+pub const FORMAT: i32 = 1;
+
 /// Remembers that `user` opened the Home tab (so it is kept up to date from now on).
 pub async fn record_opened<C: ConnectionTrait>(
     conn: &C,
@@ -34,9 +38,12 @@ pub async fn set_notice<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     conn.execute_raw(statement(
         conn.get_database_backend(),
-        "INSERT INTO home_tabs (slack_user_id, opened_at, notice, notice_at) VALUES ($1, $2, $3, $2)
-         ON CONFLICT (slack_user_id) DO UPDATE SET notice = excluded.notice,
-             notice_at = excluded.notice_at",
+        &format!(
+            "INSERT INTO home_tabs (slack_user_id, opened_at, notice, notice_at, format)
+             VALUES ($1, $2, $3, $2, {FORMAT})
+             ON CONFLICT (slack_user_id) DO UPDATE SET notice = excluded.notice,
+                 notice_at = excluded.notice_at, format = excluded.format"
+        ),
         vec![user.into(), now.into(), notice.into()],
     ))
     .await?;
@@ -52,8 +59,11 @@ pub async fn notice<C: ConnectionTrait>(
     let row = conn
         .query_one_raw(statement(
             conn.get_database_backend(),
-            "SELECT notice FROM home_tabs
-             WHERE slack_user_id = $1 AND notice IS NOT NULL AND notice_at >= $2",
+            &format!(
+                "SELECT notice FROM home_tabs
+                 WHERE slack_user_id = $1 AND notice IS NOT NULL AND notice_at >= $2
+                   AND format <= {FORMAT}"
+            ),
             vec![user.into(), since.into()],
         ))
         .await?;

@@ -15,12 +15,18 @@ pub struct DueTask {
     pub execution_function: Option<Value>,
 }
 
+/// The format of the machine state (`tasks.machine_*`) this release writes, and the newest it
+/// reads: a task whose state a newer release wrote is left to that release.
+pub const FORMAT: i32 = 1;
+
 /// Machine tasks awaiting processing in active projects whose next attempt is due at `now`,
-/// by project priority (highest first), then task id.
+/// by project priority (highest first), then task id. Tasks whose machine state is in a newer
+/// release's format are left to it.
 pub async fn due<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec<DueTask>, DbErr> {
     DueTask::find_by_statement(statement(
         conn.get_database_backend(),
-        "SELECT t.id AS task_id, t.machine_attempts, s.slug AS step_slug, s.execution_function
+        &format!(
+            "SELECT t.id AS task_id, t.machine_attempts, s.slug AS step_slug, s.execution_function
          FROM tasks t
          JOIN steps s ON s.id = t.step_id
          JOIN projects p ON p.id = t.project_id
@@ -28,7 +34,9 @@ pub async fn due<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<Vec
            AND t.status = $2
            AND p.status = $3
            AND (t.machine_next_attempt_at IS NULL OR t.machine_next_attempt_at <= $1)
-         ORDER BY p.priority DESC, t.id",
+           AND t.machine_format <= {FORMAT}
+         ORDER BY p.priority DESC, t.id"
+        ),
         vec![
             now.into(),
             TaskStatus::AwaitingProcessing.as_str().into(),
@@ -50,9 +58,11 @@ pub async fn record_failure<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     conn.execute_raw(statement(
         conn.get_database_backend(),
-        "UPDATE tasks SET machine_attempts = $1, machine_last_error = $2,
-             machine_next_attempt_at = $3
-         WHERE id = $4 AND status = $5",
+        &format!(
+            "UPDATE tasks SET machine_attempts = $1, machine_last_error = $2,
+                 machine_next_attempt_at = $3, machine_format = {FORMAT}
+             WHERE id = $4 AND status = $5"
+        ),
         vec![
             attempts.into(),
             error.into(),

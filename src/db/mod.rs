@@ -18,6 +18,7 @@ pub mod projects;
 pub mod requests;
 pub mod retention;
 pub mod sanity;
+pub mod schema;
 pub mod tasks;
 pub mod warnings;
 pub mod workers;
@@ -145,7 +146,7 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, Connec
     if is_postgres(&db) {
         migrate_locked(url).await?;
     } else {
-        Migrator::up(&db, None)
+        schema::apply(&db)
             .await
             .map_err(|e| ConnectError::migrate(&e))?;
     }
@@ -199,7 +200,7 @@ async fn migrate_locked(url: &str) -> Result<(), ConnectError> {
             "SELECT pg_advisory_lock(hashtext('staffbot-migrations:' || current_schema()))",
         ))
         .await?;
-        let migrated = Migrator::up(&conn, None).await;
+        let migrated = schema::apply(&conn).await;
         conn.execute_raw(lock(
             "SELECT pg_advisory_unlock(hashtext('staffbot-migrations:' || current_schema()))",
         ))

@@ -55,6 +55,12 @@ pub struct RequestContext {
     pub stored_waiting_until: Option<DateTime<Utc>>,
 }
 
+/// The format of the descriptions stored on requests (`staffing_requests.details`, a
+/// [`crate::messages::Details`]) this release writes, and the newest it reads. A newer
+/// release's is neither read nor overwritten: this release renders its own where it needs one
+/// (the `1` in [`REQUEST_COLUMNS`] is this value).
+pub const DETAILS_FORMAT: i32 = 1;
+
 /// [`RequestContext`]'s columns, given `r` (the request) and [`REQUEST_JOINS`].
 pub(crate) const REQUEST_COLUMNS: &str = "
 r.id AS request_id, r.task_id, r.required_role_counter, t.step_id, t.project_id,
@@ -62,7 +68,8 @@ p.short_description, p.priority, p.slack_channel_id, s.slug AS step_slug, s.name
 s.description AS step_description, s.detailed_description_function,
 p.status AS project_status, p.created_at AS project_created_at, p.project_data,
 v.slug AS version_slug, w.slug AS workflow_slug, w.name AS workflow_name,
-w.description AS workflow_description, r.details AS stored_details,
+w.description AS workflow_description,
+CASE WHEN r.details_format <= 1 THEN r.details END AS stored_details,
 s.assignable_hours_function, r.task_hours AS stored_task_hours,
 r.waiting_until AS stored_waiting_until,
 (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
@@ -126,7 +133,10 @@ pub async fn set_details<C: ConnectionTrait>(
     for (request_id, value) in details {
         conn.execute_raw(statement(
             conn.get_database_backend(),
-            "UPDATE staffing_requests SET details = $1 WHERE id = $2",
+            &format!(
+                "UPDATE staffing_requests SET details = $1, details_format = {DETAILS_FORMAT}
+                 WHERE id = $2 AND details_format <= {DETAILS_FORMAT}"
+            ),
             vec![value.clone().into(), (*request_id).into()],
         ))
         .await?;
@@ -573,4 +583,16 @@ pub async fn next_batch_due<C: ConnectionTrait>(
         .iter()
         .map(|r| r.last_batch_at.map_or(r.created_at, |at| at + frequency))
         .min())
+}
+
+#[cfg(test)]
+mod format_tests {
+    #[test]
+    fn request_columns_read_the_details_of_this_release_s_format_only() {
+        let expected = format!(
+            "r.details_format <= {} THEN r.details",
+            super::DETAILS_FORMAT
+        );
+        assert!(super::REQUEST_COLUMNS.contains(&expected));
+    }
 }

@@ -418,6 +418,64 @@ async fn migrate_subcommand() {
     assert_eq!(cli.ok(&["migrate", "up"]), "applied 0 migration(s)\n");
 }
 
+/// Issue 30: this release runs on a database a newer release migrated (rolling upgrades and
+/// rollbacks): it applies nothing, says so, lists the newer migrations, and refuses to roll
+/// back past them or to run on migrations of another line of releases.
+#[tokio::test]
+async fn a_database_a_newer_release_migrated_is_served_not_refused() {
+    let cli = Cli::new().await;
+    cli.ok(&["migrate"]);
+    let db = staffbot::db::connect(&cli.url).await.expect("connect");
+    let add = |version: &'static str| {
+        let db = db.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            db.execute_unprepared(&format!(
+                "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{version}', 0)"
+            ))
+            .await
+            .expect("insert");
+        }
+    };
+    add("m20991231_000099_a_newer_release").await;
+
+    let out = cli.run(&["worker", "list", "--json"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "[]\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("migrated by a newer release"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        cli.ok(&["migrate", "status"])
+            .ends_with("applied  m20991231_000099_a_newer_release  (a newer release's)\n")
+    );
+    assert!(cli.ok(&["migrate"]).starts_with("applied 0 migration(s)\n"));
+    let refused = cli.run(&["migrate", "down"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("roll them back with that release's binary first"),
+        "{}",
+        refused.stderr
+    );
+
+    add("m20261127_000001_b_another_line").await;
+    let refused = cli.run(&["worker", "list"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("m20261127_000001_b_another_line"),
+        "{}",
+        refused.stderr
+    );
+}
+
 /// Issue 18: no database password reaches the terminal, from `check` or from any error: a
 /// password in the user info or in a query parameter, a URL that does not parse, a driver that
 /// quotes the URL it failed on, a config file that does not parse, and debug logs.

@@ -30,5 +30,6 @@ mod simulate;
 mod slack;
 mod socket;
 mod staffing;
+mod upgrade;
 mod whitelists;
 mod workflow_load;

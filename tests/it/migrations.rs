@@ -249,3 +249,121 @@ fn migrations_from_the_baseline_only_expand() {
     }
     assert!(checked.len() >= 3, "{checked:?}");
 }
+
+/// Rows a newer release wrote in a format this one does not know are left to it (issue 30):
+/// a lease (until it has been expired for ten TTLs: a rollback), an envelope's stored reply
+/// (acked without it), a Home notice (not shown), a machine task (not run) and a request's
+/// stored description (neither read nor overwritten).
+#[tokio::test]
+async fn rows_of_a_newer_release_s_format_are_left_to_it() {
+    use staffbot::db::{envelopes, home, leases, machine, requests};
+    use std::time::Duration;
+    let t = TestDb::new().await;
+    let sql = |s: &str| sea_orm::Statement::from_string(t.db.get_database_backend(), s);
+    let now = chrono::Utc::now();
+    let ago = |secs: i64| (now - chrono::Duration::seconds(secs)).to_rfc3339();
+
+    // A lease: expired 5 s ago, held by a newer release.
+    t.db.execute_raw(sql(&format!(
+        "INSERT INTO leases (name, holder, expires_at, token, format) VALUES ('staffing', 'newer', '{}', 3, 2)",
+        ago(5)
+    )))
+    .await
+    .expect("lease");
+    let ttl = Duration::from_secs(2);
+    assert_eq!(
+        leases::take(&t.db, "staffing", "older", ttl)
+            .await
+            .expect("take"),
+        None
+    );
+    t.db.execute_raw(sql(&format!(
+        "UPDATE leases SET expires_at = '{}' WHERE name = 'staffing'",
+        ago(60)
+    )))
+    .await
+    .expect("gone");
+    assert_eq!(
+        leases::take(&t.db, "staffing", "older", ttl)
+            .await
+            .expect("take"),
+        Some(4)
+    );
+
+    // An envelope's stored reply.
+    t.db.execute_raw(sql(&format!(
+        "INSERT INTO handled_envelopes (envelope_id, handled_at, response, format)
+         VALUES ('e-new', '{0}', '{{\"text\": \"newer\"}}', 2), ('e-old', '{0}', '{{\"text\": \"older\"}}', 1)",
+        ago(1)
+    )))
+    .await
+    .expect("envelopes");
+    assert_eq!(
+        envelopes::stored_reply(&t.db, "e-new").await.expect("q"),
+        Some(None)
+    );
+    assert_eq!(
+        envelopes::stored_reply(&t.db, "e-old").await.expect("q"),
+        Some(Some(json!({"text": "older"})))
+    );
+
+    // A Home notice.
+    home::set_notice(&t.db, "U1", "Accepted", now)
+        .await
+        .expect("notice");
+    assert!(home::notice(&t.db, "U1", now).await.expect("q").is_some());
+    t.db.execute_raw(sql("UPDATE home_tabs SET format = 2"))
+        .await
+        .expect("newer");
+    assert_eq!(home::notice(&t.db, "U1", now).await.expect("q"), None);
+
+    // A machine task and a request's stored description.
+    let wf = crate::common::flow(
+        &["w"],
+        vec![
+            crate::common::step("s", "w").policy(
+                "entry_level",
+                "staffbot_autoassign",
+                serde_json::Value::Null,
+            ),
+            crate::common::machine_step("m", "a.b"),
+        ],
+    );
+    wf.project(&t.db, "P", None).await;
+    assert_eq!(machine::due(&t.db, now).await.expect("due").len(), 1);
+    t.db.execute_raw(sql("UPDATE tasks SET machine_format = 2"))
+        .await
+        .expect("newer");
+    assert!(machine::due(&t.db, now).await.expect("due").is_empty());
+
+    let request = staffing_request::Entity::find()
+        .one(&t.db)
+        .await
+        .expect("q")
+        .expect("a request");
+    t.db.execute_raw(sql(
+        "UPDATE staffing_requests SET details = '{\"text\": \"newer\"}', details_format = 2",
+    ))
+    .await
+    .expect("newer");
+    let context = requests::context(&t.db, request.id)
+        .await
+        .expect("q")
+        .expect("context");
+    assert_eq!(context.stored_details, None);
+    requests::set_details(&t.db, &[(request.id, json!({"text": "older"}))])
+        .await
+        .expect("set");
+    t.db.execute_raw(sql("UPDATE staffing_requests SET details_format = 1"))
+        .await
+        .expect("readable");
+    let context = requests::context(&t.db, request.id)
+        .await
+        .expect("q")
+        .expect("context");
+    assert_eq!(
+        context.stored_details,
+        Some(json!({"text": "newer"})),
+        "not overwritten"
+    );
+}
