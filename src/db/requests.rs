@@ -46,8 +46,8 @@ pub struct RequestContext {
     /// The detailed description as the staffing tick rendered and stored it for this request
     /// ([`crate::messages::Details`] as JSON); `None` until its first batch.
     pub stored_details: Option<Value>,
-    /// The step's `assignable_hours_function` as stored (null: none).
-    pub assignable_hours_function: Option<Value>,
+    /// The step has an `assignable_hours_function` ([`hours_functions`] reads it, once per step).
+    pub has_hours_function: bool,
     /// The task's hours as the staffing tick computed them for this request: null until then,
     /// negative when the function gave none ([`RequestContext::task_hours`]).
     pub stored_task_hours: Option<f64>,
@@ -70,7 +70,8 @@ p.status AS project_status, p.created_at AS project_created_at, p.project_data,
 v.slug AS version_slug, w.slug AS workflow_slug, w.name AS workflow_name,
 w.description AS workflow_description,
 CASE WHEN r.details_format <= 1 THEN r.details END AS stored_details,
-s.assignable_hours_function, r.task_hours AS stored_task_hours,
+(s.assignable_hours_function IS NOT NULL) AS has_hours_function,
+r.task_hours AS stored_task_hours,
 r.waiting_until AS stored_waiting_until,
 (SELECT COUNT(*) FROM step_certifications sc WHERE sc.step_id = t.step_id) AS required_count";
 
@@ -122,6 +123,26 @@ pub async fn due_a_batch<C: ConnectionTrait>(
     ))
     .all(conn)
     .await
+}
+
+/// The `assignable_hours_function` of each of `step_ids` that has one (read once per step,
+/// not once per request).
+pub async fn hours_functions<C: ConnectionTrait>(
+    conn: &C,
+    step_ids: &[i64],
+) -> Result<HashMap<i64, Value>, DbErr> {
+    if step_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = super::entities::step::Entity::find()
+        .filter(super::entities::step::Column::Id.is_in(step_ids.iter().copied()))
+        .filter(super::entities::step::Column::AssignableHoursFunction.is_not_null())
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|s| Some((s.id, s.assignable_hours_function?)))
+        .collect())
 }
 
 /// Stores each request's rendered detailed description (one statement per request: a request's

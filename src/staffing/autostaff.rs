@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Datelike, Utc, Weekday};
 use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr};
+use serde_json::Value;
 
 use super::batch::Pool;
 use crate::availability::{allowed_hours, fits, week_of};
@@ -136,16 +137,28 @@ impl Availability {
 
 /// The task hours of each of `due` that has an hours function and none computed yet: a
 /// built-in at once (nothing copied), a team's script on a blocking thread (under its limits).
-/// Negative: no hours known (a Python path, or a script that failed, which the log says).
-pub async fn compute_task_hours(due: &[RequestContext]) -> HashMap<i64, f64> {
+/// Negative: no hours known (a Python path, or a script that failed, which the log says). The
+/// steps' functions are read once per step.
+pub async fn compute_task_hours<C: ConnectionTrait>(
+    conn: &C,
+    due: &[RequestContext],
+) -> Result<HashMap<i64, f64>, DbErr> {
     let mut out = HashMap::new();
-    let mut scripted: Vec<RequestContext> = Vec::new();
-    for r in due.iter().filter(|r| r.stored_task_hours.is_none()) {
-        let Some(function) = &r.assignable_hours_function else {
+    let needed = || {
+        due.iter()
+            .filter(|r| r.has_hours_function && r.stored_task_hours.is_none())
+    };
+    let mut step_ids: Vec<i64> = needed().map(|r| r.step_id).collect();
+    step_ids.sort_unstable();
+    step_ids.dedup();
+    let functions = db::requests::hours_functions(conn, &step_ids).await?;
+    let mut scripted: Vec<(RequestContext, Value)> = Vec::new();
+    for r in needed() {
+        let Some(function) = functions.get(&r.step_id) else {
             continue;
         };
         if function.get("script").is_some_and(|s| !s.is_null()) {
-            scripted.push(r.clone());
+            scripted.push((r.clone(), function.clone()));
             continue;
         }
         // The built-in reads its kwargs only.
@@ -154,16 +167,15 @@ pub async fn compute_task_hours(due: &[RequestContext]) -> HashMap<i64, f64> {
         out.insert(r.request_id, usable_hours(r, hours));
     }
     if scripted.is_empty() {
-        return out;
+        return Ok(out);
     }
     let compute = move || {
         scripted
             .iter()
-            .map(|r| {
-                let function = r.assignable_hours_function.as_ref();
-                let hours = function
-                    .map(|f| crate::workflow::functions::task_hours(f, &r.description_input()));
-                (r.request_id, usable_hours(r, hours.unwrap_or(Ok(None))))
+            .map(|(r, function)| {
+                let hours =
+                    crate::workflow::functions::task_hours(function, &r.description_input());
+                (r.request_id, usable_hours(r, hours))
             })
             .collect::<HashMap<i64, f64>>()
     };
@@ -171,7 +183,7 @@ pub async fn compute_task_hours(due: &[RequestContext]) -> HashMap<i64, f64> {
         Ok(computed) => out.extend(computed),
         Err(e) => tracing::error!("assignable hours: their thread failed: {e}"),
     }
-    out
+    Ok(out)
 }
 
 /// Hours as stored: the function's, or -1 when it gave none (a failure is logged).

@@ -283,7 +283,7 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
     // no transaction open; the offers, and later clicks, read what is stored.
     let rendered = render_details(&due).await;
     // The task hours of steps that have an hours function, computed (and stored) once.
-    let hours = compute_task_hours(&due).await;
+    let hours = compute_task_hours(db, &due).await?;
     let stored: Vec<(i64, f64)> = hours.iter().map(|(r, h)| (*r, *h)).collect();
     db::requests::set_task_hours(db, &stored).await?;
     let any_hours = due.iter().any(|r| r.task_hours(&hours).is_some());
