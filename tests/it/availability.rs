@@ -128,6 +128,32 @@ async fn a_task_too_long_for_the_day_or_without_hours_is_offered() {
     t.h.finish().await;
 }
 
+/// A team's script gives the hours (run on a blocking thread once per request, its step's
+/// function read once per round): 2 h fit ann's day, 3 h do not.
+#[tokio::test]
+async fn a_script_s_hours_decide_like_the_built_in_s() {
+    for (script, auto_staffed, offers) in [("kwargs.base + 0.5", 1, 0), ("kwargs.base * 2.0", 0, 2)]
+    {
+        let mut t = TeamSpec::new()
+            .workers(&["ann", "bob"])
+            .hours_script(script)
+            .start()
+            .await;
+        available(&t, "ann", 2.0, 8.0).await;
+        t.staff().await;
+        let r = t.h.tick(Utc::now(), 1).await;
+        assert_eq!(
+            (r.auto_staffed, r.offers),
+            (auto_staffed, offers),
+            "{script}"
+        );
+        if auto_staffed == 1 {
+            t.h.texts(3).await;
+        }
+        t.h.finish().await;
+    }
+}
+
 /// The time zone (`Etc/GMT…`) in which it is now `hour` o'clock, give or take the minutes.
 fn zone_at(hour: u32) -> (String, i64) {
     use chrono::Timelike;

@@ -421,6 +421,7 @@ pub struct TeamSpec {
     /// The step's detailed description is this Rhai script (else a template).
     description_script: Option<String>,
     hours: Option<f64>,
+    hours_script: Option<String>,
     configure: Vec<Configure>,
 }
 
@@ -446,6 +447,7 @@ impl TeamSpec {
             notifications_channel: None,
             description_script: None,
             hours: None,
+            hours_script: None,
             configure: Vec::new(),
         }
     }
@@ -465,6 +467,11 @@ impl TeamSpec {
     /// The step's tasks take `hours` (`assignable_hours_function` `staffbot.hours`).
     pub fn hours(mut self, hours: f64) -> Self {
         self.hours = Some(hours);
+        self
+    }
+    /// The step's tasks take what script `hours.rhai` (`source`) returns, with kwargs `base: 1.5`.
+    pub fn hours_script(mut self, source: &str) -> Self {
+        self.hours_script = Some(source.into());
         self
     }
     /// Workers of priority 1, staffbot enabled.
@@ -567,9 +574,19 @@ impl TeamSpec {
             ),
             None => write,
         };
+        let write = match self.hours_script {
+            Some(_) => write.with(
+                "assignable_hours_function",
+                serde_json::json!({"path": "script:hours.rhai", "kwargs": {"base": 1.5}}),
+            ),
+            None => write,
+        };
         let mut newsroom = flow(&["writer", "other"], vec![write]).named("news", "Newsroom");
         if let Some(source) = &self.description_script {
             newsroom = newsroom.file("describe.rhai", source);
+        }
+        if let Some(source) = &self.hours_script {
+            newsroom = newsroom.file("hours.rhai", source);
         }
         let project = newsroom
             .project(h.db(), &self.description, Some(CHANNEL))
