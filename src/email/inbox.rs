@@ -30,8 +30,12 @@ use crate::staffing::respond::{self, ClickOutcome, Responder};
 /// One email read from the mailbox, as far as answering an offer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
-    /// The `Message-ID` (without angle brackets); a hash of the message when it has none.
+    /// The `Message-ID` (without angle brackets); a hash of the message when it has none
+    /// ([`hash_id`]).
     pub message_id: String,
+    /// For a message without a `Message-ID`, the id releases before the fixed hash stored for
+    /// it ([`legacy_hash_id`]): a message they handled is not handled again.
+    pub legacy_id: Option<String>,
     pub from: Option<String>,
     /// Every address it was sent to (`To`, `Cc`, `Delivered-To`, `X-Original-To`).
     pub recipients: Vec<String>,
@@ -51,6 +55,7 @@ pub fn parse(raw: &[u8]) -> Incoming {
     let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
         return Incoming {
             message_id: hash_id(raw),
+            legacy_id: Some(legacy_hash_id(raw)),
             from: None,
             recipients: Vec::new(),
             subject: String::new(),
@@ -89,11 +94,10 @@ pub fn parse(raw: &[u8]) -> Incoming {
         return_path: raw_header(&message, "Return-Path"),
     };
     let automatic = reply::automatic(&origin);
+    let message_id = message.message_id().map(str::to_string);
     Incoming {
-        message_id: message
-            .message_id()
-            .map(str::to_string)
-            .unwrap_or_else(|| hash_id(raw)),
+        legacy_id: message_id.is_none().then(|| legacy_hash_id(raw)),
+        message_id: message_id.unwrap_or_else(|| hash_id(raw)),
         from,
         recipients,
         subject: message.subject().unwrap_or_default().to_string(),
@@ -116,11 +120,38 @@ fn body_of(message: &mail_parser::Message<'_>) -> String {
 }
 
 /// A stable id for a message without a `Message-ID`.
+/// SHA-256, whose definition never changes: the id is stored (`email_replies`), and a message
+/// read again by a later release must get the same one.
 fn hash_id(raw: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(raw);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.{}@sha256.no-message-id.staffbot", raw.len())
+}
+
+/// The id releases before [`hash_id`] gave a message without a `Message-ID`: Rust's
+/// `DefaultHasher`, which Rust does not promise to keep across its releases, so this matches
+/// what they stored only as long as the toolchain's hasher is unchanged. Read, never written.
+fn legacy_hash_id(raw: &[u8]) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     raw.hash(&mut h);
     format!("{:016x}.{}@no-message-id.staffbot", h.finish(), raw.len())
+}
+
+/// Claims `incoming` for handling: false when it was handled already, under its id or (a
+/// message without a `Message-ID`) the id an older release stored for it.
+async fn claim<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    incoming: &Incoming,
+    now: DateTime<Utc>,
+) -> Result<bool, sea_orm::DbErr> {
+    if let Some(legacy) = &incoming.legacy_id
+        && db::email::verdict_of(conn, legacy).await?.is_some()
+    {
+        return Ok(false);
+    }
+    db::email::claim_reply(conn, &incoming.message_id, now).await
 }
 
 /// What handling one email decided (stored as `email_replies.verdict`).
@@ -213,7 +244,7 @@ pub async fn handle(
     let tx = db::begin_write(db).await?;
     let result = async {
         lease.fence(&tx).await?;
-        if !db::email::claim_reply(&tx, &incoming.message_id, now).await? {
+        if !claim(&tx, incoming, now).await? {
             return Ok((Verdict::AlreadyHandled, None));
         }
         let (verdict, inquiry) = decide(&tx, incoming, settings, notices, now).await?;
@@ -365,7 +396,7 @@ async fn refuse(
     let tx = db::begin_write(db).await?;
     let done = async {
         lease.fence(&tx).await?;
-        if !db::email::claim_reply(&tx, &incoming.message_id, now).await? {
+        if !claim(&tx, incoming, now).await? {
             return Ok(());
         }
         let token = reply::token(&incoming.recipients, &incoming.subject, &settings.reply_to);
@@ -796,5 +827,28 @@ impl InboxLoop {
         if let Err(e) = crate::lease::release(&db, LEASE, &self.holder).await {
             tracing::warn!("mailbox loop: could not release the lease: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_without_a_message_id_gets_a_fixed_id_and_its_older_one() {
+        let raw = b"From: erin@example.com\r\nSubject: Re: offer\r\n\r\naccept\r\n";
+        let incoming = parse(raw);
+        // SHA-256 of the raw bytes (as `sha256sum` prints it): the same in every release.
+        assert_eq!(
+            incoming.message_id,
+            "3308fef0e0d320b92c19da97bbc847b1619a28ca793ba005785fd15743d1c0ed.54@sha256.no-message-id.staffbot"
+        );
+        assert_eq!(incoming.legacy_id, Some(legacy_hash_id(raw)));
+        let with_id =
+            parse(b"Message-ID: <m1@example.com>\r\nFrom: erin@example.com\r\n\r\nno\r\n");
+        assert_eq!(
+            (with_id.message_id.as_str(), with_id.legacy_id),
+            ("m1@example.com", None)
+        );
     }
 }
