@@ -7,7 +7,7 @@ use crate::db::entities::{certification, worker, worker_certification};
 use crate::db::{Notify, Role, workers as store, workflows};
 use crate::error::{Result, UserError};
 
-pub use crate::db::workers::{Holding as Certify, NewWorker};
+pub use crate::db::workers::{Holding as Certify, NewWorker, WorkerChange};
 
 pub async fn add<C: ConnectionTrait>(
     conn: &C,
@@ -42,24 +42,6 @@ fn check_email(username: &str, notify: Notify, email: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `worker update` changes (None: unchanged; `slack_user_id: Some(None)` removes it).
-#[derive(Debug, Clone, Default)]
-pub struct WorkerChange {
-    pub slack_user_id: Option<Option<String>>,
-    pub slack_username: Option<String>,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub is_admin: Option<bool>,
-    pub notify: Option<Notify>,
-    /// Auto-staffing's most hours a day.
-    pub max_autostaff_hours_per_day: Option<f64>,
-    /// An IANA time zone set by an admin; `Some(None)`: Slack's again.
-    pub tz: Option<Option<String>>,
-    /// Their own working hours and days; `Some(None)`: the configured ones again.
-    pub working_hours: Option<Option<String>>,
-    pub working_days: Option<Option<String>>,
-}
-
 /// Checks and normalises a worker's own working hours, days and time zone (`09:00-18:00`,
 /// `mon,tue`, `Europe/Berlin`): what the CLI and the App Home's form store.
 pub fn check_working_week(change: &mut WorkerChange) -> Result<()> {
@@ -90,7 +72,6 @@ pub async fn update<C: ConnectionTrait>(
     username: &str,
     change: WorkerChange,
 ) -> Result<worker::Model> {
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
     let mut change = change;
     check_working_week(&mut change)?;
     let w = store::by_username(conn, username)
@@ -109,39 +90,7 @@ pub async fn update<C: ConnectionTrait>(
     let notify = change.notify.unwrap_or(w.notify);
     let email = change.email.clone().unwrap_or_else(|| w.email.clone());
     check_email(username, notify, &email)?;
-    let mut am: worker::ActiveModel = w.into();
-    if let Some(id) = change.slack_user_id {
-        am.slack_user_id = Set(id);
-    }
-    if let Some(name) = change.slack_username {
-        am.slack_username = Set(Some(name));
-    }
-    if let Some(first) = change.first_name {
-        am.first_name = Set(first);
-    }
-    if let Some(admin) = change.is_admin {
-        am.is_admin = Set(admin);
-    }
-    am.email = Set(email);
-    am.notify = Set(notify);
-    if let Some(h) = change.max_autostaff_hours_per_day {
-        am.max_autostaff_hours_per_day = Set(h);
-    }
-    if let Some(tz) = change.tz {
-        // An admin's time zone stays; cleared, Slack's is fetched again.
-        am.tz_set_by_admin = Set(tz.is_some());
-        if tz.is_none() {
-            am.tz_checked_at = Set(None);
-        }
-        am.tz = Set(tz);
-    }
-    if let Some(h) = change.working_hours {
-        am.working_hours = Set(h);
-    }
-    if let Some(d) = change.working_days {
-        am.working_days = Set(d);
-    }
-    Ok(am.update(conn).await?)
+    Ok(store::update(conn, w, change, email, notify).await?)
 }
 
 /// Finds a certification by slug, within `workflow_slug` when given.

@@ -225,3 +225,66 @@ pub async fn by_name<C: ConnectionTrait>(
         .one(conn)
         .await
 }
+
+/// What `worker update` changes (None: unchanged; `slack_user_id: Some(None)` removes it).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerChange {
+    pub slack_user_id: Option<Option<String>>,
+    pub slack_username: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub is_admin: Option<bool>,
+    pub notify: Option<Notify>,
+    /// Auto-staffing's most hours a day.
+    pub max_autostaff_hours_per_day: Option<f64>,
+    /// An IANA time zone set by an admin; `Some(None)`: Slack's again.
+    pub tz: Option<Option<String>>,
+    /// Their own working hours and days; `Some(None)`: the configured ones again.
+    pub working_hours: Option<Option<String>>,
+    pub working_days: Option<Option<String>>,
+}
+
+/// Writes `change` to worker `w` (checked by the caller), with the `email` and `notify` it
+/// resolved; returns the worker as stored.
+pub async fn update<C: ConnectionTrait>(
+    conn: &C,
+    w: worker::Model,
+    change: WorkerChange,
+    email: String,
+    notify: Notify,
+) -> Result<worker::Model, DbErr> {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let mut am: worker::ActiveModel = w.into();
+    if let Some(id) = change.slack_user_id {
+        am.slack_user_id = Set(id);
+    }
+    if let Some(name) = change.slack_username {
+        am.slack_username = Set(Some(name));
+    }
+    if let Some(first) = change.first_name {
+        am.first_name = Set(first);
+    }
+    if let Some(admin) = change.is_admin {
+        am.is_admin = Set(admin);
+    }
+    am.email = Set(email);
+    am.notify = Set(notify);
+    if let Some(h) = change.max_autostaff_hours_per_day {
+        am.max_autostaff_hours_per_day = Set(h);
+    }
+    if let Some(tz) = change.tz {
+        // An admin's time zone stays; cleared, Slack's is fetched again.
+        am.tz_set_by_admin = Set(tz.is_some());
+        if tz.is_none() {
+            am.tz_checked_at = Set(None);
+        }
+        am.tz = Set(tz);
+    }
+    if let Some(h) = change.working_hours {
+        am.working_hours = Set(h);
+    }
+    if let Some(d) = change.working_days {
+        am.working_days = Set(d);
+    }
+    am.update(conn).await
+}

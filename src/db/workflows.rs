@@ -375,20 +375,61 @@ pub async fn step_ids_with_slugs<C: ConnectionTrait>(
         .collect())
 }
 
-/// Inserts a step built by the caller (`workflow load`); returns its id.
-pub async fn insert_step<C: ConnectionTrait>(
-    conn: &C,
-    row: step::ActiveModel,
-) -> Result<i64, DbErr> {
-    Ok(row.insert(conn).await?.id)
+/// A step as `workflow load` stores it.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub position: i32,
+    pub is_human: bool,
+    pub execution_function: Option<Value>,
+    pub assignable_hours_function: Option<Value>,
+    pub assignment_policy: Value,
+    pub review_policy: Value,
+    pub creation_policy: Value,
+    pub detailed_description_function: Value,
+    pub completion_ends_project: bool,
 }
 
-/// Writes a step changed by the caller (`workflow load --force`).
+fn fill_step(am: &mut step::ActiveModel, row: StepRow) {
+    am.slug = Set(row.slug);
+    am.name = Set(row.name);
+    am.description = Set(row.description);
+    am.position = Set(row.position);
+    am.is_human = Set(row.is_human);
+    am.execution_function = Set(row.execution_function);
+    am.assignable_hours_function = Set(row.assignable_hours_function);
+    am.assignment_policy = Set(row.assignment_policy);
+    am.review_policy = Set(row.review_policy);
+    am.creation_policy = Set(row.creation_policy);
+    am.detailed_description_function = Set(row.detailed_description_function);
+    am.completion_ends_project = Set(row.completion_ends_project);
+}
+
+/// Inserts a step of version `version_id`; returns its id.
+pub async fn insert_step<C: ConnectionTrait>(
+    conn: &C,
+    version_id: i64,
+    row: StepRow,
+) -> Result<i64, DbErr> {
+    let mut am = step::ActiveModel {
+        workflow_version_id: Set(version_id),
+        ..Default::default()
+    };
+    fill_step(&mut am, row);
+    Ok(am.insert(conn).await?.id)
+}
+
+/// Writes stored step `old` as `row` (`workflow load --force`).
 pub async fn update_step<C: ConnectionTrait>(
     conn: &C,
-    row: step::ActiveModel,
+    old: step::Model,
+    row: StepRow,
 ) -> Result<(), DbErr> {
-    row.update(conn).await?;
+    let mut am: step::ActiveModel = old.into();
+    fill_step(&mut am, row);
+    am.update(conn).await?;
     Ok(())
 }
 

@@ -3,13 +3,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::json;
 
 use super::definition::{LoadError, StepDef, VersionDef, WorkflowDef};
 use crate::db::DependencyKind;
 use crate::db::entities::{step, workflow_version};
-use crate::db::workflows::{self as store, CertificationText, VersionRow, WorkflowText};
+use crate::db::workflows::{self as store, CertificationText, StepRow, VersionRow, WorkflowText};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,9 +260,7 @@ async fn update_version<C: ConnectionTrait>(
     for (position, s) in version.steps.iter().enumerate() {
         match stored_steps.iter().find(|o| o.slug == s.slug) {
             Some(old) => {
-                let mut am: step::ActiveModel = old.clone().into();
-                fill_step(&mut am, position, s)?;
-                store::update_step(conn, am).await?;
+                store::update_step(conn, old.clone(), step_row(position, s)?).await?;
             }
             None => {
                 let id = insert_step(conn, version_id, position, s).await?;
@@ -318,27 +316,29 @@ async fn stored_topology<C: ConnectionTrait>(
     Ok(out)
 }
 
-fn fill_step(am: &mut step::ActiveModel, position: usize, s: &StepDef) -> Result<(), LoadError> {
+/// Step `s` at `position` as stored.
+fn step_row(position: usize, s: &StepDef) -> Result<StepRow, LoadError> {
     let what = |field: &str| format!("{field} of step {}", s.slug);
-    am.slug = Set(s.slug.clone());
-    am.name = Set(s.name.clone());
-    am.description = Set(s.description.clone());
-    am.position = Set(i32::try_from(position).unwrap_or(i32::MAX));
-    am.is_human = Set(s.is_human);
-    am.execution_function = Set(match &s.execution_function {
-        Some(f) => Some(to_json(&what("execution_function"), f)?),
-        None => None,
-    });
-    am.assignable_hours_function = Set(s.assignable_hours_function.clone());
-    am.assignment_policy = Set(to_json(&what("assignment_policy"), &s.assignment_policy)?);
-    am.review_policy = Set(to_json(&what("review_policy"), &s.review_policy)?);
-    am.creation_policy = Set(json!({"policy": "always_create"}));
-    am.detailed_description_function = Set(match &s.detailed_description {
-        Some(f) => to_json(&what("detailed_description"), f)?,
-        None => json!({}),
-    });
-    am.completion_ends_project = Set(s.completion_ends_project);
-    Ok(())
+    Ok(StepRow {
+        slug: s.slug.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        position: i32::try_from(position).unwrap_or(i32::MAX),
+        is_human: s.is_human,
+        execution_function: match &s.execution_function {
+            Some(f) => Some(to_json(&what("execution_function"), f)?),
+            None => None,
+        },
+        assignable_hours_function: s.assignable_hours_function.clone(),
+        assignment_policy: to_json(&what("assignment_policy"), &s.assignment_policy)?,
+        review_policy: to_json(&what("review_policy"), &s.review_policy)?,
+        creation_policy: json!({"policy": "always_create"}),
+        detailed_description_function: match &s.detailed_description {
+            Some(f) => to_json(&what("detailed_description"), f)?,
+            None => json!({}),
+        },
+        completion_ends_project: s.completion_ends_project,
+    })
 }
 
 async fn insert_step<C: ConnectionTrait>(
@@ -347,12 +347,7 @@ async fn insert_step<C: ConnectionTrait>(
     position: usize,
     s: &StepDef,
 ) -> Result<i64, StoreError> {
-    let mut am = step::ActiveModel {
-        workflow_version_id: Set(version_id),
-        ..Default::default()
-    };
-    fill_step(&mut am, position, s)?;
-    Ok(store::insert_step(conn, am).await?)
+    Ok(store::insert_step(conn, version_id, step_row(position, s)?).await?)
 }
 
 async fn insert_relations<C: ConnectionTrait>(
