@@ -652,3 +652,79 @@ pub async fn placeholder_worker(db: &DatabaseConnection, id: i64) {
     .await
     .expect("placeholder worker");
 }
+
+/// `staffbot serve` from binary `bin` (this build's or another release's) against `fake` and
+/// the database at `db_url`, with `config`; its stderr is kept for [`stop`].
+pub fn serve(
+    bin: &Path,
+    fake: &slack_sim::FakeSlack,
+    db_url: &str,
+    config: &Path,
+) -> std::process::Child {
+    std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env_clear()
+        .env("STAFFBOT_DATABASE_URL", db_url)
+        .env("SLACK_API_URL", fake.api_url())
+        .env("SLACK_BOT_TOKEN", "xoxb-test")
+        .env("SLACK_APP_TOKEN", "xapp-test")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve")
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to `child` and returns its stderr once it has exited.
+pub async fn stop(child: std::process::Child, signal: &str) -> String {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill");
+    tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().expect("wait");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    })
+    .await
+    .expect("join")
+}
+
+/// Waits until `done` holds for `fake`, woken by each Web API call (or every half second);
+/// fails after 40 s with `what` and every call made.
+pub async fn wait_until(
+    fake: &slack_sim::FakeSlack,
+    what: &str,
+    mut done: impl FnMut(&slack_sim::FakeSlack) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !done(fake) {
+        if tokio::time::Instant::now() >= deadline {
+            let calls: Vec<String> = fake
+                .calls()
+                .iter()
+                .map(|c| {
+                    let body: String = c.body.to_string().chars().take(200).collect();
+                    format!("{} {} {body}", c.status, c.method)
+                })
+                .collect();
+            panic!(
+                "timed out waiting for {what}; Web API calls:\n{}",
+                calls.join("\n")
+            );
+        }
+        let n = fake.calls().len();
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            while fake.calls().len() == n {
+                fake.wait_for_calls(
+                    "chat.postMessage",
+                    fake.calls_to("chat.postMessage").len() + 1,
+                    std::time::Duration::from_millis(100),
+                )
+                .await;
+            }
+        })
+        .await;
+    }
+}

@@ -3,7 +3,6 @@
 //! one replica killed (SIGKILL) in the middle while the other finishes the work.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,35 +14,9 @@ use staffbot::db::entities::{staffing_inquiry, task_assignment};
 use staffbot::lifecycle;
 use staffbot::workers::{self, Certify};
 
-use crate::common::{TestDb, add_worker, load_workflow, write_workflow};
+use crate::common::{TestDb, add_worker, load_workflow, serve, stop, wait_until, write_workflow};
 
 const CHANNEL: &str = "G0PROJ";
-
-fn serve(fake: &FakeSlack, db_url: &str, config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_staffbot"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .env_clear()
-        .env("STAFFBOT_DATABASE_URL", db_url)
-        .env("SLACK_API_URL", fake.api_url())
-        .env("SLACK_BOT_TOKEN", "xoxb-test")
-        .env("SLACK_APP_TOKEN", "xapp-test")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve")
-}
-
-async fn stderr_of(child: Child) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = child.wait_with_output().expect("wait");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    })
-    .await
-    .expect("join")
-}
 
 /// Offer DMs delivered so far, by inquiry id (from the Accept button's value).
 fn offers(fake: &FakeSlack) -> HashMap<String, usize> {
@@ -59,29 +32,6 @@ fn offers(fake: &FakeSlack) -> HashMap<String, usize> {
         }
     }
     seen
-}
-
-async fn wait_until(fake: &FakeSlack, what: &str, mut done: impl FnMut(&FakeSlack) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done(fake) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        let n = fake.calls().len();
-        // Woken by the next Web API call (or the timeout) rather than by a fixed sleep.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while fake.calls().len() == n {
-                fake.wait_for_calls(
-                    "chat.postMessage",
-                    fake.calls_to("chat.postMessage").len() + 1,
-                    Duration::from_millis(100),
-                )
-                .await;
-            }
-        })
-        .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,8 +92,9 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
     )
     .expect("config");
 
-    let a = serve(&fake, &t.url, &config);
-    let b = serve(&fake, &t.url, &config);
+    let staffbot = std::path::Path::new(env!("CARGO_BIN_EXE_staffbot"));
+    let a = serve(staffbot, &fake, &t.url, &config);
+    let b = serve(staffbot, &fake, &t.url, &config);
     assert!(
         fake.wait_for_hellos(4, Duration::from_secs(20)).await,
         "four connections"
@@ -170,11 +121,7 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
     }
 
     // Kill one replica outright; the other carries on (its leases expire after 2 s).
-    Command::new("kill")
-        .args(["-KILL", &a.id().to_string()])
-        .status()
-        .expect("kill");
-    let a_log = stderr_of(a).await;
+    let a_log = stop(a, "KILL").await;
 
     // Accept one offer per task; the survivor takes the clicks and keeps batching.
     wait_until(&fake, "more offers after the kill", |f| {
@@ -222,11 +169,7 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
     })
     .await;
 
-    Command::new("kill")
-        .args(["-TERM", &b.id().to_string()])
-        .status()
-        .expect("term");
-    let b_log = stderr_of(b).await;
+    let b_log = stop(b, "TERM").await;
     // Every offer went out once, whichever replica sent it.
     let delivered = offers(&fake);
     assert!(

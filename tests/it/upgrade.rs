@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -19,7 +19,7 @@ use slack_sim::{FakeSlack, FakeSlackConfig};
 use staffbot::db::OutboxStatus;
 use staffbot::db::entities::{outbox, staffing_inquiry, task, task_assignment};
 
-use crate::common::{TestDb, write_workflow};
+use crate::common::{TestDb, serve, stop, wait_until, write_workflow};
 
 const CHANNEL: &str = "G0PROJ";
 const ADMIN: &str = "U0ADMIN";
@@ -66,31 +66,6 @@ fn cli(bin: &Path, db_url: &str, config: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn serve(bin: &Path, fake: &FakeSlack, db_url: &str, config: &Path) -> Child {
-    staffbot(bin, db_url, config)
-        .arg("serve")
-        .env("SLACK_API_URL", fake.api_url())
-        .env("SLACK_BOT_TOKEN", "xoxb-test")
-        .env("SLACK_APP_TOKEN", "xapp-test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve")
-}
-
-async fn stop(child: Child) -> String {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    tokio::task::spawn_blocking(move || {
-        let out = child.wait_with_output().expect("wait");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    })
-    .await
-    .expect("join")
-}
-
 /// Successful `chat.postMessage` calls whose text or first button says what `key` returns.
 fn posted(
     fake: &FakeSlack,
@@ -129,43 +104,6 @@ fn channel_posts(fake: &FakeSlack, ending: &str) -> HashMap<String, usize> {
 
 fn welcomes(fake: &FakeSlack) -> HashMap<String, usize> {
     channel_posts(fake, "Welcome aboard!")
-}
-
-async fn wait_until(fake: &FakeSlack, what: &str, mut done: impl FnMut(&FakeSlack) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while !done(fake) {
-        if tokio::time::Instant::now() >= deadline {
-            let calls: Vec<String> = fake
-                .calls()
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {} {}",
-                        c.status,
-                        c.method,
-                        c.body.to_string().chars().take(200).collect::<String>()
-                    )
-                })
-                .collect();
-            panic!(
-                "timed out waiting for {what}; Web API calls:\n{}",
-                calls.join("\n")
-            );
-        }
-        let n = fake.calls().len();
-        // Woken by the next Web API call (or after half a second), not by a fixed sleep.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while fake.calls().len() == n {
-                fake.wait_for_calls(
-                    "chat.postMessage",
-                    fake.calls_to("chat.postMessage").len() + 1,
-                    Duration::from_millis(100),
-                )
-                .await;
-            }
-        })
-        .await;
-    }
 }
 
 /// Waits until no outbox row is pending (woken by the next Web API call, or every 200 ms).
@@ -317,9 +255,9 @@ async fn the_previous_release_and_this_one_serve_side_by_side_and_lose_nothing()
     wait_until(&fake, "a welcome per task", |f| welcomes(f).len() == TASKS).await;
 
     // The old release stops; the new one delivers whatever is left.
-    let old_log = stop(a).await;
+    let old_log = stop(a, "TERM").await;
     outbox_emptied(&fake, &t).await;
-    let new_log = stop(b).await;
+    let new_log = stop(b, "TERM").await;
 
     assert!(
         old_log.contains("offer answered"),
