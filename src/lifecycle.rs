@@ -205,6 +205,33 @@ pub async fn create_subsequent_tasks<C: ConnectionTrait>(
     Ok(created)
 }
 
+/// `staffbot_autoassign`: staffing starts for the task (a task that cannot be staffed is
+/// logged, not an error).
+async fn autoassign<C: ConnectionTrait>(
+    conn: &C,
+    task: &task::Model,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    match requests::staff_task(conn, task.id, RequestCause::TaskPolicy, now).await {
+        Ok(request) => {
+            tracing::info!(
+                task_id = task.id,
+                request_id = request.id,
+                "autoassign: staffing started"
+            );
+            Ok(())
+        }
+        Err(Error::User(e)) => {
+            tracing::warn!(
+                task_id = task.id,
+                "autoassign could not start staffing: {e}"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs a step's `entry_level` or `reviewer` assignment policy for a task.
 pub async fn apply_policy<C: ConnectionTrait>(
     conn: &C,
@@ -225,26 +252,7 @@ pub async fn apply_policy<C: ConnectionTrait>(
     };
     match policy {
         AssignmentPolicy::AnyoneCertified => Ok(()),
-        AssignmentPolicy::StaffbotAutoassign => {
-            match requests::staff_task(conn, task.id, RequestCause::TaskPolicy, now).await {
-                Ok(request) => {
-                    tracing::info!(
-                        task_id = task.id,
-                        request_id = request.id,
-                        "autoassign: staffing started"
-                    );
-                    Ok(())
-                }
-                Err(Error::User(e)) => {
-                    tracing::warn!(
-                        task_id = task.id,
-                        "autoassign could not start staffing: {e}"
-                    );
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
+        AssignmentPolicy::StaffbotAutoassign => autoassign(conn, task, now).await,
         AssignmentPolicy::SpecifiedWorker { username } => {
             let worker = find_worker(conn, &username).await.map_err(|e| match e {
                 Error::User(u) => Error::User(failed(u.to_string())),
@@ -855,19 +863,15 @@ pub async fn assign_or_reassign<C: ConnectionTrait>(
     }
 }
 
-/// Submits a task (behaviour §4.2), with Orchestra's checks in Orchestra's order. Returns the
-/// task's new status.
-pub async fn submit<C: ConnectionTrait>(
+/// Orchestra's first checks of a submission, in its order: 1. the submission dependencies are
+/// complete, 2. the task is not, 3. `worker` has one assignment of it, 4. processing. Returns
+/// that assignment.
+async fn submitters_assignment<'a, C: ConnectionTrait>(
     conn: &C,
-    task_id: i64,
+    task: &task::Model,
     worker: &worker::Model,
-    kind: SubmitKind,
-    notices: &NoticeSettings,
-    now: DateTime<Utc>,
-    rng: &mut impl Rng,
-) -> Result<TaskStatus> {
-    let task = find_task(conn, task_id).await?;
-    // 1. submission dependencies complete
+    assignments: &'a [task_assignment::Model],
+) -> Result<&'a task_assignment::Model> {
     let deps =
         workflows::dependencies_of_kind(conn, [task.step_id], DependencyKind::Submission).await?;
     if !deps.is_empty() {
@@ -881,12 +885,9 @@ pub async fn submit<C: ConnectionTrait>(
             return Err(UserError::SubmissionPrerequisitesIncomplete.into());
         }
     }
-    // 2. not complete
     if task.status == TaskStatus::Complete {
         return Err(UserError::TaskAlreadyCompleted.into());
     }
-    // 3. the worker's assignment, 4. processing
-    let assignments = assignments_of(conn, task_id).await?;
     let mine: Vec<&task_assignment::Model> = assignments
         .iter()
         .filter(|a| a.worker_id == worker.id)
@@ -897,6 +898,24 @@ pub async fn submit<C: ConnectionTrait>(
     if mine.status != AssignmentStatus::Processing {
         return Err(UserError::NotAllowedToSubmit.into());
     }
+    Ok(mine)
+}
+
+/// Submits a task (behaviour §4.2), with Orchestra's checks in Orchestra's order. Returns the
+/// task's new status.
+pub async fn submit<C: ConnectionTrait>(
+    conn: &C,
+    task_id: i64,
+    worker: &worker::Model,
+    kind: SubmitKind,
+    notices: &NoticeSettings,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> Result<TaskStatus> {
+    let task = find_task(conn, task_id).await?;
+    let assignments = assignments_of(conn, task_id).await?;
+    // 1.–4.
+    let mine = submitters_assignment(conn, &task, worker, &assignments).await?;
     // 5. status rules
     rules::check_submit_status(task.status, kind)?;
 

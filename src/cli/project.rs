@@ -61,6 +61,26 @@ struct ProjectJson {
     data: serde_json::Value,
 }
 
+/// `--data` as given (`{}` when it is not): a JSON object within
+/// `staffbot.max_project_data_bytes`.
+fn project_data(app: &App, data: Option<String>) -> anyhow::Result<serde_json::Value> {
+    let Some(arg) = data else {
+        return Ok(serde_json::json!({}));
+    };
+    let value = super::read_json_arg(&arg, "--data", "the project data")?;
+    if !value.is_object() {
+        anyhow::bail!("--data must be a JSON object, such as {{\"rush\": true}}");
+    }
+    let size = serde_json::to_vec(&value)?.len();
+    let max = app.config.staffbot.max_project_data_bytes;
+    if size > max {
+        anyhow::bail!(
+            "--data is {size} bytes as compact JSON, more than the {max} a project may hold (staffbot.max_project_data_bytes); keep large files elsewhere and put their address in the data"
+        );
+    }
+    Ok(value)
+}
+
 pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
     let now = app.clock.now();
     let notices = app.config.notices();
@@ -74,23 +94,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             data,
             json,
         } => {
-            let data = match data {
-                None => serde_json::json!({}),
-                Some(arg) => {
-                    let value = super::read_json_arg(&arg, "--data", "the project data")?;
-                    if !value.is_object() {
-                        anyhow::bail!("--data must be a JSON object, such as {{\"rush\": true}}");
-                    }
-                    let size = serde_json::to_vec(&value)?.len();
-                    let max = app.config.staffbot.max_project_data_bytes;
-                    if size > max {
-                        anyhow::bail!(
-                            "--data is {size} bytes as compact JSON, more than the {max} a project may hold (staffbot.max_project_data_bytes); keep large files elsewhere and put their address in the data"
-                        );
-                    }
-                    value
-                }
-            };
+            let data = project_data(app, data)?;
             let tx = crate::db::begin_write(&app.db).await?;
             let wf = workflows::by_slug(&tx, &workflow_slug)
                 .await?
@@ -118,38 +122,7 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
                 outln!("{id}");
             }
         }
-        ProjectCommand::List { json } => {
-            let list = list(app).await?;
-            if json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.id.to_string(),
-                        p.status.to_string(),
-                        p.priority.to_string(),
-                        format!("{}/{}", p.workflow, p.version),
-                        p.slack_channel_id.clone().unwrap_or_else(|| "-".into()),
-                        p.tasks.to_string(),
-                        p.description.clone(),
-                    ]
-                })
-                .collect();
-            print_table(
-                &[
-                    "ID",
-                    "STATUS",
-                    "PRIORITY",
-                    "WORKFLOW",
-                    "CHANNEL",
-                    "TASKS",
-                    "DESCRIPTION",
-                ],
-                &rows,
-            );
-        }
+        ProjectCommand::List { json } => print_list(&list(app).await?, json)?,
         ProjectCommand::Abort { id } => {
             let tx = crate::db::begin_write(&app.db).await?;
             lifecycle::abort_project(&tx, id, &notices, now).await?;
@@ -157,6 +130,40 @@ pub async fn run(app: &App, command: ProjectCommand) -> anyhow::Result<()> {
             outln!("project {id} aborted");
         }
     }
+    Ok(())
+}
+
+/// `project list`: a table, or the JSON array.
+fn print_list(list: &[ProjectJson], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.status.to_string(),
+                p.priority.to_string(),
+                format!("{}/{}", p.workflow, p.version),
+                p.slack_channel_id.clone().unwrap_or_else(|| "-".into()),
+                p.tasks.to_string(),
+                p.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "STATUS",
+            "PRIORITY",
+            "WORKFLOW",
+            "CHANNEL",
+            "TASKS",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

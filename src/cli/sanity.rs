@@ -57,8 +57,27 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
         plan.returned.join(", ")
     };
     outln!("project {}: the check function returned {returned}", p.id);
-    let verb = if args.dry_run { "would post" } else { "posts" };
-    for d in &plan.decisions {
+    print_decisions(&plan.decisions, p.slack_channel_id.as_deref(), args.dry_run);
+    if args.dry_run {
+        outln!("dry run: nothing posted or recorded");
+        return Ok(());
+    }
+    let holder = crate::clock::instance_name();
+    let Some(lease) = try_lease(&app.db, "sanity", &holder, app.config.loops.lease_ttl).await?
+    else {
+        anyhow::bail!("another process holds the sanity lease; try again, or use --dry-run");
+    };
+    let written = write(&app.db, &lease, p, &plan.decisions, now).await;
+    crate::lease::release(&app.db, "sanity", &holder).await?;
+    let (checks, messages) = written?;
+    outln!("sanity: {checks} check(s) fired, {messages} message(s) queued");
+    super::tick::deliver(app, &holder).await
+}
+
+/// What each check of the project decided, and what it posts (or would, with `--dry-run`).
+fn print_decisions(decisions: &[Decision], channel: Option<&str>, dry_run: bool) {
+    let verb = if dry_run { "would post" } else { "posts" };
+    for d in decisions {
         match d {
             Decision::Fire {
                 slug,
@@ -72,7 +91,7 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
                 outln!("{slug}: fires ({when})");
                 for post in posts {
                     let text = message_parts(&post.message()).0.into_string();
-                    match &p.slack_channel_id {
+                    match channel {
                         Some(channel) => outln!("  {verb} to {channel}: {text}"),
                         None => outln!("  no Slack channel: not posted: {text}"),
                     }
@@ -97,18 +116,4 @@ pub async fn run(app: &App, command: SanityCommand) -> anyhow::Result<()> {
             }
         }
     }
-    if args.dry_run {
-        outln!("dry run: nothing posted or recorded");
-        return Ok(());
-    }
-    let holder = crate::clock::instance_name();
-    let Some(lease) = try_lease(&app.db, "sanity", &holder, app.config.loops.lease_ttl).await?
-    else {
-        anyhow::bail!("another process holds the sanity lease; try again, or use --dry-run");
-    };
-    let written = write(&app.db, &lease, p, &plan.decisions, now).await;
-    crate::lease::release(&app.db, "sanity", &holder).await?;
-    let (checks, messages) = written?;
-    outln!("sanity: {checks} check(s) fired, {messages} message(s) queued");
-    super::tick::deliver(app, &holder).await
 }

@@ -289,6 +289,26 @@ fn notice_lines(message: &Message) -> (String, Vec<Vec<Part>>) {
     (subject.to_string(), paragraphs)
 }
 
+/// An offer's reply hint and its Accept / Ignore links (none without a reply token).
+fn reply_links(ctx: &EmailContext<'_>) -> Vec<Vec<Part>> {
+    let Some(token) = ctx.token else {
+        return Vec::new();
+    };
+    vec![
+        vec![text(REPLY_HINT)],
+        vec![
+            Part::Link {
+                label: "Accept the Task".into(),
+                url: mailto(ctx.reply_to, token, "ACCEPT"),
+            },
+            Part::Link {
+                label: "Ignore the Task".into(),
+                url: mailto(ctx.reply_to, token, "REJECT"),
+            },
+        ],
+    ]
+}
+
 /// Renders `message` as an email. Messages that are never emailed are an error.
 pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, String> {
     let mut paragraphs: Vec<Vec<Part>>;
@@ -299,19 +319,7 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
             paragraphs = offer_lines(first_name, offer);
-            if let Some(token) = ctx.token {
-                paragraphs.push(vec![text(REPLY_HINT)]);
-                paragraphs.push(vec![
-                    Part::Link {
-                        label: "Accept the Task".into(),
-                        url: mailto(ctx.reply_to, token, "ACCEPT"),
-                    },
-                    Part::Link {
-                        label: "Ignore the Task".into(),
-                        url: mailto(ctx.reply_to, token, "REJECT"),
-                    },
-                ]);
-            }
+            paragraphs.extend(reply_links(ctx));
         }
         Message::OfferDecided { outcome, .. } => {
             subject = subject_for(ctx, OFFER_SUBJECT);

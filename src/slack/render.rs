@@ -243,24 +243,7 @@ fn notice_text(message: &Message) -> Mrkdwn {
             error,
             again,
             by_email,
-        } => {
-            mrkdwn!(
-                "Could not deliver the offer of task {} to {}: {} answered `{}`. {}",
-                task,
-                worker,
-                if *by_email {
-                    "the mail server (email)"
-                } else {
-                    "Slack"
-                },
-                error,
-                if *again {
-                    "They will be asked again."
-                } else {
-                    "They will not be asked again for this task."
-                }
-            )
-        }
+        } => undeliverable_text(task, worker, error, *again, *by_email),
         Message::EmailFailing { error } => {
             mrkdwn!(
                 "Email is not going out: the mail server answered `{}`. Offers, reminders and notices by email wait and go out once it takes them (check `email.smtp_url` and `STAFFBOT_SMTP_PASSWORD`); no offer is given up meanwhile.",
@@ -284,37 +267,7 @@ fn notice_text(message: &Message) -> Mrkdwn {
             )
         }
         Message::SanityAlert { mentions, message } => sanity_text(mentions, message),
-        Message::StatusNotice {
-            status,
-            task_id,
-            version,
-            project_description,
-            step,
-            worker,
-            mention,
-            project_channel,
-        } => {
-            let mut text = mrkdwn!(
-                "*{}*\n{}Current worker: {}",
-                status_line(*status),
-                QuoteRest,
-                worker
-            );
-            if let Some(id) = mention {
-                text.push(&mrkdwn!(" ({})", Mention(id)));
-            }
-            text.push(&mrkdwn!(
-                "\n\nProject: {} | {}\nTask: {} {}",
-                version,
-                project_description,
-                step,
-                task_id
-            ));
-            if let Some(channel) = project_channel {
-                text.push(&mrkdwn!("\n\nView Slack channel: {}", ChannelLink(channel)));
-            }
-            text
-        }
+        Message::StatusNotice { .. } => status_notice_text(message),
         // Not notices: their text is [`message_parts`]'s.
         other @ (Message::Offer { .. }
         | Message::OfferDecided { .. }
@@ -324,6 +277,69 @@ fn notice_text(message: &Message) -> Mrkdwn {
         | Message::Reminder { .. }) => message_parts(other).0,
         Message::ReplyNotUnderstood => Mrkdwn::text(NOT_UNDERSTOOD),
     }
+}
+
+/// A task's status notice (Orchestra's, behaviour §10.4).
+fn status_notice_text(message: &Message) -> Mrkdwn {
+    let Message::StatusNotice {
+        status,
+        task_id,
+        version,
+        project_description,
+        step,
+        worker,
+        mention,
+        project_channel,
+    } = message
+    else {
+        return message_parts(message).0;
+    };
+    let mut text = mrkdwn!(
+        "*{}*\n{}Current worker: {}",
+        status_line(*status),
+        QuoteRest,
+        worker
+    );
+    if let Some(id) = mention {
+        text.push(&mrkdwn!(" ({})", Mention(id)));
+    }
+    text.push(&mrkdwn!(
+        "\n\nProject: {} | {}\nTask: {} {}",
+        version,
+        project_description,
+        step,
+        task_id
+    ));
+    if let Some(channel) = project_channel {
+        text.push(&mrkdwn!("\n\nView Slack channel: {}", ChannelLink(channel)));
+    }
+    text
+}
+
+/// An offer that could not be delivered, for the staffing team.
+fn undeliverable_text(
+    task: &str,
+    worker: &str,
+    error: &str,
+    again: bool,
+    by_email: bool,
+) -> Mrkdwn {
+    mrkdwn!(
+        "Could not deliver the offer of task {} to {}: {} answered `{}`. {}",
+        task,
+        worker,
+        if by_email {
+            "the mail server (email)"
+        } else {
+            "Slack"
+        },
+        error,
+        if again {
+            "They will be asked again."
+        } else {
+            "They will not be asked again for this task."
+        }
+    )
 }
 
 /// Orchestra's status line of a status notice (behaviour §10.4).

@@ -192,6 +192,15 @@ pub struct BatchReport {
     pub waiting: usize,
 }
 
+impl BatchReport {
+    /// Counts a request's batch, once written.
+    fn count(&mut self, plan: &Plan<'_>) {
+        self.requests += 1;
+        self.offers += plan.chosen.len();
+        self.exhausted += usize::from(plan.exhausted);
+    }
+}
+
 /// Settings of the batching loop.
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
@@ -323,14 +332,10 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
                 chooser.choose(pool, request.request_id, excluded, now, rng);
             // Workers outside their hours are still to be asked: the pool is not exhausted,
             // and a round that asks nobody waits for the first of them to start.
-            let mut waiting = None;
-            if let Some(first) = pools.first_later(key, excluded) {
-                exhausted = false;
-                if chosen.is_empty() {
-                    waiting = Some(first.clone());
-                    report.waiting += 1;
-                }
-            }
+            let later = pools.first_later(key, excluded);
+            exhausted &= later.is_none();
+            let waiting = later.filter(|_| chosen.is_empty()).cloned();
+            report.waiting += usize::from(waiting.is_some());
             let fresh = rendered.get(&request.request_id);
             plans.push(Plan {
                 request,
@@ -342,20 +347,29 @@ pub async fn run_once_with<C: TransactionTrait + ConnectionTrait>(
                 store_details: fresh.is_some(),
             });
         }
-        let tx = db::begin_write(db).await?;
-        let written = async {
-            lease.fence(&tx).await?;
-            Ok::<_, crate::error::Error>(write_batches(&tx, &plans, settings.email, now).await?)
-        }
-        .await;
-        db::settle(tx, written).await?;
+        write_chunk(db, lease, &plans, settings.email, now).await?;
         for plan in &plans {
-            report.requests += 1;
-            report.offers += plan.chosen.len();
-            report.exhausted += usize::from(plan.exhausted);
+            report.count(plan);
         }
     }
     Ok(report)
+}
+
+/// Writes a chunk's batches in one transaction under the staffing lease.
+async fn write_chunk<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    lease: &LeaseProof,
+    plans: &[Plan<'_>],
+    email: bool,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::Error> {
+    let tx = db::begin_write(db).await?;
+    let written = async {
+        lease.fence(&tx).await?;
+        Ok::<_, crate::error::Error>(write_batches(&tx, plans, email, now).await?)
+    }
+    .await;
+    db::settle(tx, written).await
 }
 
 /// A worker outside their working hours now, and when they start next.

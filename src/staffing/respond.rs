@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::config::NoticeSettings;
+use crate::db::entities::task_assignment;
 use crate::db::offers::{Click, OfferKey};
 use crate::db::requests::RequestContext;
 use crate::db::{self, AssignmentStatus, RequestStatus};
@@ -228,52 +229,7 @@ async fn win<C: ConnectionTrait>(
                 .ok_or_else(|| DbErr::RecordNotFound(format!("worker {}", click.worker_id)))?;
             lifecycle::reassign(conn, current, &me, now).await?;
         }
-        None => {
-            let facts = lifecycle::TaskFacts {
-                id: context.task_id,
-                status: click.task_status,
-                step_id: context.step_id,
-                project_id: context.project_id,
-            };
-            let certified =
-                context.required_count == 0 || click.held_count == context.required_count;
-            let assigned =
-                lifecycle::assign_prepared(conn, facts, &existing, click.worker_id, certified, now)
-                    .await?;
-            let assignment = &assigned.assignment;
-            messages.extend(lifecycle::welcome_messages(
-                context.slack_channel_id.as_deref(),
-                context.project_id,
-                assignment.id,
-                assignment.handovers,
-                click.worker_id,
-                &click.clicker_username,
-                click.clicker_slack_id.as_deref(),
-            ));
-            let facts = lifecycle::NoticeFacts {
-                task_id: context.task_id,
-                version_slug: &context.version_slug,
-                project_description: &context.short_description,
-                step_slug: &context.step_slug,
-                channel: context.slack_channel_id.as_deref(),
-            };
-            let worker = lifecycle::NoticeWorker {
-                username: &click.clicker_username,
-                slack_id: click.clicker_slack_id.as_deref(),
-                email: &click.clicker_email,
-                notify: click.clicker_notify,
-            };
-            messages.extend(lifecycle::status_notices(
-                notices,
-                facts,
-                worker,
-                assigned.notice(match how {
-                    Winning::Accepted => lifecycle::AssignedBy::Person,
-                    Winning::AutoStaffed => lifecycle::AssignedBy::Policy,
-                }),
-                assigned.status_changes,
-            ));
-        }
+        None => messages.extend(assign(conn, click, notices, how, &existing, now).await?),
     }
     let won = OfferOutcome::Won {
         task_id: context.task_id,
@@ -290,8 +246,77 @@ async fn win<C: ConnectionTrait>(
         )),
         Winning::AutoStaffed => messages.extend(auto_staffed_messages(click, &offer, notices)),
     }
-    // Every other offer still open says the task was taken.
-    for other in db::offers::open(conn, context.request_id).await? {
+    messages.extend(taken(conn, click, &offer).await?);
+    // Every Home that shows the task (the offers' owners, the admins) is published again.
+    messages.push(outbox::refresh_row(&[context.task_id], Vec::new()));
+    outbox::enqueue_all(conn, messages, now).await?;
+    Ok(())
+}
+
+/// A first assignment won (by a click or by auto-staffing): the assignment, and the welcome and
+/// status notices it sends.
+async fn assign<C: ConnectionTrait>(
+    conn: &C,
+    click: &Click,
+    notices: &NoticeSettings,
+    how: Winning,
+    existing: &[task_assignment::Model],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Outgoing)>> {
+    let context = &click.context;
+    let facts = lifecycle::TaskFacts {
+        id: context.task_id,
+        status: click.task_status,
+        step_id: context.step_id,
+        project_id: context.project_id,
+    };
+    let certified = context.required_count == 0 || click.held_count == context.required_count;
+    let assigned =
+        lifecycle::assign_prepared(conn, facts, existing, click.worker_id, certified, now).await?;
+    let assignment = &assigned.assignment;
+    let mut messages = lifecycle::welcome_messages(
+        context.slack_channel_id.as_deref(),
+        context.project_id,
+        assignment.id,
+        assignment.handovers,
+        click.worker_id,
+        &click.clicker_username,
+        click.clicker_slack_id.as_deref(),
+    );
+    let facts = lifecycle::NoticeFacts {
+        task_id: context.task_id,
+        version_slug: &context.version_slug,
+        project_description: &context.short_description,
+        step_slug: &context.step_slug,
+        channel: context.slack_channel_id.as_deref(),
+    };
+    let worker = lifecycle::NoticeWorker {
+        username: &click.clicker_username,
+        slack_id: click.clicker_slack_id.as_deref(),
+        email: &click.clicker_email,
+        notify: click.clicker_notify,
+    };
+    messages.extend(lifecycle::status_notices(
+        notices,
+        facts,
+        worker,
+        assigned.notice(match how {
+            Winning::Accepted => lifecycle::AssignedBy::Person,
+            Winning::AutoStaffed => lifecycle::AssignedBy::Policy,
+        }),
+        assigned.status_changes,
+    ));
+    Ok(messages)
+}
+
+/// Every other offer of the request still open says the task was taken.
+async fn taken<C: ConnectionTrait>(
+    conn: &C,
+    click: &Click,
+    offer: &crate::messages::OfferContent,
+) -> Result<Vec<(String, Outgoing)>> {
+    let mut messages = Vec::new();
+    for other in db::offers::open(conn, click.context.request_id).await? {
         if other.id == click.inquiry_id {
             continue;
         }
@@ -302,15 +327,12 @@ async fn win<C: ConnectionTrait>(
         };
         messages.extend(final_message(
             &dm,
-            &offer,
+            offer,
             &other.first_name,
             OfferOutcome::Taken,
         ));
     }
-    // Every Home that shows the task (the offers' owners, the admins) is published again.
-    messages.push(outbox::refresh_row(&[context.task_id], Vec::new()));
-    outbox::enqueue_all(conn, messages, now).await?;
-    Ok(())
+    Ok(messages)
 }
 
 /// The DM (and email, as they prefer) telling an auto-staffed worker the task is theirs.

@@ -267,26 +267,8 @@ fn read_scripts(dir: &Path, version: &Value) -> Result<BTreeMap<String, String>,
     Ok(scripts)
 }
 
-/// Validates a parsed `workflow.json` and its versions (each with the directory it came from,
-/// for messages, and its scripts).
-pub fn parse(workflow: &Value, versions: &[VersionFile]) -> Result<WorkflowDef, LoadError> {
-    let slug = string_field(workflow, "slug", "workflow.json")?;
-    let name = string_field(workflow, "name", "workflow.json")?;
-    let description = optional_string(workflow, "description");
-    let mut notes = Vec::new();
-    if let Some(obj) = workflow.as_object() {
-        for key in obj.keys() {
-            match key.as_str() {
-                "slug" | "name" | "description" | "certifications" => {}
-                "sample_data_load_function" => notes.push(
-                    "workflow.json: \"sample_data_load_function\" is ignored (staffbot loads no sample data)"
-                        .to_string(),
-                ),
-                _ => notes.push(format!("workflow.json: unknown key \"{key}\" is ignored")),
-            }
-        }
-    }
-
+/// `workflow.json`'s certifications: each defined once, requiring only defined ones.
+fn parse_certifications(workflow: &Value) -> Result<Vec<CertificationDef>, LoadError> {
     let mut certifications = Vec::new();
     let cert_values = match workflow.get("certifications") {
         None | Some(Value::Null) => Vec::new(),
@@ -320,6 +302,31 @@ pub fn parse(workflow: &Value, versions: &[VersionFile]) -> Result<WorkflowDef, 
             ));
         }
     }
+    Ok(certifications)
+}
+
+/// Validates a parsed `workflow.json` and its versions (each with the directory it came from,
+/// for messages, and its scripts).
+pub fn parse(workflow: &Value, versions: &[VersionFile]) -> Result<WorkflowDef, LoadError> {
+    let slug = string_field(workflow, "slug", "workflow.json")?;
+    let name = string_field(workflow, "name", "workflow.json")?;
+    let description = optional_string(workflow, "description");
+    let mut notes = Vec::new();
+    if let Some(obj) = workflow.as_object() {
+        for key in obj.keys() {
+            match key.as_str() {
+                "slug" | "name" | "description" | "certifications" => {}
+                "sample_data_load_function" => notes.push(
+                    "workflow.json: \"sample_data_load_function\" is ignored (staffbot loads no sample data)"
+                        .to_string(),
+                ),
+                _ => notes.push(format!("workflow.json: unknown key \"{key}\" is ignored")),
+            }
+        }
+    }
+
+    let certifications = parse_certifications(workflow)?;
+    let cert_slugs: HashSet<&str> = certifications.iter().map(|c| c.slug.as_str()).collect();
 
     let mut parsed_versions = Vec::new();
     let mut seen_versions = HashSet::new();
