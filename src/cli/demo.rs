@@ -113,14 +113,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let url = match &args.database {
-        Some(url) => url.clone(),
-        None => fresh_sqlite()?,
-    };
-    let db = db::connect_and_migrate(&url).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let seeded = seed(&db, &config.notices(), clock.now()).await?;
-
+    // The page's address first: a busy port is said before anything is written.
     let sim_config = FakeSlackConfig {
         bot_token: "xoxb-staffbot-demo".into(),
         app_token: "xapp-staffbot-demo".into(),
@@ -128,7 +121,21 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     };
     let sim = FakeSlack::start_on(sim_config.clone(), args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(|e| listen_error(args.listen, &e))?;
+    // The demo's own database file goes when the demo ends (dropped after `db`).
+    let (url, own_file) = match &args.database {
+        Some(url) => (url.clone(), None),
+        None => {
+            let path = fresh_sqlite_path();
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                Some(OwnFile(path)),
+            )
+        }
+    };
+    let db = db::connect_and_migrate(&url).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let seeded = seed(&db, &config.notices(), clock.now()).await?;
     workspace(&sim, &db).await?;
     demo_config(&mut config, &sim, &sim_config, &url);
 
@@ -149,21 +156,52 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             PROJECTS[0].3
         );
     }
-    outln!("  Database: {}", crate::config::redact_url(&url));
+    outln!(
+        "  Database: {}{}",
+        crate::config::redact_url(&url),
+        if own_file.is_some() {
+            " (removed when the demo stops; --database keeps one)"
+        } else {
+            ""
+        }
+    );
     outln!("  Press Ctrl-C to stop.");
     daemon.join().await;
     Ok(())
 }
 
-/// A new SQLite file in the temporary directory.
-fn fresh_sqlite() -> anyhow::Result<String> {
+/// A new SQLite file's path in the temporary directory.
+fn fresh_sqlite_path() -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let path =
-        std::env::temp_dir().join(format!("staffbot-demo-{}-{stamp}.db", std::process::id()));
-    Ok(format!("sqlite://{}?mode=rwc", path.display()))
+    std::env::temp_dir().join(format!("staffbot-demo-{}-{stamp}.db", std::process::id()))
+}
+
+/// The demo's own SQLite file: removed, with its write-ahead log and shared memory, when the
+/// demo ends (a `--database` given is left alone).
+struct OwnFile(PathBuf);
+
+impl Drop for OwnFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Why the page's address cannot be used, with what to do when another process has it.
+fn listen_error(addr: SocketAddr, e: &std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "cannot listen on {addr}: the address is in use (another staffbot demo?); choose another with --listen, e.g. --listen 127.0.0.1:0 for any free port"
+        )
+    } else {
+        anyhow::anyhow!("cannot listen on {addr}: {e}")
+    }
 }
 
 /// The daemon's settings for the demo: `serve`'s, pointed at the simulator, with short loops.

@@ -201,3 +201,85 @@ async fn the_demo_in_a_browser() {
     std::fs::write(&docs, shot).expect("save the screenshot");
     c.close().await.expect("close the browser");
 }
+
+/// `staffbot demo` with its own temporary directory; stdout piped.
+fn demo_in(tmp: &Path, listen: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_staffbot"));
+    c.args(["demo", "--listen", listen])
+        .env_clear()
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// The demo's files left in `tmp`.
+fn left_in(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .expect("tmp")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("staffbot-demo"))
+        .collect()
+}
+
+/// Issue 27: a demo on a busy port says so, with what to do, before writing anything; a demo
+/// stopped with Ctrl-C exits 0 and leaves no database file behind.
+#[tokio::test]
+async fn a_busy_port_is_said_first_and_a_stopped_demo_leaves_nothing() {
+    if crate::common::pg_url().is_some() {
+        return; // the demo brings its own SQLite database: once is enough
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let out = demo_in(tmp.path(), &addr).output().await.expect("demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: the address is in use"))
+            && stderr.contains("--listen"),
+        "{stderr}"
+    );
+    assert_eq!(left_in(tmp.path()), Vec::<String>::new(), "nothing seeded");
+
+    let mut child = demo_in(tmp.path(), &format!("127.0.0.1:{}", free_port()))
+        .spawn()
+        .expect("demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, lines.next_line()).await {
+        let done = line.contains("Press Ctrl-C to stop.");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("removed when the demo stops")),
+        "{seen:?}"
+    );
+    assert!(
+        !left_in(tmp.path()).is_empty(),
+        "the database is there while it runs"
+    );
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("stopped in time")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        left_in(tmp.path()),
+        Vec::<String>::new(),
+        "nothing left behind"
+    );
+}
