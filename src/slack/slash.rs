@@ -15,6 +15,22 @@ use crate::db::{RequestCause, workers};
 use crate::error::Error;
 use crate::requests;
 
+/// The usage line after Orchestra's "couldn't process" answer: the command's own when its
+/// first word names one, else every admin command.
+pub fn usage_for(text: &str) -> &'static str {
+    match text.split_whitespace().next() {
+        Some("staff") => {
+            "Usage: `/staffbot staff <task-id>` (the task's number). `/staffbot help` lists every command."
+        }
+        Some("restaff") => {
+            "Usage: `/staffbot restaff <task-id> <username>` (a username or an @mention). `/staffbot help` lists every command."
+        }
+        _ => {
+            "Commands: `/staffbot staff <task-id>`, `/staffbot restaff <task-id> <username>`, `/staffbot tasks`, `/staffbot availability`, `/staffbot help`."
+        }
+    }
+}
+
 pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
 pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
 /// The help of a worker who is not an admin (staffing and restaffing are for admins).
@@ -209,10 +225,9 @@ pub async fn handle<C: ConnectionTrait>(
         return Ok(reply(&Mrkdwn::text(NOT_AUTHORIZED), None));
     }
     let Some(parsed) = command::parse(text) else {
-        return Ok(reply(
-            &crate::mrkdwn!("Sorry! We couldn't process your command: {}", text),
-            None,
-        ));
+        let mut answer = crate::mrkdwn!("Sorry! We couldn't process your command: {}", text);
+        answer.push(&Mrkdwn::text(&format!("\n{}", usage_for(text))));
+        return Ok(reply(&answer, None));
     };
     match parsed {
         Command::Help => Ok(help_reply()),

@@ -89,11 +89,23 @@ async fn help_and_unknown_commands() {
         help["attachments"][0]["mrkdwn_in"],
         json!(["text", "pretext"])
     );
-    for text in ["", "staffing 2", "staff abc", "dance", "dance <&>"] {
+    // Orchestra's answer, then what to type instead (issue 27).
+    let staff_usage = "Usage: `/staffbot staff <task-id>` (the task's number). `/staffbot help` lists every command.";
+    let every = "Commands: `/staffbot staff <task-id>`, `/staffbot restaff <task-id> <username>`, `/staffbot tasks`, `/staffbot availability`, `/staffbot help`.";
+    let restaff_usage = "Usage: `/staffbot restaff <task-id> <username>` (a username or an @mention). `/staffbot help` lists every command.";
+    for (text, usage) in [
+        ("", every),
+        ("staffing 2", every),
+        ("staff abc", staff_usage),
+        ("staff", staff_usage),
+        ("restaff 4", restaff_usage),
+        ("dance", every),
+        ("dance <&>", every),
+    ] {
         let r = h.reply(ADMIN, text).await;
         assert_eq!(
             h.fake.render(r["text"].as_str().unwrap_or_default()),
-            format!("Sorry! We couldn't process your command: {text}")
+            format!("Sorry! We couldn't process your command: {text}\n{usage}")
         );
     }
     h.finish().await;
