@@ -109,6 +109,14 @@ fn main() -> ExitCode {
     if matches!(cli.command, cli::Command::Simulate(_)) && std::env::var_os("RUST_LOG").is_none() {
         config.log.level = "warn".into();
     }
+    // `demo`'s banner (the page's URL) stays on screen: the daemon's log says what goes wrong,
+    // unless asked for (RUST_LOG, or a `log.level` other than the default).
+    if matches!(cli.command, cli::Command::Demo(_))
+        && std::env::var_os("RUST_LOG").is_none()
+        && config.log.level == "info"
+    {
+        config.log.level = "warn".into();
+    }
     // Before anything is logged: every secret in the configuration is masked from here on.
     staffbot::secrets::register_config(&config);
     init_logging(&config);

@@ -225,7 +225,8 @@ fn left_in(tmp: &Path) -> Vec<String> {
 }
 
 /// Issue 27: a demo on a busy port says so, with what to do, before writing anything; a demo
-/// stopped with Ctrl-C exits 0 and leaves no database file behind.
+/// logs warnings only by default (its banner stays in view); stopped with Ctrl-C it exits 0
+/// and leaves no database file behind.
 #[tokio::test]
 async fn a_busy_port_is_said_first_and_a_stopped_demo_leaves_nothing() {
     if crate::common::pg_url().is_some() {
@@ -266,6 +267,12 @@ async fn a_busy_port_is_said_first_and_a_stopped_demo_leaves_nothing() {
         !left_in(tmp.path()).is_empty(),
         "the database is there while it runs"
     );
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
     let pid = child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -282,4 +289,7 @@ async fn a_busy_port_is_said_first_and_a_stopped_demo_leaves_nothing() {
         Vec::<String>::new(),
         "nothing left behind"
     );
+    // The banner is not buried under the daemon's log: warnings only, by default.
+    let log = log.await.expect("stderr");
+    assert!(!log.contains(" INFO "), "{log}");
 }
