@@ -184,7 +184,7 @@ async fn submit_and_review_from_the_home_tab() {
         "{home}"
     );
     assert!(
-        home.contains("## Recently finished\n• v1 (Mayor race) - write"),
+        home.contains("## Your recently finished tasks\n• v1 (Mayor race) - write"),
         "{home}"
     );
     // The reviewer policy staffs the review: rita's offer shows on her Home.

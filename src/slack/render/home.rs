@@ -56,10 +56,11 @@ pub fn home_view(home: &HomeData) -> Value {
         lists.extend(admin_lists(admin, now));
     }
     lists.push(List {
-        heading: "Recently finished",
+        // The viewer's own: an admin's Home says so, beside the workspace's lists.
+        heading: "Your recently finished tasks",
         items: finished_item(&home.finished, now).into_iter().collect(),
         total: usize::from(!home.finished.is_empty()),
-        empty: "Nothing finished yet.",
+        empty: "None of your tasks has finished yet.",
     });
     let tail = home
         .admin
@@ -673,7 +674,7 @@ mod tests {
             "Your tasks",
             "Needs staffing",
             "In progress",
-            "Recently finished",
+            "Your recently finished tasks",
             "Staffing at a glance",
         ] {
             assert!(text.contains(heading), "{heading} missing");
