@@ -654,15 +654,16 @@ pub async fn placeholder_worker(db: &DatabaseConnection, id: i64) {
 }
 
 /// `staffbot serve` from binary `bin` (this build's or another release's) against `fake` and
-/// the database at `db_url`, with `config`; its stderr is kept for [`stop`].
-pub fn serve(
+/// the database at `db_url`, with `config`, logging at INFO; stdout discarded, stderr for the
+/// caller to direct.
+pub fn serve_command(
     bin: &Path,
     fake: &slack_sim::FakeSlack,
     db_url: &str,
     config: &Path,
-) -> std::process::Child {
-    std::process::Command::new(bin)
-        .arg("--config")
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--config")
         .arg(config)
         .arg("serve")
         .env_clear()
@@ -671,10 +672,33 @@ pub fn serve(
         .env("SLACK_BOT_TOKEN", "xoxb-test")
         .env("SLACK_APP_TOKEN", "xapp-test")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    c
+}
+
+/// [`serve_command`] started, its stderr kept for [`stop`].
+pub fn serve(
+    bin: &Path,
+    fake: &slack_sim::FakeSlack,
+    db_url: &str,
+    config: &Path,
+) -> std::process::Child {
+    serve_command(bin, fake, db_url, config)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn serve")
+}
+
+/// The configuration the multi-process scenarios share (replicas, rolling upgrade): batches of
+/// two every second, working hours off, short loops and leases. Written to `dir`.
+pub fn replica_config(dir: &Path) -> PathBuf {
+    let config = dir.join("staffbot.toml");
+    std::fs::write(
+        &config,
+        "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\nworking_hours_enforced = false\n[loops]\ntick_interval = \"200ms\"\nlease_ttl = \"2s\"\n",
+    )
+    .expect("config");
+    config
 }
 
 /// Sends `signal` (`TERM`, `KILL`) to `child` and returns its stderr once it has exited.

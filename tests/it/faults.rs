@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,23 +116,12 @@ fn serve(fake: &FakeSlack, db_url: &str, dir: &Path, config: &str, log: &str) ->
     let conf = dir.join("staffbot.toml");
     std::fs::write(&conf, config).expect("config");
     let stderr = std::fs::File::create(dir.join(log)).expect("log file");
-    Command::new(
-        std::env::var("STAFFBOT_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_staffbot").to_string()),
-    )
-    .arg("--config")
-    .arg(&conf)
-    .arg("serve")
-    .env_clear()
-    .env("STAFFBOT_DATABASE_URL", db_url)
-    .env("SLACK_API_URL", fake.api_url())
-    .env("SLACK_BOT_TOKEN", "xoxb-test")
-    .env("SLACK_APP_TOKEN", "xapp-test")
-    .env("RUST_LOG", "info")
-    .stdout(Stdio::null())
-    .stderr(stderr)
-    .spawn()
-    .expect("spawn serve")
+    let bin = std::env::var("STAFFBOT_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_staffbot").to_string());
+    crate::common::serve_command(Path::new(&bin), fake, db_url, &conf)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn serve")
 }
 
 /// SIGTERM, then waits (off the runtime) for a clean exit.

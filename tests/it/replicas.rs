@@ -14,7 +14,9 @@ use staffbot::db::entities::{staffing_inquiry, task_assignment};
 use staffbot::lifecycle;
 use staffbot::workers::{self, Certify};
 
-use crate::common::{TestDb, add_worker, load_workflow, serve, stop, wait_until, write_workflow};
+use crate::common::{
+    TestDb, add_worker, load_workflow, replica_config, serve, stop, wait_until, write_workflow,
+};
 
 const CHANNEL: &str = "G0PROJ";
 
@@ -85,12 +87,7 @@ async fn two_replicas_share_the_work_and_survive_a_kill() {
         .expect("project");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("staffbot.toml");
-    std::fs::write(
-        &config,
-        "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\nworking_hours_enforced = false\n[loops]\ntick_interval = \"200ms\"\nlease_ttl = \"2s\"\n",
-    )
-    .expect("config");
+    let config = replica_config(dir.path());
 
     let staffbot = std::path::Path::new(env!("CARGO_BIN_EXE_staffbot"));
     let a = serve(staffbot, &fake, &t.url, &config);

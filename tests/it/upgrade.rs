@@ -19,7 +19,7 @@ use slack_sim::{FakeSlack, FakeSlackConfig};
 use staffbot::db::OutboxStatus;
 use staffbot::db::entities::{outbox, staffing_inquiry, task, task_assignment};
 
-use crate::common::{TestDb, serve, stop, wait_until, write_workflow};
+use crate::common::{TestDb, replica_config, serve, stop, wait_until, write_workflow};
 
 const CHANNEL: &str = "G0PROJ";
 const ADMIN: &str = "U0ADMIN";
@@ -144,12 +144,7 @@ async fn the_previous_release_and_this_one_serve_side_by_side_and_lose_nothing()
     fake.add_user(ADMIN, "erin");
     let t = TestDb::empty().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("staffbot.toml");
-    std::fs::write(
-        &config,
-        "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\nworking_hours_enforced = false\n[loops]\ntick_interval = \"200ms\"\nlease_ttl = \"2s\"\n",
-    )
-    .expect("config");
+    let config = replica_config(dir.path());
 
     // The installation, set up with the previous release's commands.
     let workflow = write_workflow(
