@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, instance_name};
 use crate::config::Config;
+use crate::delivery::Sender;
 use crate::email::EmailOut;
 use crate::slack::dispatch::Dispatcher;
 use crate::slack::listener::{Listener, SocketState};
-use crate::slack::sender::Sender;
 use crate::slack::slash::SlashSettings;
 use crate::slack::socket::{SocketMode, SocketSettings};
+use crate::slack::transport::SlackTransport;
 use crate::slack::web::{self, MorphismWeb, TokenError};
 
 /// How long shutdown waits for envelopes being handled.
@@ -346,23 +347,25 @@ fn spawn_sender(
     cancel: &CancellationToken,
 ) -> JoinHandle<()> {
     let call_timeout = (config.loops.lease_ttl / 2).max(Duration::from_secs(1));
+    let web = Arc::new(MorphismWeb {
+        client: slack.client.clone(),
+        bot_token: slack.bot_token.clone(),
+        timeout: call_timeout,
+    });
+    let to_slack = SlackTransport::new(db.clone(), web, clock.clone())
+        .with_policy(crate::staffing::policy::Policy::of(&config.staffbot))
+        .with_working_hours(config.staffbot.working_rule());
     let sender = Sender::new(
-        db,
-        Arc::new(MorphismWeb {
-            client: slack.client.clone(),
-            bot_token: slack.bot_token.clone(),
-            timeout: call_timeout,
-        }),
+        db.clone(),
         clock,
         config.loops.lease_ttl,
         holder.to_string(),
     )
+    .with_transport(Arc::new(to_slack))
     .with_call_timeout(call_timeout)
-    .with_staffing_channel(config.staffbot.staffing_group_id.clone())
-    .with_policy(crate::staffing::policy::Policy::of(&config.staffbot))
-    .with_working_hours(config.staffbot.working_rule());
+    .with_staffing_channel(config.staffbot.staffing_group_id.clone());
     let sender = match mail {
-        Some(mail) => sender.with_mail(mail, config.email.per_minute),
+        Some(mail) => sender.with_transport(Arc::new(mail.transport(config, db))),
         None => sender,
     };
     let cancel = cancel.child_token();
@@ -373,7 +376,7 @@ fn spawn_sender(
             ctx = web::render_context(&slack.client, &slack.bot_token, &slack.identity) => ctx,
         };
         sender
-            .with_render_context(render)
+            .with_app_home(render.app_home)
             .run(cancel, wake, SENDER_IDLE)
             .await
     })

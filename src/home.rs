@@ -1,7 +1,7 @@
 //! What one person's App Home shows, as data (issue 12): their open offers, the tasks they are
 //! working on (with what they can do with each), what they finished lately, and for admins
 //! what needs staffing and the last week's staffing figures. Loaded when the Home is published
-//! (`slack::sender`), rendered by `slack::render`. Ordering and figures are pure functions.
+//! (`slack::transport`), rendered by `slack::render`. Ordering and figures are pure functions.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -411,6 +411,19 @@ fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
     }
     let rank = (p * sorted.len()).div_ceil(100).max(1);
     sorted.get(rank - 1).copied()
+}
+
+/// A task status as the Home says it.
+pub fn status_text(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::AwaitingProcessing => "waiting for a worker",
+        TaskStatus::Processing => "in progress",
+        TaskStatus::PendingReview => "waiting for a reviewer",
+        TaskStatus::Reviewing => "under review",
+        TaskStatus::PostReviewProcessing => "returned by the reviewer",
+        TaskStatus::Complete => "complete",
+        TaskStatus::Aborted => "aborted",
+    }
 }
 
 #[cfg(test)]

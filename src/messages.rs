@@ -6,6 +6,62 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Wording every way out shares (Slack's messages and the emails say the same).
+pub mod wording {
+    pub const TAKEN: &str = "This task has been taken by another expert.";
+    pub const THANKS: &str = "Thanks for responding!";
+    pub const GONE: &str = "Sorry, this task is no longer available.";
+    pub const NOT_YOURS: &str = "This offer was not sent to you.";
+    pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
+    pub const REMINDER_HEADER: &str =
+        "Tasks are still available for you to work on, if you'd like!";
+    /// The answer to an email reply staffbot could not read.
+    pub const NOT_UNDERSTOOD: &str = "Sorry, I could not read your answer. Please reply ACCEPT or REJECT to the offer's email (the first word of your reply counts).";
+    /// The answer to a second answer to one offer (by email).
+    pub const ALREADY_ANSWERED: &str = "You have already answered this offer.";
+    /// The label of the link to staffbot's Home tab (Orchestra's "View Tasks").
+    pub const HOME_LINK_LABEL: &str = "Open your staffbot Home";
+    /// An admin's command, button or form from someone who is not an admin (Orchestra's).
+    pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
+    /// A Home, or a button on it, of someone who is not a worker.
+    pub const NOT_A_WORKER: &str = "You are not a staffbot worker yet. Ask a staffing admin to add you (`staffbot worker add`).";
+    /// A button whose form cannot open: Slack sent no `trigger_id` with the click.
+    pub const NO_TRIGGER: &str = "Sorry! Slack sent no trigger to open the form with.";
+}
+
+/// The ids a link to the app's Home tab needs (`auth.test`'s `team_id`, `bots.info`'s
+/// `app_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHome {
+    pub team_id: String,
+    pub app_id: String,
+}
+
+/// What the outbox's sender reads of a stored row before its transport renders it (the
+/// `delivery` tag of an [`Outgoing`], without parsing the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek<'a> {
+    /// [`Outgoing::Home`] for this user.
+    Home {
+        user: &'a str,
+    },
+    /// [`Outgoing::RefreshHomes`].
+    RefreshHomes,
+    Other,
+}
+
+/// [`Peek`] of a stored row's payload.
+pub fn peek(payload: &serde_json::Value) -> Peek<'_> {
+    match payload.get("delivery").and_then(serde_json::Value::as_str) {
+        Some("home") => match payload.get("user").and_then(serde_json::Value::as_str) {
+            Some(user) => Peek::Home { user },
+            None => Peek::Other,
+        },
+        Some("refresh_homes") => Peek::RefreshHomes,
+        _ => Peek::Other,
+    }
+}
+
 /// One delivery: where a message goes and what it says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "delivery", rename_all = "snake_case")]

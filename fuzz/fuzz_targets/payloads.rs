@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use staffbot::slack::command;
+use staffbot::handlers::command;
 use staffbot::slack::envelope::{BlockActions, Frame, SlashCommand, parse_frame, redacted};
 
 fuzz_target!(|data: &[u8]| {

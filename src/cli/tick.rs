@@ -8,16 +8,15 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use slack_morphism::prelude::SlackApiToken;
 
 use super::App;
-use crate::db::outbox::Method;
+use crate::delivery::{Route, Sender};
 use crate::lease::try_lease;
 use crate::loops::{Loop, run_loop_once};
 use crate::slack::render::RenderContext;
-use crate::slack::sender::Sender;
-use crate::slack::web::{self, Delivery, MorphismWeb, SlackWeb};
+use crate::slack::transport::SlackTransport;
+use crate::slack::web::{self, MorphismWeb};
 
 #[derive(Debug, Args)]
 pub struct TickArgs {
@@ -132,30 +131,17 @@ async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()>
 /// The longest one Web API call of `tick` may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The Web API when there is no bot token: never called, as such a sender delivers emails only.
-struct NoSlack;
-
-#[async_trait::async_trait]
-impl SlackWeb for NoSlack {
-    async fn call(&self, _: &str, _: &Value) -> Delivery {
-        Delivery::Transient("SLACK_BOT_TOKEN is not set".into())
-    }
-    async fn get(&self, _: &str, _: &[(&str, String)]) -> Delivery {
-        Delivery::Transient("SLACK_BOT_TOKEN is not set".into())
-    }
-}
-
 /// Without a bot token: the emails that are due are delivered, Slack rows wait for a token.
 async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
     let Some(mail) = crate::daemon::email_setup(&app.config)?.0 else {
         outln!("outbox: not delivered (SLACK_BOT_TOKEN is not set)");
         return Ok(());
     };
-    let sender = sender(app, Arc::new(NoSlack), holder)
-        .with_mail(mail, app.config.email.per_minute)
-        .emails_only();
+    let sender = sender(app, holder)
+        .with_transport(Arc::new(mail.transport(&app.config, app.db.clone())))
+        .only(Route::Email);
     let r = sender.drain(Duration::from_secs(5)).await?;
-    let waiting = crate::db::outbox::pending_other_than(&app.db, Method::Smtp).await?;
+    let waiting = crate::db::outbox::pending_on(&app.db, Route::Slack).await?;
     outln!(
         "outbox: emails: {} sent, {} to retry, {} failed, {} waiting for the sending rate",
         r.sent,
@@ -169,19 +155,16 @@ async fn deliver_emails_only(app: &App, holder: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A sender through `web` as the configuration sets it (timeouts, staffing channel, policy).
-fn sender(app: &App, web: Arc<dyn crate::slack::web::SlackWeb>, holder: &str) -> Sender {
+/// A sender as the configuration sets it (timeouts, staffing channel), with no transport yet.
+fn sender(app: &App, holder: &str) -> Sender {
     Sender::new(
         app.db.clone(),
-        web,
         Arc::clone(&app.clock),
         app.config.loops.lease_ttl,
         holder.to_string(),
     )
     .with_call_timeout(CALL_TIMEOUT)
     .with_staffing_channel(app.config.staffbot.staffing_group_id.clone())
-    .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
-    .with_working_hours(app.config.staffbot.working_rule())
 }
 
 pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
@@ -204,9 +187,14 @@ pub(super) async fn deliver(app: &App, holder: &str) -> anyhow::Result<()> {
         bot_token,
         timeout: CALL_TIMEOUT,
     });
-    let sender = sender(app, web, holder).with_render_context(render);
+    let to_slack = SlackTransport::new(app.db.clone(), web, Arc::clone(&app.clock))
+        .with_policy(crate::staffing::policy::Policy::of(&app.config.staffbot))
+        .with_working_hours(app.config.staffbot.working_rule());
+    let sender = sender(app, holder)
+        .with_transport(Arc::new(to_slack))
+        .with_app_home(render.app_home);
     let sender = match crate::daemon::email_setup(&app.config)?.0 {
-        Some(mail) => sender.with_mail(mail, app.config.email.per_minute),
+        Some(mail) => sender.with_transport(Arc::new(mail.transport(&app.config, app.db.clone()))),
         None => sender,
     };
     let r = sender.drain(Duration::from_secs(5)).await?;

@@ -19,18 +19,48 @@ use crate::messages::Outgoing;
 
 pub use outbox::Model as Row;
 
-/// A kind of outbox row a sender may be limited to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Emails (`smtp`), which need no Slack token.
-    Smtp,
+/// Which way out a row takes: its transport (`crate::delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// A Web API call (the row's `method` names it).
+    Slack,
+    /// An email (`method` = `smtp`), which needs no Slack token.
+    Email,
 }
 
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Smtp => "smtp",
+/// The `method` of every email row.
+const EMAIL_METHOD: &str = "smtp";
+
+impl Route {
+    /// The route of a row whose `method` column holds `method`.
+    pub fn of_method(method: &str) -> Route {
+        if method == EMAIL_METHOD {
+            Route::Email
+        } else {
+            Route::Slack
         }
+    }
+}
+
+/// The route of a stored row.
+pub fn route(row: &Row) -> Route {
+    Route::of_method(&row.method)
+}
+
+/// `AND method = $n` (email) or `AND method <> $n` (Slack), `$n` bound to `smtp`.
+fn route_filter(only: Option<Route>, n: usize) -> String {
+    match only {
+        None => String::new(),
+        Some(Route::Email) => format!(" AND method = ${n}"),
+        Some(Route::Slack) => format!(" AND method <> ${n}"),
+    }
+}
+
+/// The ORM condition for rows of `route`.
+fn route_condition(route: Route) -> sea_orm::sea_query::SimpleExpr {
+    match route {
+        Route::Email => outbox::Column::Method.eq(EMAIL_METHOD),
+        Route::Slack => outbox::Column::Method.ne(EMAIL_METHOD),
     }
 }
 
@@ -127,14 +157,14 @@ pub async fn insert_new<C: ConnectionTrait>(
 /// Claims up to `limit` rows due at `now` for `token` until the database's now + `ttl`, with one
 /// conditional UPDATE (on PostgreSQL the row lock skips rows another sender is claiming), and
 /// returns them, oldest first. Claims expire on the database's clock, whatever the host's says.
-/// With `only`, only rows of that method (`smtp`: emails) are claimed.
+/// With `only`, only rows of that route are claimed.
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     token: &str,
     ttl: std::time::Duration,
     now: DateTime<Utc>,
     limit: u64,
-    only: Option<Method>,
+    only: Option<Route>,
 ) -> Result<Vec<Row>, DbErr> {
     let backend = conn.get_database_backend();
     let db_now = db_now(backend);
@@ -145,7 +175,7 @@ pub async fn claim<C: ConnectionTrait>(
         ""
     };
     let pending = OutboxStatus::Pending.as_str();
-    let method = only.map_or(String::new(), |m| format!(" AND method = '{}'", m.as_str()));
+    let method = route_filter(only, 5);
     let due = format!(
         "status = '{pending}' AND next_attempt_at <= $3{method} AND format <= {FORMAT}
          AND (claim_expires_at IS NULL OR claim_expires_at < {db_now})"
@@ -158,12 +188,18 @@ pub async fn claim<C: ConnectionTrait>(
                  WHERE id IN (SELECT id FROM outbox WHERE {due} ORDER BY id LIMIT $4{lock})
                    AND {due}"
             ),
-            vec![
-                token.into(),
-                duration_param(backend, ttl),
-                now.into(),
-                (limit as i64).into(),
-            ],
+            {
+                let mut values = vec![
+                    token.into(),
+                    duration_param(backend, ttl),
+                    now.into(),
+                    (limit as i64).into(),
+                ];
+                if only.is_some() {
+                    values.push(EMAIL_METHOD.into());
+                }
+                values
+            },
         ))
         .await?;
     if claimed.rows_affected() == 0 {
@@ -334,15 +370,15 @@ pub async fn finish<C: ConnectionTrait>(
 
 /// When the next pending row not claimed by anyone else is due, compared with `now` (None when
 /// nothing is pending).
-/// With `only`, among rows of that method.
+/// With `only`, among rows of that route.
 pub async fn next_due<C: ConnectionTrait>(
     conn: &C,
     now: DateTime<Utc>,
-    only: Option<Method>,
+    only: Option<Route>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
     let mut query = outbox::Entity::find();
-    if let Some(m) = only {
-        query = query.filter(outbox::Column::Method.eq(m.as_str()));
+    if let Some(route) = only {
+        query = query.filter(route_condition(route));
     }
     query
         .select_only()
@@ -360,16 +396,12 @@ pub async fn next_due<C: ConnectionTrait>(
         .map(Option::flatten)
 }
 
-/// How many rows are pending whose method is not `method` (e.g. the Slack rows beside the
-/// emails).
-pub async fn pending_other_than<C: ConnectionTrait>(
-    conn: &C,
-    method: Method,
-) -> Result<u64, DbErr> {
+/// How many rows of `route` are pending (e.g. the Slack rows beside the emails).
+pub async fn pending_on<C: ConnectionTrait>(conn: &C, route: Route) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     outbox::Entity::find()
         .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-        .filter(outbox::Column::Method.ne(method.as_str()))
+        .filter(route_condition(route))
         .count(conn)
         .await
 }

@@ -2,10 +2,10 @@
 //! from the same typed [`Message`] the Slack renderer draws. Values from users and workflow
 //! files are plain text here: escaped in the HTML part, never interpreted as markup.
 
+use crate::messages::{AppHome, wording};
 use crate::messages::{
     ClickReply, Message, NoticeStatus, OfferContent, OfferOutcome, ReminderItem,
 };
-use crate::slack::render::{self as slack, AppHome};
 
 use super::reply::{plus_address, subject_tag};
 
@@ -175,9 +175,9 @@ fn outcome_lines(outcome: &OfferOutcome, uses_slack: bool) -> Vec<Part> {
         OfferOutcome::Won { task_id, .. } => {
             vec![text(format!("You got the task! Task {task_id} is yours."))]
         }
-        OfferOutcome::Taken => vec![text(slack::TAKEN)],
-        OfferOutcome::Thanks => vec![text(slack::THANKS)],
-        OfferOutcome::Gone => vec![text(slack::GONE)],
+        OfferOutcome::Taken => vec![text(wording::TAKEN)],
+        OfferOutcome::Thanks => vec![text(wording::THANKS)],
+        OfferOutcome::Gone => vec![text(wording::GONE)],
     }
 }
 
@@ -214,7 +214,7 @@ fn notice_words(status: NoticeStatus, worker: &str) -> (&'static str, String) {
 
 /// A reminder's paragraphs: each open offer with its answer links.
 fn reminder_lines(items: &[ReminderItem], more: usize, reply_to: &str) -> Vec<Vec<Part>> {
-    offer_list(slack::REMINDER_HEADER, items, more, reply_to)
+    offer_list(wording::REMINDER_HEADER, items, more, reply_to)
 }
 
 /// What an email that names no offer gets: the worker's open offers, each with its links.
@@ -345,9 +345,9 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         Message::ClickReply { reply } => {
             subject = subject_for(ctx, OFFER_SUBJECT);
             let line = match reply {
-                ClickReply::NotYours => slack::NOT_YOURS,
-                ClickReply::CannotRejectAfterWin => slack::NO_REJECT_AFTER_WIN,
-                ClickReply::AlreadyAnswered => slack::ALREADY_ANSWERED,
+                ClickReply::NotYours => wording::NOT_YOURS,
+                ClickReply::CannotRejectAfterWin => wording::NO_REJECT_AFTER_WIN,
+                ClickReply::AlreadyAnswered => wording::ALREADY_ANSWERED,
             };
             paragraphs = vec![vec![text(line)]];
         }
@@ -357,7 +357,7 @@ pub fn compose(message: &Message, ctx: &EmailContext<'_>) -> Result<Composed, St
         }
         Message::ReplyNotUnderstood => {
             subject = subject_for(ctx, OFFER_SUBJECT);
-            paragraphs = vec![vec![text(slack::NOT_UNDERSTOOD)]];
+            paragraphs = vec![vec![text(wording::NOT_UNDERSTOOD)]];
         }
         Message::Reminder { items, more } => {
             subject = subject_for(ctx, OFFER_SUBJECT);

@@ -1,6 +1,6 @@
 //! Reading the answers: a loop (under the `mail` lease, like the other loops) reads new messages
-//! from the mailbox over IMAP, answers each offer through the same code as the Slack buttons
-//! ([`crate::staffing::respond::respond`]), replies to the worker with the outcome, and moves the
+//! from the mailbox over IMAP, answers each offer through the same handler as the Slack buttons
+//! ([`crate::handlers::offer::answer`]), replies to the worker with the outcome, and moves the
 //! message to `email.handled_mailbox`.
 //!
 //! **Each message is handled once**, across crashes and replicas: its `Message-ID` is stored in
@@ -22,10 +22,11 @@ use super::reply::{self, Answer, Origin};
 use crate::clock::Clock;
 use crate::config::{EmailConfig, NoticeSettings};
 use crate::db;
+use crate::handlers::offer::{self, Via};
 use crate::lease::LeaseProof;
-use crate::messages::{ClickReply, MAX_REMINDER_ITEMS, Message, OfferOutcome, ReminderItem};
+use crate::messages::{MAX_REMINDER_ITEMS, Message, ReminderItem};
 use crate::notify::EmailTo;
-use crate::staffing::respond::{self, ClickOutcome, Responder};
+use crate::staffing::respond::{ClickOutcome, Responder};
 
 /// One email read from the mailbox, as far as answering an offer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,31 +207,6 @@ pub struct InboxReport {
     pub failed: usize,
 }
 
-/// What an answer to offer `click` means for the worker, by email.
-fn answer_reply(outcome: ClickOutcome, click: &db::offers::Click) -> Message {
-    let decided = |outcome| Message::OfferDecided {
-        first_name: click.clicker_first_name.clone(),
-        offer: click.context.offer_content(),
-        outcome,
-    };
-    match outcome {
-        ClickOutcome::Won => decided(OfferOutcome::Won {
-            task_id: click.context.task_id,
-            channel: click.context.slack_channel_id.clone(),
-        }),
-        ClickOutcome::Rejected if click.request_has_winner => decided(OfferOutcome::Taken),
-        ClickOutcome::Rejected => decided(OfferOutcome::Thanks),
-        ClickOutcome::Late if click.request_has_winner => decided(OfferOutcome::Taken),
-        ClickOutcome::Late => decided(OfferOutcome::Gone),
-        ClickOutcome::CannotRejectAfterWin => Message::ClickReply {
-            reply: ClickReply::CannotRejectAfterWin,
-        },
-        ClickOutcome::AlreadyDecided | ClickOutcome::NotYours => Message::ClickReply {
-            reply: ClickReply::AlreadyAnswered,
-        },
-    }
-}
-
 /// Handles one email in one transaction, fenced by the `mail` lease: claims its `Message-ID`,
 /// applies the answer it carries and queues the reply to the worker. Returns what it decided.
 pub async fn handle(
@@ -241,34 +217,25 @@ pub async fn handle(
     notices: &NoticeSettings,
     now: DateTime<Utc>,
 ) -> Result<Verdict, crate::error::Error> {
-    let tx = db::begin_write(db).await?;
-    let result = async {
-        lease.fence(&tx).await?;
-        if !claim(&tx, incoming, now).await? {
-            return Ok((Verdict::AlreadyHandled, None));
-        }
-        let (verdict, inquiry) = decide(&tx, incoming, settings, notices, now).await?;
-        db::email::set_verdict(&tx, &incoming.message_id, inquiry, &verdict.as_str()).await?;
-        Ok::<_, crate::error::Error>((verdict, inquiry))
-    }
-    .await;
-    match result {
-        Ok((verdict, _)) => {
-            tx.commit().await?;
+    crate::handlers::refusable(
+        db,
+        async |tx| {
+            lease.fence(tx).await?;
+            if !claim(tx, incoming, now).await? {
+                return Ok(Verdict::AlreadyHandled);
+            }
+            let (verdict, inquiry) = decide(tx, incoming, settings, notices, now).await?;
+            db::email::set_verdict(tx, &incoming.message_id, inquiry, &verdict.as_str()).await?;
             Ok(verdict)
-        }
-        Err(crate::error::Error::User(refusal)) => {
+        },
+        async |tx, refusal| {
             // The answer could not be honoured: nothing of it is kept; the worker is told why,
-            // and the message is recorded as handled, in a transaction of its own.
-            let _ = tx.rollback().await;
-            refuse(db, lease, incoming, settings, &refusal.to_string(), now).await?;
+            // and the message is recorded as handled.
+            refuse(tx, lease, incoming, settings, &refusal.to_string(), now).await?;
             Ok(Verdict::Refused)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// The reply to the worker of offer `click`, answering their email `incoming`.
@@ -323,27 +290,20 @@ async fn decide<C: ConnectionTrait>(
         return Ok((Verdict::Stranger, Some(inquiry_id)));
     }
     let (verdict, message) = match reply::answer(&incoming.body, &incoming.subject) {
-        None => (Verdict::NotUnderstood, Message::ReplyNotUnderstood),
+        None => (Verdict::NotUnderstood, Some(Message::ReplyNotUnderstood)),
         Some(answer) => {
             let accept = answer == Answer::Accept;
-            let outcome = respond::respond(
-                conn,
-                inquiry_id,
-                Responder::Email(from),
-                accept,
-                notices,
-                now,
-            )
-            .await?;
-            // Read again: whether someone else won is what the request says now (a click
-            // may have won it while this answer waited for the request's row).
-            let now_state = db::offers::click(conn, inquiry_id).await?;
-            let state = now_state.as_ref().unwrap_or(&click);
-            (Verdict::Answered(outcome), answer_reply(outcome, state))
+            let who = Responder::Email(from);
+            let via = Via::Email { before: &click };
+            let answered =
+                offer::answer(conn, Some(inquiry_id), who, accept, via, notices, now).await?;
+            (Verdict::Answered(answered.outcome), answered.reply)
         }
     };
-    let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
-    crate::outbox::enqueue(conn, &key, outgoing, now).await?;
+    if let Some(message) = message {
+        let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
+        crate::outbox::enqueue(conn, &key, outgoing, now).await?;
+    }
     Ok((verdict, Some(inquiry_id)))
 }
 
@@ -385,39 +345,34 @@ async fn list_open_offers<C: ConnectionTrait>(
 
 /// Records `incoming` as handled with an answer that could not be honoured, and tells the
 /// worker `reason`.
-async fn refuse(
-    db: &DatabaseConnection,
+async fn refuse<C: ConnectionTrait>(
+    conn: &C,
     lease: &LeaseProof,
     incoming: &Incoming,
     settings: &EmailSettings,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::Error> {
-    let tx = db::begin_write(db).await?;
-    let done = async {
-        lease.fence(&tx).await?;
-        if !claim(&tx, incoming, now).await? {
-            return Ok(());
-        }
-        let token = reply::token(&incoming.recipients, &incoming.subject, &settings.reply_to);
-        let inquiry = match &token {
-            Some(t) => db::email::inquiry_of(&tx, t).await?,
-            None => None,
-        };
-        db::email::set_verdict(&tx, &incoming.message_id, inquiry, "refused").await?;
-        if let (Some(token), Some(inquiry_id)) = (token, inquiry)
-            && let Some(click) = db::offers::click(&tx, inquiry_id).await?
-        {
-            let message = Message::ClickRefused {
-                reason: reason.to_string(),
-            };
-            let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
-            crate::outbox::enqueue(&tx, &key, outgoing, now).await?;
-        }
-        Ok::<_, crate::error::Error>(())
+    lease.fence(conn).await?;
+    if !claim(conn, incoming, now).await? {
+        return Ok(());
     }
-    .await;
-    db::settle(tx, done).await
+    let token = reply::token(&incoming.recipients, &incoming.subject, &settings.reply_to);
+    let inquiry = match &token {
+        Some(t) => db::email::inquiry_of(conn, t).await?,
+        None => None,
+    };
+    db::email::set_verdict(conn, &incoming.message_id, inquiry, "refused").await?;
+    if let (Some(token), Some(inquiry_id)) = (token, inquiry)
+        && let Some(click) = db::offers::click(conn, inquiry_id).await?
+    {
+        let message = Message::ClickRefused {
+            reason: reason.to_string(),
+        };
+        let (key, outgoing) = reply_to_worker(incoming, &click, &token, message);
+        crate::outbox::enqueue(conn, &key, outgoing, now).await?;
+    }
+    Ok(())
 }
 
 /// Where and how to read the mailbox (`email.imap_url` and friends).

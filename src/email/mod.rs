@@ -14,22 +14,16 @@ pub mod compose;
 pub mod inbox;
 pub mod reply;
 pub mod smtp;
+pub mod transport;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::EmailConfig;
-use crate::messages::Outgoing;
-use crate::slack::render::AppHome;
-
-use std::sync::Arc;
-
-use serde_json::Value;
-
-use crate::slack::sender::MailOut;
-use crate::slack::web::Delivery;
+use crate::messages::{AppHome, Outgoing};
 
 pub use compose::Composed;
 pub use smtp::{EmailSetupError, Mailer, Smtp};
+pub use transport::EmailTransport;
 
 /// An email ready to hand to the SMTP server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,23 +107,26 @@ pub fn ready(
     })
 }
 
-/// The outbox sender's way out for email rows: rendered with `settings`, sent by `mailer`.
+/// Email as configured: the mail server, and what rendering needs.
 pub struct EmailOut {
-    pub mailer: Arc<dyn Mailer>,
+    pub mailer: std::sync::Arc<dyn Mailer>,
     pub settings: EmailSettings,
 }
 
-#[async_trait::async_trait]
-impl MailOut for EmailOut {
-    fn ready(&self, outgoing: &Outgoing, app_home: Option<&AppHome>) -> Result<Value, String> {
-        let email = ready(outgoing, &self.settings, app_home)?;
-        serde_json::to_value(&email).map_err(|e| e.to_string())
-    }
-
-    async fn send(&self, ready: &Value) -> Delivery {
-        match serde_json::from_value::<ReadyEmail>(ready.clone()) {
-            Ok(email) => self.mailer.send(&email).await,
-            Err(e) => Delivery::Permanent(format!("unreadable email: {e}")),
-        }
+impl EmailOut {
+    /// The outbox's way out for email rows: paced at `email.per_minute`, outages told to
+    /// `staffbot.staffing_group_id`.
+    pub fn transport(
+        &self,
+        config: &crate::config::Config,
+        db: sea_orm::DatabaseConnection,
+    ) -> EmailTransport {
+        EmailTransport::new(
+            self.mailer.clone(),
+            self.settings.clone(),
+            config.email.per_minute,
+            db,
+        )
+        .with_staffing_channel(config.staffbot.staffing_group_id.clone())
     }
 }

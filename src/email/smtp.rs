@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use super::ReadyEmail;
 use crate::config::EmailConfig;
-use crate::slack::web::Delivery;
+use crate::delivery::Delivery;
 
 /// Something that sends a ready email (SMTP in production).
 #[async_trait::async_trait]

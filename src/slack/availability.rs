@@ -1,29 +1,17 @@
 //! "Your availability" (issue 28): the Edit button of the App Home (or of `/staffbot
 //! availability`) opens a form with the hours of each weekday this week and next and the
-//! worker's own working hours and days; its submission stores them, or keeps the form open
-//! with what is wrong under each field.
+//! worker's own working hours and days ([`crate::handlers::home`]); its submission is read here
+//! and stored ([`crate::handlers::modal`]), or the form stays open with what is wrong under
+//! each field.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
-use super::actions::Clicked;
 use super::blocks::{AVAILABILITY_DAYS, AVAILABILITY_HOURS, AVAILABILITY_VALUE};
-use super::dispatch::{Ack, Dispatcher};
-use super::envelope::Envelope;
 use crate::availability::{WEEKDAYS, WeekHours, day_name, parse_day_hours, week_of};
-use crate::db::{self, workers};
-use crate::error::Error;
-use crate::messages::{Modal, Outgoing};
-use crate::outbox;
 
-/// What a submitted form holds, checked: the weeks' hours, the working hours and days
-/// (`None`: the configured ones), or the errors to show under each field.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    pub weeks: Vec<(NaiveDate, WeekHours)>,
-    pub working_hours: Option<String>,
-    pub working_days: Option<String>,
-}
+/// A submitted form as [`crate::handlers::modal`] stores it.
+pub use crate::handlers::modal::Availability as Submitted;
 
 /// Reads the form's `state.values`: `avail:<Monday>:<day>` number inputs of weeks from this
 /// week on (a form left open past a Sunday still saves its weeks), and the two text inputs.
@@ -98,114 +86,6 @@ pub fn read_form(values: &Map<String, Value>, now: DateTime<Utc>) -> Result<Subm
         working_hours,
         working_days,
     })
-}
-
-impl Dispatcher {
-    /// "Edit" under "Your availability": opens the form, filled with what is stored.
-    pub(super) async fn open_availability(
-        &self,
-        click: Clicked<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Ack, Error> {
-        let tx = db::begin_write(&self.db).await?;
-        let done = async {
-            let worker = workers::by_slack_id(&tx, click.clicker).await?;
-            match (worker, click.actions.trigger_id.clone()) {
-                (Some(worker), Some(trigger_id)) => {
-                    let this_week = week_of(now.date_naive());
-                    let weeks = [this_week, this_week + chrono::Duration::days(7)];
-                    let stored = db::availability::of_worker(&tx, worker.id, &weeks).await?;
-                    let modal = Modal::Availability {
-                        weeks: stored
-                            .into_iter()
-                            .map(|(w, h)| (w, h.unwrap_or_default().0))
-                            .collect(),
-                        working_hours: worker.working_hours.clone().unwrap_or_default(),
-                        working_days: worker.working_days.clone().unwrap_or_default(),
-                    };
-                    let open = Outgoing::OpenModal {
-                        trigger_id,
-                        user: click.clicker.to_string(),
-                        modal,
-                    };
-                    let key = format!("modal:{}", click.envelope.envelope_id);
-                    outbox::enqueue(&tx, &key, open, now).await?;
-                }
-                (None, _) => {
-                    let text = super::render::home::NOT_A_WORKER.to_string();
-                    self.tell_clicker(&tx, &click, text, now).await?;
-                }
-                (Some(_), None) => {
-                    let text = "Sorry! Slack sent no trigger to open the form with.".to_string();
-                    self.tell_clicker(&tx, &click, text, now).await?;
-                }
-            }
-            Self::remember(&tx, &click.envelope.envelope_id, &Ack::Bare, now).await?;
-            Ok::<_, Error>(())
-        }
-        .await;
-        db::settle(tx, done).await?;
-        self.outbox_wake.notify_one();
-        Ok(Ack::Bare)
-    }
-
-    /// The availability form was submitted: stored (the form closes and the Home says so), or
-    /// kept open with the errors.
-    pub(super) async fn availability_submission(
-        &self,
-        envelope: &Envelope,
-        now: DateTime<Utc>,
-    ) -> Result<Ack, Error> {
-        let payload = &envelope.payload;
-        let user = payload.pointer("/user/id").and_then(Value::as_str);
-        let empty = Map::new();
-        let values = payload
-            .pointer("/view/state/values")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let form = read_form(values, now);
-        let tx = db::begin_write(&self.db).await?;
-        let done = async {
-            let worker = match user {
-                Some(u) => workers::by_slack_id(&tx, u).await?,
-                None => None,
-            };
-            let ack = match (worker, form) {
-                (_, Err(errors)) => {
-                    Ack::WithPayload(json!({"response_action": "errors", "errors": errors}))
-                }
-                (None, Ok(_)) => {
-                    tracing::warn!(
-                        ?user,
-                        "availability form from a Slack user who is no worker"
-                    );
-                    Ack::Bare
-                }
-                (Some(worker), Ok(form)) => {
-                    for (week, hours) in &form.weeks {
-                        db::availability::set(&tx, worker.id, *week, *hours, now).await?;
-                    }
-                    let change = crate::workers::WorkerChange {
-                        working_hours: Some(form.working_hours),
-                        working_days: Some(form.working_days),
-                        ..Default::default()
-                    };
-                    crate::workers::update(&tx, &worker.username, change).await?;
-                    let notice = "Your availability is saved.".to_string();
-                    if let Some(u) = user {
-                        outbox::publish_home(&tx, u, Some(notice), now).await?;
-                    }
-                    Ack::Bare
-                }
-            };
-            Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
-            Ok::<_, Error>(ack)
-        }
-        .await;
-        let ack = db::settle(tx, done).await?;
-        self.outbox_wake.notify_one();
-        Ok(ack)
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::actions::{Clicked, HomeAction};
 use super::blocks;
 use super::envelope::{BlockActions, Envelope, SlashCommand, redacted};
 use super::mrkdwn::Mrkdwn;
@@ -19,8 +18,11 @@ use crate::clock::Clock;
 use crate::config::NoticeSettings;
 use crate::db::envelopes;
 use crate::error::Error;
-use crate::messages::{ClickReply, Message, Outgoing};
-use crate::staffing::respond;
+use crate::handlers::home::{self, HomeAction, HomeSettings, Pressed};
+use crate::handlers::modal::{self, FormAnswer};
+use crate::handlers::{self, offer, offer::Via};
+use crate::messages::{Message, Outgoing};
+use crate::staffing::respond::Responder;
 
 /// What the dispatcher sends back for an envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,25 +238,9 @@ impl Dispatcher {
             }
         };
         let clicker = actions.user.id.clone().unwrap_or_default();
-        if actions
-            .actions
-            .iter()
-            .any(|a| a.action_id.as_deref() == Some(super::blocks::AVAILABILITY_EDIT))
-        {
-            let click = Clicked {
-                envelope,
-                actions: &actions,
-                clicker: &clicker,
-            };
-            return self.open_availability(click, now).await;
-        }
-        if let Some(action) = HomeAction::of(&actions) {
-            let click = Clicked {
-                envelope,
-                actions: &actions,
-                clicker: &clicker,
-            };
-            self.home_action(click, action, now).await?;
+        if let Some(action) = home_action_of(&actions) {
+            self.home_action(envelope, &actions, &clicker, action, now)
+                .await?;
             return Ok(Ack::Bare);
         }
         let Some((accept, inquiry)) = offer_action(&actions) else {
@@ -282,8 +268,130 @@ impl Dispatcher {
         Ok(Ack::Bare)
     }
 
+    /// `app_home_opened`: remember that the user has a Home and publish it.
+    async fn home_opened(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, Error> {
+        let event = envelope.payload.get("event");
+        let kind = event.and_then(|e| e.get("type")).and_then(Value::as_str);
+        let tab = event.and_then(|e| e.get("tab")).and_then(Value::as_str);
+        let user = event.and_then(|e| e.get("user")).and_then(Value::as_str);
+        let (Some("app_home_opened"), Some("home"), Some(user)) = (kind, tab, user) else {
+            return Ok(Ack::Bare);
+        };
+        tracing::info!(user, "App Home opened");
+        let tx = crate::db::begin_write(&self.db).await?;
+        let done = async {
+            home::opened(&tx, user, now).await?;
+            Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await
+        }
+        .await;
+        crate::db::settle(tx, done).await?;
+        self.outbox_wake.notify_one();
+        Ok(Ack::Bare)
+    }
+
+    /// A task, admin or availability button: the change and what the clicker is told, in one
+    /// transaction; when the change is refused (the task moved on, the clicker may not), only
+    /// the refusal.
+    async fn home_action(
+        &self,
+        envelope: &Envelope,
+        actions: &BlockActions,
+        clicker: &str,
+        action: Option<HomeAction>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        tracing::info!(user = clicker, ?action, "App Home button");
+        let pressed = Pressed {
+            user: clicker,
+            trigger_id: actions.trigger_id.as_deref(),
+            key: &envelope.envelope_id,
+        };
+        let settings = HomeSettings {
+            notices: &self.notices,
+            random_seed: self.slash.random_seed,
+        };
+        let tell = |reason: String| Message::ClickRefused { reason };
+        handlers::refusable(
+            &self.db,
+            async |tx| {
+                if let Some(text) = home::act(tx, pressed, action, settings, now).await? {
+                    self.respond_ephemeral(tx, envelope, actions, tell(text), now)
+                        .await?;
+                }
+                Ok(Self::remember(tx, &envelope.envelope_id, &Ack::Bare, now).await?)
+            },
+            async |tx, refusal| {
+                self.respond_ephemeral(tx, envelope, actions, tell(refusal.to_string()), now)
+                    .await?;
+                Ok(Self::remember(tx, &envelope.envelope_id, &Ack::Bare, now).await?)
+            },
+        )
+        .await?;
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// A form was submitted (the restaff and availability forms). Its ack closes it, or keeps
+    /// it open with what is wrong under each field.
+    async fn view_submission(&self, envelope: &Envelope, now: DateTime<Utc>) -> Result<Ack, Error> {
+        let payload = &envelope.payload;
+        let view = payload.get("view");
+        let callback = view
+            .and_then(|v| v.get("callback_id"))
+            .and_then(Value::as_str);
+        let user = payload.pointer("/user/id").and_then(Value::as_str);
+        let form = match callback {
+            Some(blocks::AVAILABILITY_CALLBACK) => {
+                let empty = serde_json::Map::new();
+                let values = payload
+                    .pointer("/view/state/values")
+                    .and_then(Value::as_object)
+                    .unwrap_or(&empty);
+                match super::availability::read_form(values, now) {
+                    Ok(form) => Form::Availability(form),
+                    Err(errors) => Form::Invalid(errors),
+                }
+            }
+            Some(blocks::RESTAFF_CALLBACK) => match (user, restaff_choice(view)) {
+                (Some(user), Some((task, chosen))) => Form::Restaff { user, task, chosen },
+                // Nothing changes and nothing is remembered: the form stays open.
+                _ => {
+                    let refusal = "Choose the worker to replace.".to_string();
+                    return Ok(form_ack(FormAnswer::Refused(refusal)));
+                }
+            },
+            _ => {
+                tracing::info!(?callback, "view submission with no handler; acked");
+                return Ok(Ack::Bare);
+            }
+        };
+        let tx = crate::db::begin_write(&self.db).await?;
+        let done = async {
+            let ack = match form {
+                Form::Invalid(errors) => errors_ack(errors),
+                Form::Availability(form) => {
+                    form_ack(modal::availability_submitted(&tx, user, form, now).await?)
+                }
+                Form::Restaff { user, task, chosen } => {
+                    form_ack(modal::restaff_submitted(&tx, user, task, chosen, now).await?)
+                }
+            };
+            Self::remember(&tx, &envelope.envelope_id, &ack, now).await?;
+            Ok::<_, Error>(ack)
+        }
+        .await;
+        let ack = crate::db::settle(tx, done).await?;
+        self.outbox_wake.notify_one();
+        Ok(ack)
+    }
+
     /// Accept or Reject on an offer: the answer and its ephemeral reply in one transaction;
     /// when the answer is refused (the task changed), only the reply saying why.
+    ///
+    /// No `handled_envelopes` row for an answered offer: the click is idempotent by itself (one
+    /// response per offer, so a redelivered click is "already decided" and changes nothing;
+    /// ephemeral replies are keyed by envelope id), and the ack carries no payload. One
+    /// statement less on the busiest path.
     async fn answer_offer(&self, click: Click<'_>, now: DateTime<Utc>) -> Result<(), Error> {
         let Click {
             envelope,
@@ -297,79 +405,40 @@ impl Dispatcher {
             inquiry_id = inquiry,
             task_id = tracing::field::Empty
         );
-        let tx = crate::db::begin_write(&self.db).await?;
-        let answered = async {
-            let reply = match inquiry {
-                None => Some(Message::ClickReply {
-                    reply: ClickReply::NotYours,
-                }),
-                Some(id) => match respond::respond(&tx, id, clicker, accept, &self.notices, now)
+        let via = match actions.response_url {
+            Some(_) => Via::Dm,
+            None => Via::Home,
+        };
+        handlers::refusable(
+            &self.db,
+            async |tx| {
+                let who = Responder::Slack(clicker);
+                let answered = offer::answer(tx, inquiry, who, accept, via, &self.notices, now)
                     .instrument(offer_span.clone())
-                    .await
-                {
-                    Ok(outcome) => {
-                        offer_span.in_scope(|| {
-                            tracing::info!(?outcome, accept, user = %clicker, "offer answered");
-                        });
-                        let from_home = actions.response_url.is_none();
-                        respond::click_reply(outcome)
-                            .map(|reply| Message::ClickReply { reply })
-                            .or_else(|| from_home.then(|| home_answer(outcome)).flatten())
-                    }
-                    Err(e) => return Err(e),
-                },
-            };
-            if let Some(message) = reply {
-                self.respond_ephemeral(&tx, envelope, actions, message, now)
                     .await?;
-            }
-            Ok::<_, Error>(())
-        }
-        .await;
-        // No `handled_envelopes` row for an offer click: the click is idempotent by itself (one
-        // response per offer, so a redelivered click is "already decided" and changes nothing;
-        // ephemeral replies are keyed by envelope id), and the ack carries no payload. One
-        // statement less on the busiest path.
-        match crate::db::settle(tx, answered).await {
-            Ok(()) => Ok(()),
-            Err(Error::User(e)) => {
-                // The assignment itself failed (the task changed): undone; say why.
-                tracing::info!("offer could not be honoured: {e}");
-                let tx = crate::db::begin_write(&self.db).await?;
-                let replied = async {
-                    self.respond_ephemeral(
-                        &tx,
-                        envelope,
-                        actions,
-                        Message::ClickRefused {
-                            reason: e.to_string(),
-                        },
-                        now,
-                    )
-                    .await?;
-                    Self::remember(&tx, &envelope.envelope_id, &Ack::Bare, now).await
+                if inquiry.is_some() {
+                    offer_span.in_scope(|| {
+                        let outcome = answered.outcome;
+                        tracing::info!(?outcome, accept, user = %clicker, "offer answered");
+                    });
                 }
-                .await;
-                crate::db::settle(tx, replied).await?;
+                if let Some(message) = answered.reply {
+                    self.respond_ephemeral(tx, envelope, actions, message, now)
+                        .await?;
+                }
                 Ok(())
-            }
-            Err(e) => Err(e),
-        }
+            },
+            async |tx, refusal| {
+                // The assignment itself failed (the task changed): undone; say why.
+                let reason = refusal.to_string();
+                let message = Message::ClickRefused { reason };
+                self.respond_ephemeral(tx, envelope, actions, message, now)
+                    .await?;
+                Ok(Self::remember(tx, &envelope.envelope_id, &Ack::Bare, now).await?)
+            },
+        )
+        .await
     }
-}
-
-/// What an answer from the App Home says on top of it (a DM's answer shows in the DM itself).
-fn home_answer(outcome: respond::ClickOutcome) -> Option<Message> {
-    use respond::ClickOutcome as O;
-    let reason = match outcome {
-        O::Won => "You got the task! It is under Your tasks now.",
-        O::Rejected => super::render::THANKS,
-        O::Late => super::render::GONE,
-        O::NotYours | O::CannotRejectAfterWin | O::AlreadyDecided => return None,
-    };
-    Some(Message::ClickRefused {
-        reason: reason.to_string(),
-    })
 }
 
 /// An Accept or Reject click on an offer.
@@ -396,4 +465,69 @@ fn offer_action(actions: &BlockActions) -> Option<(bool, Option<i64>)> {
             a.value.as_deref().and_then(|v| v.parse::<i64>().ok()),
         ))
     })
+}
+
+/// The Home action of a click (`Some(None)`: a task button whose value is not a task id).
+fn home_action_of(actions: &BlockActions) -> Option<Option<HomeAction>> {
+    if actions
+        .actions
+        .iter()
+        .any(|a| a.action_id.as_deref() == Some(blocks::AVAILABILITY_EDIT))
+    {
+        return Some(Some(HomeAction::EditAvailability));
+    }
+    actions.actions.iter().find_map(|a| {
+        let make: fn(i64) -> HomeAction = match a.action_id.as_deref()? {
+            blocks::SUBMIT => HomeAction::Submit,
+            blocks::APPROVE => HomeAction::Approve,
+            blocks::SEND_BACK => HomeAction::SendBack,
+            blocks::STAFF => HomeAction::Staff,
+            blocks::RESTAFF => HomeAction::Restaff,
+            _ => return None,
+        };
+        Some(a.value.as_deref().and_then(|v| v.parse().ok()).map(make))
+    })
+}
+
+/// A submitted form, as read from its view.
+enum Form<'a> {
+    /// Fields that do not read: block id → what is wrong.
+    Invalid(Value),
+    Availability(modal::Availability),
+    Restaff {
+        user: &'a str,
+        task: &'a str,
+        chosen: &'a str,
+    },
+}
+
+/// The restaff form's task (its `private_metadata`) and the worker chosen.
+fn restaff_choice(view: Option<&Value>) -> Option<(&str, &str)> {
+    let view = view?;
+    let task = view
+        .get("private_metadata")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let chosen = view
+        .pointer(&format!(
+            "/state/values/{}/{}/selected_option/value",
+            blocks::RESTAFF_INPUT,
+            blocks::RESTAFF_SELECT
+        ))
+        .and_then(Value::as_str)?;
+    Some((task, chosen))
+}
+
+/// Keeps a form open with `errors` (block id → what is wrong) under its fields.
+fn errors_ack(errors: Value) -> Ack {
+    Ack::WithPayload(json!({"response_action": "errors", "errors": errors}))
+}
+
+/// The ack of a submission: closes the form, or keeps it open with the refusal (under the
+/// restaff form's worker field, the one form that refuses).
+fn form_ack(answer: FormAnswer) -> Ack {
+    match answer {
+        FormAnswer::Close => Ack::Bare,
+        FormAnswer::Refused(text) => errors_ack(json!({ blocks::RESTAFF_INPUT: text })),
+    }
 }

@@ -16,18 +16,11 @@ use crate::mrkdwn;
 
 pub mod home;
 
-pub const TAKEN: &str = "This task has been taken by another expert.";
-pub const THANKS: &str = "Thanks for responding!";
-pub const GONE: &str = "Sorry, this task is no longer available.";
-pub const NOT_YOURS: &str = "This offer was not sent to you.";
-pub const NO_REJECT_AFTER_WIN: &str = "Cannot reject after accepting the task";
-pub const REMINDER_HEADER: &str = "Tasks are still available for you to work on, if you'd like!";
-/// The label of the link to staffbot's Home tab (Orchestra's "View Tasks").
-/// The answer to an email reply staffbot could not read.
-pub const NOT_UNDERSTOOD: &str = "Sorry, I could not read your answer. Please reply ACCEPT or REJECT to the offer's email (the first word of your reply counts).";
-/// The answer to a second answer to one offer (by email).
-pub const ALREADY_ANSWERED: &str = "You have already answered this offer.";
-pub const HOME_LINK_LABEL: &str = "Open your staffbot Home";
+pub use crate::messages::AppHome;
+pub use crate::messages::wording::{
+    ALREADY_ANSWERED, GONE, HOME_LINK_LABEL, NO_REJECT_AFTER_WIN, NOT_UNDERSTOOD, NOT_YOURS,
+    REMINDER_HEADER, TAKEN, THANKS,
+};
 
 /// What rendering may know besides the message: who staffbot is in this Slack workspace (for
 /// links to its Home tab). It belongs to the delivering process, not to the outbox row: a row
@@ -38,26 +31,16 @@ pub struct RenderContext {
     pub app_home: Option<AppHome>,
 }
 
-/// The ids a link to the app's Home tab needs (`auth.test`'s `team_id`, `bots.info`'s
-/// `app_id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppHome {
-    pub team_id: String,
-    pub app_id: String,
-}
-
-impl AppHome {
-    /// `<slack://app?team=…&id=…&tab=home|Open your staffbot Home>`.
-    pub fn link(&self) -> Mrkdwn {
-        crate::mrkdwn!(
-            "{}",
-            AppHomeLink {
-                team_id: &self.team_id,
-                app_id: &self.app_id,
-                label: HOME_LINK_LABEL,
-            }
-        )
-    }
+/// `<slack://app?team=…&id=…&tab=home|Open your staffbot Home>`.
+pub fn home_link(home: &AppHome) -> Mrkdwn {
+    crate::mrkdwn!(
+        "{}",
+        AppHomeLink {
+            team_id: &home.team_id,
+            app_id: &home.app_id,
+            label: HOME_LINK_LABEL,
+        }
+    )
 }
 
 /// The Web API call that delivers `outgoing` (rendered without a [`RenderContext`]).
@@ -462,7 +445,7 @@ fn reminder(items: &[ReminderItem], more: usize, home: Option<&AppHome>) -> (Mrk
         text.push_line(&note);
     }
     if let Some(home) = home {
-        let link = home.link();
+        let link = home_link(home);
         blocks.push(section(link.clone()));
         text.push_line(&link);
     }

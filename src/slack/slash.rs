@@ -1,19 +1,20 @@
-//! `/staffbot` (behaviour §7, design.md §5.3): authorisation, the grammar, and the replies, which
-//! are the ephemeral ack payload. One short transaction; messages to channels go to the outbox.
+//! `/staffbot` (behaviour §7, design.md §5.3) on Slack: authorisation (the verification token,
+//! the whitelists, the caller's worker) and the replies, which are the ephemeral ack payload; what
+//! a command does is [`crate::handlers::slash`]'s. One short transaction; messages to channels go
+//! to the outbox.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::command::{self, Command, WorkerRef};
 use super::envelope::SlashCommand;
 use super::mrkdwn::Mrkdwn;
 use crate::config::AllowedConfig;
 use crate::db::entities::worker;
-use crate::db::{RequestCause, workers};
+use crate::db::workers;
 use crate::error::Error;
-use crate::requests;
+use crate::handlers::{self, slash::SlashAnswer};
 
 /// The usage line after Orchestra's "couldn't process" answer: the command's own when its
 /// first word names one, else every admin command.
@@ -31,7 +32,7 @@ pub fn usage_for(text: &str) -> &'static str {
     }
 }
 
-pub const NOT_AUTHORIZED: &str = "You are not authorized to staff projects!";
+pub use crate::messages::wording::NOT_AUTHORIZED;
 pub const HELP_TEXT: &str = "Use `/staffbot` to staff or restaff a Task.";
 /// The help of a worker who is not an admin (staffing and restaffing are for admins).
 pub const WORKER_HELP_TEXT: &str = "Use `/staffbot tasks` to see your tasks and open offers, `/staffbot availability` to see and set when you can work. Staffing admins staff and restaff tasks.";
@@ -56,6 +57,13 @@ pub fn reply(text: &Mrkdwn, attachments: Option<Value>) -> Value {
         v["attachments"] = a;
     }
     v
+}
+
+/// An ephemeral reply of text and blocks.
+fn with_blocks((text, blocks): (Mrkdwn, Value)) -> Value {
+    let mut answer = reply(&text, None);
+    answer["blocks"] = blocks;
+    answer
 }
 
 /// The reply to `staff`/`restaff`: the command as a header, then an attachment with the
@@ -184,14 +192,10 @@ async fn authorize<C: ConnectionTrait>(
         .ok_or_else(|| NOT_AUTHORIZED.to_string()))
 }
 
-fn task_id(text: &str) -> Result<i64, String> {
-    text.parse::<i64>()
-        .map_err(|_| format!("Task {text} does not exist"))
-}
-
-/// Runs one slash command inside `conn` (the caller's transaction) and returns the ack payload.
-/// Only failures that must roll the transaction back are errors (the database's, stored data
-/// that cannot be read); everything a user can cause is a reply.
+/// Runs one slash command inside `conn` (the caller's transaction) and returns the ack payload:
+/// the caller authorised here, the command run by [`crate::handlers::slash`], its answer
+/// rendered. Only failures that must roll the transaction back are errors (the database's,
+/// stored data that cannot be read); everything a user can cause is a reply.
 pub async fn handle<C: ConnectionTrait>(
     conn: &C,
     settings: &SlashSettings,
@@ -203,91 +207,21 @@ pub async fn handle<C: ConnectionTrait>(
         Err(refusal) => return Ok(reply(&Mrkdwn::text(&refusal), None)),
     };
     let text = cmd.text.as_deref().unwrap_or("");
-    // Any worker may list their own tasks; everything else is for admins.
-    let own = command::parse(text);
-    if matches!(own, Some(Command::Tasks | Command::Availability)) {
-        let user = caller.slack_user_id.as_deref().unwrap_or_default();
-        let home = crate::home::load(conn, user, settings.policy, settings.working, now).await?;
-        let (text, blocks) = if own == Some(Command::Tasks) {
-            super::render::tasks_message(&home)
-        } else {
-            super::render::availability_message(&home)
-        };
-        let mut answer = reply(&text, None);
-        answer["blocks"] = blocks;
-        return Ok(answer);
-    }
-    if !caller.is_admin {
-        // A worker's `help` lists what they may use; everything else is for admins.
-        if command::parse(text) == Some(Command::Help) {
-            return Ok(worker_help_reply());
+    let answer =
+        handlers::slash::run(conn, &caller, text, settings.policy, settings.working, now).await?;
+    Ok(match answer {
+        SlashAnswer::NotAuthorized => reply(&Mrkdwn::text(NOT_AUTHORIZED), None),
+        SlashAnswer::WorkerHelp => worker_help_reply(),
+        SlashAnswer::Help => help_reply(),
+        SlashAnswer::Tasks(home) => with_blocks(super::render::tasks_message(&home)),
+        SlashAnswer::Availability(home) => with_blocks(super::render::availability_message(&home)),
+        SlashAnswer::NotUnderstood { text } => {
+            let mut answer = crate::mrkdwn!("Sorry! We couldn't process your command: {}", text);
+            answer.push(&Mrkdwn::text(&format!("\n{}", usage_for(&text))));
+            reply(&answer, None)
         }
-        return Ok(reply(&Mrkdwn::text(NOT_AUTHORIZED), None));
-    }
-    let Some(parsed) = command::parse(text) else {
-        let mut answer = crate::mrkdwn!("Sorry! We couldn't process your command: {}", text);
-        answer.push(&Mrkdwn::text(&format!("\n{}", usage_for(text))));
-        return Ok(reply(&answer, None));
-    };
-    match parsed {
-        Command::Help => Ok(help_reply()),
-        Command::Staff { task } => {
-            let header = format!("staff {task}");
-            Ok(outcome(&header, staff(conn, &task, now).await?))
-        }
-        Command::Restaff { task, worker } => {
-            let shown = worker.display().to_string();
-            let header = format!("restaff {task} {shown}");
-            Ok(outcome(&header, restaff(conn, &task, &worker, now).await?))
-        }
-        // Answered above, for every worker.
-        Command::Tasks | Command::Availability => Ok(help_reply()),
-    }
-}
-
-/// `staff <task>`: starts staffing; the success or refusal text (the slash command's and the
-/// App Home's).
-pub async fn staff<C: ConnectionTrait>(
-    conn: &C,
-    task: &str,
-    now: DateTime<Utc>,
-) -> Result<Result<String, String>, Error> {
-    let id = match task_id(task) {
-        Ok(id) => id,
-        Err(msg) => return Ok(Err(msg)),
-    };
-    match requests::staff_task(conn, id, RequestCause::User, now).await {
-        Ok(_) => Ok(Ok(format!("Got it! I will start staffing task {task}!"))),
-        Err(Error::User(e)) => Ok(Err(requests::staff_error_text(task, &e))),
-        Err(e) => Err(e),
-    }
-}
-
-/// `restaff <task> <worker>`: starts looking for someone to replace the worker; the success or
-/// refusal text (the slash command's and the App Home's).
-pub async fn restaff<C: ConnectionTrait>(
-    conn: &C,
-    task: &str,
-    worker: &WorkerRef,
-    now: DateTime<Utc>,
-) -> Result<Result<String, String>, Error> {
-    let shown = worker.display();
-    let found = match worker {
-        WorkerRef::Name(name) => requests::find_worker_by_name(conn, name).await?,
-        WorkerRef::Mention { user_id, .. } => workers::by_slack_id(conn, user_id).await?,
-    };
-    let Some(w) = found else {
-        return Ok(Err(format!("Worker with username {shown} does not exist")));
-    };
-    let id = match task_id(task) {
-        Ok(id) => id,
-        Err(msg) => return Ok(Err(msg)),
-    };
-    match requests::restaff_task(conn, id, &w, shown, now).await {
-        Ok(_) => Ok(Ok(format!("Got it! I will start restaffing task {task}!"))),
-        Err(Error::User(e)) => Ok(Err(requests::staff_error_text(task, &e))),
-        Err(e) => Err(e),
-    }
+        SlashAnswer::Outcome { header, result } => outcome(&header, result),
+    })
 }
 
 #[cfg(test)]

@@ -43,17 +43,7 @@ pub fn build_client(api_url: &str) -> anyhow::Result<Arc<SlackHyperClient>> {
 }
 
 /// The result of one Web API call, classified for the outbox sender.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
-    /// Done; the response body (for `ts`, `channel`).
-    Sent(Value),
-    /// HTTP 429: wait this long before calling this method again.
-    RateLimited(Duration),
-    /// Worth retrying later (5xx, network, Slack-side trouble, a revoked token).
-    Transient(String),
-    /// Will never work (unknown channel or user, bad arguments): keep the error, stop.
-    Permanent(String),
-}
+pub use crate::delivery::Delivery;
 
 /// Error codes that mean "already done" for a method.
 fn already_done(method: &str, code: &str) -> bool {

@@ -61,6 +61,11 @@ pub enum SlackWrite {
 }
 
 impl SlackWrite {
+    /// Whether `method` reads (Slack takes its arguments as a query string, not a JSON body).
+    pub fn reads(method: &str) -> bool {
+        method == "users.info"
+    }
+
     pub fn method(&self) -> &'static str {
         match self {
             SlackWrite::PostMessage { .. } => "chat.postMessage",

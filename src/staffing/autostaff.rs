@@ -15,7 +15,7 @@ use rand::Rng;
 use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::Value;
 
-use super::batch::Pool;
+use super::pool::Pool;
 use crate::availability::{allowed_hours, fits, week_of};
 use crate::db;
 use crate::db::Role;
@@ -217,7 +217,7 @@ impl RequestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::staffing::batch::tests::candidate;
+    use crate::staffing::pool::tests::candidate;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

@@ -5,6 +5,7 @@
 pub mod autostaff;
 pub mod batch;
 pub mod policy;
+pub mod pool;
 pub mod reminders;
 pub mod respond;
 pub mod warnings;

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use super::batch::Pool;
+use super::pool::Pool;
 use crate::db::offers::OfferHistory;
 use crate::db::requests::Candidate;
 
@@ -277,7 +277,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    use crate::staffing::batch::tests::candidate;
+    use crate::staffing::pool::tests::candidate;
 
     const HORIZON: chrono::Duration = chrono::Duration::minutes(10);
 

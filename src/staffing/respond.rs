@@ -12,7 +12,7 @@ use crate::db::requests::RequestContext;
 use crate::db::{self, AssignmentStatus, RequestStatus};
 use crate::error::Result;
 use crate::lifecycle;
-use crate::messages::{ClickReply, Message, OfferOutcome, Outgoing};
+use crate::messages::{Message, OfferOutcome, Outgoing};
 use crate::outbox;
 use crate::requests::{OfferDm, final_message};
 
@@ -437,15 +437,6 @@ pub async fn on_offer_delivered<C: ConnectionTrait>(
         ts: Some(ts.to_string()),
     };
     queue_final(conn, &dm, &context, &facts.first_name, outcome, now).await
-}
-
-/// The ephemeral answer to a click that changes nothing, if any.
-pub fn click_reply(outcome: ClickOutcome) -> Option<ClickReply> {
-    match outcome {
-        ClickOutcome::NotYours => Some(ClickReply::NotYours),
-        ClickOutcome::CannotRejectAfterWin => Some(ClickReply::CannotRejectAfterWin),
-        _ => None,
-    }
 }
 
 /// Failed deliveries of one worker's offer of one request after which they are not asked

@@ -687,7 +687,7 @@ async fn a_refused_smtp_login_holds_email_offers_until_it_works_and_spends_none(
     assert_eq!(row.status, staffbot::db::OutboxStatus::Pending);
     // However long it lasts (past the 12 attempts other rows get), the offer waits, and the
     // channel is not told again.
-    let many = staffbot::slack::sender::MAX_ATTEMPTS + 5;
+    let many = staffbot::delivery::MAX_ATTEMPTS + 5;
     due_after(&t, many).await;
     let row = tried(&t, many + 1).await;
     assert_eq!(row.status, staffbot::db::OutboxStatus::Pending);

@@ -669,6 +669,12 @@ impl LogTap {
     /// A tap on everything `filter` lets through on this thread (the daemon's tasks run on it
     /// under a current-thread runtime), for as long as the guard lives.
     pub(crate) fn install(filter: &str) -> (LogTap, tracing::subscriber::DefaultGuard) {
+        // tracing-core asks only the registering thread's subscriber about a new callsite while
+        // a single dispatcher is alive ("just one"): another test's thread, without a tap, would
+        // then cache "never" for a callsite this tap wants. A second dispatcher that lives for
+        // the whole run keeps tracing asking every dispatcher.
+        static KEEP: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        KEEP.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
         let tap = LogTap::new();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(tap.clone())

@@ -10,10 +10,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use staffbot::clock::Clock;
 use staffbot::db::entities::{lease, staffing_inquiry};
 use staffbot::db::statement;
+use staffbot::delivery::Sender;
 use staffbot::lease::{is_lease_lost, try_lease};
 use staffbot::messages::Outgoing;
 use staffbot::outbox::enqueue;
-use staffbot::slack::sender::Sender;
 use staffbot::staffing::batch::{BatchSettings, run_once};
 
 use crate::common::note;

@@ -182,21 +182,25 @@ impl Harness {
 
     /// An outbox sender against the fake, without a daemon (the test runs its rounds), whose
     /// claims last `claim_ttl`.
-    pub fn sender(&self, name: &str, claim_ttl: Duration) -> staffbot::slack::sender::Sender {
+    pub fn sender(&self, name: &str, claim_ttl: Duration) -> staffbot::delivery::Sender {
         let client = staffbot::slack::web::build_client(&self.fake.api_url()).expect("client");
-        staffbot::slack::sender::Sender::new(
+        let web = Arc::new(staffbot::slack::web::MorphismWeb {
+            client,
+            bot_token: slack_morphism::prelude::SlackApiToken::new("xoxb-test".to_string().into()),
+            timeout: Duration::from_secs(5),
+        });
+        let to_slack = staffbot::slack::transport::SlackTransport::new(
             self.db().clone(),
-            Arc::new(staffbot::slack::web::MorphismWeb {
-                client,
-                bot_token: slack_morphism::prelude::SlackApiToken::new(
-                    "xoxb-test".to_string().into(),
-                ),
-                timeout: Duration::from_secs(5),
-            }),
+            web,
+            Arc::new(SystemClock),
+        );
+        staffbot::delivery::Sender::new(
+            self.db().clone(),
             Arc::new(SystemClock),
             claim_ttl,
             name.into(),
         )
+        .with_transport(Arc::new(to_slack))
         .with_call_timeout(Duration::from_secs(5))
     }
 

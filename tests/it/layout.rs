@@ -1,7 +1,8 @@
 //! The README's "Code layout" section is the tree's: every module of `src/` is in its layer
 //! table, each module imports only from its own layer or the layers above it in the table
-//! (lower layers), no two modules import each other (directly or around a circle), and no
-//! module outside `db` holds SQL or writes through the ORM.
+//! (lower layers), no two modules import each other (directly or around a circle), nor two
+//! files, the transports do not import each other, and no module outside `db` holds SQL or
+//! writes through the ORM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -250,4 +251,206 @@ fn only_db_holds_sql() {
         "SQL outside src/db:\n{}",
         found.join("\n")
     );
+}
+
+/// The module path of a file of `src/` (`slack/render/home.rs` → `slack::render::home`,
+/// `slack/mod.rs` → `slack`; `lib.rs` and `main.rs` → the crate root, empty).
+fn module_path(path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(src()).expect("under src");
+    let mut parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| c.as_os_str().to_str().map(str::to_string))
+        .collect();
+    let file = parts.pop().unwrap_or_default();
+    let stem = file.trim_end_matches(".rs");
+    if !matches!(stem, "mod" | "lib" | "main") {
+        parts.push(stem.to_string());
+    }
+    parts
+}
+
+/// Every path `code` names from `crate::`, `super::` or `self::`, groups (`{a, b::c}`)
+/// expanded, as written (the leading keyword kept).
+fn named_paths(code: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    let word = |i: usize| {
+        i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':')
+    };
+    for keyword in ["crate::", "super::", "self::"] {
+        for (i, _) in code.match_indices(keyword) {
+            if word(i) {
+                let head = keyword.trim_end_matches("::").to_string();
+                expand(&code[i + keyword.len()..], vec![head], &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The paths `rest` continues `prefix` with: identifiers joined by `::`, and groups.
+fn expand(rest: &str, mut prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut rest = rest;
+    loop {
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut end = group.len();
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let inner = &group[..end];
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, c) in inner.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        expand(inner[start..i].trim_start(), prefix.clone(), out);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            expand(inner[start..].trim_start(), prefix, out);
+            return;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() || name == "self" {
+            out.push(prefix);
+            return;
+        }
+        rest = &rest[name.len()..];
+        prefix.push(name);
+        match rest.strip_prefix("::") {
+            Some(more) => rest = more,
+            None => {
+                out.push(prefix);
+                return;
+            }
+        }
+    }
+}
+
+/// file module → the file modules it imports (a parent naming its own children is not an
+/// import: it declares them).
+fn file_graph() -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let mut paths = Vec::new();
+    files(&src(), &mut paths);
+    let known: BTreeSet<Vec<String>> = paths.iter().map(|p| module_path(p)).collect();
+    let mut graph = BTreeMap::new();
+    for path in &paths {
+        let me = module_path(path);
+        let mut deps = BTreeSet::new();
+        for named in named_paths(&code(path)) {
+            let mut target = match named[0].as_str() {
+                "crate" => Vec::new(),
+                "self" => me.clone(),
+                _ => me[..me.len().saturating_sub(1)].to_vec(),
+            };
+            let mut rest = &named[1..];
+            while rest.first().is_some_and(|s| s == "super") {
+                target.pop();
+                rest = &rest[1..];
+            }
+            target.extend(rest.iter().cloned());
+            while !target.is_empty() && !known.contains(&target) {
+                target.pop();
+            }
+            if !target.is_empty() && !target.starts_with(&me) {
+                deps.insert(target);
+            }
+        }
+        graph.insert(me, deps);
+    }
+    graph
+}
+
+#[test]
+fn no_import_circles_between_files() {
+    let graph = file_graph();
+    let name = |m: &Vec<String>| m.join("::");
+    let mut circles = Vec::new();
+    for start in graph.keys() {
+        // Depth-first, keeping the way taken, until the start comes round again.
+        let mut stack: Vec<(Vec<String>, Vec<Vec<String>>)> = graph[start]
+            .iter()
+            .map(|d| (d.clone(), vec![start.clone(), d.clone()]))
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some((m, way)) = stack.pop() {
+            if &m == start {
+                circles.push(way.iter().map(name).collect::<Vec<_>>().join(" → "));
+                break;
+            }
+            if seen.insert(m.clone()) {
+                for d in graph.get(&m).into_iter().flatten() {
+                    let mut next = way.clone();
+                    next.push(d.clone());
+                    stack.push((d.clone(), next));
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+    // The check reads what it should: a known import is seen.
+    let dispatch = vec!["slack".to_string(), "dispatch".to_string()];
+    assert!(
+        graph[&dispatch].contains(&vec!["handlers".to_string(), "offer".to_string()]),
+        "{:?}",
+        graph[&dispatch]
+    );
+}
+
+#[test]
+fn group_paths_are_expanded() {
+    let paths =
+        named_paths("use crate::handlers::{self, offer::{Via, answer}, home};\nuse super::x::Y;");
+    let shown: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        shown,
+        [
+            "crate::handlers",
+            "crate::handlers::offer::Via",
+            "crate::handlers::offer::answer",
+            "crate::handlers::home",
+            "super::x::Y"
+        ]
+    );
+}
+
+#[test]
+fn the_transports_do_not_import_each_other() {
+    let graph = graph();
+    for (from, to) in [
+        ("email", "slack"),
+        ("slack", "email"),
+        ("delivery", "slack"),
+        ("delivery", "email"),
+    ] {
+        assert!(
+            !graph[from].contains(to),
+            "{from} imports {to}: the transports are siblings below `delivery` and `handlers`"
+        );
+    }
 }

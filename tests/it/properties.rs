@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use staffbot::slack::command::{self, Command};
+use staffbot::handlers::command::{self, Command};
 use staffbot::slack::envelope::{BlockActions, Frame, SlashCommand, parse_frame};
 
 fn arb_json() -> impl Strategy<Value = Value> {

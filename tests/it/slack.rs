@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use slack_sim::Fault;
 use staffbot::db::entities::{outbox, staffing_request};
 use staffbot::db::{OutboxStatus, RequestCause, RequestStatus};
+use staffbot::delivery::Sender;
 use staffbot::lifecycle;
 use staffbot::messages::Outgoing;
 use staffbot::outbox::enqueue;
-use staffbot::slack::sender::Sender;
 use staffbot::workflow::rules::SubmitKind;
 
 use crate::common::{

@@ -12,7 +12,6 @@ use super::super::blocks::{
 };
 use super::super::mrkdwn::{ChannelLink, Mrkdwn};
 use super::offer_buttons;
-use crate::db::TaskStatus;
 use crate::home::{
     AdminHome, HomeAvailability, HomeData, HomeOffer, HomeTask, TaskAction, WorkflowStats,
 };
@@ -20,8 +19,7 @@ use crate::messages::Modal;
 use crate::mrkdwn;
 
 /// Shown to a Slack user who is no staffbot worker.
-pub const NOT_A_WORKER: &str =
-    "You are not a staffbot worker yet. Ask a staffing admin to add you (`staffbot worker add`).";
+pub use crate::messages::wording::NOT_A_WORKER;
 
 /// One list of the Home: its heading, its items (each a few blocks), how many there are in all
 /// (loaded or not), and what it says when empty.
@@ -217,18 +215,7 @@ pub fn ago(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
     }
 }
 
-/// A task status as the Home says it.
-pub fn status_text(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::AwaitingProcessing => "waiting for a worker",
-        TaskStatus::Processing => "in progress",
-        TaskStatus::PendingReview => "waiting for a reviewer",
-        TaskStatus::Reviewing => "under review",
-        TaskStatus::PostReviewProcessing => "returned by the reviewer",
-        TaskStatus::Complete => "complete",
-        TaskStatus::Aborted => "aborted",
-    }
-}
+pub use crate::home::status_text;
 
 fn offer_item(o: &HomeOffer, now: DateTime<Utc>) -> Vec<Value> {
     let c = &o.offer;
@@ -579,6 +566,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::db::TaskStatus;
     use crate::home::{HomeTask, RequestLine, TaskLine};
     use crate::messages::OfferContent;
 
