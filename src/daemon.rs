@@ -66,93 +66,6 @@ pub enum StartError {
     Other(#[from] anyhow::Error),
 }
 
-/// How often a loop's work runs: SanityBot and retention less often than the tick.
-fn period(which: crate::loops::Loop, config: &Config) -> Duration {
-    match which {
-        crate::loops::Loop::Sanity => config.sanitybot.interval,
-        crate::loops::Loop::Retention => crate::retention::EVERY,
-        _ => config.loops.tick_interval,
-    }
-}
-
-/// One periodic loop. It wakes often enough to renew its lease well before the lease lapses
-/// (every `tick_interval`, and at least every third of `loops.lease_ttl`), so one replica keeps
-/// it between runs (and `staffbot_lease_held` reads 1 there), and runs the loop every [`period`]
-/// while it holds the lease (at once after taking it over). What a run queues wakes the
-/// sender. A run whose lease passed to another process meanwhile writes nothing (every
-/// transaction it makes is fenced by the lease's token).
-async fn periodic(
-    which: crate::loops::Loop,
-    db: DatabaseConnection,
-    clock: Arc<dyn Clock>,
-    config: Config,
-    holder: String,
-    wake: Arc<Notify>,
-    cancel: CancellationToken,
-) {
-    let mut rng = crate::clock::rng_for(config.staffbot.random_seed);
-    let every = period(which, &config);
-    let ttl = config.loops.lease_ttl;
-    let mut interval = tokio::time::interval(
-        config
-            .loops
-            .tick_interval
-            .min(every)
-            .min(ttl / 3)
-            .max(Duration::from_millis(100)),
-    );
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let name = which.name();
-    // Registered up front, so they are scraped (as 0) before the first run.
-    let runs = metrics::counter!("staffbot_loop_runs_total", "loop" => name);
-    let seconds = metrics::histogram!("staffbot_loop_seconds", "loop" => name);
-    let mut last_run: Option<tokio::time::Instant> = None;
-    loop {
-        let tick = tokio::select! {
-            _ = cancel.cancelled() => break,
-            tick = interval.tick() => tick,
-        };
-        let lease = match crate::lease::try_lease(&db, name, &holder, ttl).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => {
-                last_run = None;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(loop_name = name, "cannot take the lease: {e}");
-                continue;
-            }
-        };
-        if last_run.is_some_and(|at| tick - at < every) {
-            continue;
-        }
-        last_run = Some(tick);
-        let now = clock.now();
-        let started = std::time::Instant::now();
-        let result = crate::loops::run_loop_once(&db, which, &lease, &config, now, &mut rng).await;
-        runs.increment(1);
-        seconds.record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(outcome) if outcome.queued => {
-                tracing::info!(loop_name = name, "{}", outcome.summary);
-                wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(e) if crate::lease::is_lease_lost(&e) => {
-                tracing::warn!(
-                    loop_name = name,
-                    "the lease passed to another process during this run; its last writes were rolled back"
-                );
-                last_run = None;
-            }
-            Err(e) => tracing::error!(loop_name = name, "run failed: {e}"),
-        }
-    }
-    if let Err(e) = crate::lease::release(&db, name, &holder).await {
-        tracing::warn!(loop_name = name, "could not release the lease: {e}");
-    }
-}
-
 /// A running daemon.
 pub struct Daemon {
     pub cancel: CancellationToken,
@@ -309,27 +222,31 @@ fn spawn_checkpointer(
     })
 }
 
-/// Every periodic loop, each in its own task.
+/// Every periodic loop ([`crate::loops::works`]: the mailbox too, where replies are read),
+/// each in its own task.
 fn spawn_loops(
     config: &Config,
-    db: &DatabaseConnection,
-    clock: &Arc<dyn Clock>,
+    (db, clock): (&DatabaseConnection, &Arc<dyn Clock>),
+    mail: Option<(&EmailOut, crate::email::inbox::ImapTarget)>,
     holder: &str,
     outbox_wake: &Arc<Notify>,
     cancel: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    crate::loops::Loop::ALL
+    if let Some((_, target)) = &mail {
+        tracing::info!(mailbox = ?target, "reading email replies");
+    }
+    let settings = crate::loops::runner::RunnerSettings {
+        db: db.clone(),
+        clock: clock.clone(),
+        holder: holder.to_string(),
+        lease_ttl: config.loops.lease_ttl,
+        wake: outbox_wake.clone(),
+    };
+    crate::loops::works(config, db, clock, mail)
         .into_iter()
-        .map(|which| {
-            tokio::spawn(periodic(
-                which,
-                db.clone(),
-                clock.clone(),
-                config.clone(),
-                holder.to_string(),
-                outbox_wake.clone(),
-                cancel.child_token(),
-            ))
+        .map(|work| {
+            let run = crate::loops::runner::run(work, settings.clone(), cancel.child_token());
+            tokio::spawn(run)
         })
         .collect()
 }
@@ -416,36 +333,6 @@ pub fn email_setup(
     Ok((Some(Arc::new(mail)), target))
 }
 
-/// The mailbox loop, when replies are read.
-fn spawn_inbox(
-    config: &Config,
-    db: &DatabaseConnection,
-    clock: &Arc<dyn Clock>,
-    email: (&EmailOut, crate::email::inbox::ImapTarget),
-    holder: &str,
-    outbox_wake: &Arc<Notify>,
-    cancel: &CancellationToken,
-) -> JoinHandle<()> {
-    let (mail, target) = email;
-    tracing::info!(mailbox = ?target, "reading email replies");
-    let inbox = crate::email::inbox::Inbox {
-        db: db.clone(),
-        clock: clock.clone(),
-        target,
-        settings: mail.settings.clone(),
-        notices: config.notices(),
-        timeout: (config.loops.lease_ttl / 2).max(Duration::from_secs(1)),
-    };
-    let run = crate::email::inbox::InboxLoop {
-        inbox,
-        holder: holder.to_string(),
-        lease_ttl: config.loops.lease_ttl,
-        poll: config.email.poll_interval,
-        wake: outbox_wake.clone(),
-    };
-    tokio::spawn(run.run(cancel.child_token()))
-}
-
 /// What an orderly shutdown stops, in order.
 struct Running {
     socket: SocketMode,
@@ -518,19 +405,8 @@ impl Daemon {
         // Registered up front, so it is scraped (as 0) before the first refusal.
         metrics::counter!("staffbot_offers_undeliverable_total").increment(0);
         metrics::counter!("staffbot_outbox_claims_lost_total").increment(0);
-        let mut loops = spawn_loops(config, &db, &clock, &name, &outbox_wake, &cancel);
-        if let (Some(mail), Some(target)) = (&mail, imap) {
-            let email = (mail.as_ref(), target);
-            loops.push(spawn_inbox(
-                config,
-                &db,
-                &clock,
-                email,
-                &name,
-                &outbox_wake,
-                &cancel,
-            ));
-        }
+        let reading = mail.as_deref().zip(imap);
+        let loops = spawn_loops(config, (&db, &clock), reading, &name, &outbox_wake, &cancel);
         let out = (slack, mail);
         let sender = spawn_sender(config, db, clock, out, &name, &outbox_wake, &cancel);
         let running = Running {

@@ -13,7 +13,7 @@ use slack_morphism::prelude::SlackApiToken;
 use super::App;
 use crate::delivery::{Route, Sender};
 use crate::lease::try_lease;
-use crate::loops::{Loop, run_loop_once};
+use crate::loops::Loop;
 use crate::slack::render::RenderContext;
 use crate::slack::transport::SlackTransport;
 use crate::slack::web::{self, MorphismWeb};
@@ -37,95 +37,46 @@ enum Which {
     All,
 }
 
+impl Which {
+    /// Whether it runs the work named `name`.
+    fn runs(self, name: &str) -> bool {
+        let only = match self {
+            Which::All => return true,
+            Which::Staffing => Loop::Staffing.name(),
+            Which::Reminders => Loop::Reminders.name(),
+            Which::Warnings => Loop::Warnings.name(),
+            Which::Sanity => Loop::Sanity.name(),
+            Which::Retention => Loop::Retention.name(),
+            Which::Machine => Loop::Machine.name(),
+            Which::Mail => crate::email::inbox::LEASE,
+        };
+        name == only
+    }
+}
+
 pub async fn run(app: &App, args: TickArgs) -> anyhow::Result<()> {
     let holder = crate::clock::instance_name();
     let ttl = app.config.loops.lease_ttl;
-    let loops: Vec<Loop> = match args.which {
-        Which::Staffing => vec![Loop::Staffing],
-        Which::Reminders => vec![Loop::Reminders],
-        Which::Warnings => vec![Loop::Warnings],
-        Which::Sanity => vec![Loop::Sanity],
-        Which::Retention => vec![Loop::Retention],
-        Which::Machine => vec![Loop::Machine],
-        Which::Mail => Vec::new(),
-        Which::All => Loop::ALL.to_vec(),
-    };
-    let mut rng = app.rng();
-    for which in loops {
-        let name = which.name();
+    let (mail, target) = crate::daemon::email_setup(&app.config)?;
+    let reading = mail.as_deref().zip(target);
+    if args.which == Which::Mail && reading.is_none() {
+        outln!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
+    }
+    let works = crate::loops::works(&app.config, &app.db, &app.clock, reading);
+    for mut work in works.into_iter().filter(|w| args.which.runs(w.name())) {
+        let name = work.name();
         match try_lease(&app.db, name, &holder, ttl).await? {
             None => outln!("{name}: skipped (another process holds the {name} lease)"),
             Some(lease) => {
-                let outcome = run_loop_once(
-                    &app.db,
-                    which,
-                    &lease,
-                    &app.config,
-                    app.clock.now(),
-                    &mut rng,
-                )
-                .await;
+                let outcome = work.run_once(&lease, app.clock.now()).await;
+                work.let_go().await;
                 crate::lease::release(&app.db, name, &holder).await?;
-                outln!("{name}: {}", outcome?.summary);
+                let outcome = outcome.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                outln!("{name}: {}", outcome.summary);
             }
         }
     }
-    if matches!(args.which, Which::Mail | Which::All) {
-        read_mail(app, &holder, args.which == Which::Mail).await?;
-    }
     deliver(app, &holder).await
-}
-
-/// One read of the mailbox (email replies to offers), under the `mail` lease. `say_off`: say so
-/// when replies are not read.
-async fn read_mail(app: &App, holder: &str, say_off: bool) -> anyhow::Result<()> {
-    use crate::email::inbox::{self, Inbox};
-    let (mail, target) = crate::daemon::email_setup(&app.config)?;
-    let (Some(mail), Some(target)) = (mail, target) else {
-        if say_off {
-            outln!("mail: off (email.smtp_url, email.from and email.imap_url are not all set)");
-        }
-        return Ok(());
-    };
-    let Some(lease) = try_lease(&app.db, inbox::LEASE, holder, app.config.loops.lease_ttl).await?
-    else {
-        outln!("mail: skipped (another process holds the mail lease)");
-        return Ok(());
-    };
-    let inbox = Inbox {
-        db: app.db.clone(),
-        clock: Arc::clone(&app.clock),
-        target: target.clone(),
-        settings: mail.settings.clone(),
-        notices: app.config.notices(),
-        timeout: CALL_TIMEOUT,
-    };
-    let read = async {
-        let mut session = inbox::connect(&target, CALL_TIMEOUT)
-            .await
-            .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
-        let report = inbox.run_once(&mut session, &lease).await;
-        let _ = session.logout().await;
-        Ok::<_, anyhow::Error>(report?)
-    }
-    .await;
-    crate::lease::release(&app.db, inbox::LEASE, holder).await?;
-    let r = read?;
-    let failed = if r.failed > 0 {
-        format!(
-            ", {} left in the mailbox for the next run (see the log)",
-            r.failed
-        )
-    } else {
-        String::new()
-    };
-    outln!(
-        "mail: {} read, {} answer(s) applied, {} ignored or handled before{failed}",
-        r.read,
-        r.answered,
-        r.ignored
-    );
-    Ok(())
 }
 
 /// The longest one Web API call of `tick` may take.

@@ -264,49 +264,35 @@ async fn assign<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, Outgoing)>> {
     let context = &click.context;
-    let facts = lifecycle::TaskFacts {
-        id: context.task_id,
-        status: click.task_status,
-        step_id: context.step_id,
-        project_id: context.project_id,
-    };
-    let certified = context.required_count == 0 || click.held_count == context.required_count;
-    let assigned =
-        lifecycle::assign_prepared(conn, facts, existing, click.worker_id, certified, now).await?;
-    let assignment = &assigned.assignment;
-    let mut messages = lifecycle::welcome_messages(
-        context.slack_channel_id.as_deref(),
-        context.project_id,
-        assignment.id,
-        assignment.handovers,
-        click.worker_id,
-        &click.clicker_username,
-        click.clicker_slack_id.as_deref(),
-    );
-    let facts = lifecycle::NoticeFacts {
-        task_id: context.task_id,
-        version_slug: &context.version_slug,
-        project_description: &context.short_description,
-        step_slug: &context.step_slug,
-        channel: context.slack_channel_id.as_deref(),
-    };
-    let worker = lifecycle::NoticeWorker {
-        username: &click.clicker_username,
-        slack_id: click.clicker_slack_id.as_deref(),
-        email: &click.clicker_email,
-        notify: click.clicker_notify,
-    };
-    messages.extend(lifecycle::status_notices(
-        notices,
-        facts,
-        worker,
-        assigned.notice(match how {
+    let winner = lifecycle::Winner {
+        task: lifecycle::TaskFacts {
+            id: context.task_id,
+            status: click.task_status,
+            step_id: context.step_id,
+            project_id: context.project_id,
+        },
+        existing,
+        worker_id: click.worker_id,
+        worker: lifecycle::NoticeWorker {
+            username: &click.clicker_username,
+            slack_id: click.clicker_slack_id.as_deref(),
+            email: &click.clicker_email,
+            notify: click.clicker_notify,
+        },
+        certified: context.required_count == 0 || click.held_count == context.required_count,
+        notice: lifecycle::NoticeFacts {
+            task_id: context.task_id,
+            version_slug: &context.version_slug,
+            project_description: &context.short_description,
+            step_slug: &context.step_slug,
+            channel: context.slack_channel_id.as_deref(),
+        },
+        by: match how {
             Winning::Accepted => lifecycle::AssignedBy::Person,
             Winning::AutoStaffed => lifecycle::AssignedBy::Policy,
-        }),
-        assigned.status_changes,
-    ));
-    Ok(messages)
+        },
+    };
+    lifecycle::won(conn, winner, notices, now).await
 }
 
 /// Every other offer of the request still open says the task was taken.

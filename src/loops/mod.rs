@@ -1,10 +1,19 @@
-//! The periodic loops: which there are, and running one once under its lease (see
-//! [`crate::lease`]); the daemon schedules them.
+//! The periodic work: which loops there are ([`Loop`]), each as a [`Work`] built from the
+//! configuration ([`works`]: the one list the daemon runs and `staffbot tick` reads), run once
+//! under its lease (see [`crate::lease`]) or kept running by one runner ([`runner::run`]).
+
+mod mailbox;
+pub mod runner;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio_util::sync::CancellationToken;
 
 use crate::lease::LeaseProof;
+pub use mailbox::Mailbox;
 
 /// The periodic loops, by lease name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +27,8 @@ pub enum Loop {
 }
 
 impl Loop {
+    /// The loops every replica runs (`staffbot_lease_held` reports each); the mailbox
+    /// ([`Mailbox`]) runs besides them where replies are read.
     pub const ALL: [Loop; 6] = [
         Loop::Staffing,
         Loop::Machine,
@@ -37,6 +48,132 @@ impl Loop {
             Loop::Machine => "machine",
         }
     }
+
+    /// How often it runs while this process holds its lease: SanityBot and retention less
+    /// often than the tick.
+    pub fn period(self, config: &crate::config::Config) -> Duration {
+        match self {
+            Loop::Sanity => config.sanitybot.interval,
+            Loop::Retention => crate::retention::EVERY,
+            _ => config.loops.tick_interval,
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Staffbot(#[from] crate::error::Error),
+    /// The mailbox could not be read (IMAP).
+    #[error("{0}")]
+    Mailbox(String),
+}
+
+impl LoopError {
+    /// The lease passed to another process during the run (its writes were rolled back).
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, LoopError::Staffbot(e) if crate::lease::is_lease_lost(e))
+    }
+}
+
+/// One periodic piece of work.
+#[async_trait::async_trait]
+pub trait Work: Send {
+    /// Its name, which is its lease's.
+    fn name(&self) -> &'static str;
+    /// How often it runs while this process holds its lease (zero: at every wake).
+    fn period(&self) -> Duration;
+    /// How often it wakes at least (to renew its lease, and to run when its period is over).
+    fn tick(&self) -> Duration;
+    /// Runs once, under `lease`.
+    async fn run_once(
+        &mut self,
+        lease: &LeaseProof,
+        now: DateTime<Utc>,
+    ) -> Result<LoopOutcome, LoopError>;
+    /// Waits for the next wake: `interval`'s next tick by default (the mailbox waits for new
+    /// mail instead). Returns at once when `cancel` is cancelled.
+    async fn wait(
+        &mut self,
+        interval: &mut tokio::time::Interval,
+        cancel: &CancellationToken,
+    ) -> tokio::time::Instant {
+        tokio::select! {
+            _ = cancel.cancelled() => tokio::time::Instant::now(),
+            tick = interval.tick() => tick,
+        }
+    }
+    /// This process no longer holds the lease, or stops: lets go of what the work keeps open
+    /// (the mailbox's connection).
+    async fn let_go(&mut self) {}
+}
+
+/// A loop that runs [`run_loop_once`] on a timer.
+pub struct Timed {
+    which: Loop,
+    db: DatabaseConnection,
+    config: crate::config::Config,
+    rng: rand::rngs::StdRng,
+}
+
+impl Timed {
+    pub fn from_config(
+        which: Loop,
+        config: &crate::config::Config,
+        db: &DatabaseConnection,
+    ) -> Timed {
+        Timed {
+            which,
+            db: db.clone(),
+            config: config.clone(),
+            rng: crate::clock::rng_for(config.staffbot.random_seed),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Work for Timed {
+    fn name(&self) -> &'static str {
+        self.which.name()
+    }
+
+    fn period(&self) -> Duration {
+        self.which.period(&self.config)
+    }
+
+    fn tick(&self) -> Duration {
+        self.config.loops.tick_interval
+    }
+
+    async fn run_once(
+        &mut self,
+        lease: &LeaseProof,
+        now: DateTime<Utc>,
+    ) -> Result<LoopOutcome, LoopError> {
+        let (db, config) = (&self.db, &self.config);
+        Ok(run_loop_once(db, self.which, lease, config, now, &mut self.rng).await?)
+    }
+}
+
+/// Every periodic loop this configuration runs, in [`Loop::ALL`]'s order, then the mailbox
+/// where replies are read (`mail`: email as configured, from `daemon::email_setup`).
+pub fn works(
+    config: &crate::config::Config,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn crate::clock::Clock>,
+    mail: Option<(&crate::email::EmailOut, crate::email::inbox::ImapTarget)>,
+) -> Vec<Box<dyn Work>> {
+    let mut out: Vec<Box<dyn Work>> = Loop::ALL
+        .into_iter()
+        .map(|which| Box::new(Timed::from_config(which, config, db)) as Box<dyn Work>)
+        .collect();
+    if let Some((email, target)) = mail {
+        out.push(Box::new(Mailbox::from_config(
+            config, db, clock, email, target,
+        )));
+    }
+    out
 }
 
 /// What one run of a loop did, in words (for `tick` and the logs), and whether it queued
