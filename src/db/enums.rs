@@ -195,24 +195,30 @@ impl Notify {
     }
 }
 
+/// The enums whose stored text queries name, by type name.
+const SQL_ENUMS: &[(&str, &[(&str, &str)])] = &[
+    ("TaskStatus", TaskStatus::SQL_NAMES),
+    ("ProjectStatus", ProjectStatus::SQL_NAMES),
+    ("AssignmentStatus", AssignmentStatus::SQL_NAMES),
+    ("Role", Role::SQL_NAMES),
+    ("RequestStatus", RequestStatus::SQL_NAMES),
+    ("RequestCause", RequestCause::SQL_NAMES),
+    ("InquiryMethod", InquiryMethod::SQL_NAMES),
+    ("OutboxStatus", OutboxStatus::SQL_NAMES),
+    ("DependencyKind", DependencyKind::SQL_NAMES),
+    ("Notify", Notify::SQL_NAMES),
+];
+
 /// SQL text with every `{Enum::Variant}` (e.g. `{RequestStatus::Closed}`) replaced by that
 /// variant's stored text as an SQL literal (`'closed'`): queries name statuses and roles through
 /// the enums, so the stored strings are written in one place. Built once per query (callers keep
-/// the result in a `LazyLock`). Panics on a name that is not a variant: a typo in a query.
+/// the result in a `LazyLock`). Panics on a name that is not a variant: a typo in a query, which
+/// a unit test finds first (it reads every name in `src/db`).
 pub fn sql(template: &str) -> String {
-    let names: Vec<(&str, &str)> = [
-        TaskStatus::SQL_NAMES,
-        ProjectStatus::SQL_NAMES,
-        AssignmentStatus::SQL_NAMES,
-        Role::SQL_NAMES,
-        RequestStatus::SQL_NAMES,
-        RequestCause::SQL_NAMES,
-        InquiryMethod::SQL_NAMES,
-        OutboxStatus::SQL_NAMES,
-        DependencyKind::SQL_NAMES,
-        Notify::SQL_NAMES,
-    ]
-    .concat();
+    let names: Vec<(&str, &str)> = SQL_ENUMS
+        .iter()
+        .flat_map(|(_, n)| n.iter().copied())
+        .collect();
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -244,5 +250,41 @@ mod sql_tests {
             "status <> 'closed' AND role = 'entry_level'"
         );
         assert_eq!(super::sql("no names"), "no names");
+    }
+
+    /// Every `{Enum::Variant}` the store modules write names a stored variant: a typo fails
+    /// here, not when its query first runs.
+    #[test]
+    fn every_enum_name_in_the_queries_is_a_variant() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("src/db") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for (at, _) in text.match_indices('{') {
+                let rest = &text[at + 1..];
+                let Some(end) = rest.find('}') else { continue };
+                let name = &rest[..end];
+                let Some((kind, variant)) = name.split_once("::") else {
+                    continue;
+                };
+                let known = kind.chars().next().is_some_and(char::is_uppercase)
+                    && variant.chars().all(char::is_alphanumeric)
+                    && super::SQL_ENUMS.iter().any(|(k, _)| *k == kind);
+                if !known {
+                    continue;
+                }
+                // Panics (and so fails) on a name that is not a variant.
+                let _ = super::sql(&format!("{{{name}}}"));
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 40,
+            "only {checked} names found: the scan reads nothing"
+        );
     }
 }
