@@ -227,7 +227,7 @@ async fn sigkill_mid_batch_then_restart_posts_every_offer_once() {
     let tasks = world(&t.db, &fake, workers, 2, true).await;
     let users: Vec<String> = (0..workers).map(worker_id).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = "[staffbot]\nworker_batch_size = 8\nbatch_frequency = \"1h\"\n\
+    let config = "[staffbot]\nworker_batch_size = 8\nbatch_frequency = \"1h\"\nworking_hours_enforced = false\n\
                   [loops]\ntick_interval = \"100ms\"\nlease_ttl = \"3s\"\n";
 
     // The two "Got it!" posts and three offers are answered; Slack stores the fourth offer but
@@ -803,7 +803,7 @@ async fn a_flood_of_a_thousand_envelopes_is_acked_with_no_error() {
     let tasks = world(&t.db, &fake, workers, 1, true).await;
     let users: Vec<String> = (0..workers).map(worker_id).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = "[staffbot]\nworker_batch_size = 50\nbatch_frequency = \"1h\"\n\
+    let config = "[staffbot]\nworker_batch_size = 50\nbatch_frequency = \"1h\"\nworking_hours_enforced = false\n\
                   [loops]\ntick_interval = \"200ms\"\nlease_ttl = \"3s\"\n";
     let hellos = fake.hellos_sent();
     let daemon = serve(&fake, &t.url, dir.path(), config, "serve.log");
@@ -937,7 +937,7 @@ async fn a_paused_lease_holder_writes_nothing_after_it_resumes() {
     let workers = 6;
     let users: Vec<String> = (0..workers).map(worker_id).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\n\
+    let config = "[staffbot]\nworker_batch_size = 2\nbatch_frequency = \"1s\"\nworking_hours_enforced = false\n\
                   [loops]\ntick_interval = \"100ms\"\nlease_ttl = \"2s\"\n";
     let first = serve(&fake, &t.url, dir.path(), config, "first.log");
     let deadline = Instant::now() + WAIT;
