@@ -3,29 +3,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use crate::Inner;
 use crate::fixtures;
 use crate::state::{Conn, Outgoing};
 
+/// The server side of one Socket Mode connection.
+type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
 /// How long to wait for the client's Close reply after our Close frame.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_millis(500);
 
 /// `GET /link/?ticket=…&app_id=…[&debug_reconnects=true]`.
-pub(crate) async fn link(
-    State(inner): State<Arc<Inner>>,
-    RawQuery(query): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ticket = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+pub(crate) async fn link(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+    let ticket = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "ticket")
         .map(|(_, v)| v.into_owned());
     let valid = ticket
@@ -35,21 +39,102 @@ pub(crate) async fn link(
         tracing::debug!(?ticket, "slack-sim: rejected WebSocket ticket");
         return (
             StatusCode::UNAUTHORIZED,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [(header::CONTENT_TYPE, "application/json")],
             json!({"ok": false, "error": "invalid_ticket"}).to_string(),
         )
             .into_response();
     }
-    let upgrade = match upgrade {
-        Ok(u) => u,
-        Err(rejection) => return rejection.into_response(),
+    let accept_key = match check_upgrade(&request) {
+        Ok(key) => derive_accept_key(key.as_bytes()),
+        Err((status, body)) => {
+            tracing::debug!(%status, body, "slack-sim: rejected WebSocket upgrade");
+            return (status, body).into_response();
+        }
     };
     let consumed = ticket.is_some_and(|t| inner.update(|s| s.tickets.remove(&t)));
     if !consumed {
         // Another request used the ticket in the meantime.
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    upgrade.on_upgrade(move |socket| accept(inner, socket))
+    let on_upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        // Fails when the client goes away before the switch; nothing to clean up then.
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        accept(inner, socket).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, HeaderValue::from_static("upgrade"))
+        .header(header::UPGRADE, HeaderValue::from_static("websocket"))
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
+        .body(Body::empty())
+        .expect("a valid 101 response")
+}
+
+/// An HTTP/1.1 WebSocket upgrade request's checks, in the order (and with the statuses and
+/// texts) of axum's `WebSocketUpgrade` extractor; returns the `Sec-WebSocket-Key`.
+fn check_upgrade(request: &Request) -> Result<&HeaderValue, (StatusCode, &'static str)> {
+    let headers = request.headers();
+    if request.method() != Method::GET {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request method must be `GET`",
+        ));
+    }
+    if !header_contains(headers, header::CONNECTION, "upgrade") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Connection header did not include 'upgrade'",
+        ));
+    }
+    if !header_eq(headers, header::UPGRADE, "websocket") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`Upgrade` header did not include 'websocket'",
+        ));
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`Sec-WebSocket-Key` header missing",
+        ));
+    };
+    if !header_eq(headers, header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "`Sec-WebSocket-Version` header did not include '13'",
+        ));
+    }
+    if request
+        .extensions()
+        .get::<hyper::upgrade::OnUpgrade>()
+        .is_none()
+    {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        ));
+    }
+    Ok(key)
+}
+
+/// The header is present and equals `value`, ignoring ASCII case.
+fn header_eq(headers: &HeaderMap, key: HeaderName, value: &str) -> bool {
+    headers
+        .get(&key)
+        .is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+/// The header is present, UTF-8, and contains `value` (lower case) once lower-cased.
+fn header_contains(headers: &HeaderMap, key: HeaderName, value: &str) -> bool {
+    headers
+        .get(&key)
+        .and_then(|h| std::str::from_utf8(h.as_bytes()).ok())
+        .is_some_and(|h| h.to_ascii_lowercase().contains(value))
 }
 
 /// Registers the connection and hands the socket to its own task (so it can be aborted).
@@ -143,7 +228,7 @@ async fn run(
                 }
                 Some(Outgoing::Close) => {
                     let close = Message::Close(Some(CloseFrame {
-                        code: close_code::NORMAL,
+                        code: CloseCode::Normal,
                         reason: "".into(),
                     }));
                     if sink.send(close).await.is_ok() {
