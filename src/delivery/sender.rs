@@ -50,6 +50,15 @@ pub struct Sender {
     unreadable: std::sync::Mutex<HashSet<i64>>,
 }
 
+/// A row that failed for good: what recording it needs.
+struct Failed<'a> {
+    row: &'a Row,
+    route: Route,
+    follow_up: Option<FollowUp>,
+    /// Its attempts, this one included.
+    attempts: i32,
+}
+
 /// A claimed row, rendered into its call.
 struct Claimed {
     row: Row,
@@ -238,18 +247,13 @@ impl Sender {
             }
             Prepared::Refused { error, follow_up } => {
                 tracing::error!(id = row.id, key = %row.dedupe_key, "not delivered: {error}");
-                let attempts = row.attempts + 1;
-                let c = Claimed {
-                    row,
+                let failed = Failed {
+                    row: &row,
                     route,
-                    call: Call {
-                        method: "none",
-                        body: Value::Null,
-                        follow_up,
-                        in_doubt: InDoubt::Repeat,
-                    },
+                    follow_up,
+                    attempts: row.attempts + 1,
                 };
-                self.record_failed(token, &c, error, attempts, self.clock.now())
+                self.record_failed(token, failed, error, self.clock.now())
                     .await?;
                 report.failed += 1;
                 Ok(None)
@@ -477,7 +481,13 @@ impl Sender {
                 report.retried += 1;
             }
             Delivery::Transient(error) | Delivery::Permanent(error) => {
-                self.record_failed(token, &c, error, attempts, now).await?;
+                let failed = Failed {
+                    row: &c.row,
+                    route: c.route,
+                    follow_up: c.call.follow_up.clone(),
+                    attempts,
+                };
+                self.record_failed(token, failed, error, now).await?;
                 report.failed += 1;
             }
         }
@@ -591,28 +601,27 @@ impl Sender {
     async fn record_failed(
         &self,
         token: &str,
-        c: &Claimed,
+        failed: Failed<'_>,
         error: String,
-        attempts: i32,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
+        let Failed {
+            row,
+            route,
+            follow_up,
+            attempts,
+        } = failed;
         tracing::error!(attempts, "delivery failed for good: {error}");
         let tx = db::begin_write(&self.db).await?;
         let recorded = async {
-            let failed = Finish::Failed {
+            let finish = Finish::Failed {
                 attempts,
                 error: error.clone(),
             };
-            if db::outbox::finish(&tx, c.row.id, token, failed).await? {
-                after_failure(
-                    &tx,
-                    c.call.follow_up.clone(),
-                    &error,
-                    c.route == Route::Email,
-                    self.staffing_channel.as_deref(),
-                    now,
-                )
-                .await?;
+            if db::outbox::finish(&tx, row.id, token, finish).await? {
+                let by_email = route == Route::Email;
+                let channel = self.staffing_channel.as_deref();
+                after_failure(&tx, follow_up, &error, by_email, channel, now).await?;
             }
             Ok::<_, DbErr>(())
         }
