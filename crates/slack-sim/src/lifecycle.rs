@@ -117,24 +117,7 @@ impl FakeSlack {
         }
         let mut frame = fixtures::load(fixtures::DISCONNECT);
         frame["reason"] = json!(reason);
-        let frame = frame.to_string();
-        let mut writes = Vec::new();
-        for (_, tx) in &targets {
-            let (done, written) = oneshot::channel();
-            if tx
-                .send(Outgoing::Text {
-                    text: frame.clone(),
-                    envelope_id: None,
-                    done,
-                })
-                .is_ok()
-            {
-                writes.push(written);
-            }
-        }
-        for written in writes {
-            let _ = written.await;
-        }
+        write_all(targets.iter().map(|(_, tx)| tx), &frame.to_string()).await;
         tokio::time::sleep(DISCONNECT_GRACE).await;
         for (_, tx) in &targets {
             let _ = tx.send(Outgoing::Close);
@@ -152,20 +135,7 @@ impl FakeSlack {
             .read(|s| s.conns.values().map(|c| c.tx.clone()).collect());
         let mut frame = fixtures::load(fixtures::DISCONNECT);
         frame["reason"] = json!(reason);
-        let frame = frame.to_string();
-        for tx in targets {
-            let (done, written) = oneshot::channel();
-            if tx
-                .send(Outgoing::Text {
-                    text: frame.clone(),
-                    envelope_id: None,
-                    done,
-                })
-                .is_ok()
-            {
-                let _ = written.await;
-            }
-        }
+        write_all(targets.iter(), &frame.to_string()).await;
     }
 
     /// Makes every open connection half-open: the fake stops reading it (client pings go
@@ -213,5 +183,28 @@ impl FakeSlack {
         if !gone {
             tracing::warn!("slack-sim: sockets still open {TEARDOWN_WAIT:?} after teardown");
         }
+    }
+}
+
+/// Sends `frame` on every connection of `targets` and waits until each has written it (or is
+/// gone).
+async fn write_all<'a>(
+    targets: impl Iterator<Item = &'a tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+    frame: &str,
+) {
+    let mut writes = Vec::new();
+    for tx in targets {
+        let (done, written) = oneshot::channel();
+        let text = Outgoing::Text {
+            text: frame.to_string(),
+            envelope_id: None,
+            done,
+        };
+        if tx.send(text).is_ok() {
+            writes.push(written);
+        }
+    }
+    for written in writes {
+        let _ = written.await;
     }
 }
